@@ -1,0 +1,381 @@
+package state
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+)
+
+// Handler receives objects from a source. Upserts carry the whole new object; deletes
+// name it. The Tracker implements it; sources are tested against fakes of it.
+type Handler interface {
+	UpsertService(svc *v1.Service)
+	DeleteService(namespace, name string)
+	UpsertEndpointSlice(es *discovery.EndpointSlice)
+	DeleteEndpointSlice(namespace, name string)
+	UpsertNode(node *v1.Node)
+	DeleteNode(name string)
+}
+
+// Options configure a Tracker.
+type Options struct {
+	// NodeName is this node; endpoints on it are local.
+	NodeName string
+	// ValidateScheduler checks a kproxy.dev/scheduler annotation; nil accepts any name.
+	ValidateScheduler func(name string, flags []string) error
+	// Reject is told about an object or field kproxy cannot use (for a log line and a
+	// metric). object is "Service ns/name" or "EndpointSlice ns/name".
+	Reject func(object string, err error)
+	// OnChange is called, outside the Tracker's lock, after each event that changed
+	// something, so that a runner can schedule a sync.
+	OnChange func()
+}
+
+// TriggerTimeAnnotation is set by the endpoint controllers on EndpointSlices.
+const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
+
+// Tracker applies source events and produces Snapshots. Repeated updates to the
+// same object collapse; an update that changes nothing a proxy uses is dropped.
+type Tracker struct {
+	opts Options
+
+	mu          sync.Mutex
+	services    map[string]*v1.Service
+	slices      map[string]*discovery.EndpointSlice
+	slicesBySvc map[string]map[string]struct{}
+	node        *v1.Node
+	dirty       map[string]struct{}
+	nodeDirty   bool
+	svcEvents   int
+	epEvents    int
+	triggers    []time.Time
+	prev        *Snapshot
+	// portNames indexes prev by Service, so a rebuild need not scan every port.
+	portNames map[string][]ServicePortName
+}
+
+var _ Handler = (*Tracker)(nil)
+
+// NewTracker returns an empty Tracker.
+func NewTracker(o Options) *Tracker {
+	return &Tracker{
+		opts:        o,
+		services:    map[string]*v1.Service{},
+		slices:      map[string]*discovery.EndpointSlice{},
+		slicesBySvc: map[string]map[string]struct{}{},
+		dirty:       map[string]struct{}{},
+		portNames:   map[string][]ServicePortName{},
+		prev: &Snapshot{
+			Services:  map[ServicePortName]*ServicePort{},
+			Endpoints: map[ServicePortName][]Endpoint{},
+			Node:      NodeInfo{Name: o.NodeName},
+		},
+	}
+}
+
+func key(ns, name string) string { return ns + "/" + name }
+
+// UpsertService records a new or updated Service.
+func (t *Tracker) UpsertService(svc *v1.Service) {
+	k := key(svc.Namespace, svc.Name)
+	t.update(func() bool {
+		if old := t.services[k]; old != nil && sameService(old, svc) {
+			return false
+		}
+		t.services[k] = svc
+		t.dirty[k] = struct{}{}
+		t.svcEvents++
+		return true
+	})
+}
+
+// DeleteService forgets a Service.
+func (t *Tracker) DeleteService(namespace, name string) {
+	k := key(namespace, name)
+	t.update(func() bool {
+		if _, ok := t.services[k]; !ok {
+			return false
+		}
+		delete(t.services, k)
+		t.dirty[k] = struct{}{}
+		t.svcEvents++
+		return true
+	})
+}
+
+// UpsertEndpointSlice records a new or updated EndpointSlice.
+func (t *Tracker) UpsertEndpointSlice(es *discovery.EndpointSlice) {
+	k := key(es.Namespace, es.Name)
+	t.update(func() bool {
+		old := t.slices[k]
+		if old != nil && sameSlice(old, es) {
+			return false
+		}
+		if old != nil {
+			t.unindexSlice(k, old)
+		}
+		t.slices[k] = es
+		svcKey := key(es.Namespace, SliceServiceName(es))
+		if t.slicesBySvc[svcKey] == nil {
+			t.slicesBySvc[svcKey] = map[string]struct{}{}
+		}
+		t.slicesBySvc[svcKey][k] = struct{}{}
+		t.dirty[svcKey] = struct{}{}
+		t.epEvents++
+		if ts, err := time.Parse(time.RFC3339Nano, es.Annotations[TriggerTimeAnnotation]); err == nil {
+			t.triggers = append(t.triggers, ts)
+		}
+		return true
+	})
+}
+
+// DeleteEndpointSlice forgets an EndpointSlice.
+func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
+	k := key(namespace, name)
+	t.update(func() bool {
+		old := t.slices[k]
+		if old == nil {
+			return false
+		}
+		t.unindexSlice(k, old)
+		delete(t.slices, k)
+		t.epEvents++
+		return true
+	})
+}
+
+func (t *Tracker) unindexSlice(k string, es *discovery.EndpointSlice) {
+	svcKey := key(es.Namespace, SliceServiceName(es))
+	delete(t.slicesBySvc[svcKey], k)
+	if len(t.slicesBySvc[svcKey]) == 0 {
+		delete(t.slicesBySvc, svcKey)
+	}
+	t.dirty[svcKey] = struct{}{}
+}
+
+// UpsertNode records this node's object; other nodes are ignored.
+func (t *Tracker) UpsertNode(node *v1.Node) {
+	if t.opts.NodeName == "" || node.Name != t.opts.NodeName {
+		return
+	}
+	t.update(func() bool {
+		if t.node != nil && reflect.DeepEqual(nodeInfo(t.node), nodeInfo(node)) {
+			return false
+		}
+		t.node = node
+		t.nodeDirty = true
+		return true
+	})
+}
+
+// DeleteNode forgets this node's object.
+func (t *Tracker) DeleteNode(name string) {
+	if name != t.opts.NodeName {
+		return
+	}
+	t.update(func() bool {
+		if t.node == nil {
+			return false
+		}
+		t.node = nil
+		t.nodeDirty = true
+		return true
+	})
+}
+
+func (t *Tracker) update(apply func() bool) {
+	t.mu.Lock()
+	changed := apply()
+	t.mu.Unlock()
+	if changed && t.opts.OnChange != nil {
+		t.opts.OnChange()
+	}
+}
+
+// Pending returns the Service and EndpointSlice events not yet in a snapshot.
+func (t *Tracker) Pending() (services, endpoints int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.svcEvents, t.epEvents
+}
+
+// Last returns the most recent snapshot without taking pending changes.
+func (t *Tracker) Last() *Snapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.prev
+}
+
+// Snapshot folds pending events into a new immutable Snapshot and says what changed.
+func (t *Tracker) Snapshot() (*Snapshot, ChangeSet) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cs := ChangeSet{
+		Ports:          map[ServicePortName]struct{}{},
+		ServiceEvents:  t.svcEvents,
+		EndpointEvents: t.epEvents,
+		TriggerTimes:   t.triggers,
+	}
+	next := &Snapshot{
+		Services:   make(map[ServicePortName]*ServicePort, len(t.prev.Services)),
+		Endpoints:  make(map[ServicePortName][]Endpoint, len(t.prev.Endpoints)),
+		Node:       t.prev.Node,
+		Generation: t.prev.Generation + 1,
+	}
+	for n, sp := range t.prev.Services {
+		next.Services[n] = sp
+	}
+	for n, eps := range t.prev.Endpoints {
+		next.Endpoints[n] = eps
+	}
+	if t.nodeDirty {
+		next.Node = nodeInfo(t.node)
+		next.Node.Name = t.opts.NodeName
+		cs.NodeChanged = true
+		for k := range t.services {
+			t.dirty[k] = struct{}{}
+		}
+	}
+	for svcKey := range t.dirty {
+		t.rebuildService(svcKey, next, cs.Ports)
+	}
+	t.dirty = map[string]struct{}{}
+	t.nodeDirty = false
+	t.svcEvents, t.epEvents, t.triggers = 0, 0, nil
+	t.prev = next
+	return next, cs
+}
+
+// rebuildService recomputes one Service's ports and endpoints in next and records
+// the ServicePorts whose spec or endpoints differ from before.
+func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[ServicePortName]struct{}) {
+	ports, ok := t.currentPorts(svcKey)
+	if !ok {
+		return // conversion failed: the last good ports keep serving
+	}
+	oldNames := map[ServicePortName]bool{}
+	for _, n := range t.portNames[svcKey] {
+		oldNames[n] = true
+	}
+	names := make([]ServicePortName, 0, len(ports))
+	byPort := t.endpointsFor(svcKey)
+	for _, sp := range ports {
+		n := sp.Name
+		delete(oldNames, n)
+		eps := byPort[n.Port]
+		if old := next.Services[n]; old == nil || !reflect.DeepEqual(old, sp) || !reflect.DeepEqual(next.Endpoints[n], eps) {
+			changed[n] = struct{}{}
+		}
+		next.Services[n] = sp
+		next.Endpoints[n] = eps
+		names = append(names, n)
+	}
+	if len(names) > 0 {
+		t.portNames[svcKey] = names
+	} else {
+		delete(t.portNames, svcKey)
+	}
+	for n := range oldNames {
+		delete(next.Services, n)
+		delete(next.Endpoints, n)
+		changed[n] = struct{}{}
+	}
+}
+
+// currentPorts converts the Service now known under svcKey; false means keep the old.
+func (t *Tracker) currentPorts(svcKey string) ([]*ServicePort, bool) {
+	svc := t.services[svcKey]
+	if svc == nil || !Proxyable(svc) {
+		return nil, true
+	}
+	ports, err := ServicePorts(svc)
+	if err != nil {
+		t.reject("Service "+svcKey, err)
+		return nil, false
+	}
+	name, flags := SchedulerAnnotation(svc)
+	if name != "" && t.opts.ValidateScheduler != nil {
+		if err := t.opts.ValidateScheduler(name, flags); err != nil {
+			t.reject("Service "+svcKey, fmt.Errorf("metadata.annotations[%s]: %v; using the node default", AnnotationScheduler, err))
+			name, flags = "", nil
+		}
+	}
+	for _, sp := range ports {
+		sp.Scheduler, sp.SchedulerFlags = name, flags
+	}
+	return ports, true
+}
+
+// endpointsFor merges every slice of a Service into deduplicated, sorted endpoints
+// per port name.
+func (t *Tracker) endpointsFor(svcKey string) map[string][]Endpoint {
+	merged := map[string]map[netip.AddrPort]Endpoint{}
+	for sk := range t.slicesBySvc[svcKey] {
+		es := t.slices[sk]
+		weights, err := ParseWeights(es.Annotations[AnnotationWeights])
+		if err != nil {
+			t.reject("EndpointSlice "+sk, fmt.Errorf("metadata.annotations[%s]: %v", AnnotationWeights, err))
+			weights = nil
+		}
+		for port, eps := range sliceEndpoints(es, weights, t.opts.NodeName) {
+			if merged[port] == nil {
+				merged[port] = map[netip.AddrPort]Endpoint{}
+			}
+			for _, e := range eps {
+				if old, dup := merged[port][e.AddrPort()]; dup && old.Ready {
+					continue
+				}
+				merged[port][e.AddrPort()] = e
+			}
+		}
+	}
+	out := make(map[string][]Endpoint, len(merged))
+	for port, m := range merged {
+		list := make([]Endpoint, 0, len(m))
+		for _, e := range m {
+			list = append(list, e)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].AddrPort().Compare(list[j].AddrPort()) < 0 })
+		out[port] = list
+	}
+	return out
+}
+
+func (t *Tracker) reject(object string, err error) {
+	if t.opts.Reject != nil {
+		t.opts.Reject(object, err)
+	}
+}
+
+func sameService(a, b *v1.Service) bool {
+	return reflect.DeepEqual(a.Spec, b.Spec) && reflect.DeepEqual(a.Status, b.Status) &&
+		reflect.DeepEqual(a.Labels, b.Labels) && reflect.DeepEqual(a.Annotations, b.Annotations)
+}
+
+func sameSlice(a, b *discovery.EndpointSlice) bool {
+	return reflect.DeepEqual(a.Endpoints, b.Endpoints) && reflect.DeepEqual(a.Ports, b.Ports) &&
+		reflect.DeepEqual(a.Labels, b.Labels) && reflect.DeepEqual(a.Annotations, b.Annotations) &&
+		a.AddressType == b.AddressType
+}
+
+func nodeInfo(n *v1.Node) NodeInfo {
+	if n == nil {
+		return NodeInfo{}
+	}
+	info := NodeInfo{Name: n.Name, Labels: n.Labels, Zone: n.Labels[v1.LabelTopologyZone]}
+	for _, a := range n.Status.Addresses {
+		if a.Type != v1.NodeInternalIP && a.Type != v1.NodeExternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			info.Addresses = append(info.Addresses, ip)
+		}
+	}
+	return info
+}

@@ -1,0 +1,183 @@
+// Package state is kproxy's model of the Services a node must proxy. Sources feed it
+// Kubernetes objects; the Tracker turns them into immutable Snapshots of ServicePorts
+// and their Endpoints, plus the set of ServicePorts that changed since the last sync.
+// Endpoint categorisation (ready, terminating fallback, traffic policies, topology)
+// is written here once for every dataplane.
+package state
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// Annotations kproxy reads. They are interfaces: keep the names.
+const (
+	// AnnotationScheduler on a Service names the load-balancing algorithm.
+	AnnotationScheduler = "kproxy.dev/scheduler"
+	// AnnotationSchedulerFlags on a Service lists the algorithm's flags, comma separated.
+	AnnotationSchedulerFlags = "kproxy.dev/scheduler-flags"
+	// AnnotationWeights on an EndpointSlice gives endpoint weights: "10.0.0.1=3,10.0.0.2=1".
+	AnnotationWeights = "kproxy.dev/weights"
+	// LabelServiceProxyName marks Services that another proxy handles.
+	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+	// DefaultAffinityTimeout is the ClientIP affinity timeout when a Service sets none.
+	DefaultAffinityTimeout = 10800 * time.Second
+)
+
+// ServicePortName identifies one port of one Service.
+type ServicePortName struct {
+	Namespace string
+	Name      string
+	Port      string // the port's name; "" for a single unnamed port
+	Protocol  v1.Protocol
+}
+
+// String renders the name the way kube-proxy logs it: "ns/name:port".
+func (n ServicePortName) String() string {
+	return fmt.Sprintf("%s/%s:%s", n.Namespace, n.Name, n.Port)
+}
+
+// ServiceKey is "ns/name", the Service this port belongs to.
+func (n ServicePortName) ServiceKey() string { return n.Namespace + "/" + n.Name }
+
+// ServicePort is one port of one Service with everything a dataplane needs to know.
+// Values in a Snapshot are never modified.
+type ServicePort struct {
+	Name     ServicePortName
+	Type     v1.ServiceType
+	Protocol v1.Protocol
+	// ClusterIPs holds one address per IP family.
+	ClusterIPs []netip.Addr
+	Port       int32
+	// NodePort is 0 when the Service has none.
+	NodePort                 int32
+	ExternalIPs              []netip.Addr
+	LoadBalancerIPs          []netip.Addr
+	LoadBalancerSourceRanges []netip.Prefix
+	// HealthCheckNodePort is set for LoadBalancer Services with externalTrafficPolicy Local.
+	HealthCheckNodePort int32
+	ExternalPolicyLocal bool
+	InternalPolicyLocal bool
+	// AffinityTimeout is non-zero when sessionAffinity is ClientIP.
+	AffinityTimeout time.Duration
+	// Scheduler and SchedulerFlags come from the kproxy.dev/scheduler annotations after
+	// validation; "" means the node default of the dataplane.
+	Scheduler      string
+	SchedulerFlags []string
+}
+
+// ExternallyAccessible reports whether the port is reachable from outside the cluster
+// network (NodePort, externalIPs or load-balancer IPs), which is where
+// externalTrafficPolicy applies.
+func (sp *ServicePort) ExternallyAccessible() bool {
+	return sp.NodePort != 0 || len(sp.ExternalIPs) > 0 || len(sp.LoadBalancerIPs) > 0
+}
+
+// UsesClusterEndpoints reports whether any traffic to the port is spread cluster-wide.
+func (sp *ServicePort) UsesClusterEndpoints() bool {
+	return !sp.InternalPolicyLocal || (sp.ExternallyAccessible() && !sp.ExternalPolicyLocal)
+}
+
+// UsesLocalEndpoints reports whether any traffic to the port stays on this node.
+func (sp *ServicePort) UsesLocalEndpoints() bool {
+	return sp.InternalPolicyLocal || (sp.ExternallyAccessible() && sp.ExternalPolicyLocal)
+}
+
+// Endpoint is one backend of a ServicePort.
+type Endpoint struct {
+	IP          netip.Addr
+	Port        int32
+	Ready       bool
+	Serving     bool
+	Terminating bool
+	NodeName    string
+	Zone        string
+	// IsLocal is true when the endpoint runs on this node.
+	IsLocal bool
+	// ZoneHints and NodeHints are the EndpointSlice topology hints.
+	ZoneHints []string
+	NodeHints []string
+	// Weight comes from the kproxy.dev/weights annotation; 1 when unset, 0 drains.
+	Weight int
+}
+
+// AddrPort is the endpoint's address and port.
+func (e Endpoint) AddrPort() netip.AddrPort {
+	return netip.AddrPortFrom(e.IP, uint16(e.Port))
+}
+
+// String is "ip:port" ("[ip]:port" for IPv6).
+func (e Endpoint) String() string { return e.AddrPort().String() }
+
+// NodeInfo is what kproxy knows about the node it runs on.
+type NodeInfo struct {
+	Name      string
+	Addresses []netip.Addr
+	Labels    map[string]string
+	// Zone is the node's topology.kubernetes.io/zone label.
+	Zone string
+}
+
+// Snapshot is an immutable view of every ServicePort and its endpoints.
+type Snapshot struct {
+	Services  map[ServicePortName]*ServicePort
+	Endpoints map[ServicePortName][]Endpoint
+	Node      NodeInfo
+	// Generation increases with every snapshot the Tracker produces.
+	Generation uint64
+}
+
+// SortedNames lists the ServicePorts in a stable order, for deterministic rendering.
+func (s *Snapshot) SortedNames() []ServicePortName {
+	out := make([]ServicePortName, 0, len(s.Services))
+	for n := range s.Services {
+		out = append(out, n)
+	}
+	SortNames(out)
+	return out
+}
+
+// SortNames sorts ServicePortNames by namespace, name, port name and protocol.
+func SortNames(names []ServicePortName) {
+	sort.Slice(names, func(i, j int) bool { return lessName(names[i], names[j]) })
+}
+
+func lessName(a, b ServicePortName) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	if a.Name != b.Name {
+		return a.Name < b.Name
+	}
+	if a.Port != b.Port {
+		return a.Port < b.Port
+	}
+	return a.Protocol < b.Protocol
+}
+
+// ChangeSet says what changed between the previous snapshot and this one.
+type ChangeSet struct {
+	// Ports holds every ServicePort added, removed, or changed in its spec or endpoints.
+	Ports map[ServicePortName]struct{}
+	// ServiceEvents and EndpointEvents count the source events folded into this change.
+	ServiceEvents  int
+	EndpointEvents int
+	// TriggerTimes are the endpoints.kubernetes.io/last-change-trigger-time values
+	// of the changed EndpointSlices, for kubeproxy_network_programming_duration_seconds.
+	TriggerTimes []time.Time
+	// NodeChanged is true when this node's addresses or labels changed.
+	NodeChanged bool
+}
+
+// Changed reports whether the ServicePort is in the change set.
+func (c ChangeSet) Changed(n ServicePortName) bool {
+	_, ok := c.Ports[n]
+	return ok
+}
+
+// Empty reports whether nothing changed.
+func (c ChangeSet) Empty() bool { return len(c.Ports) == 0 && !c.NodeChanged }
