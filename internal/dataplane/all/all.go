@@ -1,0 +1,7 @@
+// Package all links every proxy mode into the binary. Each mode registers itself
+// with the dataplane registry from its init function: add one import line per mode.
+package all
+
+import (
+	_ "kproxy.dev/kproxy/internal/dataplane"
+)
