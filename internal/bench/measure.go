@@ -68,7 +68,9 @@ func StageOf(err error) Stage {
 // Measure runs one measurement in the current network namespace, which must be a
 // private one (the caller re-execs kproxy inside it). progress gets one line per step.
 func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
-	say := func(format string, a ...any) { fmt.Fprintf(progress, "  %s/%d: "+format+"\n", append([]any{s.Mode, s.Services}, a...)...) }
+	say := func(format string, a ...any) {
+		fmt.Fprintf(progress, "  %s/%d: "+format+"\n", append([]any{s.Mode, s.Services}, a...)...)
+	}
 	say("building %d Services x %d endpoints", s.Services, s.Endpoints)
 	w, err := NewWorkload(WorkloadOptions{Services: s.Services, Endpoints: s.Endpoints})
 	if err != nil {

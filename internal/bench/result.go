@@ -23,12 +23,12 @@ type Result struct {
 	CPUToolsSeconds  float64 `json:"cpu_tools_seconds"`
 
 	// Connect latency, filled by `bench compare` only.
-	ConnectCount          int      `json:"connect_count,omitempty"`
-	ConnectFirstP50       *float64 `json:"connect_first_p50_seconds,omitempty"`
-	ConnectFirstP99       *float64 `json:"connect_first_p99_seconds,omitempty"`
-	ConnectLastP50        *float64 `json:"connect_last_p50_seconds,omitempty"`
-	ConnectLastP99        *float64 `json:"connect_last_p99_seconds,omitempty"`
-	ConnectError          string   `json:"connect_error,omitempty"`
+	ConnectCount    int      `json:"connect_count,omitempty"`
+	ConnectFirstP50 *float64 `json:"connect_first_p50_seconds,omitempty"`
+	ConnectFirstP99 *float64 `json:"connect_first_p99_seconds,omitempty"`
+	ConnectLastP50  *float64 `json:"connect_last_p50_seconds,omitempty"`
+	ConnectLastP99  *float64 `json:"connect_last_p99_seconds,omitempty"`
+	ConnectError    string   `json:"connect_error,omitempty"`
 	// Where says where the numbers were measured when not on this host ("vm").
 	Where string `json:"where,omitempty"`
 }
