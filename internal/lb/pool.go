@@ -1,0 +1,116 @@
+package lb
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// dest is one backend with the kernel's per-destination connection counters.
+type dest struct {
+	Backend
+	active   int64
+	inactive int64
+	// pos is the index in pool.dests; slot is free for an algorithm's own index
+	// structure (the lc family keeps its bucket position there).
+	pos  int
+	slot int
+}
+
+// available mirrors the kernel's test for new connections: a weight of 0 (the
+// "quiesced" state) takes none.
+func (d *dest) available() bool { return d.Weight > 0 }
+
+// pool is the backend set and counters every scheduler shares. The embedding
+// scheduler holds mu while it calls into pool.
+type pool struct {
+	mu     sync.Mutex
+	dests  []*dest
+	byAddr map[netip.AddrPort]*dest
+	// changed, when set, is told about every counter or weight change so that an
+	// algorithm can keep an index ordered by load.
+	changed func(d *dest)
+}
+
+// replace installs a new backend set. Counters of addresses that stay are kept,
+// because connections to them are still open. Duplicate addresses keep the first.
+// It returns the destinations that were dropped.
+func (p *pool) replace(bs []Backend) (removed []*dest) {
+	old := p.byAddr
+	p.byAddr = make(map[netip.AddrPort]*dest, len(bs))
+	p.dests = make([]*dest, 0, len(bs))
+	for _, b := range bs {
+		if _, dup := p.byAddr[b.Addr]; dup {
+			continue
+		}
+		d := old[b.Addr]
+		if d == nil {
+			d = &dest{slot: -1}
+		}
+		d.Backend = b
+		d.pos = len(p.dests)
+		p.dests = append(p.dests, d)
+		p.byAddr[b.Addr] = d
+	}
+	for a, d := range old {
+		if _, kept := p.byAddr[a]; !kept {
+			removed = append(removed, d)
+		}
+	}
+	return removed
+}
+
+// Opened counts a new connection on addr; unknown addresses are ignored (the backend
+// was removed while the connection was being set up).
+func (p *pool) Opened(addr netip.AddrPort, active bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.byAddr[addr]
+	if d == nil {
+		return
+	}
+	if active {
+		d.active++
+	} else {
+		d.inactive++
+	}
+	if p.changed != nil {
+		p.changed(d)
+	}
+}
+
+// Closed undoes Opened. Counters never go below zero, so a Closed for a connection
+// opened before an Update re-added the backend cannot corrupt the load order.
+func (p *pool) Closed(addr netip.AddrPort, active bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.byAddr[addr]
+	if d == nil {
+		return
+	}
+	c := &d.inactive
+	if active {
+		c = &d.active
+	}
+	if *c == 0 {
+		return
+	}
+	*c--
+	if p.changed != nil {
+		p.changed(d)
+	}
+}
+
+// Counters reports each backend's counters in backend order.
+func (p *pool) Counters() []Counter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Counter, len(p.dests))
+	for i, d := range p.dests {
+		out[i] = Counter{Addr: d.Addr, Weight: d.Weight, Active: d.active, Inactive: d.inactive}
+	}
+	return out
+}
+
+// overhead is the kernel's ip_vs_dest_conn_overhead: an active connection costs 256
+// times an inactive one, which is mostly TIME_WAIT and cheap.
+func (d *dest) overhead() int64 { return d.active<<8 + d.inactive }
