@@ -10,10 +10,15 @@ type dest struct {
 	Backend
 	active   int64
 	inactive int64
-	// pos is the index in pool.dests; slot is free for an algorithm's own index
-	// structure (the lc family keeps its bucket position there).
-	pos  int
-	slot int
+	// pos is the index in pool.dests.
+	pos int
+	// bkt, prev and next place the destination in a loadIndex bucket.
+	bkt        *bucket
+	prev, next *dest
+	// pos2 is a second position for algorithms that keep their own order (ovf).
+	pos2 int
+	// half caches "active*2 < weight" for the locality schedulers' overload test.
+	half bool
 }
 
 // available mirrors the kernel's test for new connections: a weight of 0 (the
@@ -44,7 +49,7 @@ func (p *pool) replace(bs []Backend) (removed []*dest) {
 		}
 		d := old[b.Addr]
 		if d == nil {
-			d = &dest{slot: -1}
+			d = &dest{}
 		}
 		d.Backend = b
 		d.pos = len(p.dests)
@@ -110,6 +115,10 @@ func (p *pool) Counters() []Counter {
 	}
 	return out
 }
+
+// live reports whether d is still one of the pool's backends (entries in the
+// lblc/lblcr caches may outlive an Update).
+func (p *pool) live(d *dest) bool { return d != nil && p.byAddr[d.Addr] == d }
 
 // overhead is the kernel's ip_vs_dest_conn_overhead: an active connection costs 256
 // times an inactive one, which is mostly TIME_WAIT and cheap.
