@@ -13,7 +13,8 @@ func sampleComparison() *Comparison {
 	mk := func(mode string, n int, full, partial, first, last float64) Result {
 		return Result{Mode: mode, Services: n, Endpoints: 3, Rules: n * 5, FullSyncSeconds: full, PartialSyncSeconds: partial,
 			ConnectCount: 1000, ConnectFirstP50: ptr(first), ConnectFirstP99: ptr(first * 10),
-			ConnectLastP50: ptr(last), ConnectLastP99: ptr(last * 10), CPUKproxySeconds: full / 10, CPUToolsSeconds: full / 2}
+			ConnectLastP50: ptr(last), ConnectLastP99: ptr(last * 10),
+			RoundTripFirstP50: ptr(first + 20e-6), RoundTripLastP50: ptr(last + 20e-6), RoundTripLastP99: ptr(last*10 + 20e-6), CPUKproxySeconds: full / 10, CPUToolsSeconds: full / 2}
 	}
 	return &Comparison{
 		Results: []Result{
