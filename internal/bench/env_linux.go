@@ -166,7 +166,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 }
 
 // listen opens the backend's wildcard listener from inside the backend namespace
-// and accepts (and drops) connections until Close.
+// and answers each connection with a one-byte greeting until Close.
 func (e *Env) listen() error {
 	err := inThread(func() error {
 		if err := netns.Set(e.backend); err != nil {
@@ -190,6 +190,8 @@ func (e *Env) listen() error {
 				}
 				continue
 			}
+			// The greeting lets the client time the full path to the backend.
+			_, _ = c.Write([]byte{'k'})
 			c.Close()
 		}
 	}()
