@@ -38,5 +38,5 @@ func (s *dh) Pick(c ConnInfo) (Backend, bool) {
 	if !d.available() {
 		return Backend{}, false
 	}
-	return d.Backend, true
+	return s.picked(d)
 }

@@ -31,5 +31,5 @@ func (s *fo) Pick(ConnInfo) (Backend, bool) {
 	if s.best == nil {
 		return Backend{}, false
 	}
-	return s.best.Backend, true
+	return s.picked(s.best)
 }

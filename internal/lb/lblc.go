@@ -45,7 +45,7 @@ func (s *lblc) Pick(c ConnInfo) (Backend, bool) {
 	if e != nil {
 		e.lastuse = now
 		if s.usable(e.d) {
-			return e.d.Backend, true
+			return s.picked(e.d)
 		}
 	}
 	d := s.wlc.min()
@@ -57,7 +57,7 @@ func (s *lblc) Pick(c ConnInfo) (Backend, bool) {
 		s.cache[key] = e
 	}
 	e.d = d
-	return d.Backend, true
+	return s.picked(d)
 }
 
 func (s *lblc) sweep(now time.Time) {

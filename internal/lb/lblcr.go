@@ -58,7 +58,7 @@ func (s *lblcr) Pick(c ConnInfo) (Backend, bool) {
 			}
 		}
 		if d != nil && !s.overloaded(d) {
-			return d.Backend, true
+			return s.picked(d)
 		}
 	}
 	d := s.wlc.min()
@@ -73,7 +73,7 @@ func (s *lblcr) Pick(c ConnInfo) (Backend, bool) {
 		e.set = append(e.set, d)
 		e.lastmod = now
 	}
-	return d.Backend, true
+	return s.picked(d)
 }
 
 func (s *lblcr) sweep(now time.Time) {

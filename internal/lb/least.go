@@ -34,5 +34,5 @@ func (s *least) Pick(ConnInfo) (Backend, bool) {
 	if d == nil {
 		return Backend{}, false
 	}
-	return d.Backend, true
+	return s.picked(d)
 }

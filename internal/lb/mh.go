@@ -126,14 +126,14 @@ func (s *mh) Pick(c ConnInfo) (Backend, bool) {
 		return Backend{}, false
 	}
 	if d := s.dests[s.table[s.slot(c, 0)]]; d.available() {
-		return d.Backend, true
+		return s.picked(d)
 	}
 	if !s.fallback {
 		return Backend{}, false
 	}
 	for off := uint64(1); off < uint64(s.size); off++ {
 		if d := s.dests[s.table[s.slot(c, off)]]; d.available() {
-			return d.Backend, true
+			return s.picked(d)
 		}
 	}
 	return Backend{}, false

@@ -66,7 +66,7 @@ func (s *ovf) Pick(ConnInfo) (Backend, bool) {
 	if i < 0 {
 		return Backend{}, false
 	}
-	return s.ranked[i].Backend, true
+	return s.picked(s.ranked[i])
 }
 
 // rankSet is a set of small integers with a fast "first member": one summary bit per

@@ -66,7 +66,7 @@ func (s *sh) Pick(c ConnInfo) (Backend, bool) {
 	}
 	h := s.key(c, 0)
 	if d := s.dests[s.table[h]]; d.available() {
-		return d.Backend, true
+		return s.picked(d)
 	}
 	if !s.fallback || s.available == 0 {
 		return Backend{}, false
@@ -75,7 +75,7 @@ func (s *sh) Pick(c ConnInfo) (Backend, bool) {
 	// backend turns up; a full round of offsets means there is none.
 	for off := uint32(0); off < uint32(len(s.table)); off++ {
 		if d := s.dests[s.table[s.key(c, h+off)]]; d.available() {
-			return d.Backend, true
+			return s.picked(d)
 		}
 	}
 	return Backend{}, false

@@ -40,73 +40,69 @@ func (s *twos) Pick(ConnInfo) (Backend, bool) {
 	if b.overhead()*int64(a.Weight) < a.overhead()*int64(b.Weight) {
 		a = b
 	}
-	return a.Backend, true
+	return s.picked(a)
 }
 
-// aliasTable draws a backend with probability weight/total in O(1).
+// aliasTable draws a backend with probability weight/total in O(1). Each column is
+// one struct, so a draw touches one column and one backend: at 100,000 backends every
+// cache miss shows.
 type aliasTable struct {
-	ds    []*dest
-	prob  []uint64 // threshold in [0, 2^64): keep column i below it
-	alias []int32
+	cols []aliasCol
+}
+
+type aliasCol struct {
+	keep uint32 // keep d when the low 32 random bits are below; else take alt
+	d    *dest
+	alt  *dest
 }
 
 func (t *aliasTable) build(all []*dest) {
-	t.ds = t.ds[:0]
-	total := 0
+	t.cols = t.cols[:0]
+	total := int64(0)
 	for _, d := range all {
 		if d.available() {
-			t.ds = append(t.ds, d)
-			total += d.Weight
+			t.cols = append(t.cols, aliasCol{d: d, alt: d})
+			total += int64(d.Weight)
 		}
 	}
-	n := len(t.ds)
-	t.prob = append(t.prob[:0], make([]uint64, n)...)
-	t.alias = append(t.alias[:0], make([]int32, n)...)
-	if n == 0 {
-		return
-	}
-	// Scaled weights: column i holds weight*n/total of the mass; 1.0 = total.
+	n := int64(len(t.cols))
+	// Column i starts with weight*n of mass; a full column holds total (Vose).
 	scaled := make([]int64, n)
-	var small, large []int32
-	for i, d := range t.ds {
-		scaled[i] = int64(d.Weight) * int64(n)
-		if scaled[i] < int64(total) {
-			small = append(small, int32(i))
+	var small, large []int
+	for i, c := range t.cols {
+		scaled[i] = int64(c.d.Weight) * n
+		if scaled[i] < total {
+			small = append(small, i)
 		} else {
-			large = append(large, int32(i))
+			large = append(large, i)
 		}
 	}
 	for len(small) > 0 && len(large) > 0 {
-		s, l := small[len(small)-1], large[len(large)-1]
+		sm, l := small[len(small)-1], large[len(large)-1]
 		small = small[:len(small)-1]
-		t.prob[s] = fraction(scaled[s], int64(total))
-		t.alias[s] = l
-		scaled[l] -= int64(total) - scaled[s]
-		if scaled[l] < int64(total) {
+		q, _ := bits.Div64(uint64(scaled[sm]), 0, uint64(total))
+		t.cols[sm].keep = uint32(q >> 32)
+		t.cols[sm].alt = t.cols[l].d
+		scaled[l] -= total - scaled[sm]
+		if scaled[l] < total {
 			large = large[:len(large)-1]
 			small = append(small, l)
 		}
 	}
 	for _, i := range append(small, large...) {
-		t.prob[i] = ^uint64(0)
-		t.alias[i] = i
+		t.cols[i].keep = ^uint32(0)
 	}
-}
-
-// fraction returns num/den scaled to 2^64, for num < den.
-func fraction(num, den int64) uint64 {
-	q, _ := bits.Div64(uint64(num), 0, uint64(den))
-	return q
 }
 
 func (t *aliasTable) draw() (*dest, bool) {
-	n := len(t.ds)
+	n := uint64(len(t.cols))
 	if n == 0 {
 		return nil, false
 	}
-	i := rand.IntN(n)
-	if rand.Uint64() < t.prob[i] {
-		return t.ds[i], true
+	r := rand.Uint64()
+	c := &t.cols[(r>>32)*n>>32]
+	if uint32(r) < c.keep {
+		return c.d, true
 	}
-	return t.ds[t.alias[i]], true
+	return c.alt, true
 }

@@ -61,7 +61,7 @@ func (s *wrr) Pick(ConnInfo) (Backend, bool) {
 		for i := s.cur + 1; i < n; i++ {
 			if int(s.weights[i]) >= s.cw {
 				s.cur = i
-				return s.dests[i].Backend, true
+				return s.picked(s.dests[i])
 			}
 		}
 		s.cur = -1

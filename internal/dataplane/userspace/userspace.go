@@ -123,6 +123,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 var (
 	_ dataplane.Dataplane = (*Proxier)(nil)
 	_ dataplane.Lister    = (*Proxier)(nil)
+	_ dataplane.Drainer   = (*Proxier)(nil)
 )
 
 // errClosed is returned by Sync after Drain or Cleanup.
