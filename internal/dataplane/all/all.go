@@ -5,4 +5,6 @@ package all
 import (
 	_ "kproxy.dev/kproxy/internal/dataplane"
 	_ "kproxy.dev/kproxy/internal/dataplane/iptables"
+	_ "kproxy.dev/kproxy/internal/dataplane/ipvs"
+	_ "kproxy.dev/kproxy/internal/dataplane/userspace"
 )

@@ -32,7 +32,10 @@ var goldenCases = []struct {
 		ep("10.244.1.2:8080", true, false).ep("10.244.2.2:8080", true, false).ep("10.244.3.2:8080", true, true)},
 	{name: "udp", svc: newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.5:5353", true, false)},
 	{name: "no-endpoints", svc: newSvc("ns", "empty", "", tcp, "10.96.0.11", 80).
-		with(func(sp *state.ServicePort) { sp.NodePort = 30011; sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("192.0.2.11")} })},
+		with(func(sp *state.ServicePort) {
+			sp.NodePort = 30011
+			sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("192.0.2.11")}
+		})},
 	{name: "nodeport", svc: newSvc("ns", "np", "http", tcp, "10.96.0.12", 80).ep("10.244.1.2:8080", true, false).
 		with(func(sp *state.ServicePort) { sp.Type = v1.ServiceTypeNodePort; sp.NodePort = 30012 })},
 	{name: "nodeport-addresses", cfg: func(c *RenderConfig) {
