@@ -4,4 +4,5 @@ package all
 
 import (
 	_ "kproxy.dev/kproxy/internal/dataplane"
+	_ "kproxy.dev/kproxy/internal/dataplane/nftables"
 )
