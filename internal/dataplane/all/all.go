@@ -5,4 +5,5 @@ package all
 import (
 	_ "kproxy.dev/kproxy/internal/dataplane"
 	_ "kproxy.dev/kproxy/internal/dataplane/nftables"
+	_ "kproxy.dev/kproxy/internal/dataplane/userspace"
 )
