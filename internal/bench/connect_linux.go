@@ -18,39 +18,53 @@ const connectTimeout = 2 * time.Second
 // neighbour entries and first-use costs do not land in the samples.
 const connectWarmup = 20
 
-// ConnectLatency times n blocking TCP connects to addr, each on a new socket that
-// is reset right away (SO_LINGER 0) so no TIME_WAIT or conntrack entries pile up.
-// The caller should run with GODEBUG=asyncpreemptoff=1: the runtime's preemption
-// signal otherwise interrupts connect() now and then.
-func ConnectLatency(addr netip.AddrPort, n int) ([]time.Duration, error) {
-	for i := 0; i < connectWarmup; i++ {
-		if _, err := connectOnce(addr); err != nil {
-			return nil, fmt.Errorf("connect %s: %w", addr, err)
-		}
-	}
-	out := make([]time.Duration, 0, n)
-	for i := 0; i < n; i++ {
-		d, err := connectOnce(addr)
-		if err != nil {
-			return nil, fmt.Errorf("connect %s (attempt %d): %w", addr, i+1, err)
-		}
-		out = append(out, d)
-	}
-	return out, nil
+// Samples are the timings of n new connections to one Service.
+type Samples struct {
+	// Connect is how long connect() blocked: the handshake with whoever answers
+	// first (the backend through NAT or IPVS; the relay itself in userspace mode).
+	Connect []time.Duration
+	// RoundTrip runs until the backend's greeting byte arrived: the whole path to
+	// a real backend in every mode.
+	RoundTrip []time.Duration
 }
 
-func connectOnce(addr netip.AddrPort) (time.Duration, error) {
+// ConnectLatency makes n blocking TCP connections to addr, each on a new socket
+// that reads the backend's one-byte greeting and is then reset (SO_LINGER 0), so
+// no TIME_WAIT entries pile up. The caller should run with
+// GODEBUG=asyncpreemptoff=1: the runtime's preemption signal otherwise interrupts
+// connect() now and then.
+func ConnectLatency(addr netip.AddrPort, n int) (Samples, error) {
+	for i := 0; i < connectWarmup; i++ {
+		if _, _, err := connectOnce(addr); err != nil {
+			return Samples{}, fmt.Errorf("connect %s: %w", addr, err)
+		}
+	}
+	s := Samples{Connect: make([]time.Duration, 0, n), RoundTrip: make([]time.Duration, 0, n)}
+	for i := 0; i < n; i++ {
+		c, rt, err := connectOnce(addr)
+		if err != nil {
+			return Samples{}, fmt.Errorf("connect %s (attempt %d): %w", addr, i+1, err)
+		}
+		s.Connect = append(s.Connect, c)
+		s.RoundTrip = append(s.RoundTrip, rt)
+	}
+	return s, nil
+}
+
+func connectOnce(addr netip.AddrPort) (connect, roundTrip time.Duration, err error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer unix.Close(fd)
 	tv := unix.NsecToTimeval(connectTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
-		return 0, err
+	for _, opt := range []int{unix.SO_SNDTIMEO, unix.SO_RCVTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			return 0, 0, err
+		}
 	}
 	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	sa := &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
 	start := time.Now()
@@ -60,9 +74,24 @@ func connectOnce(addr netip.AddrPort) (time.Duration, error) {
 			break
 		}
 	}
-	d := time.Since(start)
+	connect = time.Since(start)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return d, nil
+	var buf [1]byte
+	for {
+		var n int
+		n, err = unix.Read(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && n != 1 {
+			err = fmt.Errorf("connection closed before the backend's greeting")
+		}
+		break
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read greeting: %w", err)
+	}
+	return connect, time.Since(start), nil
 }

@@ -95,14 +95,16 @@ func inThread(f func() error) error {
 }
 
 func (e *Env) wire() error {
-	hn, err := netlink.NewHandleAt(e.node)
+	// Only rtnetlink: the default families include XFRM, which minimal kernels
+	// (the test VM) lack.
+	hn, err := netlink.NewHandleAt(e.node, unix.NETLINK_ROUTE)
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink in %s: %w", e.NodeName, err)
 	}
 	defer hn.Close()
-	hb, err := netlink.NewHandleAt(e.backend)
+	hb, err := netlink.NewHandleAt(e.backend, unix.NETLINK_ROUTE)
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink in %s: %w", e.BackendName, err)
 	}
 	defer hb.Close()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nodeLink}, PeerName: backendLink, PeerNamespace: netlink.NsFd(e.backend)}
@@ -166,7 +168,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 }
 
 // listen opens the backend's wildcard listener from inside the backend namespace
-// and accepts (and drops) connections until Close.
+// and answers each connection with a one-byte greeting until Close.
 func (e *Env) listen() error {
 	err := inThread(func() error {
 		if err := netns.Set(e.backend); err != nil {
@@ -190,6 +192,8 @@ func (e *Env) listen() error {
 				}
 				continue
 			}
+			// The greeting lets the client time the full path to the backend.
+			_, _ = c.Write([]byte{'k'})
 			c.Close()
 		}
 	}()

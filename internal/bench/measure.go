@@ -217,12 +217,13 @@ func benchConfig(mode string) *kpconfig.KubeProxyConfiguration {
 // workload makes index order. A failure is recorded, not fatal: sync figures stay.
 func (m *measurer) connect() {
 	targets := []struct {
-		label    string
-		idx      int
-		p50, p99 **float64
+		label        string
+		idx          int
+		p50, p99     **float64
+		rtP50, rtP99 **float64
 	}{
-		{"first", 0, &m.res.ConnectFirstP50, &m.res.ConnectFirstP99},
-		{"last", m.spec.Services - 1, &m.res.ConnectLastP50, &m.res.ConnectLastP99},
+		{"first", 0, &m.res.ConnectFirstP50, &m.res.ConnectFirstP99, &m.res.RoundTripFirstP50, new(*float64)},
+		{"last", m.spec.Services - 1, &m.res.ConnectLastP50, &m.res.ConnectLastP99, &m.res.RoundTripLastP50, &m.res.RoundTripLastP99},
 	}
 	m.res.ConnectCount = m.spec.Connects
 	for _, t := range targets {
@@ -234,7 +235,9 @@ func (m *measurer) connect() {
 			m.say("lookup cost not measured: %v", err)
 			return
 		}
-		*t.p50 = ptr(Percentile(samples, 50).Seconds())
-		*t.p99 = ptr(Percentile(samples, 99).Seconds())
+		*t.p50 = ptr(Percentile(samples.Connect, 50).Seconds())
+		*t.p99 = ptr(Percentile(samples.Connect, 99).Seconds())
+		*t.rtP50 = ptr(Percentile(samples.RoundTrip, 50).Seconds())
+		*t.rtP99 = ptr(Percentile(samples.RoundTrip, 99).Seconds())
 	}
 }

@@ -28,7 +28,12 @@ type Result struct {
 	ConnectFirstP99 *float64 `json:"connect_first_p99_seconds,omitempty"`
 	ConnectLastP50  *float64 `json:"connect_last_p50_seconds,omitempty"`
 	ConnectLastP99  *float64 `json:"connect_last_p99_seconds,omitempty"`
-	ConnectError    string   `json:"connect_error,omitempty"`
+	// RoundTrip is connect until the backend's first byte arrives: in userspace
+	// mode connect() completes at the local relay, so only this reaches the backend.
+	RoundTripFirstP50 *float64 `json:"roundtrip_first_p50_seconds,omitempty"`
+	RoundTripLastP50  *float64 `json:"roundtrip_last_p50_seconds,omitempty"`
+	RoundTripLastP99  *float64 `json:"roundtrip_last_p99_seconds,omitempty"`
+	ConnectError      string   `json:"connect_error,omitempty"`
 	// Where says where the numbers were measured when not on this host ("vm").
 	Where string `json:"where,omitempty"`
 }

@@ -144,7 +144,7 @@ func TestEnvReachesBackend(t *testing.T) {
 		}
 		assertNoBenchNamespaces(t)
 	})
-	var samples []time.Duration
+	var samples Samples
 	err = inThread(func() error {
 		if err := netns.Set(env.node); err != nil {
 			return err
@@ -156,8 +156,13 @@ func TestEnvReachesBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(samples) != 50 || Percentile(samples, 50) <= 0 {
-		t.Errorf("samples %d, p50 %v", len(samples), Percentile(samples, 50))
+	if len(samples.Connect) != 50 || Percentile(samples.Connect, 50) <= 0 {
+		t.Errorf("samples %d, p50 %v", len(samples.Connect), Percentile(samples.Connect, 50))
+	}
+	for i := range samples.Connect {
+		if samples.RoundTrip[i] < samples.Connect[i] {
+			t.Fatalf("round trip %v shorter than its connect %v", samples.RoundTrip[i], samples.Connect[i])
+		}
 	}
 }
 

@@ -10,10 +10,15 @@ type dest struct {
 	Backend
 	active   int64
 	inactive int64
-	// pos is the index in pool.dests; slot is free for an algorithm's own index
-	// structure (the lc family keeps its bucket position there).
-	pos  int
-	slot int
+	// pos is the index in pool.dests.
+	pos int
+	// bkt, prev and next place the destination in a loadIndex bucket.
+	bkt        *bucket
+	prev, next *dest
+	// pos2 is a second position for algorithms that keep their own order (ovf).
+	pos2 int
+	// half caches "active*2 < weight" for the locality schedulers' overload test.
+	half bool
 }
 
 // available mirrors the kernel's test for new connections: a weight of 0 (the
@@ -26,6 +31,13 @@ type pool struct {
 	mu     sync.Mutex
 	dests  []*dest
 	byAddr map[netip.AddrPort]*dest
+	// v4 indexes IPv4 backends by a packed integer: cheaper to hash than an
+	// AddrPort, and the table is less than half the size, which matters for cache
+	// misses at 100,000 backends.
+	v4 map[uint64]*dest
+	// last is the backend of the last Pick: the dataplane calls Opened for it right
+	// after, so that lookup needs no map.
+	last *dest
 	// changed, when set, is told about every counter or weight change so that an
 	// algorithm can keep an index ordered by load.
 	changed func(d *dest)
@@ -37,6 +49,8 @@ type pool struct {
 func (p *pool) replace(bs []Backend) (removed []*dest) {
 	old := p.byAddr
 	p.byAddr = make(map[netip.AddrPort]*dest, len(bs))
+	p.v4 = make(map[uint64]*dest, len(bs))
+	p.last = nil
 	p.dests = make([]*dest, 0, len(bs))
 	for _, b := range bs {
 		if _, dup := p.byAddr[b.Addr]; dup {
@@ -44,12 +58,15 @@ func (p *pool) replace(bs []Backend) (removed []*dest) {
 		}
 		d := old[b.Addr]
 		if d == nil {
-			d = &dest{slot: -1}
+			d = &dest{}
 		}
 		d.Backend = b
 		d.pos = len(p.dests)
 		p.dests = append(p.dests, d)
 		p.byAddr[b.Addr] = d
+		if k, ok := v4Key(b.Addr); ok {
+			p.v4[k] = d
+		}
 	}
 	for a, d := range old {
 		if _, kept := p.byAddr[a]; !kept {
@@ -59,12 +76,38 @@ func (p *pool) replace(bs []Backend) (removed []*dest) {
 	return removed
 }
 
+func v4Key(a netip.AddrPort) (uint64, bool) {
+	ip := a.Addr()
+	if !ip.Is4() {
+		return 0, false
+	}
+	b := ip.As4()
+	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(a.Port()), true
+}
+
+// lookup finds the destination of addr, or nil.
+func (p *pool) lookup(addr netip.AddrPort) *dest {
+	if p.last != nil && p.last.Addr == addr {
+		return p.last
+	}
+	if k, ok := v4Key(addr); ok {
+		return p.v4[k]
+	}
+	return p.byAddr[addr]
+}
+
+// picked records d as the last pick and returns it as Pick's result.
+func (p *pool) picked(d *dest) (Backend, bool) {
+	p.last = d
+	return d.Backend, true
+}
+
 // Opened counts a new connection on addr; unknown addresses are ignored (the backend
 // was removed while the connection was being set up).
 func (p *pool) Opened(addr netip.AddrPort, active bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	d := p.byAddr[addr]
+	d := p.lookup(addr)
 	if d == nil {
 		return
 	}
@@ -83,7 +126,7 @@ func (p *pool) Opened(addr netip.AddrPort, active bool) {
 func (p *pool) Closed(addr netip.AddrPort, active bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	d := p.byAddr[addr]
+	d := p.lookup(addr)
 	if d == nil {
 		return
 	}
@@ -110,6 +153,10 @@ func (p *pool) Counters() []Counter {
 	}
 	return out
 }
+
+// live reports whether d is still one of the pool's backends (entries in the
+// lblc/lblcr caches may outlive an Update).
+func (p *pool) live(d *dest) bool { return d != nil && p.byAddr[d.Addr] == d }
 
 // overhead is the kernel's ip_vs_dest_conn_overhead: an active connection costs 256
 // times an inactive one, which is mostly TIME_WAIT and cheap.

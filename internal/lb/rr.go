@@ -40,7 +40,7 @@ func (s *rr) Pick(ConnInfo) (Backend, bool) {
 		d := s.dests[(s.next+i)%n]
 		if d.available() {
 			s.next = (d.pos + 1) % n
-			return d.Backend, true
+			return s.picked(d)
 		}
 	}
 	return Backend{}, false
