@@ -1,0 +1,243 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// Spec says what one measurement does. It travels as JSON from the parent
+// process to the child re-exec'd inside the network namespace.
+type Spec struct {
+	Mode      string `json:"mode"`
+	Services  int    `json:"services"`
+	Endpoints int    `json:"endpoints"`
+	// PartialRuns is how many one-Service changes to time (median reported).
+	PartialRuns int `json:"partialRuns"`
+	// Netns is the named network namespace the child must be running in; it
+	// refuses to program anything elsewhere (the root namespace above all).
+	Netns string `json:"netns"`
+	// Connects is the number of TCP connects per target Service; 0 skips lookup cost.
+	Connects int `json:"connects"`
+}
+
+// Stage names where a measurement failed, so `bench compare` can tell a mode the
+// kernel does not support (StageNew) from a mode that broke.
+type Stage string
+
+const (
+	StageSetup Stage = "setup"
+	StageNew   Stage = "new"
+	StageSync  Stage = "sync"
+)
+
+// StageError is a measurement failure with the stage it happened in.
+type StageError struct {
+	Stage Stage
+	Err   error
+}
+
+func (e *StageError) Error() string { return e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }
+
+func stageErr(s Stage, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &StageError{Stage: s, Err: err}
+}
+
+// StageOf returns the stage of err, or "" when it has none.
+func StageOf(err error) Stage {
+	var se *StageError
+	if errors.As(err, &se) {
+		return se.Stage
+	}
+	return ""
+}
+
+// Measure runs one measurement in the current network namespace, which must be a
+// private one (the caller re-execs kproxy inside it). progress gets one line per step.
+func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
+	say := func(format string, a ...any) {
+		fmt.Fprintf(progress, "  %s/%d: "+format+"\n", append([]any{s.Mode, s.Services}, a...)...)
+	}
+	say("building %d Services x %d endpoints", s.Services, s.Endpoints)
+	w, err := NewWorkload(WorkloadOptions{Services: s.Services, Endpoints: s.Endpoints})
+	if err != nil {
+		return nil, stageErr(StageSetup, err)
+	}
+	mode, err := dataplane.Lookup(s.Mode)
+	if err != nil {
+		return nil, stageErr(StageNew, err)
+	}
+	dp, err := mode.New(dataplane.Options{Config: benchConfig(s.Mode), NodeName: "bench-node"})
+	if err != nil {
+		return nil, stageErr(StageNew, fmt.Errorf("mode %s: %w", s.Mode, err))
+	}
+	m := &measurer{spec: s, dp: dp, w: w, say: say, res: &Result{Mode: s.Mode, Services: s.Services, Endpoints: s.Endpoints}}
+	defer func() { _ = dp.Cleanup(context.WithoutCancel(ctx)) }()
+	if err := m.run(ctx); err != nil {
+		return nil, err
+	}
+	return m.res, nil
+}
+
+type measurer struct {
+	spec Spec
+	dp   dataplane.Dataplane
+	w    *Workload
+	say  func(string, ...any)
+	res  *Result
+	snap *state.Snapshot
+}
+
+func (m *measurer) run(ctx context.Context) error {
+	b, benchable := m.dp.(dataplane.Bencher)
+	snap, cs := m.w.Initial()
+	m.snap = snap
+	if benchable {
+		if err := m.render(b, snap); err != nil {
+			return err
+		}
+	} else {
+		m.say("mode does not implement dataplane.Bencher: render and baseline are not measured (null)")
+	}
+	if err := m.fullSync(ctx, snap, cs); err != nil {
+		return err
+	}
+	if m.spec.Connects > 0 {
+		m.connect()
+	}
+	if err := m.partialSyncs(ctx); err != nil {
+		return err
+	}
+	if benchable {
+		return m.baseline(ctx, b, snap)
+	}
+	return nil
+}
+
+func (m *measurer) render(b dataplane.Bencher, snap *state.Snapshot) error {
+	m.say("render")
+	start := time.Now()
+	if _, err := b.Render(snap); err != nil {
+		return stageErr(StageSync, fmt.Errorf("render: %w", err))
+	}
+	m.res.RenderSeconds = ptr(time.Since(start).Seconds())
+	return nil
+}
+
+func (m *measurer) fullSync(ctx context.Context, snap *state.Snapshot, cs state.ChangeSet) error {
+	m.say("cold full sync")
+	st, d, err := m.timedSync(ctx, snap, cs)
+	if err != nil {
+		return stageErr(StageSync, fmt.Errorf("full sync: %w", err))
+	}
+	m.res.FullSyncSeconds = d.Seconds()
+	m.res.Rules = st.TotalRules()
+	m.say("cold full sync: %.3fs, %d rules", m.res.FullSyncSeconds, m.res.Rules)
+	return nil
+}
+
+func (m *measurer) partialSyncs(ctx context.Context) error {
+	runs := max(m.spec.PartialRuns, 1)
+	for i := 0; i < runs; i++ {
+		m.say("one-Service change %d/%d", i+1, runs)
+		snap, cs := m.w.Change()
+		_, d, err := m.timedSync(ctx, snap, cs)
+		if err != nil {
+			return stageErr(StageSync, fmt.Errorf("partial sync: %w", err))
+		}
+		m.res.PartialSyncRuns = append(m.res.PartialSyncRuns, d.Seconds())
+	}
+	m.res.PartialSyncSeconds = median(m.res.PartialSyncRuns)
+	m.say("one-Service change: %.4fs (median of %d)", m.res.PartialSyncSeconds, runs)
+	return nil
+}
+
+// timedSync runs one Sync and adds its CPU time, kproxy's and the tools', to the
+// result; only syncs are counted, not workload generation or connect tests.
+func (m *measurer) timedSync(ctx context.Context, snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, time.Duration, error) {
+	cpu := startCPU()
+	start := time.Now()
+	st, err := m.dp.Sync(ctx, snap, cs)
+	d := time.Since(start)
+	self, tools := cpu.stop()
+	m.res.CPUKproxySeconds += self
+	m.res.CPUToolsSeconds += tools
+	return st, d, err
+}
+
+// baseline loads the very snapshot of the cold sync with the kernel's own tool
+// into empty state: the reference the cold sync is compared with.
+func (m *measurer) baseline(ctx context.Context, b dataplane.Bencher, snap *state.Snapshot) error {
+	m.say("baseline apply")
+	if err := m.dp.Cleanup(ctx); err != nil {
+		return stageErr(StageSync, fmt.Errorf("cleanup before baseline: %w", err))
+	}
+	d, err := b.BaselineApply(ctx, snap)
+	if err != nil {
+		return stageErr(StageSync, fmt.Errorf("baseline apply: %w", err))
+	}
+	m.res.BaselineApplySeconds = ptr(d.Seconds())
+	return nil
+}
+
+// benchConfig is kube-proxy's defaults for the fields the modes read, with the
+// workload's pod range as clusterCIDR.
+func benchConfig(mode string) *kpconfig.KubeProxyConfiguration {
+	bit := int32(14)
+	c := &kpconfig.KubeProxyConfiguration{
+		Mode:        kpconfig.ProxyMode(mode),
+		ClusterCIDR: EndpointCIDR.String(),
+	}
+	c.IPTables.MasqueradeBit = &bit
+	c.NFTables.MasqueradeBit = &bit
+	c.IPTables.SyncPeriod.Duration = 30 * time.Second
+	c.IPTables.MinSyncPeriod.Duration = time.Second
+	c.NFTables.SyncPeriod.Duration = 30 * time.Second
+	c.NFTables.MinSyncPeriod.Duration = time.Second
+	c.IPVS.SyncPeriod.Duration = 30 * time.Second
+	c.IPVS.Scheduler = "rr"
+	return c
+}
+
+// connect measures lookup cost: connect latency to the Service matched first and
+// the one matched last. The modes render Services in name order, which the
+// workload makes index order. A failure is recorded, not fatal: sync figures stay.
+func (m *measurer) connect() {
+	targets := []struct {
+		label        string
+		idx          int
+		p50, p99     **float64
+		rtP50, rtP99 **float64
+	}{
+		{"first", 0, &m.res.ConnectFirstP50, &m.res.ConnectFirstP99, &m.res.RoundTripFirstP50, new(*float64)},
+		{"last", m.spec.Services - 1, &m.res.ConnectLastP50, &m.res.ConnectLastP99, &m.res.RoundTripLastP50, &m.res.RoundTripLastP99},
+	}
+	m.res.ConnectCount = m.spec.Connects
+	for _, t := range targets {
+		addr := ServiceAddr(t.idx)
+		m.say("%d connects to the Service matched %s (%s)", m.spec.Connects, t.label, addr)
+		samples, err := ConnectLatency(addr, m.spec.Connects)
+		if err != nil {
+			m.res.ConnectError = err.Error()
+			m.say("lookup cost not measured: %v", err)
+			return
+		}
+		*t.p50 = ptr(Percentile(samples.Connect, 50).Seconds())
+		*t.p99 = ptr(Percentile(samples.Connect, 99).Seconds())
+		*t.rtP50 = ptr(Percentile(samples.RoundTrip, 50).Seconds())
+		*t.rtP99 = ptr(Percentile(samples.RoundTrip, 99).Seconds())
+	}
+}

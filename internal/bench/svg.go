@@ -1,0 +1,179 @@
+package bench
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"strings"
+)
+
+// The chart is hand-written SVG (no dependency): one panel per metric, Services
+// on a log x axis, the metric on a log y axis (the modes differ by orders of
+// magnitude), one polyline per mode in each panel.
+
+// plotPanel is one metric against the number of Services.
+type plotPanel struct {
+	title string
+	value func(r *Result) *float64
+}
+
+var plotPanels = []plotPanel{
+	{"cold full sync (s)", func(r *Result) *float64 { return &r.FullSyncSeconds }},
+	{"one-Service change (s)", func(r *Result) *float64 { return &r.PartialSyncSeconds }},
+	// The round trip, not connect() alone: in userspace mode connect() completes
+	// at the local relay, so only the round trip reaches the backend in every mode.
+	{"new connection to last Service, p50 (s)", func(r *Result) *float64 { return r.RoundTripLastP50 }},
+}
+
+var modeColors = map[string]string{
+	"userspace": "#7f7f7f", "iptables": "#d62728", "nftables": "#1f77b4", "ipvs": "#2ca02c",
+}
+
+var extraColors = []string{"#9467bd", "#ff7f0e", "#8c564b", "#e377c2"}
+
+const (
+	panelW, panelH = 320, 260
+	marginL        = 70
+	marginR        = 20
+	marginT        = 50
+	marginB        = 50
+)
+
+// WriteSVG draws the comparison. title goes above the panels (command, date).
+func WriteSVG(out io.Writer, c *Comparison, title string) error {
+	modes := c.Modes()
+	width := len(plotPanels) * (panelW + marginL + marginR)
+	height := panelH + marginT + marginB + 30 + 20*len(modes)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
+	fmt.Fprintf(&b, `<text x="10" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
+	for i, p := range plotPanels {
+		x0 := i*(panelW+marginL+marginR) + marginL
+		drawPanel(&b, c, modes, p, float64(x0), marginT)
+	}
+	drawLegend(&b, modes, c, 10, panelH+marginT+marginB)
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(out, b.String())
+	return err
+}
+
+func modeColor(modes []string, m string) string {
+	if c, ok := modeColors[m]; ok {
+		return c
+	}
+	k := 0
+	for _, x := range modes {
+		if _, known := modeColors[x]; known {
+			continue
+		}
+		if x == m {
+			return extraColors[k%len(extraColors)]
+		}
+		k++
+	}
+	return "#000000"
+}
+
+// logAxis maps [lo, hi] (powers of ten around the data) to pixels.
+type logAxis struct {
+	lo, hi float64
+	// pad widens the drawn range by this factor on each side, so points at the
+	// first and last tick do not sit on the frame.
+	pad float64
+}
+
+func newLogAxis(values []float64) logAxis {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range values {
+		if v > 0 {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	if math.IsInf(lo, 1) {
+		return logAxis{lo: 1, hi: 10}
+	}
+	a := logAxis{lo: math.Pow(10, math.Floor(math.Log10(lo))), hi: math.Pow(10, math.Ceil(math.Log10(hi)))}
+	if a.hi <= a.lo {
+		a.hi = a.lo * 10
+	}
+	return a
+}
+
+// frac is where v sits on the axis, 0..1.
+func (a logAxis) frac(v float64) float64 {
+	pad := math.Max(a.pad, 1)
+	lo, hi := math.Log10(a.lo/pad), math.Log10(a.hi*pad)
+	return (math.Log10(v) - lo) / (hi - lo)
+}
+
+func (a logAxis) ticks() []float64 {
+	var out []float64
+	for v := a.lo; v <= a.hi*1.0001; v *= 10 {
+		out = append(out, v)
+	}
+	return out
+}
+
+func drawPanel(b *strings.Builder, c *Comparison, modes []string, p plotPanel, x0, y0 float64) {
+	var xs, ys []float64
+	for i := range c.Results {
+		r := &c.Results[i]
+		if v := p.value(r); v != nil && *v > 0 {
+			xs = append(xs, float64(r.Services))
+			ys = append(ys, *v)
+		}
+	}
+	xa, ya := newLogAxis(xs), newLogAxis(ys)
+	xa.pad = 1.4
+	px := func(v float64) float64 { return x0 + xa.frac(v)*panelW }
+	py := func(v float64) float64 { return y0 + panelH - ya.frac(v)*panelH }
+	fmt.Fprintf(b, `<g class="panel" data-title="%s">`+"\n", html.EscapeString(p.title))
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold">%s</text>`+"\n", x0, y0-10, html.EscapeString(p.title))
+	fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", x0, y0, panelW, panelH)
+	for _, t := range ya.ticks() {
+		y := py(t)
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x0, y, x0+panelW, y)
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-5, y+4, html.EscapeString(FormatSeconds(&t)))
+	}
+	for _, t := range xa.ticks() {
+		x := px(t)
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x, y0, x, y0+panelH)
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x, y0+panelH+16, FormatCount(int(t)))
+	}
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">Services</text>`+"\n", x0+panelW/2, y0+panelH+34)
+	for _, m := range modes {
+		var pts []string
+		for _, n := range c.Sizes() {
+			r := c.find(m, n)
+			if r == nil {
+				continue
+			}
+			if v := p.value(r); v != nil && *v > 0 {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(float64(n)), py(*v)))
+			}
+		}
+		col := modeColor(modes, m)
+		fmt.Fprintf(b, `<polyline data-mode="%s" points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", html.EscapeString(m), strings.Join(pts, " "), col)
+		for _, pt := range pts {
+			xy := strings.SplitN(pt, ",", 2)
+			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], col)
+		}
+	}
+	b.WriteString("</g>\n")
+}
+
+func drawLegend(b *strings.Builder, modes []string, c *Comparison, x, y float64) {
+	for i, m := range modes {
+		yy := y + float64(i)*20
+		label := m
+		for _, r := range c.Results {
+			if r.Mode == m && r.Where != "" {
+				label = m + " (measured in " + r.Where + ")"
+			}
+		}
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`+"\n", x, yy, x+30, yy, modeColor(modes, m))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", x+40, yy+4, html.EscapeString(label))
+	}
+}

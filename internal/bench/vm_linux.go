@@ -1,0 +1,141 @@
+//go:build linux
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"kproxy.dev/kproxy/internal/testing/vm"
+)
+
+// VMOptions say what `bench compare --vm` measures inside the qemu VM.
+type VMOptions struct {
+	// Exe is the static kproxy binary to boot with; "" means this very binary.
+	Exe         string
+	Modes       []string
+	Services    []int
+	Endpoints   int
+	Connects    int
+	PartialRuns int
+	// Progress receives the guest's console (boot messages and progress lines).
+	Progress io.Writer
+	// Timeout bounds the whole boot; 0 means 60 minutes (the guest is emulated).
+	Timeout time.Duration
+}
+
+const (
+	vmJSONBegin = "KPROXY-COMPARE-JSON-BEGIN"
+	vmJSONEnd   = "KPROXY-COMPARE-JSON-END"
+)
+
+// RunInVM boots the test kernel of internal/testing/vm with this kproxy binary
+// (which must be static: CGO_ENABLED=0), runs `kproxy bench compare --json` for
+// the given modes inside it and returns its results marked Where="vm".
+func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {
+	k, err := vm.Locate()
+	if err != nil {
+		return nil, err
+	}
+	exe := o.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 60 * time.Minute
+	}
+	console := &linePrefixer{w: o.Progress, prefix: "vm| "}
+	if o.Progress == nil {
+		console.w = io.Discard
+	}
+	res, err := vm.Run(ctx, k, vm.Options{
+		Files:    map[string]string{"/usr/local/bin/kproxy": exe},
+		Load:     []string{"ip_vs", "ip_vs_rr", "dummy", "veth", "nf_conntrack"},
+		Script:   vmScript(o),
+		Timeout:  timeout,
+		MemoryMB: 2048,
+		Console:  console,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench in VM: %w", err)
+	}
+	results, perr := parseVMOutput(res.Output)
+	if perr != nil {
+		return nil, fmt.Errorf("bench in VM (exit %d): %w\n%s", res.ExitCode, perr, res.Output)
+	}
+	if len(results) == 0 {
+		return nil, fmt.Errorf("bench in VM measured nothing (exit %d): %s", res.ExitCode, skipLines(res.Output))
+	}
+	for i := range results {
+		results[i].Where = "vm"
+	}
+	return results, nil
+}
+
+func vmScript(o VMOptions) string {
+	var sizes []string
+	for _, n := range o.Services {
+		sizes = append(sizes, strconv.Itoa(n))
+	}
+	args := fmt.Sprintf("--modes %s --services %s --endpoints %d --connects %d --partial-runs %d --json",
+		strings.Join(o.Modes, ","), strings.Join(sizes, ","), o.Endpoints, o.Connects, o.PartialRuns)
+	// stderr (progress, skip reasons) goes to the script's output, which is the
+	// console: live progress on the host, and a skipped mode's reason in Output.
+	return fmt.Sprintf(`/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json
+rc=$?
+echo %s
+cat /tmp/compare.json
+echo %s
+exit $rc`, args, vmJSONBegin, vmJSONEnd)
+}
+
+func parseVMOutput(out string) ([]Result, error) {
+	i := strings.Index(out, vmJSONBegin)
+	j := strings.Index(out, vmJSONEnd)
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("no JSON markers in the guest output")
+	}
+	var results []Result
+	if err := json.Unmarshal([]byte(out[i+len(vmJSONBegin):j]), &results); err != nil {
+		return nil, fmt.Errorf("guest JSON: %w", err)
+	}
+	return results, nil
+}
+
+// linePrefixer forwards whole lines with a prefix, so guest output is told apart.
+type linePrefixer struct {
+	w      io.Writer
+	prefix string
+}
+
+func (l *linePrefixer) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(p)))
+	for sc.Scan() {
+		fmt.Fprintf(l.w, "%s%s\n", l.prefix, sc.Text())
+	}
+	return len(p), nil
+}
+
+// skipLines picks the guest's "skipped MODE: reason" and error lines.
+func skipLines(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "skipped ") || strings.HasPrefix(l, "kproxy:") {
+			keep = append(keep, strings.TrimSpace(l))
+		}
+	}
+	if len(keep) == 0 {
+		return "no reason printed"
+	}
+	return strings.Join(keep, "; ")
+}

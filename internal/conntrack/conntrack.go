@@ -1,0 +1,97 @@
+// Package conntrack removes conntrack entries that would keep black-holing UDP (and
+// SCTP) clients after a Service's endpoints change. A UDP "connection" never ends on
+// its own while the client keeps sending, so without this a client whose endpoint went
+// away keeps being NATed to it. Deletion goes through netlink, never the conntrack CLI.
+//
+// Every dataplane that NATs in the kernel (iptables, nftables, ipvs) calls
+// CleanStale after a successful sync with state.StaleUDPEndpoints(prev, cur, changes).
+package conntrack
+
+import (
+	"fmt"
+	"net/netip"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// Filter selects the flows of one Service address that were NATed to one endpoint:
+// original destination OrigDst:OrigDstPort (any destination when OrigDst is invalid,
+// which is how NodePort flows are matched), reply source Endpoint.
+type Filter struct {
+	Protocol    uint8
+	OrigDst     netip.Addr
+	OrigDstPort uint16
+	Endpoint    netip.AddrPort
+}
+
+func (f Filter) String() string {
+	dst := "*"
+	if f.OrigDst.IsValid() {
+		dst = f.OrigDst.String()
+	}
+	return fmt.Sprintf("proto %d dst %s:%d reply-src %s", f.Protocol, dst, f.OrigDstPort, f.Endpoint)
+}
+
+// Deleter deletes the flows matching any of the filters and returns how many it
+// deleted. The netlink implementation is NewDeleter; tests use a fake.
+type Deleter interface {
+	Delete(filters []Filter) (uint, error)
+}
+
+// Protocol numbers, as in the IP header.
+const (
+	protoUDP  = 17
+	protoSCTP = 132
+)
+
+// FiltersFor returns the filters that remove stale flows: for each endpoint no longer
+// reachable, the flows to every address of its Service port (ClusterIPs, externalIPs,
+// load-balancer IPs, and the NodePort on any address). TCP is skipped: TCP clients
+// notice a dead endpoint by themselves.
+func FiltersFor(stale []state.StaleFlow) []Filter {
+	var out []Filter
+	for _, s := range stale {
+		proto := protocolNumber(s.Port.Protocol)
+		if proto == 0 || !s.Endpoint.IP.IsValid() {
+			continue
+		}
+		ep := s.Endpoint.AddrPort()
+		vips := append(append(append([]netip.Addr{}, s.Port.ClusterIPs...), s.Port.ExternalIPs...), s.Port.LoadBalancerIPs...)
+		for _, vip := range vips {
+			if vip.Is4() != ep.Addr().Is4() {
+				continue
+			}
+			out = append(out, Filter{Protocol: proto, OrigDst: vip, OrigDstPort: uint16(s.Port.Port), Endpoint: ep})
+		}
+		if s.Port.NodePort != 0 {
+			out = append(out, Filter{Protocol: proto, OrigDstPort: uint16(s.Port.NodePort), Endpoint: ep})
+		}
+	}
+	return out
+}
+
+func protocolNumber(p v1.Protocol) uint8 {
+	switch p {
+	case v1.ProtocolUDP:
+		return protoUDP
+	case v1.ProtocolSCTP:
+		return protoSCTP
+	}
+	return 0
+}
+
+// CleanStale deletes the conntrack entries of stale endpoints. It returns the number
+// of entries deleted; an error says which filters could not be applied.
+func CleanStale(d Deleter, stale []state.StaleFlow) (uint, error) {
+	filters := FiltersFor(stale)
+	if len(filters) == 0 {
+		return 0, nil
+	}
+	n, err := d.Delete(filters)
+	if err != nil {
+		return n, fmt.Errorf("conntrack: deleting stale UDP flows (%d filters, first: %s): %w", len(filters), filters[0], err)
+	}
+	return n, nil
+}

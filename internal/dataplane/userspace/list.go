@@ -1,0 +1,62 @@
+package userspace
+
+import (
+	"context"
+	"slices"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+)
+
+// List reports one virtual service per listener, with its scheduler's connection
+// counters and the relay's traffic counters, the way `ipvsadm -Ln --stats --rate`
+// shows the kernel's. Packet counts are unknown in userspace and stay 0.
+func (p *Proxier) List(ctx context.Context) ([]dataplane.VirtualService, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]dataplane.VirtualService, 0, len(p.frontends))
+	for _, fe := range p.frontends {
+		if vs, ok := p.virtualService(fe); ok {
+			out = append(out, vs)
+		}
+	}
+	slices.SortFunc(out, func(a, b dataplane.VirtualService) int {
+		if c := compareAddr(a.Address, b.Address); c != 0 {
+			return c
+		}
+		return compareStrings(a.Protocol, b.Protocol)
+	})
+	return out, ctx.Err()
+}
+
+func (p *Proxier) virtualService(fe *frontend) (dataplane.VirtualService, bool) {
+	cfg := fe.cfg.Load()
+	svc := p.services[fe.svc]
+	if cfg == nil || svc == nil {
+		return dataplane.VirtualService{}, false
+	}
+	vs := dataplane.VirtualService{
+		Service:           fe.svc.String(),
+		Protocol:          string(fe.key.proto),
+		Address:           fe.key.addr.String(),
+		Scheduler:         cfg.sched.Name(),
+		Flags:             cfg.flags,
+		PersistentSeconds: int(svc.sp.AffinityTimeout.Seconds()),
+		RealServers:       []dataplane.RealServer{},
+		Stats:             &dataplane.Stats{},
+	}
+	for _, c := range cfg.sched.Counters() {
+		rs := dataplane.RealServer{
+			Address:    c.Addr.String(),
+			Forward:    "Masq",
+			Weight:     c.Weight,
+			ActiveConn: c.Active,
+			InActConn:  c.Inactive,
+		}
+		if b := cfg.backends[c.Addr]; b != nil {
+			rs.Stats = b.stats.snapshot()
+			addStats(vs.Stats, rs.Stats)
+		}
+		vs.RealServers = append(vs.RealServers, rs)
+	}
+	return vs, true
+}

@@ -1,0 +1,128 @@
+package userspace
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+)
+
+// counters are one backend's traffic totals. Relays add to them with atomics; the
+// estimator turns them into rates. Packet counts are unknown in userspace: the
+// kernel coalesces and splits segments under the relay.
+type counters struct {
+	conns    atomic.Uint64
+	inBytes  atomic.Uint64 // client to endpoint
+	outBytes atomic.Uint64 // endpoint to client
+
+	mu   sync.Mutex
+	last sample
+	rate rates
+}
+
+type sample struct {
+	at                       time.Time
+	conns, inBytes, outBytes uint64
+}
+
+type rates struct{ cps, inBPS, outBPS float64 }
+
+func (c *counters) read(at time.Time) sample {
+	return sample{at: at, conns: c.conns.Load(), inBytes: c.inBytes.Load(), outBytes: c.outBytes.Load()}
+}
+
+// estimate updates the rates from the change since the previous call, the way the
+// kernel's IPVS estimator does every two seconds (without its smoothing: a rate here
+// is the average over the last interval).
+func (c *counters) estimate(now time.Time) {
+	cur := c.read(now)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.at.IsZero() {
+		if dt := now.Sub(c.last.at).Seconds(); dt > 0 {
+			c.rate = rates{
+				cps:    float64(cur.conns-c.last.conns) / dt,
+				inBPS:  float64(cur.inBytes-c.last.inBytes) / dt,
+				outBPS: float64(cur.outBytes-c.last.outBytes) / dt,
+			}
+		}
+	}
+	c.last = cur
+}
+
+// snapshot returns the counters and last rates as dataplane.Stats.
+func (c *counters) snapshot() *dataplane.Stats {
+	c.mu.Lock()
+	r := c.rate
+	c.mu.Unlock()
+	return &dataplane.Stats{
+		Conns:    c.conns.Load(),
+		InBytes:  c.inBytes.Load(),
+		OutBytes: c.outBytes.Load(),
+		CPS:      r.cps,
+		InBPS:    r.inBPS,
+		OutBPS:   r.outBPS,
+	}
+}
+
+func addStats(sum, s *dataplane.Stats) {
+	sum.Conns += s.Conns
+	sum.InBytes += s.InBytes
+	sum.OutBytes += s.OutBytes
+	sum.CPS += s.CPS
+	sum.InBPS += s.InBPS
+	sum.OutBPS += s.OutBPS
+}
+
+// runEstimator updates rates and prunes affinity tables until Drain.
+func (p *Proxier) runEstimator() {
+	t := time.NewTicker(estimatorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopEst:
+			return
+		case now := <-t.C:
+			p.estimate(now)
+		}
+	}
+}
+
+func (p *Proxier) estimate(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, fe := range p.frontends {
+		cfg := fe.cfg.Load()
+		if cfg == nil {
+			continue
+		}
+		for _, b := range cfg.backends {
+			b.stats.estimate(now)
+		}
+		if cfg.affinity != nil {
+			cfg.affinity.prune(now)
+		}
+	}
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// compareAddr orders "ip:port" strings by address, then port.
+func compareAddr(a, b string) int {
+	pa, errA := netip.ParseAddrPort(a)
+	pb, errB := netip.ParseAddrPort(b)
+	if errA != nil || errB != nil {
+		return compareStrings(a, b)
+	}
+	return pa.Compare(pb)
+}

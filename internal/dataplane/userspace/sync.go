@@ -1,0 +1,322 @@
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/nodeaddr"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// syncRun is the state of one Sync.
+type syncRun struct {
+	snap  *state.Snapshot
+	local []netip.Addr
+	// written counts listeners opened, closed or given a new backend set.
+	written int
+}
+
+// Sync opens, updates and closes listeners so that they match snap. Only the
+// changed ServicePorts (plus those that failed before) are looked at, unless the
+// node's addresses changed or the previous Sync could not finish. One Service's
+// failure never stops the others: its error is returned, joined with the rest, and
+// it is retried on every Sync until it succeeds.
+func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	stats := dataplane.SyncStats{}
+	if p.closed.Load() {
+		return stats, errClosed
+	}
+	local, err := p.localAddrs()
+	if err != nil {
+		p.needFull = true
+		return stats, err
+	}
+	run := &syncRun{snap: snap, local: local}
+	var errs []error
+	nodeAddrs, err := p.nodePortAddrs(snap, local)
+	if err != nil {
+		errs = append(errs, err)
+		nodeAddrs = p.nodeAddrs // keep serving on the last good set
+	}
+	full := p.needFull || changed.NodeChanged || !slices.Equal(nodeAddrs, p.nodeAddrs)
+	p.nodeAddrs = nodeAddrs
+	names := p.namesToSync(snap, changed, full)
+	// Close what is no longer wanted first, so that an address:port moving from one
+	// Service to another within one snapshot is free when the new owner opens it.
+	for _, n := range names {
+		p.shrinkService(run, n)
+	}
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			p.needFull = true
+			return p.stats(run, full), errors.Join(append(errs, err)...)
+		}
+		if err := p.syncService(run, n); err != nil {
+			errs = append(errs, err)
+			p.failed[n] = struct{}{}
+		} else {
+			delete(p.failed, n)
+		}
+	}
+	p.reapDraining()
+	p.needFull = false
+	return p.stats(run, full), errors.Join(errs...)
+}
+
+func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
+	s := dataplane.SyncStats{
+		Full:             full,
+		Rules:            map[string]int{"listeners": len(p.frontends)},
+		Written:          map[string]int{"listeners": run.written},
+		NoLocalEndpoints: map[string]int{"internal": 0, "external": 0},
+	}
+	for _, f := range p.noLocal {
+		if f[0] {
+			s.NoLocalEndpoints["internal"]++
+		}
+		if f[1] {
+			s.NoLocalEndpoints["external"]++
+		}
+	}
+	return s
+}
+
+// nodePortAddrs selects the node addresses NodePorts listen on. Node-object
+// addresses this host does not have are left out: nothing could arrive there.
+func (p *Proxier) nodePortAddrs(snap *state.Snapshot, local []netip.Addr) ([]netip.Addr, error) {
+	var list []string
+	if p.opts.Config != nil {
+		list = p.opts.Config.NodePortAddresses
+	}
+	sel, err := nodeaddr.Select(nodeaddr.Options{
+		NodeAddresses:     snap.Node.Addresses,
+		LocalAddresses:    local,
+		NodePortAddresses: list,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := sel[:0]
+	for _, a := range sel {
+		if nodeaddr.IsLocal(a, local) {
+			out = append(out, a)
+		} else if !slices.Contains(p.nodeAddrs, a) {
+			p.log.Warn("node address is not on this host; NodePorts are not served there", "address", a.String())
+		}
+	}
+	return out, nil
+}
+
+func (p *Proxier) namesToSync(snap *state.Snapshot, changed state.ChangeSet, full bool) []state.ServicePortName {
+	set := map[state.ServicePortName]struct{}{}
+	if full {
+		for n := range snap.Services {
+			set[n] = struct{}{}
+		}
+		for n := range p.services {
+			set[n] = struct{}{}
+		}
+	} else {
+		for n := range changed.Ports {
+			set[n] = struct{}{}
+		}
+		for n := range p.failed {
+			set[n] = struct{}{}
+		}
+	}
+	out := make([]state.ServicePortName, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	state.SortNames(out)
+	return out
+}
+
+// shrinkService closes the frontends of n that snap no longer asks for.
+func (p *Proxier) shrinkService(run *syncRun, n state.ServicePortName) {
+	svc := p.services[n]
+	if svc == nil {
+		return
+	}
+	want := map[feKey]bool{}
+	if sp := run.snap.Services[n]; sp != nil && supported(sp) {
+		for _, s := range desiredFrontends(sp, p.nodeAddrs) {
+			want[s.key] = true
+		}
+	}
+	for k, fe := range svc.frontends {
+		if want[k] {
+			continue
+		}
+		fe.close()
+		delete(svc.frontends, k)
+		delete(p.frontends, k)
+		p.draining = append(p.draining, fe)
+		run.written++
+	}
+}
+
+// supported reports whether the relay can serve the protocol (SCTP it cannot).
+func supported(sp *state.ServicePort) bool {
+	return sp.Protocol == v1.ProtocolTCP || sp.Protocol == v1.ProtocolUDP
+}
+
+// syncService opens and updates the frontends of one ServicePort.
+func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
+	sp := run.snap.Services[n]
+	svc := p.services[n]
+	if sp == nil {
+		if svc != nil {
+			p.metrics.forgetService(svc)
+			delete(p.services, n)
+		}
+		delete(p.noLocal, n)
+		return nil
+	}
+	if !supported(sp) {
+		return fmt.Errorf("service %s: protocol %s is not supported in userspace mode", n, sp.Protocol)
+	}
+	if svc == nil {
+		svc = &service{name: n, frontends: map[feKey]*frontend{}, metrics: map[netip.AddrPort]*backendMetric{}}
+		p.services[n] = svc
+	}
+	svc.sp = sp
+	cat := run.snap.Categorize(n)
+	reachable := make([]netip.AddrPort, 0, len(cat.AllReachable))
+	for _, e := range cat.AllReachable {
+		reachable = append(reachable, e.AddrPort())
+	}
+	p.metrics.syncService(svc, reachable)
+	p.recordNoLocal(n, sp, cat)
+	var errs []error
+	for _, spec := range desiredFrontends(sp, p.nodeAddrs) {
+		if err := p.syncFrontend(run, svc, spec, endpointsFor(sp, spec.kind, cat)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Proxier) recordNoLocal(n state.ServicePortName, sp *state.ServicePort, cat state.Categorized) {
+	internal := sp.InternalPolicyLocal && cat.HasAny && len(cat.Local) == 0
+	external := sp.ExternallyAccessible() && sp.ExternalPolicyLocal && cat.HasAny && len(cat.Local) == 0
+	if internal || external {
+		p.noLocal[n] = [2]bool{internal, external}
+	} else {
+		delete(p.noLocal, n)
+	}
+}
+
+// syncFrontend makes one listener exist with the right backends.
+func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, eps []state.Endpoint) error {
+	fe := svc.frontends[spec.key]
+	if fe != nil {
+		fe.kind = spec.kind
+		cfg, err := p.buildConfig(fe, svc, eps)
+		if cfg != nil {
+			fe.cfg.Store(cfg)
+			if fe.udp != nil {
+				fe.udp.dropFlowsNotIn(cfg.backends)
+			}
+			run.written++
+		}
+		return err
+	}
+	if owner := p.frontends[spec.key]; owner != nil {
+		return fmt.Errorf("service %s: %s %s is already served by service %s", svc.name, spec.kind, spec.key, owner.svc)
+	}
+	fe = &frontend{feSpec: spec, svc: svc.name}
+	cfg, cfgErr := p.buildConfig(fe, svc, eps)
+	if cfg == nil {
+		return cfgErr
+	}
+	fe.cfg.Store(cfg)
+	if err := p.open(run, fe); err != nil {
+		return errors.Join(cfgErr, fmt.Errorf("service %s: %s %s: %w", svc.name, spec.kind, spec.key, err))
+	}
+	svc.frontends[spec.key] = fe
+	p.frontends[spec.key] = fe
+	run.written++
+	return cfgErr
+}
+
+// open makes the frontend's address local if it must and can, then listens.
+func (p *Proxier) open(run *syncRun, fe *frontend) error {
+	a := fe.key.addr.Addr()
+	if err := p.claimAddr(run, fe, a); err != nil {
+		return err
+	}
+	var err error
+	if fe.key.proto == v1.ProtocolUDP {
+		err = p.listenUDP(fe)
+	} else {
+		err = p.listenTCP(fe)
+	}
+	if err != nil {
+		p.releaseAddr(fe)
+	}
+	return err
+}
+
+// claimAddr makes a local. Addresses kproxy added are reference-counted by the
+// frontends (open or draining) that use them.
+func (p *Proxier) claimAddr(run *syncRun, fe *frontend, a netip.Addr) error {
+	if p.ourAddrs[a] > 0 {
+		p.ourAddrs[a]++
+		fe.addedAddr = true
+		return nil
+	}
+	if nodeaddr.IsLocal(a, run.local) {
+		return nil
+	}
+	if !p.addrs.canAdd() {
+		return fmt.Errorf("address %s is not local and kproxy is not root, so it cannot add it to %s; "+
+			"run as root or put the address on an interface", a, dummyLink)
+	}
+	if err := p.addrs.add(a); err != nil {
+		return err
+	}
+	p.ourAddrs[a] = 1
+	fe.addedAddr = true
+	return nil
+}
+
+// releaseAddr drops the frontend's reference on an address kproxy added, removing
+// the address with the last one.
+func (p *Proxier) releaseAddr(fe *frontend) {
+	if !fe.addedAddr {
+		return
+	}
+	fe.addedAddr = false
+	a := fe.key.addr.Addr()
+	if p.ourAddrs[a]--; p.ourAddrs[a] > 0 {
+		return
+	}
+	delete(p.ourAddrs, a)
+	if err := p.addrs.remove(a); err != nil {
+		p.log.Warn("removing Service address", "address", a.String(), "err", err)
+	}
+}
+
+// reapDraining releases the addresses of closed frontends whose relays all ended;
+// removing an address earlier would cut the connections still using it.
+func (p *Proxier) reapDraining() {
+	kept := p.draining[:0]
+	for _, fe := range p.draining {
+		if fe.open.Load() > 0 {
+			kept = append(kept, fe)
+			continue
+		}
+		p.releaseAddr(fe)
+	}
+	clear(p.draining[len(kept):])
+	p.draining = kept
+}

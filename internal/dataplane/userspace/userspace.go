@@ -1,0 +1,185 @@
+// Package userspace is the "userspace" proxy mode: kproxy relays every Service's TCP
+// connections and UDP flows itself, in Go, without kernel NAT. It listens on each
+// ClusterIP, externalIP, load-balancer IP and node address (NodePort) of every
+// ServicePort and forwards each new connection to an endpoint chosen by the
+// ServicePort's scheduler (internal/lb), so it works on any Linux machine, without
+// iptables, IPVS or nftables, and without root as long as the Service addresses are
+// local (loopback, or addresses the node already has).
+//
+// See README.md in this directory for the layout of listeners and relays.
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/lb"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// ModeName is the --proxy-mode value of this dataplane.
+const ModeName = "userspace"
+
+const (
+	// DrainTimeout bounds how long Drain waits for open connections on shutdown.
+	DrainTimeout = 30 * time.Second
+	// defaultUDPIdleTimeout ends a UDP flow that saw no packet in either direction,
+	// like conntrack's unreplied-UDP timeout.
+	defaultUDPIdleTimeout = 30 * time.Second
+	// dialTimeout bounds one attempt to reach an endpoint; a failed attempt moves on
+	// to another endpoint.
+	dialTimeout = 2 * time.Second
+	// estimatorInterval is how often rates are computed, as the kernel's IPVS
+	// estimator does.
+	estimatorInterval = 2 * time.Second
+)
+
+func init() {
+	dataplane.Register(dataplane.Mode{Name: ModeName, New: newDataplane, Cleanup: cleanupLeftovers})
+}
+
+func newDataplane(o dataplane.Options) (dataplane.Dataplane, error) { return New(o) }
+
+// Proxier is the userspace dataplane. It implements dataplane.Dataplane and
+// dataplane.Lister.
+type Proxier struct {
+	log          *slog.Logger
+	opts         dataplane.Options
+	defaultSched string
+	udpIdle      time.Duration
+	addrs        addrManager
+	metrics      *metrics
+	// localAddrs reads the addresses the process can listen on; a variable for tests.
+	localAddrs func() ([]netip.Addr, error)
+
+	// mu serialises Sync, List, Drain and Cleanup; the relays never take it.
+	mu        sync.Mutex
+	services  map[state.ServicePortName]*service
+	frontends map[feKey]*frontend
+	// failed holds ServicePorts whose last sync failed; every Sync retries them.
+	failed map[state.ServicePortName]struct{}
+	// needFull forces the next Sync to look at every ServicePort.
+	needFull bool
+	// draining are frontends that were closed while relays were still open; the
+	// addresses kproxy added for them are released when those relays end.
+	draining  []*frontend
+	nodeAddrs []netip.Addr
+	// noLocal flags ServicePorts with Local policy but no local endpoint
+	// (internal, external), for SyncStats.NoLocalEndpoints.
+	noLocal map[state.ServicePortName][2]bool
+	// ourAddrs counts the frontends using each address kproxy added to the host.
+	ourAddrs map[netip.Addr]int
+
+	// relays counts accept loops and open relays, so Drain knows when all are done.
+	relays  sync.WaitGroup
+	conns   connSet
+	closed  atomic.Bool
+	stopEst chan struct{}
+}
+
+// New builds the userspace dataplane. It fails when the node default scheduler
+// (ipvs.scheduler) is unknown.
+func New(o dataplane.Options) (*Proxier, error) {
+	def := "rr"
+	if o.Config != nil && o.Config.IPVS.Scheduler != "" {
+		def = o.Config.IPVS.Scheduler
+	}
+	if err := lb.Validate(def, nil); err != nil {
+		return nil, fmt.Errorf("ipvs.scheduler: %v", err)
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxier{
+		log:          o.Log().With("mode", ModeName),
+		opts:         o,
+		defaultSched: def,
+		udpIdle:      defaultUDPIdleTimeout,
+		addrs:        newAddrManager(os.Geteuid() == 0),
+		metrics:      m,
+		localAddrs:   localAddresses,
+		services:     map[state.ServicePortName]*service{},
+		frontends:    map[feKey]*frontend{},
+		failed:       map[state.ServicePortName]struct{}{},
+		needFull:     true,
+		noLocal:      map[state.ServicePortName][2]bool{},
+		ourAddrs:     map[netip.Addr]int{},
+		conns:        connSet{m: map[closer]struct{}{}},
+		stopEst:      make(chan struct{}),
+	}
+	go p.runEstimator()
+	return p, nil
+}
+
+var (
+	_ dataplane.Dataplane = (*Proxier)(nil)
+	_ dataplane.Lister    = (*Proxier)(nil)
+	_ dataplane.Drainer   = (*Proxier)(nil)
+)
+
+// errClosed is returned by Sync after Drain or Cleanup.
+var errClosed = errors.New("userspace dataplane is shut down")
+
+// Drain stops accepting connections and new UDP flows, then waits until the open
+// TCP relays end, ctx is done, or DrainTimeout passes, whichever comes first; relays
+// still open then are closed. The daemon calls it on SIGTERM (Cleanup calls it too).
+func (p *Proxier) Drain(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drainLocked(ctx)
+}
+
+func (p *Proxier) drainLocked(ctx context.Context) error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	close(p.stopEst)
+	for _, fe := range p.frontends {
+		fe.close()
+	}
+	done := make(chan struct{})
+	go func() { p.relays.Wait(); close(done) }()
+	timer := time.NewTimer(DrainTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = fmt.Errorf("userspace: %d connections still open after %v", p.conns.len(), DrainTimeout)
+	}
+	p.conns.closeAll()
+	<-done
+	return err
+}
+
+// Cleanup drains (see Drain) and removes every address kproxy added for Services.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.drainLocked(ctx)
+	for k, fe := range p.frontends {
+		p.releaseAddr(fe)
+		delete(p.frontends, k)
+	}
+	for _, fe := range p.draining {
+		p.releaseAddr(fe)
+	}
+	p.draining = nil
+	for n, svc := range p.services {
+		p.metrics.forgetService(svc)
+		delete(p.services, n)
+	}
+	return errors.Join(err, p.addrs.cleanup())
+}

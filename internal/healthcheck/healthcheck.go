@@ -1,0 +1,188 @@
+// Package healthcheck serves the health-check node ports of Services with
+// externalTrafficPolicy Local, with upstream kube-proxy's semantics: an external load
+// balancer probes http://node:healthCheckNodePort/ and sends traffic only to nodes that
+// answer 200, which they do while they hold at least one local ready endpoint.
+//
+// Every kernel dataplane (iptables, nftables, ipvs) owns one Server and calls Update
+// after each successful sync with Entries(snapshot).
+package healthcheck
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// Service names one Service ("ns/name").
+type Service struct {
+	Namespace string
+	Name      string
+}
+
+// Entry is what the health-check port of one Service reports.
+type Entry struct {
+	Port           int32
+	LocalEndpoints int
+}
+
+// Options configure a Server.
+type Options struct {
+	// Addresses are the node IPs to bind; empty binds every address.
+	Addresses []string
+	// Healthy reports whether the proxy itself is healthy (serviceProxyHealthy); nil
+	// means always healthy.
+	Healthy func() bool
+	// Listen opens listeners; nil means net.Listen. Tests and namespaces override it.
+	Listen func(network, addr string) (net.Listener, error)
+	Logger *slog.Logger
+}
+
+// Server runs one HTTP listener per health-check node port.
+type Server struct {
+	opts Options
+
+	mu       sync.Mutex
+	services map[Service]*svcServer
+}
+
+type svcServer struct {
+	port      int32
+	servers   []*http.Server
+	mu        sync.Mutex
+	endpoints int
+}
+
+// New returns a Server with no ports open.
+func New(o Options) *Server {
+	if o.Listen == nil {
+		o.Listen = net.Listen
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: o, services: map[Service]*svcServer{}}
+}
+
+// Entries computes the health-check ports of a snapshot: every ServicePort with
+// externalTrafficPolicy Local and a health-check node port, with the number of local
+// ready endpoints (the largest over the Service's ports).
+func Entries(snap *state.Snapshot) map[Service]Entry {
+	out := map[Service]Entry{}
+	for name, sp := range snap.Services {
+		if sp.HealthCheckNodePort == 0 || !sp.ExternalPolicyLocal {
+			continue
+		}
+		n := 0
+		for _, e := range snap.Endpoints[name] {
+			if e.IsLocal && e.Ready {
+				n++
+			}
+		}
+		key := Service{Namespace: name.Namespace, Name: name.Name}
+		if cur, ok := out[key]; !ok || n > cur.LocalEndpoints {
+			out[key] = Entry{Port: sp.HealthCheckNodePort, LocalEndpoints: n}
+		}
+	}
+	return out
+}
+
+// Update opens ports for new Services, closes those of removed ones and updates the
+// endpoint counts. A port that cannot be opened is reported in the error but does not
+// stop the others (upstream logs a FailedToStartServiceHealthcheck event).
+func (s *Server) Update(entries map[Service]Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for key, srv := range s.services {
+		if e, ok := entries[key]; !ok || e.Port != srv.port {
+			srv.close()
+			delete(s.services, key)
+		}
+	}
+	for key, e := range entries {
+		srv, ok := s.services[key]
+		if !ok {
+			var err error
+			if srv, err = s.open(key, e.Port); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.services[key] = srv
+		}
+		srv.mu.Lock()
+		srv.endpoints = e.LocalEndpoints
+		srv.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Close shuts every port.
+func (s *Server) Close() {
+	s.Update(nil)
+}
+
+func (s *Server) open(key Service, port int32) (*svcServer, error) {
+	srv := &svcServer{port: port}
+	addrs := s.opts.Addresses
+	if len(addrs) == 0 {
+		addrs = []string{""}
+	}
+	for _, a := range addrs {
+		l, err := s.opts.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(int(port))))
+		if err != nil {
+			srv.close()
+			return nil, fmt.Errorf("service %s/%s: healthCheckNodePort %d: %w", key.Namespace, key.Name, port, err)
+		}
+		hs := &http.Server{Handler: s.handler(key, srv)}
+		srv.servers = append(srv.servers, hs)
+		go func() {
+			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.opts.Logger.Warn("health-check server stopped", "service", key.Namespace+"/"+key.Name, "err", err)
+			}
+		}()
+	}
+	return srv, nil
+}
+
+func (srv *svcServer) close() {
+	for _, hs := range srv.servers {
+		hs.Close()
+	}
+}
+
+type response struct {
+	Service struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+	} `json:"service"`
+	LocalEndpoints      int  `json:"localEndpoints"`
+	ServiceProxyHealthy bool `json:"serviceProxyHealthy"`
+}
+
+func (s *Server) handler(key Service, srv *svcServer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		srv.mu.Lock()
+		n := srv.endpoints
+		srv.mu.Unlock()
+		var body response
+		body.Service.Namespace, body.Service.Name = key.Namespace, key.Name
+		body.LocalEndpoints = n
+		body.ServiceProxyHealthy = s.opts.Healthy == nil || s.opts.Healthy()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("X-Load-Balancing-Endpoint-Weight", strconv.Itoa(n))
+		if n > 0 && body.ServiceProxyHealthy {
+			w.WriteHeader(http.StatusOK)
+		} else {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(body)
+	})
+}

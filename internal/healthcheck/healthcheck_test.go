@@ -1,0 +1,106 @@
+package healthcheck
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+func freePort(t *testing.T) int32 {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return int32(l.Addr().(*net.TCPAddr).Port)
+}
+
+func get(t *testing.T, port int32) (int, response) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r response
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, r
+}
+
+func TestServerAnswersPerLocalEndpoints(t *testing.T) {
+	s := New(Options{Addresses: []string{"127.0.0.1"}})
+	defer s.Close()
+	port := freePort(t)
+	key := Service{Namespace: "ns", Name: "web"}
+	if err := s.Update(map[Service]Entry{key: {Port: port, LocalEndpoints: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, port)
+	if code != 200 || body.LocalEndpoints != 2 || !body.ServiceProxyHealthy || body.Service.Name != "web" || body.Service.Namespace != "ns" {
+		t.Fatalf("got %d %+v", code, body)
+	}
+	s.Update(map[Service]Entry{key: {Port: port, LocalEndpoints: 0}})
+	if code, body = get(t, port); code != 503 || body.LocalEndpoints != 0 {
+		t.Fatalf("no local endpoints: got %d %+v, want 503", code, body)
+	}
+	s.Update(nil)
+	if _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+		t.Fatal("port still open after the Service went away")
+	}
+}
+
+func TestUnhealthyProxyAnswers503(t *testing.T) {
+	s := New(Options{Addresses: []string{"127.0.0.1"}, Healthy: func() bool { return false }})
+	defer s.Close()
+	port := freePort(t)
+	s.Update(map[Service]Entry{{Namespace: "ns", Name: "web"}: {Port: port, LocalEndpoints: 1}})
+	if code, body := get(t, port); code != 503 || body.ServiceProxyHealthy {
+		t.Fatalf("got %d %+v", code, body)
+	}
+}
+
+func TestEntriesCountLocalReadyOnly(t *testing.T) {
+	n := state.ServicePortName{Namespace: "ns", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
+	other := state.ServicePortName{Namespace: "ns", Name: "plain", Protocol: v1.ProtocolTCP}
+	snap := &state.Snapshot{
+		Services: map[state.ServicePortName]*state.ServicePort{
+			n:     {Name: n, HealthCheckNodePort: 31000, ExternalPolicyLocal: true},
+			other: {Name: other},
+		},
+		Endpoints: map[state.ServicePortName][]state.Endpoint{n: {
+			{IP: netip.MustParseAddr("10.0.0.1"), Ready: true, IsLocal: true},
+			{IP: netip.MustParseAddr("10.0.0.2"), Ready: true},
+			{IP: netip.MustParseAddr("10.0.0.3"), Serving: true, Terminating: true, IsLocal: true},
+		}},
+	}
+	got := Entries(snap)
+	want := map[Service]Entry{{Namespace: "ns", Name: "web"}: {Port: 31000, LocalEndpoints: 1}}
+	if len(got) != 1 || got[Service{"ns", "web"}] != want[Service{"ns", "web"}] {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestPortInUseIsReportedWithService(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := int32(l.Addr().(*net.TCPAddr).Port)
+	s := New(Options{Addresses: []string{"127.0.0.1"}})
+	defer s.Close()
+	err = s.Update(map[Service]Entry{{Namespace: "ns", Name: "web"}: {Port: port}})
+	if err == nil || !strings.Contains(err.Error(), "ns/web") {
+		t.Fatalf("want error naming the service, got %v", err)
+	}
+}

@@ -1,0 +1,216 @@
+package file
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+)
+
+// Kinds this source delivers.
+const (
+	kindService       = "Service"
+	kindEndpointSlice = "EndpointSlice"
+	kindNode          = "Node"
+)
+
+// Strict decoding turns a misspelt field into an error naming it, as kubectl's
+// default --validate=strict does, instead of silently dropping it.
+var deserializer = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// objKey identifies an object across files.
+type objKey struct {
+	Kind, Namespace, Name string
+}
+
+func (k objKey) String() string {
+	if k.Namespace == "" {
+		return k.Kind + " " + k.Name
+	}
+	return k.Kind + " " + k.Namespace + "/" + k.Name
+}
+
+// decoded is one object found in a file: usable (err nil) or rejected.
+type decoded struct {
+	key objKey
+	// where names the document (and List item) for objects without a usable name.
+	where string
+	obj   runtime.Object
+	err   error
+}
+
+// object is the name used in reports: the key, or the kind and position when the
+// object has no name.
+func (d decoded) object() string {
+	if d.key.Name == "" {
+		kind := d.key.Kind
+		if kind == "" {
+			kind = "object"
+		}
+		return kind + " in " + d.where
+	}
+	return d.key.String()
+}
+
+// parseResult is everything found in one file.
+type parseResult struct {
+	objects []decoded
+	// unidentified are documents so broken that not even their kind and name are
+	// known; the objects they held cannot be told apart from deleted ones.
+	unidentified []error
+	ignored      []string
+}
+
+// parseFile splits a file into YAML (or JSON) documents and decodes each.
+func parseFile(data []byte) parseResult {
+	var res parseResult
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for n := 1; ; n++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return res
+		}
+		where := fmt.Sprintf("document %d", n)
+		if err != nil {
+			res.unidentified = append(res.unidentified, fmt.Errorf("%s: %v", where, err))
+			return res
+		}
+		res.parseDocument(doc, where)
+	}
+}
+
+type typeAndName struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+}
+
+func (res *parseResult) parseDocument(doc []byte, where string) {
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		res.unidentified = append(res.unidentified, fmt.Errorf("%s: %v", where, err))
+		return
+	}
+	if s := string(bytes.TrimSpace(js)); s == "null" || s == "" {
+		return // empty document, comments only
+	}
+	var id typeAndName
+	if err := json.Unmarshal(js, &id); err != nil {
+		res.unidentified = append(res.unidentified, fmt.Errorf("%s: not a Kubernetes object: %v", where, err))
+		return
+	}
+	if id.Kind == "" || id.APIVersion == "" {
+		res.unidentified = append(res.unidentified, fmt.Errorf("%s: apiVersion and kind are required", where))
+		return
+	}
+	res.decodeObject(js, id, where)
+}
+
+func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
+	d := decoded{key: keyOf(id), where: where}
+	obj, gvk, err := deserializer.Decode(js, nil, nil)
+	if err != nil {
+		if runtime.IsNotRegisteredError(err) {
+			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node or List)", id.Kind, id.APIVersion)
+			res.add(d)
+			return
+		}
+		if obj == nil || !runtime.IsStrictDecodingError(err) {
+			d.err = err
+			res.add(d)
+			return
+		}
+		d.err = err // unknown or duplicate field: decoded, but rejected
+	}
+	switch o := obj.(type) {
+	case *v1.List:
+		if d.err != nil {
+			res.unidentified = append(res.unidentified, fmt.Errorf("%s: %v", where, d.err))
+			return
+		}
+		res.decodeListItems(o, where)
+	case *v1.Service, *discovery.EndpointSlice, *v1.Node:
+		d.obj = obj
+		res.add(d)
+	default:
+		res.unsupported(d, gvk, where)
+	}
+}
+
+func (res *parseResult) decodeListItems(list *v1.List, where string) {
+	for i, item := range list.Items {
+		itemWhere := fmt.Sprintf("%s item %d", where, i+1)
+		var id typeAndName
+		if err := json.Unmarshal(item.Raw, &id); err != nil || id.Kind == "" || id.APIVersion == "" {
+			res.unidentified = append(res.unidentified, fmt.Errorf("%s: apiVersion and kind are required", itemWhere))
+			continue
+		}
+		res.decodeObject(item.Raw, id, itemWhere)
+	}
+}
+
+// unsupported rejects a Service, EndpointSlice or Node of an API version kproxy does
+// not read (silently ignoring it would drop a Service), and ignores other kinds, so
+// that a wider kubectl dump still works.
+func (res *parseResult) unsupported(d decoded, gvk *schema.GroupVersionKind, where string) {
+	want := map[string]string{
+		kindService:       "v1",
+		kindEndpointSlice: "discovery.k8s.io/v1",
+		kindNode:          "v1",
+		"List":            "v1",
+	}
+	if v, ours := want[d.key.Kind]; ours {
+		d.err = fmt.Errorf("apiVersion: %s %s not supported, want %s", d.key.Kind, gvk.GroupVersion(), v)
+		res.add(d)
+		return
+	}
+	res.ignored = append(res.ignored, fmt.Sprintf("%s (%s)", d.object(), where))
+}
+
+func (res *parseResult) add(d decoded) {
+	if d.obj != nil && d.err == nil {
+		setDefaultNamespace(d.obj)
+	}
+	res.objects = append(res.objects, d)
+}
+
+func keyOf(id typeAndName) objKey {
+	k := objKey{Kind: id.Kind, Namespace: id.Metadata.Namespace, Name: id.Metadata.Name}
+	if k.Kind == kindNode {
+		k.Namespace = ""
+	} else if k.Namespace == "" {
+		k.Namespace = v1.NamespaceDefault
+	}
+	return k
+}
+
+// setDefaultNamespace puts namespaced objects without one in "default", as kubectl
+// apply does.
+func setDefaultNamespace(obj runtime.Object) {
+	switch o := obj.(type) {
+	case *v1.Service:
+		if o.Namespace == "" {
+			o.Namespace = v1.NamespaceDefault
+		}
+	case *discovery.EndpointSlice:
+		if o.Namespace == "" {
+			o.Namespace = v1.NamespaceDefault
+		}
+	case *v1.Node:
+		o.Namespace = ""
+	}
+}

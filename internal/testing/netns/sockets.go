@@ -1,0 +1,217 @@
+//go:build linux
+
+package netns
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	vnetns "github.com/vishvananda/netns"
+)
+
+// Do runs f on an OS thread switched into the namespace. Sockets created by f stay in
+// the namespace after f returns, so they can be used from any goroutine.
+func (ns *NS) Do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := vnetns.GetFromName(ns.Name)
+		if err != nil {
+			errc <- fmt.Errorf("netns %s: %w", ns.Name, err)
+			return
+		}
+		defer target.Close()
+		if err := vnetns.Set(target); err != nil {
+			errc <- fmt.Errorf("netns %s: setns: %w", ns.Name, err)
+			return
+		}
+		ferr := f()
+		if err := vnetns.Set(orig); err != nil {
+			// Leave the thread locked: the runtime then discards it rather than
+			// reusing a thread stuck in the wrong namespace.
+			errc <- fmt.Errorf("netns: restore namespace: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Listen opens a listener inside the namespace.
+func (ns *NS) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := ns.Do(func() (err error) { l, err = net.Listen(network, addr); return })
+	return l, err
+}
+
+// ListenPacket opens a packet socket inside the namespace.
+func (ns *NS) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var c net.PacketConn
+	err := ns.Do(func() (err error) { c, err = net.ListenPacket(network, addr); return })
+	return c, err
+}
+
+// Dial connects from inside the namespace.
+func (ns *NS) Dial(network, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) { c, err = net.DialTimeout(network, addr, timeout); return })
+	return c, err
+}
+
+// DialFrom connects from inside the namespace with a fixed local address ("ip:port"),
+// for tests that need one client identity (affinity, UDP flows).
+func (ns *NS) DialFrom(network, local, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		d := net.Dialer{Timeout: timeout}
+		switch network {
+		case "udp", "udp4":
+			d.LocalAddr, err = net.ResolveUDPAddr(network, local)
+		default:
+			d.LocalAddr, err = net.ResolveTCPAddr(network, local)
+		}
+		if err != nil {
+			return err
+		}
+		c, err = d.Dial(network, addr)
+		return err
+	})
+	return c, err
+}
+
+// ServeTCP answers every TCP connection on port with the namespace name and a newline,
+// then keeps the connection open until the client closes it (so tests can hold an
+// established connection). The listener closes on t.Cleanup.
+func (ns *NS) ServeTCP(t testing.TB, port int) {
+	t.Helper()
+	ns.ServeTCPReply(t, port, ns.Name)
+}
+
+// ServeTCPReply is ServeTCP with a chosen reply.
+func (ns *NS) ServeTCPReply(t testing.TB, port int, reply string) {
+	t.Helper()
+	l, err := ns.Listen("tcp4", fmt.Sprintf(":%d", port))
+	if err != nil {
+		t.Fatalf("netns: listen tcp %d in %s: %v", port, ns.Name, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go echoName(c, reply)
+		}
+	}()
+}
+
+// echoName sends reply on connect, and again for every line the client sends.
+func echoName(c net.Conn, reply string) {
+	defer c.Close()
+	if _, err := fmt.Fprintln(c, reply); err != nil {
+		return
+	}
+	r := bufio.NewReader(c)
+	for {
+		if _, err := r.ReadString('\n'); err != nil {
+			return
+		}
+		if _, err := fmt.Fprintln(c, reply); err != nil {
+			return
+		}
+	}
+}
+
+// ServeUDP answers every datagram on port with the namespace name. It returns a stop
+// function (also called on t.Cleanup) so tests can take a backend away.
+func (ns *NS) ServeUDP(t testing.TB, port int) (stop func()) {
+	t.Helper()
+	c, err := ns.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+	if err != nil {
+		t.Fatalf("netns: listen udp %d in %s: %v", port, ns.Name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			c.WriteTo([]byte(ns.Name+"\n"), from)
+		}
+	}()
+	return func() { c.Close() }
+}
+
+// AskTCP connects to addr from inside the namespace and returns the first line the
+// server sends (without the newline).
+func (ns *NS) AskTCP(addr string, timeout time.Duration) (string, error) {
+	c, err := ns.Dial("tcp4", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return ReadLine(c, timeout)
+}
+
+// AskUDP sends one datagram to addr from inside the namespace and returns the reply.
+func (ns *NS) AskUDP(addr string, timeout time.Duration) (string, error) {
+	c, err := ns.Dial("udp4", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return AskConn(c, timeout)
+}
+
+// AskConn sends one line on an open connection and returns the reply line.
+func AskConn(c net.Conn, timeout time.Duration) (string, error) {
+	if _, err := c.Write([]byte("?\n")); err != nil {
+		return "", err
+	}
+	return ReadLine(c, timeout)
+}
+
+// ReadLine reads one line from c within timeout.
+func ReadLine(c net.Conn, timeout time.Duration) (string, error) {
+	c.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(strings.SplitN(string(buf[:n]), "\n", 2)[0]), nil
+}
+
+// Eventually retries f every 100ms until it returns nil or timeout passes, and
+// returns the last error.
+func Eventually(ctx context.Context, timeout time.Duration, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
