@@ -13,7 +13,6 @@ import (
 type Flags struct {
 	ConfigFile       string
 	Kubeconfig       string
-	Master           string
 	ServicesFrom     string
 	AdminBindAddress string
 	Cleanup          bool
@@ -29,40 +28,52 @@ const DefaultAdminBindAddress = "127.0.0.1:10259"
 
 // overrides copies one flag's value from the flag-bound config into the effective one.
 var overrides = map[string]func(dst, src *kpconfig.KubeProxyConfiguration){
-	"proxy-mode":                        func(d, s *kpconfig.KubeProxyConfiguration) { d.Mode = s.Mode },
-	"hostname-override":                 func(d, s *kpconfig.KubeProxyConfiguration) { d.HostnameOverride = s.HostnameOverride },
-	"metrics-bind-address":              func(d, s *kpconfig.KubeProxyConfiguration) { d.MetricsBindAddress = s.MetricsBindAddress },
-	"healthz-bind-address":              func(d, s *kpconfig.KubeProxyConfiguration) { d.HealthzBindAddress = s.HealthzBindAddress },
-	"bind-address":                      func(d, s *kpconfig.KubeProxyConfiguration) { d.BindAddress = s.BindAddress },
-	"bind-address-hard-fail":            func(d, s *kpconfig.KubeProxyConfiguration) { d.BindAddressHardFail = s.BindAddressHardFail },
-	"cluster-cidr":                      func(d, s *kpconfig.KubeProxyConfiguration) { d.ClusterCIDR = s.ClusterCIDR },
-	"nodeport-addresses":                func(d, s *kpconfig.KubeProxyConfiguration) { d.NodePortAddresses = s.NodePortAddresses },
-	"masquerade-all":                    func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MasqueradeAll, d.NFTables.MasqueradeAll = s.IPTables.MasqueradeAll, s.IPTables.MasqueradeAll },
-	"iptables-masquerade-bit":           func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MasqueradeBit = s.IPTables.MasqueradeBit },
-	"iptables-sync-period":              func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.SyncPeriod = s.IPTables.SyncPeriod },
-	"iptables-min-sync-period":          func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MinSyncPeriod = s.IPTables.MinSyncPeriod },
-	"iptables-localhost-nodeports":      func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.LocalhostNodePorts = s.IPTables.LocalhostNodePorts },
-	"ipvs-scheduler":                    func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.Scheduler = s.IPVS.Scheduler },
-	"ipvs-sync-period":                  func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.SyncPeriod = s.IPVS.SyncPeriod },
-	"ipvs-min-sync-period":              func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.MinSyncPeriod = s.IPVS.MinSyncPeriod },
-	"ipvs-strict-arp":                   func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.StrictARP = s.IPVS.StrictARP },
-	"ipvs-exclude-cidrs":                func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.ExcludeCIDRs = s.IPVS.ExcludeCIDRs },
-	"ipvs-tcp-timeout":                  func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.TCPTimeout = s.IPVS.TCPTimeout },
-	"ipvs-tcpfin-timeout":               func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.TCPFinTimeout = s.IPVS.TCPFinTimeout },
-	"ipvs-udp-timeout":                  func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.UDPTimeout = s.IPVS.UDPTimeout },
-	"conntrack-max-per-core":            func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.MaxPerCore = s.Conntrack.MaxPerCore },
-	"conntrack-min":                     func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.Min = s.Conntrack.Min },
-	"conntrack-tcp-timeout-established": func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.TCPEstablishedTimeout = s.Conntrack.TCPEstablishedTimeout },
-	"conntrack-tcp-timeout-close-wait":  func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.TCPCloseWaitTimeout = s.Conntrack.TCPCloseWaitTimeout },
-	"conntrack-tcp-be-liberal":          func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.TCPBeLiberal = s.Conntrack.TCPBeLiberal },
-	"conntrack-udp-timeout":             func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.UDPTimeout = s.Conntrack.UDPTimeout },
-	"conntrack-udp-timeout-stream":      func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.UDPStreamTimeout = s.Conntrack.UDPStreamTimeout },
-	"config-sync-period":                func(d, s *kpconfig.KubeProxyConfiguration) { d.ConfigSyncPeriod = s.ConfigSyncPeriod },
-	"oom-score-adj":                     func(d, s *kpconfig.KubeProxyConfiguration) { d.OOMScoreAdj = s.OOMScoreAdj },
-	"kube-api-qps":                      func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.QPS = s.ClientConnection.QPS },
-	"kube-api-burst":                    func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.Burst = s.ClientConnection.Burst },
-	"kube-api-content-type":             func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.ContentType = s.ClientConnection.ContentType },
-	"profiling":                         func(d, s *kpconfig.KubeProxyConfiguration) { d.EnableProfiling = s.EnableProfiling },
+	"proxy-mode":             func(d, s *kpconfig.KubeProxyConfiguration) { d.Mode = s.Mode },
+	"hostname-override":      func(d, s *kpconfig.KubeProxyConfiguration) { d.HostnameOverride = s.HostnameOverride },
+	"metrics-bind-address":   func(d, s *kpconfig.KubeProxyConfiguration) { d.MetricsBindAddress = s.MetricsBindAddress },
+	"healthz-bind-address":   func(d, s *kpconfig.KubeProxyConfiguration) { d.HealthzBindAddress = s.HealthzBindAddress },
+	"bind-address":           func(d, s *kpconfig.KubeProxyConfiguration) { d.BindAddress = s.BindAddress },
+	"bind-address-hard-fail": func(d, s *kpconfig.KubeProxyConfiguration) { d.BindAddressHardFail = s.BindAddressHardFail },
+	"cluster-cidr":           func(d, s *kpconfig.KubeProxyConfiguration) { d.ClusterCIDR = s.ClusterCIDR },
+	"nodeport-addresses":     func(d, s *kpconfig.KubeProxyConfiguration) { d.NodePortAddresses = s.NodePortAddresses },
+	"masquerade-all": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.IPTables.MasqueradeAll, d.NFTables.MasqueradeAll = s.IPTables.MasqueradeAll, s.IPTables.MasqueradeAll
+	},
+	"iptables-masquerade-bit":  func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MasqueradeBit = s.IPTables.MasqueradeBit },
+	"iptables-sync-period":     func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.SyncPeriod = s.IPTables.SyncPeriod },
+	"iptables-min-sync-period": func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MinSyncPeriod = s.IPTables.MinSyncPeriod },
+	"iptables-localhost-nodeports": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.IPTables.LocalhostNodePorts = s.IPTables.LocalhostNodePorts
+	},
+	"ipvs-scheduler":         func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.Scheduler = s.IPVS.Scheduler },
+	"ipvs-sync-period":       func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.SyncPeriod = s.IPVS.SyncPeriod },
+	"ipvs-min-sync-period":   func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.MinSyncPeriod = s.IPVS.MinSyncPeriod },
+	"ipvs-strict-arp":        func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.StrictARP = s.IPVS.StrictARP },
+	"ipvs-exclude-cidrs":     func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.ExcludeCIDRs = s.IPVS.ExcludeCIDRs },
+	"ipvs-tcp-timeout":       func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.TCPTimeout = s.IPVS.TCPTimeout },
+	"ipvs-tcpfin-timeout":    func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.TCPFinTimeout = s.IPVS.TCPFinTimeout },
+	"ipvs-udp-timeout":       func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.UDPTimeout = s.IPVS.UDPTimeout },
+	"conntrack-max-per-core": func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.MaxPerCore = s.Conntrack.MaxPerCore },
+	"conntrack-min":          func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.Min = s.Conntrack.Min },
+	"conntrack-tcp-timeout-established": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.Conntrack.TCPEstablishedTimeout = s.Conntrack.TCPEstablishedTimeout
+	},
+	"conntrack-tcp-timeout-close-wait": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.Conntrack.TCPCloseWaitTimeout = s.Conntrack.TCPCloseWaitTimeout
+	},
+	"conntrack-tcp-be-liberal": func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.TCPBeLiberal = s.Conntrack.TCPBeLiberal },
+	"conntrack-udp-timeout":    func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.UDPTimeout = s.Conntrack.UDPTimeout },
+	"conntrack-udp-timeout-stream": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.Conntrack.UDPStreamTimeout = s.Conntrack.UDPStreamTimeout
+	},
+	"config-sync-period": func(d, s *kpconfig.KubeProxyConfiguration) { d.ConfigSyncPeriod = s.ConfigSyncPeriod },
+	"oom-score-adj":      func(d, s *kpconfig.KubeProxyConfiguration) { d.OOMScoreAdj = s.OOMScoreAdj },
+	"kube-api-qps":       func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.QPS = s.ClientConnection.QPS },
+	"kube-api-burst":     func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.Burst = s.ClientConnection.Burst },
+	"kube-api-content-type": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.ClientConnection.ContentType = s.ClientConnection.ContentType
+	},
+	"profiling": func(d, s *kpconfig.KubeProxyConfiguration) { d.EnableProfiling = s.EnableProfiling },
 }
 
 // AddFlags registers every flag on fs.
@@ -76,7 +87,6 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.ConfigFile, "config", "", "Path to a KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given on the command line override it")
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig file; watch Services and EndpointSlices from that cluster")
-	fs.StringVar(&f.Master, "master", "", "The address of the Kubernetes API server (overrides the kubeconfig)")
 	fs.StringVar(&f.ServicesFrom, "services-from", "", "A file or directory of Service, EndpointSlice and Node manifests (YAML or JSON) to proxy instead of a cluster; watched for changes")
 	fs.StringVar(&f.AdminBindAddress, "admin-bind-address", DefaultAdminBindAddress, "Local address for `kproxy list` (GET /list); empty disables it")
 	fs.BoolVar(&f.Cleanup, "cleanup", false, "Remove what every proxy mode left behind, then exit")
