@@ -117,7 +117,7 @@ func bareByte(c byte) bool {
 
 // appendSaveString appends the concatenation of parts quoted the way iptables-save
 // (xtables_save_string) does: bare when it consists only of letters, digits, '_'
-// and '-', otherwise in double quotes with '"', '\' and '\'' escaped.
+// and '-', otherwise in double quotes with '"', '\' and '\” escaped.
 func appendSaveString(b []byte, parts ...string) []byte {
 	bare, empty := true, true
 	for _, p := range parts {
