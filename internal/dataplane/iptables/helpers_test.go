@@ -68,6 +68,7 @@ type fakeRunner struct {
 	saves    map[string]string
 	fail     error
 	missing  map[string]bool // table -> canary missing
+	checks   int
 }
 
 func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
@@ -82,6 +83,7 @@ func (f *fakeRunner) Save(_ context.Context, table string) ([]byte, error) {
 }
 
 func (f *fakeRunner) ChainExists(_ context.Context, table, _ string) (bool, error) {
+	f.checks++
 	return !f.missing[table], nil
 }
 

@@ -122,7 +122,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.pending[n] = struct{}{}
 	}
 	full := p.needFull || changed.NodeChanged || p.c.Now().Sub(p.lastFull) >= p.c.FullSyncPeriod
-	if !full && p.c.Now().Sub(p.lastCheck) >= p.c.CanaryInterval {
+	// The runner syncs at least every syncPeriod, and those periodic syncs come with
+	// no changes: check the canaries then, so flushed rules return within syncPeriod.
+	if !full && (changed.Empty() || p.c.Now().Sub(p.lastCheck) >= p.c.CanaryInterval) {
 		full = p.canaryMissing(ctx)
 	}
 	var stats dataplane.SyncStats
