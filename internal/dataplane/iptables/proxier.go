@@ -146,15 +146,22 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	return stats, nil
 }
 
-// canaryMissing checks the canary chains; someone flushing the tables removes them.
+// canaryMissing checks the canary chains, which disappear when someone deletes the
+// tables' chains, and the jump into nat KUBE-SERVICES, which a plain flush
+// (`iptables -t nat -F`) removes while the empty canary survives.
 func (p *Proxier) canaryMissing(ctx context.Context) bool {
 	p.lastCheck = p.c.Now()
 	for _, t := range []string{tableMangle, tableNAT, tableFilter} {
-		ok, err := p.c.Runner.ChainExists(ctx, t, chainCanary)
+		_, ok, err := p.c.Runner.ListChain(ctx, t, chainCanary)
 		if err != nil || !ok {
 			p.log.Info("canary chain missing: full sync", "table", t, "err", err)
 			return true
 		}
+	}
+	rules, _, err := p.c.Runner.ListChain(ctx, tableNAT, "PREROUTING")
+	if err != nil || !hasJumpTo(rules, chainServices) {
+		p.log.Info("jump to KUBE-SERVICES missing: full sync", "err", err)
+		return true
 	}
 	return false
 }

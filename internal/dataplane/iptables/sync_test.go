@@ -149,6 +149,12 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 	if err != nil || !st.Full {
 		t.Fatalf("canary gone: want a full sync, got %+v %v", st, err)
 	}
+	f.missing = map[string]bool{"jump": true}
+	now = now.Add(2 * time.Second)
+	st, err = p.Sync(context.Background(), snapshot(a), changes())
+	if err != nil || !st.Full {
+		t.Fatalf("PREROUTING jump gone (nat flushed): want a full sync, got %+v %v", st, err)
+	}
 }
 
 func TestStaleUDPFlowsAreDeleted(t *testing.T) {
