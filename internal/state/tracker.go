@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -233,17 +234,12 @@ func (t *Tracker) Snapshot() (*Snapshot, ChangeSet) {
 		EndpointEvents: t.epEvents,
 		TriggerTimes:   t.triggers,
 	}
+	// maps.Clone copies the hash table wholesale instead of rehashing every key.
 	next := &Snapshot{
-		Services:   make(map[ServicePortName]*ServicePort, len(t.prev.Services)),
-		Endpoints:  make(map[ServicePortName][]Endpoint, len(t.prev.Endpoints)),
+		Services:   maps.Clone(t.prev.Services),
+		Endpoints:  maps.Clone(t.prev.Endpoints),
 		Node:       t.prev.Node,
 		Generation: t.prev.Generation + 1,
-	}
-	for n, sp := range t.prev.Services {
-		next.Services[n] = sp
-	}
-	for n, eps := range t.prev.Endpoints {
-		next.Endpoints[n] = eps
 	}
 	if t.nodeDirty {
 		next.Node = nodeInfo(t.node)
