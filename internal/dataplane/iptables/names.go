@@ -1,8 +1,6 @@
 package iptables
 
 import (
-	"crypto/sha256"
-	"encoding/base32"
 	"strings"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -44,16 +42,26 @@ func isServiceChain(name string) bool {
 	return false
 }
 
-// hashName is prefix + the first 16 characters of base32(sha256(parts...)), as in
-// kube-proxy: at most 9+16 = 25 characters, within iptables' 28-character limit.
+// hashName is prefix + 16 characters of a hash of parts (see appendHashName).
 func hashName(prefix string, parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
+	return string(appendHashName(nil, prefix, parts...))
+}
+
+// portString is "ns/name:port", the ServicePort's name in comments and hashes.
+func portString(n state.ServicePortName) string {
+	return n.Namespace + "/" + n.Name + ":" + n.Port
+}
+
+func lowerProto(n state.ServicePortName) string {
+	switch n.Protocol {
+	case "TCP":
+		return "tcp"
+	case "UDP":
+		return "udp"
+	case "SCTP":
+		return "sctp"
 	}
-	var sum [sha256.Size]byte
-	enc := base32.StdEncoding.EncodeToString(h.Sum(sum[:0]))
-	return prefix + enc[:16]
+	return strings.ToLower(string(n.Protocol))
 }
 
 // portChains are the names of one ServicePort's chains.
@@ -62,16 +70,21 @@ type portChains struct {
 }
 
 func chainsFor(n state.ServicePortName) portChains {
-	base := n.String()
-	proto := strings.ToLower(string(n.Protocol))
-	return portChains{
-		svc: hashName(prefixSvc, base, proto),
-		svl: hashName(prefixSvl, base, proto),
-		ext: hashName(prefixExt, base, proto),
-		fw:  hashName(prefixFw, base, proto),
-	}
+	return chainsIn(&arena{}, portString(n), lowerProto(n))
+}
+
+// chainsIn builds the names in an arena; they share one hash with different prefixes
+// in kube-proxy, so hash once.
+func chainsIn(a *arena, base, proto string) portChains {
+	s := a.spec()
+	s.a.reserve(&s.start, 64)
+	s.a.chunk = appendHashName(s.a.chunk, prefixSvc, base, proto)
+	svc := s.str()
+	hash := svc[len(prefixSvc):]
+	name := func(prefix string) string { return a.spec().raw(prefix, hash).str() }
+	return portChains{svc: svc, svl: name(prefixSvl), ext: name(prefixExt), fw: name(prefixFw)}
 }
 
 func endpointChain(n state.ServicePortName, ep string) string {
-	return hashName(prefixSep, n.String(), strings.ToLower(string(n.Protocol)), ep)
+	return hashName(prefixSep, portString(n), lowerProto(n), ep)
 }

@@ -3,7 +3,9 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -32,24 +34,43 @@ func (c RenderConfig) markMasq() string {
 	return fmt.Sprintf("0x%x", uint32(1)<<bit)
 }
 
-// Render computes the whole ruleset for a snapshot. It is pure.
+// Render computes the whole ruleset for a snapshot. It is pure. Services render
+// independently, so large snapshots are split over the available CPUs.
 func Render(snap *state.Snapshot, cfg RenderConfig) *Ruleset {
 	r := renderFixed(cfg)
 	r.Services = make(map[state.ServicePortName]*ServiceRules, len(snap.Services))
-	rc := newRenderCtx(cfg)
+	names := make([]state.ServicePortName, 0, len(snap.Services))
 	for n := range snap.Services {
-		r.Services[n] = rc.service(snap, n)
+		names = append(names, n)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(names)/500+1)
+	out := make([]*ServiceRules, len(names))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rc := newRenderCtx(cfg)
+			for i := w; i < len(names); i += workers {
+				out[i] = rc.service(snap, names[i])
+			}
+		}(w)
+	}
+	wg.Wait()
+	for i, n := range names {
+		r.Services[n] = out[i]
 	}
 	return r
 }
 
-// renderCtx caches what every Service renders the same way.
+// renderCtx caches what every Service renders the same way; one per goroutine.
 type renderCtx struct {
 	cfg   RenderConfig
 	probs []string
+	a     *arena
 }
 
-func newRenderCtx(cfg RenderConfig) *renderCtx { return &renderCtx{cfg: cfg} }
+func newRenderCtx(cfg RenderConfig) *renderCtx { return &renderCtx{cfg: cfg, a: &arena{}} }
 
 // probability is the statistic match probability of endpoint i of n: 1/(n-i), with
 // ten decimals as kube-proxy writes it.

@@ -1,30 +1,51 @@
 package iptables
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"net/netip"
 	"strconv"
-	"strings"
 )
 
 // spec builds one rule in the exact form iptables-save prints it, so that rules
 // read back from the kernel compare equal to rendered ones: addresses, then the
 // protocol, then matches in the order added, then the target.
 type spec struct {
-	b strings.Builder
+	a     *arena
+	start int
 }
 
-func newSpec() *spec {
-	s := &spec{}
-	s.b.Grow(160)
-	return s
+// newSpec starts a rule in its own small arena (for the few rules outside the
+// per-Service hot path).
+func newSpec() *spec { return (&arena{}).spec() }
+
+// spec starts a rule. The arena reuses one builder: rules are built one at a time
+// (each is finished before the next starts), and this saves an allocation per rule.
+func (a *arena) spec() *spec {
+	a.cur = spec{a: a, start: a.begin()}
+	return &a.cur
+}
+
+func (s *spec) sep() {
+	if len(s.a.chunk) > s.start {
+		s.a.chunk = append(s.a.chunk, ' ')
+	}
 }
 
 func (s *spec) add(parts ...string) *spec {
 	for _, p := range parts {
-		if s.b.Len() > 0 {
-			s.b.WriteByte(' ')
-		}
-		s.b.WriteString(p)
+		s.a.reserve(&s.start, len(p)+1)
+		s.sep()
+		s.a.chunk = append(s.a.chunk, p...)
+	}
+	return s
+}
+
+// raw appends parts without separators.
+func (s *spec) raw(parts ...string) *spec {
+	for _, p := range parts {
+		s.a.reserve(&s.start, len(p))
+		s.a.chunk = append(s.a.chunk, p...)
 	}
 	return s
 }
@@ -33,52 +54,111 @@ func (s *spec) src(p netip.Prefix, negate bool) *spec {
 	if negate {
 		s.add("!")
 	}
-	return s.add("-s", p.String())
+	s.add("-s")
+	s.a.reserve(&s.start, 44)
+	s.sep()
+	s.a.chunk = p.AppendTo(s.a.chunk)
+	return s
 }
 
-func (s *spec) dst(a netip.Addr) *spec { return s.add("-d", hostPrefix(a)) }
+func (s *spec) addrFlag(flag string, a netip.Addr) *spec {
+	s.add(flag)
+	s.a.reserve(&s.start, 48)
+	s.sep()
+	s.a.chunk = a.AppendTo(s.a.chunk)
+	s.a.chunk = append(s.a.chunk, '/')
+	s.a.chunk = strconv.AppendInt(s.a.chunk, int64(a.BitLen()), 10)
+	return s
+}
 
-// comment adds a comment match, quoted the way iptables-save quotes it.
-func (s *spec) comment(c string) *spec { return s.add("-m", "comment", "--comment", saveString(c)) }
+func (s *spec) dst(a netip.Addr) *spec { return s.addrFlag("-d", a) }
 
-// dport matches a protocol and destination port ("-p tcp -m tcp --dport 80").
+// comment adds a comment match made of parts, quoted the way iptables-save quotes it.
+func (s *spec) comment(parts ...string) *spec {
+	s.add("-m", "comment", "--comment")
+	n := 3
+	for _, p := range parts {
+		n += 2 * len(p)
+	}
+	s.a.reserve(&s.start, n)
+	s.sep()
+	s.a.chunk = appendSaveString(s.a.chunk, parts...)
+	return s
+}
+
 func (s *spec) proto(p string) *spec { return s.add("-p", p) }
 
+// dport matches a destination port with the protocol's match module.
 func (s *spec) dport(p string, port int32) *spec {
-	return s.add("-m", p, "--dport", strconv.Itoa(int(port)))
+	s.add("-m", p, "--dport")
+	s.a.reserve(&s.start, 8)
+	s.sep()
+	s.a.chunk = strconv.AppendInt(s.a.chunk, int64(port), 10)
+	return s
 }
 
-func (s *spec) jump(target string) string {
-	s.add("-j", target)
-	return s.b.String()
+// jump ends the rule and returns it.
+func (s *spec) jump(target ...string) string {
+	s.add("-j")
+	s.add(target...)
+	return s.a.finish(s.start)
 }
 
-func (s *spec) String() string { return s.b.String() }
+// str returns what was added, for names and other strings built in the arena.
+func (s *spec) str() string { return s.a.finish(s.start) }
 
 func hostPrefix(a netip.Addr) string {
 	return netip.PrefixFrom(a, a.BitLen()).String()
 }
 
-// saveString quotes a string the way iptables-save (xtables_save_string) does: bare
-// when it consists only of letters, digits, '_' and '-', otherwise in double quotes
-// with '"', '\' and '\” escaped.
-func saveString(v string) string {
-	bare := v != ""
-	for i := 0; i < len(v) && bare; i++ {
-		c := v[i]
-		bare = c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-	}
-	if bare {
-		return v
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '"' || c == '\\' || c == '\'' {
-			b.WriteByte('\\')
+func bareByte(c byte) bool {
+	return c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+}
+
+// appendSaveString appends the concatenation of parts quoted the way iptables-save
+// (xtables_save_string) does: bare when it consists only of letters, digits, '_'
+// and '-', otherwise in double quotes with '"', '\' and '\” escaped.
+func appendSaveString(b []byte, parts ...string) []byte {
+	bare, empty := true, true
+	for _, p := range parts {
+		empty = empty && p == ""
+		for i := 0; i < len(p) && bare; i++ {
+			bare = bareByte(p[i])
 		}
-		b.WriteByte(v[i])
 	}
-	b.WriteByte('"')
-	return b.String()
+	if bare && !empty {
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	b = append(b, '"')
+	for _, p := range parts {
+		for i := 0; i < len(p); i++ {
+			if c := p[i]; c == '"' || c == '\\' || c == '\'' {
+				b = append(b, '\\')
+			}
+			b = append(b, p[i])
+		}
+	}
+	return append(b, '"')
+}
+
+// saveString quotes one string as iptables-save does.
+func saveString(v string) string { return string(appendSaveString(nil, v)) }
+
+// appendHashName appends prefix + the first 16 characters of
+// base32(sha256(parts...)), as kube-proxy names its chains: at most 25 characters,
+// within iptables' 28-character limit.
+func appendHashName(b []byte, prefix string, parts ...string) []byte {
+	var in [512]byte
+	buf := in[:0]
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
+	sum := sha256.Sum256(buf)
+	var enc [56]byte
+	base32.StdEncoding.Encode(enc[:], sum[:])
+	b = append(b, prefix...)
+	return append(b, enc[:16]...)
 }
