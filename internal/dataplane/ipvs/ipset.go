@@ -10,7 +10,8 @@ import (
 )
 
 // The ipsets of IPVS mode, with kube-proxy's names (IPv4; IPv6 sets are prefixed
-// KUBE-6-). The iptables rules in rules.go match them.
+// KUBE6-, which keeps every name within ipset's 31 characters). The iptables rules
+// in rules.go match them.
 const (
 	setLoopBack               = "KUBE-LOOP-BACK"
 	setClusterIP              = "KUBE-CLUSTER-IP"
@@ -59,7 +60,7 @@ var setDefs = []setDef{
 // setName is the family-specific name of a base set, decided by the family of a.
 func setName(base string, a netip.Addr) string {
 	if a.Is6() && !a.Is4In6() {
-		return "KUBE-6-" + strings.TrimPrefix(base, "KUBE-")
+		return "KUBE6-" + strings.TrimPrefix(base, "KUBE-")
 	}
 	return base
 }

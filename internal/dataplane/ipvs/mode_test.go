@@ -138,10 +138,15 @@ func TestRulesMatchTheSets(t *testing.T) {
 		}
 	}
 	v6 := renderRules(rulesOptions{V6: true, MasqueradeAll: true, MasqueradeBit: 14})
-	if !strings.Contains(v6, "--match-set KUBE-6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ") || strings.Contains(v6, " KUBE-CLUSTER-IP ") {
-		t.Errorf("IPv6 rules must use the KUBE-6- sets:\n%s", v6)
+	if !strings.Contains(v6, "--match-set KUBE6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ") || strings.Contains(v6, " KUBE-CLUSTER-IP ") {
+		t.Errorf("IPv6 rules must use the KUBE6- sets:\n%s", v6)
 	}
-	if !strings.Contains(renderCreate(true), "create KUBE-6-CLUSTER-IP hash:ip,port family inet6") {
+	if !strings.Contains(renderCreate(true), "create KUBE6-CLUSTER-IP hash:ip,port family inet6") {
 		t.Error("IPv6 sets must be inet6")
+	}
+	for _, n := range allSetNames() {
+		if len(n) > 31 {
+			t.Errorf("ipset name %s is longer than ipset's 31 characters", n)
+		}
 	}
 }
