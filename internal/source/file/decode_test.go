@@ -101,7 +101,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseIgnoresOtherKinds(t *testing.T) {
 	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n"
-	res := parseFile([]byte(pod + "---\n" + svcWeb), nil)
+	res := parseFile([]byte(pod+"---\n"+svcWeb), nil)
 	if len(res.objects) != 1 || len(res.ignored) != 1 || len(res.unidentified) != 0 {
 		t.Fatalf("objects %d ignored %v unidentified %v", len(res.objects), res.ignored, res.unidentified)
 	}
