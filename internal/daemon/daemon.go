@@ -47,6 +47,9 @@ type Options struct {
 	// Registry takes every metric; nil means a new one.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Serving, if set, is told each server's bound address ("healthz", "metrics",
+	// "admin"), so that callers binding port 0 can find them.
+	Serving func(server, addr string)
 }
 
 func (o *Options) log() *slog.Logger {

@@ -297,3 +297,7 @@ func TestKernelScriptLoadsWithNft(t *testing.T) {
 		}
 	}
 }
+
+func testDPOptions() dataplane.Options {
+	return dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}}
+}

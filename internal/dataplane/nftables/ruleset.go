@@ -32,11 +32,12 @@ func renderAll(o renderOptions, snap *state.Snapshot) *ruleset {
 	return rs
 }
 
-// ruleCount counts the rules of the whole table.
+// ruleCount counts the rules and map elements of the whole table: on the shared
+// path a Service is elements only, so both are what "rules" means here.
 func (rs *ruleset) ruleCount() int {
-	n := rs.node.ruleCount()
+	n := rs.node.ruleCount() + len(rs.node.elems)
 	for _, fr := range rs.services {
-		n += fr.ruleCount()
+		n += fr.ruleCount() + len(fr.elems)
 	}
 	return n
 }

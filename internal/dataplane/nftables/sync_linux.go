@@ -27,6 +27,8 @@ type tableSync struct {
 	staleSets   map[string]bool
 	// kinds remembers each set's kind, for element operations.
 	kinds map[string]setKind
+	// refs counts the owners of each element key (see diff.resolveRefs).
+	refs map[string]int
 }
 
 func newTableSync(f family) *tableSync {
@@ -57,6 +59,12 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 			b.addRules(c)
 		}
 	}
+	t.refs = map[string]int{}
+	for _, fr := range frs {
+		for _, e := range fr.elems {
+			t.refs[e.key()]++
+		}
+	}
 	b.elems(t.kinds, dedupElems(frs), true)
 	if err := b.commit(); err != nil {
 		return b.written, err
@@ -66,8 +74,8 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	return b.written, nil
 }
 
-// dedupElems drops elements whose key another owner claimed first (two Services
-// sharing an external IP and port): the kernel would refuse the duplicate.
+// dedupElems keeps one element per key: several owners may render the same one
+// (see diff.resolveRefs) and the kernel refuses duplicates.
 func dedupElems(frs []*fragment) []elem {
 	seen := map[string]bool{}
 	var out []elem
@@ -109,6 +117,7 @@ func (t *tableSync) partial(next *ruleset, changes []change) (int, error) {
 	for _, ch := range changes {
 		d.add(ch.old, ch.new)
 	}
+	d.resolveRefs(t.refs)
 	if d.empty() {
 		b.conn.CloseLasting()
 		t.applied = next
