@@ -155,7 +155,7 @@ func (s *store) desired() map[objKey]runtime.Object {
 		svc := objKey{Kind: kindService, Namespace: es.Namespace, Name: state.SliceServiceName(es)}
 		if _, ok := want[svc]; !ok {
 			delete(want, k)
-			s.crossIssue(issues, owner[k], k.String(), fmt.Errorf("metadata.labels[%s]: no file defines %s", discovery.LabelServiceName, svc))
+			s.crossIssue(issues, owner[k], k.String(), fmt.Errorf("metadata.labels[%s]: no valid %s in any file", discovery.LabelServiceName, svc))
 		}
 	}
 	s.crossIssues = issues

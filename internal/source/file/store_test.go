@@ -151,7 +151,7 @@ func TestStoreSliceWithoutService(t *testing.T) {
 	f := newStoreFixture(t)
 	f.wantCalls(f.write(map[string]string{"eps.yaml": sliceWeb}))
 	f.wantRejects(1)
-	mustContain(t, f.log.String(), "eps.yaml: EndpointSlice default/web-1: metadata.labels[kubernetes.io/service-name]: no file defines Service default/web")
+	mustContain(t, f.log.String(), "eps.yaml: EndpointSlice default/web-1: metadata.labels[kubernetes.io/service-name]: no valid Service default/web in any file")
 	// Reported once, not on every rescan.
 	f.write(map[string]string{"other.yaml": strings.ReplaceAll(svcWeb, "web", "other")})
 	f.wantRejects(1)
