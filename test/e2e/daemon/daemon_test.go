@@ -7,9 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
