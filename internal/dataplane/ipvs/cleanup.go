@@ -47,6 +47,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	defer p.mu.Unlock()
 	p.reset()
 	p.graceful.pending = map[drainKey]time.Time{}
+	p.objects = 0
 	p.needFull = true
 	return cleanup(ctx, p.k, p.o.ExcludeCIDRs)
 }

@@ -34,6 +34,9 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 	}
 	p.reset()
 	p.servers = kernel
+	for _, vs := range kernel {
+		p.objects += 1 + len(vs.Dests)
+	}
 
 	desired := map[state.ServicePortName]*portModel{}
 	for _, name := range snap.SortedNames() {
@@ -60,6 +63,7 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 	}
 	for key := range p.servers {
 		if !wanted[key] {
+			p.objects -= 1 + len(p.servers[key].Dests)
 			delete(p.servers, key) // excluded: not ours
 		}
 	}

@@ -55,6 +55,9 @@ type Proxier struct {
 
 	graceful *graceful
 	written  int
+	// objects counts the kernel's virtual and real servers (draining ones too),
+	// kept up to date by every write so that stats cost nothing per sync.
+	objects int
 }
 
 func newProxier(k Kernel, o proxierOptions) *Proxier {
@@ -82,6 +85,7 @@ func (p *Proxier) reset() {
 	p.addrs = map[netip.Addr]int{}
 	p.sets = setModel{}
 	p.rules = [2]string{}
+	p.objects = 0
 }
 
 // Sync makes the kernel match snap, touching only what changed.
@@ -111,13 +115,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 }
 
 func (p *Proxier) stats(full bool) dataplane.SyncStats {
-	objects := 0
-	for _, vs := range p.servers {
-		objects += 1 + len(vs.Dests)
-	}
 	return dataplane.SyncStats{
 		Full:    full,
-		Rules:   map[string]int{"ipvs": objects, "ipset": len(p.sets)},
+		Rules:   map[string]int{"ipvs": p.objects, "ipset": len(p.sets)},
 		Written: map[string]int{"ipvs": p.written},
 	}
 }

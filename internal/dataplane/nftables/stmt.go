@@ -178,3 +178,46 @@ type affinityUpdate struct {
 func (s affinityUpdate) text() string {
 	return fmt.Sprintf("update @%s { %s saddr }", s.set, s.fam.name)
 }
+
+// slotDnat picks endpoint slot `numgen random mod n` of the Service the packet is
+// addressed to and DNATs to it, all through one data map: Services sharing these
+// rules never add a rule or a verdict of their own.
+type slotDnat struct {
+	fam      family
+	nodePort bool
+	mod      uint32
+	set      string
+}
+
+func (s slotDnat) text() string {
+	key := fmt.Sprintf("%s daddr . meta l4proto . th dport", s.fam.name)
+	if s.nodePort {
+		key = "meta l4proto . th dport"
+	}
+	return fmt.Sprintf("dnat %s to %s . numgen random mod %d map @%s", s.fam.name, key, s.mod, s.set)
+}
+
+// serviceInSet matches destination address, protocol and port against a set.
+type serviceInSet struct {
+	fam family
+	set string
+}
+
+func (s serviceInSet) text() string {
+	return fmt.Sprintf("%s daddr . meta l4proto . th dport @%s", s.fam.name, s.set)
+}
+
+// ctStatusDNAT matches connections whose destination was NATed.
+type ctStatusDNAT struct{}
+
+func (ctStatusDNAT) text() string { return "ct status dnat" }
+
+// pairInSet matches source and destination address as a pair against a set.
+type pairInSet struct {
+	fam family
+	set string
+}
+
+func (s pairInSet) text() string {
+	return fmt.Sprintf("%s saddr . %s daddr @%s", s.fam.name, s.fam.name, s.set)
+}
