@@ -95,14 +95,16 @@ func inThread(f func() error) error {
 }
 
 func (e *Env) wire() error {
-	hn, err := netlink.NewHandleAt(e.node)
+	// Only rtnetlink: the default families include XFRM, which minimal kernels
+	// (the test VM) lack.
+	hn, err := netlink.NewHandleAt(e.node, unix.NETLINK_ROUTE)
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink in %s: %w", e.NodeName, err)
 	}
 	defer hn.Close()
-	hb, err := netlink.NewHandleAt(e.backend)
+	hb, err := netlink.NewHandleAt(e.backend, unix.NETLINK_ROUTE)
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink in %s: %w", e.BackendName, err)
 	}
 	defer hb.Close()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nodeLink}, PeerName: backendLink, PeerNamespace: netlink.NsFd(e.backend)}

@@ -18,6 +18,8 @@ import (
 
 // VMOptions say what `bench compare --vm` measures inside the qemu VM.
 type VMOptions struct {
+	// Exe is the static kproxy binary to boot with; "" means this very binary.
+	Exe         string
 	Modes       []string
 	Services    []int
 	Endpoints   int
@@ -42,9 +44,11 @@ func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+	exe := o.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
 	timeout := o.Timeout
 	if timeout == 0 {

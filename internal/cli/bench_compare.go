@@ -182,7 +182,7 @@ func measureInVM(ctx context.Context, f *benchCompareFlags, c *bench.Comparison,
 
 // orderResults lists results by size, then in column order.
 func orderResults(c *bench.Comparison) []bench.Result {
-	var out []bench.Result
+	out := []bench.Result{}
 	for _, n := range c.Sizes() {
 		for _, m := range c.Modes() {
 			for _, r := range c.Results {

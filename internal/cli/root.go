@@ -1,18 +1,58 @@
 // Package cli holds kproxy's cobra commands: the daemon (root), list, bench, version.
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"kproxy.dev/kproxy/internal/config"
+	proxyd "kproxy.dev/kproxy/internal/daemon"
+)
 
 // NewRootCommand builds `kproxy`: the proxy daemon, with its subcommands.
 func NewRootCommand() *cobra.Command {
+	f := &config.Flags{}
 	cmd := &cobra.Command{
 		Use:           "kproxy",
 		Short:         "A Kubernetes Service proxy: iptables, ipvs, nftables and userspace modes",
+		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return runDaemon(cmd, f) },
 	}
-	for _, f := range subcommands {
-		cmd.AddCommand(f())
+	f.AddFlags(cmd.Flags())
+	for _, sub := range subcommands {
+		cmd.AddCommand(sub())
 	}
 	return cmd
+}
+
+func runDaemon(cmd *cobra.Command, f *config.Flags) error {
+	c, err := f.Config()
+	if err != nil {
+		return err
+	}
+	log := newLogger(f.Verbosity)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if f.Cleanup {
+		return proxyd.Cleanup(ctx, c, cmd.OutOrStdout(), log)
+	}
+	return proxyd.Run(ctx, proxyd.Options{
+		Config: c, ServicesFrom: f.ServicesFrom, Kubeconfig: f.Kubeconfig,
+		AdminBindAddress: f.AdminBindAddress, DemoBackends: f.DemoBackends, Logger: log,
+	})
+}
+
+func newLogger(verbosity int) *slog.Logger {
+	level := slog.LevelInfo
+	if verbosity >= 4 {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }

@@ -175,3 +175,11 @@ type Bencher interface {
 	Render(snap *state.Snapshot) (rules int, err error)
 	BaselineApply(ctx context.Context, snap *state.Snapshot) (time.Duration, error)
 }
+
+// Drainer is implemented by modes that carry connections themselves (userspace):
+// Drain stops taking new connections and waits for open ones to finish, until ctx
+// is done or the mode's own bound (30 s for userspace). The daemon calls it on
+// SIGTERM before exiting; kernel modes need nothing of the kind.
+type Drainer interface {
+	Drain(ctx context.Context) error
+}

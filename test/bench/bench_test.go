@@ -7,6 +7,7 @@ package bench_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"kproxy.dev/kproxy/internal/cli"
 	"kproxy.dev/kproxy/internal/dataplane"
 	_ "kproxy.dev/kproxy/internal/dataplane/all"
+	"kproxy.dev/kproxy/internal/testing/vm"
 )
 
 // TestMain lets this test binary be the kproxy that bench re-execs inside the
@@ -152,5 +154,27 @@ func TestBenchCompareHostModes(t *testing.T) {
 	}
 	if len(doc.G[0].Polylines) != len(res) {
 		t.Errorf("chart: %d polylines in the first panel, want %d (one per mode)", len(doc.G[0].Polylines), len(res))
+	}
+}
+
+// TestBenchCompareInVM boots the IPVS test kernel with a static kproxy and runs
+// `bench compare` inside (what --vm does), for ipvs when it is linked.
+func TestBenchCompareInVM(t *testing.T) {
+	k := vm.Require(t)
+	_ = k
+	mode := "ipvs"
+	if !slices.Contains(dataplane.Names(), mode) {
+		mode = hostModes()[0]
+	}
+	exe := vm.BuildBinary(t, "kproxy.dev/kproxy/cmd/kproxy")
+	var console bytes.Buffer
+	res, err := bench.RunInVM(context.Background(), bench.VMOptions{
+		Exe: exe, Modes: []string{mode}, Services: []int{20}, Endpoints: 2, Connects: 1000, PartialRuns: 1, Progress: &console,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, console.String())
+	}
+	if len(res) != 1 || res[0].Mode != mode || res[0].Where != "vm" || res[0].Rules < 20 || res[0].ConnectLastP50 == nil {
+		t.Fatalf("results %+v: want one %s result from the VM with a connect latency\n%s", res, mode, console.String())
 	}
 }

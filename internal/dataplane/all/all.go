@@ -4,5 +4,8 @@ package all
 
 import (
 	_ "kproxy.dev/kproxy/internal/dataplane"
+	_ "kproxy.dev/kproxy/internal/dataplane/iptables"
+	_ "kproxy.dev/kproxy/internal/dataplane/ipvs"
+	_ "kproxy.dev/kproxy/internal/dataplane/nftables"
 	_ "kproxy.dev/kproxy/internal/dataplane/userspace"
 )

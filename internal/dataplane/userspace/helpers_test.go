@@ -256,3 +256,7 @@ func counts(names []string) map[string]int {
 }
 
 var _ = sync.Mutex{}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func optionsForTest() dataplane.Options { return dataplane.Options{} }

@@ -16,8 +16,10 @@ import (
 
 // syncRun is the state of one Sync.
 type syncRun struct {
-	snap  *state.Snapshot
-	local []netip.Addr
+	snap *state.Snapshot
+	// local is the set of the host's addresses: a set, because a node whose
+	// ClusterIPs kproxy put on lo has as many local addresses as Services.
+	local map[netip.Addr]bool
 	// written counts listeners opened, closed or given a new backend set.
 	written int
 }
@@ -39,7 +41,10 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.needFull = true
 		return stats, err
 	}
-	run := &syncRun{snap: snap, local: local}
+	run := &syncRun{snap: snap, local: make(map[netip.Addr]bool, len(local))}
+	for _, a := range local {
+		run.local[a.Unmap()] = true
+	}
 	var errs []error
 	nodeAddrs, err := p.nodePortAddrs(snap, local)
 	if err != nil {
@@ -254,16 +259,19 @@ func (p *Proxier) open(run *syncRun, fe *frontend) error {
 	if err := p.claimAddr(run, fe, a); err != nil {
 		return err
 	}
-	var err error
-	if fe.key.proto == v1.ProtocolUDP {
-		err = p.listenUDP(fe)
-	} else {
-		err = p.listenTCP(fe)
-	}
+	err := p.listen(fe)
 	if err != nil {
 		p.releaseAddr(fe)
 	}
 	return err
+}
+
+// listenSocket opens the frontend's socket and starts serving it.
+func (p *Proxier) listenSocket(fe *frontend) error {
+	if fe.key.proto == v1.ProtocolUDP {
+		return p.listenUDP(fe)
+	}
+	return p.listenTCP(fe)
 }
 
 // claimAddr makes a local. Addresses kproxy added are reference-counted by the
@@ -274,7 +282,7 @@ func (p *Proxier) claimAddr(run *syncRun, fe *frontend, a netip.Addr) error {
 		fe.addedAddr = true
 		return nil
 	}
-	if nodeaddr.IsLocal(a, run.local) {
+	if a.IsLoopback() || run.local[a] {
 		return nil
 	}
 	if !p.addrs.canAdd() {

@@ -59,6 +59,8 @@ type Proxier struct {
 	metrics      *metrics
 	// localAddrs reads the addresses the process can listen on; a variable for tests.
 	localAddrs func() ([]netip.Addr, error)
+	// listen opens a frontend's socket; benchmarks of the choice path replace it.
+	listen func(fe *frontend) error
 
 	// mu serialises Sync, List, Drain and Cleanup; the relays never take it.
 	mu        sync.Mutex
@@ -116,6 +118,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		conns:        connSet{m: map[closer]struct{}{}},
 		stopEst:      make(chan struct{}),
 	}
+	p.listen = p.listenSocket
 	go p.runEstimator()
 	return p, nil
 }
@@ -123,6 +126,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 var (
 	_ dataplane.Dataplane = (*Proxier)(nil)
 	_ dataplane.Lister    = (*Proxier)(nil)
+	_ dataplane.Drainer   = (*Proxier)(nil)
 )
 
 // errClosed is returned by Sync after Drain or Cleanup.

@@ -110,11 +110,18 @@ func (c *cpioWriter) copyHost(path string) error {
 		if err != nil {
 			return err
 		}
-		if err := c.symlink(path, target); err != nil {
-			return err
-		}
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(dir, target)
+		}
+		// Point the guest link at the resolved directory: the guest's /bin is
+		// busybox's, not the host's /usr/bin.
+		tdir, err := filepath.EvalSymlinks(filepath.Dir(target))
+		if err != nil {
+			return err
+		}
+		target = filepath.Join(tdir, filepath.Base(target))
+		if err := c.symlink(path, target); err != nil {
+			return err
 		}
 		return c.copyHost(target)
 	}

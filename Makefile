@@ -1,0 +1,36 @@
+# kproxy: `make test` installs what the tests need (as root on Debian) and runs them all.
+GO      ?= go
+TIMEOUT ?= 40m
+
+.PHONY: all build test test-deps unit vet fmt clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/kproxy ./cmd/kproxy
+
+# test-deps installs iptables, nftables, ipset, conntrack, iproute2 and the IPVS test
+# VM's kernel with apt-get; it needs root, and is skipped (with a note) without it.
+test-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		sh scripts/install-test-deps.sh; \
+	else \
+		echo "make test-deps: not root on Debian: not installing packages (kernel tests skip without root)"; \
+	fi
+
+test: test-deps
+	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+
+# unit runs the tests that need neither root nor the kernel's NAT facilities.
+unit:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l cmd internal test)" || { gofmt -l cmd internal test; exit 1; }
+
+fmt:
+	gofmt -w cmd internal test
+
+clean:
+	rm -rf bin

@@ -1,0 +1,167 @@
+package config
+
+import (
+	"strings"
+
+	"github.com/spf13/pflag"
+	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
+)
+
+// Flags are the daemon's command-line flags. Config-file flags (kube-proxy's names)
+// are bound to a defaulted configuration so that --help shows the defaults; only
+// those given on the command line override the file.
+type Flags struct {
+	ConfigFile       string
+	Kubeconfig       string
+	ServicesFrom     string
+	AdminBindAddress string
+	Cleanup          bool
+	DemoBackends     []string
+	Verbosity        int
+
+	v  kpconfig.KubeProxyConfiguration
+	fs *pflag.FlagSet
+}
+
+// DefaultAdminBindAddress serves `kproxy list`; it is not the metrics port.
+const DefaultAdminBindAddress = "127.0.0.1:10259"
+
+// overrides copies one flag's value from the flag-bound config into the effective one.
+var overrides = map[string]func(dst, src *kpconfig.KubeProxyConfiguration){
+	"proxy-mode":             func(d, s *kpconfig.KubeProxyConfiguration) { d.Mode = s.Mode },
+	"hostname-override":      func(d, s *kpconfig.KubeProxyConfiguration) { d.HostnameOverride = s.HostnameOverride },
+	"metrics-bind-address":   func(d, s *kpconfig.KubeProxyConfiguration) { d.MetricsBindAddress = s.MetricsBindAddress },
+	"healthz-bind-address":   func(d, s *kpconfig.KubeProxyConfiguration) { d.HealthzBindAddress = s.HealthzBindAddress },
+	"bind-address":           func(d, s *kpconfig.KubeProxyConfiguration) { d.BindAddress = s.BindAddress },
+	"bind-address-hard-fail": func(d, s *kpconfig.KubeProxyConfiguration) { d.BindAddressHardFail = s.BindAddressHardFail },
+	"cluster-cidr":           func(d, s *kpconfig.KubeProxyConfiguration) { d.ClusterCIDR = s.ClusterCIDR },
+	"nodeport-addresses":     func(d, s *kpconfig.KubeProxyConfiguration) { d.NodePortAddresses = s.NodePortAddresses },
+	"masquerade-all": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.IPTables.MasqueradeAll, d.NFTables.MasqueradeAll = s.IPTables.MasqueradeAll, s.IPTables.MasqueradeAll
+	},
+	"iptables-masquerade-bit":  func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MasqueradeBit = s.IPTables.MasqueradeBit },
+	"iptables-sync-period":     func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.SyncPeriod = s.IPTables.SyncPeriod },
+	"iptables-min-sync-period": func(d, s *kpconfig.KubeProxyConfiguration) { d.IPTables.MinSyncPeriod = s.IPTables.MinSyncPeriod },
+	"iptables-localhost-nodeports": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.IPTables.LocalhostNodePorts = s.IPTables.LocalhostNodePorts
+	},
+	"ipvs-scheduler":         func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.Scheduler = s.IPVS.Scheduler },
+	"ipvs-sync-period":       func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.SyncPeriod = s.IPVS.SyncPeriod },
+	"ipvs-min-sync-period":   func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.MinSyncPeriod = s.IPVS.MinSyncPeriod },
+	"ipvs-strict-arp":        func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.StrictARP = s.IPVS.StrictARP },
+	"ipvs-exclude-cidrs":     func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.ExcludeCIDRs = s.IPVS.ExcludeCIDRs },
+	"ipvs-tcp-timeout":       func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.TCPTimeout = s.IPVS.TCPTimeout },
+	"ipvs-tcpfin-timeout":    func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.TCPFinTimeout = s.IPVS.TCPFinTimeout },
+	"ipvs-udp-timeout":       func(d, s *kpconfig.KubeProxyConfiguration) { d.IPVS.UDPTimeout = s.IPVS.UDPTimeout },
+	"conntrack-max-per-core": func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.MaxPerCore = s.Conntrack.MaxPerCore },
+	"conntrack-min":          func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.Min = s.Conntrack.Min },
+	"conntrack-tcp-timeout-established": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.Conntrack.TCPEstablishedTimeout = s.Conntrack.TCPEstablishedTimeout
+	},
+	"conntrack-tcp-timeout-close-wait": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.Conntrack.TCPCloseWaitTimeout = s.Conntrack.TCPCloseWaitTimeout
+	},
+	"conntrack-tcp-be-liberal": func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.TCPBeLiberal = s.Conntrack.TCPBeLiberal },
+	"conntrack-udp-timeout":    func(d, s *kpconfig.KubeProxyConfiguration) { d.Conntrack.UDPTimeout = s.Conntrack.UDPTimeout },
+	"conntrack-udp-timeout-stream": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.Conntrack.UDPStreamTimeout = s.Conntrack.UDPStreamTimeout
+	},
+	"config-sync-period": func(d, s *kpconfig.KubeProxyConfiguration) { d.ConfigSyncPeriod = s.ConfigSyncPeriod },
+	"oom-score-adj":      func(d, s *kpconfig.KubeProxyConfiguration) { d.OOMScoreAdj = s.OOMScoreAdj },
+	"kube-api-qps":       func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.QPS = s.ClientConnection.QPS },
+	"kube-api-burst":     func(d, s *kpconfig.KubeProxyConfiguration) { d.ClientConnection.Burst = s.ClientConnection.Burst },
+	"kube-api-content-type": func(d, s *kpconfig.KubeProxyConfiguration) {
+		d.ClientConnection.ContentType = s.ClientConnection.ContentType
+	},
+	"profiling": func(d, s *kpconfig.KubeProxyConfiguration) { d.EnableProfiling = s.EnableProfiling },
+}
+
+// AddFlags registers every flag on fs.
+func (f *Flags) AddFlags(fs *pflag.FlagSet) {
+	f.fs = fs
+	SetDefaults(&f.v)
+	f.addOwnFlags(fs)
+	f.addConfigFlags(fs)
+}
+
+func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&f.ConfigFile, "config", "", "Path to a KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given on the command line override it")
+	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig file; watch Services and EndpointSlices from that cluster")
+	fs.StringVar(&f.ServicesFrom, "services-from", "", "A file or directory of Service, EndpointSlice and Node manifests (YAML or JSON) to proxy instead of a cluster; watched for changes")
+	fs.StringVar(&f.AdminBindAddress, "admin-bind-address", DefaultAdminBindAddress, "Local address for `kproxy list` (GET /list); empty disables it")
+	fs.BoolVar(&f.Cleanup, "cleanup", false, "Remove what every proxy mode left behind, then exit")
+	fs.StringSliceVar(&f.DemoBackends, "demo-backends", nil, "Start tiny HTTP servers on these ip:port addresses that answer with their own address (for the quickstart and demos)")
+	fs.IntVarP(&f.Verbosity, "v", "v", 0, "Log verbosity; 4 and above logs debug messages")
+}
+
+func (f *Flags) addConfigFlags(fs *pflag.FlagSet) {
+	c := &f.v
+	fs.StringVar((*string)(&c.Mode), "proxy-mode", "", "Which proxy mode to use: userspace, iptables, ipvs or nftables (empty means iptables)")
+	fs.StringVar(&c.HostnameOverride, "hostname-override", "", "The name of this node, if not the hostname")
+	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "IP:port for /metrics, /proxyMode and /healthz; empty disables it")
+	fs.StringVar(&c.HealthzBindAddress, "healthz-bind-address", c.HealthzBindAddress, "IP:port for /healthz and /livez; empty disables it")
+	fs.StringVar(&c.BindAddress, "bind-address", c.BindAddress, "This node's primary IP (kube-proxy's historical name)")
+	fs.BoolVar(&c.BindAddressHardFail, "bind-address-hard-fail", false, "Exit when the healthz or metrics port cannot be bound")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", "", "The pod CIDR(s) of the cluster, comma separated (one per IP family)")
+	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", nil, "CIDRs or primary/localhost/all: the node addresses NodePorts are served on")
+	fs.BoolVar(&c.IPTables.MasqueradeAll, "masquerade-all", false, "SNAT all traffic sent to Service cluster IPs")
+	fs.Int32Var(c.IPTables.MasqueradeBit, "iptables-masquerade-bit", *c.IPTables.MasqueradeBit, "The fwmark bit (0-31) marking packets to SNAT")
+	fs.DurationVar(&c.IPTables.SyncPeriod.Duration, "iptables-sync-period", c.IPTables.SyncPeriod.Duration, "The period of full resyncs (iptables and userspace modes)")
+	fs.DurationVar(&c.IPTables.MinSyncPeriod.Duration, "iptables-min-sync-period", c.IPTables.MinSyncPeriod.Duration, "The minimum time between two syncs (iptables and userspace modes)")
+	fs.BoolVar(c.IPTables.LocalhostNodePorts, "iptables-localhost-nodeports", true, "Accept NodePort traffic on localhost (iptables mode, IPv4)")
+	fs.StringVar(&c.IPVS.Scheduler, "ipvs-scheduler", "", "The IPVS scheduler (default rr)")
+	fs.DurationVar(&c.IPVS.SyncPeriod.Duration, "ipvs-sync-period", c.IPVS.SyncPeriod.Duration, "The period of full resyncs (ipvs mode)")
+	fs.DurationVar(&c.IPVS.MinSyncPeriod.Duration, "ipvs-min-sync-period", 0, "The minimum time between two syncs (ipvs mode)")
+	fs.BoolVar(&c.IPVS.StrictARP, "ipvs-strict-arp", false, "Set arp_ignore=1 and arp_announce=2")
+	fs.StringSliceVar(&c.IPVS.ExcludeCIDRs, "ipvs-exclude-cidrs", nil, "CIDRs whose IPVS rules kproxy must not touch")
+	fs.DurationVar(&c.IPVS.TCPTimeout.Duration, "ipvs-tcp-timeout", 0, "IPVS idle TCP timeout (0 keeps the current value)")
+	fs.DurationVar(&c.IPVS.TCPFinTimeout.Duration, "ipvs-tcpfin-timeout", 0, "IPVS TCP FIN_WAIT timeout (0 keeps the current value)")
+	fs.DurationVar(&c.IPVS.UDPTimeout.Duration, "ipvs-udp-timeout", 0, "IPVS UDP timeout (0 keeps the current value)")
+	f.addConntrackFlags(fs)
+	f.addClientFlags(fs)
+}
+
+func (f *Flags) addConntrackFlags(fs *pflag.FlagSet) {
+	ct := &f.v.Conntrack
+	fs.Int32Var(ct.MaxPerCore, "conntrack-max-per-core", *ct.MaxPerCore, "Conntrack entries to allow per CPU core (0 leaves the limit alone)")
+	fs.Int32Var(ct.Min, "conntrack-min", *ct.Min, "The minimum conntrack table size")
+	fs.DurationVar(&ct.TCPEstablishedTimeout.Duration, "conntrack-tcp-timeout-established", ct.TCPEstablishedTimeout.Duration, "Idle timeout of established TCP connections (0 leaves it alone)")
+	fs.DurationVar(&ct.TCPCloseWaitTimeout.Duration, "conntrack-tcp-timeout-close-wait", ct.TCPCloseWaitTimeout.Duration, "Timeout of TCP connections in CLOSE_WAIT")
+	fs.BoolVar(&ct.TCPBeLiberal, "conntrack-tcp-be-liberal", false, "Do not mark out-of-window TCP packets INVALID")
+	fs.DurationVar(&ct.UDPTimeout.Duration, "conntrack-udp-timeout", 0, "Idle timeout of UNREPLIED UDP flows (0 leaves it alone)")
+	fs.DurationVar(&ct.UDPStreamTimeout.Duration, "conntrack-udp-timeout-stream", 0, "Idle timeout of ASSURED UDP flows (0 leaves it alone)")
+}
+
+func (f *Flags) addClientFlags(fs *pflag.FlagSet) {
+	c := &f.v
+	fs.DurationVar(&c.ConfigSyncPeriod.Duration, "config-sync-period", c.ConfigSyncPeriod.Duration, "How often the informers relist from the API server")
+	fs.Int32Var(c.OOMScoreAdj, "oom-score-adj", *c.OOMScoreAdj, "The oom-score-adj of the kproxy process, in [-1000, 1000]")
+	fs.Float32Var(&c.ClientConnection.QPS, "kube-api-qps", c.ClientConnection.QPS, "QPS to use while talking to the API server")
+	fs.Int32Var(&c.ClientConnection.Burst, "kube-api-burst", c.ClientConnection.Burst, "Burst to use while talking to the API server")
+	fs.StringVar(&c.ClientConnection.ContentType, "kube-api-content-type", c.ClientConnection.ContentType, "Content type of requests sent to the API server")
+	fs.BoolVar(&c.EnableProfiling, "profiling", false, "Serve /debug/pprof on the metrics address")
+}
+
+// Config builds the effective configuration: the file given by --config (or the
+// defaults), then every config flag given on the command line, then validation.
+func (f *Flags) Config() (*kpconfig.KubeProxyConfiguration, error) {
+	c := Default()
+	if f.ConfigFile != "" {
+		var err error
+		if c, err = Load(f.ConfigFile); err != nil {
+			return nil, err
+		}
+	}
+	if f.fs != nil {
+		f.fs.Visit(func(fl *pflag.Flag) {
+			if apply := overrides[fl.Name]; apply != nil {
+				apply(c, &f.v)
+			}
+		})
+	}
+	c.Mode = kpconfig.ProxyMode(strings.TrimSpace(string(c.Mode)))
+	if err := Validate(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,40 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"kproxy.dev/kproxy/internal/metrics"
+)
+
+// queued is the tracker's OnChange: note when the change was queued (for
+// /healthz and the queued-timestamp metric) and ask the runner for a sync.
+func (d *daemon) queued() {
+	now := time.Now()
+	svc, ep := d.tracker.Pending()
+	d.metrics.Queued(now, svc, ep)
+	d.health.QueuedUpdate()
+	d.runner.Run()
+}
+
+// sync is the runner's function: one snapshot, one dataplane sync, its metrics.
+func (d *daemon) sync(ctx context.Context) error {
+	snap, cs := d.tracker.Snapshot()
+	start := time.Now()
+	stats, err := d.dp.Sync(ctx, snap, cs)
+	end := time.Now()
+	d.metrics.Synced(metrics.SyncResult{Start: start, End: end, Stats: stats, Changes: cs, Err: err})
+	if err != nil {
+		return err
+	}
+	d.health.Updated()
+	d.log.Debug("synced", "generation", snap.Generation, "servicePorts", len(snap.Services),
+		"changed", len(cs.Ports), "full", stats.Full, "took", end.Sub(start))
+	return nil
+}
+
+func (d *daemon) logResult(err error, retryIn time.Duration) {
+	if err != nil {
+		d.log.Error("sync failed; will retry", "err", err, "retryIn", retryIn)
+	}
+}

@@ -1,0 +1,80 @@
+package iptables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// cleanupTables are the tables kproxy (or a kube-proxy in the same layout) writes.
+var cleanupTables = []string{tableMangle, tableFilter, tableNAT}
+
+// cleanupRestore computes the restore that removes every chain this layout owns
+// from the tables in kernel, and every rule of other chains that jumps into them.
+func cleanupRestore(kernel kernelState) *restoreBuilder {
+	b := newRestoreBuilder()
+	for _, t := range cleanupTables {
+		kt := kernel[t]
+		s := b.table(t)
+		for _, name := range sortedKeys(kt) {
+			if ownedChain(name) {
+				s.removeChain(name)
+				continue
+			}
+			for _, r := range kt[name] {
+				if ownedChain(jumpTarget(r)) && strings.Contains(r, "-j "+jumpTarget(r)) {
+					s.deleteRule(name, r)
+				}
+			}
+		}
+	}
+	return b
+}
+
+// cleanupBackend removes kproxy's chains from one backend's tables.
+func cleanupBackend(ctx context.Context, r Runner) error {
+	kernel := kernelState{}
+	for _, t := range cleanupTables {
+		out, err := r.Save(ctx, t)
+		if err != nil {
+			return err
+		}
+		for name, kt := range parseSave(out) {
+			kernel[name] = kt
+		}
+	}
+	b := cleanupRestore(kernel)
+	if b.Empty() {
+		return nil
+	}
+	return r.Restore(ctx, b.Bytes(), true)
+}
+
+// CleanupAll removes kproxy's chains and jumps from both backends, so that a node
+// can switch modes. A backend whose tools are missing is skipped.
+func CleanupAll(ctx context.Context) error {
+	var errs []error
+	for _, be := range []Backend{BackendNFT, BackendLegacy} {
+		if countRules(ctx, be) < 0 {
+			continue
+		}
+		if err := cleanupBackend(ctx, ExecRunner{Backend: be}); err != nil {
+			errs = append(errs, fmt.Errorf("iptables cleanup (%s backend): %w", be, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup removes everything this Proxier programmed, in its own backend, and
+// closes the health-check ports. The next Sync is a full one.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.c.Health != nil {
+		p.c.Health.Close()
+	}
+	p.needFull = true
+	p.applied = map[stateName]*ServiceRules{}
+	return cleanupBackend(ctx, p.c.Runner)
+}

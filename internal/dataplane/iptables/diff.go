@@ -1,0 +1,195 @@
+package iptables
+
+import (
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// fixedChainNames are the chains kproxy owns besides the per-Service ones.
+var fixedChainNames = map[string]bool{
+	chainServices: true, chainExternalServices: true, chainNodePorts: true,
+	chainPostrouting: true, chainMarkMasq: true, chainForward: true,
+	chainProxyFirewall: true, chainCanary: true,
+}
+
+func ownedChain(name string) bool { return fixedChainNames[name] || isServiceChain(name) }
+
+// fullDiff computes the restore that makes the kernel (as read by iptables-save)
+// match the desired ruleset, touching only what differs: chains whose rules already
+// match are left alone, so a periodic full sync or a restart rewrites nothing that
+// did not change.
+func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
+	b := newRestoreBuilder()
+	desired := map[string]map[string][]string{tableFilter: {}, tableNAT: {}}
+	for _, c := range r.Fixed {
+		desired[c.Table][c.Name] = c.Rules
+	}
+	for _, svc := range r.Services {
+		for _, c := range svc.Chains {
+			desired[c.Table][c.Name] = c.Rules
+		}
+	}
+	disp := r.dispatchRules()
+	isDispatch := map[chainRef]bool{}
+	for _, ref := range r.Dispatch {
+		isDispatch[ref] = true
+		kt := kernel[ref.Table]
+		have, ok := kt[ref.Name]
+		diffDispatch(b.table(ref.Table), ref.Name, have, ok, disp[ref], len(r.Tail[ref]))
+	}
+	for _, t := range writeTables {
+		kt := kernel[t]
+		s := b.table(t)
+		for _, name := range sortedKeys(desired[t]) {
+			if have, ok := kt[name]; !ok || !sameRules(have, desired[t][name]) {
+				s.writeChain(name, desired[t][name])
+			}
+		}
+		if _, ok := kt[chainCanary]; !ok {
+			s.declareChain(chainCanary)
+		}
+		for _, name := range sortedKeys(kt) {
+			if _, want := desired[t][name]; !want && ownedChain(name) && !isDispatch[chainRef{t, name}] && name != chainCanary {
+				s.removeChain(name)
+			}
+		}
+	}
+	if _, ok := kernel[tableMangle][chainCanary]; !ok {
+		b.table(tableMangle).declareChain(chainCanary)
+	}
+	// Each missing jump is inserted first in its chain; going backwards keeps
+	// them in the listed order.
+	for i := len(r.Jumps) - 1; i >= 0; i-- {
+		j := r.Jumps[i]
+		if !hasJumpTo(kernel[j.Table][j.Chain], jumpTarget(j.Spec)) {
+			b.table(j.Table).insertRule(j.Chain, j.Spec)
+		}
+	}
+	return b
+}
+
+func jumpTarget(spec string) string {
+	for i := len(spec) - 1; i >= 0; i-- {
+		if spec[i] == ' ' {
+			return spec[i+1:]
+		}
+	}
+	return spec
+}
+
+// diffDispatch brings one shared chain to want. A few missing or extra rules are
+// inserted or deleted one by one; a chain that is missing, has lost its tail, or
+// differs a lot is rewritten whole.
+func diffDispatch(s *section, chain string, have []string, exists bool, want []string, tail int) {
+	if !exists || !tailMatches(have, want, tail) {
+		s.writeChain(chain, want)
+		return
+	}
+	count := make(map[string]int, len(want))
+	for _, w := range want[:len(want)-tail] {
+		count[w]++
+	}
+	var extra []string
+	for _, h := range have[:len(have)-tail] {
+		if count[h] > 0 {
+			count[h]--
+		} else {
+			extra = append(extra, h)
+		}
+	}
+	var missing []string
+	for _, w := range want[:len(want)-tail] {
+		if count[w] > 0 {
+			count[w]--
+			missing = append(missing, w)
+		}
+	}
+	if len(extra)+len(missing) > 64 && len(extra)+len(missing) > len(want)/4 {
+		s.writeChain(chain, want)
+		return
+	}
+	for _, e := range extra {
+		s.deleteRule(chain, e)
+	}
+	for _, m := range missing {
+		s.insertRule(chain, m)
+	}
+}
+
+func tailMatches(have, want []string, tail int) bool {
+	if tail == 0 {
+		return true
+	}
+	if len(have) < tail || len(want) < tail {
+		return false
+	}
+	return sameRules(have[len(have)-tail:], want[len(want)-tail:])
+}
+
+// partialDiff computes the restore for the ServicePorts in next, given what the
+// previous successful syncs wrote for them (applied). Only their own chains and
+// their own rules in the shared chains are touched.
+func partialDiff(applied, next map[state.ServicePortName]*ServiceRules) *restoreBuilder {
+	b := newRestoreBuilder()
+	names := make([]state.ServicePortName, 0, len(next))
+	for n := range next {
+		names = append(names, n)
+	}
+	state.SortNames(names)
+	for _, n := range names {
+		diffService(b, applied[n], next[n])
+	}
+	return b
+}
+
+func diffService(b *restoreBuilder, old, cur *ServiceRules) {
+	if old == nil {
+		old = &ServiceRules{}
+	}
+	if cur == nil {
+		cur = &ServiceRules{}
+	}
+	oldChains := make(map[string][]string, len(old.Chains))
+	for _, c := range old.Chains {
+		oldChains[c.Name] = c.Rules
+	}
+	kept := map[string]bool{}
+	for _, c := range cur.Chains {
+		kept[c.Name] = true
+		if have, ok := oldChains[c.Name]; !ok || !equalStrings(have, c.Rules) {
+			b.table(c.Table).writeChain(c.Name, c.Rules)
+		}
+	}
+	for _, c := range old.Chains {
+		if !kept[c.Name] {
+			b.table(c.Table).removeChain(c.Name)
+		}
+	}
+	oldSet := map[DispatchRule]bool{}
+	for _, d := range old.Dispatch {
+		oldSet[d] = true
+	}
+	curSet := map[DispatchRule]bool{}
+	for _, d := range cur.Dispatch {
+		curSet[d] = true
+		if !oldSet[d] {
+			b.table(d.Table).insertRule(d.Chain, d.Spec)
+		}
+	}
+	for _, d := range old.Dispatch {
+		if !curSet[d] {
+			b.table(d.Table).deleteRule(d.Chain, d.Spec)
+		}
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

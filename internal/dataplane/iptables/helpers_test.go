@@ -1,0 +1,117 @@
+package iptables
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// svc is a test ServicePort builder.
+type svc struct {
+	sp  *state.ServicePort
+	eps []state.Endpoint
+}
+
+func newSvc(ns, name, port string, proto v1.Protocol, clusterIP string, p int32) *svc {
+	n := state.ServicePortName{Namespace: ns, Name: name, Port: port, Protocol: proto}
+	return &svc{sp: &state.ServicePort{Name: n, Type: v1.ServiceTypeClusterIP, Protocol: proto,
+		ClusterIPs: []netip.Addr{netip.MustParseAddr(clusterIP)}, Port: p}}
+}
+
+func (s *svc) ep(addr string, ready bool, local bool) *svc {
+	ap := netip.MustParseAddrPort(addr)
+	s.eps = append(s.eps, state.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Ready: ready, Serving: ready, IsLocal: local})
+	return s
+}
+
+func (s *svc) terminating(addr string, local bool) *svc {
+	ap := netip.MustParseAddrPort(addr)
+	s.eps = append(s.eps, state.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Serving: true, Terminating: true, IsLocal: local})
+	return s
+}
+
+func (s *svc) with(f func(sp *state.ServicePort)) *svc { f(s.sp); return s }
+
+func snapshot(svcs ...*svc) *state.Snapshot {
+	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
+		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "node-a"}}
+	for _, s := range svcs {
+		snap.Services[s.sp.Name] = s.sp
+		snap.Endpoints[s.sp.Name] = s.eps
+	}
+	return snap
+}
+
+func changes(names ...state.ServicePortName) state.ChangeSet {
+	c := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
+	for _, n := range names {
+		c.Ports[n] = struct{}{}
+	}
+	return c
+}
+
+func testRenderConfig() RenderConfig {
+	return RenderConfig{MasqueradeBit: 14, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
+}
+
+// fakeRunner records restore input and serves iptables-save output from a fake
+// kernel that applies nothing: tests that need a real kernel use ExecRunner.
+type fakeRunner struct {
+	mu       sync.Mutex
+	restores []string
+	saves    map[string]string
+	fail     error
+	missing  map[string]bool // table -> canary missing
+	checks   int
+}
+
+func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restores = append(f.restores, string(input))
+	return f.fail
+}
+
+func (f *fakeRunner) Save(_ context.Context, table string) ([]byte, error) {
+	return []byte(f.saves[table]), nil
+}
+
+func (f *fakeRunner) ListChain(_ context.Context, table, chain string) ([]string, bool, error) {
+	f.checks++
+	if chain == "PREROUTING" {
+		if f.missing["jump"] {
+			return nil, true, nil
+		}
+		return []string{"-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"}, true, nil
+	}
+	return nil, !f.missing[table], nil
+}
+
+func (f *fakeRunner) last() string {
+	if len(f.restores) == 0 {
+		return ""
+	}
+	return f.restores[len(f.restores)-1]
+}
+
+func newTestProxier(r Runner) *Proxier {
+	now := time.Unix(1000, 0)
+	return NewProxier(Config{Runner: r, Render: testRenderConfig(), Now: func() time.Time { return now }})
+}
+
+// linesOf returns the lines of a restore input that mention s.
+func linesOf(input, s string) []string {
+	var out []string
+	for _, l := range strings.Split(input, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// RenderConfig is the node-wide input of Render (from KubeProxyConfiguration and the
+// node's addresses).
+type RenderConfig struct {
+	// MasqueradeBit is the fwmark bit that asks KUBE-POSTROUTING to masquerade (14).
+	MasqueradeBit int
+	// MasqueradeAll masquerades all traffic to ClusterIPs.
+	MasqueradeAll bool
+	// ClusterCIDRs are the pod networks: traffic from elsewhere to a ClusterIP is
+	// masqueraded, and pods reaching a Local-policy external address are sent to
+	// all endpoints. Empty disables local-traffic detection.
+	ClusterCIDRs []netip.Prefix
+	// NodePortAddresses are the addresses NodePorts answer on; nil means every local
+	// address (-m addrtype --dst-type LOCAL).
+	NodePortAddresses []netip.Addr
+}
+
+func (c RenderConfig) markMasq() string {
+	bit := c.MasqueradeBit
+	if bit <= 0 || bit > 31 {
+		bit = 14
+	}
+	return fmt.Sprintf("0x%x", uint32(1)<<bit)
+}
+
+// Render computes the whole ruleset for a snapshot. It is pure. Services render
+// independently, so large snapshots are split over the available CPUs.
+func Render(snap *state.Snapshot, cfg RenderConfig) *Ruleset {
+	r := renderFixed(cfg)
+	r.Services = make(map[state.ServicePortName]*ServiceRules, len(snap.Services))
+	names := make([]state.ServicePortName, 0, len(snap.Services))
+	for n := range snap.Services {
+		names = append(names, n)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(names)/500+1)
+	out := make([]*ServiceRules, len(names))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rc := newRenderCtx(cfg)
+			for i := w; i < len(names); i += workers {
+				out[i] = rc.service(snap, names[i])
+			}
+		}(w)
+	}
+	wg.Wait()
+	for i, n := range names {
+		r.Services[n] = out[i]
+	}
+	return r
+}
+
+// renderCtx caches what every Service renders the same way; one per goroutine.
+type renderCtx struct {
+	cfg   RenderConfig
+	probs []string
+	a     *arena
+}
+
+func newRenderCtx(cfg RenderConfig) *renderCtx { return &renderCtx{cfg: cfg, a: &arena{}} }
+
+// probability is the statistic match probability of endpoint i of n: 1/(n-i), with
+// ten decimals as kube-proxy writes it.
+func (rc *renderCtx) probability(remaining int) string {
+	for len(rc.probs) <= remaining {
+		k := len(rc.probs)
+		p := ""
+		if k > 0 {
+			p = strconv.FormatFloat(1/float64(k), 'f', 10, 64)
+		}
+		rc.probs = append(rc.probs, p)
+	}
+	return rc.probs[remaining]
+}
+
+func ipv4Only(addrs []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}

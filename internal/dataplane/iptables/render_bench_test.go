@@ -1,0 +1,50 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// benchSnapshot is n ClusterIP Services with e endpoints each, the kernel-baseline
+// workload.
+func benchSnapshot(n, e int) *state.Snapshot {
+	var svcs []*svc
+	k := 0
+	for i := 0; i < n; i++ {
+		ip := netip.AddrFrom4([4]byte{10, 96, byte((i + 1) >> 8), byte(i + 1)})
+		s := newSvc("bench", fmt.Sprintf("svc-%06d", i), "http", tcp, ip.String(), 80)
+		for j := 0; j < e; j++ {
+			k++
+			s.ep(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 244, byte(k >> 8), byte(k)}), 8080).String(), true, false)
+		}
+		svcs = append(svcs, s)
+	}
+	return snapshot(svcs...)
+}
+
+func benchmarkRender(b *testing.B, n int) {
+	snap := benchSnapshot(n, 3)
+	cfg := testRenderConfig()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		Render(snap, cfg)
+	}
+}
+
+func BenchmarkRender1000(b *testing.B)  { benchmarkRender(b, 1000) }
+func BenchmarkRender10000(b *testing.B) { benchmarkRender(b, 10000) }
+
+// BenchmarkRenderFullText includes producing the restore input for empty tables.
+func BenchmarkRenderFullText10000(b *testing.B) {
+	snap := benchSnapshot(10000, 3)
+	cfg := testRenderConfig()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		FullText(Render(snap, cfg))
+	}
+}

@@ -1,0 +1,74 @@
+package iptables
+
+// renderFixed returns the chains whose content does not depend on Services, the
+// shared dispatch chains, and the jumps from the built-in chains.
+func renderFixed(cfg RenderConfig) *Ruleset {
+	mark := cfg.markMasq()
+	markBoth := mark + "/" + mark
+	r := &Ruleset{
+		Fixed: []Chain{
+			{Table: tableNAT, Name: chainPostrouting, Rules: []string{
+				newSpec().add("-m", "mark", "!", "--mark", markBoth).jump("RETURN"),
+				newSpec().jump("MARK --set-xmark " + mark + "/0x0"),
+				newSpec().comment("kubernetes service traffic requiring SNAT").jump("MASQUERADE --random-fully"),
+			}},
+			{Table: tableNAT, Name: chainMarkMasq, Rules: []string{
+				newSpec().jump("MARK --set-xmark " + markBoth),
+			}},
+			{Table: tableFilter, Name: chainForward, Rules: []string{
+				newSpec().add("-m", "conntrack", "--ctstate", "INVALID").jump("DROP"),
+				newSpec().comment("kubernetes forwarding rules").add("-m", "mark", "--mark", markBoth).jump("ACCEPT"),
+				newSpec().comment("kubernetes forwarding conntrack rule").add("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED").jump("ACCEPT"),
+			}},
+		},
+		Dispatch: []chainRef{
+			{tableNAT, chainServices},
+			{tableNAT, chainNodePorts},
+			{tableFilter, chainServices},
+			{tableFilter, chainExternalServices},
+			{tableFilter, chainNodePorts},
+			{tableFilter, chainProxyFirewall},
+		},
+		Tail:  map[chainRef][]string{{tableNAT, chainServices}: nodePortTail(cfg)},
+		Jumps: jumps(),
+	}
+	return r
+}
+
+// nodePortTail sends traffic to node addresses into KUBE-NODEPORTS. It must be the
+// last rule of KUBE-SERVICES so that ClusterIPs and external IPs that happen to be
+// local addresses match their own rules first.
+func nodePortTail(cfg RenderConfig) []string {
+	const c = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"
+	if cfg.NodePortAddresses == nil {
+		return []string{newSpec().comment(c).add("-m", "addrtype", "--dst-type", "LOCAL").jump(chainNodePorts)}
+	}
+	var out []string
+	for _, a := range ipv4Only(cfg.NodePortAddresses) {
+		out = append(out, newSpec().dst(a).comment(c).jump(chainNodePorts))
+	}
+	return out
+}
+
+// jumps are the rules in built-in chains that lead into kproxy's chains, as
+// kube-proxy's iptablesJumpChains.
+func jumps() []Jump {
+	isNew := []string{"-m", "conntrack", "--ctstate", "NEW"}
+	j := func(table, from, comment, to string, match ...string) Jump {
+		return Jump{Table: table, Chain: from, Spec: newSpec().add(match...).comment(comment).jump(to)}
+	}
+	return []Jump{
+		j(tableFilter, "INPUT", "kubernetes health check service ports", chainNodePorts),
+		j(tableFilter, "INPUT", "kubernetes externally-visible service portals", chainExternalServices, isNew...),
+		j(tableFilter, "INPUT", "kubernetes load balancer firewall", chainProxyFirewall, isNew...),
+		j(tableFilter, "FORWARD", "kubernetes externally-visible service portals", chainExternalServices, isNew...),
+		j(tableFilter, "FORWARD", "kubernetes service portals", chainServices, isNew...),
+		j(tableFilter, "FORWARD", "kubernetes forwarding rules", chainForward),
+		j(tableFilter, "FORWARD", "kubernetes load balancer firewall", chainProxyFirewall, isNew...),
+		j(tableFilter, "OUTPUT", "kubernetes service portals", chainServices, isNew...),
+		j(tableFilter, "OUTPUT", "kubernetes load balancer firewall", chainProxyFirewall, isNew...),
+		j(tableNAT, "PREROUTING", "kubernetes service portals", chainServices),
+		j(tableNAT, "OUTPUT", "kubernetes service portals", chainServices),
+		j(tableNAT, "POSTROUTING", "kubernetes postrouting rules", chainPostrouting),
+	}
+}

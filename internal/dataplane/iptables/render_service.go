@@ -1,0 +1,298 @@
+package iptables
+
+import (
+	"net/netip"
+	"strconv"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// svcRender holds what the rules of one ServicePort share.
+type svcRender struct {
+	rc    *renderCtx
+	sp    *state.ServicePort
+	name  string // "ns/name:port", the comment on every rule
+	proto string // "tcp", "udp", "sctp"
+	ch    portChains
+	out   *ServiceRules
+	// IPv4 addresses of the port (kproxy's iptables mode is single-stack IPv4).
+	clusterIPs, externalIPs, lbIPs []netip.Addr
+	seps                           []sepName
+}
+
+type sepName struct {
+	ep   netip.AddrPort
+	text string // "ip:port"
+	name string
+}
+
+func (s *svcRender) spec() *spec { return s.rc.a.spec() }
+
+// sep returns the endpoint's address text and chain name, computed once.
+func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
+	ap := ep.AddrPort()
+	for _, x := range s.seps {
+		if x.ep == ap {
+			return x.text, x.name
+		}
+	}
+	t := s.spec()
+	t.a.reserve(&t.start, 64)
+	t.a.chunk = ap.AppendTo(t.a.chunk)
+	text = t.str()
+	c := s.spec()
+	c.a.reserve(&c.start, 64)
+	c.a.chunk = appendHashName(c.a.chunk, prefixSep, s.name, s.proto, text)
+	name = c.str()
+	s.seps = append(s.seps, sepName{ep: ap, text: text, name: name})
+	return text, name
+}
+
+// chain declares a chain of this ServicePort (empty chains are valid) with room for
+// the rules it will get.
+func (s *svcRender) chain(name string, rules int) {
+	for i := range s.out.Chains {
+		if s.out.Chains[i].Name == name {
+			return
+		}
+	}
+	s.out.Chains = append(s.out.Chains, Chain{Table: tableNAT, Name: name, Rules: make([]string, 0, rules)})
+}
+
+// rule appends to a chain; a ServicePort has a handful of chains, so a scan is
+// cheaper than a map.
+func (s *svcRender) rule(chain, spec string) {
+	for i := range s.out.Chains {
+		if s.out.Chains[i].Name == chain {
+			s.out.Chains[i].Rules = append(s.out.Chains[i].Rules, spec)
+			return
+		}
+	}
+	s.out.Chains = append(s.out.Chains, Chain{Table: tableNAT, Name: chain, Rules: []string{spec}})
+}
+
+func (s *svcRender) dispatch(table, chain, spec string) {
+	s.out.Dispatch = append(s.out.Dispatch, DispatchRule{Table: table, Chain: chain, Spec: spec})
+}
+
+// service renders one ServicePort, following kube-proxy's iptables proxier: the
+// endpoint sets come from state's categorisation, never from here.
+func (rc *renderCtx) service(snap *state.Snapshot, n state.ServicePortName) *ServiceRules {
+	sp := snap.Services[n]
+	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{},
+		clusterIPs: ipv4Only(sp.ClusterIPs), externalIPs: ipv4Only(sp.ExternalIPs), lbIPs: ipv4Only(sp.LoadBalancerIPs)}
+	s.ch = chainsIn(rc.a, s.name, s.proto)
+	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
+	cat := snap.Categorize(n)
+	p := s.policies(cat)
+	s.dispatchRules(p)
+	if p.usesCluster {
+		s.clusterChain(cat.Cluster)
+	}
+	if p.usesLocal {
+		s.endpointChoice(s.ch.svl, cat.Local)
+	}
+	if p.usesExternal {
+		s.externalChain(p)
+	}
+	if p.usesFW {
+		s.firewallChain()
+	}
+	for _, ep := range cat.AllReachable {
+		s.endpointChain(ep)
+	}
+	if sp.InternalPolicyLocal && len(cat.Local) == 0 && cat.HasAny {
+		s.out.NoLocal = append(s.out.NoLocal, "internal")
+	}
+	if sp.ExternalPolicyLocal && sp.ExternallyAccessible() && len(cat.Local) == 0 && cat.HasAny {
+		s.out.NoLocal = append(s.out.NoLocal, "external")
+	}
+	return s.out
+}
+
+var addrtypeLocal = []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+
+// policies is what kube-proxy's syncProxyRules derives per ServicePort.
+type policies struct {
+	usesCluster, usesLocal, usesExternal, usesFW bool
+	internalChain, externalPolicyChain           string
+	hasInternal, hasExternal                     bool
+	internalFilter, externalFilter               string // REJECT or DROP when traffic has nowhere to go
+	internalComment, externalComment             string
+}
+
+func (s *svcRender) policies(cat state.Categorized) policies {
+	sp := s.sp
+	p := policies{
+		usesCluster:         len(cat.Cluster) > 0 && sp.UsesClusterEndpoints(),
+		usesLocal:           len(cat.Local) > 0 && sp.UsesLocalEndpoints(),
+		internalChain:       s.ch.svc,
+		externalPolicyChain: s.ch.svc,
+		hasInternal:         len(cat.Cluster) > 0,
+		hasExternal:         len(cat.Cluster) > 0,
+	}
+	if sp.InternalPolicyLocal {
+		p.internalChain, p.hasInternal = s.ch.svl, len(cat.Local) > 0
+	}
+	if sp.ExternalPolicyLocal {
+		p.externalPolicyChain, p.hasExternal = s.ch.svl, len(cat.Local) > 0
+	}
+	p.usesExternal = p.hasExternal && sp.ExternallyAccessible()
+	p.usesFW = p.usesExternal && len(s.lbIPs) > 0 && len(sp.LoadBalancerSourceRanges) > 0
+	p.internalFilter, p.internalComment = filterTarget(cat.HasAny, p.hasInternal, s.name)
+	p.externalFilter, p.externalComment = filterTarget(cat.HasAny, p.hasExternal, s.name)
+	return p
+}
+
+// filterTarget is what the filter table does with traffic that has no endpoint:
+// REJECT when the Service has none at all (clients fail fast), DROP when only this
+// node has none under a Local policy (the load balancer should go elsewhere).
+func filterTarget(hasAny, has bool, name string) (string, string) {
+	switch {
+	case !hasAny:
+		return "REJECT --reject-with icmp-port-unreachable", name + " has no endpoints"
+	case !has:
+		return "DROP", name + " has no local endpoints"
+	}
+	return "", ""
+}
+
+// port completes a rule that matches the Service's protocol and a port, in the order
+// iptables-save prints it: addresses (already in c), protocol, comment, extra
+// matches, port.
+func (s *svcRender) port(c *spec, port int32, extra []string, comment ...string) *spec {
+	return c.proto(s.proto).comment(comment...).add(extra...).dport(s.proto, port)
+}
+
+func (s *svcRender) dispatchRules(p policies) {
+	sp := s.sp
+	for _, ip := range s.clusterIPs {
+		if p.hasInternal {
+			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " cluster IP").jump(p.internalChain))
+		} else {
+			s.dispatch(tableFilter, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, p.internalComment).jump(p.internalFilter))
+		}
+	}
+	for _, ip := range s.externalIPs {
+		if p.usesExternal {
+			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " external IP").jump(s.ch.ext))
+		} else {
+			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec().dst(ip), sp.Port, nil, p.externalComment).jump(p.externalFilter))
+		}
+	}
+	lbTarget := s.ch.ext
+	if p.usesFW {
+		lbTarget = s.ch.fw
+	}
+	for _, ip := range s.lbIPs {
+		if p.usesExternal {
+			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " loadbalancer IP").jump(lbTarget))
+		} else {
+			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec().dst(ip), sp.Port, nil, p.externalComment).jump(p.externalFilter))
+		}
+		if p.usesFW {
+			// Traffic the KUBE-FW chain did not accept falls through to here.
+			s.dispatch(tableFilter, chainProxyFirewall, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " traffic not accepted by ", s.ch.fw).jump("DROP"))
+		}
+	}
+	if sp.NodePort != 0 {
+		if p.usesExternal {
+			s.dispatch(tableNAT, chainNodePorts, s.port(s.spec(), sp.NodePort, nil, s.name).jump(s.ch.ext))
+		} else {
+			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec(), sp.NodePort, addrtypeLocal, p.externalComment).jump(p.externalFilter))
+		}
+	}
+	if sp.HealthCheckNodePort != 0 {
+		s.dispatch(tableFilter, chainNodePorts, s.spec().proto("tcp").comment(s.name, " health check node port").dport("tcp", sp.HealthCheckNodePort).jump("ACCEPT"))
+	}
+}
+
+// clusterChain is KUBE-SVC: masquerade what needs it, then choose an endpoint.
+func (s *svcRender) clusterChain(eps []state.Endpoint) {
+	cfg := s.rc.cfg
+	s.chain(s.ch.svc, 2*len(eps)+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
+	for _, ip := range s.clusterIPs {
+		switch {
+		case cfg.MasqueradeAll:
+			s.rule(s.ch.svc, s.port(s.spec().dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
+		case len(cfg.ClusterCIDRs) > 0:
+			for _, cidr := range cfg.ClusterCIDRs {
+				if cidr.Addr().Is4() {
+					s.rule(s.ch.svc, s.port(s.spec().src(cidr, true).dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
+				}
+			}
+		}
+	}
+	s.endpointChoice(s.ch.svc, eps)
+}
+
+// endpointChoice spreads new connections: endpoint i of n matches with probability
+// 1/(n-i), the last unconditionally. ClientIP affinity first sends a client back to
+// the endpoint it used recently.
+func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
+	s.chain(chain, 2*len(eps))
+	if s.sp.AffinityTimeout > 0 {
+		secs := strconv.Itoa(int(s.sp.AffinityTimeout.Seconds()))
+		for _, ep := range eps {
+			text, sep := s.sep(ep)
+			s.rule(chain, s.spec().comment(s.name, " -> ", text).add("-m", "recent", "--rcheck", "--seconds", secs, "--reap", "--name", sep, "--mask", "255.255.255.255", "--rsource").jump(sep))
+		}
+	}
+	for i, ep := range eps {
+		text, sep := s.sep(ep)
+		c := s.spec().comment(s.name, " -> ", text)
+		if i < len(eps)-1 {
+			c.add("-m", "statistic", "--mode", "random", "--probability", s.rc.probability(len(eps)-i))
+		}
+		s.rule(chain, c.jump(sep))
+	}
+}
+
+// externalChain is KUBE-EXT: the entry for NodePort, external and LB traffic.
+func (s *svcRender) externalChain(p policies) {
+	ext := s.ch.ext
+	s.chain(ext, 4+len(s.rc.cfg.ClusterCIDRs))
+	if !s.sp.ExternalPolicyLocal {
+		// Endpoints may be on other nodes: masquerade so replies come back here.
+		s.rule(ext, s.spec().comment("masquerade traffic for ", s.name, " external destinations").jump(chainMarkMasq))
+	} else if p.usesCluster {
+		// Pods and the node itself reaching an external address are served by any
+		// endpoint, as if they had gone out to the load balancer and back.
+		for _, cidr := range s.rc.cfg.ClusterCIDRs {
+			if cidr.Addr().Is4() {
+				s.rule(ext, s.spec().src(cidr, false).comment("pod traffic for ", s.name, " external destinations").jump(s.ch.svc))
+			}
+		}
+		s.rule(ext, s.spec().comment("masquerade LOCAL traffic for ", s.name, " external destinations").add("-m", "addrtype", "--src-type", "LOCAL").jump(chainMarkMasq))
+		s.rule(ext, s.spec().comment("route LOCAL traffic for ", s.name, " external destinations").add("-m", "addrtype", "--src-type", "LOCAL").jump(s.ch.svc))
+	}
+	s.rule(ext, s.spec().jump(p.externalPolicyChain))
+}
+
+// firewallChain is KUBE-FW: only the source ranges (and the LB's own addresses)
+// continue to KUBE-EXT; the rest falls through to a DROP in KUBE-PROXY-FIREWALL.
+func (s *svcRender) firewallChain() {
+	fw := s.ch.fw
+	s.chain(fw, len(s.sp.LoadBalancerSourceRanges)+len(s.lbIPs))
+	for _, r := range s.sp.LoadBalancerSourceRanges {
+		if r.Addr().Is4() {
+			s.rule(fw, s.spec().src(r.Masked(), false).comment(s.name, " loadbalancer IP").jump(s.ch.ext))
+		}
+	}
+	for _, ip := range s.lbIPs {
+		s.rule(fw, s.spec().addrFlag("-s", ip).comment(s.name, " loadbalancer IP").jump(s.ch.ext))
+	}
+}
+
+// endpointChain is KUBE-SEP: masquerade hairpin traffic and DNAT.
+func (s *svcRender) endpointChain(ep state.Endpoint) {
+	text, sep := s.sep(ep)
+	s.chain(sep, 2)
+	s.rule(sep, s.spec().addrFlag("-s", ep.IP).comment(s.name).jump(chainMarkMasq))
+	c := s.spec().proto(s.proto).comment(s.name)
+	if s.sp.AffinityTimeout > 0 {
+		c.add("-m", "recent", "--set", "--name", sep, "--mask", "255.255.255.255", "--rsource")
+	}
+	c.add("-m", s.proto)
+	s.rule(sep, c.jump("DNAT", "--to-destination", text))
+}

@@ -1,0 +1,164 @@
+package iptables
+
+import "bytes"
+
+// zeroCountersAbove is the number of lines in one table section above which the
+// section starts with -Z. iptables-nft-restore 1.8.9 with --noflush keeps a sorted
+// list of chain names and walks it for every line, which makes large restores
+// superlinear (minutes at 10,000 Services); a -Z line makes it fetch the table once
+// instead (kernel-baseline.md: about 100x faster). Small restores skip it because
+// zeroing also resets every counter in the table.
+const zeroCountersAbove = 1000
+
+// section is what one restore writes to one table, kept in the order the lines
+// must appear: declarations (which create or empty a chain under --noflush), rule
+// deletions, whole chains, single inserted rules, and finally chain deletions.
+type section struct {
+	declare  []string
+	deletes  []string
+	rules    []string
+	inserts  []string
+	remove   []string
+	declared map[string]bool
+	written  int
+}
+
+// restoreBuilder accumulates the input of one iptables-restore call.
+type restoreBuilder struct {
+	sections map[string]*section
+}
+
+func newRestoreBuilder() *restoreBuilder {
+	return &restoreBuilder{sections: map[string]*section{}}
+}
+
+func (b *restoreBuilder) table(t string) *section {
+	s := b.sections[t]
+	if s == nil {
+		s = &section{declared: map[string]bool{}}
+		b.sections[t] = s
+	}
+	return s
+}
+
+// declareChain creates the chain, or empties it if it exists.
+func (s *section) declareChain(name string) {
+	if !s.declared[name] {
+		s.declared[name] = true
+		s.declare = append(s.declare, name)
+	}
+}
+
+// writeChain replaces the chain's content.
+func (s *section) writeChain(name string, rules []string) {
+	s.declareChain(name)
+	for _, r := range rules {
+		s.rules = append(s.rules, "-A "+name+" "+r)
+	}
+	s.written += len(rules)
+}
+
+// removeChain empties and deletes the chain.
+func (s *section) removeChain(name string) {
+	s.declareChain(name)
+	s.remove = append(s.remove, name)
+}
+
+func (s *section) deleteRule(chain, spec string) {
+	s.deletes = append(s.deletes, "-D "+chain+" "+spec)
+}
+
+// insertRule puts a rule first in its chain, ahead of any rule that must stay last.
+func (s *section) insertRule(chain, spec string) {
+	s.inserts = append(s.inserts, "-I "+chain+" 1 "+spec)
+	s.written++
+}
+
+func (s *section) empty() bool {
+	return len(s.declare) == 0 && len(s.deletes) == 0 && len(s.inserts) == 0
+}
+
+func (s *section) lines() int {
+	return len(s.declare) + len(s.deletes) + len(s.rules) + len(s.inserts) + len(s.remove)
+}
+
+// Empty reports whether the restore would change nothing.
+func (b *restoreBuilder) Empty() bool {
+	for _, s := range b.sections {
+		if !s.empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// Written counts the rules written, by table.
+func (b *restoreBuilder) Written() map[string]int {
+	out := map[string]int{tableFilter: 0, tableNAT: 0}
+	for t, s := range b.sections {
+		if t != tableMangle {
+			out[t] = s.written
+		}
+	}
+	return out
+}
+
+// Bytes renders the restore input for --noflush. Tables without changes are left
+// out entirely.
+func (b *restoreBuilder) Bytes() []byte { return b.render(true) }
+
+func (b *restoreBuilder) render(noflush bool) []byte {
+	var buf bytes.Buffer
+	for _, t := range []string{tableMangle, tableFilter, tableNAT} {
+		s := b.sections[t]
+		if s == nil || s.empty() {
+			continue
+		}
+		buf.Grow(s.lines() * 120)
+		buf.WriteString("*" + t + "\n")
+		if noflush && s.lines() > zeroCountersAbove {
+			buf.WriteString("-Z\n")
+		}
+		for _, c := range s.declare {
+			buf.WriteString(":" + c + " - [0:0]\n")
+		}
+		for _, group := range [][]string{s.deletes, s.rules, s.inserts} {
+			for _, l := range group {
+				buf.WriteString(l)
+				buf.WriteByte('\n')
+			}
+		}
+		for _, c := range s.remove {
+			buf.WriteString("-X " + c + "\n")
+		}
+		buf.WriteString("COMMIT\n")
+	}
+	return buf.Bytes()
+}
+
+// FullText renders the whole ruleset as one restore input for empty tables: what a
+// plain iptables-restore (the benchmark baseline) loads.
+func FullText(r *Ruleset) []byte {
+	b := newRestoreBuilder()
+	disp := r.dispatchRules()
+	for _, ref := range r.Dispatch {
+		b.table(ref.Table).writeChain(ref.Name, disp[ref])
+	}
+	for _, c := range r.Fixed {
+		b.table(c.Table).writeChain(c.Name, c.Rules)
+	}
+	for _, n := range r.sortedServiceNames() {
+		for _, c := range r.Services[n].Chains {
+			b.table(c.Table).writeChain(c.Name, c.Rules)
+		}
+	}
+	for _, t := range writeTables {
+		b.table(t).declareChain(chainCanary)
+	}
+	for _, j := range r.Jumps {
+		s := b.table(j.Table)
+		s.rules = append(s.rules, "-A "+j.Chain+" "+j.Spec)
+		s.written++
+	}
+	return b.render(false)
+}

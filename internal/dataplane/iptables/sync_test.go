@@ -1,0 +1,187 @@
+package iptables
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+func twoServices() (*svc, *svc) {
+	a := newSvc("ns", "a", "http", tcp, "10.96.0.1", 80).ep("10.244.1.2:8080", true, false).ep("10.244.1.3:8080", true, false)
+	b := newSvc("ns", "b", "http", tcp, "10.96.0.2", 80).ep("10.244.2.2:8080", true, false)
+	return a, b
+}
+
+func TestPartialSyncWritesOnlyTheChangedService(t *testing.T) {
+	f := &fakeRunner{}
+	p := newTestProxier(f)
+	a, b := twoServices()
+	if _, err := p.Sync(context.Background(), snapshot(a, b), changes()); err != nil {
+		t.Fatal(err)
+	}
+	// Replace one endpoint of a.
+	a2 := newSvc("ns", "a", "http", tcp, "10.96.0.1", 80).ep("10.244.1.2:8080", true, false).ep("10.244.1.9:8080", true, false)
+	st, err := p.Sync(context.Background(), snapshot(a2, b), changes(a.sp.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Full {
+		t.Fatal("want a partial sync")
+	}
+	in := f.last()
+	ch := chainsFor(a.sp.Name)
+	oldSep := endpointChain(a.sp.Name, "10.244.1.3:8080")
+	newSep := endpointChain(a.sp.Name, "10.244.1.9:8080")
+	keptSep := endpointChain(a.sp.Name, "10.244.1.2:8080")
+	for _, want := range []string{":" + ch.svc + " ", ":" + newSep + " ", "-X " + oldSep} {
+		if !strings.Contains(in, want) {
+			t.Errorf("restore lacks %q:\n%s", want, in)
+		}
+	}
+	for _, bad := range []string{":KUBE-SERVICES", ":" + keptSep, chainsFor(b.sp.Name).svc, "-Z"} {
+		if strings.Contains(in, bad) {
+			t.Errorf("restore must not touch %q:\n%s", bad, in)
+		}
+	}
+	if st.Written["nat"] != 5 {
+		t.Errorf("written %v, want 5 nat rules (3 in SVC, 2 in the new SEP)", st.Written)
+	}
+}
+
+func TestPartialSyncInsertsAndDeletesDispatchRules(t *testing.T) {
+	f := &fakeRunner{}
+	p := newTestProxier(f)
+	a, b := twoServices()
+	if _, err := p.Sync(context.Background(), snapshot(a), changes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Sync(context.Background(), snapshot(a, b), changes(b.sp.Name)); err != nil {
+		t.Fatal(err)
+	}
+	in := f.last()
+	if got := linesOf(in, "KUBE-SERVICES"); len(got) != 1 || !strings.HasPrefix(got[0], "-I KUBE-SERVICES 1 -d 10.96.0.2/32") {
+		t.Fatalf("adding a Service must insert one rule into KUBE-SERVICES, got %q", got)
+	}
+	if _, err := p.Sync(context.Background(), snapshot(a), changes(b.sp.Name)); err != nil {
+		t.Fatal(err)
+	}
+	in = f.last()
+	if got := linesOf(in, "KUBE-SERVICES"); len(got) != 1 || !strings.HasPrefix(got[0], "-D KUBE-SERVICES -d 10.96.0.2/32") {
+		t.Fatalf("removing a Service must delete its rule, got %q", got)
+	}
+	if !strings.Contains(in, "-X "+chainsFor(b.sp.Name).svc) {
+		t.Fatalf("stale chain not removed:\n%s", in)
+	}
+	// The -D must come before the chain it jumps to is deleted.
+	if strings.Index(in, "-D KUBE-SERVICES") > strings.Index(in, "-X ") {
+		t.Fatalf("rule deleted after its target chain:\n%s", in)
+	}
+}
+
+func TestServiceLosingEndpointsMovesToReject(t *testing.T) {
+	f := &fakeRunner{}
+	p := newTestProxier(f)
+	a, _ := twoServices()
+	p.Sync(context.Background(), snapshot(a), changes())
+	empty := newSvc("ns", "a", "http", tcp, "10.96.0.1", 80)
+	if _, err := p.Sync(context.Background(), snapshot(empty), changes(a.sp.Name)); err != nil {
+		t.Fatal(err)
+	}
+	in := f.last()
+	if !strings.Contains(in, "*filter\n") || !strings.Contains(in, "-I KUBE-SERVICES 1 -d 10.96.0.1/32 -p tcp -m comment --comment \"ns/a:http has no endpoints\"") {
+		t.Fatalf("want a REJECT rule inserted in filter KUBE-SERVICES:\n%s", in)
+	}
+}
+
+func TestFailedRestoreForcesFullSync(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := &fakeRunner{}
+	now := time.Unix(1000, 0)
+	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Registerer: reg, Now: func() time.Time { return now }})
+	a, b := twoServices()
+	p.Sync(context.Background(), snapshot(a), changes())
+	f.fail = errors.New("boom")
+	if _, err := p.Sync(context.Background(), snapshot(a, b), changes(b.sp.Name)); err == nil {
+		t.Fatal("want the restore error")
+	}
+	f.fail = nil
+	st, err := p.Sync(context.Background(), snapshot(a, b), changes())
+	if err != nil || !st.Full {
+		t.Fatalf("after a failure the next sync must be full: %+v %v", st, err)
+	}
+	if got := testutil.ToFloat64(p.metrics.partialFailures); got != 1 {
+		t.Errorf("partial failures = %v", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.restoreFailures); got != 1 {
+		t.Errorf("restore failures = %v", got)
+	}
+	n, err := testutil.GatherAndCount(reg, "kubeproxy_sync_proxy_rules_iptables_total", "kubeproxy_sync_proxy_rules_iptables_last")
+	if err != nil || n != 4 {
+		t.Errorf("rule gauges: %d series, %v (want nat and filter for both)", n, err)
+	}
+}
+
+func TestMissingCanaryForcesFullSync(t *testing.T) {
+	f := &fakeRunner{missing: map[string]bool{}}
+	now := time.Unix(1000, 0)
+	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), CanaryInterval: time.Second, Now: func() time.Time { return now }})
+	a, _ := twoServices()
+	p.Sync(context.Background(), snapshot(a), changes())
+	now = now.Add(2 * time.Second)
+	if st, _ := p.Sync(context.Background(), snapshot(a), changes()); st.Full {
+		t.Fatal("canary present: want a partial sync")
+	}
+	checks := f.checks
+	if _, err := p.Sync(context.Background(), snapshot(a), changes(a.sp.Name)); err != nil || f.checks != checks {
+		t.Fatalf("a sync with changes within CanaryInterval must not check the canaries (%d checks)", f.checks-checks)
+	}
+	f.missing["nat"] = true
+	now = now.Add(2 * time.Second)
+	st, err := p.Sync(context.Background(), snapshot(a), changes())
+	if err != nil || !st.Full {
+		t.Fatalf("canary gone: want a full sync, got %+v %v", st, err)
+	}
+	f.missing = map[string]bool{"jump": true}
+	now = now.Add(2 * time.Second)
+	st, err = p.Sync(context.Background(), snapshot(a), changes())
+	if err != nil || !st.Full {
+		t.Fatalf("PREROUTING jump gone (nat flushed): want a full sync, got %+v %v", st, err)
+	}
+}
+
+func TestStaleUDPFlowsAreDeleted(t *testing.T) {
+	f := &fakeRunner{}
+	ct := &conntrack.Fake{}
+	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Conntrack: ct})
+	dns := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.5:5353", true, false).ep("10.244.1.6:5353", true, false)
+	p.Sync(context.Background(), snapshot(dns), changes())
+	dns2 := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
+	if _, err := p.Sync(context.Background(), snapshot(dns2), changes(dns.sp.Name)); err != nil {
+		t.Fatal(err)
+	}
+	got := ct.Filters()
+	if len(got) != 1 || got[0].Endpoint.String() != "10.244.1.5:5353" || got[0].OrigDst.String() != "10.96.0.53" {
+		t.Fatalf("conntrack filters %v, want the removed endpoint's flows to 10.96.0.53:53", got)
+	}
+}
+
+func TestNoLocalEndpointsCounted(t *testing.T) {
+	p := newTestProxier(&fakeRunner{})
+	s := newSvc("ns", "itp", "", tcp, "10.96.0.16", 80).ep("10.244.2.2:8080", true, false).
+		with(func(sp *state.ServicePort) { sp.InternalPolicyLocal = true })
+	st, err := p.Sync(context.Background(), snapshot(s), changes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NoLocalEndpoints["internal"] != 1 || st.NoLocalEndpoints["external"] != 0 {
+		t.Fatalf("no-local counts %v", st.NoLocalEndpoints)
+	}
+}

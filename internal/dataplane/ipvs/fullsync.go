@@ -1,0 +1,243 @@
+//go:build linux
+
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"kproxy.dev/kproxy/internal/nodeaddr"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// fullSync reconciles everything against what the kernel reports: the first sync,
+// and the one after any failure. It still writes only differences.
+func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
+	if err := p.k.Links.EnsureDummy(DummyLink); err != nil {
+		return fmt.Errorf("create %s: %w", DummyLink, err)
+	}
+	if err := p.ensureSetsAndRules(ctx); err != nil {
+		return err
+	}
+	bound, err := p.k.Links.Addrs(DummyLink)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", DummyLink, err)
+	}
+	if err := p.refreshNodePortAddrsExcluding(snap, bound); err != nil {
+		return err
+	}
+	kernel, err := p.readKernel()
+	if err != nil {
+		return err
+	}
+	p.reset()
+	p.servers = kernel
+	for _, vs := range kernel {
+		p.objects += 1 + len(vs.Dests)
+	}
+
+	desired := map[state.ServicePortName]*portModel{}
+	for _, name := range snap.SortedNames() {
+		m, err := renderPort(snap.Services[name], snap.Categorize(name), p.renderOptions())
+		if err != nil {
+			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
+			continue
+		}
+		desired[name] = &m
+	}
+	var errs []error
+	errs = append(errs, p.reconcileAddrs(desired, bound))
+	wanted := map[vsKey]bool{}
+	for _, m := range desired {
+		for _, vs := range m.Servers {
+			wanted[vs.Key] = true
+			errs = append(errs, p.applyServer(vs.Key, vs))
+		}
+	}
+	for key := range kernel {
+		if !wanted[key] && !p.excluded(key.Addr) {
+			errs = append(errs, p.applyServer(key, nil))
+		}
+	}
+	for key := range p.servers {
+		if !wanted[key] {
+			p.objects -= 1 + len(p.servers[key].Dests)
+			delete(p.servers, key) // excluded: not ours
+		}
+	}
+	errs = append(errs, p.reconcileSets(ctx, desired))
+	p.ports = desired
+	return errors.Join(errs...)
+}
+
+// readKernel lists every virtual server with its real servers.
+func (p *Proxier) readKernel() (map[vsKey]*virtualServer, error) {
+	svcs, err := p.k.IPVS.GetServices()
+	if err != nil {
+		return nil, fmt.Errorf("list IPVS virtual servers: %w", err)
+	}
+	out := make(map[vsKey]*virtualServer, len(svcs))
+	for _, s := range svcs {
+		vs, ok := fromService(s)
+		if !ok {
+			continue
+		}
+		dests, err := p.k.IPVS.GetDestinations(s)
+		if err != nil {
+			return nil, fmt.Errorf("list real servers of %s: %w", vs.Key, err)
+		}
+		vs.Dests = make(map[netip.AddrPort]int, len(dests))
+		for _, d := range dests {
+			vs.Dests[destAddr(d)] = d.Weight
+		}
+		out[vs.Key] = &vs
+	}
+	return out, nil
+}
+
+// reconcileAddrs binds the desired addresses and unbinds the others, and records
+// how many ServicePorts use each address.
+func (p *Proxier) reconcileAddrs(desired map[state.ServicePortName]*portModel, bound []netip.Addr) error {
+	for _, m := range desired {
+		for _, a := range m.Addrs {
+			p.addrs[a]++
+		}
+	}
+	have := map[netip.Addr]bool{}
+	var errs []error
+	for _, a := range bound {
+		have[a] = true
+		if p.addrs[a] == 0 {
+			p.written++
+			if err := p.k.Links.DelAddr(DummyLink, a); err != nil {
+				errs = append(errs, fmt.Errorf("unbind %s from %s: %w", a, DummyLink, err))
+			}
+		}
+	}
+	for a := range p.addrs {
+		if !have[a] {
+			p.written++
+			if err := p.k.Links.AddAddr(DummyLink, a); err != nil {
+				errs = append(errs, fmt.Errorf("bind %s to %s: %w", a, DummyLink, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileSets diffs the desired ipset entries against `ipset save`.
+func (p *Proxier) reconcileSets(ctx context.Context, desired map[state.ServicePortName]*portModel) error {
+	var ignore setDiff
+	for _, m := range desired {
+		p.sets.apply(m.Sets, +1, &ignore)
+	}
+	saved, err := p.k.IPSet.Save(ctx)
+	if err != nil {
+		return fmt.Errorf("ipset save: %w", err)
+	}
+	have := parseSave(saved)
+	var d setDiff
+	for e := range have {
+		if p.sets[e] == 0 {
+			d.Del = append(d.Del, e)
+		}
+	}
+	for e := range p.sets {
+		if !have[e] {
+			d.Add = append(d.Add, e)
+		}
+	}
+	if d.empty() {
+		return nil
+	}
+	p.written += len(d.Add) + len(d.Del)
+	if err := p.k.IPSet.Restore(ctx, d.render()); err != nil {
+		return fmt.Errorf("ipset restore: %w", err)
+	}
+	return nil
+}
+
+// ensureSetsAndRules creates the ipsets and loads the iptables rules when their text
+// differs from what was loaded last. IPv6 failures are only logged: a node without
+// IPv6 still serves IPv4.
+func (p *Proxier) ensureSetsAndRules(ctx context.Context) error {
+	for i, v6 := range []bool{false, true} {
+		err := p.k.IPSet.Restore(ctx, renderCreate(v6))
+		if err == nil {
+			err = p.ensureRules(ctx, i, v6)
+		}
+		if err != nil && !v6 {
+			return err
+		}
+		if err != nil {
+			p.log.Warn("ipvs: IPv6 ipsets or rules not loaded", "err", err)
+		}
+	}
+	return nil
+}
+
+func (p *Proxier) ensureRules(ctx context.Context, i int, v6 bool) error {
+	text := renderRules(rulesOptions{V6: v6, MasqueradeAll: p.o.MasqueradeAll, ClusterCIDRs: p.o.ClusterCIDRs, MasqueradeBit: p.o.MasqueradeBit})
+	if text != p.rules[i] {
+		if err := p.k.Iptables.Restore(ctx, v6, text); err != nil {
+			return fmt.Errorf("iptables-restore (ipv6=%v): %w", v6, err)
+		}
+		p.rules[i] = text
+	}
+	for _, j := range jumpRules {
+		if err := p.k.Iptables.EnsureRule(ctx, v6, j.Table, j.Chain, j.Args); err != nil {
+			return fmt.Errorf("jump to %s from %s/%s: %w", j.Args[len(j.Args)-1], j.Table, j.Chain, err)
+		}
+	}
+	return nil
+}
+
+func (p *Proxier) excluded(a netip.Addr) bool {
+	for _, c := range p.o.ExcludeCIDRs {
+		if c.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxier) refreshNodePortAddrs(snap *state.Snapshot) error {
+	bound := make([]netip.Addr, 0, len(p.addrs))
+	for a := range p.addrs {
+		bound = append(bound, a)
+	}
+	return p.refreshNodePortAddrsExcluding(snap, bound)
+}
+
+// refreshNodePortAddrsExcluding selects the NodePort addresses, leaving out the
+// Service addresses on kube-ipvs0 (they are local interface addresses too).
+func (p *Proxier) refreshNodePortAddrsExcluding(snap *state.Snapshot, bound []netip.Addr) error {
+	var local []netip.Addr
+	if len(snap.Node.Addresses) == 0 && p.k.LocalAddrs != nil {
+		all, err := p.k.LocalAddrs()
+		if err != nil {
+			return fmt.Errorf("list local addresses: %w", err)
+		}
+		skip := make(map[netip.Addr]bool, len(bound))
+		for _, a := range bound {
+			skip[a] = true
+		}
+		for _, a := range all {
+			if !skip[a] {
+				local = append(local, a)
+			}
+		}
+	}
+	addrs, err := nodeaddr.Select(nodeaddr.Options{
+		NodeAddresses:     snap.Node.Addresses,
+		LocalAddresses:    local,
+		NodePortAddresses: p.o.NodePortAddresses,
+	})
+	if err != nil {
+		return err
+	}
+	p.nodePortAddrs = addrs
+	return nil
+}

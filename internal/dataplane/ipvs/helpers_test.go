@@ -1,0 +1,121 @@
+//go:build linux
+
+package ipvs
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+type fixture struct {
+	t     *testing.T
+	ipvs  *fakeIPVS
+	links *fakeLinks
+	ipset *fakeIPSet
+	ipt   *fakeIptables
+	ct    *conntrack.Fake
+	p     *Proxier
+	snap  *state.Snapshot
+	gen   uint64
+}
+
+func newFixture(t *testing.T, o proxierOptions) *fixture {
+	f := &fixture{t: t, ipvs: newFakeIPVS(), links: newFakeLinks(), ipset: newFakeIPSet(), ipt: newFakeIptables(), ct: &conntrack.Fake{}}
+	if o.GracefulInterval == 0 {
+		o.GracefulInterval = -1 // tests call process themselves
+	}
+	f.p = newProxier(Kernel{
+		IPVS: f.ipvs, Links: f.links, IPSet: f.ipset, Iptables: f.ipt, Sysctl: fakeSysctl{}, Conntrack: f.ct,
+		LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.168.7.2")}, nil },
+	}, o)
+	f.snap = &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}
+	return f
+}
+
+func spName(name string, proto v1.Protocol) state.ServicePortName {
+	return state.ServicePortName{Namespace: "ns", Name: name, Port: "p", Protocol: proto}
+}
+
+func ep(addr string, weight int) state.Endpoint {
+	ap := netip.MustParseAddrPort(addr)
+	return state.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Ready: true, Serving: true, Weight: weight}
+}
+
+func clusterIP(name, ip string, port int32, proto v1.Protocol) *state.ServicePort {
+	return &state.ServicePort{
+		Name: spName(name, proto), Type: v1.ServiceTypeClusterIP, Protocol: proto,
+		ClusterIPs: []netip.Addr{netip.MustParseAddr(ip)}, Port: port,
+	}
+}
+
+// set replaces one ServicePort (nil removes it) in a new snapshot and returns the change.
+func (f *fixture) set(name state.ServicePortName, sp *state.ServicePort, eps ...state.Endpoint) state.ChangeSet {
+	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: f.snap.Node}
+	for k, v := range f.snap.Services {
+		next.Services[k] = v
+	}
+	for k, v := range f.snap.Endpoints {
+		next.Endpoints[k] = v
+	}
+	if sp == nil {
+		delete(next.Services, name)
+		delete(next.Endpoints, name)
+	} else {
+		next.Services[name] = sp
+		next.Endpoints[name] = eps
+	}
+	f.gen++
+	next.Generation = f.gen
+	f.snap = next
+	return state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}}
+}
+
+func (f *fixture) sync(c state.ChangeSet) {
+	f.t.Helper()
+	if _, err := f.p.Sync(context.Background(), f.snap, c); err != nil {
+		f.t.Fatalf("sync: %v", err)
+	}
+}
+
+func key(addr string, proto uint16) vsKey {
+	ap := netip.MustParseAddrPort(addr)
+	return vsKey{ap.Addr(), ap.Port(), proto}
+}
+
+// weights returns the kernel's real servers of a virtual server.
+func (f *fixture) weights(k vsKey) map[string]int {
+	f.ipvs.mu.Lock()
+	defer f.ipvs.mu.Unlock()
+	if f.ipvs.svcs[k] == nil {
+		return nil
+	}
+	out := map[string]int{}
+	for a, d := range f.ipvs.dests[k] {
+		out[a.String()] = d.Weight
+		if d.ConnectionFlags != 0 {
+			f.t.Errorf("real server %s of %s: forwarding %d, want masquerade (0)", a, k, d.ConnectionFlags)
+		}
+	}
+	return out
+}
+
+func sameWeights(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+var hour = time.Hour

@@ -1,0 +1,152 @@
+//go:build linux
+
+package ipvs
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	mobyipvs "github.com/moby/ipvs"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+)
+
+func TestPreflightErrorNamesModulesAndFix(t *testing.T) {
+	err := &preflightError{Missing: []missing{
+		{"ip_vs", "IPVS (generic netlink family \"IPVS\" not found)"},
+		{"ip_vs_wrr", "IPVS scheduler \"wrr\""},
+		{"dummy", "dummy network devices"},
+		{"", "the ipset tool (install the ipset package)"},
+	}}
+	msg := err.Error()
+	for _, want := range []string{"modprobe ip_vs\n", "modprobe ip_vs_wrr\n", "modprobe dummy\n", "ipset package", "--proxy-mode"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	bit := int32(40)
+	for field, c := range map[string]*kpconfig.KubeProxyConfiguration{
+		"ipvs.scheduler":         {IPVS: kpconfig.KubeProxyIPVSConfiguration{Scheduler: "fastest"}},
+		"ipvs.excludeCIDRs[0]":   {IPVS: kpconfig.KubeProxyIPVSConfiguration{ExcludeCIDRs: []string{"10.0.0.0/33"}}},
+		"clusterCIDR[1]":         {ClusterCIDR: "10.0.0.0/8,nope"},
+		"iptables.masqueradeBit": {IPTables: kpconfig.KubeProxyIPTablesConfiguration{MasqueradeBit: &bit}},
+		"nodePortAddresses[0]":   {NodePortAddresses: []string{"everything"}},
+	} {
+		_, err := optionsFromConfig(dataplane.Options{Config: c})
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: error %v does not name the field", field, err)
+		}
+	}
+}
+
+func TestSysctlsAndTimeouts(t *testing.T) {
+	s := fakeSysctl{"net/ipv4/ip_forward": "1"}
+	if err := setSysctls(s, true); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"net/ipv4/vs/conntrack": "1", "net/ipv4/vs/expire_nodest_conn": "1", "net/ipv4/vs/expire_quiescent_template": "1",
+		"net/ipv4/conf/all/arp_ignore": "1", "net/ipv4/conf/all/arp_announce": "2",
+	} {
+		if s[k] != v {
+			t.Errorf("sysctl %s = %q, want %q", k, s[k], v)
+		}
+	}
+	h := newFakeIPVS()
+	h.config = mobyipvs.Config{TimeoutTCP: 900 * time.Second, TimeoutTCPFin: 120 * time.Second, TimeoutUDP: 300 * time.Second}
+	err := setTimeouts(h, kpconfig.KubeProxyIPVSConfiguration{TCPTimeout: metav1.Duration{Duration: time.Hour}, UDPTimeout: metav1.Duration{Duration: 30 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mobyipvs.Config{TimeoutTCP: time.Hour, TimeoutTCPFin: 120 * time.Second, TimeoutUDP: 30 * time.Second}
+	if h.config != want {
+		t.Fatalf("timeouts %+v, want %+v (0 keeps the kernel's value)", h.config, want)
+	}
+}
+
+func TestCleanupRemovesEverything(t *testing.T) {
+	f := newFixture(t, proxierOptions{ExcludeCIDRs: []netip.Prefix{netip.MustParsePrefix("172.30.0.0/16")}})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("172.30.0.1:80", protoTCP), Scheduler: "rr"}))
+	if len(f.ipt.rules) == 0 || len(f.ipset.sets) == 0 {
+		t.Fatal("sync created no jump rules or sets")
+	}
+	if err := f.p.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.ipvs.svcs) != 1 || f.links.exists || len(f.ipt.rules) != 0 || len(f.ipset.sets) != 0 {
+		t.Fatalf("left behind: %d virtual servers (want the excluded one), link %v, rules %v, sets %d",
+			len(f.ipvs.svcs), f.links.exists, f.ipt.rules, len(f.ipset.sets))
+	}
+	if last := f.ipt.restores[len(f.ipt.restores)-1]; !strings.Contains(last, "-X KUBE-SERVICES") {
+		t.Fatalf("chains not deleted:\n%s", last)
+	}
+	// A cleanup of nothing succeeds.
+	if err := cleanup(context.Background(), Kernel{}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestListShowsKernelTable(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	sp.Scheduler, sp.SchedulerFlags = "mh", []string{"mh-port"}
+	sp.AffinityTimeout = 30 * time.Second
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 2)))
+	f.ipvs.setConns(key("10.96.0.1:80", protoTCP), netip.MustParseAddrPort("10.1.0.1:80"), 3, 1)
+	rows, err := f.p.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	r := rows[0]
+	if r.Service != "ns/web:p" || r.Address != "10.96.0.1:80" || r.Protocol != "TCP" || r.Scheduler != "mh" || r.PersistentSeconds != 30 {
+		t.Fatalf("row %+v", r)
+	}
+	if strings.Join(r.Flags, ",") != "persistent,mh-port" {
+		t.Fatalf("flags %v", r.Flags)
+	}
+	rs := r.RealServers[0]
+	if rs.Address != "10.1.0.1:80" || rs.Forward != "Masq" || rs.Weight != 2 || rs.ActiveConn != 3 || rs.InActConn != 1 || rs.Stats == nil {
+		t.Fatalf("real server %+v", rs)
+	}
+}
+
+func TestRulesMatchTheSets(t *testing.T) {
+	v4 := renderRules(rulesOptions{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, MasqueradeBit: 14})
+	for _, want := range []string{
+		"-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ",
+		"-A KUBE-POSTROUTING -m comment --comment \"hairpin: endpoint to itself\" -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE",
+		"-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ",
+		"-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000",
+		"-A KUBE-SOURCE-RANGES-FIREWALL -m set --match-set KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src -j RETURN",
+	} {
+		if !strings.Contains(v4, want+"\n") {
+			t.Errorf("rules lack %q", want)
+		}
+	}
+	v6 := renderRules(rulesOptions{V6: true, MasqueradeAll: true, MasqueradeBit: 14})
+	if !strings.Contains(v6, "--match-set KUBE6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ") || strings.Contains(v6, " KUBE-CLUSTER-IP ") {
+		t.Errorf("IPv6 rules must use the KUBE6- sets:\n%s", v6)
+	}
+	if !strings.Contains(renderCreate(true), "create KUBE6-CLUSTER-IP hash:ip,port family inet6") {
+		t.Error("IPv6 sets must be inet6")
+	}
+	for _, n := range allSetNames() {
+		if len(n) > 31 {
+			t.Errorf("ipset name %s is longer than ipset's 31 characters", n)
+		}
+	}
+}

@@ -1,0 +1,275 @@
+//go:build linux
+
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// DummyLink is the link every Service address is bound to.
+const DummyLink = "kube-ipvs0"
+
+// proxierOptions are the node settings the proxier needs, taken from the config.
+type proxierOptions struct {
+	Scheduler         string
+	MasqueradeAll     bool
+	MasqueradeBit     int
+	ClusterCIDRs      []netip.Prefix
+	NodePortAddresses []string
+	ExcludeCIDRs      []netip.Prefix
+	// GracefulTimeout bounds how long a removed TCP real server is kept at weight 0
+	// while it still has connections.
+	GracefulTimeout time.Duration
+	// GracefulInterval is how often draining real servers are checked.
+	GracefulInterval time.Duration
+	Log              *slog.Logger
+}
+
+// Proxier is the IPVS dataplane.
+type Proxier struct {
+	mu  sync.Mutex
+	k   Kernel
+	o   proxierOptions
+	log *slog.Logger
+
+	// What the last syncs programmed, keyed the way diffs need it.
+	ports   map[state.ServicePortName]*portModel
+	servers map[vsKey]*virtualServer
+	addrs   map[netip.Addr]int
+	sets    setModel
+	rules   [2]string // the iptables text applied per family (v4, v6)
+
+	nodePortAddrs []netip.Addr
+	needFull      bool
+	prev          *state.Snapshot
+
+	graceful *graceful
+	written  int
+	// objects counts the kernel's virtual and real servers (draining ones too),
+	// kept up to date by every write so that stats cost nothing per sync.
+	objects int
+}
+
+func newProxier(k Kernel, o proxierOptions) *Proxier {
+	if o.GracefulTimeout == 0 {
+		o.GracefulTimeout = 15 * time.Minute
+	}
+	if o.GracefulInterval == 0 {
+		o.GracefulInterval = 5 * time.Second
+	}
+	if o.MasqueradeBit == 0 {
+		o.MasqueradeBit = defaultMasqueradeBit
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxier{k: k, o: o, log: o.Log, needFull: true}
+	p.reset()
+	p.graceful = newGraceful(p)
+	return p
+}
+
+func (p *Proxier) reset() {
+	p.ports = map[state.ServicePortName]*portModel{}
+	p.servers = map[vsKey]*virtualServer{}
+	p.addrs = map[netip.Addr]int{}
+	p.sets = setModel{}
+	p.rules = [2]string{}
+	p.objects = 0
+}
+
+// Sync makes the kernel match snap, touching only what changed.
+func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (stats dataplane.SyncStats, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.written = 0
+	full := p.needFull
+	defer func() {
+		if err != nil {
+			p.needFull = true
+		}
+	}()
+	if full {
+		err = p.fullSync(ctx, snap)
+	} else {
+		err = p.incrementalSync(ctx, snap, changed)
+	}
+	if err != nil {
+		return p.stats(full), err
+	}
+	p.needFull = false
+	p.cleanStaleUDP(snap, changed, full)
+	p.prev = snap
+	p.graceful.process()
+	return p.stats(full), nil
+}
+
+func (p *Proxier) stats(full bool) dataplane.SyncStats {
+	return dataplane.SyncStats{
+		Full:    full,
+		Rules:   map[string]int{"ipvs": p.objects, "ipset": len(p.sets)},
+		Written: map[string]int{"ipvs": p.written},
+	}
+}
+
+// incrementalSync re-renders the changed ServicePorts and applies the difference to
+// the previous render of each: O(changes).
+func (p *Proxier) incrementalSync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) error {
+	if changed.NodeChanged {
+		if err := p.refreshNodePortAddrs(snap); err != nil {
+			return err
+		}
+		changed = withNodePorts(snap, p.ports, changed)
+	}
+	var d setDiff
+	var errs []error
+	for name := range changed.Ports {
+		if err := p.syncPort(snap, name, &d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !d.empty() {
+		if err := p.k.IPSet.Restore(ctx, d.render()); err != nil {
+			errs = append(errs, fmt.Errorf("ipset restore: %w", err))
+		}
+		p.written += len(d.Add) + len(d.Del)
+	}
+	return errors.Join(errs...)
+}
+
+// withNodePorts adds every NodePort ServicePort to the change set: their virtual
+// servers depend on the node's addresses.
+func withNodePorts(snap *state.Snapshot, ports map[state.ServicePortName]*portModel, c state.ChangeSet) state.ChangeSet {
+	out := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
+	for n := range c.Ports {
+		out.Ports[n] = struct{}{}
+	}
+	for n, sp := range snap.Services {
+		if sp.NodePort != 0 {
+			out.Ports[n] = struct{}{}
+		}
+	}
+	for n := range ports {
+		if sp := snap.Services[n]; sp == nil {
+			out.Ports[n] = struct{}{}
+		}
+	}
+	return out
+}
+
+// syncPort applies one ServicePort's new render against its previous one.
+func (p *Proxier) syncPort(snap *state.Snapshot, name state.ServicePortName, d *setDiff) error {
+	old := p.ports[name]
+	var cur *portModel
+	if sp := snap.Services[name]; sp != nil {
+		m, err := renderPort(sp, snap.Categorize(name), p.renderOptions())
+		if err != nil {
+			// Bad input keeps the last good state serving.
+			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
+			return nil
+		}
+		cur = &m
+	}
+	if err := p.applyPort(old, cur); err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
+	}
+	if old != nil {
+		p.sets.apply(old.Sets, -1, d)
+	}
+	if cur != nil {
+		p.sets.apply(cur.Sets, +1, d)
+		p.ports[name] = cur
+	} else {
+		delete(p.ports, name)
+	}
+	return nil
+}
+
+func (p *Proxier) renderOptions() renderOptions {
+	return renderOptions{DefaultScheduler: p.o.Scheduler, NodePortAddrs: p.nodePortAddrs}
+}
+
+// applyPort programs the virtual servers and addresses of cur where they differ
+// from old. Addresses are bound before virtual servers use them and unbound after.
+func (p *Proxier) applyPort(old, cur *portModel) error {
+	if cur != nil {
+		for _, a := range cur.Addrs {
+			if err := p.refAddr(a, +1); err != nil {
+				return err
+			}
+		}
+	}
+	want := map[vsKey]*virtualServer{}
+	if cur != nil {
+		for _, vs := range cur.Servers {
+			want[vs.Key] = vs
+		}
+	}
+	var errs []error
+	for _, vs := range want {
+		if err := p.applyServer(vs.Key, vs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if old != nil {
+		for _, vs := range old.Servers {
+			if want[vs.Key] == nil {
+				if err := p.applyServer(vs.Key, nil); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		for _, a := range old.Addrs {
+			if err := p.refAddr(a, -1); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refAddr counts the users of a kube-ipvs0 address, binding it on the first and
+// unbinding it after the last.
+func (p *Proxier) refAddr(a netip.Addr, delta int) error {
+	before := p.addrs[a]
+	after := before + delta
+	if after <= 0 {
+		delete(p.addrs, a)
+	} else {
+		p.addrs[a] = after
+	}
+	switch {
+	case before == 0 && after > 0:
+		p.written++
+		if err := p.k.Links.AddAddr(DummyLink, a); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", a, DummyLink, err)
+		}
+	case before > 0 && after <= 0:
+		p.written++
+		if err := p.k.Links.DelAddr(DummyLink, a); err != nil {
+			return fmt.Errorf("unbind %s from %s: %w", a, DummyLink, err)
+		}
+	}
+	return nil
+}
+
+// cleanStaleUDP removes conntrack flows of UDP endpoints that are gone, for the
+// ServicePorts whose real servers were deleted at once.
+func (p *Proxier) cleanStaleUDP(snap *state.Snapshot, changed state.ChangeSet, full bool) {
+	if p.k.Conntrack == nil || full || p.prev == nil {
+		return
+	}
+	if n, err := conntrack.CleanStale(p.k.Conntrack, state.StaleUDPEndpoints(p.prev, snap, changed)); err != nil {
+		p.log.Warn("ipvs: conntrack cleanup", "err", err, "deleted", n)
+	}
+}

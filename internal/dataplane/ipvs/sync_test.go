@@ -1,0 +1,340 @@
+//go:build linux
+
+package ipvs
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+func TestSyncProgramsEveryServiceAddress(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	f.snap.Node.Addresses = []netip.Addr{netip.MustParseAddr("192.168.7.2")}
+	sp := clusterIP("web", "10.96.0.10", 80, v1.ProtocolTCP)
+	sp.Type = v1.ServiceTypeLoadBalancer
+	sp.NodePort = 30080
+	sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("203.0.113.5")}
+	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.9")}
+	sp.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:8080", 1), ep("10.1.0.2:8080", 1)))
+
+	want := map[string]int{"10.1.0.1:8080": 1, "10.1.0.2:8080": 1}
+	for _, k := range []vsKey{key("10.96.0.10:80", protoTCP), key("203.0.113.5:80", protoTCP), key("198.18.0.9:80", protoTCP), key("192.168.7.2:30080", protoTCP)} {
+		if got := f.weights(k); !sameWeights(got, want) {
+			t.Errorf("virtual server %s: real servers %v, want %v", k, got, want)
+		}
+		if s := f.ipvs.svcs[k]; s != nil && s.SchedName != "rr" {
+			t.Errorf("virtual server %s: scheduler %q, want rr", k, s.SchedName)
+		}
+	}
+	if n := len(f.ipvs.svcs); n != 4 {
+		t.Errorf("%d virtual servers, want 4", n)
+	}
+	for _, a := range []string{"10.96.0.10", "203.0.113.5", "198.18.0.9"} {
+		if !f.links.addrs[netip.MustParseAddr(a)] {
+			t.Errorf("%s not bound to %s", a, DummyLink)
+		}
+	}
+	if f.links.addrs[netip.MustParseAddr("192.168.7.2")] {
+		t.Error("node address must not be bound to kube-ipvs0")
+	}
+	for _, e := range []setEntry{
+		{setClusterIP, "10.96.0.10,tcp:80"},
+		{setExternalIP, "203.0.113.5,tcp:80"},
+		{setLoadBalancer, "198.18.0.9,tcp:80"},
+		{setLoadBalancerFW, "198.18.0.9,tcp:80"},
+		{setLoadBalancerSourceCIDR, "198.18.0.9,tcp:80,192.0.2.0/24"},
+		{setNodePortTCP, "30080"},
+		{setLoopBack, "10.1.0.1,tcp:8080,10.1.0.1"},
+		{setIPVSIPs, "10.96.0.10"},
+	} {
+		if !f.ipset.has(e.Set, e.Entry) {
+			t.Errorf("ipset %s lacks %s", e.Set, e.Entry)
+		}
+	}
+}
+
+func TestUnchangedServiceCausesNoWrites(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	a := clusterIP("a", "10.96.0.1", 80, v1.ProtocolTCP)
+	b := clusterIP("b", "10.96.0.2", 53, v1.ProtocolUDP)
+	f.set(a.Name, a, ep("10.1.0.1:80", 1))
+	f.sync(f.set(b.Name, b, ep("10.1.0.2:53", 1)))
+	f.ipvs.takeWrites()
+	linkWrites, ipsetRestores, iptRestores := f.links.writes, len(f.ipset.restores), len(f.ipt.restores)
+
+	// A sync with nothing changed writes nothing at all.
+	f.sync(state.ChangeSet{})
+	if len(f.ipt.restores) != iptRestores || len(f.ipset.restores) != ipsetRestores {
+		t.Fatalf("an empty change set ran iptables-restore or ipset restore")
+	}
+	// A full re-sync of the same snapshot (after a failure) diffs against the
+	// kernel and writes no IPVS object, address or set entry either.
+	f.p.needFull = true
+	f.sync(state.ChangeSet{})
+	if w := f.ipvs.takeWrites(); len(w) != 0 {
+		t.Fatalf("unchanged services caused IPVS writes: %v", w)
+	}
+	if f.links.writes != linkWrites {
+		t.Fatalf("unchanged services rewrote addresses")
+	}
+	for _, r := range f.ipset.restores[ipsetRestores:] {
+		if strings.Contains(r, "add ") || strings.Contains(r, "del ") {
+			t.Fatalf("unchanged services rewrote ipset entries:\n%s", r)
+		}
+	}
+
+	// Changing b touches only b's virtual server, even when a is listed as changed.
+	c := f.set(b.Name, b, ep("10.1.0.3:53", 1))
+	c.Ports[a.Name] = struct{}{}
+	f.sync(c)
+	for _, w := range f.ipvs.takeWrites() {
+		if strings.Contains(w, "10.96.0.1:80") {
+			t.Errorf("unchanged service a was written: %s", w)
+		}
+	}
+}
+
+func TestSchedulerFlagsPersistenceAndWeights(t *testing.T) {
+	f := newFixture(t, proxierOptions{Scheduler: "wrr"})
+	def := clusterIP("def", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.set(def.Name, def, ep("10.1.0.1:80", 3), ep("10.1.0.2:80", 1))
+	mh := clusterIP("mh", "10.96.0.2", 80, v1.ProtocolTCP)
+	mh.Scheduler, mh.SchedulerFlags = "mh", []string{"mh-fallback", "mh-port"}
+	f.set(mh.Name, mh, ep("10.1.0.3:80", 1))
+	aff := clusterIP("aff", "10.96.0.3", 80, v1.ProtocolTCP)
+	aff.AffinityTimeout = 600 * time.Second
+	f.sync(f.set(aff.Name, aff, ep("10.1.0.4:80", 1)))
+
+	s := f.ipvs.svcs[key("10.96.0.1:80", protoTCP)]
+	if s.SchedName != "wrr" || s.Flags != 0 {
+		t.Errorf("default: scheduler %q flags %#x, want wrr 0", s.SchedName, s.Flags)
+	}
+	if got := f.weights(key("10.96.0.1:80", protoTCP)); got["10.1.0.1:80"] != 3 || got["10.1.0.2:80"] != 1 {
+		t.Errorf("weights %v, want 3 and 1", got)
+	}
+	s = f.ipvs.svcs[key("10.96.0.2:80", protoTCP)]
+	if s.SchedName != "mh" || s.Flags != flagSched1|flagSched2 {
+		t.Errorf("mh: scheduler %q flags %#x, want mh %#x", s.SchedName, s.Flags, flagSched1|flagSched2)
+	}
+	s = f.ipvs.svcs[key("10.96.0.3:80", protoTCP)]
+	if s.Flags != flagPersistent || s.Timeout != 600 || s.Netmask != 0xffffffff {
+		t.Errorf("affinity: flags %#x timeout %d netmask %#x, want persistent 600 /32", s.Flags, s.Timeout, s.Netmask)
+	}
+
+	// Changing the scheduler updates the virtual server in place.
+	f.ipvs.takeWrites()
+	mh2 := *mh
+	mh2.Scheduler, mh2.SchedulerFlags = "sh", nil
+	f.sync(f.set(mh.Name, &mh2, ep("10.1.0.3:80", 1)))
+	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-service") {
+		t.Errorf("scheduler change wrote %v, want one update-service", w)
+	}
+}
+
+func TestBadSchedulerKeepsLastGoodState(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	bad := *sp
+	bad.Scheduler = "nope"
+	f.sync(f.set(sp.Name, &bad, ep("10.1.0.2:80", 1)))
+	if got := f.weights(key("10.96.0.1:80", protoTCP)); !sameWeights(got, map[string]int{"10.1.0.1:80": 1}) {
+		t.Fatalf("after a bad annotation the last good state must serve; got %v", got)
+	}
+	if _, err := renderPort(&bad, state.Categorized{}, renderOptions{}); err == nil || !strings.Contains(err.Error(), "ns/web:p") || !strings.Contains(err.Error(), state.AnnotationScheduler) {
+		t.Fatalf("error must name the service and annotation: %v", err)
+	}
+}
+
+func TestRemovedTCPEndpointDrainsThenGoes(t *testing.T) {
+	f := newFixture(t, proxierOptions{GracefulTimeout: hour})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	k := key("10.96.0.1:80", protoTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
+	old := netip.MustParseAddrPort("10.1.0.1:80")
+	f.ipvs.setConns(k, old, 1, 2)
+
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1), ep("10.1.0.3:80", 1)))
+	if got := f.weights(k); !sameWeights(got, map[string]int{"10.1.0.1:80": 0, "10.1.0.2:80": 1, "10.1.0.3:80": 1}) {
+		t.Fatalf("removed endpoint with connections must stay at weight 0; got %v", got)
+	}
+	f.ipvs.setConns(k, old, 0, 1)
+	f.p.mu.Lock()
+	f.p.graceful.process()
+	f.p.mu.Unlock()
+	if got := f.weights(k); got["10.1.0.1:80"] != 0 || len(got) != 3 {
+		t.Fatalf("inactive connections must keep it: %v", got)
+	}
+	f.ipvs.setConns(k, old, 0, 0)
+	f.p.mu.Lock()
+	f.p.graceful.process()
+	f.p.mu.Unlock()
+	if got := f.weights(k); !sameWeights(got, map[string]int{"10.1.0.2:80": 1, "10.1.0.3:80": 1}) {
+		t.Fatalf("drained endpoint must be deleted; got %v", got)
+	}
+}
+
+func TestDrainingEndpointComesBackAndTimeout(t *testing.T) {
+	f := newFixture(t, proxierOptions{GracefulTimeout: time.Minute})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	k := key("10.96.0.1:80", protoTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
+	a := netip.MustParseAddrPort("10.1.0.1:80")
+	f.ipvs.setConns(k, a, 5, 0)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
+	// It comes back: updated in place, not re-created.
+	f.ipvs.takeWrites()
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
+	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-dest") {
+		t.Fatalf("returning endpoint wrote %v, want one update-dest", w)
+	}
+	// Terminating (not ready, serving) while others are ready: drained, then the
+	// timeout deletes it despite connections.
+	term := ep("10.1.0.1:80", 1)
+	term.Ready, term.Terminating = false, true
+	f.sync(f.set(sp.Name, sp, term, ep("10.1.0.2:80", 1)))
+	if got := f.weights(k); got["10.1.0.1:80"] != 0 || len(got) != 2 {
+		t.Fatalf("terminating endpoint must drain at weight 0: %v", got)
+	}
+	now := time.Now()
+	f.p.graceful.now = func() time.Time { return now.Add(2 * time.Minute) }
+	f.p.mu.Lock()
+	f.p.graceful.process()
+	f.p.mu.Unlock()
+	if got := f.weights(k); len(got) != 1 {
+		t.Fatalf("after the timeout the draining endpoint must go: %v", got)
+	}
+}
+
+func TestRemovedUDPEndpointGoesAtOnceWithConntrack(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("dns", "10.96.0.10", 53, v1.ProtocolUDP)
+	k := key("10.96.0.10:53", protoUDP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:53", 1), ep("10.1.0.2:53", 1)))
+	f.ipvs.setConns(k, netip.MustParseAddrPort("10.1.0.1:53"), 0, 4)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:53", 1)))
+	if got := f.weights(k); !sameWeights(got, map[string]int{"10.1.0.2:53": 1}) {
+		t.Fatalf("UDP real server must be deleted at once: %v", got)
+	}
+	found := false
+	for _, flt := range f.ct.Filters() {
+		if flt.Endpoint.String() == "10.1.0.1:53" && flt.OrigDst.String() == "10.96.0.10" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no conntrack cleanup for 10.1.0.1:53 via 10.96.0.10: %v", f.ct.Filters())
+	}
+}
+
+func TestRemovedServiceTakesItsKernelState(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	a := clusterIP("a", "10.96.0.1", 80, v1.ProtocolTCP)
+	a2 := clusterIP("a", "10.96.0.1", 443, v1.ProtocolTCP)
+	a2.Name.Port = "https"
+	f.set(a.Name, a, ep("10.1.0.1:80", 1))
+	f.sync(f.set(a2.Name, a2, ep("10.1.0.1:443", 1)))
+	f.sync(f.set(a.Name, nil))
+	// The address is shared by the https port: it stays.
+	if !f.links.addrs[netip.MustParseAddr("10.96.0.1")] || f.ipvs.svcs[key("10.96.0.1:443", protoTCP)] == nil {
+		t.Fatal("the remaining port lost its address or virtual server")
+	}
+	if f.ipvs.svcs[key("10.96.0.1:80", protoTCP)] != nil || f.ipset.has(setClusterIP, "10.96.0.1,tcp:80") {
+		t.Fatal("removed port left its virtual server or ipset entry")
+	}
+	f.sync(f.set(a2.Name, nil))
+	if len(f.links.addrs) != 0 || len(f.ipvs.svcs) != 0 || f.ipset.has(setIPVSIPs, "10.96.0.1") {
+		t.Fatalf("removing every service must leave nothing: addrs %v svcs %d", f.links.addrs, len(f.ipvs.svcs))
+	}
+}
+
+func TestFullSyncReconcilesStaleKernelState(t *testing.T) {
+	f := newFixture(t, proxierOptions{ExcludeCIDRs: []netip.Prefix{netip.MustParsePrefix("172.30.0.0/16")}})
+	keep := clusterIP("keep", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.set(keep.Name, keep, ep("10.1.0.1:80", 1))
+	// Left by a previous run: the same virtual server, a stale one, an excluded one,
+	// a stale address and a stale set entry.
+	f.links.exists = true
+	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("10.96.0.1:80", protoTCP), Scheduler: "rr"}))
+	_ = f.ipvs.NewDestination(keyOnlyService(key("10.96.0.1:80", protoTCP)), toDestination(netip.MustParseAddrPort("10.1.0.1:80"), 1))
+	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("10.96.9.9:80", protoTCP), Scheduler: "rr"}))
+	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("172.30.0.1:80", protoTCP), Scheduler: "rr"}))
+	f.links.addrs[netip.MustParseAddr("10.96.9.9")] = true
+	f.links.addrs[netip.MustParseAddr("10.96.0.1")] = true
+	_ = f.ipset.Restore(nil, renderCreate(false)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
+	f.ipvs.takeWrites()
+
+	f.sync(state.ChangeSet{})
+	w := f.ipvs.takeWrites()
+	if len(w) != 1 || w[0] != "del-service TCP/10.96.9.9:80" {
+		t.Fatalf("full sync wrote %v, want only the stale virtual server deleted", w)
+	}
+	if f.ipvs.svcs[key("172.30.0.1:80", protoTCP)] == nil {
+		t.Fatal("a virtual server in excludeCIDRs was deleted")
+	}
+	if f.links.addrs[netip.MustParseAddr("10.96.9.9")] || !f.links.addrs[netip.MustParseAddr("10.96.0.1")] {
+		t.Fatalf("addresses not reconciled: %v", f.links.addrs)
+	}
+	if f.ipset.has(setClusterIP, "10.96.9.9,tcp:80") || !f.ipset.has(setClusterIP, "10.96.0.1,tcp:80") {
+		t.Fatal("ipset entries not reconciled")
+	}
+}
+
+func TestFailedSyncFallsBackToFull(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	f.ipvs.refuse = map[string]bool{"sed": true}
+	bad := clusterIP("bad", "10.96.0.2", 80, v1.ProtocolTCP)
+	bad.Scheduler = "sed"
+	if _, err := f.p.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler sed") {
+		t.Fatalf("kernel refusal must surface naming the scheduler: %v", err)
+	}
+	if !f.p.needFull {
+		t.Fatal("a failed sync must fall back to a full sync")
+	}
+	f.ipvs.refuse = nil
+	f.sync(state.ChangeSet{})
+	if f.ipvs.svcs[key("10.96.0.2:80", protoTCP)] == nil {
+		t.Fatal("the full sync after the failure did not create the virtual server")
+	}
+}
+
+func TestStatsCountKernelObjects(t *testing.T) {
+	f := newFixture(t, proxierOptions{GracefulTimeout: hour})
+	kernelObjects := func() int {
+		n := 0
+		for k := range f.ipvs.svcs {
+			n += 1 + len(f.ipvs.dests[k])
+		}
+		return n
+	}
+	check := func(step string, c state.ChangeSet) {
+		t.Helper()
+		st, err := f.p.Sync(context.Background(), f.snap, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Rules["ipvs"] != kernelObjects() {
+			t.Fatalf("%s: stats say %d IPVS objects, the kernel has %d", step, st.Rules["ipvs"], kernelObjects())
+		}
+	}
+	a := clusterIP("a", "10.96.0.1", 80, v1.ProtocolTCP)
+	u := clusterIP("u", "10.96.0.2", 53, v1.ProtocolUDP)
+	f.set(u.Name, u, ep("10.1.0.5:53", 1), ep("10.1.0.6:53", 1))
+	check("create", f.set(a.Name, a, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
+	f.ipvs.setConns(key("10.96.0.1:80", protoTCP), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
+	check("drain", f.set(a.Name, a, ep("10.1.0.2:80", 1)))
+	check("udp delete", f.set(u.Name, u, ep("10.1.0.6:53", 1)))
+	f.p.needFull = true
+	check("full", state.ChangeSet{})
+	check("service delete", f.set(a.Name, nil))
+}

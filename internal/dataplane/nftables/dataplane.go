@@ -1,0 +1,48 @@
+// Package nftables is kproxy's nftables mode: one table per IP family ("ip kproxy",
+// "ip6 kproxy") with O(1) verdict-map dispatch, endpoint choice in the kernel per
+// Service (random, rr, wrr, sh, mh), and updates sent as netlink batches holding only
+// what changed. README.md documents the table layout for other firewall users.
+//
+// Rendering (render.go, schedule.go) is pure and golden-tested; the kernel is reached
+// only through netlink_linux.go.
+package nftables
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// ModeName is the proxy mode this package registers.
+const ModeName = "nftables"
+
+type metrics struct {
+	syncFailures prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{syncFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+		Help: "Cumulative nftables sync failures",
+	})}
+	if reg != nil {
+		reg.MustRegister(m.syncFailures)
+	}
+	return m
+}
+
+// noLocalCounts counts ServicePorts with Local policy and no local endpoint.
+func noLocalCounts(rss []*ruleset) map[string]int {
+	seen := map[string]map[state.ServicePortName]bool{"internal": {}, "external": {}}
+	for _, rs := range rss {
+		if rs == nil {
+			continue
+		}
+		for n, pols := range rs.noLocal {
+			for _, p := range pols {
+				seen[p][n] = true
+			}
+		}
+	}
+	return map[string]int{"internal": len(seen["internal"]), "external": len(seen["external"])}
+}

@@ -1,0 +1,162 @@
+package nftables
+
+// diff is the set of operations that turns old fragments into new ones. It is pure:
+// queue (netlink_linux.go) turns it into one batch.
+type diff struct {
+	addSets     []*set
+	addChains   []*chain // created empty
+	flushChains []string // changed chains, emptied before their rules are re-added
+	ruleChains  []*chain // chains whose rules are (re)written
+	delElems    []elem
+	addElems    []elem
+	// newStaleChains and newStaleSets stop being used by this diff: emptied now,
+	// deleted by a later sync.
+	newStaleChains []string
+	newStaleSets   []string
+	// deleteChains and deleteSets were stale before this diff and are deleted now.
+	deleteChains []string
+	deleteSets   []string
+	// deletedStale are stale names this diff deletes or revives.
+	deletedStale map[string]bool
+	kinds        map[string]setKind
+
+	staleChains, staleSets map[string]bool
+}
+
+// newDiff starts a diff; live names every chain and set the new fragments declare,
+// so stale objects with those names are revived instead of deleted.
+func newDiff(t *tableSync, live map[string]bool) *diff {
+	d := &diff{deletedStale: map[string]bool{}, kinds: t.kinds,
+		staleChains: t.staleChains, staleSets: t.staleSets}
+	for name := range t.staleChains {
+		if !live[name] {
+			d.deleteChains = append(d.deleteChains, name)
+			d.deletedStale[name] = true
+		}
+	}
+	for name := range t.staleSets {
+		if !live[name] {
+			d.deleteSets = append(d.deleteSets, name)
+			d.deletedStale[name] = true
+		}
+	}
+	return d
+}
+
+// add records the operations turning old into new; either may be nil.
+func (d *diff) add(old, new *fragment) {
+	if old == nil {
+		old = &fragment{}
+	}
+	if new == nil {
+		new = &fragment{}
+	}
+	oldSets := map[string]*set{}
+	for _, s := range old.sets {
+		oldSets[s.name] = s
+	}
+	newSets := map[string]bool{}
+	for _, s := range new.sets {
+		newSets[s.name] = true
+		d.kinds[s.name] = s.kind
+		if _, had := oldSets[s.name]; had {
+			continue
+		}
+		if d.staleSets[s.name] {
+			d.deletedStale[s.name] = true // still declared, emptied when it went stale
+			continue
+		}
+		d.addSets = append(d.addSets, s)
+	}
+	for _, s := range old.sets {
+		if !newSets[s.name] {
+			d.newStaleSets = append(d.newStaleSets, s.name)
+		}
+	}
+
+	oldChains := map[string]*chain{}
+	for _, c := range old.chains {
+		oldChains[c.name] = c
+	}
+	newChains := map[string]bool{}
+	for _, c := range new.chains {
+		newChains[c.name] = true
+		oc, had := oldChains[c.name]
+		switch {
+		case had && oc.bodyText() == c.bodyText():
+			continue
+		case had:
+			d.flushChains = append(d.flushChains, c.name)
+		case d.staleChains[c.name]:
+			d.deletedStale[c.name] = true // exists, flushed when it went stale
+		default:
+			d.addChains = append(d.addChains, c)
+		}
+		d.ruleChains = append(d.ruleChains, c)
+	}
+	for _, c := range old.chains {
+		if !newChains[c.name] {
+			d.newStaleChains = append(d.newStaleChains, c.name)
+		}
+	}
+	d.diffElems(old.elems, new.elems, newSets)
+}
+
+func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
+	oldBy := make(map[string]elem, len(old))
+	for _, e := range old {
+		oldBy[e.key()] = e
+	}
+	newBy := make(map[string]elem, len(new))
+	for _, e := range new {
+		newBy[e.key()] = e
+	}
+	for k, e := range oldBy {
+		n, keep := newBy[k]
+		if keep && n.text() == e.text() {
+			continue
+		}
+		// Elements of a set going stale go with its flush.
+		if _, ownSet := d.kinds[e.set]; ownSet && !newSets[e.set] && isOwnSet(e.set) {
+			continue
+		}
+		d.delElems = append(d.delElems, e)
+	}
+	for k, e := range newBy {
+		if o, had := oldBy[k]; had && o.text() == e.text() {
+			continue
+		}
+		d.addElems = append(d.addElems, e)
+	}
+}
+
+// isOwnSet reports whether a set belongs to one ServicePort (rather than being one of
+// the shared maps, which never go stale).
+func isOwnSet(name string) bool { return !sharedSets[name] }
+
+func (d *diff) empty() bool {
+	return len(d.addSets)+len(d.addChains)+len(d.flushChains)+len(d.ruleChains)+len(d.delElems)+
+		len(d.addElems)+len(d.newStaleChains)+len(d.newStaleSets)+len(d.deleteChains)+len(d.deleteSets) == 0
+}
+
+// resolveRefs applies element reference counts: an element several owners render
+// (a hairpin pair of an endpoint shared by Services, an external IP two Services
+// claim) is added for the first owner and deleted with the last. Deletes are
+// counted before adds, so an owner changing an element's value rewrites it.
+func (d *diff) resolveRefs(refs map[string]int) {
+	var dels, adds []elem
+	for _, e := range d.delElems {
+		k := e.key()
+		if refs[k]--; refs[k] <= 0 {
+			delete(refs, k)
+			dels = append(dels, e)
+		}
+	}
+	for _, e := range d.addElems {
+		k := e.key()
+		if refs[k]++; refs[k] == 1 {
+			adds = append(adds, e)
+		}
+	}
+	d.delElems, d.addElems = dels, adds
+}

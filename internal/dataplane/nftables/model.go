@@ -1,0 +1,197 @@
+package nftables
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// family is one of the two tables kproxy owns: "ip kproxy" or "ip6 kproxy".
+type family struct {
+	name     string // nft family keyword: "ip" or "ip6"
+	addrType string // nft datatype of an address: "ipv4_addr" or "ipv6_addr"
+	addrLen  int    // bytes in an address
+	ipv6     bool
+}
+
+var (
+	familyIPv4 = family{name: "ip", addrType: "ipv4_addr", addrLen: 4}
+	familyIPv6 = family{name: "ip6", addrType: "ipv6_addr", addrLen: 16, ipv6: true}
+)
+
+func (f family) matches(a netip.Addr) bool { return a.Is6() == f.ipv6 && !a.Is4In6() }
+
+// tableName is the one table per family kproxy owns. It is API (see README.md).
+const tableName = "kproxy"
+
+// hook is a base chain's netfilter hook.
+type hook struct {
+	chainType string // "nat" or "filter"
+	hook      string // "prerouting", "input", "forward", "output", "postrouting"
+	priority  int
+}
+
+// chain is one nftables chain and its rules in order.
+type chain struct {
+	name  string
+	base  *hook // nil for a regular chain
+	rules []rule
+}
+
+// rule is a list of statements; the last one usually carries the verdict.
+type rule []stmt
+
+func (r rule) text() string {
+	parts := make([]string, len(r))
+	for i, s := range r {
+		parts[i] = s.text()
+	}
+	return strings.Join(parts, " ")
+}
+
+// setKind says what a named set or map holds.
+type setKind int
+
+const (
+	// kindServiceKey: addr . inet_proto . inet_service : verdict
+	kindServiceKey setKind = iota
+	// kindPortKey: inet_proto . inet_service : verdict
+	kindPortKey
+	// kindAddrSet: a plain address set.
+	kindAddrSet
+	// kindIndexMap: a 32-bit index (numgen/jhash result) : verdict
+	kindIndexMap
+	// kindAffinity: a dynamic address set with timeouts, filled by the datapath.
+	kindAffinity
+	// kindServiceSet: addr . inet_proto . inet_service
+	kindServiceSet
+	// kindSlotMap: addr . inet_proto . inet_service . index : addr . inet_service
+	kindSlotMap
+	// kindPortSlotMap: inet_proto . inet_service . index : addr . inet_service
+	kindPortSlotMap
+	// kindPairSet: addr . addr
+	kindPairSet
+)
+
+// set is a named set or verdict map.
+type set struct {
+	name    string
+	kind    setKind
+	timeout int // seconds, kindAffinity only
+}
+
+// def is how the set is declared, used to notice a changed declaration.
+func (s *set) def(f family) string {
+	switch s.kind {
+	case kindServiceKey:
+		return "type " + f.addrType + " . inet_proto . inet_service : verdict"
+	case kindPortKey:
+		return "type inet_proto . inet_service : verdict"
+	case kindAddrSet:
+		return "type " + f.addrType
+	case kindIndexMap:
+		return "type mark : verdict"
+	case kindAffinity:
+		return fmt.Sprintf("type %s\n\t\tflags dynamic,timeout\n\t\ttimeout %ds", f.addrType, s.timeout)
+	case kindServiceSet:
+		return "type " + f.addrType + " . inet_proto . inet_service"
+	case kindSlotMap:
+		return fmt.Sprintf("typeof %s daddr . meta l4proto . th dport . numgen random mod 2 : %s daddr . th dport", f.name, f.name)
+	case kindPortSlotMap:
+		return fmt.Sprintf("typeof meta l4proto . th dport . numgen random mod 2 : %s daddr . th dport", f.name)
+	case kindPairSet:
+		return "type " + f.addrType + " . " + f.addrType
+	}
+	return ""
+}
+
+// elem is one element of a named set or map. Exactly the fields the set kind uses
+// are set.
+type elem struct {
+	set   string
+	addr  netip.Addr
+	proto string // "tcp", "udp", "sctp"
+	port  uint16
+	index uint32
+	// slot puts index into the key after protocol and port (slot maps).
+	slot bool
+	// pair is the second address of a pair-set key.
+	pair netip.Addr
+	// to is the data of a slot map: the endpoint to DNAT to.
+	to netip.AddrPort
+	// verdict is "goto CHAIN", "jump CHAIN", "drop"; empty for plain sets.
+	verdict string
+}
+
+// key identifies the element inside its set, for diffing.
+func (e elem) key() string {
+	return e.set + "|" + e.keyText()
+}
+
+func (e elem) keyText() string {
+	var parts []string
+	if e.addr.IsValid() {
+		parts = append(parts, e.addr.String())
+	}
+	if e.pair.IsValid() {
+		parts = append(parts, e.pair.String())
+	}
+	if e.proto != "" {
+		parts = append(parts, e.proto, fmt.Sprint(e.port))
+	}
+	if e.slot {
+		parts = append(parts, fmt.Sprint(e.index))
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("0x%08x", e.index)
+	}
+	return strings.Join(parts, " . ")
+}
+
+func (e elem) text() string {
+	if e.to.IsValid() {
+		return fmt.Sprintf("%s : %s . %d", e.keyText(), e.to.Addr(), e.to.Port())
+	}
+	if e.verdict == "" {
+		return e.keyText()
+	}
+	return e.keyText() + " : " + e.verdict
+}
+
+// fragment is everything rendered for one owner (one ServicePort, or the node-wide
+// fixed part): the unit of change tracking. Unchanged fragments are never re-sent.
+type fragment struct {
+	chains []*chain
+	sets   []*set
+	elems  []elem
+	// noLocal names the traffic policies ("internal", "external") that have Local
+	// policy but no local endpoint.
+	noLocal []string
+	// warnings are logged once per render (e.g. a scheduler falling back).
+	warnings []string
+}
+
+func (fr *fragment) addChain(c *chain) *chain { fr.chains = append(fr.chains, c); return c }
+
+func (fr *fragment) ruleCount() int {
+	n := 0
+	for _, c := range fr.chains {
+		n += len(c.rules)
+	}
+	return n
+}
+
+// chainText is the chain body as nft lists it, used to compare two renderings.
+func (c *chain) bodyText() string {
+	var b strings.Builder
+	for _, r := range c.rules {
+		b.WriteString(r.text())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func sortElems(es []elem) {
+	sort.Slice(es, func(i, j int) bool { return es[i].key() < es[j].key() })
+}

@@ -1,0 +1,94 @@
+package nftables
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// Fixed object names. Table, base chain names and priorities are API for other
+// firewall users on the node (see README.md); everything else is not.
+const (
+	chainServices       = "services"
+	chainEndpointsCheck = "service-endpoints-check"
+	chainFirewallCheck  = "firewall-check"
+	chainReject         = "reject-chain"
+	chainMasquerading   = "masquerading"
+	chainMarkMasq       = "mark-for-masquerade"
+
+	mapServiceIPs         = "service-ips"
+	mapServiceNodePorts   = "service-nodeports"
+	mapNoEndpointServices = "no-endpoint-services"
+	mapNoEndpointNodePort = "no-endpoint-nodeports"
+	mapFirewallIPs        = "firewall-ips"
+	setNodePortIPs        = "nodeport-ips"
+	mapServiceEndpoints   = "service-endpoints"
+	mapNodePortEndpoints  = "nodeport-endpoints"
+	setMasqServices       = "masquerade-services"
+	setHairpin            = "hairpin"
+)
+
+// sharedSets are the node-wide sets and maps; every other set belongs to one
+// ServicePort and goes away with it.
+var sharedSets = map[string]bool{
+	mapServiceIPs: true, mapServiceNodePorts: true, mapNoEndpointServices: true,
+	mapNoEndpointNodePort: true, mapFirewallIPs: true, setNodePortIPs: true,
+	mapServiceEndpoints: true, mapNodePortEndpoints: true, setMasqServices: true, setHairpin: true,
+}
+
+// maxSharedPick is the largest endpoint count served by the shared pick chains;
+// Services with more get chains of their own.
+const maxSharedPick = 32
+
+func pickChain(n int) string         { return fmt.Sprintf("pick-%d", n) }
+func externalPickChain(n int) string { return fmt.Sprintf("external-pick-%d", n) }
+func nodePortPickChain(n int) string { return fmt.Sprintf("nodeport-pick-%d", n) }
+
+// Numeric priorities: nft 1.0.6 rejects the name dstnat outside prerouting.
+const (
+	priorityDstNAT = -100
+	prioritySrcNAT = 100
+	priorityFilter = priorityDstNAT - 10
+)
+
+// portNames derives the per-ServicePort object names. Names are readable (they
+// carry namespace, name, protocol and port name) and unique (an 8-character hash of
+// the same, since "/" and "_" can repeat inside Kubernetes names).
+type portNames struct {
+	base string
+}
+
+func newPortNames(n state.ServicePortName) portNames {
+	readable := fmt.Sprintf("%s/%s/%s/%s", n.Namespace, n.Name, strings.ToLower(string(n.Protocol)), n.Port)
+	return portNames{base: shortHash(readable) + "-" + readable}
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return strings.ToLower(base32.StdEncoding.EncodeToString(sum[:])[:8])
+}
+
+func (p portNames) service() string  { return "service-" + p.base }
+func (p portNames) local() string    { return "local-" + p.base }
+func (p portNames) external() string { return "external-" + p.base }
+func (p portNames) firewall() string { return "firewall-" + p.base }
+
+// selectMap is the verdict map of a chain that picks endpoints by index.
+func (p portNames) selectMap(chainName string) string { return "select-" + chainName }
+
+func (p portNames) endpoint(ep netip.AddrPort) string {
+	return fmt.Sprintf("endpoint-%s__%s/%d", p.base, addrInName(ep.Addr()), ep.Port())
+}
+
+// addrInName spells an address with characters nft accepts in an unquoted name.
+func addrInName(a netip.Addr) string { return strings.ReplaceAll(a.String(), ":", ".") }
+
+// affinity names the client set of one endpoint. The timeout is part of the name so
+// a changed timeout creates a new set instead of redeclaring a live one.
+func (p portNames) affinity(ep netip.AddrPort, timeout int) string {
+	return fmt.Sprintf("affinity-%s__%s/%d/%d", p.base, addrInName(ep.Addr()), ep.Port(), timeout)
+}

@@ -1,0 +1,297 @@
+//go:build linux
+
+package nftables
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// batch collects one netlink transaction for one family's table. Its methods only
+// queue messages; commit sends them as one nf_tables batch.
+type batch struct {
+	conn  *nftables.Conn
+	fam   family
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+	// written counts rules and elements queued, for SyncStats.Written.
+	written int
+	err     error
+}
+
+// openConn opens a netlink connection with buffers large enough for a full sync in
+// one batch (the kernel takes a batch in one message, and acks every part of it).
+func openConn(nsFD int) (*nftables.Conn, error) {
+	return nftables.New(append(nsOptions(nsFD), nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+				if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 1<<30); e != nil {
+					serr = e
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}))...)
+}
+
+func nsOptions(nsFD int) []nftables.ConnOption {
+	if nsFD == 0 {
+		return nil
+	}
+	return []nftables.ConnOption{nftables.WithNetNSFd(nsFD)}
+}
+
+func newBatch(f family, nsFD int) (*batch, error) {
+	conn, err := openConn(nsFD)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open netlink socket: %w", err)
+	}
+	tf := nftables.TableFamilyIPv4
+	if f.ipv6 {
+		tf = nftables.TableFamilyIPv6
+	}
+	return &batch{conn: conn, fam: f, table: &nftables.Table{Name: tableName, Family: tf},
+		sets: map[string]*nftables.Set{}}, nil
+}
+
+func (b *batch) fail(err error) {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+}
+
+// resetTable deletes the table if it exists and creates it empty.
+func (b *batch) resetTable() {
+	b.conn.AddTable(b.table)
+	b.conn.DelTable(b.table)
+	b.conn.AddTable(b.table)
+}
+
+func (b *batch) nfSet(s *set) *nftables.Set {
+	if ns, ok := b.sets[s.name]; ok {
+		return ns
+	}
+	ns := &nftables.Set{Table: b.table, Name: s.name}
+	addrType := nftables.TypeIPAddr
+	if b.fam.ipv6 {
+		addrType = nftables.TypeIP6Addr
+	}
+	switch s.kind {
+	case kindServiceKey:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService)
+		ns.Concatenation, ns.IsMap, ns.DataType = true, true, nftables.TypeVerdict
+	case kindPortKey:
+		ns.KeyType, _ = nftables.ConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		ns.Concatenation, ns.IsMap, ns.DataType = true, true, nftables.TypeVerdict
+	case kindAddrSet:
+		ns.KeyType = addrType
+	case kindIndexMap:
+		// numgen and jhash write host-order integers; say so for nft to print them.
+		ns.KeyType, ns.IsMap, ns.DataType = nftables.TypeMark, true, nftables.TypeVerdict
+		ns.KeyByteOrder = binaryutil.NativeEndian
+	case kindServiceSet:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService)
+		ns.Concatenation = true
+	case kindSlotMap:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
+		ns.DataType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetService)
+		ns.Concatenation, ns.IsMap = true, true
+	case kindPortSlotMap:
+		ns.KeyType, _ = nftables.ConcatSetType(nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
+		ns.DataType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetService)
+		ns.Concatenation, ns.IsMap = true, true
+	case kindPairSet:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, addrType)
+		ns.Concatenation = true
+	case kindAffinity:
+		ns.KeyType, ns.Dynamic, ns.HasTimeout = addrType, true, true
+		ns.Timeout = time.Duration(s.timeout) * time.Second
+		ns.Size = 65535 // a dynamic set of size 0 would take no element
+	}
+	b.sets[s.name] = ns
+	return ns
+}
+
+// setRef names a set that exists in the kernel already, for element operations.
+func (b *batch) setRef(name string, kind setKind) *nftables.Set {
+	return b.nfSet(&set{name: name, kind: kind})
+}
+
+func (b *batch) addSet(s *set) {
+	b.fail(b.conn.AddSet(b.nfSet(s), nil))
+}
+
+func (b *batch) delSet(name string) {
+	b.conn.DelSet(&nftables.Set{Table: b.table, Name: name})
+}
+
+func (b *batch) flushSet(name string) {
+	b.conn.FlushSet(&nftables.Set{Table: b.table, Name: name})
+}
+
+func (b *batch) chainRef(name string) *nftables.Chain {
+	return &nftables.Chain{Name: name, Table: b.table}
+}
+
+func (b *batch) addChain(c *chain) {
+	nc := b.chainRef(c.name)
+	if c.base != nil {
+		hooks := map[string]*nftables.ChainHook{"prerouting": nftables.ChainHookPrerouting,
+			"input": nftables.ChainHookInput, "forward": nftables.ChainHookForward,
+			"output": nftables.ChainHookOutput, "postrouting": nftables.ChainHookPostrouting}
+		nc.Hooknum = hooks[c.base.hook]
+		nc.Type = nftables.ChainType(c.base.chainType)
+		prio := nftables.ChainPriority(c.base.priority)
+		nc.Priority = &prio
+		accept := nftables.ChainPolicyAccept
+		nc.Policy = &accept
+	}
+	b.conn.AddChain(nc)
+}
+
+func (b *batch) flushChain(name string) { b.conn.FlushChain(b.chainRef(name)) }
+func (b *batch) delChain(name string)   { b.conn.DelChain(b.chainRef(name)) }
+
+func (b *batch) addRules(c *chain) {
+	ref := b.chainRef(c.name)
+	for _, r := range c.rules {
+		exprs, err := ruleExprs(r)
+		if err != nil {
+			b.fail(fmt.Errorf("chain %s: %w", c.name, err))
+			continue
+		}
+		b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: ref, Exprs: exprs})
+		b.written++
+	}
+}
+
+// elemChunk keeps one element message under the 64 KiB a netlink attribute holds.
+const elemChunk = 400
+
+// elems adds or deletes elements, grouped per set.
+func (b *batch) elems(kinds map[string]setKind, es []elem, add bool) {
+	bySet := map[string][]nftables.SetElement{}
+	var order []string
+	for _, e := range es {
+		ne, err := b.nfElem(e)
+		if err != nil {
+			b.fail(err)
+			continue
+		}
+		if _, ok := bySet[e.set]; !ok {
+			order = append(order, e.set)
+		}
+		bySet[e.set] = append(bySet[e.set], ne)
+	}
+	for _, name := range order {
+		ref := b.setRef(name, kinds[name])
+		list := bySet[name]
+		for len(list) > 0 {
+			n := min(len(list), elemChunk)
+			if add {
+				b.fail(b.conn.SetAddElements(ref, list[:n]))
+			} else {
+				b.fail(b.conn.SetDeleteElements(ref, list[:n]))
+			}
+			b.written += n
+			list = list[n:]
+		}
+	}
+}
+
+func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
+	var key []byte
+	switch {
+	case e.proto != "":
+		if e.addr.IsValid() {
+			key = append(key, e.addr.AsSlice()...)
+		}
+		key = append(key, protoNumbers[e.proto], 0, 0, 0)
+		key = binary.BigEndian.AppendUint16(key, e.port)
+		key = append(key, 0, 0)
+		if e.slot {
+			key = append(key, hostU32(e.index)...)
+		}
+	case e.pair.IsValid():
+		key = append(e.addr.AsSlice(), e.pair.AsSlice()...)
+	case e.addr.IsValid():
+		key = e.addr.AsSlice()
+	default:
+		key = hostU32(e.index)
+	}
+	ne := nftables.SetElement{Key: key}
+	if e.to.IsValid() {
+		ne.Val = binary.BigEndian.AppendUint16(e.to.Addr().AsSlice(), e.to.Port())
+		ne.Val = append(ne.Val, 0, 0)
+	}
+	if e.verdict != "" {
+		kind, chainName, _ := strings.Cut(e.verdict, " ")
+		v, ok := verdictExpr(verdict{kind: kind, chain: chainName}).(*expr.Verdict)
+		if !ok {
+			return ne, fmt.Errorf("element %s: bad verdict %q", e.key(), e.verdict)
+		}
+		ne.VerdictData = v
+	}
+	return ne, nil
+}
+
+// commit sends the batch as one transaction; nothing is sent if queuing failed.
+func (b *batch) commit() error {
+	defer b.conn.CloseLasting()
+	if b.err != nil {
+		return b.err
+	}
+	if err := b.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables transaction on table %s: %w", b.fam.table(), err)
+	}
+	return nil
+}
+
+// queue turns a diff into batch operations, in an order the kernel accepts: objects
+// exist before anything refers to them, and go only after nothing does.
+func (d *diff) queue(b *batch) {
+	for _, s := range d.addSets {
+		b.addSet(s)
+	}
+	for _, c := range d.addChains {
+		b.addChain(c)
+	}
+	sortElems(d.delElems)
+	b.elems(d.kinds, d.delElems, false)
+	for _, name := range d.flushChains {
+		b.flushChain(name)
+	}
+	for _, c := range d.ruleChains {
+		b.addRules(c)
+	}
+	sortElems(d.addElems)
+	b.elems(d.kinds, d.addElems, true)
+	for _, name := range d.newStaleChains {
+		b.flushChain(name)
+	}
+	for _, name := range d.newStaleSets {
+		b.flushSet(name)
+	}
+	for _, name := range d.deleteChains {
+		b.delChain(name)
+	}
+	for _, name := range d.deleteSets {
+		b.delSet(name)
+	}
+}

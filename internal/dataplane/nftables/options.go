@@ -1,0 +1,70 @@
+package nftables
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+)
+
+// defaultMasqueradeBit is kube-proxy's default mark bit (0x4000).
+const defaultMasqueradeBit = 14
+
+// nodeConfig is what the config file says for every family; the NodePort addresses
+// are resolved per sync (they depend on the node's interfaces).
+type nodeConfig struct {
+	masqMark          uint32
+	masqueradeAll     bool
+	clusterCIDRs      []netip.Prefix
+	nodePortAddresses []string
+}
+
+func configFrom(o dataplane.Options) (nodeConfig, error) {
+	nc := nodeConfig{masqMark: 1 << defaultMasqueradeBit}
+	c := o.Config
+	if c == nil {
+		return nc, nil
+	}
+	if b := c.NFTables.MasqueradeBit; b != nil {
+		if *b < 0 || *b > 31 {
+			return nc, fmt.Errorf("nftables.masqueradeBit: %d is not in [0, 31]", *b)
+		}
+		nc.masqMark = 1 << uint(*b)
+	}
+	nc.masqueradeAll = c.NFTables.MasqueradeAll
+	for i, s := range strings.Split(c.ClusterCIDR, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nc, fmt.Errorf("clusterCIDR[%d]: %q is not a CIDR", i, s)
+		}
+		nc.clusterCIDRs = append(nc.clusterCIDRs, p.Masked())
+	}
+	nc.nodePortAddresses = c.NodePortAddresses
+	return nc, nil
+}
+
+// forFamily narrows the node config to one family's render options.
+func (nc nodeConfig) forFamily(f family, nodePortIPs []netip.Addr) renderOptions {
+	o := renderOptions{fam: f, masqMark: nc.masqMark, masqueradeAll: nc.masqueradeAll,
+		defaultScheduler: schedRandom}
+	for _, p := range nc.clusterCIDRs {
+		if f.matches(p.Addr()) {
+			o.clusterCIDRs = append(o.clusterCIDRs, p)
+		}
+	}
+	if nodePortIPs != nil {
+		o.nodePortIPs = []netip.Addr{}
+		for _, a := range nodePortIPs {
+			if f.matches(a) {
+				o.nodePortIPs = append(o.nodePortIPs, a)
+			}
+		}
+	}
+	return o
+}
+
+func (o renderOptions) key() string { return fmt.Sprintf("%+v", o) }

@@ -1,0 +1,301 @@
+//go:build linux
+
+package nftables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+
+	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
+	"kproxy.dev/kproxy/internal/nodeaddr"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+func init() {
+	dataplane.Register(dataplane.Mode{Name: ModeName, New: New, Cleanup: cleanupMode})
+}
+
+// Proxier is the nftables dataplane.
+type Proxier struct {
+	log     *slog.Logger
+	cfg     nodeConfig
+	metrics *metrics
+	tables  []*tableSync
+	optKeys []string
+	warned  map[string]bool
+	// nsFD, when not 0, is the network namespace to program (tests).
+	nsFD int
+	// health serves eTP=Local health-check node ports; conntrack deletes stale UDP
+	// flows. Both are nil in tests that do not need them.
+	health    *healthcheck.Server
+	conntrack conntrack.Deleter
+	// prev is the snapshot of the last successful sync; pending collects the ports
+	// changed since then (a failed sync keeps them for the next).
+	prev    *state.Snapshot
+	pending map[state.ServicePortName]struct{}
+	// localAddrs lists the node's interface addresses; a field so tests can fake it.
+	localAddrs func() ([]netip.Addr, error)
+}
+
+var _ dataplane.Bencher = (*Proxier)(nil)
+
+// New builds the nftables dataplane; it fails when the kernel has no nf_tables.
+func New(o dataplane.Options) (dataplane.Dataplane, error) {
+	p, err := newProxier(o)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables mode: netlink: %w", err)
+	}
+	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
+		return nil, fmt.Errorf("nftables mode: the kernel does not answer nf_tables requests (load nf_tables, needs CAP_NET_ADMIN): %w", err)
+	}
+	p.health = healthcheck.New(healthcheck.Options{Logger: o.Log()})
+	p.conntrack = conntrack.NewDeleter()
+	return p, nil
+}
+
+func newProxier(o dataplane.Options) (*Proxier, error) {
+	cfg, err := configFrom(o)
+	if err != nil {
+		return nil, fmt.Errorf("nftables mode: %w", err)
+	}
+	return &Proxier{
+		log: o.Log().With("mode", ModeName), cfg: cfg, metrics: newMetrics(o.Registerer),
+		tables:     []*tableSync{newTableSync(familyIPv4), newTableSync(familyIPv6)},
+		optKeys:    make([]string, 2),
+		warned:     map[string]bool{},
+		pending:    map[state.ServicePortName]struct{}{},
+		localAddrs: nodeaddr.LocalAddresses,
+	}, nil
+}
+
+// renderOptions resolves the per-family render options of this sync.
+func (p *Proxier) renderOptions(snap *state.Snapshot) ([]renderOptions, error) {
+	var npIPs []netip.Addr
+	if len(p.cfg.nodePortAddresses) > 0 {
+		local, err := p.localAddrs()
+		if err != nil {
+			return nil, fmt.Errorf("list node addresses: %w", err)
+		}
+		npIPs, err = nodeaddr.Select(nodeaddr.Options{NodeAddresses: snap.Node.Addresses,
+			LocalAddresses: local, NodePortAddresses: p.cfg.nodePortAddresses})
+		if err != nil {
+			return nil, err
+		}
+		if npIPs == nil {
+			npIPs = []netip.Addr{}
+		}
+	}
+	return []renderOptions{p.cfg.forFamily(familyIPv4, npIPs), p.cfg.forFamily(familyIPv6, npIPs)}, nil
+}
+
+// Sync implements dataplane.Dataplane.
+func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
+	st := dataplane.SyncStats{Rules: map[string]int{}, Written: map[string]int{}}
+	for n := range changed.Ports {
+		p.pending[n] = struct{}{}
+	}
+	opts, err := p.renderOptions(snap)
+	if err != nil {
+		p.metrics.syncFailures.Inc()
+		return st, fmt.Errorf("nftables sync: %w", err)
+	}
+	var errs []error
+	for i, t := range p.tables {
+		full, written, err := p.syncTable(t, opts[i], snap, changed)
+		st.Full = st.Full || full
+		st.Written[t.fam.name] = written
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st.Rules[t.fam.name] = t.applied.ruleCount()
+	}
+	st.NoLocalEndpoints = noLocalCounts([]*ruleset{p.tables[0].applied, p.tables[1].applied})
+	if len(errs) > 0 {
+		p.metrics.syncFailures.Inc()
+		return st, errors.Join(errs...)
+	}
+	p.afterSync(snap)
+	return st, nil
+}
+
+// afterSync runs what follows a successful sync: health-check ports, then removal
+// of UDP flows whose endpoint is gone (only now is no new flow sent to it).
+func (p *Proxier) afterSync(snap *state.Snapshot) {
+	if p.health != nil {
+		if err := p.health.Update(healthcheck.Entries(snap)); err != nil {
+			p.log.Warn("health-check node ports", "err", err)
+		}
+	}
+	if p.conntrack != nil && p.prev != nil {
+		stale := state.StaleUDPEndpoints(p.prev, snap, state.ChangeSet{Ports: p.pending})
+		if n, err := conntrack.CleanStale(p.conntrack, stale); err != nil {
+			p.log.Warn("conntrack cleanup", "err", err)
+		} else if n > 0 {
+			p.log.Info("deleted stale UDP conntrack entries", "count", n)
+		}
+	}
+	p.prev = snap
+	p.pending = map[state.ServicePortName]struct{}{}
+}
+
+func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot, changed state.ChangeSet) (bool, int, error) {
+	i := 0
+	if t.fam.ipv6 {
+		i = 1
+	}
+	full := t.applied == nil || p.optKeys[i] != o.key()
+	if !full {
+		ok, err := t.tableUnchanged()
+		if err != nil || !ok {
+			p.log.Info("nftables table changed outside kproxy or unreadable, resyncing fully", "table", t.fam.table(), "err", err)
+			full = true
+		}
+	}
+	if full {
+		rs := renderAll(o, snap)
+		p.warn(rs.fragmentsInOrder())
+		written, err := t.full(rs)
+		if err == nil {
+			p.optKeys[i] = o.key()
+		}
+		return true, written, err
+	}
+	updated := make(map[state.ServicePortName]*fragment, len(changed.Ports))
+	changes := make([]change, 0, len(changed.Ports)+1)
+	for n := range changed.Ports {
+		var fr *fragment
+		if sp := snap.Services[n]; sp != nil {
+			fr = renderService(o, sp, snap.Categorize(n))
+			p.warn([]*fragment{fr})
+		}
+		updated[n] = fr
+		changes = append(changes, change{old: t.applied.services[n], new: fr})
+	}
+	node := renderNode(o)
+	changes = append(changes, change{old: t.applied.node, new: node})
+	written, err := t.partial(foldServices(t.applied, node, updated), changes)
+	return false, written, err
+}
+
+func (p *Proxier) warn(frs []*fragment) {
+	for _, fr := range frs {
+		for _, w := range fr.warnings {
+			if !p.warned[w] {
+				p.warned[w] = true
+				p.log.Warn(w)
+			}
+		}
+	}
+}
+
+// Cleanup implements dataplane.Dataplane.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	for _, t := range p.tables {
+		t.applied = nil
+	}
+	if p.health != nil {
+		p.health.Close()
+	}
+	return deleteTables(p.nsFD)
+}
+
+func cleanupMode(ctx context.Context, o dataplane.Options) error { return deleteTables(0) }
+
+// deleteTables removes both of kproxy's tables; missing tables are fine.
+func deleteTables(nsFD int) error {
+	var errs []error
+	for _, f := range []family{familyIPv4, familyIPv6} {
+		b, err := newBatch(f, nsFD)
+		if err != nil {
+			return err
+		}
+		b.resetTable() // creates the table if missing, so the delete cannot fail
+		b.conn.DelTable(b.table)
+		if err := b.commit(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Render implements dataplane.Bencher: the full render of both tables, no kernel.
+func (p *Proxier) Render(snap *state.Snapshot) (int, error) {
+	opts, err := p.renderOptionsPure(snap)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range opts {
+		n += renderAll(o, snap).ruleCount()
+	}
+	return n, nil
+}
+
+// renderOptionsPure is renderOptions without reading interfaces: nodePortAddresses
+// are resolved against the Node object's addresses only.
+func (p *Proxier) renderOptionsPure(snap *state.Snapshot) ([]renderOptions, error) {
+	var npIPs []netip.Addr
+	if len(p.cfg.nodePortAddresses) > 0 {
+		var err error
+		npIPs, err = nodeaddr.Select(nodeaddr.Options{NodeAddresses: snap.Node.Addresses, NodePortAddresses: p.cfg.nodePortAddresses})
+		if err != nil {
+			return nil, err
+		}
+		if npIPs == nil {
+			npIPs = []netip.Addr{}
+		}
+	}
+	return []renderOptions{p.cfg.forFamily(familyIPv4, npIPs), p.cfg.forFamily(familyIPv6, npIPs)}, nil
+}
+
+// BaselineApply implements dataplane.Bencher: the same ruleset loaded with one plain
+// `nft -f` per table.
+func (p *Proxier) BaselineApply(ctx context.Context, snap *state.Snapshot) (time.Duration, error) {
+	opts, err := p.renderOptionsPure(snap)
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, o := range opts {
+		script := scriptText(renderAll(o, snap))
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("nft -f (%s): %w: %s", o.fam.table(), err, firstLines(string(out), 5))
+		}
+		total += time.Since(start)
+	}
+	return total, nil
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// useNetns points every kernel access at the network namespace fd (tests).
+func (p *Proxier) useNetns(fd int) {
+	p.nsFD = fd
+	for _, t := range p.tables {
+		t.nsFD = fd
+	}
+}

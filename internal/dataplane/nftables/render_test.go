@@ -1,0 +1,116 @@
+package nftables
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+func renderOne(o renderOptions, s spec, eps ...state.Endpoint) *fragment {
+	sp := s.servicePort()
+	return renderService(o, sp, state.CategorizeEndpoints(sp, eps, state.NodeInfo{Name: "node-a"}))
+}
+
+func TestRenderGolden(t *testing.T) {
+	v4 := testOptions(familyIPv4)
+	three := []state.Endpoint{ep("10.244.1.1", 8080), ep("10.244.2.1", 8080), ep("10.244.3.1", 8080)}
+	cases := []struct {
+		name string
+		o    renderOptions
+		s    spec
+		eps  []state.Endpoint
+	}{
+		{"clusterip-random", v4, spec{name: "web", clusterIP: "10.96.0.10", port: 80}, three},
+		{"clusterip-udp-one-endpoint", v4, spec{name: "dns", proto: v1.ProtocolUDP, clusterIP: "10.96.0.53", port: 53},
+			[]state.Endpoint{ep("10.244.1.5", 53)}},
+		{"no-endpoints-reject", v4, spec{name: "empty", clusterIP: "10.96.0.11", port: 80, nodePort: 30011}, nil},
+		{"scheduler-rr", v4, spec{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr"}, three},
+		{"scheduler-wrr", v4, spec{name: "wrr", clusterIP: "10.96.0.13", port: 80, scheduler: "wrr"},
+			[]state.Endpoint{ep("10.244.1.1", 80, "w6"), ep("10.244.2.1", 80, "w2")}},
+		{"scheduler-sh", v4, spec{name: "sh", clusterIP: "10.96.0.14", port: 80, scheduler: "sh"}, three},
+		{"scheduler-mh-port", v4, spec{name: "mh", clusterIP: "10.96.0.15", port: 80, scheduler: "mh", schedFlags: []string{"mh-port"}}, three},
+		{"scheduler-unknown-falls-back", v4, spec{name: "lc", clusterIP: "10.96.0.16", port: 80, scheduler: "lc"}, three[:2]},
+		{"affinity", v4, spec{name: "sticky", clusterIP: "10.96.0.17", port: 80, affinity: 3 * time.Hour}, three[:2]},
+		{"nodeport-externalip-cluster", v4, spec{name: "np", clusterIP: "10.96.0.18", port: 80, nodePort: 30080,
+			external: []string{"192.0.2.10"}}, three[:2]},
+		{"loadbalancer-source-ranges", v4, spec{name: "lb", clusterIP: "10.96.0.19", port: 443, nodePort: 30443,
+			lbIPs: []string{"198.51.100.7"}, ranges: []string{"203.0.113.0/24", "192.0.2.0/25"}}, three[:1]},
+		{"etp-local", v4, spec{name: "local", clusterIP: "10.96.0.20", port: 80, nodePort: 30020, eTPLocal: true},
+			[]state.Endpoint{ep("10.244.1.1", 80, "local"), ep("10.244.2.1", 80)}},
+		{"etp-local-no-local-endpoints", v4, spec{name: "nolocal", clusterIP: "10.96.0.21", port: 80, nodePort: 30021, eTPLocal: true},
+			[]state.Endpoint{ep("10.244.2.1", 80)}},
+		{"itp-local-no-local-endpoints", v4, spec{name: "itp", clusterIP: "10.96.0.22", port: 80, iTPLocal: true},
+			[]state.Endpoint{ep("10.244.2.1", 80)}},
+		{"terminating-fallback", v4, spec{name: "term", clusterIP: "10.96.0.23", port: 80},
+			[]state.Endpoint{ep("10.244.1.1", 80, "term"), {IP: three[1].IP, Port: 80, Terminating: true}}},
+		{"ipv6", testOptions(familyIPv6), spec{name: "v6", clusterIP: "fd00:96::10", port: 80, nodePort: 30600},
+			[]state.Endpoint{ep("fd00:244::1", 8080), ep("fd00:244::2", 8080)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fr := renderOne(c.o, c.s, c.eps...)
+			got := strings.Join(fragmentLines(c.o.fam, fr), "\n") + "\n"
+			for _, w := range fr.warnings {
+				got += "# warning: " + w + "\n"
+			}
+			checkGolden(t, c.name, got)
+		})
+	}
+}
+
+func TestRenderNodeGolden(t *testing.T) {
+	o := testOptions(familyIPv4)
+	checkGolden(t, "node-fib-local", strings.Join(fragmentLines(o.fam, renderNode(o)), "\n")+"\n")
+}
+
+func TestRenderOtherFamilyIsEmpty(t *testing.T) {
+	fr := renderOne(testOptions(familyIPv6), spec{name: "web", clusterIP: "10.96.0.10", port: 80}, ep("10.244.1.1", 80))
+	if len(fr.chains)+len(fr.elems)+len(fr.sets) != 0 {
+		t.Fatalf("an IPv4 Service rendered objects into the ip6 table: %v", fragmentLines(familyIPv6, fr))
+	}
+}
+
+func TestExpandWeightsReducesByGCDAndInterleaves(t *testing.T) {
+	a, b := ep("10.0.0.1", 80, "w6"), ep("10.0.0.2", 80, "w2")
+	got := expandWeights([]state.Endpoint{a, b})
+	var names []string
+	for _, e := range got {
+		names = append(names, e.IP.String())
+	}
+	if s := strings.Join(names, ","); s != "10.0.0.1,10.0.0.1,10.0.0.2,10.0.0.1" {
+		t.Fatalf("expandWeights(6:2) = %s, want 3:1 interleaved a,a,b,a", s)
+	}
+}
+
+func TestNoLocalCounted(t *testing.T) {
+	fr := renderOne(testOptions(familyIPv4), spec{name: "x", clusterIP: "10.96.0.21", port: 80, nodePort: 30021, eTPLocal: true},
+		ep("10.244.2.1", 80))
+	if strings.Join(fr.noLocal, ",") != "external" {
+		t.Fatalf("noLocal = %v, want [external]", fr.noLocal)
+	}
+}
+
+func BenchmarkRenderAll(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		snap := bigSnapshot(n, 3)
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				renderAll(testOptions(familyIPv4), snap)
+			}
+		})
+	}
+}
+
+func BenchmarkRenderOneService(b *testing.B) {
+	o := testOptions(familyIPv4)
+	sp := spec{name: "web", clusterIP: "10.96.0.10", port: 80, nodePort: 30080}.servicePort()
+	cat := state.CategorizeEndpoints(sp, []state.Endpoint{ep("10.244.1.1", 80), ep("10.244.1.2", 80), ep("10.244.1.3", 80)}, state.NodeInfo{})
+	for b.Loop() {
+		renderService(o, sp, cat)
+	}
+}

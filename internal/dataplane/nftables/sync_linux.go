@@ -1,0 +1,201 @@
+//go:build linux
+
+package nftables
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"os"
+
+	"github.com/google/nftables"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// tableSync keeps what kproxy last wrote to one family's table, so a sync sends only
+// the difference and never lists the kernel's table on the hot path.
+type tableSync struct {
+	fam family
+	// nsFD, when not 0, is the network namespace to program (tests).
+	nsFD int
+	// applied is nil when the kernel's content is unknown: the next sync is full.
+	applied *ruleset
+	// staleChains and staleSets were flushed by an earlier sync and are deleted by
+	// the next one, once nothing can refer to them any more.
+	staleChains map[string]bool
+	staleSets   map[string]bool
+	// kinds remembers each set's kind, for element operations.
+	kinds map[string]setKind
+	// refs counts the owners of each element key (see diff.resolveRefs).
+	refs map[string]int
+}
+
+func newTableSync(f family) *tableSync {
+	return &tableSync{fam: f, staleChains: map[string]bool{}, staleSets: map[string]bool{}, kinds: map[string]setKind{}}
+}
+
+// full replaces the table with rs in one transaction.
+func (t *tableSync) full(rs *ruleset) (int, error) {
+	t.applied = nil
+	b, err := newBatch(t.fam, t.nsFD)
+	if err != nil {
+		return 0, err
+	}
+	b.resetTable()
+	frs := rs.fragmentsInOrder()
+	t.kinds = map[string]setKind{}
+	for _, fr := range frs {
+		for _, s := range fr.sets {
+			t.kinds[s.name] = s.kind
+			b.addSet(s)
+		}
+		for _, c := range fr.chains {
+			b.addChain(c)
+		}
+	}
+	for _, fr := range frs {
+		for _, c := range fr.chains {
+			b.addRules(c)
+		}
+	}
+	t.refs = map[string]int{}
+	for _, fr := range frs {
+		for _, e := range fr.elems {
+			t.refs[e.key()]++
+		}
+	}
+	b.elems(t.kinds, dedupElems(frs), true)
+	if err := b.commit(); err != nil {
+		return b.written, err
+	}
+	t.applied = rs
+	t.staleChains, t.staleSets = map[string]bool{}, map[string]bool{}
+	return b.written, nil
+}
+
+// dedupElems keeps one element per key: several owners may render the same one
+// (see diff.resolveRefs) and the kernel refuses duplicates.
+func dedupElems(frs []*fragment) []elem {
+	seen := map[string]bool{}
+	var out []elem
+	for _, fr := range frs {
+		for _, e := range fr.elems {
+			if k := e.key(); !seen[k] {
+				seen[k] = true
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// change is one owner's old and new fragment.
+type change struct {
+	old, new *fragment
+}
+
+// partial sends the difference of the given owners and deletes what earlier syncs
+// left stale. next is the ruleset after the change (applied with changes folded in).
+func (t *tableSync) partial(next *ruleset, changes []change) (int, error) {
+	b, err := newBatch(t.fam, t.nsFD)
+	if err != nil {
+		return 0, err
+	}
+	live := map[string]bool{}
+	for _, ch := range changes {
+		if ch.new != nil {
+			for _, c := range ch.new.chains {
+				live[c.name] = true
+			}
+			for _, s := range ch.new.sets {
+				live[s.name] = true
+			}
+		}
+	}
+	d := newDiff(t, live)
+	for _, ch := range changes {
+		d.add(ch.old, ch.new)
+	}
+	d.resolveRefs(t.refs)
+	if d.empty() {
+		b.conn.CloseLasting()
+		t.applied = next
+		return 0, nil
+	}
+	d.queue(b)
+	if err := b.commit(); err != nil {
+		t.applied = nil
+		return b.written, err
+	}
+	for name := range d.deletedStale {
+		delete(t.staleChains, name)
+		delete(t.staleSets, name)
+	}
+	for _, n := range d.newStaleChains {
+		t.staleChains[n] = true
+	}
+	for _, n := range d.newStaleSets {
+		t.staleSets[n] = true
+	}
+	t.applied = next
+	return b.written, nil
+}
+
+// tableUnchanged checks cheaply that nobody changed the table behind kproxy's back:
+// it must exist with the number of chains and sets kproxy left in it, and the
+// dispatch chain must still hold its rules (a `flush table` keeps chains and sets).
+func (t *tableSync) tableUnchanged() (bool, error) {
+	conn, err := nftables.New(nsOptions(t.nsFD)...)
+	if err != nil {
+		return false, err
+	}
+	tf := nftables.TableFamilyIPv4
+	if t.fam.ipv6 {
+		tf = nftables.TableFamilyIPv6
+	}
+	tbl, err := conn.ListTableOfFamily(tableName, tf)
+	if errors.Is(err, os.ErrNotExist) || (err != nil && isENOENT(err)) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// google/nftables v0.3.0 decodes NFTA_TABLE_USE in host order; the kernel
+	// sends it big-endian. Accept either reading.
+	if want := uint32(t.expectedUse()); tbl.Use != want && bits.ReverseBytes32(tbl.Use) != want {
+		return false, nil
+	}
+	rules, err := conn.GetRules(tbl, &nftables.Chain{Name: chainServices, Table: tbl})
+	if err != nil {
+		return false, nil
+	}
+	return len(rules) == len(findChain(t.applied.node, chainServices).rules), nil
+}
+
+func (t *tableSync) expectedUse() int {
+	return len(t.staleChains) + len(t.staleSets) + t.applied.objects
+}
+
+func findChain(fr *fragment, name string) *chain {
+	for _, c := range fr.chains {
+		if c.name == name {
+			return c
+		}
+	}
+	return &chain{}
+}
+
+func isENOENT(err error) bool {
+	return err != nil && (errors.Is(err, os.ErrNotExist) || fmt.Sprint(err) == "no such file or directory")
+}
+
+// foldServices folds changed owners into the applied ruleset. It modifies applied in
+// place: a failed sync forgets applied altogether, so nothing is lost.
+func foldServices(applied *ruleset, node *fragment, updated map[state.ServicePortName]*fragment) *ruleset {
+	applied.setNode(node)
+	for n, fr := range updated {
+		applied.put(n, fr)
+	}
+	return applied
+}

@@ -1,0 +1,124 @@
+//go:build linux
+
+package userspace
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/netns"
+)
+
+// netnsChildEnv marks the re-executed test binary that runs inside a namespace.
+const netnsChildEnv = "KPROXY_USERSPACE_IN_NETNS"
+
+// TestNonLocalClusterIPAsRoot runs its body in a network namespace of its own (the
+// test binary re-executed with `ip netns exec`), because it adds addresses to the
+// host: never to the root namespace. This kernel has no dummy links, so it checks
+// the fallback to lo; where kproxy0 can be made it checks that instead.
+func TestNonLocalClusterIPAsRoot(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "" {
+		netns.RequireRoot(t)
+		env := netns.New(t, "userspace")
+		cmd := env.Node.Command(os.Args[0], "-test.run=^TestNonLocalClusterIPAsRoot$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestNonLocalClusterIPAsRoot") {
+			t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
+		}
+		t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+		return
+	}
+	a := startTCPBackend(t, "A")
+	p, _ := testProxier(t, nil)
+	clusterIP := netip.MustParseAddr("10.96.77.10")
+	other := netip.MustParseAddr("10.96.77.11")
+	s := newSvc("web", v1.ProtocolTCP, clusterIP, 80, a)
+	s2 := newSvc("udp", v1.ProtocolUDP, clusterIP, 53, startUDPBackend(t, "U"))
+	s3 := newSvc("other", v1.ProtocolTCP, other, 80, a)
+	sn := snap(state.NodeInfo{}, s, s2, s3)
+	mustSync(t, p, sn, allChanged(sn))
+	link := linkHolding(t, clusterIP)
+	if link == "" {
+		t.Fatalf("ClusterIP %s is on no link after Sync", clusterIP)
+	}
+	if _, err := netlink.LinkByName(dummyLink); err == nil && link != dummyLink {
+		t.Fatalf("%s exists but the address went to %s", dummyLink, link)
+	} else if err != nil && link != "lo" {
+		t.Fatalf("without %s the address went to %s, want lo", dummyLink, link)
+	}
+	t.Logf("ClusterIP went to %s", link)
+	if got := names(t, netip.Addr{}, s.addr(), 1)[0]; got != "A" {
+		t.Fatalf("ClusterIP on %s answered %q, want A", link, got)
+	}
+	// Removing one of the two ports on the address keeps it; removing the Service
+	// that alone used another address removes that one.
+	sn2 := snap(state.NodeInfo{}, s)
+	mustSync(t, p, sn2, allChanged(sn))
+	if linkHolding(t, clusterIP) == "" {
+		t.Fatal("address removed while a Service port still uses it")
+	}
+	if l := linkHolding(t, other); l != "" {
+		t.Fatalf("address of the removed Service is still on %s", l)
+	}
+	if err := p.Cleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if l := linkHolding(t, clusterIP); l != "" {
+		t.Fatalf("Cleanup left %s on %s", clusterIP, l)
+	}
+	if _, err := netlink.LinkByName(dummyLink); err == nil {
+		t.Fatalf("Cleanup left %s", dummyLink)
+	}
+}
+
+// linkHolding returns the link that has address a, or "".
+func linkHolding(t *testing.T, a netip.Addr) string {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range addrs {
+			if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a {
+				return l.Attrs().Name
+			}
+		}
+	}
+	return ""
+}
+
+func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "" {
+		netns.RequireRoot(t)
+		env := netns.New(t, "userspace")
+		env.Node.MustRun(t, "ip", "addr", "add", "10.96.5.5/32", "dev", "lo", "label", loLabel)
+		env.Node.MustRun(t, "ip", "addr", "add", "10.96.5.6/32", "dev", "lo")
+		cmd := env.Node.Command(os.Args[0], "-test.run=^TestCleanupLeftoversRemovesLabelledLoAddresses$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("test body in namespace failed: %v\n%s", err, out)
+		}
+		return
+	}
+	if err := cleanupLeftovers(t.Context(), optionsForTest()); err != nil {
+		t.Fatal(err)
+	}
+	if l := linkHolding(t, netip.MustParseAddr("10.96.5.5")); l != "" {
+		t.Fatalf("labelled leftover still on %s", l)
+	}
+	if l := linkHolding(t, netip.MustParseAddr("10.96.5.6")); l != "lo" {
+		t.Fatal("cleanup removed an address kproxy did not label")
+	}
+}

@@ -1,0 +1,128 @@
+// Package healthz serves kproxy's health endpoints with kube-proxy's semantics:
+// the proxy is unhealthy when an update has been queued for longer than
+// 2 x syncPeriod without a successful sync, and /healthz also reports 503 when the
+// node is being deleted. It also builds the metrics server's handler.
+package healthz
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Timeout is how long a queued update may wait for a sync: 2 x syncPeriod.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// HealthzTotal and LivezTotal, if set, count responses by code.
+	HealthzTotal *prometheus.CounterVec
+	LivezTotal   *prometheus.CounterVec
+}
+
+// Server tracks proxy health. Its methods are safe for concurrent use.
+type Server struct {
+	o Options
+
+	mu           sync.Mutex
+	lastUpdated  time.Time
+	oldestQueued time.Time // zero when no update waits
+	nodeEligible bool
+}
+
+// New returns a Server; a new proxy is healthy and its node eligible.
+func New(o Options) *Server {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Server{o: o, nodeEligible: true}
+}
+
+// QueuedUpdate records that a change waits for a sync. Only the oldest waiting
+// change matters: later ones do not restart the clock.
+func (s *Server) QueuedUpdate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.oldestQueued.IsZero() {
+		s.oldestQueued = s.o.Now()
+	}
+}
+
+// Updated records a successful sync: every change queued before it is applied.
+func (s *Server) Updated() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastUpdated = s.o.Now()
+	s.oldestQueued = time.Time{}
+}
+
+// SetNodeEligible says whether this node should receive load-balancer traffic
+// (false while the Node is being deleted or drained by the cluster autoscaler).
+func (s *Server) SetNodeEligible(ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodeEligible = ok
+}
+
+// Status is the JSON body of /healthz and /livez.
+type Status struct {
+	LastUpdated  time.Time `json:"lastUpdated"`
+	CurrentTime  time.Time `json:"currentTime"`
+	NodeEligible *bool     `json:"nodeEligible,omitempty"`
+	Healthy      bool      `json:"healthy"`
+}
+
+// Health reports the proxy's health now.
+func (s *Server) Health() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.o.Now()
+	healthy := s.oldestQueued.IsZero() || now.Sub(s.oldestQueued) <= s.o.Timeout
+	eligible := s.nodeEligible
+	return Status{LastUpdated: s.lastUpdated, CurrentTime: now, NodeEligible: &eligible, Healthy: healthy}
+}
+
+// HealthzHandler serves /healthz: 200 when healthy and the node eligible, else 503.
+func (s *Server) HealthzHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := s.Health()
+		ok := st.Healthy && *st.NodeEligible
+		writeStatus(w, st, ok, s.o.HealthzTotal)
+	})
+}
+
+// LivezHandler serves /livez: like /healthz but the node's eligibility does not count.
+func (s *Server) LivezHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := s.Health()
+		st.NodeEligible = nil
+		writeStatus(w, st, st.Healthy, s.o.LivezTotal)
+	})
+}
+
+func writeStatus(w http.ResponseWriter, st Status, ok bool, counter *prometheus.CounterVec) {
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	if counter != nil {
+		counter.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+// Handler is the healthz server's mux: /healthz and /livez.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", s.HealthzHandler())
+	mux.Handle("/livez", s.LivezHandler())
+	return mux
+}

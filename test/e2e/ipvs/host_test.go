@@ -1,0 +1,51 @@
+//go:build linux
+
+package ipvs
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"kproxy.dev/kproxy/internal/testing/vm"
+)
+
+// TestIPVSInVM runs every TestGuest* test in one VM boot.
+func TestIPVSInVM(t *testing.T) {
+	if inVM() {
+		t.Skip("already inside the VM")
+	}
+	k := vm.Require(t)
+	files := map[string]string{
+		"/usr/local/bin/e2e.test": vm.BuildTestBinary(t, "kproxy.dev/kproxy/test/e2e/ipvs"),
+	}
+	for guest, host := range extraBinaries(t) {
+		files[guest] = host
+	}
+	res, err := vm.Run(context.Background(), k, vm.Options{
+		Files:   files,
+		Timeout: 8 * time.Minute,
+		Script: `export KPROXY_IN_VM=1
+cd /tmp
+/usr/local/bin/e2e.test -test.v -test.run '^TestGuest' -test.timeout 6m`,
+	})
+	if res != nil {
+		t.Logf("guest output (%v):\n%s", res.Elapsed.Round(time.Second), res.Output)
+	}
+	if err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, res.Console)
+	}
+	if res.ExitCode != 0 {
+		failed := regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`).FindAllStringSubmatch(res.Output, -1)
+		var names []string
+		for _, f := range failed {
+			names = append(names, f[1])
+		}
+		t.Fatalf("guest tests failed (exit %d): %s", res.ExitCode, strings.Join(names, ", "))
+	}
+	if !strings.Contains(res.Output, "--- PASS: TestGuest") {
+		t.Fatal("no guest test ran")
+	}
+}
