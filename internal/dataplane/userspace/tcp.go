@@ -59,6 +59,7 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 	p.conns.add(client)
 	defer p.conns.remove(client)
 	src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port()) // one key per client for affinity and sh
 	if !fe.allows(src.Addr()) {
 		reset(client)
 		return
