@@ -183,4 +183,3 @@ func TestUDPClientSurvivesBackendReplacement(t *testing.T) {
 		})
 	})
 }
-
