@@ -131,6 +131,7 @@ func BenchmarkNewConnection(b *testing.B) {
 				target = proxyTo(b, target)
 			}
 			one := make([]byte, 1)
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				c, err := net.Dial("tcp", target.String())
@@ -143,7 +144,9 @@ func BenchmarkNewConnection(b *testing.B) {
 				c.Read(one) // wait for the close
 				c.Close()
 			}
+			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -51,6 +51,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		errs = append(errs, err)
 		nodeAddrs = p.nodeAddrs // keep serving on the last good set
 	}
+	p.adoptLeftovers()
 	full := p.needFull || changed.NodeChanged || !slices.Equal(nodeAddrs, p.nodeAddrs)
 	p.nodeAddrs = nodeAddrs
 	names := p.namesToSync(snap, changed, full)
@@ -72,6 +73,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		}
 	}
 	p.reapDraining()
+	if full {
+		p.removeLeftovers()
+	}
 	p.needFull = false
 	return p.stats(run, full), errors.Join(errs...)
 }
@@ -277,6 +281,12 @@ func (p *Proxier) listenSocket(fe *frontend) error {
 // claimAddr makes a local. Addresses kproxy added are reference-counted by the
 // frontends (open or draining) that use them.
 func (p *Proxier) claimAddr(run *syncRun, fe *frontend, a netip.Addr) error {
+	if p.leftovers[a] {
+		delete(p.leftovers, a)
+		p.ourAddrs[a] = 1
+		fe.addedAddr = true
+		return nil
+	}
 	if p.ourAddrs[a] > 0 {
 		p.ourAddrs[a]++
 		fe.addedAddr = true
@@ -327,4 +337,32 @@ func (p *Proxier) reapDraining() {
 	}
 	clear(p.draining[len(kept):])
 	p.draining = kept
+}
+
+func (p *Proxier) adoptLeftovers() {
+	if p.adopted {
+		return
+	}
+	p.adopted = true
+	addrs, err := p.addrs.adopt()
+	if err != nil {
+		p.log.Warn("reading Service addresses left by an earlier run", "err", err)
+	}
+	p.leftovers = make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		p.leftovers[a] = true
+	}
+}
+
+// removeLeftovers removes the addresses of an earlier run that no Service claimed
+// in a full sync.
+func (p *Proxier) removeLeftovers() {
+	for a := range p.leftovers {
+		if err := p.addrs.remove(a); err != nil {
+			p.log.Warn("removing a Service address left by an earlier run", "address", a.String(), "err", err)
+		} else {
+			p.log.Info("removed a Service address left by an earlier run", "address", a.String())
+		}
+		delete(p.leftovers, a)
+	}
 }
