@@ -1,6 +1,7 @@
 package state
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -456,5 +457,23 @@ func TestSliceEndpointConditions(t *testing.T) {
 	}
 	if e := eps[1]; e.Ready || !e.Serving || !e.Terminating || !e.IsLocal || e.Zone != "zone-a" {
 		t.Fatalf("terminating endpoint %+v", e)
+	}
+}
+
+func TestLoadBalancerIPModeProxyIsNotCaptured(t *testing.T) {
+	vip, proxy := v1.LoadBalancerIPModeVIP, v1.LoadBalancerIPModeProxy
+	svc := testService("ns", "lb", "10.0.0.1", func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{
+			{IP: "192.0.2.1"}, {IP: "192.0.2.2", IPMode: &vip}, {IP: "192.0.2.3", IPMode: &proxy},
+		}
+	})
+	ports, err := ServicePorts(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Addr{mustAddr("192.0.2.1"), mustAddr("192.0.2.2")}
+	if !reflect.DeepEqual(ports[0].LoadBalancerIPs, want) {
+		t.Fatalf("LoadBalancerIPs %v, want %v (ipMode Proxy left to the load balancer)", ports[0].LoadBalancerIPs, want)
 	}
 }

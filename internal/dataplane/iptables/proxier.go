@@ -122,7 +122,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.pending[n] = struct{}{}
 	}
 	full := p.needFull || changed.NodeChanged || p.c.Now().Sub(p.lastFull) >= p.c.FullSyncPeriod
-	if !full && p.c.Now().Sub(p.lastCheck) >= p.c.CanaryInterval {
+	// The runner syncs at least every syncPeriod, and those periodic syncs come with
+	// no changes: check the canaries then, so flushed rules return within syncPeriod.
+	if !full && (changed.Empty() || p.c.Now().Sub(p.lastCheck) >= p.c.CanaryInterval) {
 		full = p.canaryMissing(ctx)
 	}
 	var stats dataplane.SyncStats
@@ -144,15 +146,22 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	return stats, nil
 }
 
-// canaryMissing checks the canary chains; someone flushing the tables removes them.
+// canaryMissing checks the canary chains, which disappear when someone deletes the
+// tables' chains, and the jump into nat KUBE-SERVICES, which a plain flush
+// (`iptables -t nat -F`) removes while the empty canary survives.
 func (p *Proxier) canaryMissing(ctx context.Context) bool {
 	p.lastCheck = p.c.Now()
 	for _, t := range []string{tableMangle, tableNAT, tableFilter} {
-		ok, err := p.c.Runner.ChainExists(ctx, t, chainCanary)
+		_, ok, err := p.c.Runner.ListChain(ctx, t, chainCanary)
 		if err != nil || !ok {
 			p.log.Info("canary chain missing: full sync", "table", t, "err", err)
 			return true
 		}
+	}
+	rules, _, err := p.c.Runner.ListChain(ctx, tableNAT, "PREROUTING")
+	if err != nil || !hasJumpTo(rules, chainServices) {
+		p.log.Info("jump to KUBE-SERVICES missing: full sync", "err", err)
+		return true
 	}
 	return false
 }

@@ -139,11 +139,21 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 	if st, _ := p.Sync(context.Background(), snapshot(a), changes()); st.Full {
 		t.Fatal("canary present: want a partial sync")
 	}
+	checks := f.checks
+	if _, err := p.Sync(context.Background(), snapshot(a), changes(a.sp.Name)); err != nil || f.checks != checks {
+		t.Fatalf("a sync with changes within CanaryInterval must not check the canaries (%d checks)", f.checks-checks)
+	}
 	f.missing["nat"] = true
 	now = now.Add(2 * time.Second)
 	st, err := p.Sync(context.Background(), snapshot(a), changes())
 	if err != nil || !st.Full {
 		t.Fatalf("canary gone: want a full sync, got %+v %v", st, err)
+	}
+	f.missing = map[string]bool{"jump": true}
+	now = now.Add(2 * time.Second)
+	st, err = p.Sync(context.Background(), snapshot(a), changes())
+	if err != nil || !st.Full {
+		t.Fatalf("PREROUTING jump gone (nat flushed): want a full sync, got %+v %v", st, err)
 	}
 }
 

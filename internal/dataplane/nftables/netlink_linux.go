@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -101,7 +102,9 @@ func (b *batch) nfSet(s *set) *nftables.Set {
 	case kindAddrSet:
 		ns.KeyType = addrType
 	case kindIndexMap:
+		// numgen and jhash write host-order integers; say so for nft to print them.
 		ns.KeyType, ns.IsMap, ns.DataType = nftables.TypeMark, true, nftables.TypeVerdict
+		ns.KeyByteOrder = binaryutil.NativeEndian
 	case kindServiceSet:
 		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService)
 		ns.Concatenation = true

@@ -174,11 +174,7 @@ func (t *tableSync) tableUnchanged() (bool, error) {
 }
 
 func (t *tableSync) expectedUse() int {
-	n := len(t.staleChains) + len(t.staleSets) + len(t.applied.node.chains) + len(t.applied.node.sets)
-	for _, fr := range t.applied.services {
-		n += len(fr.chains) + len(fr.sets)
-	}
-	return n
+	return len(t.staleChains) + len(t.staleSets) + t.applied.objects
 }
 
 func findChain(fr *fragment, name string) *chain {
@@ -197,13 +193,9 @@ func isENOENT(err error) bool {
 // foldServices folds changed owners into the applied ruleset. It modifies applied in
 // place: a failed sync forgets applied altogether, so nothing is lost.
 func foldServices(applied *ruleset, node *fragment, updated map[state.ServicePortName]*fragment) *ruleset {
-	next := &ruleset{fam: applied.fam, node: node, services: applied.services}
+	applied.setNode(node)
 	for n, fr := range updated {
-		if fr == nil {
-			delete(next.services, n)
-		} else {
-			next.services[n] = fr
-		}
+		applied.put(n, fr)
 	}
-	return next
+	return applied
 }

@@ -25,7 +25,8 @@ func (f *fakeAddrs) remove(a netip.Addr) error {
 	delete(f.added, a)
 	return nil
 }
-func (f *fakeAddrs) cleanup() error { return nil }
+func (f *fakeAddrs) cleanup() error               { return nil }
+func (f *fakeAddrs) adopt() ([]netip.Addr, error) { return nil, nil }
 
 func TestNonLocalClusterIPWithoutRootIsAnErrorOthersKeepWorking(t *testing.T) {
 	t.Parallel()
