@@ -271,13 +271,16 @@ type fakeIptables struct {
 	checks   int                      // EnsureRule calls
 }
 
-func newFakeIptables() *fakeIptables { return &fakeIptables{rules: map[string]bool{}, saved: map[bool]map[string]bool{false: {}, true: {}}, chains: map[bool]bool{}} }
+func newFakeIptables() *fakeIptables {
+	return &fakeIptables{rules: map[string]bool{}, saved: map[bool]map[string]bool{false: {}, true: {}}, chains: map[bool]bool{}}
+}
 
 func (f *fakeIptables) Restore(_ context.Context, v6 bool, text string) error {
 	f.restores = append(f.restores, text)
 	f.chains[v6] = !strings.Contains(text, "-X "+chainServices)
 	return nil
 }
+
 // Save prints what iptables-save would: our chain when it exists and the rules.
 func (f *fakeIptables) Save(_ context.Context, v6 bool) (string, error) {
 	var b strings.Builder
