@@ -148,6 +148,25 @@ func (c *cluster) metrics() (string, error) {
 	return b.String(), err
 }
 
+// expectHealth GETs url from the client namespace and checks status and body.
+func (c *cluster) expectHealth(url string, code int, bodyPart string) error {
+	tr := &http.Transport{DisableKeepAlives: true,
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			return c.client.Dial(network, addr, 2*time.Second)
+		}}
+	resp, err := (&http.Client{Timeout: 2 * time.Second, Transport: tr}).Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	if resp.StatusCode != code || !strings.Contains(b.String(), bodyPart) {
+		return fmt.Errorf("got %d %s, want %d with %s", resp.StatusCode, b.String(), code, bodyPart)
+	}
+	return nil
+}
+
 // eventually retries f for up to 15s and fails the test with f's last error.
 func (c *cluster) eventually(what string, f func() error) {
 	c.t.Helper()

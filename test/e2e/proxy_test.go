@@ -183,3 +183,22 @@ func TestUDPClientSurvivesBackendReplacement(t *testing.T) {
 		})
 	})
 }
+
+// TestHealthCheckNodePort checks the eTP=Local health check: 200 with the number of
+// local endpoints while this node has one, 503 once it has none.
+func TestHealthCheckNodePort(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c := newCluster(t, m, 1)
+		lb := service{Name: "lb", ClusterIP: "10.96.0.20", Port: 80, NodePort: 30090, HealthCheckNodePort: 32090,
+			LocalEndpoints: true, Endpoints: c.backends}
+		c.apply("lb", lb.manifest())
+		c.start()
+		url := fmt.Sprintf("http://%s:32090/", c.client.NodeIP)
+		c.eventually("health check 200", func() error { return c.expectHealth(url, 200, `"localEndpoints":1`) })
+		// External traffic to the NodePort reaches the local endpoint.
+		c.askUntilAll(c.client, fmt.Sprintf("%s:30090", c.client.NodeIP), c.names(c.backends...))
+		lb.LocalEndpoints = false
+		c.apply("lb", lb.manifest())
+		c.eventually("health check 503", func() error { return c.expectHealth(url, 503, `"localEndpoints":0`) })
+	})
+}

@@ -368,3 +368,16 @@ func TestKernelSessionAffinityKeepsClient(t *testing.T) {
 		t.Fatalf("ClientIP affinity: one client reached %v", c)
 	}
 }
+
+// Traffic routed through the node (from a pod or another host) to a Service without
+// endpoints is refused too, in the forward hook.
+func TestKernelNoEndpointsRefusedForRoutedTraffic(t *testing.T) {
+	tb := newTestbed(t)
+	tb.backend.ip(t, "route", "add", "10.96.0.0/16", "via", "10.200.0.1")
+	s := &spec{name: "empty", clusterIP: "10.96.0.11", port: 80}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: nil}))
+	_, err := dialIdentity(t, tb.backend, "10.96.0.11:80")
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("routed connection to a Service without endpoints: %v, want connection refused", err)
+	}
+}
