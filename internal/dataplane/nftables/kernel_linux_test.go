@@ -381,3 +381,25 @@ func TestKernelNoEndpointsRefusedForRoutedTraffic(t *testing.T) {
 		t.Fatalf("routed connection to a Service without endpoints: %v, want connection refused", err)
 	}
 }
+
+func TestKernelNodeChangeRerendersEveryService(t *testing.T) {
+	tb := newTestbed(t)
+	s := &spec{name: "local", clusterIP: "10.96.0.21", port: 80, iTPLocal: true}
+	eps := []state.Endpoint{ep(backends[0], 8080)}
+	eps[0].NodeName = "node-b"
+	snap := snapshotOf(map[*spec][]state.Endpoint{s: eps})
+	tb.sync(t, snap)
+	if _, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err == nil {
+		t.Fatal("iTP=Local without a local endpoint answered")
+	}
+	// The endpoint's locality is what the node change altered; no port is listed as
+	// changed, only the node.
+	snap.Endpoints[s.portName()][0].IsLocal = true
+	st, err := tb.p.Sync(context.Background(), snap, state.ChangeSet{NodeChanged: true})
+	if err != nil || st.Full {
+		t.Fatalf("node change: full=%v err=%v, want a partial sync", st.Full, err)
+	}
+	if got, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err != nil || got != backends[0]+":8080" {
+		t.Fatalf("after the node change: %q, %v", got, err)
+	}
+}
