@@ -253,7 +253,8 @@ func (p *Proxier) afterSync(snap *state.Snapshot) {
 	}
 	if p.c.Conntrack != nil && p.prev != nil {
 		stale := state.StaleUDPEndpoints(p.prev, snap, state.ChangeSet{Ports: p.pending})
-		if n, err := conntrack.CleanStale(p.c.Conntrack, stale); err != nil {
+		filters := append(conntrack.FiltersFor(stale), conntrack.FiltersForNewlyServed(newlyServed(p.prev, snap, p.pending))...)
+		if n, err := conntrack.Clean(p.c.Conntrack, filters); err != nil {
 			p.log.Warn("conntrack cleanup", "err", err)
 		} else if n > 0 {
 			p.log.Info("deleted stale UDP conntrack entries", "count", n)
@@ -261,4 +262,22 @@ func (p *Proxier) afterSync(snap *state.Snapshot) {
 	}
 	p.prev = snap
 	p.pending = map[state.ServicePortName]struct{}{}
+}
+
+// newlyServed lists the changed UDP/SCTP ports that had no endpoint in prev and have
+// one now. Upstream forgets their flows too: a flow the kernel tracked while the port
+// had no endpoint (e.g. created before any rule existed) is not NATed and would stay
+// black-holed until it times out.
+func newlyServed(prev, cur *state.Snapshot, changed map[state.ServicePortName]struct{}) []*state.ServicePort {
+	var out []*state.ServicePort
+	for n := range changed {
+		sp := cur.Services[n]
+		if sp == nil || sp.Protocol == "TCP" || len(cur.Categorize(n).AllReachable) == 0 {
+			continue
+		}
+		if prev.Services[n] == nil || len(prev.Categorize(n).AllReachable) == 0 {
+			out = append(out, sp)
+		}
+	}
+	return out
 }
