@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 )
 
-func init() { Register("twos", func(Options) (Scheduler, error) { return &twos{}, nil }) }
+func init() { Register("twos", func(Options) (Scheduler, error) { return newTwos(), nil }) }
 
 // twos is weighted random twos choice (ip_vs_twos): two backends are drawn at random
 // in proportion to their weights and the one with the lower overhead/weight takes the
@@ -18,6 +18,17 @@ func init() { Register("twos", func(Options) (Scheduler, error) { return &twos{}
 type twos struct {
 	pool
 	alias aliasTable
+	// load mirrors each backend's overhead and weight by position, so that comparing
+	// the two draws reads two small array entries instead of two scattered backends.
+	load []twosLoad
+}
+
+type twosLoad struct{ over, weight int64 }
+
+func newTwos() *twos {
+	s := &twos{}
+	s.changed = func(d *dest) { s.load[d.pos].over = d.overhead() }
+	return s
 }
 
 func (s *twos) Name() string { return "twos" }
@@ -26,6 +37,10 @@ func (s *twos) Update(bs []Backend) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.replace(bs)
+	s.load = s.load[:0]
+	for _, d := range s.dests {
+		s.load = append(s.load, twosLoad{over: d.overhead(), weight: int64(d.Weight)})
+	}
 	s.alias.build(s.dests)
 }
 
@@ -37,23 +52,23 @@ func (s *twos) Pick(ConnInfo) (Backend, bool) {
 		return Backend{}, false
 	}
 	b, _ := s.alias.draw()
-	if b.overhead()*int64(a.Weight) < a.overhead()*int64(b.Weight) {
+	la, lb := s.load[a], s.load[b]
+	if lb.over*la.weight < la.over*lb.weight {
 		a = b
 	}
-	return s.picked(a)
+	return s.picked(s.dests[a])
 }
 
-// aliasTable draws a backend with probability weight/total in O(1). Each column is
-// one struct, so a draw touches one column and one backend: at 100,000 backends every
-// cache miss shows.
+// aliasTable draws a backend position with probability weight/total in O(1). Each
+// column is one small struct, so a draw touches one cache line.
 type aliasTable struct {
 	cols []aliasCol
 }
 
 type aliasCol struct {
-	keep uint32 // keep d when the low 32 random bits are below; else take alt
-	d    *dest
-	alt  *dest
+	keep   uint32 // keep pos when the low 32 random bits are below; else take alt
+	pos    int32
+	altPos int32
 }
 
 func (t *aliasTable) build(all []*dest) {
@@ -61,7 +76,7 @@ func (t *aliasTable) build(all []*dest) {
 	total := int64(0)
 	for _, d := range all {
 		if d.available() {
-			t.cols = append(t.cols, aliasCol{d: d, alt: d})
+			t.cols = append(t.cols, aliasCol{pos: int32(d.pos), altPos: int32(d.pos)})
 			total += int64(d.Weight)
 		}
 	}
@@ -70,7 +85,7 @@ func (t *aliasTable) build(all []*dest) {
 	scaled := make([]int64, n)
 	var small, large []int
 	for i, c := range t.cols {
-		scaled[i] = int64(c.d.Weight) * n
+		scaled[i] = int64(all[c.pos].Weight) * n
 		if scaled[i] < total {
 			small = append(small, i)
 		} else {
@@ -82,7 +97,7 @@ func (t *aliasTable) build(all []*dest) {
 		small = small[:len(small)-1]
 		q, _ := bits.Div64(uint64(scaled[sm]), 0, uint64(total))
 		t.cols[sm].keep = uint32(q >> 32)
-		t.cols[sm].alt = t.cols[l].d
+		t.cols[sm].altPos = t.cols[l].pos
 		scaled[l] -= total - scaled[sm]
 		if scaled[l] < total {
 			large = large[:len(large)-1]
@@ -94,15 +109,15 @@ func (t *aliasTable) build(all []*dest) {
 	}
 }
 
-func (t *aliasTable) draw() (*dest, bool) {
+func (t *aliasTable) draw() (int32, bool) {
 	n := uint64(len(t.cols))
 	if n == 0 {
-		return nil, false
+		return 0, false
 	}
 	r := rand.Uint64()
 	c := &t.cols[(r>>32)*n>>32]
 	if uint32(r) < c.keep {
-		return c.d, true
+		return c.pos, true
 	}
-	return c.alt, true
+	return c.altPos, true
 }

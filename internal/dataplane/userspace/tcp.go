@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -59,6 +60,7 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 	p.conns.add(client)
 	defer p.conns.remove(client)
 	src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port()) // one key per client for affinity and sh
 	if !fe.allows(src.Addr()) {
 		reset(client)
 		return
@@ -91,9 +93,13 @@ func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (*net.TCPConn, *leas
 		if !ok {
 			return nil, nil
 		}
-		c, err := d.Dial("tcp", l.b.addr.String())
+		// DialTCP with a netip address skips the string parsing and resolver
+		// machinery of Dial: it is a measurable part of a short connection. The
+		// context is not cancelable on purpose: deriving from one costs a
+		// registration per dial, and a pending dial ends within dialTimeout anyway.
+		c, err := d.DialTCP(context.Background(), "tcp", netip.AddrPort{}, l.b.addr)
 		if err == nil {
-			return c.(*net.TCPConn), l
+			return c, l
 		}
 		l.failed(src.Addr())
 		p.log.Debug("endpoint unreachable", "service", fe.svc.String(), "endpoint", l.b.addr.String(), "err", err)

@@ -79,6 +79,11 @@ type Proxier struct {
 	noLocal map[state.ServicePortName][2]bool
 	// ourAddrs counts the frontends using each address kproxy added to the host.
 	ourAddrs map[netip.Addr]int
+	// leftovers are addresses an earlier kproxy added (the daemon keeps them on
+	// exit so a restart does not interrupt traffic); the first Sync reuses those
+	// still wanted and removes the rest.
+	leftovers map[netip.Addr]bool
+	adopted   bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
