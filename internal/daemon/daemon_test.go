@@ -73,12 +73,16 @@ func (l listingDP) List(context.Context) ([]dataplane.VirtualService, error) {
 var (
 	plainDP   = &fakeDP{synced: make(chan struct{}, 100)}
 	listDP    = &fakeDP{synced: make(chan struct{}, 100)}
+	failingDP = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
 	cleanFail = errors.New("rules are stuck")
 )
 
 func init() {
 	dataplane.Register(dataplane.Mode{Name: "core-fake",
 		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return plainDP, nil },
+		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
+	dataplane.Register(dataplane.Mode{Name: "core-fake-failing",
+		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return failingDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-list",
 		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return listingDP{listDP}, nil },
@@ -313,3 +317,51 @@ func TestNodeEligibility(t *testing.T) {
 }
 
 func kpMode(s string) kpconfig.ProxyMode { return kpconfig.ProxyMode(s) }
+
+func TestHealthzTurnsUnhealthyWhileSyncsFail(t *testing.T) {
+	src := &chanSource{initial: []func(state.Handler){service("web", "10.0.0.1")}, more: make(chan func(state.Handler))}
+	r := startDaemon(t, "core-fake-failing", src, func(o *Options) {
+		// 2 x syncPeriod = 200ms: a queued update older than that is unhealthy.
+		o.Config.IPTables.SyncPeriod.Duration = 100 * time.Millisecond
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := get(t, "http://"+r.addrs["healthz"]+"/healthz")
+		if code == http.StatusServiceUnavailable {
+			if !strings.Contains(body, `"healthy":false`) {
+				t.Errorf("503 body = %q", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz still %d %q while every sync fails", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := get(t, "http://"+r.addrs["healthz"]+"/livez"); code != http.StatusServiceUnavailable {
+		t.Errorf("/livez = %d, want 503", code)
+	}
+	if code, _ := get(t, "http://"+r.addrs["metrics"]+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("metrics /healthz = %d, want 503", code)
+	}
+}
+
+func TestSourceSelection(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	dir := t.TempDir()
+	c := config.Default()
+	c.ClientConnection.Kubeconfig = dir + "/from-config-file"
+	// --services-from wins over a kubeconfig named in the config file.
+	src, err := buildSource(Options{Config: c, ServicesFrom: dir}, "n", nil, nil)
+	if err != nil || src == nil {
+		t.Fatalf("file source: %v", err)
+	}
+	// Without it, the config file's clientConnection.kubeconfig is used, as kube-proxy does.
+	if _, err := buildSource(Options{Config: c}, "n", nil, nil); err == nil || !strings.Contains(err.Error(), "from-config-file") {
+		t.Errorf("kubeconfig from the config file not used: %v", err)
+	}
+	if _, err := buildSource(Options{Config: c, ServicesFrom: dir, Kubeconfig: "k"}, "n", nil, nil); err == nil ||
+		!strings.Contains(err.Error(), "alternatives") {
+		t.Errorf("both flags: %v", err)
+	}
+}

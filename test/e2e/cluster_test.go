@@ -89,7 +89,8 @@ func (c *cluster) start(extra ...string) {
 		"--proxy-mode", c.m.ProxyMode, "--services-from", c.dir,
 		"--hostname-override", nodeName, "--cluster-cidr", clusterCIDR,
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
-		"--iptables-sync-period", syncPeriod, "--iptables-min-sync-period", "0s", "--v", "4"}, extra...)
+		"--iptables-sync-period", syncPeriod, "--iptables-min-sync-period", "0s", "--v", "4"}, c.modeArgs()...)
+	args = append(args, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), c.m.Env...)
 	if c.logs == nil {
@@ -101,6 +102,13 @@ func (c *cluster) start(extra ...string) {
 	}
 	c.proc, c.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { cmd.Wait(); close(done) }(c.done)
+}
+
+func (c *cluster) modeArgs() []string {
+	if c.m.Args == nil {
+		return nil
+	}
+	return c.m.Args(c.t)
 }
 
 // stop sends SIGTERM and waits for kproxy to exit (SIGKILL after 10s).
@@ -146,6 +154,25 @@ func (c *cluster) metrics() (string, error) {
 	var b bytes.Buffer
 	_, err = b.ReadFrom(resp.Body)
 	return b.String(), err
+}
+
+// expectHealth GETs url from the client namespace and checks status and body.
+func (c *cluster) expectHealth(url string, code int, bodyPart string) error {
+	tr := &http.Transport{DisableKeepAlives: true,
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			return c.client.Dial(network, addr, 2*time.Second)
+		}}
+	resp, err := (&http.Client{Timeout: 2 * time.Second, Transport: tr}).Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	if resp.StatusCode != code || !strings.Contains(b.String(), bodyPart) {
+		return fmt.Errorf("got %d %s, want %d with %s", resp.StatusCode, b.String(), code, bodyPart)
+	}
+	return nil
 }
 
 // eventually retries f for up to 15s and fails the test with f's last error.

@@ -17,6 +17,11 @@ type service struct {
 	Protocol  string // TCP or UDP
 	NodePort  int
 	Affinity  bool
+	// HealthCheckNodePort makes it a LoadBalancer Service with
+	// externalTrafficPolicy Local.
+	HealthCheckNodePort int
+	// LocalEndpoints puts the endpoints on this node rather than another one.
+	LocalEndpoints bool
 	// Endpoints are backends; nil means the Service has no EndpointSlice at all.
 	Endpoints []*netns.NS
 }
@@ -36,6 +41,9 @@ func (s service) manifest() string {
 	if s.NodePort != 0 {
 		typ = "NodePort"
 	}
+	if s.HealthCheckNodePort != 0 {
+		typ = "LoadBalancer"
+	}
 	fmt.Fprintf(&b, `apiVersion: v1
 kind: Service
 metadata:
@@ -48,6 +56,9 @@ spec:
 `, s.Name, typ, s.ClusterIP, s.ClusterIP)
 	if s.Affinity {
 		b.WriteString("  sessionAffinity: ClientIP\n")
+	}
+	if s.HealthCheckNodePort != 0 {
+		fmt.Fprintf(&b, "  externalTrafficPolicy: Local\n  healthCheckNodePort: %d\n", s.HealthCheckNodePort)
 	}
 	fmt.Fprintf(&b, "  ports:\n  - name: p\n    protocol: %s\n    port: %d\n    targetPort: %d\n", proto, s.Port, target)
 	if s.NodePort != 0 {
@@ -75,8 +86,12 @@ endpoints:`, s.Name, s.Name, proto, target)
 		return b.String()
 	}
 	b.WriteString("\n")
+	node := "other-node"
+	if s.LocalEndpoints {
+		node = nodeName
+	}
 	for _, e := range s.Endpoints {
-		fmt.Fprintf(&b, "- addresses: [%s]\n  conditions: {ready: true}\n  nodeName: other-node\n", e.IP)
+		fmt.Fprintf(&b, "- addresses: [%s]\n  conditions: {ready: true}\n  nodeName: %s\n", e.IP, node)
 	}
 	return b.String()
 }

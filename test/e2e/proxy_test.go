@@ -183,3 +183,56 @@ func TestUDPClientSurvivesBackendReplacement(t *testing.T) {
 		})
 	})
 }
+
+// TestHealthCheckNodePort checks the eTP=Local health check: 200 with the number of
+// local endpoints while this node has one, 503 once it has none.
+func TestHealthCheckNodePort(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c := newCluster(t, m, 1)
+		lb := service{Name: "lb", ClusterIP: "10.96.0.20", Port: 80, NodePort: 30090, HealthCheckNodePort: 32090,
+			LocalEndpoints: true, Endpoints: c.backends}
+		c.apply("lb", lb.manifest())
+		c.start()
+		url := fmt.Sprintf("http://%s:32090/", c.client.NodeIP)
+		c.eventually("health check 200", func() error { return c.expectHealth(url, 200, `"localEndpoints":1`) })
+		// External traffic to the NodePort reaches the local endpoint.
+		c.askUntilAll(c.client, fmt.Sprintf("%s:30090", c.client.NodeIP), c.names(c.backends...))
+		lb.LocalEndpoints = false
+		c.apply("lb", lb.manifest())
+		c.eventually("health check 503", func() error { return c.expectHealth(url, 503, `"localEndpoints":0`) })
+	})
+}
+
+// TestUDPClientServedOnceEndpointsAppear sends from one UDP socket to a Service
+// without endpoints, then gives it one: the client, which keeps its socket as
+// resolvers do, must be served without waiting for any conntrack timeout.
+func TestUDPClientServedOnceEndpointsAppear(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c := newCluster(t, m, 1)
+		dns := service{Name: "dns", ClusterIP: "10.96.0.53", Port: 53, Protocol: "UDP", Endpoints: []*netns.NS{}}
+		c.apply("dns", dns.manifest())
+		c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
+		c.start()
+		c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
+		conn, err := c.client.DialFrom("udp4", c.client.IP.String()+":40054", "10.96.0.53:53", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if got, err := netns.AskConn(conn, 300*time.Millisecond); err == nil {
+			t.Fatalf("answer %q from a Service without endpoints", got)
+		}
+		dns.Endpoints = c.backends
+		c.apply("dns", dns.manifest())
+		c.eventually("UDP answer on the same socket once the Service has an endpoint", func() error {
+			got, err := netns.AskConn(conn, 300*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			if got != c.backends[0].Name {
+				return fmt.Errorf("answer from %q", got)
+			}
+			return nil
+		})
+	})
+}

@@ -185,3 +185,18 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 		t.Fatalf("no-local counts %v", st.NoLocalEndpoints)
 	}
 }
+
+func TestNewlyServedUDPPortForgetsRejectedFlows(t *testing.T) {
+	ct := &conntrack.Fake{}
+	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), Conntrack: ct})
+	empty := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53)
+	p.Sync(context.Background(), snapshot(empty), changes())
+	served := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
+	if _, err := p.Sync(context.Background(), snapshot(served), changes(empty.sp.Name)); err != nil {
+		t.Fatal(err)
+	}
+	got := ct.Filters()
+	if len(got) != 1 || got[0].OrigDst.String() != "10.96.0.53" || got[0].Endpoint.IsValid() {
+		t.Fatalf("filters %v, want every flow to 10.96.0.53:53", got)
+	}
+}

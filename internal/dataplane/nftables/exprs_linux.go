@@ -103,6 +103,10 @@ func stmtExprs(s stmt) ([]expr.Any, error) {
 	case masquerade:
 		return []expr.Any{&expr.Masq{FullyRandom: true}}, nil
 	case rejectStmt:
+		if s.tcpReset {
+			match, _ := stmtExprs(l4proto{proto: "tcp"})
+			return append(match, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}), nil
+		}
 		// Family-specific codes: the ip and ip6 reject ignore ICMPX (inet only).
 		code := uint8(3) // ICMP_PORT_UNREACH
 		if s.fam.ipv6 {

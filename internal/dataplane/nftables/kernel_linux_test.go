@@ -368,3 +368,38 @@ func TestKernelSessionAffinityKeepsClient(t *testing.T) {
 		t.Fatalf("ClientIP affinity: one client reached %v", c)
 	}
 }
+
+// Traffic routed through the node (from a pod or another host) to a Service without
+// endpoints is refused too, in the forward hook.
+func TestKernelNoEndpointsRefusedForRoutedTraffic(t *testing.T) {
+	tb := newTestbed(t)
+	tb.backend.ip(t, "route", "add", "10.96.0.0/16", "via", "10.200.0.1")
+	s := &spec{name: "empty", clusterIP: "10.96.0.11", port: 80}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: nil}))
+	_, err := dialIdentity(t, tb.backend, "10.96.0.11:80")
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("routed connection to a Service without endpoints: %v, want connection refused", err)
+	}
+}
+
+func TestKernelNodeChangeRerendersEveryService(t *testing.T) {
+	tb := newTestbed(t)
+	s := &spec{name: "local", clusterIP: "10.96.0.21", port: 80, iTPLocal: true}
+	eps := []state.Endpoint{ep(backends[0], 8080)}
+	eps[0].NodeName = "node-b"
+	snap := snapshotOf(map[*spec][]state.Endpoint{s: eps})
+	tb.sync(t, snap)
+	if _, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err == nil {
+		t.Fatal("iTP=Local without a local endpoint answered")
+	}
+	// The endpoint's locality is what the node change altered; no port is listed as
+	// changed, only the node.
+	snap.Endpoints[s.portName()][0].IsLocal = true
+	st, err := tb.p.Sync(context.Background(), snap, state.ChangeSet{NodeChanged: true})
+	if err != nil || st.Full {
+		t.Fatalf("node change: full=%v err=%v, want a partial sync", st.Full, err)
+	}
+	if got, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err != nil || got != backends[0]+":8080" {
+		t.Fatalf("after the node change: %q, %v", got, err)
+	}
+}

@@ -42,7 +42,7 @@ var sharedSets = map[string]bool{
 
 // maxSharedPick is the largest endpoint count served by the shared pick chains;
 // Services with more get chains of their own.
-const maxSharedPick = 32
+const maxSharedPick = 128
 
 func pickChain(n int) string         { return fmt.Sprintf("pick-%d", n) }
 func externalPickChain(n int) string { return fmt.Sprintf("external-pick-%d", n) }

@@ -175,9 +175,15 @@ func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot,
 		}
 		return true, written, err
 	}
-	updated := make(map[state.ServicePortName]*fragment, len(changed.Ports))
-	changes := make([]change, 0, len(changed.Ports)+1)
-	for n := range changed.Ports {
+	ports := changed.Ports
+	if changed.NodeChanged {
+		// The node's labels and addresses feed endpoint categorisation (topology,
+		// locality) of every Service: re-render all, still sending only differences.
+		ports = allPorts(snap, t.applied)
+	}
+	updated := make(map[state.ServicePortName]*fragment, len(ports))
+	changes := make([]change, 0, len(ports)+1)
+	for n := range ports {
 		var fr *fragment
 		if sp := snap.Services[n]; sp != nil {
 			fr = renderService(o, sp, snap.Categorize(n))
@@ -298,4 +304,16 @@ func (p *Proxier) useNetns(fd int) {
 	for _, t := range p.tables {
 		t.nsFD = fd
 	}
+}
+
+// allPorts names every ServicePort of the snapshot and of the applied ruleset.
+func allPorts(snap *state.Snapshot, applied *ruleset) map[state.ServicePortName]struct{} {
+	out := make(map[state.ServicePortName]struct{}, len(snap.Services))
+	for n := range snap.Services {
+		out[n] = struct{}{}
+	}
+	for n := range applied.services {
+		out[n] = struct{}{}
+	}
+	return out
 }

@@ -94,7 +94,13 @@ func renderNode(o renderOptions) *fragment {
 		{nodePortMatch, portVmap{set: mapNoEndpointNodePort}},
 	}})
 	fr.addChain(&chain{name: chainFirewallCheck, rules: []rule{{serviceVmap{fam: f, set: mapFirewallIPs}}}})
-	fr.addChain(&chain{name: chainReject, rules: []rule{{rejectStmt{fam: f}}}})
+	// TCP gets a reset: ICMP errors for forwarded packets are rate limited per
+	// destination host (net.ipv4.icmp_ratelimit), so a client behind the node would
+	// wait for its SYN to time out instead of seeing "connection refused".
+	fr.addChain(&chain{name: chainReject, rules: []rule{
+		{rejectStmt{fam: f, tcpReset: true}},
+		{rejectStmt{fam: f}},
+	}})
 	fr.addChain(&chain{name: chainMasquerading, rules: []rule{
 		{markUnset{mark: o.masqMark}, verdictReturn},
 		{markOp{mark: o.masqMark, xor: true}},

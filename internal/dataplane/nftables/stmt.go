@@ -126,9 +126,19 @@ type masquerade struct{}
 func (masquerade) text() string { return "masquerade fully-random" }
 
 // rejectStmt answers with ICMP port unreachable.
-type rejectStmt struct{ fam family }
+type rejectStmt struct {
+	fam family
+	// tcpReset answers TCP with a reset and matches TCP only (nft shows the protocol
+	// match as implied by the statement).
+	tcpReset bool
+}
 
-func (rejectStmt) text() string { return "reject" }
+func (s rejectStmt) text() string {
+	if s.tcpReset {
+		return "reject with tcp reset"
+	}
+	return "reject"
+}
 
 // dnat rewrites the destination to one endpoint.
 type dnat struct {

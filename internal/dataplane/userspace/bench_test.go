@@ -188,10 +188,59 @@ func BenchmarkChooseEndpoint(b *testing.B) {
 	}
 }
 
-// choiceProxier syncs n ClusterIP Services without opening their sockets.
-func choiceProxier(b *testing.B, n int) (*Proxier, []feKey) {
+// BenchmarkSync is the cost of Sync for n Services without their sockets: "cold"
+// from empty, "one" for one changed Service among n.
+func BenchmarkSync(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		svcs := benchServices(n)
+		sn := snap(state.NodeInfo{}, svcs...)
+		b.Run(fmt.Sprintf("services=%d/cold", n), func(b *testing.B) {
+			var cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				p := syncOnlyProxier(b, svcs)
+				b.StartTimer()
+				cpu0 := cpuTime()
+				mustSync(b, p, sn, allChanged(sn))
+				cpu += cpuTime() - cpu0
+			}
+			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+		})
+		b.Run(fmt.Sprintf("services=%d/one", n), func(b *testing.B) {
+			p := syncOnlyProxier(b, svcs)
+			mustSync(b, p, sn, allChanged(sn))
+			// Two snapshots that differ in the weight of one endpoint of one Service.
+			var next [2]*state.Snapshot
+			var changed state.ChangeSet
+			for w := range next {
+				one := *svcs[n/2]
+				one.eps = append([]state.Endpoint(nil), svcs[n/2].eps...)
+				one.eps[0].Weight = 2 + w
+				next[w] = snap(state.NodeInfo{}, svcs...)
+				next[w].Endpoints[one.sp.Name] = one.eps
+				changed = allChanged(snap(state.NodeInfo{}, &one))
+			}
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				mustSync(b, p, next[i%2], changed)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// syncOnlyProxier is a Proxier that opens no sockets and adds Service addresses
+// to a fake host, as root would to kproxy0.
+func syncOnlyProxier(b *testing.B, svcs []*svc) *Proxier {
 	p, _ := testProxier(b, nil)
 	p.listen = func(*frontend) error { return nil }
+	p.addrs = &fakeAddrs{root: true, added: map[netip.Addr]bool{}}
+	return p
+}
+
+func benchServices(n int) []*svc {
 	svcs := make([]*svc, 0, n)
 	for i := 0; i < n; i++ {
 		ip := netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})
@@ -202,14 +251,13 @@ func choiceProxier(b *testing.B, n int) (*Proxier, []feKey) {
 		}
 		svcs = append(svcs, s)
 	}
-	// Non-local ClusterIPs would need root; pretend they are local.
-	p.localAddrs = func() ([]netip.Addr, error) {
-		out := make([]netip.Addr, len(svcs))
-		for i, s := range svcs {
-			out[i] = s.sp.ClusterIPs[0]
-		}
-		return out, nil
-	}
+	return svcs
+}
+
+// choiceProxier syncs n ClusterIP Services without opening their sockets.
+func choiceProxier(b *testing.B, n int) (*Proxier, []feKey) {
+	svcs := benchServices(n)
+	p := syncOnlyProxier(b, svcs)
 	sn := snap(state.NodeInfo{}, svcs...)
 	mustSync(b, p, sn, allChanged(sn))
 	keys := make([]feKey, len(svcs))

@@ -46,12 +46,12 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		run.local[a.Unmap()] = true
 	}
 	var errs []error
-	nodeAddrs, err := p.nodePortAddrs(snap, local)
+	p.adoptLeftovers()
+	nodeAddrs, err := p.nodePortAddrs(snap, run)
 	if err != nil {
 		errs = append(errs, err)
 		nodeAddrs = p.nodeAddrs // keep serving on the last good set
 	}
-	p.adoptLeftovers()
 	full := p.needFull || changed.NodeChanged || !slices.Equal(nodeAddrs, p.nodeAddrs)
 	p.nodeAddrs = nodeAddrs
 	names := p.namesToSync(snap, changed, full)
@@ -98,16 +98,24 @@ func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
 	return s
 }
 
-// nodePortAddrs selects the node addresses NodePorts listen on. Node-object
-// addresses this host does not have are left out: nothing could arrive there.
-func (p *Proxier) nodePortAddrs(snap *state.Snapshot, local []netip.Addr) ([]netip.Addr, error) {
+// nodePortAddrs selects the node addresses NodePorts listen on. Service addresses
+// kproxy put on the host are interface addresses too, but not node addresses (as
+// kube-proxy's IPVS mode leaves kube-ipvs0 out). Node-object addresses this host
+// does not have are left out: nothing could arrive there.
+func (p *Proxier) nodePortAddrs(snap *state.Snapshot, run *syncRun) ([]netip.Addr, error) {
 	var list []string
 	if p.opts.Config != nil {
 		list = p.opts.Config.NodePortAddresses
 	}
+	host := make([]netip.Addr, 0, len(run.local))
+	for a := range run.local {
+		if p.ourAddrs[a] == 0 && !p.leftovers[a] {
+			host = append(host, a)
+		}
+	}
 	sel, err := nodeaddr.Select(nodeaddr.Options{
 		NodeAddresses:     snap.Node.Addresses,
-		LocalAddresses:    local,
+		LocalAddresses:    host,
 		NodePortAddresses: list,
 	})
 	if err != nil {
@@ -115,7 +123,7 @@ func (p *Proxier) nodePortAddrs(snap *state.Snapshot, local []netip.Addr) ([]net
 	}
 	out := sel[:0]
 	for _, a := range sel {
-		if nodeaddr.IsLocal(a, local) {
+		if a.IsLoopback() || run.local[a] {
 			out = append(out, a)
 		} else if !slices.Contains(p.nodeAddrs, a) {
 			p.log.Warn("node address is not on this host; NodePorts are not served there", "address", a.String())

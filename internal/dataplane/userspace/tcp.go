@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -93,8 +94,10 @@ func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (*net.TCPConn, *leas
 			return nil, nil
 		}
 		// DialTCP with a netip address skips the string parsing and resolver
-		// machinery of Dial: it is a measurable part of a short connection.
-		c, err := d.DialTCP(p.ctx, "tcp", netip.AddrPort{}, l.b.addr)
+		// machinery of Dial: it is a measurable part of a short connection. The
+		// context is not cancelable on purpose: deriving from one costs a
+		// registration per dial, and a pending dial ends within dialTimeout anyway.
+		c, err := d.DialTCP(context.Background(), "tcp", netip.AddrPort{}, l.b.addr)
 		if err == nil {
 			return c, l
 		}

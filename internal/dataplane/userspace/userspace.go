@@ -90,9 +90,6 @@ type Proxier struct {
 	conns   connSet
 	closed  atomic.Bool
 	stopEst chan struct{}
-	// ctx ends with Drain, aborting connects to endpoints that are still pending.
-	ctx    context.Context
-	cancel context.CancelFunc
 }
 
 // New builds the userspace dataplane. It fails when the node default scheduler
@@ -127,7 +124,6 @@ func New(o dataplane.Options) (*Proxier, error) {
 		stopEst:      make(chan struct{}),
 	}
 	p.listen = p.listenSocket
-	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.runEstimator()
 	return p, nil
 }
@@ -155,7 +151,6 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 		return nil
 	}
 	close(p.stopEst)
-	p.cancel()
 	for _, fe := range p.frontends {
 		fe.close()
 	}
