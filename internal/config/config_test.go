@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,48 @@ func TestLoadMissingFile(t *testing.T) {
 	p := writeFile(t, "iptables:\n  bogus: 1\n")
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "iptables.bogus") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// ownFlags are kproxy's flags that are not KubeProxyConfiguration fields.
+var ownFlags = map[string]bool{"config": true, "kubeconfig": true, "services-from": true,
+	"admin-bind-address": true, "cleanup": true, "demo-backends": true, "v": true}
+
+// TestEveryConfigFlagOverridesItsField guards the override table: a flag bound to
+// the config but missing from the table would be silently ignored.
+func TestEveryConfigFlagOverridesItsField(t *testing.T) {
+	f := &Flags{}
+	fs := pflag.NewFlagSet("kproxy", pflag.ContinueOnError)
+	f.AddFlags(fs)
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if ownFlags[fl.Name] {
+			return
+		}
+		if overrides[fl.Name] == nil {
+			t.Errorf("flag --%s has no override: it would be ignored", fl.Name)
+			return
+		}
+		value := map[string]string{"duration": "7s", "int32": "7", "float32": "7", "bool": "true",
+			"string": "x", "stringSlice": "1.2.3.0/24"}[fl.Value.Type()]
+		if fl.Value.Type() == "bool" && fl.DefValue == "true" {
+			value = "false"
+		}
+		g := &Flags{}
+		gfs := pflag.NewFlagSet("kproxy", pflag.ContinueOnError)
+		g.AddFlags(gfs)
+		if err := gfs.Set(fl.Name, value); err != nil {
+			t.Errorf("--%s=%s: %v", fl.Name, value, err)
+			return
+		}
+		c := Default()
+		g.applyFlags(c)
+		if reflect.DeepEqual(c, Default()) {
+			t.Errorf("--%s=%s changed nothing in the config", fl.Name, value)
+		}
+	})
+	for name := range overrides {
+		if fs.Lookup(name) == nil {
+			t.Errorf("override for unknown flag --%s", name)
+		}
 	}
 }

@@ -152,16 +152,22 @@ func (f *Flags) Config() (*kpconfig.KubeProxyConfiguration, error) {
 			return nil, err
 		}
 	}
-	if f.fs != nil {
-		f.fs.Visit(func(fl *pflag.Flag) {
-			if apply := overrides[fl.Name]; apply != nil {
-				apply(c, &f.v)
-			}
-		})
-	}
+	f.applyFlags(c)
 	c.Mode = kpconfig.ProxyMode(strings.TrimSpace(string(c.Mode)))
 	if err := Validate(c); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// applyFlags copies every config flag given on the command line into c.
+func (f *Flags) applyFlags(c *kpconfig.KubeProxyConfiguration) {
+	if f.fs == nil {
+		return
+	}
+	f.fs.Visit(func(fl *pflag.Flag) {
+		if apply := overrides[fl.Name]; apply != nil {
+			apply(c, &f.v)
+		}
+	})
 }

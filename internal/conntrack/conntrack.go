@@ -18,7 +18,8 @@ import (
 
 // Filter selects the flows of one Service address that were NATed to one endpoint:
 // original destination OrigDst:OrigDstPort (any destination when OrigDst is invalid,
-// which is how NodePort flows are matched), reply source Endpoint.
+// which is how NodePort flows are matched), reply source Endpoint (any reply source
+// when Endpoint is invalid).
 type Filter struct {
 	Protocol    uint8
 	OrigDst     netip.Addr
@@ -31,7 +32,11 @@ func (f Filter) String() string {
 	if f.OrigDst.IsValid() {
 		dst = f.OrigDst.String()
 	}
-	return fmt.Sprintf("proto %d dst %s:%d reply-src %s", f.Protocol, dst, f.OrigDstPort, f.Endpoint)
+	ep := "*"
+	if f.Endpoint.IsValid() {
+		ep = f.Endpoint.String()
+	}
+	return fmt.Sprintf("proto %d dst %s:%d reply-src %s", f.Protocol, dst, f.OrigDstPort, ep)
 }
 
 // Deleter deletes the flows matching any of the filters and returns how many it
@@ -72,6 +77,28 @@ func FiltersFor(stale []state.StaleFlow) []Filter {
 	return out
 }
 
+// FiltersForNewlyServed returns the filters that remove every flow to the addresses
+// of UDP ports that had no endpoint and now have one. While a port has no endpoint
+// its packets are rejected without NAT, and the conntrack entry that records this
+// would keep the client's flow un-NATed (black-holed) until it times out.
+func FiltersForNewlyServed(ports []*state.ServicePort) []Filter {
+	var out []Filter
+	for _, sp := range ports {
+		proto := protocolNumber(sp.Protocol)
+		if proto == 0 {
+			continue
+		}
+		vips := append(append(append([]netip.Addr{}, sp.ClusterIPs...), sp.ExternalIPs...), sp.LoadBalancerIPs...)
+		for _, vip := range vips {
+			out = append(out, Filter{Protocol: proto, OrigDst: vip, OrigDstPort: uint16(sp.Port)})
+		}
+		if sp.NodePort != 0 {
+			out = append(out, Filter{Protocol: proto, OrigDstPort: uint16(sp.NodePort)})
+		}
+	}
+	return out
+}
+
 func protocolNumber(p v1.Protocol) uint8 {
 	switch p {
 	case v1.ProtocolUDP:
@@ -85,7 +112,11 @@ func protocolNumber(p v1.Protocol) uint8 {
 // CleanStale deletes the conntrack entries of stale endpoints. It returns the number
 // of entries deleted; an error says which filters could not be applied.
 func CleanStale(d Deleter, stale []state.StaleFlow) (uint, error) {
-	filters := FiltersFor(stale)
+	return Clean(d, FiltersFor(stale))
+}
+
+// Clean applies filters (FiltersFor, FiltersForNewlyServed) in one pass.
+func Clean(d Deleter, filters []Filter) (uint, error) {
 	if len(filters) == 0 {
 		return 0, nil
 	}

@@ -59,3 +59,14 @@ func TestCleanStaleReportsFailureWithFilter(t *testing.T) {
 		t.Fatalf("want 2 filters recorded, got %v", f.Filters())
 	}
 }
+
+func TestFiltersForNewlyServedMatchAnyReplySource(t *testing.T) {
+	sf := staleFlow(v1.ProtocolUDP, 30053)
+	got := FiltersForNewlyServed([]*state.ServicePort{sf.Port})
+	if len(got) != 4 || got[0].Endpoint.IsValid() || got[3].OrigDstPort != 30053 {
+		t.Fatalf("got %v", got)
+	}
+	if got := FiltersForNewlyServed([]*state.ServicePort{staleFlow(v1.ProtocolTCP, 0).Port}); len(got) != 0 {
+		t.Fatalf("TCP: got %v", got)
+	}
+}

@@ -19,7 +19,7 @@ type netlinkDeleter struct{}
 func (netlinkDeleter) Delete(filters []Filter) (uint, error) {
 	var v4, v6 []netlink.CustomConntrackFilter
 	for _, f := range filters {
-		if f.Endpoint.Addr().Is4() {
+		if f.family4() {
 			v4 = append(v4, f)
 		} else {
 			v6 = append(v6, f)
@@ -55,7 +55,17 @@ func (f Filter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 	if f.OrigDst.IsValid() && !ipEqual(flow.Forward.DstIP, f.OrigDst) {
 		return false
 	}
+	if !f.Endpoint.IsValid() {
+		return true
+	}
 	return ipEqual(flow.Reverse.SrcIP, f.Endpoint.Addr()) && flow.Reverse.SrcPort == f.Endpoint.Port()
+}
+
+func (f Filter) family4() bool {
+	if f.Endpoint.IsValid() {
+		return f.Endpoint.Addr().Unmap().Is4()
+	}
+	return !f.OrigDst.IsValid() || f.OrigDst.Unmap().Is4()
 }
 
 func ipEqual(ip net.IP, a netip.Addr) bool {

@@ -40,6 +40,8 @@ func TestFilterMatch(t *testing.T) {
 		{"other vip", vip, flow("10.96.0.11", 53, "10.244.1.2", 5353), false},
 		{"nodeport any address", np, flow("192.168.1.1", 30053, "10.244.1.2", 5353), true},
 		{"nodeport other port", np, flow("192.168.1.1", 30054, "10.244.1.2", 5353), false},
+		{"any reply source", Filter{Protocol: 17, OrigDst: netip.MustParseAddr("10.96.0.10"), OrigDstPort: 53}, flow("10.96.0.10", 53, "10.96.0.10", 53), true},
+		{"any reply source, other port", Filter{Protocol: 17, OrigDst: netip.MustParseAddr("10.96.0.10"), OrigDstPort: 53}, flow("10.96.0.10", 54, "10.96.0.10", 54), false},
 	}
 	for _, c := range cases {
 		if got := c.f.MatchConntrackFlow(c.fl); got != c.want {

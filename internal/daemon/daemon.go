@@ -47,6 +47,9 @@ type Options struct {
 	// Registry takes every metric; nil means a new one.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Serving, if set, is told each server's bound address ("healthz", "metrics",
+	// "admin"), so that callers binding port 0 can find them.
+	Serving func(server, addr string)
 }
 
 func (o *Options) log() *slog.Logger {
@@ -115,7 +118,8 @@ func build(o Options) (*daemon, source.Source, error) {
 	syncPeriod, minSync := config.SyncPeriods(o.Config)
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod,
 		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
-	d.dp, err = m.New(dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log})
+	d.dp, err = m.New(dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
+		ProxyHealthy: func() bool { return d.health.Health().Healthy }})
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy mode %s: %w", d.mode, err)
 	}

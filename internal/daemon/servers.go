@@ -56,6 +56,9 @@ func (d *daemon) startServers() (stop func(), err error) {
 			}
 		}(s.name)
 		d.log.Info("serving", "server", s.name, "address", ln.Addr().String())
+		if d.o.Serving != nil {
+			d.o.Serving(s.name, ln.Addr().String())
+		}
 	}
 	return stop, nil
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// Registerer takes the mode's own metrics; nil means do not register.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// ProxyHealthy reports the daemon's own health (no queued update older than
+	// 2 x syncPeriod), for the serviceProxyHealthy field of eTP=Local health-check
+	// node ports (healthcheck.Options.Healthy); nil means always healthy.
+	ProxyHealthy func() bool
 }
 
 // Log returns the logger, or a discarding one.

@@ -28,9 +28,10 @@ func benchConns() []ConnInfo {
 	return cs
 }
 
-// BenchmarkPick measures one scheduling decision.
+// BenchmarkPick measures one scheduling decision. docs/performance.md records:
 //
-//	go test ./internal/lb -run '^$' -bench 'Pick|ConnCycle|MHRebuild' -benchtime 200000x
+//	go test ./internal/lb -run '^$' -bench 'Pick|ConnCycle' -benchtime 300000x -count 5
+//	go test ./internal/lb -run '^$' -bench MHRebuild -benchtime 20x -count 5
 func BenchmarkPick(b *testing.B) {
 	benchEach(b, func(b *testing.B, s Scheduler, cs []ConnInfo) {
 		for i := 0; b.Loop(); i++ {

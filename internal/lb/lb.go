@@ -34,9 +34,15 @@ type Scheduler interface {
 	// Update replaces the backend set. Connection counts of backends that stay are kept.
 	Update(backends []Backend)
 	// Pick chooses a backend for a new connection; false when none can take it.
+	// It does not count the connection: call Opened for it, as the kernel binds a
+	// connection to its destination at once (the lc family would otherwise send a
+	// burst of new connections to the same backend).
 	Pick(c ConnInfo) (Backend, bool)
 	// Opened and Closed keep the kernel's connection counters: active connections
 	// are established TCP ones, inactive are all others (UDP flows, half-open TCP).
+	// Moving a connection from inactive to active is Closed(addr, false) followed
+	// by Opened(addr, true). Addresses the scheduler does not know (removed by an
+	// Update) are ignored, and counters never go below zero.
 	Opened(addr netip.AddrPort, active bool)
 	Closed(addr netip.AddrPort, active bool)
 	// Counters reports ActiveConn and InActConn per backend, as ipvsadm -Ln shows them.

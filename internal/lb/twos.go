@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 )
 
-func init() { Register("twos", func(Options) (Scheduler, error) { return &twos{}, nil }) }
+func init() { Register("twos", func(Options) (Scheduler, error) { return newTwos(), nil }) }
 
 // twos is weighted random twos choice (ip_vs_twos): two backends are drawn at random
 // in proportion to their weights and the one with the lower overhead/weight takes the
@@ -18,6 +18,16 @@ func init() { Register("twos", func(Options) (Scheduler, error) { return &twos{}
 type twos struct {
 	pool
 	alias aliasTable
+}
+
+func newTwos() *twos {
+	s := &twos{}
+	s.changed = func(d *dest) {
+		if d.pos2 >= 0 {
+			s.alias.cols[d.pos2].over = d.overhead()
+		}
+	}
+	return s
 }
 
 func (s *twos) Name() string { return "twos" }
@@ -37,40 +47,45 @@ func (s *twos) Pick(ConnInfo) (Backend, bool) {
 		return Backend{}, false
 	}
 	b, _ := s.alias.draw()
-	if b.overhead()*int64(a.Weight) < a.overhead()*int64(b.Weight) {
+	if b.over*a.weight < a.over*b.weight {
 		a = b
 	}
-	return s.picked(a)
+	return s.picked(s.dests[a.pos])
 }
 
-// aliasTable draws a backend with probability weight/total in O(1). Each column is
-// one struct, so a draw touches one column and one backend: at 100,000 backends every
-// cache miss shows.
+// aliasTable draws a backend with probability weight/total in O(1) (Vose's alias
+// method). A column also carries its backend's load, so that a draw that keeps its
+// column — every draw when weights are equal — reads one cache line in all: at
+// 100,000 backends each scattered read is a cache miss.
 type aliasTable struct {
 	cols []aliasCol
 }
 
 type aliasCol struct {
-	keep uint32 // keep d when the low 32 random bits are below; else take alt
-	d    *dest
-	alt  *dest
+	keep   uint32 // keep this column when the low 32 random bits are below; else alt
+	alt    int32  // column index
+	pos    int32  // backend position in the pool
+	weight int64
+	over   int64 // backend overhead, kept current by twos.changed
 }
 
 func (t *aliasTable) build(all []*dest) {
 	t.cols = t.cols[:0]
 	total := int64(0)
 	for _, d := range all {
+		d.pos2 = -1
 		if d.available() {
-			t.cols = append(t.cols, aliasCol{d: d, alt: d})
+			d.pos2 = len(t.cols)
+			t.cols = append(t.cols, aliasCol{alt: int32(len(t.cols)), pos: int32(d.pos), weight: int64(d.Weight), over: d.overhead()})
 			total += int64(d.Weight)
 		}
 	}
 	n := int64(len(t.cols))
-	// Column i starts with weight*n of mass; a full column holds total (Vose).
+	// Column i starts with weight*n of mass; a full column holds total.
 	scaled := make([]int64, n)
 	var small, large []int
 	for i, c := range t.cols {
-		scaled[i] = int64(c.d.Weight) * n
+		scaled[i] = c.weight * n
 		if scaled[i] < total {
 			small = append(small, i)
 		} else {
@@ -82,7 +97,7 @@ func (t *aliasTable) build(all []*dest) {
 		small = small[:len(small)-1]
 		q, _ := bits.Div64(uint64(scaled[sm]), 0, uint64(total))
 		t.cols[sm].keep = uint32(q >> 32)
-		t.cols[sm].alt = t.cols[l].d
+		t.cols[sm].alt = int32(l)
 		scaled[l] -= total - scaled[sm]
 		if scaled[l] < total {
 			large = large[:len(large)-1]
@@ -94,7 +109,7 @@ func (t *aliasTable) build(all []*dest) {
 	}
 }
 
-func (t *aliasTable) draw() (*dest, bool) {
+func (t *aliasTable) draw() (*aliasCol, bool) {
 	n := uint64(len(t.cols))
 	if n == 0 {
 		return nil, false
@@ -102,7 +117,7 @@ func (t *aliasTable) draw() (*dest, bool) {
 	r := rand.Uint64()
 	c := &t.cols[(r>>32)*n>>32]
 	if uint32(r) < c.keep {
-		return c.d, true
+		return c, true
 	}
-	return c.alt, true
+	return &t.cols[c.alt], true
 }

@@ -65,7 +65,9 @@ func serviceCommon(svc *v1.Service) (*ServicePort, error) {
 		return nil, err
 	}
 	for i, ing := range svc.Status.LoadBalancer.Ingress {
-		if ing.IP == "" {
+		// ipMode Proxy means the load balancer rewrites the destination to a node:
+		// like kube-proxy, do not capture traffic to its IP (KEP-1860).
+		if ing.IP == "" || (ing.IPMode != nil && *ing.IPMode != v1.LoadBalancerIPModeVIP) {
 			continue
 		}
 		a, perr := netip.ParseAddr(ing.IP)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -58,6 +59,14 @@ type Tracker struct {
 	prev        *Snapshot
 	// portNames indexes prev by Service, so a rebuild need not scan every port.
 	portNames map[string][]ServicePortName
+	// reported remembers the last problem reported per object, so that rebuilding a
+	// Service (for an endpoint or node change) does not report the same version again.
+	reported map[string]reportedProblem
+}
+
+type reportedProblem struct {
+	version any // the object pointer: a new version is a new pointer
+	err     string
 }
 
 var _ Handler = (*Tracker)(nil)
@@ -71,6 +80,7 @@ func NewTracker(o Options) *Tracker {
 		slicesBySvc: map[string]map[string]struct{}{},
 		dirty:       map[string]struct{}{},
 		portNames:   map[string][]ServicePortName{},
+		reported:    map[string]reportedProblem{},
 		prev: &Snapshot{
 			Services:  map[ServicePortName]*ServicePort{},
 			Endpoints: map[ServicePortName][]Endpoint{},
@@ -103,6 +113,7 @@ func (t *Tracker) DeleteService(namespace, name string) {
 			return false
 		}
 		delete(t.services, k)
+		delete(t.reported, "Service "+k)
 		t.dirty[k] = struct{}{}
 		t.svcEvents++
 		return true
@@ -145,6 +156,7 @@ func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
 		}
 		t.unindexSlice(k, old)
 		delete(t.slices, k)
+		delete(t.reported, "EndpointSlice "+k)
 		t.epEvents++
 		return true
 	})
@@ -222,17 +234,12 @@ func (t *Tracker) Snapshot() (*Snapshot, ChangeSet) {
 		EndpointEvents: t.epEvents,
 		TriggerTimes:   t.triggers,
 	}
+	// maps.Clone copies the hash table wholesale instead of rehashing every key.
 	next := &Snapshot{
-		Services:   make(map[ServicePortName]*ServicePort, len(t.prev.Services)),
-		Endpoints:  make(map[ServicePortName][]Endpoint, len(t.prev.Endpoints)),
+		Services:   maps.Clone(t.prev.Services),
+		Endpoints:  maps.Clone(t.prev.Endpoints),
 		Node:       t.prev.Node,
 		Generation: t.prev.Generation + 1,
-	}
-	for n, sp := range t.prev.Services {
-		next.Services[n] = sp
-	}
-	for n, eps := range t.prev.Endpoints {
-		next.Endpoints[n] = eps
 	}
 	if t.nodeDirty {
 		next.Node = nodeInfo(t.node)
@@ -296,13 +303,13 @@ func (t *Tracker) currentPorts(svcKey string) ([]*ServicePort, bool) {
 	}
 	ports, err := ServicePorts(svc)
 	if err != nil {
-		t.reject("Service "+svcKey, err)
+		t.reject("Service "+svcKey, svc, err)
 		return nil, false
 	}
 	name, flags := SchedulerAnnotation(svc)
 	if name != "" && t.opts.ValidateScheduler != nil {
 		if err := t.opts.ValidateScheduler(name, flags); err != nil {
-			t.reject("Service "+svcKey, fmt.Errorf("metadata.annotations[%s]: %v; using the node default", AnnotationScheduler, err))
+			t.reject("Service "+svcKey, svc, fmt.Errorf("metadata.annotations[%s]: %v; using the node default", AnnotationScheduler, err))
 			name, flags = "", nil
 		}
 	}
@@ -320,7 +327,7 @@ func (t *Tracker) endpointsFor(svcKey string) map[string][]Endpoint {
 		es := t.slices[sk]
 		weights, err := ParseWeights(es.Annotations[AnnotationWeights])
 		if err != nil {
-			t.reject("EndpointSlice "+sk, fmt.Errorf("metadata.annotations[%s]: %v", AnnotationWeights, err))
+			t.reject("EndpointSlice "+sk, es, fmt.Errorf("metadata.annotations[%s]: %v", AnnotationWeights, err))
 			weights = nil
 		}
 		for port, eps := range sliceEndpoints(es, weights, t.opts.NodeName) {
@@ -347,7 +354,13 @@ func (t *Tracker) endpointsFor(svcKey string) map[string][]Endpoint {
 	return out
 }
 
-func (t *Tracker) reject(object string, err error) {
+// reject reports a problem with one version of an object, once.
+func (t *Tracker) reject(object string, version any, err error) {
+	p := reportedProblem{version: version, err: err.Error()}
+	if t.reported[object] == p {
+		return
+	}
+	t.reported[object] = p
 	if t.opts.Reject != nil {
 		t.opts.Reject(object, err)
 	}

@@ -56,7 +56,10 @@ func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
 	if _, ok := kernel[tableMangle][chainCanary]; !ok {
 		b.table(tableMangle).declareChain(chainCanary)
 	}
-	for _, j := range r.Jumps {
+	// Each missing jump is inserted first in its chain; going backwards keeps
+	// them in the listed order.
+	for i := len(r.Jumps) - 1; i >= 0; i-- {
+		j := r.Jumps[i]
 		if !hasJumpTo(kernel[j.Table][j.Chain], jumpTarget(j.Spec)) {
 			b.table(j.Table).insertRule(j.Chain, j.Spec)
 		}

@@ -68,6 +68,7 @@ type fakeRunner struct {
 	saves    map[string]string
 	fail     error
 	missing  map[string]bool // table -> canary missing
+	checks   int
 }
 
 func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
@@ -78,11 +79,21 @@ func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
 }
 
 func (f *fakeRunner) Save(_ context.Context, table string) ([]byte, error) {
+	if table == "" {
+		return []byte(f.saves["mangle"] + f.saves["filter"] + f.saves["nat"]), nil
+	}
 	return []byte(f.saves[table]), nil
 }
 
-func (f *fakeRunner) ChainExists(_ context.Context, table, _ string) (bool, error) {
-	return !f.missing[table], nil
+func (f *fakeRunner) ListChain(_ context.Context, table, chain string) ([]string, bool, error) {
+	f.checks++
+	if chain == "PREROUTING" {
+		if f.missing["jump"] {
+			return nil, true, nil
+		}
+		return []string{"-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"}, true, nil
+	}
+	return nil, !f.missing[table], nil
 }
 
 func (f *fakeRunner) last() string {

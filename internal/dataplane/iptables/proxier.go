@@ -122,7 +122,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.pending[n] = struct{}{}
 	}
 	full := p.needFull || changed.NodeChanged || p.c.Now().Sub(p.lastFull) >= p.c.FullSyncPeriod
-	if !full && p.c.Now().Sub(p.lastCheck) >= p.c.CanaryInterval {
+	// The runner syncs at least every syncPeriod, and those periodic syncs come with
+	// no changes: check the canaries then, so flushed rules return within syncPeriod.
+	if !full && (changed.Empty() || p.c.Now().Sub(p.lastCheck) >= p.c.CanaryInterval) {
 		full = p.canaryMissing(ctx)
 	}
 	var stats dataplane.SyncStats
@@ -144,15 +146,22 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	return stats, nil
 }
 
-// canaryMissing checks the canary chains; someone flushing the tables removes them.
+// canaryMissing checks the canary chains, which disappear when someone deletes the
+// tables' chains, and the jump into nat KUBE-SERVICES, which a plain flush
+// (`iptables -t nat -F`) removes while the empty canary survives.
 func (p *Proxier) canaryMissing(ctx context.Context) bool {
 	p.lastCheck = p.c.Now()
 	for _, t := range []string{tableMangle, tableNAT, tableFilter} {
-		ok, err := p.c.Runner.ChainExists(ctx, t, chainCanary)
+		_, ok, err := p.c.Runner.ListChain(ctx, t, chainCanary)
 		if err != nil || !ok {
 			p.log.Info("canary chain missing: full sync", "table", t, "err", err)
 			return true
 		}
+	}
+	rules, _, err := p.c.Runner.ListChain(ctx, tableNAT, "PREROUTING")
+	if err != nil || !hasJumpTo(rules, chainServices) {
+		p.log.Info("jump to KUBE-SERVICES missing: full sync", "err", err)
+		return true
 	}
 	return false
 }
@@ -162,18 +171,22 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) (dataplane
 	if err != nil {
 		return dataplane.SyncStats{Full: true}, fmt.Errorf("iptables: nodePortAddresses: %w", err)
 	}
-	desired := Render(snap, cfg)
-	kernel := kernelState{}
-	for _, t := range []string{tableMangle, tableFilter, tableNAT} {
-		out, err := p.c.Runner.Save(ctx, t)
-		if err != nil {
-			return dataplane.SyncStats{Full: true}, fmt.Errorf("iptables: reading the %s table: %w", t, err)
-		}
-		for name, kt := range parseSave(out) {
-			kernel[name] = kt
-		}
+	// Read the kernel while rendering: one is iptables-save's work, the other ours.
+	type saved struct {
+		k   kernelState
+		err error
 	}
-	b := fullDiff(desired, kernel)
+	ch := make(chan saved, 1)
+	go func() {
+		k, err := readKernel(ctx, p.c.Runner)
+		ch <- saved{k, err}
+	}()
+	desired := Render(snap, cfg)
+	got := <-ch
+	if got.err != nil {
+		return dataplane.SyncStats{Full: true}, fmt.Errorf("iptables: %w", got.err)
+	}
+	b := fullDiff(desired, got.k)
 	if err := p.restore(ctx, b); err != nil {
 		return dataplane.SyncStats{Full: true}, err
 	}
@@ -244,7 +257,8 @@ func (p *Proxier) afterSync(snap *state.Snapshot) {
 	}
 	if p.c.Conntrack != nil && p.prev != nil {
 		stale := state.StaleUDPEndpoints(p.prev, snap, state.ChangeSet{Ports: p.pending})
-		if n, err := conntrack.CleanStale(p.c.Conntrack, stale); err != nil {
+		filters := append(conntrack.FiltersFor(stale), conntrack.FiltersForNewlyServed(newlyServed(p.prev, snap, p.pending))...)
+		if n, err := conntrack.Clean(p.c.Conntrack, filters); err != nil {
 			p.log.Warn("conntrack cleanup", "err", err)
 		} else if n > 0 {
 			p.log.Info("deleted stale UDP conntrack entries", "count", n)
@@ -252,4 +266,31 @@ func (p *Proxier) afterSync(snap *state.Snapshot) {
 	}
 	p.prev = snap
 	p.pending = map[state.ServicePortName]struct{}{}
+}
+
+// newlyServed lists the changed UDP/SCTP ports that had no endpoint in prev and have
+// one now. Upstream forgets their flows too: a flow the kernel tracked while the port
+// had no endpoint (e.g. created before any rule existed) is not NATed and would stay
+// black-holed until it times out.
+func newlyServed(prev, cur *state.Snapshot, changed map[state.ServicePortName]struct{}) []*state.ServicePort {
+	var out []*state.ServicePort
+	for n := range changed {
+		sp := cur.Services[n]
+		if sp == nil || sp.Protocol == "TCP" || len(cur.Categorize(n).AllReachable) == 0 {
+			continue
+		}
+		if prev.Services[n] == nil || len(prev.Categorize(n).AllReachable) == 0 {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// readKernel reads the tables kproxy writes in one iptables-save call.
+func readKernel(ctx context.Context, r Runner) (kernelState, error) {
+	out, err := r.Save(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	return parseSave(out), nil
 }

@@ -26,10 +26,11 @@ type Runner interface {
 	// Restore feeds input to iptables-restore. noflush keeps what the input does
 	// not mention (kproxy always uses it; the benchmark baseline does not).
 	Restore(ctx context.Context, input []byte, noflush bool) error
-	// Save returns iptables-save output for one table.
+	// Save returns iptables-save output for one table, or every table when table
+	// is "".
 	Save(ctx context.Context, table string) ([]byte, error)
-	// ChainExists reports whether a chain exists in a table.
-	ChainExists(ctx context.Context, table, chain string) (bool, error)
+	// ListChain returns a chain's rules ("-A ..." lines), and whether it exists.
+	ListChain(ctx context.Context, table, chain string) ([]string, bool, error)
 }
 
 // ExecRunner runs the iptables binaries of one backend.
@@ -70,7 +71,11 @@ func (r ExecRunner) Restore(ctx context.Context, input []byte, noflush bool) err
 
 // Save runs iptables-save for one table.
 func (r ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
-	cmd := r.command(ctx, r.bin("-save"), "-t", table)
+	var args []string
+	if table != "" {
+		args = []string{"-t", table}
+	}
+	cmd := r.command(ctx, r.bin("-save"), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -80,17 +85,26 @@ func (r ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
 	return out, nil
 }
 
-// ChainExists lists the chain; iptables exits 1 when it does not exist.
-func (r ExecRunner) ChainExists(ctx context.Context, table, chain string) (bool, error) {
-	cmd := r.command(ctx, "iptables-"+string(r.Backend), "-w", "5", "-t", table, "-S", chain, "1")
-	out, err := cmd.CombinedOutput()
+// ListChain returns the rules of one chain as `iptables -S` prints them, and false
+// when the chain does not exist (iptables exits 1).
+func (r ExecRunner) ListChain(ctx context.Context, table, chain string) ([]string, bool, error) {
+	cmd := r.command(ctx, "iptables-"+string(r.Backend), "-w", "5", "-t", table, "-S", chain)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err == nil {
-		return true, nil
+		var rules []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "-A ") {
+				rules = append(rules, l)
+			}
+		}
+		return rules, true, nil
 	}
 	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
-		return false, nil
+		return nil, false, nil
 	}
-	return false, fmt.Errorf("iptables-%s -t %s -S %s: %w: %s", r.Backend, table, chain, err, out)
+	return nil, false, fmt.Errorf("iptables-%s -t %s -S %s: %w: %s", r.Backend, table, chain, err, stderr.String())
 }
 
 // RestoreError is a failed iptables-restore, with the input lines around the one

@@ -139,11 +139,21 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 	if st, _ := p.Sync(context.Background(), snapshot(a), changes()); st.Full {
 		t.Fatal("canary present: want a partial sync")
 	}
+	checks := f.checks
+	if _, err := p.Sync(context.Background(), snapshot(a), changes(a.sp.Name)); err != nil || f.checks != checks {
+		t.Fatalf("a sync with changes within CanaryInterval must not check the canaries (%d checks)", f.checks-checks)
+	}
 	f.missing["nat"] = true
 	now = now.Add(2 * time.Second)
 	st, err := p.Sync(context.Background(), snapshot(a), changes())
 	if err != nil || !st.Full {
 		t.Fatalf("canary gone: want a full sync, got %+v %v", st, err)
+	}
+	f.missing = map[string]bool{"jump": true}
+	now = now.Add(2 * time.Second)
+	st, err = p.Sync(context.Background(), snapshot(a), changes())
+	if err != nil || !st.Full {
+		t.Fatalf("PREROUTING jump gone (nat flushed): want a full sync, got %+v %v", st, err)
 	}
 }
 
@@ -173,5 +183,20 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 	}
 	if st.NoLocalEndpoints["internal"] != 1 || st.NoLocalEndpoints["external"] != 0 {
 		t.Fatalf("no-local counts %v", st.NoLocalEndpoints)
+	}
+}
+
+func TestNewlyServedUDPPortForgetsRejectedFlows(t *testing.T) {
+	ct := &conntrack.Fake{}
+	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), Conntrack: ct})
+	empty := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53)
+	p.Sync(context.Background(), snapshot(empty), changes())
+	served := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
+	if _, err := p.Sync(context.Background(), snapshot(served), changes(empty.sp.Name)); err != nil {
+		t.Fatal(err)
+	}
+	got := ct.Filters()
+	if len(got) != 1 || got[0].OrigDst.String() != "10.96.0.53" || got[0].Endpoint.IsValid() {
+		t.Fatalf("filters %v, want every flow to 10.96.0.53:53", got)
 	}
 }

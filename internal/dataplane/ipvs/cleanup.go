@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"time"
 
 	mobyipvs "github.com/moby/ipvs"
@@ -47,6 +48,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	defer p.mu.Unlock()
 	p.reset()
 	p.graceful.pending = map[drainKey]time.Time{}
+	p.objects = 0
 	p.needFull = true
 	return cleanup(ctx, p.k, p.o.ExcludeCIDRs)
 }
@@ -65,8 +67,14 @@ func cleanup(ctx context.Context, k Kernel, exclude []netip.Prefix) error {
 	}
 	if k.Iptables != nil {
 		for _, v6 := range []bool{false, true} {
+			saved, err := k.Iptables.Save(ctx, v6)
+			if err == nil && !strings.Contains(saved, ":"+chainServices+" ") && !strings.Contains(saved, ":"+chainForward+" ") {
+				continue // nothing of ours in this family
+			}
 			for _, j := range jumpRules {
-				_ = k.Iptables.DeleteRule(ctx, v6, j.Table, j.Chain, j.Args)
+				if err != nil || strings.Contains(saved, j.saveLine()) {
+					_ = k.Iptables.DeleteRule(ctx, v6, j.Table, j.Chain, j.Args)
+				}
 			}
 			if err := k.Iptables.Restore(ctx, v6, renderFlush()); err != nil && !v6 {
 				errs = append(errs, fmt.Errorf("delete chains: %w", err))

@@ -266,20 +266,42 @@ func (s *fakeIPSet) has(set, entry string) bool { return s.sets[set][entry] }
 type fakeIptables struct {
 	restores []string
 	rules    map[string]bool
+	saved    map[bool]map[string]bool // family -> save lines of inserted rules
+	chains   map[bool]bool            // family -> our chains exist
+	checks   int                      // EnsureRule calls
 }
 
-func newFakeIptables() *fakeIptables { return &fakeIptables{rules: map[string]bool{}} }
+func newFakeIptables() *fakeIptables {
+	return &fakeIptables{rules: map[string]bool{}, saved: map[bool]map[string]bool{false: {}, true: {}}, chains: map[bool]bool{}}
+}
 
 func (f *fakeIptables) Restore(_ context.Context, v6 bool, text string) error {
 	f.restores = append(f.restores, text)
+	f.chains[v6] = !strings.Contains(text, "-X "+chainServices)
 	return nil
 }
+
+// Save prints what iptables-save would: our chain when it exists and the rules.
+func (f *fakeIptables) Save(_ context.Context, v6 bool) (string, error) {
+	var b strings.Builder
+	if f.chains[v6] {
+		b.WriteString(":" + chainServices + " - [0:0]\n")
+	}
+	for l := range f.saved[v6] {
+		b.WriteString(l)
+	}
+	return b.String(), nil
+}
+
 func (f *fakeIptables) EnsureRule(_ context.Context, v6 bool, table, chain string, args []string) error {
+	f.checks++
 	f.rules[fmt.Sprint(v6, table, chain, args)] = true
+	f.saved[v6][jumpRule{table, chain, args}.saveLine()] = true
 	return nil
 }
 func (f *fakeIptables) DeleteRule(_ context.Context, v6 bool, table, chain string, args []string) error {
 	delete(f.rules, fmt.Sprint(v6, table, chain, args))
+	delete(f.saved[v6], jumpRule{table, chain, args}.saveLine())
 	return nil
 }
 

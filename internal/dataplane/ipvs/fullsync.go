@@ -18,8 +18,14 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 	if err := p.k.Links.EnsureDummy(DummyLink); err != nil {
 		return fmt.Errorf("create %s: %w", DummyLink, err)
 	}
-	if err := p.ensureSetsAndRules(ctx); err != nil {
+	p.ready = [2]bool{}
+	if err := p.ensureFamily(ctx, false); err != nil {
 		return err
+	}
+	if hasIPv6(snap) {
+		if err := p.ensureFamily(ctx, true); err != nil {
+			return err
+		}
 	}
 	bound, err := p.k.Links.Addrs(DummyLink)
 	if err != nil {
@@ -34,6 +40,9 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 	}
 	p.reset()
 	p.servers = kernel
+	for _, vs := range kernel {
+		p.objects += 1 + len(vs.Dests)
+	}
 
 	desired := map[state.ServicePortName]*portModel{}
 	for _, name := range snap.SortedNames() {
@@ -60,6 +69,7 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 	}
 	for key := range p.servers {
 		if !wanted[key] {
+			p.objects -= 1 + len(p.servers[key].Dests)
 			delete(p.servers, key) // excluded: not ours
 		}
 	}
@@ -151,41 +161,6 @@ func (p *Proxier) reconcileSets(ctx context.Context, desired map[state.ServicePo
 	p.written += len(d.Add) + len(d.Del)
 	if err := p.k.IPSet.Restore(ctx, d.render()); err != nil {
 		return fmt.Errorf("ipset restore: %w", err)
-	}
-	return nil
-}
-
-// ensureSetsAndRules creates the ipsets and loads the iptables rules when their text
-// differs from what was loaded last. IPv6 failures are only logged: a node without
-// IPv6 still serves IPv4.
-func (p *Proxier) ensureSetsAndRules(ctx context.Context) error {
-	for i, v6 := range []bool{false, true} {
-		err := p.k.IPSet.Restore(ctx, renderCreate(v6))
-		if err == nil {
-			err = p.ensureRules(ctx, i, v6)
-		}
-		if err != nil && !v6 {
-			return err
-		}
-		if err != nil {
-			p.log.Warn("ipvs: IPv6 ipsets or rules not loaded", "err", err)
-		}
-	}
-	return nil
-}
-
-func (p *Proxier) ensureRules(ctx context.Context, i int, v6 bool) error {
-	text := renderRules(rulesOptions{V6: v6, MasqueradeAll: p.o.MasqueradeAll, ClusterCIDRs: p.o.ClusterCIDRs, MasqueradeBit: p.o.MasqueradeBit})
-	if text != p.rules[i] {
-		if err := p.k.Iptables.Restore(ctx, v6, text); err != nil {
-			return fmt.Errorf("iptables-restore (ipv6=%v): %w", v6, err)
-		}
-		p.rules[i] = text
-	}
-	for _, j := range jumpRules {
-		if err := p.k.Iptables.EnsureRule(ctx, v6, j.Table, j.Chain, j.Args); err != nil {
-			return fmt.Errorf("jump to %s from %s/%s: %w", j.Args[len(j.Args)-1], j.Table, j.Chain, err)
-		}
 	}
 	return nil
 }

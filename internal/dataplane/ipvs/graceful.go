@@ -50,13 +50,16 @@ func (g *graceful) draining(vs vsKey, addr netip.AddrPort) bool {
 	return ok
 }
 
-// forgetServer drops the entries of a deleted virtual server.
-func (g *graceful) forgetServer(vs vsKey) {
+// forgetServer drops the entries of a deleted virtual server and returns how many.
+func (g *graceful) forgetServer(vs vsKey) int {
+	n := 0
 	for k := range g.pending {
 		if k.VS == vs {
 			delete(g.pending, k)
+			n++
 		}
 	}
+	return n
 }
 
 // process deletes drained real servers whose connections ended or whose time ran
@@ -81,6 +84,7 @@ func (g *graceful) process() {
 			n, present := conns[k.Addr]
 			if !present {
 				delete(g.pending, k)
+				g.p.objects--
 				continue
 			}
 			if n > 0 && now.Before(g.pending[k]) {
@@ -92,6 +96,7 @@ func (g *graceful) process() {
 			}
 			g.p.log.Info("ipvs: drained real server deleted", "virtualServer", vs.String(), "realServer", k.Addr.String(), "connections", n)
 			delete(g.pending, k)
+			g.p.objects--
 		}
 	}
 	g.schedule()

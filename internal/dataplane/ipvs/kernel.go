@@ -53,6 +53,8 @@ type Iptables interface {
 	// Restore feeds `iptables-restore --noflush` (chains declared in the input are
 	// flushed, others kept).
 	Restore(ctx context.Context, v6 bool, text string) error
+	// Save returns iptables-save output of every table.
+	Save(ctx context.Context, v6 bool) (string, error)
 	// EnsureRule inserts the rule at the top of chain unless it exists.
 	EnsureRule(ctx context.Context, v6 bool, table, chain string, args []string) error
 	// DeleteRule deletes the rule if it exists.

@@ -35,6 +35,23 @@ func NewLister() (dataplane.Lister, error) {
 	return &kernelLister{h: h}, nil
 }
 
+// ListKernel lists the kernel's IPVS table once, for `kproxy list --kernel`.
+func ListKernel(ctx context.Context) ([]dataplane.VirtualService, error) {
+	l, err := NewLister()
+	if err != nil {
+		return nil, err
+	}
+	defer l.(*kernelLister).Close()
+	return l.List(ctx)
+}
+
+// Close releases the netlink socket of a lister made by NewLister.
+func (l *kernelLister) Close() {
+	if h, ok := l.h.(*mobyipvs.Handle); ok {
+		h.Close()
+	}
+}
+
 // List shows the kernel table with the Service names this daemon programmed.
 func (p *Proxier) List(ctx context.Context) ([]dataplane.VirtualService, error) {
 	l := kernelLister{h: p.k.IPVS, owners: func() map[vsKey]string {

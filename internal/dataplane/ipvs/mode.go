@@ -19,6 +19,7 @@ import (
 
 func init() {
 	dataplane.Register(dataplane.Mode{Name: "ipvs", New: New, Cleanup: CleanupMode})
+	dataplane.RegisterKernelLister("ipvs", ListKernel)
 }
 
 // New checks the kernel, applies the IPVS sysctls and timeouts, and returns the

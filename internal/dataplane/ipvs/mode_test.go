@@ -15,6 +15,7 @@ import (
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/state"
 )
 
 func TestPreflightErrorNamesModulesAndFix(t *testing.T) {
@@ -148,5 +149,30 @@ func TestRulesMatchTheSets(t *testing.T) {
 		if len(n) > 31 {
 			t.Errorf("ipset name %s is longer than ipset's 31 characters", n)
 		}
+	}
+}
+
+func TestJumpRulesCheckedOnceAndIPv6OnlyWhenUsed(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	if f.ipt.checks != len(jumpRules) {
+		t.Fatalf("%d jump rules inserted, want %d", f.ipt.checks, len(jumpRules))
+	}
+	if len(f.ipt.saved[true]) != 0 || f.ipset.sets["KUBE6-CLUSTER-IP"] != nil {
+		t.Fatal("an IPv4-only node must not get IPv6 rules or sets")
+	}
+	f.p.needFull = true
+	f.sync(state.ChangeSet{})
+	if f.ipt.checks != len(jumpRules) {
+		t.Fatalf("a full sync re-inserted jump rules present in iptables-save (%d)", f.ipt.checks)
+	}
+	v6 := clusterIP("web6", "fd00::10", 80, v1.ProtocolTCP)
+	f.sync(f.set(v6.Name, v6, ep("[fd00:1::1]:80", 1)))
+	if len(f.ipt.saved[true]) != len(jumpRules) || !f.ipset.has("KUBE6-CLUSTER-IP", "fd00::10,tcp:80") {
+		t.Fatal("the first IPv6 Service must bring the IPv6 rules and sets")
+	}
+	if s := f.ipvs.svcs[key("[fd00::10]:80", protoTCP)]; s == nil || s.Netmask != 128 {
+		t.Fatalf("IPv6 virtual server %+v", s)
 	}
 }

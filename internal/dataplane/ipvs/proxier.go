@@ -48,6 +48,7 @@ type Proxier struct {
 	addrs   map[netip.Addr]int
 	sets    setModel
 	rules   [2]string // the iptables text applied per family (v4, v6)
+	ready   [2]bool   // sets and rules of the family are in place
 
 	nodePortAddrs []netip.Addr
 	needFull      bool
@@ -55,6 +56,9 @@ type Proxier struct {
 
 	graceful *graceful
 	written  int
+	// objects counts the kernel's virtual and real servers (draining ones too),
+	// kept up to date by every write so that stats cost nothing per sync.
+	objects int
 }
 
 func newProxier(k Kernel, o proxierOptions) *Proxier {
@@ -82,6 +86,7 @@ func (p *Proxier) reset() {
 	p.addrs = map[netip.Addr]int{}
 	p.sets = setModel{}
 	p.rules = [2]string{}
+	p.objects = 0
 }
 
 // Sync makes the kernel match snap, touching only what changed.
@@ -111,13 +116,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 }
 
 func (p *Proxier) stats(full bool) dataplane.SyncStats {
-	objects := 0
-	for _, vs := range p.servers {
-		objects += 1 + len(vs.Dests)
-	}
 	return dataplane.SyncStats{
 		Full:    full,
-		Rules:   map[string]int{"ipvs": objects, "ipset": len(p.sets)},
+		Rules:   map[string]int{"ipvs": p.objects, "ipset": len(p.sets)},
 		Written: map[string]int{"ipvs": p.written},
 	}
 }
@@ -134,7 +135,7 @@ func (p *Proxier) incrementalSync(ctx context.Context, snap *state.Snapshot, cha
 	var d setDiff
 	var errs []error
 	for name := range changed.Ports {
-		if err := p.syncPort(snap, name, &d); err != nil {
+		if err := p.syncPort(ctx, snap, name, &d); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -168,7 +169,7 @@ func withNodePorts(snap *state.Snapshot, ports map[state.ServicePortName]*portMo
 }
 
 // syncPort applies one ServicePort's new render against its previous one.
-func (p *Proxier) syncPort(snap *state.Snapshot, name state.ServicePortName, d *setDiff) error {
+func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state.ServicePortName, d *setDiff) error {
 	old := p.ports[name]
 	var cur *portModel
 	if sp := snap.Services[name]; sp != nil {
@@ -179,6 +180,9 @@ func (p *Proxier) syncPort(snap *state.Snapshot, name state.ServicePortName, d *
 			return nil
 		}
 		cur = &m
+		if err := p.ensureFamilies(ctx, cur); err != nil {
+			return err
+		}
 	}
 	if err := p.applyPort(old, cur); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)

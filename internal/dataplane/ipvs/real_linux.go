@@ -139,6 +139,10 @@ func (execIptables) Restore(ctx context.Context, v6 bool, text string) error {
 	return err
 }
 
+func (execIptables) Save(ctx context.Context, v6 bool) (string, error) {
+	return run(ctx, "", tool(v6, "iptables-save"))
+}
+
 func (execIptables) EnsureRule(ctx context.Context, v6 bool, table, chain string, args []string) error {
 	check := append([]string{"-w", "-t", table, "-C", chain}, args...)
 	if _, err := run(ctx, "", tool(v6, "iptables"), check...); err == nil {

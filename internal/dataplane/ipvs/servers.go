@@ -16,7 +16,7 @@ func (p *Proxier) applyServer(key vsKey, want *virtualServer) error {
 		return nil
 	case want == nil:
 		p.written++
-		p.graceful.forgetServer(key)
+		p.objects -= 1 + len(have.Dests) + p.graceful.forgetServer(key)
 		delete(p.servers, key)
 		if err := p.k.IPVS.DelService(keyOnlyService(key)); err != nil {
 			return fmt.Errorf("delete virtual server %s: %w", key, err)
@@ -27,6 +27,7 @@ func (p *Proxier) applyServer(key vsKey, want *virtualServer) error {
 		if err := p.k.IPVS.NewService(toService(want)); err != nil {
 			return fmt.Errorf("create virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
 		}
+		p.objects++
 		have = &virtualServer{Key: key, Scheduler: want.Scheduler, Flags: want.Flags, Timeout: want.Timeout, Dests: map[netip.AddrPort]int{}}
 		p.servers[key] = have
 	case !have.sameService(want):
@@ -57,6 +58,9 @@ func (p *Proxier) applyDests(have *virtualServer, want map[netip.AddrPort]int) e
 			err = p.k.IPVS.UpdateDestination(svc, toDestination(addr, w))
 		} else {
 			err = p.k.IPVS.NewDestination(svc, toDestination(addr, w))
+			if err == nil {
+				p.objects++
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("real server %s of %s: %w", addr, have.Key, err)
@@ -92,5 +96,6 @@ func (p *Proxier) removeDest(key vsKey, addr netip.AddrPort) error {
 	if err := p.k.IPVS.DelDestination(svc, toDestination(addr, 0)); err != nil {
 		return fmt.Errorf("delete real server %s of %s: %w", addr, key, err)
 	}
+	p.objects--
 	return nil
 }

@@ -3,6 +3,7 @@
 package ipvs
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -305,4 +306,35 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	if f.ipvs.svcs[key("10.96.0.2:80", protoTCP)] == nil {
 		t.Fatal("the full sync after the failure did not create the virtual server")
 	}
+}
+
+func TestStatsCountKernelObjects(t *testing.T) {
+	f := newFixture(t, proxierOptions{GracefulTimeout: hour})
+	kernelObjects := func() int {
+		n := 0
+		for k := range f.ipvs.svcs {
+			n += 1 + len(f.ipvs.dests[k])
+		}
+		return n
+	}
+	check := func(step string, c state.ChangeSet) {
+		t.Helper()
+		st, err := f.p.Sync(context.Background(), f.snap, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Rules["ipvs"] != kernelObjects() {
+			t.Fatalf("%s: stats say %d IPVS objects, the kernel has %d", step, st.Rules["ipvs"], kernelObjects())
+		}
+	}
+	a := clusterIP("a", "10.96.0.1", 80, v1.ProtocolTCP)
+	u := clusterIP("u", "10.96.0.2", 53, v1.ProtocolUDP)
+	f.set(u.Name, u, ep("10.1.0.5:53", 1), ep("10.1.0.6:53", 1))
+	check("create", f.set(a.Name, a, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
+	f.ipvs.setConns(key("10.96.0.1:80", protoTCP), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
+	check("drain", f.set(a.Name, a, ep("10.1.0.2:80", 1)))
+	check("udp delete", f.set(u.Name, u, ep("10.1.0.6:53", 1)))
+	f.p.needFull = true
+	check("full", state.ChangeSet{})
+	check("service delete", f.set(a.Name, nil))
 }

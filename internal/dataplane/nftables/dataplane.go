@@ -38,8 +38,8 @@ func noLocalCounts(rss []*ruleset) map[string]int {
 		if rs == nil {
 			continue
 		}
-		for n, fr := range rs.services {
-			for _, p := range fr.noLocal {
+		for n, pols := range rs.noLocal {
+			for _, p := range pols {
 				seen[p][n] = true
 			}
 		}

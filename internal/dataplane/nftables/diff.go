@@ -113,7 +113,7 @@ func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
 	}
 	for k, e := range oldBy {
 		n, keep := newBy[k]
-		if keep && n.verdict == e.verdict {
+		if keep && n.text() == e.text() {
 			continue
 		}
 		// Elements of a set going stale go with its flush.
@@ -123,7 +123,7 @@ func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
 		d.delElems = append(d.delElems, e)
 	}
 	for k, e := range newBy {
-		if o, had := oldBy[k]; had && o.verdict == e.verdict {
+		if o, had := oldBy[k]; had && o.text() == e.text() {
 			continue
 		}
 		d.addElems = append(d.addElems, e)
@@ -132,15 +132,31 @@ func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
 
 // isOwnSet reports whether a set belongs to one ServicePort (rather than being one of
 // the shared maps, which never go stale).
-func isOwnSet(name string) bool {
-	switch name {
-	case mapServiceIPs, mapServiceNodePorts, mapNoEndpointServices, mapNoEndpointNodePort, mapFirewallIPs, setNodePortIPs:
-		return false
-	}
-	return true
-}
+func isOwnSet(name string) bool { return !sharedSets[name] }
 
 func (d *diff) empty() bool {
 	return len(d.addSets)+len(d.addChains)+len(d.flushChains)+len(d.ruleChains)+len(d.delElems)+
 		len(d.addElems)+len(d.newStaleChains)+len(d.newStaleSets)+len(d.deleteChains)+len(d.deleteSets) == 0
+}
+
+// resolveRefs applies element reference counts: an element several owners render
+// (a hairpin pair of an endpoint shared by Services, an external IP two Services
+// claim) is added for the first owner and deleted with the last. Deletes are
+// counted before adds, so an owner changing an element's value rewrites it.
+func (d *diff) resolveRefs(refs map[string]int) {
+	var dels, adds []elem
+	for _, e := range d.delElems {
+		k := e.key()
+		if refs[k]--; refs[k] <= 0 {
+			delete(refs, k)
+			dels = append(dels, e)
+		}
+	}
+	for _, e := range d.addElems {
+		k := e.key()
+		if refs[k]++; refs[k] == 1 {
+			adds = append(adds, e)
+		}
+	}
+	d.delElems, d.addElems = dels, adds
 }

@@ -103,6 +103,10 @@ func stmtExprs(s stmt) ([]expr.Any, error) {
 	case masquerade:
 		return []expr.Any{&expr.Masq{FullyRandom: true}}, nil
 	case rejectStmt:
+		if s.tcpReset {
+			match, _ := stmtExprs(l4proto{proto: "tcp"})
+			return append(match, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}), nil
+		}
 		// Family-specific codes: the ip and ip6 reject ignore ICMPX (inet only).
 		code := uint8(3) // ICMP_PORT_UNREACH
 		if s.fam.ipv6 {
@@ -122,6 +126,28 @@ func stmtExprs(s stmt) ([]expr.Any, error) {
 		}, nil
 	case selector:
 		return selectorExprs(s), nil
+	case slotDnat:
+		return slotDnatExprs(s), nil
+	case serviceInSet:
+		r := s.fam.regAfterAddr()
+		return []expr.Any{
+			loadAddr(s.fam, true, 1),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r},
+			&expr.Payload{DestRegister: r + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: s.set},
+		}, nil
+	case ctStatusDNAT:
+		return []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: hostU32(ipsDstNAT), Xor: hostU32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: hostU32(0)},
+		}, nil
+	case pairInSet:
+		return []expr.Any{
+			loadAddr(s.fam, false, 1),
+			loadAddr(s.fam, true, s.fam.regAfterAddr()),
+			&expr.Lookup{SourceRegister: 1, SetName: s.set},
+		}, nil
 	case affinityUpdate:
 		return []expr.Any{
 			loadAddr(s.fam, false, 1),
@@ -146,6 +172,27 @@ func addrMatchExprs(s addrMatch) []expr.Any {
 			Mask: mask, Xor: make([]byte, s.fam.addrLen)})
 	}
 	return append(out, &expr.Cmp{Op: op, Register: 1, Data: s.prefix.Masked().Addr().AsSlice()})
+}
+
+// slotDnatExprs lays the key out as nft does: address in reg 1, then protocol, port
+// and slot in the following 32-bit registers; the map returns the endpoint address
+// in reg 1 and its port in the first 32-bit register after the address.
+func slotDnatExprs(s slotDnat) []expr.Any {
+	var out []expr.Any
+	r := uint32(reg32Base)
+	if !s.nodePort {
+		out = append(out, loadAddr(s.fam, true, 1))
+		r = s.fam.regAfterAddr()
+	}
+	out = append(out,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r},
+		&expr.Payload{DestRegister: r + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Numgen{Register: r + 2, Modulus: s.mod, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: s.set},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: s.fam.nfproto(), RegAddrMin: 1, RegAddrMax: 1,
+			RegProtoMin: s.fam.regAfterAddr(), RegProtoMax: s.fam.regAfterAddr(), Specified: true},
+	)
+	return out
 }
 
 func selectorExprs(s selector) []expr.Any {
@@ -189,3 +236,6 @@ func ruleExprs(r rule) ([]expr.Any, error) {
 	}
 	return out, nil
 }
+
+// ipsDstNAT is IPS_DST_NAT of the conntrack status bits.
+const ipsDstNAT = 1 << 5

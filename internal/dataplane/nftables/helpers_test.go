@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -119,4 +120,19 @@ func checkGolden(t *testing.T, name, got string) {
 	if string(want) != got {
 		t.Errorf("%s: rendered transaction differs from golden file\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
 	}
+}
+
+// bigSnapshot has n ClusterIP Services with e endpoints each, as `kproxy bench` builds.
+func bigSnapshot(n, e int) *state.Snapshot {
+	specs := map[*spec][]state.Endpoint{}
+	for i := range n {
+		s := &spec{name: fmt.Sprintf("svc-%d", i), clusterIP: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}).String(), port: 80}
+		var eps []state.Endpoint
+		for j := range e {
+			k := i*e + j
+			eps = append(eps, ep(netip.AddrFrom4([4]byte{10, 244, byte(k >> 8), byte(k)}).String(), 8080))
+		}
+		specs[s] = eps
+	}
+	return snapshotOf(specs)
 }

@@ -297,3 +297,109 @@ func TestKernelScriptLoadsWithNft(t *testing.T) {
 		}
 	}
 }
+
+func testDPOptions() dataplane.Options {
+	return dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}}
+}
+
+func TestKernelIPv6(t *testing.T) {
+	requireRoot(t)
+	proxy, backend := newNetns(t, "proxy6"), newNetns(t, "backend6")
+	link(t, proxy, nil, backend, nil)
+	devs := func(ns *netns) string {
+		out := ns.ip(t, "-o", "link", "show", "type", "veth")
+		name, _, _ := strings.Cut(strings.TrimSpace(strings.SplitN(out, ":", 3)[1]), "@")
+		return name
+	}
+	proxy.ip(t, "addr", "add", "fd00:200::1/64", "dev", devs(proxy), "nodad")
+	for _, a := range []string{"fd00:200::2/64", "fd00:200::3/64"} {
+		backend.ip(t, "addr", "add", a, "dev", devs(backend), "nodad")
+	}
+	proxy.ip(t, "-6", "route", "add", "default", "via", "fd00:200::2")
+	serveIdentity(t, backend, "tcp6", "[::]:8080")
+	p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "fd00:244::/64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.useNetns(proxy.fd)
+	tb := &testbed{proxy: proxy, p: p}
+	eps := []state.Endpoint{ep("fd00:200::2", 8080), ep("fd00:200::3", 8080)}
+	random := &spec{name: "web6", clusterIP: "fd00:96::10", port: 80}
+	rr := &spec{name: "rr6", clusterIP: "fd00:96::12", port: 80, scheduler: "rr"}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{random: eps, rr: eps}))
+	for _, addr := range []string{"[fd00:96::10]:80", "[fd00:96::12]:80"} {
+		var got []string
+		for range 20 {
+			s, err := dialIdentity(t, proxy, addr)
+			if err != nil {
+				t.Fatalf("connect %s: %v", addr, err)
+			}
+			got = append(got, s)
+		}
+		if c := count(got); len(c) != 2 {
+			t.Fatalf("%s: 20 connections reached %v, want both endpoints", addr, c)
+		}
+	}
+}
+
+func TestKernelLoadBalancerSourceRanges(t *testing.T) {
+	tb := newTestbed(t)
+	lb := &spec{name: "lb", clusterIP: "10.96.0.19", port: 80, lbIPs: []string{"198.51.100.7"}, ranges: []string{"10.200.0.0/24"}}
+	specs := map[*spec][]state.Endpoint{lb: backendEndpoints()[:1]}
+	tb.sync(t, snapshotOf(specs))
+	if got, err := dialIdentity(t, tb.proxy, "198.51.100.7:80"); err != nil || got != backends[0]+":8080" {
+		t.Fatalf("client inside loadBalancerSourceRanges: got %q, %v", got, err)
+	}
+	lb.ranges = []string{"192.0.2.0/24"}
+	tb.sync(t, snapshotOf(specs), lb.portName())
+	if got, err := dialIdentity(t, tb.proxy, "198.51.100.7:80"); err == nil {
+		t.Fatalf("client outside loadBalancerSourceRanges reached %q", got)
+	}
+	if got, err := dialIdentity(t, tb.proxy, "10.96.0.19:80"); err != nil || got != backends[0]+":8080" {
+		t.Fatalf("the ClusterIP must stay open to everyone: got %q, %v", got, err)
+	}
+}
+
+func TestKernelSessionAffinityKeepsClient(t *testing.T) {
+	tb := newTestbed(t)
+	s := &spec{name: "sticky", clusterIP: "10.96.0.17", port: 80, affinity: 600_000_000_000}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: backendEndpoints()}))
+	if c := count(tb.connect(t, "10.96.0.17:80", 15)); len(c) != 1 {
+		t.Fatalf("ClientIP affinity: one client reached %v", c)
+	}
+}
+
+// Traffic routed through the node (from a pod or another host) to a Service without
+// endpoints is refused too, in the forward hook.
+func TestKernelNoEndpointsRefusedForRoutedTraffic(t *testing.T) {
+	tb := newTestbed(t)
+	tb.backend.ip(t, "route", "add", "10.96.0.0/16", "via", "10.200.0.1")
+	s := &spec{name: "empty", clusterIP: "10.96.0.11", port: 80}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: nil}))
+	_, err := dialIdentity(t, tb.backend, "10.96.0.11:80")
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("routed connection to a Service without endpoints: %v, want connection refused", err)
+	}
+}
+
+func TestKernelNodeChangeRerendersEveryService(t *testing.T) {
+	tb := newTestbed(t)
+	s := &spec{name: "local", clusterIP: "10.96.0.21", port: 80, iTPLocal: true}
+	eps := []state.Endpoint{ep(backends[0], 8080)}
+	eps[0].NodeName = "node-b"
+	snap := snapshotOf(map[*spec][]state.Endpoint{s: eps})
+	tb.sync(t, snap)
+	if _, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err == nil {
+		t.Fatal("iTP=Local without a local endpoint answered")
+	}
+	// The endpoint's locality is what the node change altered; no port is listed as
+	// changed, only the node.
+	snap.Endpoints[s.portName()][0].IsLocal = true
+	st, err := tb.p.Sync(context.Background(), snap, state.ChangeSet{NodeChanged: true})
+	if err != nil || st.Full {
+		t.Fatalf("node change: full=%v err=%v, want a partial sync", st.Full, err)
+	}
+	if got, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err != nil || got != backends[0]+":8080" {
+		t.Fatalf("after the node change: %q, %v", got, err)
+	}
+}

@@ -64,6 +64,14 @@ const (
 	kindIndexMap
 	// kindAffinity: a dynamic address set with timeouts, filled by the datapath.
 	kindAffinity
+	// kindServiceSet: addr . inet_proto . inet_service
+	kindServiceSet
+	// kindSlotMap: addr . inet_proto . inet_service . index : addr . inet_service
+	kindSlotMap
+	// kindPortSlotMap: inet_proto . inet_service . index : addr . inet_service
+	kindPortSlotMap
+	// kindPairSet: addr . addr
+	kindPairSet
 )
 
 // set is a named set or verdict map.
@@ -86,6 +94,14 @@ func (s *set) def(f family) string {
 		return "type mark : verdict"
 	case kindAffinity:
 		return fmt.Sprintf("type %s\n\t\tflags dynamic,timeout\n\t\ttimeout %ds", f.addrType, s.timeout)
+	case kindServiceSet:
+		return "type " + f.addrType + " . inet_proto . inet_service"
+	case kindSlotMap:
+		return fmt.Sprintf("typeof %s daddr . meta l4proto . th dport . numgen random mod 2 : %s daddr . th dport", f.name, f.name)
+	case kindPortSlotMap:
+		return fmt.Sprintf("typeof meta l4proto . th dport . numgen random mod 2 : %s daddr . th dport", f.name)
+	case kindPairSet:
+		return "type " + f.addrType + " . " + f.addrType
 	}
 	return ""
 }
@@ -98,6 +114,12 @@ type elem struct {
 	proto string // "tcp", "udp", "sctp"
 	port  uint16
 	index uint32
+	// slot puts index into the key after protocol and port (slot maps).
+	slot bool
+	// pair is the second address of a pair-set key.
+	pair netip.Addr
+	// to is the data of a slot map: the endpoint to DNAT to.
+	to netip.AddrPort
 	// verdict is "goto CHAIN", "jump CHAIN", "drop"; empty for plain sets.
 	verdict string
 }
@@ -112,8 +134,14 @@ func (e elem) keyText() string {
 	if e.addr.IsValid() {
 		parts = append(parts, e.addr.String())
 	}
+	if e.pair.IsValid() {
+		parts = append(parts, e.pair.String())
+	}
 	if e.proto != "" {
 		parts = append(parts, e.proto, fmt.Sprint(e.port))
+	}
+	if e.slot {
+		parts = append(parts, fmt.Sprint(e.index))
 	}
 	if len(parts) == 0 {
 		return fmt.Sprintf("0x%08x", e.index)
@@ -122,6 +150,9 @@ func (e elem) keyText() string {
 }
 
 func (e elem) text() string {
+	if e.to.IsValid() {
+		return fmt.Sprintf("%s : %s . %d", e.keyText(), e.to.Addr(), e.to.Port())
+	}
 	if e.verdict == "" {
 		return e.keyText()
 	}

@@ -26,7 +26,27 @@ const (
 	mapNoEndpointNodePort = "no-endpoint-nodeports"
 	mapFirewallIPs        = "firewall-ips"
 	setNodePortIPs        = "nodeport-ips"
+	mapServiceEndpoints   = "service-endpoints"
+	mapNodePortEndpoints  = "nodeport-endpoints"
+	setMasqServices       = "masquerade-services"
+	setHairpin            = "hairpin"
 )
+
+// sharedSets are the node-wide sets and maps; every other set belongs to one
+// ServicePort and goes away with it.
+var sharedSets = map[string]bool{
+	mapServiceIPs: true, mapServiceNodePorts: true, mapNoEndpointServices: true,
+	mapNoEndpointNodePort: true, mapFirewallIPs: true, setNodePortIPs: true,
+	mapServiceEndpoints: true, mapNodePortEndpoints: true, setMasqServices: true, setHairpin: true,
+}
+
+// maxSharedPick is the largest endpoint count served by the shared pick chains;
+// Services with more get chains of their own.
+const maxSharedPick = 128
+
+func pickChain(n int) string         { return fmt.Sprintf("pick-%d", n) }
+func externalPickChain(n int) string { return fmt.Sprintf("external-pick-%d", n) }
+func nodePortPickChain(n int) string { return fmt.Sprintf("nodeport-pick-%d", n) }
 
 // Numeric priorities: nft 1.0.6 rejects the name dstnat outside prerouting.
 const (

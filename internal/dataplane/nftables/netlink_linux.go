@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -101,7 +102,23 @@ func (b *batch) nfSet(s *set) *nftables.Set {
 	case kindAddrSet:
 		ns.KeyType = addrType
 	case kindIndexMap:
+		// numgen and jhash write host-order integers; say so for nft to print them.
 		ns.KeyType, ns.IsMap, ns.DataType = nftables.TypeMark, true, nftables.TypeVerdict
+		ns.KeyByteOrder = binaryutil.NativeEndian
+	case kindServiceSet:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService)
+		ns.Concatenation = true
+	case kindSlotMap:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
+		ns.DataType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetService)
+		ns.Concatenation, ns.IsMap = true, true
+	case kindPortSlotMap:
+		ns.KeyType, _ = nftables.ConcatSetType(nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
+		ns.DataType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetService)
+		ns.Concatenation, ns.IsMap = true, true
+	case kindPairSet:
+		ns.KeyType, _ = nftables.ConcatSetType(addrType, addrType)
+		ns.Concatenation = true
 	case kindAffinity:
 		ns.KeyType, ns.Dynamic, ns.HasTimeout = addrType, true, true
 		ns.Timeout = time.Duration(s.timeout) * time.Second
@@ -208,12 +225,21 @@ func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 		key = append(key, protoNumbers[e.proto], 0, 0, 0)
 		key = binary.BigEndian.AppendUint16(key, e.port)
 		key = append(key, 0, 0)
+		if e.slot {
+			key = append(key, hostU32(e.index)...)
+		}
+	case e.pair.IsValid():
+		key = append(e.addr.AsSlice(), e.pair.AsSlice()...)
 	case e.addr.IsValid():
 		key = e.addr.AsSlice()
 	default:
 		key = hostU32(e.index)
 	}
 	ne := nftables.SetElement{Key: key}
+	if e.to.IsValid() {
+		ne.Val = binary.BigEndian.AppendUint16(e.to.Addr().AsSlice(), e.to.Port())
+		ne.Val = append(ne.Val, 0, 0)
+	}
 	if e.verdict != "" {
 		kind, chainName, _ := strings.Cut(e.verdict, " ")
 		v, ok := verdictExpr(verdict{kind: kind, chain: chainName}).(*expr.Verdict)

@@ -114,7 +114,7 @@ func link(t *testing.T, a *netns, aAddrs []string, b *netns, bAddrs []string) {
 		dev   string
 		addrs []string
 	}{{a, an, aAddrs}, {b, bn, bAddrs}} {
-		for _, addr := range x.addrs {
+		for _, addr := range x.addrs { // nil addrs: the caller configures the link
 			x.ns.ip(t, "addr", "add", addr, "dev", x.dev)
 		}
 		x.ns.ip(t, "link", "set", x.dev, "up")

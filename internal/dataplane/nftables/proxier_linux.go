@@ -14,7 +14,9 @@ import (
 
 	"github.com/google/nftables"
 
+	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -33,6 +35,14 @@ type Proxier struct {
 	warned  map[string]bool
 	// nsFD, when not 0, is the network namespace to program (tests).
 	nsFD int
+	// health serves eTP=Local health-check node ports; conntrack deletes stale UDP
+	// flows. Both are nil in tests that do not need them.
+	health    *healthcheck.Server
+	conntrack conntrack.Deleter
+	// prev is the snapshot of the last successful sync; pending collects the ports
+	// changed since then (a failed sync keeps them for the next).
+	prev    *state.Snapshot
+	pending map[state.ServicePortName]struct{}
 	// localAddrs lists the node's interface addresses; a field so tests can fake it.
 	localAddrs func() ([]netip.Addr, error)
 }
@@ -52,6 +62,8 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
 		return nil, fmt.Errorf("nftables mode: the kernel does not answer nf_tables requests (load nf_tables, needs CAP_NET_ADMIN): %w", err)
 	}
+	p.health = healthcheck.New(healthcheck.Options{Logger: o.Log()})
+	p.conntrack = conntrack.NewDeleter()
 	return p, nil
 }
 
@@ -65,6 +77,7 @@ func newProxier(o dataplane.Options) (*Proxier, error) {
 		tables:     []*tableSync{newTableSync(familyIPv4), newTableSync(familyIPv6)},
 		optKeys:    make([]string, 2),
 		warned:     map[string]bool{},
+		pending:    map[state.ServicePortName]struct{}{},
 		localAddrs: nodeaddr.LocalAddresses,
 	}, nil
 }
@@ -92,6 +105,9 @@ func (p *Proxier) renderOptions(snap *state.Snapshot) ([]renderOptions, error) {
 // Sync implements dataplane.Dataplane.
 func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
 	st := dataplane.SyncStats{Rules: map[string]int{}, Written: map[string]int{}}
+	for n := range changed.Ports {
+		p.pending[n] = struct{}{}
+	}
 	opts, err := p.renderOptions(snap)
 	if err != nil {
 		p.metrics.syncFailures.Inc()
@@ -113,7 +129,28 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.metrics.syncFailures.Inc()
 		return st, errors.Join(errs...)
 	}
+	p.afterSync(snap)
 	return st, nil
+}
+
+// afterSync runs what follows a successful sync: health-check ports, then removal
+// of UDP flows whose endpoint is gone (only now is no new flow sent to it).
+func (p *Proxier) afterSync(snap *state.Snapshot) {
+	if p.health != nil {
+		if err := p.health.Update(healthcheck.Entries(snap)); err != nil {
+			p.log.Warn("health-check node ports", "err", err)
+		}
+	}
+	if p.conntrack != nil && p.prev != nil {
+		stale := state.StaleUDPEndpoints(p.prev, snap, state.ChangeSet{Ports: p.pending})
+		if n, err := conntrack.CleanStale(p.conntrack, stale); err != nil {
+			p.log.Warn("conntrack cleanup", "err", err)
+		} else if n > 0 {
+			p.log.Info("deleted stale UDP conntrack entries", "count", n)
+		}
+	}
+	p.prev = snap
+	p.pending = map[state.ServicePortName]struct{}{}
 }
 
 func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot, changed state.ChangeSet) (bool, int, error) {
@@ -138,9 +175,15 @@ func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot,
 		}
 		return true, written, err
 	}
-	updated := make(map[state.ServicePortName]*fragment, len(changed.Ports))
-	changes := make([]change, 0, len(changed.Ports)+1)
-	for n := range changed.Ports {
+	ports := changed.Ports
+	if changed.NodeChanged {
+		// The node's labels and addresses feed endpoint categorisation (topology,
+		// locality) of every Service: re-render all, still sending only differences.
+		ports = allPorts(snap, t.applied)
+	}
+	updated := make(map[state.ServicePortName]*fragment, len(ports))
+	changes := make([]change, 0, len(ports)+1)
+	for n := range ports {
 		var fr *fragment
 		if sp := snap.Services[n]; sp != nil {
 			fr = renderService(o, sp, snap.Categorize(n))
@@ -170,6 +213,9 @@ func (p *Proxier) warn(frs []*fragment) {
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	for _, t := range p.tables {
 		t.applied = nil
+	}
+	if p.health != nil {
+		p.health.Close()
 	}
 	return deleteTables(p.nsFD)
 }
@@ -258,4 +304,16 @@ func (p *Proxier) useNetns(fd int) {
 	for _, t := range p.tables {
 		t.nsFD = fd
 	}
+}
+
+// allPorts names every ServicePort of the snapshot and of the applied ruleset.
+func allPorts(snap *state.Snapshot, applied *ruleset) map[state.ServicePortName]struct{} {
+	out := make(map[state.ServicePortName]struct{}, len(snap.Services))
+	for n := range snap.Services {
+		out[n] = struct{}{}
+	}
+	for n := range applied.services {
+		out[n] = struct{}{}
+	}
+	return out
 }

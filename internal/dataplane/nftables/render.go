@@ -37,6 +37,10 @@ func renderNode(o renderOptions) *fragment {
 		{name: mapNoEndpointNodePort, kind: kindPortKey},
 		{name: mapFirewallIPs, kind: kindServiceKey},
 		{name: setNodePortIPs, kind: kindAddrSet},
+		{name: mapServiceEndpoints, kind: kindSlotMap},
+		{name: mapNodePortEndpoints, kind: kindPortSlotMap},
+		{name: setMasqServices, kind: kindServiceSet},
+		{name: setHairpin, kind: kindPairSet},
 	} {
 		fr.sets = append(fr.sets, s)
 	}
@@ -56,7 +60,12 @@ func renderNode(o renderOptions) *fragment {
 	fr.addChain(&chain{name: "nat-output", base: &hook{"nat", "output", priorityDstNAT},
 		rules: []rule{{jumpChain(chainServices)}}})
 	fr.addChain(&chain{name: "nat-postrouting", base: &hook{"nat", "postrouting", prioritySrcNAT},
-		rules: []rule{{jumpChain(chainMasquerading)}}})
+		rules: []rule{
+			// Hairpin: a pod reaching itself through a Service must be masqueraded,
+			// or its reply would bypass the conntrack entry.
+			{ctStatusDNAT{}, pairInSet{fam: f, set: setHairpin}, jumpChain(chainMarkMasq)},
+			{jumpChain(chainMasquerading)},
+		}})
 	fr.addChain(&chain{name: "filter-prerouting", base: &hook{"filter", "prerouting", priorityFilter},
 		rules: []rule{newConn(jumpChain(chainFirewallCheck))}})
 	fr.addChain(&chain{name: "filter-input", base: &hook{"filter", "input", priorityFilter},
@@ -66,16 +75,32 @@ func renderNode(o renderOptions) *fragment {
 	fr.addChain(&chain{name: "filter-output", base: &hook{"filter", "output", priorityFilter},
 		rules: []rule{newConn(jumpChain(chainEndpointsCheck)), newConn(jumpChain(chainFirewallCheck))}})
 
-	fr.addChain(&chain{name: chainServices, rules: []rule{
+	var masq []rule
+	switch {
+	case o.masqueradeAll:
+		masq = []rule{{serviceInSet{fam: f, set: setMasqServices}, jumpChain(chainMarkMasq)}}
+	case len(o.clusterCIDRs) > 0:
+		// Traffic to a ClusterIP from outside the cluster network is masqueraded.
+		masq = []rule{{addrMatch{fam: f, negate: true, prefix: o.clusterCIDRs[0]},
+			serviceInSet{fam: f, set: setMasqServices}, jumpChain(chainMarkMasq)}}
+	}
+	fr.addChain(&chain{name: chainServices, rules: append(masq, []rule{
 		{serviceVmap{fam: f, set: mapServiceIPs}},
 		{nodePortMatch, portVmap{set: mapServiceNodePorts}},
-	}})
+	}...)})
+	renderPickChains(f, fr)
 	fr.addChain(&chain{name: chainEndpointsCheck, rules: []rule{
 		{serviceVmap{fam: f, set: mapNoEndpointServices}},
 		{nodePortMatch, portVmap{set: mapNoEndpointNodePort}},
 	}})
 	fr.addChain(&chain{name: chainFirewallCheck, rules: []rule{{serviceVmap{fam: f, set: mapFirewallIPs}}}})
-	fr.addChain(&chain{name: chainReject, rules: []rule{{rejectStmt{fam: f}}}})
+	// TCP gets a reset: ICMP errors for forwarded packets are rate limited per
+	// destination host (net.ipv4.icmp_ratelimit), so a client behind the node would
+	// wait for its SYN to time out instead of seeing "connection refused".
+	fr.addChain(&chain{name: chainReject, rules: []rule{
+		{rejectStmt{fam: f, tcpReset: true}},
+		{rejectStmt{fam: f}},
+	}})
 	fr.addChain(&chain{name: chainMasquerading, rules: []rule{
 		{markUnset{mark: o.masqMark}, verdictReturn},
 		{markOp{mark: o.masqMark, xor: true}},
@@ -151,6 +176,10 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 	proto := protoName(sp.Protocol)
 	port := uint16(sp.Port)
 	sched := newSchedule(o, sp, fr)
+	if live := liveEndpoints(p.cat.Cluster); sharedPickFits(p, sched, live) {
+		renderShared(o, p, live, fr)
+		return fr
+	}
 
 	for _, ep := range p.cat.AllReachable {
 		renderEndpoint(o, p, ep, fr)
@@ -172,7 +201,8 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		return elem{set: set, addr: a, proto: proto, port: port, verdict: v}
 	}
 	if len(internalEps) > 0 {
-		fr.elems = append(fr.elems, key(mapServiceIPs, p.clusterIP, "goto "+internal))
+		fr.elems = append(fr.elems, key(mapServiceIPs, p.clusterIP, "goto "+internal),
+			key(setMasqServices, p.clusterIP, ""))
 	} else {
 		fr.elems = append(fr.elems, key(mapNoEndpointServices, p.clusterIP, noEndpointVerdict(p.cat.HasAny)))
 		if p.cat.HasAny {
@@ -276,13 +306,6 @@ func affinitySeconds(sp *state.ServicePort) int {
 // renderPicker renders a chain that picks one of eps for a new connection.
 func renderPicker(o renderOptions, p servicePort, sched schedule, name string, eps []state.Endpoint, fr *fragment) {
 	c := fr.addChain(&chain{name: name})
-	switch {
-	case o.masqueradeAll:
-		c.rules = append(c.rules, rule{clusterIPMatch(o, p), jumpChain(chainMarkMasq)})
-	case len(o.clusterCIDRs) > 0:
-		c.rules = append(c.rules, rule{clusterIPMatch(o, p),
-			addrMatch{fam: o.fam, negate: true, prefix: o.clusterCIDRs[0]}, jumpChain(chainMarkMasq)})
-	}
 	if t := affinitySeconds(p.sp); t > 0 {
 		for _, ep := range eps {
 			ap := ep.AddrPort()
@@ -291,10 +314,6 @@ func renderPicker(o renderOptions, p servicePort, sched schedule, name string, e
 		}
 	}
 	c.rules = append(c.rules, sched.pick(p, name, eps, fr)...)
-}
-
-func clusterIPMatch(o renderOptions, p servicePort) stmt {
-	return addrMatch{fam: o.fam, daddr: true, prefix: netip.PrefixFrom(p.clusterIP, p.clusterIP.BitLen())}
 }
 
 func (p servicePort) fam() family {

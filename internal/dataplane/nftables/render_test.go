@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,25 @@ func TestNoLocalCounted(t *testing.T) {
 		ep("10.244.2.1", 80))
 	if strings.Join(fr.noLocal, ",") != "external" {
 		t.Fatalf("noLocal = %v, want [external]", fr.noLocal)
+	}
+}
+
+func BenchmarkRenderAll(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		snap := bigSnapshot(n, 3)
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				renderAll(testOptions(familyIPv4), snap)
+			}
+		})
+	}
+}
+
+func BenchmarkRenderOneService(b *testing.B) {
+	o := testOptions(familyIPv4)
+	sp := spec{name: "web", clusterIP: "10.96.0.10", port: 80, nodePort: 30080}.servicePort()
+	cat := state.CategorizeEndpoints(sp, []state.Endpoint{ep("10.244.1.1", 80), ep("10.244.1.2", 80), ep("10.244.1.3", 80)}, state.NodeInfo{})
+	for b.Loop() {
+		renderService(o, sp, cat)
 	}
 }

@@ -3,11 +3,57 @@ package nftables
 import "kproxy.dev/kproxy/internal/state"
 
 // ruleset is the whole rendered content of one family's table, kept per owner so a
-// sync can re-render and compare only what changed.
+// sync can re-render and compare only what changed. Totals are kept up to date by
+// put and setNode, so a sync costs nothing per unchanged Service.
 type ruleset struct {
 	fam      family
 	node     *fragment
 	services map[state.ServicePortName]*fragment
+	// rules counts rules and map elements; objects counts chains and sets.
+	rules, objects int
+	// noLocal holds the ServicePorts with Local policy and no local endpoint.
+	noLocal map[state.ServicePortName][]string
+}
+
+func newRuleset(f family, node *fragment, size int) *ruleset {
+	rs := &ruleset{fam: f, services: make(map[state.ServicePortName]*fragment, size),
+		noLocal: map[state.ServicePortName][]string{}}
+	rs.setNode(node)
+	return rs
+}
+
+func (fr *fragment) weight() (rules, objects int) {
+	if fr == nil {
+		return 0, 0
+	}
+	return fr.ruleCount() + len(fr.elems), len(fr.chains) + len(fr.sets)
+}
+
+func (rs *ruleset) account(fr *fragment, sign int) {
+	r, o := fr.weight()
+	rs.rules += sign * r
+	rs.objects += sign * o
+}
+
+func (rs *ruleset) setNode(fr *fragment) {
+	rs.account(rs.node, -1)
+	rs.node = fr
+	rs.account(fr, 1)
+}
+
+// put replaces one ServicePort's fragment; nil removes it.
+func (rs *ruleset) put(n state.ServicePortName, fr *fragment) {
+	rs.account(rs.services[n], -1)
+	delete(rs.services, n)
+	delete(rs.noLocal, n)
+	if fr == nil {
+		return
+	}
+	rs.services[n] = fr
+	rs.account(fr, 1)
+	if len(fr.noLocal) > 0 {
+		rs.noLocal[n] = fr.noLocal
+	}
 }
 
 func (rs *ruleset) fragmentsInOrder() []*fragment {
@@ -25,18 +71,13 @@ func (rs *ruleset) fragmentsInOrder() []*fragment {
 
 // renderAll renders every ServicePort of snap; it is pure.
 func renderAll(o renderOptions, snap *state.Snapshot) *ruleset {
-	rs := &ruleset{fam: o.fam, node: renderNode(o), services: make(map[state.ServicePortName]*fragment, len(snap.Services))}
+	rs := newRuleset(o.fam, renderNode(o), len(snap.Services))
 	for n, sp := range snap.Services {
-		rs.services[n] = renderService(o, sp, snap.Categorize(n))
+		rs.put(n, renderService(o, sp, snap.Categorize(n)))
 	}
 	return rs
 }
 
-// ruleCount counts the rules of the whole table.
-func (rs *ruleset) ruleCount() int {
-	n := rs.node.ruleCount()
-	for _, fr := range rs.services {
-		n += fr.ruleCount()
-	}
-	return n
-}
+// ruleCount counts the rules and map elements of the whole table: on the shared
+// path a Service is elements only, so both are what "rules" means here.
+func (rs *ruleset) ruleCount() int { return rs.rules }

@@ -126,9 +126,19 @@ type masquerade struct{}
 func (masquerade) text() string { return "masquerade fully-random" }
 
 // rejectStmt answers with ICMP port unreachable.
-type rejectStmt struct{ fam family }
+type rejectStmt struct {
+	fam family
+	// tcpReset answers TCP with a reset and matches TCP only (nft shows the protocol
+	// match as implied by the statement).
+	tcpReset bool
+}
 
-func (rejectStmt) text() string { return "reject" }
+func (s rejectStmt) text() string {
+	if s.tcpReset {
+		return "reject with tcp reset"
+	}
+	return "reject"
+}
 
 // dnat rewrites the destination to one endpoint.
 type dnat struct {
@@ -177,4 +187,47 @@ type affinityUpdate struct {
 
 func (s affinityUpdate) text() string {
 	return fmt.Sprintf("update @%s { %s saddr }", s.set, s.fam.name)
+}
+
+// slotDnat picks endpoint slot `numgen random mod n` of the Service the packet is
+// addressed to and DNATs to it, all through one data map: Services sharing these
+// rules never add a rule or a verdict of their own.
+type slotDnat struct {
+	fam      family
+	nodePort bool
+	mod      uint32
+	set      string
+}
+
+func (s slotDnat) text() string {
+	key := fmt.Sprintf("%s daddr . meta l4proto . th dport", s.fam.name)
+	if s.nodePort {
+		key = "meta l4proto . th dport"
+	}
+	return fmt.Sprintf("dnat %s to %s . numgen random mod %d map @%s", s.fam.name, key, s.mod, s.set)
+}
+
+// serviceInSet matches destination address, protocol and port against a set.
+type serviceInSet struct {
+	fam family
+	set string
+}
+
+func (s serviceInSet) text() string {
+	return fmt.Sprintf("%s daddr . meta l4proto . th dport @%s", s.fam.name, s.set)
+}
+
+// ctStatusDNAT matches connections whose destination was NATed.
+type ctStatusDNAT struct{}
+
+func (ctStatusDNAT) text() string { return "ct status dnat" }
+
+// pairInSet matches source and destination address as a pair against a set.
+type pairInSet struct {
+	fam family
+	set string
+}
+
+func (s pairInSet) text() string {
+	return fmt.Sprintf("%s saddr . %s daddr @%s", s.fam.name, s.fam.name, s.set)
 }

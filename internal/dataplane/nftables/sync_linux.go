@@ -27,6 +27,8 @@ type tableSync struct {
 	staleSets   map[string]bool
 	// kinds remembers each set's kind, for element operations.
 	kinds map[string]setKind
+	// refs counts the owners of each element key (see diff.resolveRefs).
+	refs map[string]int
 }
 
 func newTableSync(f family) *tableSync {
@@ -57,6 +59,12 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 			b.addRules(c)
 		}
 	}
+	t.refs = map[string]int{}
+	for _, fr := range frs {
+		for _, e := range fr.elems {
+			t.refs[e.key()]++
+		}
+	}
 	b.elems(t.kinds, dedupElems(frs), true)
 	if err := b.commit(); err != nil {
 		return b.written, err
@@ -66,8 +74,8 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	return b.written, nil
 }
 
-// dedupElems drops elements whose key another owner claimed first (two Services
-// sharing an external IP and port): the kernel would refuse the duplicate.
+// dedupElems keeps one element per key: several owners may render the same one
+// (see diff.resolveRefs) and the kernel refuses duplicates.
 func dedupElems(frs []*fragment) []elem {
 	seen := map[string]bool{}
 	var out []elem
@@ -109,6 +117,7 @@ func (t *tableSync) partial(next *ruleset, changes []change) (int, error) {
 	for _, ch := range changes {
 		d.add(ch.old, ch.new)
 	}
+	d.resolveRefs(t.refs)
 	if d.empty() {
 		b.conn.CloseLasting()
 		t.applied = next
@@ -165,11 +174,7 @@ func (t *tableSync) tableUnchanged() (bool, error) {
 }
 
 func (t *tableSync) expectedUse() int {
-	n := len(t.staleChains) + len(t.staleSets) + len(t.applied.node.chains) + len(t.applied.node.sets)
-	for _, fr := range t.applied.services {
-		n += len(fr.chains) + len(fr.sets)
-	}
-	return n
+	return len(t.staleChains) + len(t.staleSets) + t.applied.objects
 }
 
 func findChain(fr *fragment, name string) *chain {
@@ -188,13 +193,9 @@ func isENOENT(err error) bool {
 // foldServices folds changed owners into the applied ruleset. It modifies applied in
 // place: a failed sync forgets applied altogether, so nothing is lost.
 func foldServices(applied *ruleset, node *fragment, updated map[state.ServicePortName]*fragment) *ruleset {
-	next := &ruleset{fam: applied.fam, node: node, services: applied.services}
+	applied.setNode(node)
 	for n, fr := range updated {
-		if fr == nil {
-			delete(next.services, n)
-		} else {
-			next.services[n] = fr
-		}
+		applied.put(n, fr)
 	}
-	return next
+	return applied
 }

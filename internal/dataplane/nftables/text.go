@@ -17,7 +17,7 @@ func (h *hook) text() string {
 
 func (s *set) declText(f family) string {
 	word := "set"
-	if s.kind != kindAddrSet && s.kind != kindAffinity {
+	if s.kind == kindIndexMap || s.kind == kindServiceKey || s.kind == kindPortKey || s.kind == kindSlotMap || s.kind == kindPortSlotMap {
 		word = "map"
 	}
 	d := strings.ReplaceAll(s.def(f), "\n\t\t", " ; ")

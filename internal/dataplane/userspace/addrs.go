@@ -23,6 +23,9 @@ type addrManager interface {
 	remove(a netip.Addr) error
 	// cleanup removes every address this manager added, and kproxy0 if it made it.
 	cleanup() error
+	// adopt lists the addresses an earlier kproxy left (on kproxy0, or on lo with
+	// the lo:kproxy label) and takes them over, so that remove works on them.
+	adopt() ([]netip.Addr, error)
 }
 
 func localAddresses() ([]netip.Addr, error) { return nodeaddr.LocalAddresses() }

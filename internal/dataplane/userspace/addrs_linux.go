@@ -112,6 +112,47 @@ func (m *netlinkAddrs) cleanup() error {
 	return errors.Join(errs...)
 }
 
+func (m *netlinkAddrs) adopt() ([]netip.Addr, error) {
+	if !m.root {
+		return nil, nil
+	}
+	var out []netip.Addr
+	if l, err := netlink.LinkByName(dummyLink); err == nil {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("listing addresses of %s: %w", dummyLink, err)
+		}
+		m.link = l
+		for _, a := range addrs {
+			out = append(out, addrOf(a))
+		}
+	} else {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return nil, err
+		}
+		addrs, err := netlink.AddrList(lo, netlink.FAMILY_V4)
+		if err != nil {
+			return nil, fmt.Errorf("listing addresses of lo: %w", err)
+		}
+		for _, a := range addrs {
+			if a.Label == loLabel {
+				m.link = lo
+				out = append(out, addrOf(a))
+			}
+		}
+	}
+	for _, a := range out {
+		m.added[a] = true
+	}
+	return out, nil
+}
+
+func addrOf(a netlink.Addr) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.IP)
+	return ip.Unmap()
+}
+
 // cleanupLeftovers is `kproxy --cleanup` for this mode: without a daemon's memory,
 // it removes kproxy0 and the lo addresses labelled lo:kproxy. IPv6 addresses on lo
 // carry no label and are left alone.

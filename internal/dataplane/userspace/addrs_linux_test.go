@@ -5,6 +5,7 @@ package userspace
 import (
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -36,6 +37,12 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 		return
 	}
 	a := startTCPBackend(t, "A")
+	// An earlier run left two addresses: one a Service still uses, one it does not.
+	for _, ip := range []string{"10.96.77.11/32", "10.96.77.99/32"} {
+		if out, err := exec.Command("ip", "addr", "add", ip, "dev", "lo", "label", loLabel).CombinedOutput(); err != nil {
+			t.Fatalf("ip addr add %s: %v: %s", ip, err, out)
+		}
+	}
 	p, _ := testProxier(t, nil)
 	clusterIP := netip.MustParseAddr("10.96.77.10")
 	other := netip.MustParseAddr("10.96.77.11")
@@ -54,6 +61,9 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 		t.Fatalf("without %s the address went to %s, want lo", dummyLink, link)
 	}
 	t.Logf("ClusterIP went to %s", link)
+	if l := linkHolding(t, netip.MustParseAddr("10.96.77.99")); l != "" {
+		t.Fatalf("the first Sync left an unused address of an earlier run on %s", l)
+	}
 	if got := names(t, netip.Addr{}, s.addr(), 1)[0]; got != "A" {
 		t.Fatalf("ClusterIP on %s answered %q, want A", link, got)
 	}
@@ -65,7 +75,7 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 		t.Fatal("address removed while a Service port still uses it")
 	}
 	if l := linkHolding(t, other); l != "" {
-		t.Fatalf("address of the removed Service is still on %s", l)
+		t.Fatalf("address of the removed Service (adopted from an earlier run) is still on %s", l)
 	}
 	if err := p.Cleanup(t.Context()); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,8 @@ func (f *fakeAddrs) remove(a netip.Addr) error {
 	delete(f.added, a)
 	return nil
 }
-func (f *fakeAddrs) cleanup() error { return nil }
+func (f *fakeAddrs) cleanup() error               { return nil }
+func (f *fakeAddrs) adopt() ([]netip.Addr, error) { return nil, nil }
 
 func TestNonLocalClusterIPWithoutRootIsAnErrorOthersKeepWorking(t *testing.T) {
 	t.Parallel()
@@ -69,5 +70,40 @@ func TestLoopbackClusterIPNeedsNoAddress(t *testing.T) {
 	mustSync(t, p, sn, allChanged(sn))
 	if len(fake.added) != 0 {
 		t.Fatalf("a 127/8 ClusterIP made kproxy add %v", fake.added)
+	}
+}
+
+func TestAddedServiceAddressesAreNotNodePortAddresses(t *testing.T) {
+	t.Parallel()
+	p, _ := testProxier(t, nil)
+	fake := &fakeAddrs{root: true, added: map[netip.Addr]bool{}}
+	p.addrs = fake
+	p.listen = func(*frontend) error { return nil } // the addresses are not really there
+	nodeIP := netip.MustParseAddr("192.0.2.10")
+	p.localAddrs = func() ([]netip.Addr, error) {
+		out := []netip.Addr{nodeIP}
+		for a := range fake.added { // what the kernel would now report
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	ci := newSvc("ci", v1.ProtocolTCP, netip.MustParseAddr("10.96.1.1"), 80)
+	np := newSvc("np", v1.ProtocolTCP, netip.MustParseAddr("10.96.1.2"), 80)
+	np.sp.NodePort = 30080
+	sn := snap(state.NodeInfo{}, ci, np)
+	mustSync(t, p, sn, allChanged(sn))
+	p.needFull = true // and again, now that the ClusterIPs are interface addresses
+	mustSync(t, p, sn, state.ChangeSet{})
+	if !fake.added[netip.MustParseAddr("10.96.1.1")] {
+		t.Fatal("non-local ClusterIP was not added as root")
+	}
+	var nodePorts []string
+	for k, fe := range p.frontends {
+		if fe.kind == kindNodePort {
+			nodePorts = append(nodePorts, k.addr.String())
+		}
+	}
+	if len(nodePorts) != 1 || nodePorts[0] != "192.0.2.10:30080" {
+		t.Fatalf("NodePort listeners %v, want only the node address 192.0.2.10:30080", nodePorts)
 	}
 }

@@ -79,7 +79,9 @@ type feConfig struct {
 
 // backend is one endpoint as seen from one frontend, with its traffic counters.
 type backend struct {
-	addr   netip.AddrPort
+	addr netip.AddrPort
+	// local is true for endpoints on this node, where relay sockets use small buffers.
+	local  bool
 	stats  counters
 	metric *backendMetric
 }
@@ -182,12 +184,13 @@ func (p *Proxier) buildConfig(fe *frontend, svc *service, eps []state.Endpoint) 
 		}
 	}
 	next.sched.Update(list)
-	for _, b := range list {
+	for i, b := range list {
 		if old != nil && old.backends[b.Addr] != nil {
 			next.backends[b.Addr] = old.backends[b.Addr]
 			continue
 		}
-		next.backends[b.Addr] = &backend{addr: b.Addr, metric: svc.metrics[b.Addr]}
+		local := eps[i].IsLocal || b.Addr.Addr().IsLoopback()
+		next.backends[b.Addr] = &backend{addr: b.Addr, metric: svc.metrics[b.Addr], local: local}
 	}
 	if sp.AffinityTimeout > 0 {
 		if old != nil && old.affinity.timeoutIs(sp.AffinityTimeout) {

@@ -216,3 +216,21 @@ func TestUDPFlowIdlesOut(t *testing.T) {
 	}
 	eventually(t, "the idle flow to end", func() bool { return fe.open.Load() == 0 })
 }
+
+func TestIPv6ClusterIP(t *testing.T) {
+	t.Parallel()
+	v6 := netip.IPv6Loopback()
+	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(v6, 0)))
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	l.Close()
+	a := startTCPBackend(t, "A")
+	s := newSvc("v6", v1.ProtocolTCP, v6, freePort(t, "tcp", v6), a)
+	p, _ := testProxier(t, nil)
+	sn := snap(state.NodeInfo{}, s)
+	mustSync(t, p, sn, allChanged(sn))
+	if got := names(t, netip.Addr{}, s.addr(), 1)[0]; got != "A" {
+		t.Fatalf("[::1] ClusterIP answered %q, want A", got)
+	}
+}

@@ -16,8 +16,10 @@ import (
 
 // syncRun is the state of one Sync.
 type syncRun struct {
-	snap  *state.Snapshot
-	local []netip.Addr
+	snap *state.Snapshot
+	// local is the set of the host's addresses: a set, because a node whose
+	// ClusterIPs kproxy put on lo has as many local addresses as Services.
+	local map[netip.Addr]bool
 	// written counts listeners opened, closed or given a new backend set.
 	written int
 }
@@ -39,9 +41,13 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.needFull = true
 		return stats, err
 	}
-	run := &syncRun{snap: snap, local: local}
+	run := &syncRun{snap: snap, local: make(map[netip.Addr]bool, len(local))}
+	for _, a := range local {
+		run.local[a.Unmap()] = true
+	}
 	var errs []error
-	nodeAddrs, err := p.nodePortAddrs(snap, local)
+	p.adoptLeftovers()
+	nodeAddrs, err := p.nodePortAddrs(snap, run)
 	if err != nil {
 		errs = append(errs, err)
 		nodeAddrs = p.nodeAddrs // keep serving on the last good set
@@ -67,6 +73,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		}
 	}
 	p.reapDraining()
+	if full {
+		p.removeLeftovers()
+	}
 	p.needFull = false
 	return p.stats(run, full), errors.Join(errs...)
 }
@@ -89,16 +98,24 @@ func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
 	return s
 }
 
-// nodePortAddrs selects the node addresses NodePorts listen on. Node-object
-// addresses this host does not have are left out: nothing could arrive there.
-func (p *Proxier) nodePortAddrs(snap *state.Snapshot, local []netip.Addr) ([]netip.Addr, error) {
+// nodePortAddrs selects the node addresses NodePorts listen on. Service addresses
+// kproxy put on the host are interface addresses too, but not node addresses (as
+// kube-proxy's IPVS mode leaves kube-ipvs0 out). Node-object addresses this host
+// does not have are left out: nothing could arrive there.
+func (p *Proxier) nodePortAddrs(snap *state.Snapshot, run *syncRun) ([]netip.Addr, error) {
 	var list []string
 	if p.opts.Config != nil {
 		list = p.opts.Config.NodePortAddresses
 	}
+	host := make([]netip.Addr, 0, len(run.local))
+	for a := range run.local {
+		if p.ourAddrs[a] == 0 && !p.leftovers[a] {
+			host = append(host, a)
+		}
+	}
 	sel, err := nodeaddr.Select(nodeaddr.Options{
 		NodeAddresses:     snap.Node.Addresses,
-		LocalAddresses:    local,
+		LocalAddresses:    host,
 		NodePortAddresses: list,
 	})
 	if err != nil {
@@ -106,7 +123,7 @@ func (p *Proxier) nodePortAddrs(snap *state.Snapshot, local []netip.Addr) ([]net
 	}
 	out := sel[:0]
 	for _, a := range sel {
-		if nodeaddr.IsLocal(a, local) {
+		if a.IsLoopback() || run.local[a] {
 			out = append(out, a)
 		} else if !slices.Contains(p.nodeAddrs, a) {
 			p.log.Warn("node address is not on this host; NodePorts are not served there", "address", a.String())
@@ -254,27 +271,36 @@ func (p *Proxier) open(run *syncRun, fe *frontend) error {
 	if err := p.claimAddr(run, fe, a); err != nil {
 		return err
 	}
-	var err error
-	if fe.key.proto == v1.ProtocolUDP {
-		err = p.listenUDP(fe)
-	} else {
-		err = p.listenTCP(fe)
-	}
+	err := p.listen(fe)
 	if err != nil {
 		p.releaseAddr(fe)
 	}
 	return err
 }
 
+// listenSocket opens the frontend's socket and starts serving it.
+func (p *Proxier) listenSocket(fe *frontend) error {
+	if fe.key.proto == v1.ProtocolUDP {
+		return p.listenUDP(fe)
+	}
+	return p.listenTCP(fe)
+}
+
 // claimAddr makes a local. Addresses kproxy added are reference-counted by the
 // frontends (open or draining) that use them.
 func (p *Proxier) claimAddr(run *syncRun, fe *frontend, a netip.Addr) error {
+	if p.leftovers[a] {
+		delete(p.leftovers, a)
+		p.ourAddrs[a] = 1
+		fe.addedAddr = true
+		return nil
+	}
 	if p.ourAddrs[a] > 0 {
 		p.ourAddrs[a]++
 		fe.addedAddr = true
 		return nil
 	}
-	if nodeaddr.IsLocal(a, run.local) {
+	if a.IsLoopback() || run.local[a] {
 		return nil
 	}
 	if !p.addrs.canAdd() {
@@ -319,4 +345,32 @@ func (p *Proxier) reapDraining() {
 	}
 	clear(p.draining[len(kept):])
 	p.draining = kept
+}
+
+func (p *Proxier) adoptLeftovers() {
+	if p.adopted {
+		return
+	}
+	p.adopted = true
+	addrs, err := p.addrs.adopt()
+	if err != nil {
+		p.log.Warn("reading Service addresses left by an earlier run", "err", err)
+	}
+	p.leftovers = make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		p.leftovers[a] = true
+	}
+}
+
+// removeLeftovers removes the addresses of an earlier run that no Service claimed
+// in a full sync.
+func (p *Proxier) removeLeftovers() {
+	for a := range p.leftovers {
+		if err := p.addrs.remove(a); err != nil {
+			p.log.Warn("removing a Service address left by an earlier run", "address", a.String(), "err", err)
+		} else {
+			p.log.Info("removed a Service address left by an earlier run", "address", a.String())
+		}
+		delete(p.leftovers, a)
+	}
 }

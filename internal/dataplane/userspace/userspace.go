@@ -59,6 +59,8 @@ type Proxier struct {
 	metrics      *metrics
 	// localAddrs reads the addresses the process can listen on; a variable for tests.
 	localAddrs func() ([]netip.Addr, error)
+	// listen opens a frontend's socket; benchmarks of the choice path replace it.
+	listen func(fe *frontend) error
 
 	// mu serialises Sync, List, Drain and Cleanup; the relays never take it.
 	mu        sync.Mutex
@@ -77,6 +79,11 @@ type Proxier struct {
 	noLocal map[state.ServicePortName][2]bool
 	// ourAddrs counts the frontends using each address kproxy added to the host.
 	ourAddrs map[netip.Addr]int
+	// leftovers are addresses an earlier kproxy added (the daemon keeps them on
+	// exit so a restart does not interrupt traffic); the first Sync reuses those
+	// still wanted and removes the rest.
+	leftovers map[netip.Addr]bool
+	adopted   bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
@@ -116,6 +123,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		conns:        connSet{m: map[closer]struct{}{}},
 		stopEst:      make(chan struct{}),
 	}
+	p.listen = p.listenSocket
 	go p.runEstimator()
 	return p, nil
 }

@@ -3,6 +3,7 @@ package file
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,24 +71,46 @@ type parseResult struct {
 	// known; the objects they held cannot be told apart from deleted ones.
 	unidentified []error
 	ignored      []string
+	// docs caches the decoded objects of each fully valid document by its content,
+	// so that editing one object of a large file does not decode all the others.
+	docs map[[sha256.Size]byte][]decoded
 }
 
-// parseFile splits a file into YAML (or JSON) documents and decodes each.
-func parseFile(data []byte) parseResult {
-	var res parseResult
+// parseFile splits a file into YAML (or JSON) documents, then decodes and validates
+// each; documents found in prev (the previous version's cache) are reused as they are.
+func parseFile(data []byte, prev map[[sha256.Size]byte][]decoded) parseResult {
+	res := parseResult{docs: make(map[[sha256.Size]byte][]decoded, len(prev))}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for n := 1; ; n++ {
 		doc, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			return res
 		}
-		where := fmt.Sprintf("document %d", n)
 		if err != nil {
-			res.unidentified = append(res.unidentified, fmt.Errorf("%s: %v", where, err))
+			res.unidentified = append(res.unidentified, fmt.Errorf("document %d: %v", n, err))
 			return res
 		}
-		res.parseDocument(doc, where)
+		sum := sha256.Sum256(doc)
+		if objs, ok := prev[sum]; ok {
+			res.objects = append(res.objects, objs...)
+			res.docs[sum] = objs
+			continue
+		}
+		before, unidentified := len(res.objects), len(res.unidentified)
+		res.parseDocument(doc, fmt.Sprintf("document %d", n))
+		if len(res.unidentified) == unidentified && allGood(res.objects[before:]) {
+			res.docs[sum] = res.objects[before:len(res.objects):len(res.objects)]
+		}
 	}
+}
+
+func allGood(objs []decoded) bool {
+	for _, d := range objs {
+		if d.err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 type typeAndName struct {
@@ -184,6 +207,7 @@ func (res *parseResult) unsupported(d decoded, gvk *schema.GroupVersionKind, whe
 func (res *parseResult) add(d decoded) {
 	if d.obj != nil && d.err == nil {
 		setDefaultNamespace(d.obj)
+		d.err = validateObject(d.obj)
 	}
 	res.objects = append(res.objects, d)
 }

@@ -14,7 +14,7 @@ func TestParseKubectlDump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := parseFile(data)
+	res := parseFile(data, nil)
 	if len(res.unidentified) > 0 {
 		t.Fatalf("unidentified: %v", res.unidentified)
 	}
@@ -46,7 +46,7 @@ func TestParseKubectlDump(t *testing.T) {
 func TestParseMultiDocumentYAMLAndJSON(t *testing.T) {
 	node := "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses:\n  - {type: InternalIP, address: 192.0.2.1}\n"
 	yml := "# leading comment\n---\n" + svcWeb + "---\n" + sliceWeb + "---\n" + node + "---\n"
-	res := parseFile([]byte(yml))
+	res := parseFile([]byte(yml), nil)
 	if len(res.objects) != 3 || len(res.unidentified) != 0 {
 		t.Fatalf("got %d objects, unidentified %v", len(res.objects), res.unidentified)
 	}
@@ -54,7 +54,7 @@ func TestParseMultiDocumentYAMLAndJSON(t *testing.T) {
 		t.Fatalf("node: %#v", res.objects[2])
 	}
 	js := `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"clusterIP":"10.0.0.1","ports":[{"port":1}]}}]}`
-	res = parseFile([]byte(js))
+	res = parseFile([]byte(js), nil)
 	if len(res.objects) != 1 || res.objects[0].err != nil {
 		t.Fatalf("json: %+v %v", res.objects, res.unidentified)
 	}
@@ -80,7 +80,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res := parseFile([]byte(c.doc))
+			res := parseFile([]byte(c.doc), nil)
 			if c.object == "" {
 				if len(res.unidentified) != 1 || len(res.objects) != 0 {
 					t.Fatalf("want one unidentified document, got %+v %v", res.objects, res.unidentified)
@@ -101,7 +101,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseIgnoresOtherKinds(t *testing.T) {
 	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n"
-	res := parseFile([]byte(pod + "---\n" + svcWeb))
+	res := parseFile([]byte(pod+"---\n"+svcWeb), nil)
 	if len(res.objects) != 1 || len(res.ignored) != 1 || len(res.unidentified) != 0 {
 		t.Fatalf("objects %d ignored %v unidentified %v", len(res.objects), res.ignored, res.unidentified)
 	}

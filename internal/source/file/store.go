@@ -20,6 +20,8 @@ type fileState struct {
 	sum [sha256.Size]byte
 	// objects are the last good version of every object the file defines.
 	objects map[objKey]runtime.Object
+	// docs are the decoded valid documents of the last version, for reuse.
+	docs map[[sha256.Size]byte][]decoded
 }
 
 // store turns file contents into Handler calls. It is used by one goroutine.
@@ -55,11 +57,11 @@ func (s *store) load(path string, data []byte) bool {
 		old = &fileState{objects: map[objKey]runtime.Object{}}
 	}
 	s.forgetIssuesOf(path)
-	res := parseFile(data)
+	res := parseFile(data, old.docs)
 	for _, ig := range res.ignored {
 		s.log.Debug("ignoring an object kproxy does not use", "file", path, "object", ig)
 	}
-	next := &fileState{sum: sum, objects: old.objects}
+	next := &fileState{sum: sum, objects: old.objects, docs: old.docs}
 	if len(res.objects) == 0 && len(res.unidentified) > 0 {
 		// Nothing in the file could be read: keep serving its last good objects.
 		for _, err := range res.unidentified {
@@ -69,6 +71,7 @@ func (s *store) load(path string, data []byte) bool {
 		return true
 	}
 	next.objects = s.mergeFileObjects(path, old.objects, res)
+	next.docs = res.docs
 	s.files[path] = next
 	return true
 }
@@ -81,9 +84,6 @@ func (s *store) mergeFileObjects(path string, old map[objKey]runtime.Object, res
 		s.rejects.RejectFile(path, "", err)
 	}
 	for _, d := range res.objects {
-		if d.err == nil {
-			d.err = validateObject(d.obj)
-		}
 		if d.err == nil && d.key.Name != "" {
 			if _, dup := objs[d.key]; dup {
 				d.err = fmt.Errorf("metadata.name: defined twice in this file, keeping the first")
@@ -138,13 +138,13 @@ func (s *store) desired() map[objKey]runtime.Object {
 	owner := map[objKey]string{}
 	issues := map[string]bool{}
 	for _, path := range s.paths() {
-		for _, k := range sortedKeys(s.files[path].objects) {
+		for k, o := range s.files[path].objects {
 			if first, dup := owner[k]; dup {
 				s.crossIssue(issues, path, k.String(), fmt.Errorf("metadata.name: also defined in %s, which wins", first))
 				continue
 			}
 			owner[k] = path
-			want[k] = s.files[path].objects[k]
+			want[k] = o
 		}
 	}
 	for k, o := range want {
@@ -155,7 +155,7 @@ func (s *store) desired() map[objKey]runtime.Object {
 		svc := objKey{Kind: kindService, Namespace: es.Namespace, Name: state.SliceServiceName(es)}
 		if _, ok := want[svc]; !ok {
 			delete(want, k)
-			s.crossIssue(issues, owner[k], k.String(), fmt.Errorf("metadata.labels[%s]: no file defines %s", discovery.LabelServiceName, svc))
+			s.crossIssue(issues, owner[k], k.String(), fmt.Errorf("metadata.labels[%s]: no valid %s in any file", discovery.LabelServiceName, svc))
 		}
 	}
 	s.crossIssues = issues
@@ -194,13 +194,18 @@ func (s *store) sync(h state.Handler) {
 	for i := len(deletes) - 1; i >= 0; i-- {
 		deleteObject(h, deletes[i])
 	}
-	for _, k := range sortedKeys(want) {
-		o := want[k]
+	var upserts []objKey
+	for k, o := range want {
 		if old, ok := s.delivered[k]; ok && (old == o || equality.Semantic.DeepEqual(old, o)) {
 			want[k] = old
 			continue
 		}
-		upsertObject(h, o)
+		upserts = append(upserts, k)
+	}
+	// Only the changes are sorted: a large file with one edit costs map look-ups.
+	sortKeys(upserts)
+	for _, k := range upserts {
+		upsertObject(h, want[k])
 	}
 	s.delivered = want
 }
@@ -230,15 +235,6 @@ func deleteObject(h state.Handler, k objKey) {
 // kindOrder puts Nodes first, then Services, then EndpointSlices for upserts; the
 // reverse order is used for deletes.
 var kindOrder = map[string]int{kindNode: 0, kindService: 1, kindEndpointSlice: 2}
-
-func sortedKeys(m map[objKey]runtime.Object) []objKey {
-	out := make([]objKey, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sortKeys(out)
-	return out
-}
 
 func sortKeys(keys []objKey) {
 	sort.Slice(keys, func(i, j int) bool {

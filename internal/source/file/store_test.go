@@ -151,7 +151,7 @@ func TestStoreSliceWithoutService(t *testing.T) {
 	f := newStoreFixture(t)
 	f.wantCalls(f.write(map[string]string{"eps.yaml": sliceWeb}))
 	f.wantRejects(1)
-	mustContain(t, f.log.String(), "eps.yaml: EndpointSlice default/web-1: metadata.labels[kubernetes.io/service-name]: no file defines Service default/web")
+	mustContain(t, f.log.String(), "eps.yaml: EndpointSlice default/web-1: metadata.labels[kubernetes.io/service-name]: no valid Service default/web in any file")
 	// Reported once, not on every rescan.
 	f.write(map[string]string{"other.yaml": strings.ReplaceAll(svcWeb, "web", "other")})
 	f.wantRejects(1)
@@ -197,4 +197,22 @@ func TestStoreKubectlDump(t *testing.T) {
 	if n := len(f.h.Keys()); n != 8 {
 		t.Fatalf("objects %v", f.h.Keys())
 	}
+}
+
+func TestStoreReusesUnchangedDocuments(t *testing.T) {
+	f := newStoreFixture(t)
+	api := strings.Replace(strings.ReplaceAll(svcWeb, "web", "api"), "10.96.0.10", "10.96.0.11", 1)
+	bad := strings.Replace(strings.ReplaceAll(svcWeb, "web", "bad"), "port: 80", "port: 0", 1)
+	f.write(map[string]string{"a.yaml": api + "---\n" + svcWeb + "---\n" + bad})
+	f.wantRejects(1)
+	apiKey := objKey{Kind: kindService, Namespace: "default", Name: "api"}
+	before := f.st.files["a.yaml"].objects[apiKey]
+
+	calls := f.write(map[string]string{"a.yaml": api + "---\n" + strings.Replace(svcWeb, "port: 80", "port: 81", 1) + "---\n" + bad})
+	f.wantCalls(calls, "upsert Service default/web")
+	if f.st.files["a.yaml"].objects[apiKey] != before {
+		t.Fatal("an unchanged document was decoded again")
+	}
+	// A rejected document is never cached: saving the file reports it again.
+	f.wantRejects(2)
 }

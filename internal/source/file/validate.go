@@ -255,13 +255,13 @@ func validateSlice(p *problems, es *discovery.EndpointSlice) {
 	at := field.NewPath("addressType")
 	switch es.AddressType {
 	case discovery.AddressTypeIPv4, discovery.AddressTypeIPv6, discovery.AddressTypeFQDN:
+		for i, e := range es.Endpoints {
+			validateSliceEndpoint(p, field.NewPath("endpoints").Index(i), e, es.AddressType)
+		}
 	case "":
 		p.add(at, "required (IPv4, IPv6 or FQDN)")
 	default:
 		p.add(at, "unknown address type %q (want IPv4, IPv6 or FQDN)", es.AddressType)
-	}
-	for i, e := range es.Endpoints {
-		validateSliceEndpoint(p, field.NewPath("endpoints").Index(i), e, es.AddressType)
 	}
 	names := map[string]bool{}
 	for i, port := range es.Ports {

@@ -8,16 +8,13 @@ import (
 // validationError decodes one manifest and validates it, returning the problem.
 func validationError(t *testing.T, doc string) string {
 	t.Helper()
-	res := parseFile([]byte(doc))
+	res := parseFile([]byte(doc), nil)
 	if len(res.objects) != 1 {
 		t.Fatalf("want one object, got %+v %v", res.objects, res.unidentified)
 	}
 	d := res.objects[0]
 	if d.err != nil {
-		t.Fatalf("decode: %v", d.err)
-	}
-	if err := validateObject(d.obj); err != nil {
-		return d.object() + ": " + err.Error()
+		return d.object() + ": " + d.err.Error()
 	}
 	return ""
 }

@@ -301,6 +301,16 @@ func TestGuestCleanupLeavesNothing(t *testing.T) {
 	if !strings.Contains(sh(t, "iptables-save"), "KUBE-SERVICES") || !strings.Contains(sh(t, "ipset", "list", "-n"), "KUBE-CLUSTER-IP") {
 		t.Fatal("sync did not create the rules and sets")
 	}
+	// A second dataplane (a restarted daemon) does a full sync against the kernel:
+	// it must find its jump rules in place rather than add them again.
+	dp2 := newDataplane(t, "")
+	b2 := newSnapshot()
+	b2.s.Node.Addresses = b.s.Node.Addresses
+	syncOK(t, dp2, b2, sp, endpoints(8080, be))
+	nat := sh(t, "iptables-save", "-t", "nat")
+	if n := strings.Count(nat, "-j KUBE-SERVICES"); n != 2 {
+		t.Errorf("%d jumps to KUBE-SERVICES after a restart, want 2 (PREROUTING, OUTPUT):\n%s", n, nat)
+	}
 	if err := ipvsdp.CleanupMode(bg, dataplane.Options{}); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}

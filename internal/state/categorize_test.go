@@ -1,0 +1,232 @@
+package state
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// ep builds an Endpoint: name is the last octet, so "1" is 10.0.0.1.
+type epSpec struct {
+	last        byte
+	ready       bool
+	serving     bool
+	terminating bool
+	local       bool
+	zones       []string
+	nodes       []string
+}
+
+func (s epSpec) endpoint() Endpoint {
+	e := Endpoint{
+		IP: netip.AddrFrom4([4]byte{10, 0, 0, s.last}), Port: 80,
+		Ready: s.ready, Serving: s.serving, Terminating: s.terminating,
+		IsLocal: s.local, ZoneHints: s.zones, NodeHints: s.nodes, Weight: 1,
+	}
+	if s.local {
+		e.NodeName = "node-a"
+	}
+	return e
+}
+
+func eps(specs ...epSpec) []Endpoint {
+	out := make([]Endpoint, 0, len(specs))
+	for _, s := range specs {
+		out = append(out, s.endpoint())
+	}
+	return out
+}
+
+// Endpoint kinds used below.
+func readyEP(last byte) epSpec     { return epSpec{last: last, ready: true, serving: true} }
+func localReady(last byte) epSpec  { return epSpec{last: last, ready: true, serving: true, local: true} }
+func terminating(last byte) epSpec { return epSpec{last: last, serving: true, terminating: true} }
+func localTerm(last byte) epSpec {
+	return epSpec{last: last, serving: true, terminating: true, local: true}
+}
+func notServing(last byte) epSpec        { return epSpec{last: last, terminating: true} }
+func notReady(last byte) epSpec          { return epSpec{last: last} }
+func zoned(s epSpec, z ...string) epSpec { s.zones = z; return s }
+
+func names(list []Endpoint) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return endpointStrings(list)
+}
+
+func TestCategorizeEndpoints(t *testing.T) {
+	clusterSvc := &ServicePort{}
+	itpLocal := &ServicePort{InternalPolicyLocal: true}
+	etpLocal := &ServicePort{NodePort: 30080, ExternalPolicyLocal: true}
+	bothLocal := &ServicePort{NodePort: 30080, ExternalPolicyLocal: true, InternalPolicyLocal: true}
+	etpLocalNotExternal := &ServicePort{ExternalPolicyLocal: true} // policy without a NodePort/LB: ignored
+	nodeA := NodeInfo{Name: "node-a", Zone: "zone-a"}
+
+	cases := []struct {
+		name                    string
+		sp                      *ServicePort
+		eps                     []Endpoint
+		node                    NodeInfo
+		cluster, local, reached []string
+		hasAny                  bool
+	}{
+		{
+			name: "ready only", sp: clusterSvc, node: nodeA,
+			eps:     eps(readyEP(1), notReady(2), terminating(3), localReady(4)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.4:80"}, reached: []string{"10.0.0.1:80", "10.0.0.4:80"}, hasAny: true,
+		},
+		{
+			name: "fallback to serving terminating when none ready", sp: clusterSvc, node: nodeA,
+			eps:     eps(notReady(1), terminating(2), notServing(3), localTerm(4)),
+			cluster: []string{"10.0.0.2:80", "10.0.0.4:80"}, reached: []string{"10.0.0.2:80", "10.0.0.4:80"}, hasAny: true,
+		},
+		{
+			name: "nothing usable", sp: clusterSvc, node: nodeA,
+			eps:    eps(notReady(1), notServing(2)),
+			hasAny: false,
+		},
+		{
+			name: "no endpoints", sp: clusterSvc, node: nodeA,
+			hasAny: false,
+		},
+		{
+			name: "internalTrafficPolicy Local uses local ready only", sp: itpLocal, node: nodeA,
+			eps:   eps(readyEP(1), localReady(2), localTerm(3)),
+			local: []string{"10.0.0.2:80"}, reached: []string{"10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "internalTrafficPolicy Local without local endpoints drops (HasAny)", sp: itpLocal, node: nodeA,
+			eps:    eps(readyEP(1)),
+			hasAny: true,
+		},
+		{
+			name: "internalTrafficPolicy Local falls back to local terminating", sp: itpLocal, node: nodeA,
+			eps:   eps(readyEP(1), localTerm(2), terminating(3)),
+			local: []string{"10.0.0.2:80"}, reached: []string{"10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "externalTrafficPolicy Local with local endpoints", sp: etpLocal, node: nodeA,
+			eps:     eps(readyEP(1), localReady(2)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.2:80"}, local: []string{"10.0.0.2:80"},
+			reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "externalTrafficPolicy Local without local endpoints", sp: etpLocal, node: nodeA,
+			eps:     eps(readyEP(1), readyEP(3)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.3:80"},
+			reached: []string{"10.0.0.1:80", "10.0.0.3:80"}, hasAny: true,
+		},
+		{
+			name: "externalTrafficPolicy Local, only a terminating local endpoint", sp: etpLocal, node: nodeA,
+			eps:     eps(readyEP(1), localTerm(2)),
+			cluster: []string{"10.0.0.1:80"}, local: []string{"10.0.0.2:80"},
+			reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "both policies Local", sp: bothLocal, node: nodeA,
+			eps:   eps(readyEP(1), localReady(2)),
+			local: []string{"10.0.0.2:80"}, reached: []string{"10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "externalTrafficPolicy Local on an internal-only port is ignored", sp: etpLocalNotExternal, node: nodeA,
+			eps:     eps(readyEP(1), localReady(2)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.2:80"}, reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "zone hints used when all ready endpoints have them and one matches", sp: clusterSvc, node: nodeA,
+			eps:     eps(zoned(readyEP(1), "zone-a"), zoned(readyEP(2), "zone-b"), zoned(readyEP(3), "zone-b", "zone-a"), notReady(4)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.3:80"}, reached: []string{"10.0.0.1:80", "10.0.0.3:80"}, hasAny: true,
+		},
+		{
+			name: "zone hints ignored when one ready endpoint has none", sp: clusterSvc, node: nodeA,
+			eps:     eps(zoned(readyEP(1), "zone-a"), readyEP(2)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.2:80"}, reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "zone hints ignored when none names this zone", sp: clusterSvc, node: nodeA,
+			eps:     eps(zoned(readyEP(1), "zone-b"), zoned(readyEP(2), "zone-c")),
+			cluster: []string{"10.0.0.1:80", "10.0.0.2:80"}, reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "zone hints ignored when the node has no zone", sp: clusterSvc, node: NodeInfo{Name: "node-a"},
+			eps:     eps(zoned(readyEP(1), "zone-a"), zoned(readyEP(2), "zone-b")),
+			cluster: []string{"10.0.0.1:80", "10.0.0.2:80"}, reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "node hints win over zone hints", sp: clusterSvc, node: nodeA,
+			eps: eps(
+				epSpec{last: 1, ready: true, serving: true, zones: []string{"zone-a"}, nodes: []string{"node-b"}},
+				epSpec{last: 2, ready: true, serving: true, zones: []string{"zone-a"}, nodes: []string{"node-a"}},
+			),
+			cluster: []string{"10.0.0.2:80"}, reached: []string{"10.0.0.2:80"}, hasAny: true,
+		},
+		{
+			name: "topology with externalTrafficPolicy Local reaches both sets", sp: etpLocal, node: nodeA,
+			eps:     eps(zoned(readyEP(1), "zone-a"), zoned(readyEP(2), "zone-b"), zoned(localReady(3), "zone-b")),
+			cluster: []string{"10.0.0.1:80"}, local: []string{"10.0.0.3:80"},
+			reached: []string{"10.0.0.1:80", "10.0.0.3:80"}, hasAny: true,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := CategorizeEndpoints(c.sp, c.eps, c.node)
+			check := func(what string, got []Endpoint, want []string) {
+				t.Helper()
+				if g := names(got); !reflect.DeepEqual(g, want) {
+					t.Errorf("%s = %v, want %v", what, g, want)
+				}
+			}
+			check("Cluster", got.Cluster, c.cluster)
+			check("Local", got.Local, c.local)
+			check("AllReachable", got.AllReachable, c.reached)
+			if got.HasAny != c.hasAny {
+				t.Errorf("HasAny = %v, want %v", got.HasAny, c.hasAny)
+			}
+		})
+	}
+}
+
+func TestSnapshotCategorize(t *testing.T) {
+	n := portName("ns", "web", "http")
+	snap := &Snapshot{
+		Services:  map[ServicePortName]*ServicePort{n: {Name: n}},
+		Endpoints: map[ServicePortName][]Endpoint{n: eps(readyEP(1))},
+	}
+	if got := snap.Categorize(n); len(got.Cluster) != 1 || !got.HasAny {
+		t.Fatalf("categorize %+v", got)
+	}
+	if got := snap.Categorize(portName("ns", "missing", "")); got.HasAny || got.Cluster != nil {
+		t.Fatalf("missing port %+v", got)
+	}
+}
+
+func TestStaleUDPEndpoints(t *testing.T) {
+	udp := ServicePortName{Namespace: "ns", Name: "dns", Port: "dns", Protocol: v1.ProtocolUDP}
+	gone := ServicePortName{Namespace: "ns", Name: "old", Port: "dns", Protocol: v1.ProtocolUDP}
+	tcp := portName("ns", "web", "http")
+	prev := &Snapshot{
+		Services: map[ServicePortName]*ServicePort{udp: {Name: udp}, gone: {Name: gone}, tcp: {Name: tcp}},
+		Endpoints: map[ServicePortName][]Endpoint{
+			udp: eps(readyEP(1), readyEP(2)), gone: eps(readyEP(3)), tcp: eps(readyEP(4)),
+		},
+	}
+	cur := &Snapshot{
+		Services:  map[ServicePortName]*ServicePort{udp: {Name: udp}, tcp: {Name: tcp}},
+		Endpoints: map[ServicePortName][]Endpoint{udp: eps(readyEP(2), readyEP(5)), tcp: nil},
+	}
+	changes := ChangeSet{Ports: map[ServicePortName]struct{}{udp: {}, gone: {}, tcp: {}}}
+	got := map[string]bool{}
+	for _, f := range StaleUDPEndpoints(prev, cur, changes) {
+		got[f.Port.Name.Name+" "+f.Endpoint.String()] = true
+	}
+	want := map[string]bool{"dns 10.0.0.1:80": true, "old 10.0.0.3:80": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stale %v, want %v", got, want)
+	}
+	if StaleUDPEndpoints(nil, cur, changes) != nil {
+		t.Fatal("no previous snapshot: nothing is stale")
+	}
+}

@@ -1,0 +1,97 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+
+	"kproxy.dev/kproxy/internal/testing/netns"
+)
+
+// service describes one test Service with one TCP or UDP port.
+type service struct {
+	Name      string
+	ClusterIP string
+	Port      int
+	Protocol  string // TCP or UDP
+	NodePort  int
+	Affinity  bool
+	// HealthCheckNodePort makes it a LoadBalancer Service with
+	// externalTrafficPolicy Local.
+	HealthCheckNodePort int
+	// LocalEndpoints puts the endpoints on this node rather than another one.
+	LocalEndpoints bool
+	// Endpoints are backends; nil means the Service has no EndpointSlice at all.
+	Endpoints []*netns.NS
+}
+
+// manifest renders the Service and its EndpointSlice as YAML.
+func (s service) manifest() string {
+	proto := s.Protocol
+	if proto == "" {
+		proto = "TCP"
+	}
+	target := backendPort
+	if proto == "UDP" {
+		target = udpPort
+	}
+	var b strings.Builder
+	typ := "ClusterIP"
+	if s.NodePort != 0 {
+		typ = "NodePort"
+	}
+	if s.HealthCheckNodePort != 0 {
+		typ = "LoadBalancer"
+	}
+	fmt.Fprintf(&b, `apiVersion: v1
+kind: Service
+metadata:
+  name: %s
+  namespace: default
+spec:
+  type: %s
+  clusterIP: %s
+  clusterIPs: [%s]
+`, s.Name, typ, s.ClusterIP, s.ClusterIP)
+	if s.Affinity {
+		b.WriteString("  sessionAffinity: ClientIP\n")
+	}
+	if s.HealthCheckNodePort != 0 {
+		fmt.Fprintf(&b, "  externalTrafficPolicy: Local\n  healthCheckNodePort: %d\n", s.HealthCheckNodePort)
+	}
+	fmt.Fprintf(&b, "  ports:\n  - name: p\n    protocol: %s\n    port: %d\n    targetPort: %d\n", proto, s.Port, target)
+	if s.NodePort != 0 {
+		fmt.Fprintf(&b, "    nodePort: %d\n", s.NodePort)
+	}
+	if s.Endpoints == nil {
+		return b.String()
+	}
+	fmt.Fprintf(&b, `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %s-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: %s
+addressType: IPv4
+ports:
+- name: p
+  protocol: %s
+  port: %d
+endpoints:`, s.Name, s.Name, proto, target)
+	if len(s.Endpoints) == 0 {
+		b.WriteString(" []\n")
+		return b.String()
+	}
+	b.WriteString("\n")
+	node := "other-node"
+	if s.LocalEndpoints {
+		node = nodeName
+	}
+	for _, e := range s.Endpoints {
+		fmt.Fprintf(&b, "- addresses: [%s]\n  conditions: {ready: true}\n  nodeName: %s\n", e.IP, node)
+	}
+	return b.String()
+}
