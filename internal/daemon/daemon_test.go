@@ -345,3 +345,23 @@ func TestHealthzTurnsUnhealthyWhileSyncsFail(t *testing.T) {
 		t.Errorf("metrics /healthz = %d, want 503", code)
 	}
 }
+
+func TestSourceSelection(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	dir := t.TempDir()
+	c := config.Default()
+	c.ClientConnection.Kubeconfig = dir + "/from-config-file"
+	// --services-from wins over a kubeconfig named in the config file.
+	src, err := buildSource(Options{Config: c, ServicesFrom: dir}, "n", nil, nil)
+	if err != nil || src == nil {
+		t.Fatalf("file source: %v", err)
+	}
+	// Without it, the config file's clientConnection.kubeconfig is used, as kube-proxy does.
+	if _, err := buildSource(Options{Config: c}, "n", nil, nil); err == nil || !strings.Contains(err.Error(), "from-config-file") {
+		t.Errorf("kubeconfig from the config file not used: %v", err)
+	}
+	if _, err := buildSource(Options{Config: c, ServicesFrom: dir, Kubeconfig: "k"}, "n", nil, nil); err == nil ||
+		!strings.Contains(err.Error(), "alternatives") {
+		t.Errorf("both flags: %v", err)
+	}
+}

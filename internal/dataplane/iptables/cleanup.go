@@ -34,15 +34,9 @@ func cleanupRestore(kernel kernelState) *restoreBuilder {
 
 // cleanupBackend removes kproxy's chains from one backend's tables.
 func cleanupBackend(ctx context.Context, r Runner) error {
-	kernel := kernelState{}
-	for _, t := range cleanupTables {
-		out, err := r.Save(ctx, t)
-		if err != nil {
-			return err
-		}
-		for name, kt := range parseSave(out) {
-			kernel[name] = kt
-		}
+	kernel, err := readKernel(ctx, r)
+	if err != nil {
+		return err
 	}
 	b := cleanupRestore(kernel)
 	if b.Empty() {
