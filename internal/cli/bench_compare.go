@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +35,7 @@ type benchCompareFlags struct {
 	plot        string
 	vm          bool
 	vmModes     []string
+	fromJSON    string
 }
 
 func newBenchCompareCommand() *cobra.Command {
@@ -67,11 +69,15 @@ may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per mode and number of Services")
 	fl.StringVar(&f.plot, "plot", "", "write an SVG chart to this file")
 	fl.BoolVar(&f.vm, "vm", false, "measure ipvs inside the qemu test VM")
+	fl.StringVar(&f.fromJSON, "from-json", "", "measure nothing: print the table (and --plot) of results saved earlier with --json")
 	fl.StringSliceVar(&f.vmModes, "vm-modes", []string{"ipvs"}, "with --vm: the modes measured inside the VM (add iptables,nftables for a same-machine reference)")
 	return cmd
 }
 
 func runBenchCompare(cmd *cobra.Command, f *benchCompareFlags) error {
+	if f.fromJSON != "" {
+		return replayCompare(cmd, f)
+	}
 	modes, err := compareModes(f.modes, f.vm)
 	if err != nil {
 		return err
@@ -99,16 +105,34 @@ func runBenchCompare(cmd *cobra.Command, f *benchCompareFlags) error {
 	for _, s := range c.Skipped {
 		fmt.Fprintf(progress, "skipped %s: %s\n", s.Mode, s.Reason)
 	}
+	return writeComparison(cmd, f, c)
+}
+
+func writeComparison(cmd *cobra.Command, f *benchCompareFlags, c *bench.Comparison) error {
 	if f.plot != "" {
 		if err := writePlot(f.plot, c); err != nil {
 			return err
 		}
-		fmt.Fprintf(progress, "chart written to %s\n", f.plot)
+		fmt.Fprintf(cmd.ErrOrStderr(), "chart written to %s\n", f.plot)
 	}
 	if f.json {
 		return writeResults(cmd.OutOrStdout(), true, orderResults(c), nil)
 	}
 	return bench.WriteCompareTable(cmd.OutOrStdout(), c)
+}
+
+// replayCompare renders results saved with --json, so a long run need not be
+// repeated to get its table or chart.
+func replayCompare(cmd *cobra.Command, f *benchCompareFlags) error {
+	data, err := os.ReadFile(f.fromJSON)
+	if err != nil {
+		return fmt.Errorf("--from-json: %w", err)
+	}
+	c := &bench.Comparison{}
+	if err := json.Unmarshal(data, &c.Results); err != nil {
+		return fmt.Errorf("--from-json %s: want the JSON array of bench compare --json: %w", f.fromJSON, err)
+	}
+	return writeComparison(cmd, f, c)
 }
 
 // compareModes checks --modes against the registry; with none given it is every

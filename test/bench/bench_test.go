@@ -178,3 +178,29 @@ func TestBenchCompareInVM(t *testing.T) {
 		t.Fatalf("results %+v: want one %s result from the VM with a connect latency\n%s", res, mode, console.String())
 	}
 }
+
+func TestBenchCompareFromJSON(t *testing.T) {
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "r.json")
+	data := `[{"mode":"iptables","services":1000,"endpoints":3,"rules":11008,"render_seconds":0.01,"full_sync_seconds":0.3,"partial_sync_seconds":0.03,"baseline_apply_seconds":0.28,"connect_last_p50_seconds":0.00002,"roundtrip_last_p50_seconds":0.00003},
+	{"mode":"ipvs","where":"vm","services":1000,"endpoints":3,"rules":9000,"render_seconds":null,"full_sync_seconds":17,"partial_sync_seconds":0.07,"baseline_apply_seconds":null}]`
+	if err := os.WriteFile(saved, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svg := filepath.Join(dir, "c.svg")
+	out, stderr, err := kproxy(t, "bench", "compare", "--from-json", saved, "--plot", svg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	for _, want := range []string{"iptables  ipvs (vm)", "11,008", "17.0 s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if b, err := os.ReadFile(svg); err != nil || !bytes.Contains(b, []byte(`data-mode="ipvs (vm)"`)) {
+		t.Errorf("chart %s: %v", svg, err)
+	}
+	if _, _, err := kproxy(t, "bench", "compare", "--from-json", filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "--from-json") {
+		t.Errorf("missing file: %v", err)
+	}
+}
