@@ -5,6 +5,7 @@ package nftables
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -427,5 +428,24 @@ func TestKernelNodePortAddressesAndExternalIPs(t *testing.T) {
 	// 127.0.0.1 is a node address too, but outside nodePortAddresses.
 	if got, err := dialIdentity(t, tb.proxy, "127.0.0.1:30080"); err == nil {
 		t.Fatalf("NodePort answered on 127.0.0.1 outside nodePortAddresses: %q", got)
+	}
+}
+
+func TestKernelListShowsEffectiveScheduler(t *testing.T) {
+	tb := newTestbed(t)
+	rr := &spec{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr"}
+	lc := &spec{name: "lc", clusterIP: "10.96.0.16", port: 80, scheduler: "lc", external: []string{"192.0.2.16"}}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{rr: backendEndpoints(), lc: backendEndpoints()[:2]}))
+	vss, err := tb.p.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, vs := range vss {
+		got[vs.Address] = fmt.Sprintf("%s/%d", vs.Scheduler, len(vs.RealServers))
+	}
+	want := map[string]string{"10.96.0.12:80": "rr/3", "10.96.0.16:80": "random/2", "192.0.2.16:80": "random/2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("List: %v, want %v (lc falls back to random)", got, want)
 	}
 }
