@@ -25,6 +25,8 @@ type mode struct {
 	// Leftovers describes what of the mode remains in the node namespace; empty
 	// means nothing (checked after --cleanup).
 	Leftovers func(t *testing.T, node *netns.NS) string
+	// LocalhostNodePorts is true when the mode serves NodePorts on 127.0.0.1.
+	LocalhostNodePorts bool
 	// Dump shows the mode's kernel state, logged when a test fails.
 	Dump func(t *testing.T, node *netns.NS) string
 	// Args, when set, returns extra kproxy arguments for the mode (before the
@@ -79,6 +81,8 @@ func iptablesMode(backend string) mode {
 		Name:      "iptables-" + backend,
 		ProxyMode: "iptables",
 		Env:       []string{"KPROXY_IPTABLES_BACKEND=" + backend},
+		// As kube-proxy's iptables mode (localhostNodePorts defaults to true).
+		LocalhostNodePorts: true,
 		Flush: func(t *testing.T, node *netns.NS) {
 			node.MustRun(t, tool, "-t", "nat", "-F")
 		},

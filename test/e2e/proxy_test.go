@@ -22,6 +22,9 @@ func TestClusterIPAndNodePortReachEveryEndpoint(t *testing.T) {
 		c.askUntilAll(c.client, fmt.Sprintf("%s:30080", c.client.NodeIP), want)
 		// From the node itself (OUTPUT path) too.
 		c.askUntilAll(c.env.Node, "10.96.0.10:80", want)
+		if m.LocalhostNodePorts {
+			c.askUntilAll(c.env.Node, "127.0.0.1:30080", want)
+		}
 	})
 }
 

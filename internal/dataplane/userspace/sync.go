@@ -239,9 +239,9 @@ func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, eps []st
 		fe.kind = spec.kind
 		cfg, err := p.buildConfig(fe, svc, eps)
 		if cfg != nil {
-			fe.cfg.Store(cfg)
+			install(fe, cfg)
 			if fe.udp != nil {
-				fe.udp.dropFlowsNotIn(cfg.backends)
+				fe.udp.dropFlowsNotIn(cfg.current)
 			}
 			run.written++
 		}
@@ -255,7 +255,7 @@ func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, eps []st
 	if cfg == nil {
 		return cfgErr
 	}
-	fe.cfg.Store(cfg)
+	install(fe, cfg)
 	if err := p.open(run, fe); err != nil {
 		return errors.Join(cfgErr, fmt.Errorf("service %s: %s %s: %w", svc.name, spec.kind, spec.key, err))
 	}
@@ -372,5 +372,14 @@ func (p *Proxier) removeLeftovers() {
 			p.log.Info("removed a Service address left by an earlier run", "address", a.String())
 		}
 		delete(p.leftovers, a)
+	}
+}
+
+// install makes cfg the frontend's config, in the order that keeps a concurrent
+// choose consistent (see feConfig.updateAfterStore).
+func install(fe *frontend, cfg *feConfig) {
+	fe.cfg.Store(cfg)
+	if cfg.updateAfterStore {
+		cfg.sched.Update(cfg.list)
 	}
 }
