@@ -105,4 +105,3 @@ func (p *Proxier) estimate(now time.Time) {
 		}
 	}
 }
-
