@@ -358,10 +358,9 @@ func (p *Proxier) reapDraining() {
 }
 
 func (p *Proxier) adoptLeftovers() {
-	if p.adopted {
+	if p.leftovers != nil {
 		return
 	}
-	p.adopted = true
 	addrs, err := p.addrs.adopt()
 	if err != nil {
 		p.log.Warn("reading Service addresses left by an earlier run", "err", err)
