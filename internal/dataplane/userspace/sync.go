@@ -45,11 +45,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	for _, a := range local {
 		run.local[a.Unmap()] = true
 	}
-	var errs []error
 	p.adoptLeftovers()
-	nodeAddrs, err := p.nodePortAddrs(snap, run)
-	if err != nil {
-		errs = append(errs, err)
+	nodeAddrs, nodeErr := p.nodePortAddrs(snap, run)
+	if nodeErr != nil {
 		nodeAddrs = p.nodeAddrs // keep serving on the last good set
 	}
 	full := p.needFull || changed.NodeChanged || !slices.Equal(nodeAddrs, p.nodeAddrs)
@@ -60,10 +58,11 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	for _, n := range names {
 		p.shrinkService(run, n)
 	}
+	var errs []error
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			p.needFull = true
-			return p.stats(run, full), errors.Join(append(errs, err)...)
+			return p.stats(run, full), errors.Join(nodeErr, partial(errs), err)
 		}
 		if err := p.syncService(run, n); err != nil {
 			errs = append(errs, err)
@@ -77,7 +76,18 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		p.removeLeftovers()
 	}
 	p.needFull = false
-	return p.stats(run, full), errors.Join(errs...)
+	if nodeErr != nil {
+		return p.stats(run, full), errors.Join(nodeErr, partial(errs))
+	}
+	return p.stats(run, full), partial(errs)
+}
+
+// partial wraps per-Service errors: every other Service was programmed.
+func partial(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &dataplane.PartialError{Errs: errs}
 }
 
 func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
@@ -348,10 +358,9 @@ func (p *Proxier) reapDraining() {
 }
 
 func (p *Proxier) adoptLeftovers() {
-	if p.adopted {
+	if p.leftovers != nil {
 		return
 	}
-	p.adopted = true
 	addrs, err := p.addrs.adopt()
 	if err != nil {
 		p.log.Warn("reading Service addresses left by an earlier run", "err", err)

@@ -22,6 +22,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/lb"
+	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -82,8 +83,8 @@ type Proxier struct {
 	// leftovers are addresses an earlier kproxy added (the daemon keeps them on
 	// exit so a restart does not interrupt traffic); the first Sync reuses those
 	// still wanted and removes the rest.
+	// nil until the first Sync has looked for them.
 	leftovers map[netip.Addr]bool
-	adopted   bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
@@ -113,7 +114,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
-		localAddrs:   localAddresses,
+		localAddrs:   nodeaddr.LocalAddresses,
 		services:     map[state.ServicePortName]*service{},
 		frontends:    map[feKey]*frontend{},
 		failed:       map[state.ServicePortName]struct{}{},
