@@ -77,7 +77,7 @@ func TestFormatSeconds(t *testing.T) {
 		in   *float64
 		want string
 	}{
-		{nil, "n/a"}, {ptr(12.34), "12.3 s"}, {ptr(1.234), "1.23 s"}, {ptr(0.2), "200 ms"},
+		{nil, "n/a"}, {ptr(121.9), "122 s"}, {ptr(12.34), "12.3 s"}, {ptr(1.234), "1.23 s"}, {ptr(0.2), "200 ms"},
 		{ptr(0.0042), "4.2 ms"}, {ptr(0.000031), "31 µs"},
 	} {
 		if got := FormatSeconds(c.in); got != c.want {

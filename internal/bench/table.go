@@ -15,6 +15,8 @@ func FormatSeconds(v *float64) string {
 	}
 	s := *v
 	switch {
+	case s >= 100:
+		return fmt.Sprintf("%.0f s", s)
 	case s >= 10:
 		return fmt.Sprintf("%.1f s", s)
 	case s >= 1:

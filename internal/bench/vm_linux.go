@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,8 @@ type VMOptions struct {
 	// Timeout bounds the whole boot; 0 means 60 minutes (the guest is emulated).
 	Timeout time.Duration
 }
+
+const libm = "/usr/lib/x86_64-linux-gnu/libm.so.6"
 
 const (
 	vmJSONBegin = "KPROXY-COMPARE-JSON-BEGIN"
@@ -59,7 +62,13 @@ func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {
 		console.w = io.Discard
 	}
 	res, err := vm.Run(ctx, k, vm.Options{
-		Files:    map[string]string{"/usr/local/bin/kproxy": exe},
+		Files: map[string]string{
+			"/usr/local/bin/kproxy": exe,
+			// The iptables statistic extension (endpoint choice) needs libm; the
+			// harness carries extensions but not their libraries.
+			libm: libm,
+		},
+		Programs: append(slices.Clone(vm.DefaultPrograms), "/usr/sbin/nft"),
 		Load:     []string{"ip_vs", "ip_vs_rr", "dummy", "veth", "nf_conntrack"},
 		Script:   vmScript(o),
 		Timeout:  timeout,
