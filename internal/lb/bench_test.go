@@ -1,3 +1,5 @@
+//go:build linux
+
 package lb
 
 import (
@@ -70,7 +72,10 @@ func benchEach(b *testing.B, body func(b *testing.B, s Scheduler, cs []ConnInfo)
 					b.Fatal(err)
 				}
 				s.Update(benchBackends(n))
+				b.ResetTimer()
+				start := processCPU()
 				body(b, s, cs)
+				reportCPU(b, start)
 			})
 		}
 	}
@@ -82,9 +87,11 @@ func BenchmarkMHRebuild(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s, _ := New("mh", Options{})
 			bs := benchBackends(n)
+			start := processCPU()
 			for b.Loop() {
 				s.Update(bs)
 			}
+			reportCPU(b, start)
 		})
 	}
 }

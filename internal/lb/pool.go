@@ -15,7 +15,8 @@ type dest struct {
 	// bkt, prev and next place the destination in a loadIndex bucket.
 	bkt        *bucket
 	prev, next *dest
-	// pos2 is a second position for algorithms that keep their own order (ovf).
+	// pos2 is a second position for algorithms that keep their own order (ovf
+	// ranks, twos alias columns).
 	pos2 int
 	// half caches "active*2 < weight" for the locality schedulers' overload test.
 	half bool

@@ -50,7 +50,7 @@ func (s *twos) Pick(ConnInfo) (Backend, bool) {
 	if b.over*a.weight < a.over*b.weight {
 		a = b
 	}
-	return s.picked(s.dests[a.pos])
+	return s.picked(a.d)
 }
 
 // aliasTable draws a backend with probability weight/total in O(1) (Vose's alias
@@ -64,7 +64,7 @@ type aliasTable struct {
 type aliasCol struct {
 	keep   uint32 // keep this column when the low 32 random bits are below; else alt
 	alt    int32  // column index
-	pos    int32  // backend position in the pool
+	d      *dest
 	weight int64
 	over   int64 // backend overhead, kept current by twos.changed
 }
@@ -76,7 +76,7 @@ func (t *aliasTable) build(all []*dest) {
 		d.pos2 = -1
 		if d.available() {
 			d.pos2 = len(t.cols)
-			t.cols = append(t.cols, aliasCol{alt: int32(len(t.cols)), pos: int32(d.pos), weight: int64(d.Weight), over: d.overhead()})
+			t.cols = append(t.cols, aliasCol{alt: int32(len(t.cols)), d: d, weight: int64(d.Weight), over: d.overhead()})
 			total += int64(d.Weight)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
@@ -122,7 +123,7 @@ func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
 		}
 		return
 	}
-	if err := cleanupLeftovers(t.Context(), optionsForTest()); err != nil {
+	if err := cleanupLeftovers(t.Context(), dataplane.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if l := linkHolding(t, netip.MustParseAddr("10.96.5.5")); l != "" {

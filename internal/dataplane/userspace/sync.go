@@ -10,6 +10,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -45,11 +46,9 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	for _, a := range local {
 		run.local[a.Unmap()] = true
 	}
-	var errs []error
 	p.adoptLeftovers()
-	nodeAddrs, err := p.nodePortAddrs(snap, run)
-	if err != nil {
-		errs = append(errs, err)
+	nodeAddrs, nodeErr := p.nodePortAddrs(snap, run)
+	if nodeErr != nil {
 		nodeAddrs = p.nodeAddrs // keep serving on the last good set
 	}
 	full := p.needFull || changed.NodeChanged || !slices.Equal(nodeAddrs, p.nodeAddrs)
@@ -60,10 +59,11 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	for _, n := range names {
 		p.shrinkService(run, n)
 	}
+	var errs []error
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			p.needFull = true
-			return p.stats(run, full), errors.Join(append(errs, err)...)
+			return p.stats(run, full), errors.Join(nodeErr, partial(errs), err)
 		}
 		if err := p.syncService(run, n); err != nil {
 			errs = append(errs, err)
@@ -76,8 +76,20 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	if full {
 		p.removeLeftovers()
 	}
+	p.updateHealthChecks(snap, full)
 	p.needFull = false
-	return p.stats(run, full), errors.Join(errs...)
+	if nodeErr != nil {
+		return p.stats(run, full), errors.Join(nodeErr, partial(errs))
+	}
+	return p.stats(run, full), partial(errs)
+}
+
+// partial wraps per-Service errors: every other Service was programmed.
+func partial(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &dataplane.PartialError{Errs: errs}
 }
 
 func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
@@ -190,6 +202,9 @@ func supported(sp *state.ServicePort) bool {
 func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 	sp := run.snap.Services[n]
 	svc := p.services[n]
+	if (sp != nil && sp.HealthCheckNodePort != 0) || (svc != nil && svc.sp.HealthCheckNodePort != 0) {
+		p.healthDirty = true
+	}
 	if sp == nil {
 		if svc != nil {
 			p.metrics.forgetService(svc)
@@ -348,10 +363,9 @@ func (p *Proxier) reapDraining() {
 }
 
 func (p *Proxier) adoptLeftovers() {
-	if p.adopted {
+	if p.leftovers != nil {
 		return
 	}
-	p.adopted = true
 	addrs, err := p.addrs.adopt()
 	if err != nil {
 		p.log.Warn("reading Service addresses left by an earlier run", "err", err)
@@ -381,5 +395,18 @@ func install(fe *frontend, cfg *feConfig) {
 	fe.cfg.Store(cfg)
 	if cfg.updateAfterStore {
 		cfg.sched.Update(cfg.list)
+	}
+}
+
+// updateHealthChecks refreshes the health-check node ports when a Service that has
+// one changed; healthcheck.Entries looks at every Service, so it is not run for
+// syncs that cannot change its answer.
+func (p *Proxier) updateHealthChecks(snap *state.Snapshot, full bool) {
+	if !full && !p.healthDirty {
+		return
+	}
+	p.healthDirty = false
+	if err := p.health.Update(healthcheck.Entries(snap)); err != nil {
+		p.log.Warn("health-check node ports", "err", err)
 	}
 }
