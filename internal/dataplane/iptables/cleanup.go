@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"kproxy.dev/kproxy/internal/state"
 )
 
 // cleanupTables are the tables kproxy (or a kube-proxy in the same layout) writes.
@@ -69,6 +71,6 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		p.c.Health.Close()
 	}
 	p.needFull = true
-	p.applied = map[stateName]*ServiceRules{}
+	p.applied = map[state.ServicePortName]*ServiceRules{}
 	return cleanupBackend(ctx, p.c.Runner)
 }
