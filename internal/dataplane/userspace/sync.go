@@ -10,6 +10,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -75,6 +76,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	if full {
 		p.removeLeftovers()
 	}
+	p.updateHealthChecks(snap, full)
 	p.needFull = false
 	if nodeErr != nil {
 		return p.stats(run, full), errors.Join(nodeErr, partial(errs))
@@ -200,6 +202,9 @@ func supported(sp *state.ServicePort) bool {
 func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 	sp := run.snap.Services[n]
 	svc := p.services[n]
+	if (sp != nil && sp.HealthCheckNodePort != 0) || (svc != nil && svc.sp.HealthCheckNodePort != 0) {
+		p.healthDirty = true
+	}
 	if sp == nil {
 		if svc != nil {
 			p.metrics.forgetService(svc)
@@ -390,5 +395,18 @@ func install(fe *frontend, cfg *feConfig) {
 	fe.cfg.Store(cfg)
 	if cfg.updateAfterStore {
 		cfg.sched.Update(cfg.list)
+	}
+}
+
+// updateHealthChecks refreshes the health-check node ports when a Service that has
+// one changed; healthcheck.Entries looks at every Service, so it is not run for
+// syncs that cannot change its answer.
+func (p *Proxier) updateHealthChecks(snap *state.Snapshot, full bool) {
+	if !full && !p.healthDirty {
+		return
+	}
+	p.healthDirty = false
+	if err := p.health.Update(healthcheck.Entries(snap)); err != nil {
+		p.log.Warn("health-check node ports", "err", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/lb"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
@@ -58,6 +59,9 @@ type Proxier struct {
 	udpIdle      time.Duration
 	addrs        addrManager
 	metrics      *metrics
+	// health serves the health-check node ports of externalTrafficPolicy Local
+	// Services, as every mode does.
+	health *healthcheck.Server
 	// localAddrs reads the addresses the process can listen on; a variable for tests.
 	localAddrs func() ([]netip.Addr, error)
 	// listen opens a frontend's socket; benchmarks of the choice path replace it.
@@ -85,6 +89,8 @@ type Proxier struct {
 	// still wanted and removes the rest.
 	// nil until the first Sync has looked for them.
 	leftovers map[netip.Addr]bool
+	// healthDirty is set when a ServicePort with a health-check node port changed.
+	healthDirty bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
@@ -114,6 +120,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
+		health:       healthcheck.New(healthcheck.Options{Logger: o.Log()}),
 		localAddrs:   nodeaddr.LocalAddresses,
 		services:     map[state.ServicePortName]*service{},
 		frontends:    map[feKey]*frontend{},
@@ -152,6 +159,7 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 		return nil
 	}
 	close(p.stopEst)
+	p.health.Close()
 	for _, fe := range p.frontends {
 		fe.close()
 	}
