@@ -86,10 +86,12 @@ func BenchmarkMHRebuild(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s, _ := New("mh", Options{})
-			bs := benchBackends(n)
+			// Two lists that differ in one weight, so that no Update is skipped.
+			lists := [2][]Backend{benchBackends(n), benchBackends(n)}
+			lists[1][0].Weight++
 			start := processCPU()
-			for b.Loop() {
-				s.Update(bs)
+			for i := 0; b.Loop(); i++ {
+				s.Update(lists[i&1])
 			}
 			reportCPU(b, start)
 		})
