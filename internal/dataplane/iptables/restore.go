@@ -17,11 +17,11 @@ type section struct {
 	declare []string
 	deletes []string
 	// rules are whole chains, written as "-A NAME spec" lines by render.
-	rules    []Chain
-	inserts  []string
-	remove   []string
-	written  int
-	ruleLen  int // rule lines in rules
+	rules   []Chain
+	inserts []string
+	remove  []string
+	written int
+	ruleLen int // rule lines in rules
 }
 
 // restoreBuilder accumulates the input of one iptables-restore call.
