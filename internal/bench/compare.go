@@ -38,13 +38,36 @@ type Comparison struct {
 	Skipped []Skipped
 }
 
-// Modes lists the measured modes in column order.
-func (c *Comparison) Modes() []string {
-	var modes []string
-	for _, r := range c.Results {
-		modes = append(modes, r.Mode)
+// Column names the table column and chart line of a result: the mode, marked
+// when measured elsewhere than on this host ("ipvs (vm)").
+func (r *Result) Column() string {
+	if r.Where != "" {
+		return r.Mode + " (" + r.Where + ")"
 	}
-	return OrderModes(modes)
+	return r.Mode
+}
+
+// Modes lists the columns: modes measured on this host in PreferredOrder, then
+// those measured in the VM, in the same order.
+func (c *Comparison) Modes() []string {
+	var host, vm []string
+	for _, r := range c.Results {
+		if r.Where == "" {
+			host = append(host, r.Mode)
+		} else {
+			vm = append(vm, r.Mode)
+		}
+	}
+	out := OrderModes(host)
+	for _, m := range OrderModes(vm) {
+		for _, r := range c.Results {
+			if r.Mode == m && r.Where != "" {
+				out = append(out, r.Column())
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Sizes lists the measured numbers of Services, ascending, without repeats.
@@ -65,9 +88,9 @@ func (c *Comparison) Sizes() []int {
 	return out
 }
 
-func (c *Comparison) find(mode string, n int) *Result {
+func (c *Comparison) find(column string, n int) *Result {
 	for i := range c.Results {
-		if c.Results[i].Mode == mode && c.Results[i].Services == n {
+		if c.Results[i].Column() == column && c.Results[i].Services == n {
 			return &c.Results[i]
 		}
 	}
@@ -126,7 +149,7 @@ func WriteCompareTable(out io.Writer, c *Comparison) error {
 		}
 		header := []string{fmt.Sprintf("%s Services x %d endpoints", FormatCount(n), c.endpoints(n))}
 		for _, m := range modes {
-			header = append(header, c.columnName(m))
+			header = append(header, m)
 		}
 		header = append(header, "commonly quoted")
 		fmt.Fprintln(tw, strings.Join(header, "\t"))
@@ -162,27 +185,17 @@ func (c *Comparison) endpoints(n int) int {
 	return 0
 }
 
-// columnName marks a mode measured elsewhere than on this host: "ipvs (vm)".
-func (c *Comparison) columnName(mode string) string {
-	for _, r := range c.Results {
-		if r.Mode == mode && r.Where != "" {
-			return mode + " (" + r.Where + ")"
-		}
-	}
-	return mode
-}
-
 func writeNotes(out io.Writer, c *Comparison) error {
-	vmNoted := map[string]bool{}
+	vmNoted := false
 	for _, r := range c.Results {
 		if r.ConnectError != "" {
 			if _, err := fmt.Fprintf(out, "note: %s at %s Services: lookup cost not measured: %s\n", r.Mode, FormatCount(r.Services), r.ConnectError); err != nil {
 				return err
 			}
 		}
-		if r.Where == "vm" && !vmNoted[r.Mode] {
-			vmNoted[r.Mode] = true
-			if _, err := fmt.Fprintf(out, "note: %s was measured inside a qemu VM (the host kernel lacks it; software emulation, no KVM): compare its shape, not its absolute times\n", r.Mode); err != nil {
+		if r.Where == "vm" && !vmNoted {
+			vmNoted = true
+			if _, err := fmt.Fprintln(out, "note: columns marked (vm) were measured inside the qemu test VM (software emulation, no KVM; the host kernel lacks IPVS): compare them with each other, not with the host's columns"); err != nil {
 				return err
 			}
 		}

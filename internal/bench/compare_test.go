@@ -25,6 +25,7 @@ func sampleComparison() *Comparison {
 			mk("nftables", 10000, 4.0, 0.3, 30e-6, 31e-6),
 			mk("userspace", 10000, 0.6, 0.002, 62e-6, 63e-6),
 			func() Result { r := mk("ipvs", 1000, 0.2, 0.01, 40e-6, 40e-6); r.Where = "vm"; return r }(),
+			func() Result { r := mk("iptables", 1000, 3, 0.1, 40e-6, 90e-6); r.Where = "vm"; return r }(),
 		},
 		Skipped: []Skipped{{Mode: "ebpf", Reason: "kernel lacks it"}},
 	}
@@ -44,11 +45,11 @@ func TestCompareTable(t *testing.T) {
 		}
 	}
 	fields := strings.Fields(header)
-	want := []string{"userspace", "iptables", "nftables", "ipvs", "(vm)"}
-	if got := strings.Join(fields[5:10], " "); got != strings.Join(want, " ") {
+	want := []string{"userspace", "iptables", "nftables", "iptables", "(vm)", "ipvs", "(vm)"}
+	if got := strings.Join(fields[5:12], " "); got != strings.Join(want, " ") {
 		t.Errorf("columns %q, want %q (mode order, ipvs marked as measured in the VM)", got, want)
 	}
-	for _, s := range []string{"iptables ~200 ms, IPVS ~20 ms", "iptables ~5 s, IPVS ~100 ms", "320 µs", "skipped ebpf: kernel lacks it", "measured inside a qemu VM"} {
+	for _, s := range []string{"iptables ~200 ms, IPVS ~20 ms", "iptables ~5 s, IPVS ~100 ms", "320 µs", "skipped ebpf: kernel lacks it", "measured inside the qemu test VM"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
@@ -93,7 +94,7 @@ func TestSVGWellFormedOnePolylinePerMode(t *testing.T) {
 		for _, pl := range p.Polylines {
 			modes = append(modes, pl.Mode)
 		}
-		if got := strings.Join(modes, ","); got != "userspace,iptables,nftables,ipvs" {
+		if got := strings.Join(modes, ","); got != "userspace,iptables,nftables,iptables (vm),ipvs (vm)" {
 			t.Errorf("panel %q polylines %s, want one per mode in column order", p.Title, got)
 		}
 		if n := len(strings.Fields(p.Polylines[1].Points)); n != 2 {

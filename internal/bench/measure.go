@@ -11,6 +11,7 @@ import (
 
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -193,22 +194,12 @@ func (m *measurer) baseline(ctx context.Context, b dataplane.Bencher, snap *stat
 	return nil
 }
 
-// benchConfig is kube-proxy's defaults for the fields the modes read, with the
-// workload's pod range as clusterCIDR.
+// benchConfig is kube-proxy's defaults with the workload's pod range as
+// clusterCIDR, so the client (outside it) is masqueraded as on a real node.
 func benchConfig(mode string) *kpconfig.KubeProxyConfiguration {
-	bit := int32(14)
-	c := &kpconfig.KubeProxyConfiguration{
-		Mode:        kpconfig.ProxyMode(mode),
-		ClusterCIDR: EndpointCIDR.String(),
-	}
-	c.IPTables.MasqueradeBit = &bit
-	c.NFTables.MasqueradeBit = &bit
-	c.IPTables.SyncPeriod.Duration = 30 * time.Second
-	c.IPTables.MinSyncPeriod.Duration = time.Second
-	c.NFTables.SyncPeriod.Duration = 30 * time.Second
-	c.NFTables.MinSyncPeriod.Duration = time.Second
-	c.IPVS.SyncPeriod.Duration = 30 * time.Second
-	c.IPVS.Scheduler = "rr"
+	c := config.Default()
+	c.Mode = kpconfig.ProxyMode(mode)
+	c.ClusterCIDR = EndpointCIDR.String()
 	return c
 }
 

@@ -53,13 +53,15 @@ func WriteSVG(out io.Writer, c *Comparison, title string) error {
 		x0 := i*(panelW+marginL+marginR) + marginL
 		drawPanel(&b, c, modes, p, float64(x0), marginT)
 	}
-	drawLegend(&b, modes, c, 10, panelH+marginT+marginB)
+	drawLegend(&b, modes, 10, panelH+marginT+marginB)
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(out, b.String())
 	return err
 }
 
+// modeColor colours a column by its mode, so "iptables (vm)" matches "iptables".
 func modeColor(modes []string, m string) string {
+	m, _, _ = strings.Cut(m, " (")
 	if c, ok := modeColors[m]; ok {
 		return c
 	}
@@ -74,6 +76,14 @@ func modeColor(modes []string, m string) string {
 		k++
 	}
 	return "#000000"
+}
+
+// dash draws columns measured elsewhere (the VM) dashed.
+func dash(column string) string {
+	if strings.Contains(column, " (") {
+		return ` stroke-dasharray="6 4"`
+	}
+	return ""
 }
 
 // logAxis maps [lo, hi] (powers of ten around the data) to pixels.
@@ -155,7 +165,7 @@ func drawPanel(b *strings.Builder, c *Comparison, modes []string, p plotPanel, x
 			}
 		}
 		col := modeColor(modes, m)
-		fmt.Fprintf(b, `<polyline data-mode="%s" points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", html.EscapeString(m), strings.Join(pts, " "), col)
+		fmt.Fprintf(b, `<polyline data-mode="%s" points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", html.EscapeString(m), strings.Join(pts, " "), col, dash(m))
 		for _, pt := range pts {
 			xy := strings.SplitN(pt, ",", 2)
 			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], col)
@@ -164,16 +174,14 @@ func drawPanel(b *strings.Builder, c *Comparison, modes []string, p plotPanel, x
 	b.WriteString("</g>\n")
 }
 
-func drawLegend(b *strings.Builder, modes []string, c *Comparison, x, y float64) {
+func drawLegend(b *strings.Builder, modes []string, x, y float64) {
 	for i, m := range modes {
 		yy := y + float64(i)*20
 		label := m
-		for _, r := range c.Results {
-			if r.Mode == m && r.Where != "" {
-				label = m + " (measured in " + r.Where + ")"
-			}
+		if strings.HasSuffix(m, " (vm)") {
+			label = strings.TrimSuffix(m, " (vm)") + " (measured in the qemu VM, emulated: slower)"
 		}
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`+"\n", x, yy, x+30, yy, modeColor(modes, m))
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"%s/>`+"\n", x, yy, x+30, yy, modeColor(modes, m), dash(m))
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", x+40, yy+4, html.EscapeString(label))
 	}
 }

@@ -33,6 +33,7 @@ type benchCompareFlags struct {
 	json        bool
 	plot        string
 	vm          bool
+	vmModes     []string
 }
 
 func newBenchCompareCommand() *cobra.Command {
@@ -66,6 +67,7 @@ may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per mode and number of Services")
 	fl.StringVar(&f.plot, "plot", "", "write an SVG chart to this file")
 	fl.BoolVar(&f.vm, "vm", false, "measure ipvs inside the qemu test VM")
+	fl.StringSliceVar(&f.vmModes, "vm-modes", []string{"ipvs"}, "with --vm: the modes measured inside the VM (add iptables,nftables for a same-machine reference)")
 	return cmd
 }
 
@@ -85,7 +87,10 @@ func runBenchCompare(cmd *cobra.Command, f *benchCompareFlags) error {
 	progress := cmd.ErrOrStderr()
 	local := slices.DeleteFunc(slices.Clone(modes), func(m string) bool { return f.vm && m == "ipvs" })
 	c := measureLocal(ctx, f, local, progress)
-	if f.vm && slices.Contains(modes, "ipvs") {
+	if f.vm {
+		if err := checkModes(f.vmModes); err != nil {
+			return fmt.Errorf("--vm-modes: %w", err)
+		}
 		measureInVM(ctx, f, c, progress)
 	}
 	if ctx.Err() != nil {
@@ -117,12 +122,19 @@ func compareModes(requested []string, vm bool) ([]string, error) {
 		}
 		return bench.OrderModes(modes), nil
 	}
-	for _, m := range requested {
-		if _, err := dataplane.Lookup(m); err != nil {
-			return nil, fmt.Errorf("--modes: %w", err)
-		}
+	if err := checkModes(requested); err != nil {
+		return nil, fmt.Errorf("--modes: %w", err)
 	}
 	return bench.OrderModes(requested), nil
+}
+
+func checkModes(modes []string) error {
+	for _, m := range modes {
+		if _, err := dataplane.Lookup(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // measureLocal runs each mode at each size in fresh namespaces. A mode whose
@@ -168,13 +180,13 @@ func indexOfInt(s []int, v int) int {
 }
 
 func measureInVM(ctx context.Context, f *benchCompareFlags, c *bench.Comparison, progress io.Writer) {
-	fmt.Fprintf(progress, "[vm] booting the test VM to measure ipvs (emulated: slow)\n")
+	fmt.Fprintf(progress, "[vm] booting the test VM to measure %s (emulated: slow)\n", strings.Join(f.vmModes, ", "))
 	results, err := bench.RunInVM(ctx, bench.VMOptions{
-		Modes: []string{"ipvs"}, Services: f.services, Endpoints: f.endpoints,
+		Modes: f.vmModes, Services: f.services, Endpoints: f.endpoints,
 		Connects: f.connects, PartialRuns: f.partialRuns, Progress: progress,
 	})
 	if err != nil {
-		c.Skipped = append(c.Skipped, bench.Skipped{Mode: "ipvs", Reason: "in the VM: " + err.Error()})
+		c.Skipped = append(c.Skipped, bench.Skipped{Mode: strings.Join(f.vmModes, ",") + " (vm)", Reason: err.Error()})
 		return
 	}
 	c.Results = append(c.Results, results...)
@@ -186,7 +198,7 @@ func orderResults(c *bench.Comparison) []bench.Result {
 	for _, n := range c.Sizes() {
 		for _, m := range c.Modes() {
 			for _, r := range c.Results {
-				if r.Mode == m && r.Services == n {
+				if r.Column() == m && r.Services == n {
 					out = append(out, r)
 				}
 			}

@@ -40,6 +40,12 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		// After the first signal, a second one kills at once instead of waiting
+		// for the drain.
+		<-ctx.Done()
+		stop()
+	}()
 	if f.Cleanup {
 		return proxyd.Cleanup(ctx, c, cmd.OutOrStdout(), log)
 	}

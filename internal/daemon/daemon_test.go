@@ -26,6 +26,7 @@ import (
 type fakeDP struct {
 	mu       sync.Mutex
 	syncs    []*state.Snapshot
+	partial  bool // every Sync returns a PartialError
 	failNext int
 	drained  bool
 	synced   chan struct{}
@@ -42,6 +43,9 @@ func (f *fakeDP) Sync(_ context.Context, snap *state.Snapshot, _ state.ChangeSet
 	select {
 	case f.synced <- struct{}{}:
 	default:
+	}
+	if f.partial {
+		return dataplane.SyncStats{Full: true}, &dataplane.PartialError{Errs: []error{errors.New("service default/web: no address")}}
 	}
 	return dataplane.SyncStats{Full: true}, nil
 }
@@ -73,6 +77,7 @@ func (l listingDP) List(context.Context) ([]dataplane.VirtualService, error) {
 var (
 	plainDP   = &fakeDP{synced: make(chan struct{}, 100)}
 	listDP    = &fakeDP{synced: make(chan struct{}, 100)}
+	partialDP = &fakeDP{synced: make(chan struct{}, 100), partial: true}
 	failingDP = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
 	cleanFail = errors.New("rules are stuck")
 )
@@ -83,6 +88,9 @@ func init() {
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-failing",
 		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return failingDP, nil },
+		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
+	dataplane.Register(dataplane.Mode{Name: "core-fake-partial",
+		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return partialDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-list",
 		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return listingDP{listDP}, nil },
@@ -343,5 +351,55 @@ func TestHealthzTurnsUnhealthyWhileSyncsFail(t *testing.T) {
 	}
 	if code, _ := get(t, "http://"+r.addrs["metrics"]+"/healthz"); code != http.StatusServiceUnavailable {
 		t.Errorf("metrics /healthz = %d, want 503", code)
+	}
+}
+
+func TestSourceSelection(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	dir := t.TempDir()
+	c := config.Default()
+	c.ClientConnection.Kubeconfig = dir + "/from-config-file"
+	// --services-from wins over a kubeconfig named in the config file.
+	src, err := buildSource(Options{Config: c, ServicesFrom: dir}, "n", nil, nil)
+	if err != nil || src == nil {
+		t.Fatalf("file source: %v", err)
+	}
+	// Without it, the config file's clientConnection.kubeconfig is used, as kube-proxy does.
+	if _, err := buildSource(Options{Config: c}, "n", nil, nil); err == nil || !strings.Contains(err.Error(), "from-config-file") {
+		t.Errorf("kubeconfig from the config file not used: %v", err)
+	}
+	if _, err := buildSource(Options{Config: c, ServicesFrom: dir, Kubeconfig: "k"}, "n", nil, nil); err == nil ||
+		!strings.Contains(err.Error(), "alternatives") {
+		t.Errorf("both flags: %v", err)
+	}
+}
+
+func TestPartialSyncErrorKeepsHealthyAndRetries(t *testing.T) {
+	src := &chanSource{initial: []func(state.Handler){service("web", "10.0.0.1")}, more: make(chan func(state.Handler))}
+	r := startDaemon(t, "core-fake-partial", src, nil)
+	// With syncPeriod 30s and no new changes, a second sync can only be the
+	// runner's retry (after 1s of backoff).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		partialDP.mu.Lock()
+		n := len(partialDP.syncs)
+		partialDP.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d syncs after a partial failure, want retries", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, path := range []string{"/healthz", "/livez"} {
+		if code, body := get(t, "http://"+r.addrs["healthz"]+path); code != 200 {
+			t.Errorf("%s = %d %q: a partial failure made the node unhealthy", path, code, body)
+		}
+	}
+	_, m := get(t, "http://"+r.addrs["metrics"]+"/metrics")
+	if !strings.Contains(m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds ") ||
+		strings.Contains(m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds 0\n") {
+		t.Errorf("a partial sync did not count as a sync in /metrics")
 	}
 }

@@ -20,8 +20,13 @@ func inCluster() bool {
 }
 
 // buildSource picks the source: manifests when --services-from is set, else the
-// cluster from --kubeconfig or the in-cluster service account.
+// cluster from --kubeconfig (or the config file's clientConnection.kubeconfig, as
+// kube-proxy reads it) or the in-cluster service account.
 func buildSource(o Options, nodeName string, rejects *source.Rejects, log *slog.Logger) (source.Source, error) {
+	kubeconfig := o.Kubeconfig
+	if kubeconfig == "" && o.Config != nil {
+		kubeconfig = o.Config.ClientConnection.Kubeconfig
+	}
 	switch {
 	case o.Source != nil:
 		return o.Source, nil
@@ -29,8 +34,8 @@ func buildSource(o Options, nodeName string, rejects *source.Rejects, log *slog.
 		return nil, errors.New("--services-from and --kubeconfig are alternatives: give one of them")
 	case o.ServicesFrom != "":
 		return file.New(file.Options{Path: o.ServicesFrom, Rejects: rejects, Logger: log})
-	case o.Kubeconfig != "" || inCluster():
-		client, err := kube.BuildClient(o.Kubeconfig)
+	case kubeconfig != "" || inCluster():
+		client, err := kube.BuildClient(kubeconfig)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/metrics"
 )
 
@@ -23,18 +24,30 @@ func (d *daemon) sync(ctx context.Context) error {
 	start := time.Now()
 	stats, err := d.dp.Sync(ctx, snap, cs)
 	end := time.Now()
-	d.metrics.Synced(metrics.SyncResult{Start: start, End: end, Stats: stats, Changes: cs, Err: err})
-	if err != nil {
+	partial := dataplane.IsPartial(err)
+	res := metrics.SyncResult{Start: start, End: end, Stats: stats, Changes: cs, Err: err}
+	if partial {
+		res.Err = nil // every other Service is programmed: a sync as far as metrics go
+	}
+	d.metrics.Synced(res)
+	if err != nil && !partial {
 		return err
 	}
+	// One bad Service must not make the whole node look unhealthy.
 	d.health.Updated()
+	if partial {
+		// The runner retries with backoff; the dataplane retries the failed
+		// Services in every Sync.
+		d.log.Warn("some Services could not be programmed", "err", err)
+		return err
+	}
 	d.log.Debug("synced", "generation", snap.Generation, "servicePorts", len(snap.Services),
 		"changed", len(cs.Ports), "full", stats.Full, "took", end.Sub(start))
 	return nil
 }
 
 func (d *daemon) logResult(err error, retryIn time.Duration) {
-	if err != nil {
+	if err != nil && !dataplane.IsPartial(err) {
 		d.log.Error("sync failed; will retry", "err", err, "retryIn", retryIn)
 	}
 }

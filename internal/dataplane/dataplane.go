@@ -5,6 +5,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -186,4 +187,25 @@ type Bencher interface {
 // SIGTERM before exiting; kernel modes need nothing of the kind.
 type Drainer interface {
 	Drain(ctx context.Context) error
+}
+
+// PartialError is what Sync returns when some Services could not be programmed but
+// every other one was: the dataplane serves the new snapshot except for those, and
+// retries them on its own in every later Sync. A caller should report it (log,
+// metric) but may count the sync as done for health: one bad Service must not make
+// the whole node look unhealthy. errors.As finds it; Unwrap gives the per-Service
+// errors, each naming its Service.
+type PartialError struct {
+	Errs []error
+}
+
+func (e *PartialError) Error() string { return errors.Join(e.Errs...).Error() }
+
+// Unwrap returns the per-Service errors.
+func (e *PartialError) Unwrap() []error { return e.Errs }
+
+// IsPartial reports whether err is a PartialError and nothing more.
+func IsPartial(err error) bool {
+	pe, ok := err.(*PartialError)
+	return ok && pe != nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lb
 
 import (
@@ -70,7 +72,10 @@ func benchEach(b *testing.B, body func(b *testing.B, s Scheduler, cs []ConnInfo)
 					b.Fatal(err)
 				}
 				s.Update(benchBackends(n))
+				b.ResetTimer()
+				start := processCPU()
 				body(b, s, cs)
+				reportCPU(b, start)
 			})
 		}
 	}
@@ -81,10 +86,14 @@ func BenchmarkMHRebuild(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s, _ := New("mh", Options{})
-			bs := benchBackends(n)
-			for b.Loop() {
-				s.Update(bs)
+			// Two lists that differ in one weight, so that no Update is skipped.
+			lists := [2][]Backend{benchBackends(n), benchBackends(n)}
+			lists[1][0].Weight++
+			start := processCPU()
+			for i := 0; b.Loop(); i++ {
+				s.Update(lists[i&1])
 			}
+			reportCPU(b, start)
 		})
 	}
 }

@@ -15,7 +15,8 @@ type dest struct {
 	// bkt, prev and next place the destination in a loadIndex bucket.
 	bkt        *bucket
 	prev, next *dest
-	// pos2 is a second position for algorithms that keep their own order (ovf).
+	// pos2 is a second position for algorithms that keep their own order (ovf
+	// ranks, twos alias columns).
 	pos2 int
 	// half caches "active*2 < weight" for the locality schedulers' overload test.
 	half bool
@@ -28,13 +29,12 @@ func (d *dest) available() bool { return d.Weight > 0 }
 // pool is the backend set and counters every scheduler shares. The embedding
 // scheduler holds mu while it calls into pool.
 type pool struct {
-	mu     sync.Mutex
-	dests  []*dest
+	mu    sync.Mutex
+	dests []*dest
+	// v4 and byAddr (the other addresses) find a destination by address; see
+	// addrIndex.
+	v4     map[uint64]*dest
 	byAddr map[netip.AddrPort]*dest
-	// v4 indexes IPv4 backends by a packed integer: cheaper to hash than an
-	// AddrPort, and the table is less than half the size, which matters for cache
-	// misses at 100,000 backends.
-	v4 map[uint64]*dest
 	// last is the backend of the last Pick: the dataplane calls Opened for it right
 	// after, so that lookup needs no map.
 	last *dest
@@ -47,33 +47,72 @@ type pool struct {
 // because connections to them are still open. Duplicate addresses keep the first.
 // It returns the destinations that were dropped.
 func (p *pool) replace(bs []Backend) (removed []*dest) {
-	old := p.byAddr
-	p.byAddr = make(map[netip.AddrPort]*dest, len(bs))
-	p.v4 = make(map[uint64]*dest, len(bs))
+	old := addrIndex{v4: p.v4, other: p.byAddr}
+	cur := addrIndex{v4: make(map[uint64]*dest, len(bs)), other: map[netip.AddrPort]*dest{}}
 	p.last = nil
 	p.dests = make([]*dest, 0, len(bs))
+	// New destinations come from one slab, in list order: schedulers that walk the
+	// list (rr, wrr, the lc family's rotation among equals) then read memory
+	// sequentially, which matters once 100,000 backends no longer fit in cache.
+	fresh := 0
 	for _, b := range bs {
-		if _, dup := p.byAddr[b.Addr]; dup {
+		if old.find(b.Addr) == nil {
+			fresh++ // duplicates overcount a little; never undercount
+		}
+	}
+	slab := make([]dest, fresh)
+	for _, b := range bs {
+		if cur.find(b.Addr) != nil {
 			continue
 		}
-		d := old[b.Addr]
+		d := old.find(b.Addr)
 		if d == nil {
-			d = &dest{}
+			d, slab = &slab[0], slab[1:]
 		}
 		d.Backend = b
 		d.pos = len(p.dests)
 		p.dests = append(p.dests, d)
-		p.byAddr[b.Addr] = d
-		if k, ok := v4Key(b.Addr); ok {
-			p.v4[k] = d
-		}
+		cur.add(d)
 	}
-	for a, d := range old {
-		if _, kept := p.byAddr[a]; !kept {
+	old.each(func(d *dest) {
+		if cur.find(d.Addr) != d {
 			removed = append(removed, d)
 		}
-	}
+	})
+	p.v4, p.byAddr = cur.v4, cur.other
 	return removed
+}
+
+// addrIndex finds destinations by address. IPv4 backends are keyed by a packed
+// integer: cheaper to hash than an AddrPort, and the table is less than half the
+// size, which matters for cache misses at 100,000 backends.
+type addrIndex struct {
+	v4    map[uint64]*dest
+	other map[netip.AddrPort]*dest
+}
+
+func (x addrIndex) find(a netip.AddrPort) *dest {
+	if k, ok := v4Key(a); ok {
+		return x.v4[k]
+	}
+	return x.other[a]
+}
+
+func (x addrIndex) add(d *dest) {
+	if k, ok := v4Key(d.Addr); ok {
+		x.v4[k] = d
+	} else {
+		x.other[d.Addr] = d
+	}
+}
+
+func (x addrIndex) each(f func(d *dest)) {
+	for _, d := range x.v4 {
+		f(d)
+	}
+	for _, d := range x.other {
+		f(d)
+	}
 }
 
 func v4Key(a netip.AddrPort) (uint64, bool) {
@@ -90,10 +129,7 @@ func (p *pool) lookup(addr netip.AddrPort) *dest {
 	if p.last != nil && p.last.Addr == addr {
 		return p.last
 	}
-	if k, ok := v4Key(addr); ok {
-		return p.v4[k]
-	}
-	return p.byAddr[addr]
+	return addrIndex{v4: p.v4, other: p.byAddr}.find(addr)
 }
 
 // picked records d as the last pick and returns it as Pick's result.
@@ -156,7 +192,7 @@ func (p *pool) Counters() []Counter {
 
 // live reports whether d is still one of the pool's backends (entries in the
 // lblc/lblcr caches may outlive an Update).
-func (p *pool) live(d *dest) bool { return d != nil && p.byAddr[d.Addr] == d }
+func (p *pool) live(d *dest) bool { return d != nil && p.lookup(d.Addr) == d }
 
 // overhead is the kernel's ip_vs_dest_conn_overhead: an active connection costs 256
 // times an inactive one, which is mostly TIME_WAIT and cheap.

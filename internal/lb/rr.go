@@ -26,8 +26,8 @@ func (s *rr) Update(bs []Backend) {
 	// not send a burst to the first backend.
 	s.next = 0
 	if last != nil {
-		if d, ok := s.byAddr[last.Addr]; ok && d == last {
-			s.next = d.pos + 1
+		if s.live(last) {
+			s.next = last.pos + 1
 		}
 	}
 }

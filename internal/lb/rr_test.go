@@ -1,6 +1,9 @@
 package lb
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 func TestRRCyclesInOrder(t *testing.T) {
 	bs := backends(3)
@@ -54,5 +57,29 @@ func TestRRUpdateContinuesAndKeepsCounters(t *testing.T) {
 	s.Closed(bs[1].Addr, true) // extra close must not go negative
 	if c := s.Counters(); c[0].Active != 0 || c[0].Inactive != 1 {
 		t.Fatalf("counters after close = %+v", c[0])
+	}
+}
+
+// IPv6 and IPv4-mapped backends are counted and kept across updates like IPv4 ones.
+func TestCountersIPv6(t *testing.T) {
+	bs := []Backend{
+		{Addr: netip.MustParseAddrPort("[fd00::1]:80"), Weight: 1},
+		{Addr: netip.MustParseAddrPort("[fd00::2]:80"), Weight: 1},
+		{Addr: netip.MustParseAddrPort("10.0.0.1:80"), Weight: 1},
+	}
+	s := mustNew(t, "lc", Options{}, bs)
+	s.Opened(bs[0].Addr, true)
+	s.Opened(bs[2].Addr, true)
+	if got := pickIndex(t, s, client(0), bs); got != 1 {
+		t.Fatalf("picked %d, want the idle IPv6 backend 1", got)
+	}
+	s.Update(bs[:1])
+	c := s.Counters()
+	if len(c) != 1 || c[0].Active != 1 {
+		t.Fatalf("after update: %+v, want fd00::1 with 1 active", c)
+	}
+	s.Closed(bs[0].Addr, true)
+	if c := s.Counters(); c[0].Active != 0 {
+		t.Fatalf("after close: %+v", c)
 	}
 }

@@ -89,7 +89,8 @@ func (c *cluster) start(extra ...string) {
 		"--proxy-mode", c.m.ProxyMode, "--services-from", c.dir,
 		"--hostname-override", nodeName, "--cluster-cidr", clusterCIDR,
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
-		"--iptables-sync-period", syncPeriod, "--iptables-min-sync-period", "0s", "--v", "4"}, extra...)
+		"--iptables-sync-period", syncPeriod, "--iptables-min-sync-period", "0s", "--v", "4"}, c.modeArgs()...)
+	args = append(args, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), c.m.Env...)
 	if c.logs == nil {
@@ -101,6 +102,13 @@ func (c *cluster) start(extra ...string) {
 	}
 	c.proc, c.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { cmd.Wait(); close(done) }(c.done)
+}
+
+func (c *cluster) modeArgs() []string {
+	if c.m.Args == nil {
+		return nil
+	}
+	return c.m.Args(c.t)
 }
 
 // stop sends SIGTERM and waits for kproxy to exit (SIGKILL after 10s).

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,14 +25,54 @@ type mode struct {
 	// Leftovers describes what of the mode remains in the node namespace; empty
 	// means nothing (checked after --cleanup).
 	Leftovers func(t *testing.T, node *netns.NS) string
+	// LocalhostNodePorts is true when the mode serves NodePorts on 127.0.0.1.
+	LocalhostNodePorts bool
 	// Dump shows the mode's kernel state, logged when a test fails.
 	Dump func(t *testing.T, node *netns.NS) string
+	// Args, when set, returns extra kproxy arguments for the mode (before the
+	// test's own).
+	Args func(t *testing.T) []string
 }
 
 // modes lists every mode the suite covers; add an entry to cover a new one.
 var modes = []mode{
 	iptablesMode("nft"),
 	iptablesMode("legacy"),
+	nftablesMode(),
+}
+
+// nftablesMode has no sync-period flags of its own: its periods come from the
+// nftables section of a config file (the command-line flags still override the rest).
+func nftablesMode() mode {
+	return mode{
+		Name:      "nftables",
+		ProxyMode: "nftables",
+		Args: func(t *testing.T) []string {
+			path := filepath.Join(t.TempDir(), "kproxy.yaml")
+			cfg := "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n" +
+				"nftables:\n  syncPeriod: " + syncPeriod + "\n  minSyncPeriod: 0s\n"
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--config", path}
+		},
+		Flush: func(t *testing.T, node *netns.NS) {
+			node.MustRun(t, "nft", "flush", "table", "ip", "kproxy")
+		},
+		Dump: func(t *testing.T, node *netns.NS) string {
+			out, _ := node.Run("nft", "list", "ruleset")
+			return out
+		},
+		Leftovers: func(t *testing.T, node *netns.NS) string {
+			var left []string
+			for _, l := range strings.Split(node.MustRun(t, "nft", "list", "tables"), "\n") {
+				if strings.Contains(l, "kproxy") {
+					left = append(left, l)
+				}
+			}
+			return strings.Join(left, "\n")
+		},
+	}
 }
 
 func iptablesMode(backend string) mode {
@@ -39,6 +81,8 @@ func iptablesMode(backend string) mode {
 		Name:      "iptables-" + backend,
 		ProxyMode: "iptables",
 		Env:       []string{"KPROXY_IPTABLES_BACKEND=" + backend},
+		// As kube-proxy's iptables mode (localhostNodePorts defaults to true).
+		LocalhostNodePorts: true,
 		Flush: func(t *testing.T, node *netns.NS) {
 			node.MustRun(t, tool, "-t", "nat", "-F")
 		},

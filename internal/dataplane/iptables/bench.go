@@ -8,8 +8,6 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 )
 
-type stateName = state.ServicePortName
-
 // Render renders the whole ruleset without touching the kernel and returns the
 // number of rules (for `kproxy bench sync`).
 func (p *Proxier) Render(snap *state.Snapshot) (int, error) {

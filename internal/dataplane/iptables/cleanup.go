@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"kproxy.dev/kproxy/internal/state"
 )
 
 // cleanupTables are the tables kproxy (or a kube-proxy in the same layout) writes.
@@ -34,15 +36,9 @@ func cleanupRestore(kernel kernelState) *restoreBuilder {
 
 // cleanupBackend removes kproxy's chains from one backend's tables.
 func cleanupBackend(ctx context.Context, r Runner) error {
-	kernel := kernelState{}
-	for _, t := range cleanupTables {
-		out, err := r.Save(ctx, t)
-		if err != nil {
-			return err
-		}
-		for name, kt := range parseSave(out) {
-			kernel[name] = kt
-		}
+	kernel, err := readKernel(ctx, r)
+	if err != nil {
+		return err
 	}
 	b := cleanupRestore(kernel)
 	if b.Empty() {
@@ -75,6 +71,6 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		p.c.Health.Close()
 	}
 	p.needFull = true
-	p.applied = map[stateName]*ServiceRules{}
+	p.applied = map[state.ServicePortName]*ServiceRules{}
 	return cleanupBackend(ctx, p.c.Runner)
 }

@@ -79,6 +79,9 @@ func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
 }
 
 func (f *fakeRunner) Save(_ context.Context, table string) ([]byte, error) {
+	if table == "" {
+		return []byte(f.saves["mangle"] + f.saves["filter"] + f.saves["nat"]), nil
+	}
 	return []byte(f.saves[table]), nil
 }
 

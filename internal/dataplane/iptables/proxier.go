@@ -171,18 +171,22 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) (dataplane
 	if err != nil {
 		return dataplane.SyncStats{Full: true}, fmt.Errorf("iptables: nodePortAddresses: %w", err)
 	}
-	desired := Render(snap, cfg)
-	kernel := kernelState{}
-	for _, t := range []string{tableMangle, tableFilter, tableNAT} {
-		out, err := p.c.Runner.Save(ctx, t)
-		if err != nil {
-			return dataplane.SyncStats{Full: true}, fmt.Errorf("iptables: reading the %s table: %w", t, err)
-		}
-		for name, kt := range parseSave(out) {
-			kernel[name] = kt
-		}
+	// Read the kernel while rendering: one is iptables-save's work, the other ours.
+	type saved struct {
+		k   kernelState
+		err error
 	}
-	b := fullDiff(desired, kernel)
+	ch := make(chan saved, 1)
+	go func() {
+		k, err := readKernel(ctx, p.c.Runner)
+		ch <- saved{k, err}
+	}()
+	desired := Render(snap, cfg)
+	got := <-ch
+	if got.err != nil {
+		return dataplane.SyncStats{Full: true}, fmt.Errorf("iptables: %w", got.err)
+	}
+	b := fullDiff(desired, got.k)
 	if err := p.restore(ctx, b); err != nil {
 		return dataplane.SyncStats{Full: true}, err
 	}
@@ -205,6 +209,11 @@ func (p *Proxier) partialSync(ctx context.Context, snap *state.Snapshot, changed
 		}
 	}
 	b := partialDiff(p.applied, next)
+	if p.tooManyDeletes(b) {
+		// iptables-nft matches every -D against the whole chain: past a point,
+		// rewriting the shared chains in a full sync is cheaper.
+		return p.fullSync(ctx, snap)
+	}
 	if err := p.restore(ctx, b); err != nil {
 		return dataplane.SyncStats{}, err
 	}
@@ -280,4 +289,30 @@ func newlyServed(prev, cur *state.Snapshot, changed map[state.ServicePortName]st
 		}
 	}
 	return out
+}
+
+// readKernel reads the tables kproxy writes in one iptables-save call.
+func readKernel(ctx context.Context, r Runner) (kernelState, error) {
+	out, err := r.Save(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	return parseSave(out), nil
+}
+
+// tooManyDeletes reports whether a partial restore would delete more than a quarter
+// of the shared chains' rules (and more than 64).
+func (p *Proxier) tooManyDeletes(b *restoreBuilder) bool {
+	deletes := 0
+	for _, s := range b.sections {
+		deletes += len(s.deletes)
+	}
+	if deletes <= 64 {
+		return false
+	}
+	total := 0
+	for _, s := range p.applied {
+		total += len(s.Dispatch)
+	}
+	return deletes > total/4
 }

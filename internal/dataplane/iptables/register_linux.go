@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -33,6 +34,13 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !c.Render.NoLocalhostNodePorts {
+		// NodePorts on 127.0.0.1 are DNATed to pod addresses; the kernel routes
+		// such packets only with route_localnet (as kube-proxy sets it).
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644); err != nil {
+			o.Log().Warn("localhost NodePorts will not work: cannot set net.ipv4.conf.all.route_localnet", "err", err)
+		}
+	}
 	c.Runner = ExecRunner{Backend: be}
 	c.Conntrack = conntrack.NewDeleter()
 	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log()})
@@ -51,6 +59,7 @@ func configFromOptions(o dataplane.Options) (Config, error) {
 		c.Render.MasqueradeBit = int(*kc.IPTables.MasqueradeBit)
 	}
 	c.Render.MasqueradeAll = kc.IPTables.MasqueradeAll
+	c.Render.NoLocalhostNodePorts = kc.IPTables.LocalhostNodePorts != nil && !*kc.IPTables.LocalhostNodePorts
 	for _, s := range strings.Split(kc.ClusterCIDR, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

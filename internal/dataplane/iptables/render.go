@@ -24,6 +24,8 @@ type RenderConfig struct {
 	// NodePortAddresses are the addresses NodePorts answer on; nil means every local
 	// address (-m addrtype --dst-type LOCAL).
 	NodePortAddresses []netip.Addr
+	// NoLocalhostNodePorts keeps NodePorts off 127.0.0.0/8 (localhostNodePorts false).
+	NoLocalhostNodePorts bool
 }
 
 func (c RenderConfig) markMasq() string {

@@ -41,7 +41,11 @@ func renderFixed(cfg RenderConfig) *Ruleset {
 func nodePortTail(cfg RenderConfig) []string {
 	const c = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"
 	if cfg.NodePortAddresses == nil {
-		return []string{newSpec().comment(c).add("-m", "addrtype", "--dst-type", "LOCAL").jump(chainNodePorts)}
+		s := newSpec()
+		if cfg.NoLocalhostNodePorts {
+			s.add("!", "-d", "127.0.0.0/8")
+		}
+		return []string{s.comment(c).add("-m", "addrtype", "--dst-type", "LOCAL").jump(chainNodePorts)}
 	}
 	var out []string
 	for _, a := range ipv4Only(cfg.NodePortAddresses) {

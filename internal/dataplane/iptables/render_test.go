@@ -158,3 +158,28 @@ func TestRenderIsDeterministic(t *testing.T) {
 		t.Fatal("two renders of one snapshot differ")
 	}
 }
+
+func TestCommentsQuotedLikeIPTablesSave(t *testing.T) {
+	cases := map[string]string{
+		"kube-system_dns": "kube-system_dns",
+		"ns/web:http":     `"ns/web:http"`,
+		`say "hi"`:        `"say \"hi\""`,
+		"":                `""`,
+	}
+	for in, want := range cases {
+		if got := string(appendSaveString(nil, in)); got != want {
+			t.Errorf("%q: got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestNormalizeProbabilityMatchesSaveOutput(t *testing.T) {
+	written := "-m statistic --mode random --probability 0.3333333333 -j KUBE-SEP-X"
+	saved := "-m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-X"
+	if !sameRules([]string{saved}, []string{written}) {
+		t.Fatalf("%q and %q are the same rule in the kernel", written, saved)
+	}
+	if sameRules([]string{saved}, []string{"-m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-X"}) {
+		t.Fatal("different probabilities compare equal")
+	}
+}

@@ -26,7 +26,8 @@ type Runner interface {
 	// Restore feeds input to iptables-restore. noflush keeps what the input does
 	// not mention (kproxy always uses it; the benchmark baseline does not).
 	Restore(ctx context.Context, input []byte, noflush bool) error
-	// Save returns iptables-save output for one table.
+	// Save returns iptables-save output for one table, or every table when table
+	// is "".
 	Save(ctx context.Context, table string) ([]byte, error)
 	// ListChain returns a chain's rules ("-A ..." lines), and whether it exists.
 	ListChain(ctx context.Context, table, chain string) ([]string, bool, error)
@@ -70,7 +71,11 @@ func (r ExecRunner) Restore(ctx context.Context, input []byte, noflush bool) err
 
 // Save runs iptables-save for one table.
 func (r ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
-	cmd := r.command(ctx, r.bin("-save"), "-t", table)
+	var args []string
+	if table != "" {
+		args = []string{"-t", table}
+	}
+	cmd := r.command(ctx, r.bin("-save"), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -107,10 +107,6 @@ func (s *spec) jump(target ...string) string {
 // str returns what was added, for names and other strings built in the arena.
 func (s *spec) str() string { return s.a.finish(s.start) }
 
-func hostPrefix(a netip.Addr) string {
-	return netip.PrefixFrom(a, a.BitLen()).String()
-}
-
 func bareByte(c byte) bool {
 	return c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
 }
@@ -143,9 +139,6 @@ func appendSaveString(b []byte, parts ...string) []byte {
 	}
 	return append(b, '"')
 }
-
-// saveString quotes one string as iptables-save does.
-func saveString(v string) string { return string(appendSaveString(nil, v)) }
 
 // appendHashName appends prefix + the first 16 characters of
 // base32(sha256(parts...)), as kube-proxy names its chains: at most 25 characters,

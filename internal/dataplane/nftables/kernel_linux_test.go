@@ -5,6 +5,8 @@ package nftables
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -401,5 +403,49 @@ func TestKernelNodeChangeRerendersEveryService(t *testing.T) {
 	}
 	if got, err := dialIdentity(t, tb.proxy, "10.96.0.21:80"); err != nil || got != backends[0]+":8080" {
 		t.Fatalf("after the node change: %q, %v", got, err)
+	}
+}
+
+func TestKernelNodePortAddressesAndExternalIPs(t *testing.T) {
+	tb := newTestbed(t)
+	p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
+		ClusterCIDR: "10.244.0.0/16", NodePortAddresses: []string{"10.200.0.0/24"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.useNetns(tb.proxy.fd)
+	p.localAddrs = func() ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.200.0.1")}, nil
+	}
+	tb.p = p
+	s := &spec{name: "np", clusterIP: "10.96.0.18", port: 80, nodePort: 30080, external: []string{"192.0.2.10"}}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: backendEndpoints()[:1]}))
+	for _, addr := range []string{"10.200.0.1:30080", "192.0.2.10:80"} {
+		if got, err := dialIdentity(t, tb.proxy, addr); err != nil || got != backends[0]+":8080" {
+			t.Fatalf("%s: got %q, %v; want %s", addr, got, err, backends[0])
+		}
+	}
+	// 127.0.0.1 is a node address too, but outside nodePortAddresses.
+	if got, err := dialIdentity(t, tb.proxy, "127.0.0.1:30080"); err == nil {
+		t.Fatalf("NodePort answered on 127.0.0.1 outside nodePortAddresses: %q", got)
+	}
+}
+
+func TestKernelListShowsEffectiveScheduler(t *testing.T) {
+	tb := newTestbed(t)
+	rr := &spec{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr"}
+	lc := &spec{name: "lc", clusterIP: "10.96.0.16", port: 80, scheduler: "lc", external: []string{"192.0.2.16"}}
+	tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{rr: backendEndpoints(), lc: backendEndpoints()[:2]}))
+	vss, err := tb.p.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, vs := range vss {
+		got[vs.Address] = fmt.Sprintf("%s/%d", vs.Scheduler, len(vs.RealServers))
+	}
+	want := map[string]string{"10.96.0.12:80": "rr/3", "10.96.0.16:80": "random/2", "192.0.2.16:80": "random/2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("List: %v, want %v (lc falls back to random)", got, want)
 	}
 }

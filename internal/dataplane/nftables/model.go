@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -130,23 +131,34 @@ func (e elem) key() string {
 }
 
 func (e elem) keyText() string {
-	var parts []string
+	// Built by hand: full syncs compute this for every element.
+	b := make([]byte, 0, 64)
+	sep := func() {
+		if len(b) > 0 {
+			b = append(b, " . "...)
+		}
+	}
 	if e.addr.IsValid() {
-		parts = append(parts, e.addr.String())
+		b = e.addr.AppendTo(b)
 	}
 	if e.pair.IsValid() {
-		parts = append(parts, e.pair.String())
+		sep()
+		b = e.pair.AppendTo(b)
 	}
 	if e.proto != "" {
-		parts = append(parts, e.proto, fmt.Sprint(e.port))
+		sep()
+		b = append(b, e.proto...)
+		b = append(b, " . "...)
+		b = strconv.AppendUint(b, uint64(e.port), 10)
 	}
 	if e.slot {
-		parts = append(parts, fmt.Sprint(e.index))
+		b = append(b, " . "...)
+		b = strconv.AppendUint(b, uint64(e.index), 10)
 	}
-	if len(parts) == 0 {
+	if len(b) == 0 {
 		return fmt.Sprintf("0x%08x", e.index)
 	}
-	return strings.Join(parts, " . ")
+	return string(b)
 }
 
 func (e elem) text() string {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -43,6 +44,8 @@ type Proxier struct {
 	// changed since then (a failed sync keeps them for the next).
 	prev    *state.Snapshot
 	pending map[state.ServicePortName]struct{}
+	// lastSynced is prev for List, which runs on other goroutines.
+	lastSynced atomic.Pointer[state.Snapshot]
 	// localAddrs lists the node's interface addresses; a field so tests can fake it.
 	localAddrs func() ([]netip.Addr, error)
 }
@@ -150,6 +153,7 @@ func (p *Proxier) afterSync(snap *state.Snapshot) {
 		}
 	}
 	p.prev = snap
+	p.lastSynced.Store(snap)
 	p.pending = map[state.ServicePortName]struct{}{}
 }
 

@@ -2,6 +2,8 @@ package nftables
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +98,7 @@ func TestNoLocalCounted(t *testing.T) {
 }
 
 func BenchmarkRenderAll(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
+	for _, n := range benchSizes() {
 		snap := bigSnapshot(n, 3)
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			for b.Loop() {
@@ -113,4 +115,14 @@ func BenchmarkRenderOneService(b *testing.B) {
 	for b.Loop() {
 		renderService(o, sp, cat)
 	}
+}
+
+// benchSizes are the Service counts of BenchmarkRenderAll; KPROXY_BENCH_SERVICES
+// adds one (e.g. 40000) without making the default run slow.
+func benchSizes() []int {
+	sizes := []int{1000, 10000}
+	if n, err := strconv.Atoi(os.Getenv("KPROXY_BENCH_SERVICES")); err == nil && n > 0 {
+		sizes = append(sizes, n)
+	}
+	return sizes
 }

@@ -59,13 +59,9 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 			b.addRules(c)
 		}
 	}
-	t.refs = map[string]int{}
-	for _, fr := range frs {
-		for _, e := range fr.elems {
-			t.refs[e.key()]++
-		}
-	}
-	b.elems(t.kinds, dedupElems(frs), true)
+	var elems []elem
+	elems, t.refs = dedupElems(frs)
+	b.elems(t.kinds, elems, true)
 	if err := b.commit(); err != nil {
 		return b.written, err
 	}
@@ -75,19 +71,20 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 }
 
 // dedupElems keeps one element per key: several owners may render the same one
-// (see diff.resolveRefs) and the kernel refuses duplicates.
-func dedupElems(frs []*fragment) []elem {
-	seen := map[string]bool{}
+// (see diff.resolveRefs) and the kernel refuses duplicates. It also returns how many
+// owners each key has.
+func dedupElems(frs []*fragment) ([]elem, map[string]int) {
+	refs := map[string]int{}
 	var out []elem
 	for _, fr := range frs {
 		for _, e := range fr.elems {
-			if k := e.key(); !seen[k] {
-				seen[k] = true
+			k := e.key()
+			if refs[k]++; refs[k] == 1 {
 				out = append(out, e)
 			}
 		}
 	}
-	return out
+	return out, refs
 }
 
 // change is one owner's old and new fragment.

@@ -1,10 +1,6 @@
 package userspace
 
-import (
-	"net/netip"
-
-	"kproxy.dev/kproxy/internal/nodeaddr"
-)
+import "net/netip"
 
 // Names of what kproxy adds to the host for Service addresses that are not local.
 const (
@@ -27,5 +23,3 @@ type addrManager interface {
 	// the lo:kproxy label) and takes them over, so that remove works on them.
 	adopt() ([]netip.Addr, error)
 }
-
-func localAddresses() ([]netip.Addr, error) { return nodeaddr.LocalAddresses() }

@@ -7,6 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -45,6 +46,9 @@ func TestNonLocalClusterIPWithoutRootIsAnErrorOthersKeepWorking(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "default/good:p") {
 		t.Fatalf("Sync error blames the good Service too: %v", err)
+	}
+	if !dataplane.IsPartial(err) {
+		t.Fatalf("Sync error %T is not a dataplane.PartialError: the other Services were programmed", err)
 	}
 	if got := names(t, netip.Addr{}, good.addr(), 1)[0]; got != "A" {
 		t.Fatalf("good Service answered %q, want A", got)

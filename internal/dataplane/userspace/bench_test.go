@@ -57,7 +57,7 @@ func startSink(b *testing.B) (netip.AddrPort, chan int64) {
 // proxyTo builds a proxier with one Service in front of backend.
 func proxyTo(b *testing.B, backend netip.AddrPort) netip.AddrPort {
 	ip := randLoopback()
-	s := newSvc("bench", v1.ProtocolTCP, ip, freePort(b, "tcp", ip), tcpBackend{addr: backend})
+	s := newSvc("bench", v1.ProtocolTCP, ip, freePort(b, "tcp", ip), testBackend{addr: backend})
 	p, _ := testProxier(b, nil)
 	sn := snap(state.NodeInfo{}, s)
 	mustSync(b, p, sn, allChanged(sn))

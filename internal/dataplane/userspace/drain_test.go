@@ -2,6 +2,7 @@ package userspace
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -25,7 +26,7 @@ func refused(local netip.Addr, addr netip.AddrPort) error {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if n, err := c.Read(make([]byte, 64)); err == nil || n > 0 {
-		return errorf("connection accepted and answered (%d bytes)", n)
+		return fmt.Errorf("connection accepted and answered (%d bytes)", n)
 	}
 	return nil
 }

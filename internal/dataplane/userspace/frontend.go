@@ -73,8 +73,13 @@ type feConfig struct {
 	// sourceRanges restricts load-balancer frontends to the Service's
 	// loadBalancerSourceRanges; nil allows every client.
 	sourceRanges []netip.Prefix
-	// weights is filled only with affinity, whose hits must skip drained endpoints.
-	weights map[netip.AddrPort]int
+	// current maps the endpoints of list to their weights. backends may hold a few
+	// more: those the shared scheduler may still return until updateAfterStore.
+	current map[netip.AddrPort]int
+	// updateAfterStore is set when sched is shared with the config being replaced:
+	// Sync installs the config first and then updates the scheduler, so that every
+	// backend a concurrent Pick returns is in the config the connection loads.
+	updateAfterStore bool
 }
 
 // backend is one endpoint as seen from one frontend, with its traffic counters.
@@ -173,18 +178,19 @@ func (p *Proxier) buildConfig(fe *frontend, svc *service, eps []state.Endpoint) 
 		return nil, nil
 	}
 	next := &feConfig{want: want, wantFlags: flags, list: list, sourceRanges: ranges,
-		backends: make(map[netip.AddrPort]*backend, len(list))}
+		backends: make(map[netip.AddrPort]*backend, len(list)), current: make(map[netip.AddrPort]int, len(list))}
 	var err error
 	if sameSched {
-		next.sched, next.flags = old.sched, old.flags
+		next.sched, next.flags, next.updateAfterStore = old.sched, old.flags, true
 	} else {
 		next.sched, next.flags, err = p.newScheduler(svc.name, want, flags)
 		if next.sched == nil {
 			return nil, err
 		}
+		next.sched.Update(list)
 	}
-	next.sched.Update(list)
 	for i, b := range list {
+		next.current[b.Addr] = b.Weight
 		if old != nil && old.backends[b.Addr] != nil {
 			next.backends[b.Addr] = old.backends[b.Addr]
 			continue
@@ -192,15 +198,18 @@ func (p *Proxier) buildConfig(fe *frontend, svc *service, eps []state.Endpoint) 
 		local := eps[i].IsLocal || b.Addr.Addr().IsLoopback()
 		next.backends[b.Addr] = &backend{addr: b.Addr, metric: svc.metrics[b.Addr], local: local}
 	}
+	if sameSched {
+		for _, b := range old.list {
+			if next.backends[b.Addr] == nil {
+				next.backends[b.Addr] = old.backends[b.Addr]
+			}
+		}
+	}
 	if sp.AffinityTimeout > 0 {
 		if old != nil && old.affinity.timeoutIs(sp.AffinityTimeout) {
 			next.affinity = old.affinity
 		} else {
 			next.affinity = newAffinity(sp.AffinityTimeout)
-		}
-		next.weights = make(map[netip.AddrPort]int, len(list))
-		for _, b := range list {
-			next.weights[b.Addr] = b.Weight
 		}
 	}
 	return next, err

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,14 +44,14 @@ func freePort(t testing.TB, proto string, a netip.Addr) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// tcpBackend answers each connection with its name and a newline, then echoes its
+// testBackend answers each connection with its name and a newline, then echoes its
 // name for every line it receives until the client closes.
-type tcpBackend struct {
+type testBackend struct {
 	name string
 	addr netip.AddrPort
 }
 
-func startTCPBackend(t testing.TB, name string) tcpBackend {
+func startTCPBackend(t testing.TB, name string) testBackend {
 	t.Helper()
 	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
 	if err != nil {
@@ -78,11 +77,11 @@ func startTCPBackend(t testing.TB, name string) tcpBackend {
 			}()
 		}
 	}()
-	return tcpBackend{name: name, addr: l.Addr().(*net.TCPAddr).AddrPort()}
+	return testBackend{name: name, addr: l.Addr().(*net.TCPAddr).AddrPort()}
 }
 
 // startUDPBackend answers each datagram with "name:payload".
-func startUDPBackend(t testing.TB, name string) tcpBackend {
+func startUDPBackend(t testing.TB, name string) testBackend {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
 	if err != nil {
@@ -99,7 +98,7 @@ func startUDPBackend(t testing.TB, name string) tcpBackend {
 			c.WriteToUDPAddrPort([]byte(name+":"+string(buf[:n])), from)
 		}
 	}()
-	return tcpBackend{name: name, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
+	return testBackend{name: name, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
 // conn is a client connection through the proxy that knows which backend answered.
@@ -161,7 +160,7 @@ type svc struct {
 	eps []state.Endpoint
 }
 
-func newSvc(name string, proto v1.Protocol, ip netip.Addr, port int, backends ...tcpBackend) *svc {
+func newSvc(name string, proto v1.Protocol, ip netip.Addr, port int, backends ...testBackend) *svc {
 	s := &svc{sp: &state.ServicePort{
 		Name:       state.ServicePortName{Namespace: "default", Name: name, Port: "p", Protocol: proto},
 		Type:       v1.ServiceTypeClusterIP,
@@ -175,7 +174,7 @@ func newSvc(name string, proto v1.Protocol, ip netip.Addr, port int, backends ..
 	return s
 }
 
-func ep(b tcpBackend, weight int) state.Endpoint {
+func ep(b testBackend, weight int) state.Endpoint {
 	return state.Endpoint{IP: b.addr.Addr(), Port: int32(b.addr.Port()), Ready: true, Serving: true, Weight: weight}
 }
 
@@ -254,9 +253,3 @@ func counts(names []string) map[string]int {
 	}
 	return m
 }
-
-var _ = sync.Mutex{}
-
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
-
-func optionsForTest() dataplane.Options { return dataplane.Options{} }

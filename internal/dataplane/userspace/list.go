@@ -3,6 +3,7 @@ package userspace
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"kproxy.dev/kproxy/internal/dataplane"
 )
@@ -13,18 +14,22 @@ import (
 func (p *Proxier) List(ctx context.Context) ([]dataplane.VirtualService, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]dataplane.VirtualService, 0, len(p.frontends))
+	fes := make([]*frontend, 0, len(p.frontends))
 	for _, fe := range p.frontends {
+		fes = append(fes, fe)
+	}
+	slices.SortFunc(fes, func(a, b *frontend) int {
+		if c := a.key.addr.Compare(b.key.addr); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.key.proto), string(b.key.proto))
+	})
+	out := make([]dataplane.VirtualService, 0, len(fes))
+	for _, fe := range fes {
 		if vs, ok := p.virtualService(fe); ok {
 			out = append(out, vs)
 		}
 	}
-	slices.SortFunc(out, func(a, b dataplane.VirtualService) int {
-		if c := compareAddr(a.Address, b.Address); c != 0 {
-			return c
-		}
-		return compareStrings(a.Protocol, b.Protocol)
-	})
 	return out, ctx.Err()
 }
 

@@ -92,11 +92,9 @@ func TestListShowsVirtualServicesAndCounters(t *testing.T) {
 	c.Close()
 	held := dialName(t, randLoopback(), s.addr())
 	defer held.Close()
-	var done bool
 	eventually(t, "the closed connection's bytes to be counted", func() bool {
 		vss, _ := p.List(t.Context())
-		done = len(vss) == 1 && vss[0].Stats.InBytes == 5 // "ping\n"
-		return done
+		return len(vss) == 1 && vss[0].Stats.InBytes == 5 // "ping\n"
 	})
 	vss, _ := p.List(t.Context())
 	vs := vss[0]

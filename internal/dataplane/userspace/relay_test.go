@@ -234,3 +234,79 @@ func TestIPv6ClusterIP(t *testing.T) {
 		t.Fatalf("[::1] ClusterIP answered %q, want A", got)
 	}
 }
+
+func TestUDPFlowMovesWhenItsEndpointIsRemoved(t *testing.T) {
+	t.Parallel()
+	a, b := startUDPBackend(t, "A"), startUDPBackend(t, "B")
+	ip := randLoopback()
+	s := newSvc("dns", v1.ProtocolUDP, ip, freePort(t, "udp", ip), a, b)
+	p, _ := testProxier(t, nil)
+	sn := snap(state.NodeInfo{}, s)
+	mustSync(t, p, sn, allChanged(sn))
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(s.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func() string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("q")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("no reply: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := ask(); got != "A:q" {
+		t.Fatalf("first reply %q, want A:q", got)
+	}
+	s2 := newSvc("dns", v1.ProtocolUDP, ip, int(s.sp.Port), b)
+	sn2 := snap(state.NodeInfo{}, s2)
+	mustSync(t, p, sn2, allChanged(sn2))
+	if got := ask(); got != "B:q" {
+		t.Fatalf("after removing A the flow got %q, want B:q (stale flows end, as conntrack entries are deleted)", got)
+	}
+}
+
+// Endpoint changes under load must never leave a new connection without an
+// endpoint while the Service always has one.
+func TestNoResetWhileEndpointsChange(t *testing.T) {
+	t.Parallel()
+	a, b, c := startTCPBackend(t, "A"), startTCPBackend(t, "B"), startTCPBackend(t, "C")
+	ip := randLoopback()
+	port := freePort(t, "tcp", ip)
+	sets := []*svc{newSvc("churn", v1.ProtocolTCP, ip, port, a, b), newSvc("churn", v1.ProtocolTCP, ip, port, b, c)}
+	p, _ := testProxier(t, nil)
+	first := snap(state.NodeInfo{}, sets[0])
+	mustSync(t, p, first, allChanged(first))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 60; i++ {
+			sn := snap(state.NodeInfo{}, sets[i%2])
+			if _, err := p.Sync(t.Context(), sn, allChanged(sn)); err != nil {
+				t.Errorf("Sync: %v", err)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	addr := sets[0].addr()
+	for n := 0; ; n++ {
+		select {
+		case <-done:
+			if n < 10 {
+				t.Fatalf("only %d connections during the churn", n)
+			}
+			return
+		default:
+		}
+		if got := names(t, netip.Addr{}, addr, 1)[0]; got == "" {
+			t.Fatal("empty answer")
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,24 +104,4 @@ func (p *Proxier) estimate(now time.Time) {
 			cfg.affinity.prune(now)
 		}
 	}
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// compareAddr orders "ip:port" strings by address, then port.
-func compareAddr(a, b string) int {
-	pa, errA := netip.ParseAddrPort(a)
-	pb, errB := netip.ParseAddrPort(b)
-	if errA != nil || errB != nil {
-		return compareStrings(a, b)
-	}
-	return pa.Compare(pb)
 }

@@ -142,11 +142,11 @@ func (u *udpFrontend) end(f *udpFlow) {
 // dropFlowsNotIn ends flows whose endpoint is no longer in backends, so that their
 // clients are placed again, as the kernel modes do by deleting stale UDP conntrack
 // entries.
-func (u *udpFrontend) dropFlowsNotIn(backends map[netip.AddrPort]*backend) {
+func (u *udpFrontend) dropFlowsNotIn(current map[netip.AddrPort]int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for src, f := range u.flows {
-		if backends[f.lease.b.addr] == nil {
+		if _, ok := current[f.lease.b.addr]; !ok {
 			delete(u.flows, src)
 			f.up.Close()
 		}

@@ -182,3 +182,39 @@ func TestNewErrors(t *testing.T) {
 		t.Fatalf("missing path: %v", err)
 	}
 }
+
+// A ConfigMap volume updates by writing a new timestamped directory and swapping
+// the "..data" symlink the visible files point through.
+func TestWatchConfigMapSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(name, content string) {
+		t.Helper()
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, name, "services.yaml"), content)
+	}
+	version("..2026_01", svcWeb+"---\n"+sliceWeb)
+	mustSymlink(t, "..2026_01", filepath.Join(dir, "..data"))
+	mustSymlink(t, "..data/services.yaml", filepath.Join(dir, "services.yaml"))
+	f := startSource(t, dir)
+	if !f.endpointIs("127.0.0.1")() {
+		t.Fatalf("initial state %v", f.h.Keys())
+	}
+	version("..2026_02", svcWeb+"---\n"+sliceWebAt("127.0.0.7"))
+	mustSymlink(t, "..2026_02", filepath.Join(dir, "..data_tmp"))
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	f.h.WaitFor(t, applyWithin, "swapped ConfigMap applied", f.endpointIs("127.0.0.7"))
+	if n := totalRejects(f.rejects); n != 0 {
+		t.Fatalf("rejects %v:\n%s", n, f.log)
+	}
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}

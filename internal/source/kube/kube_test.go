@@ -60,14 +60,17 @@ type fixture struct {
 
 // start runs a kube Source on a fake clientset holding objs, until the test ends.
 // It returns once synced was called and every informer's watch is open, so that
-// later changes cannot fall between the initial list and the watch.
+// later changes cannot fall between the initial list and the watch (the fake
+// clientset's watch does not replay from a resourceVersion).
 func start(t *testing.T, objs ...runtime.Object) *fixture {
 	t.Helper()
 	client := fake.NewClientset(objs...)
 	var watches atomic.Int32
-	client.PrependWatchReactor("*", func(k8stesting.Action) (bool, watch.Interface, error) {
+	// Open the watch here, so that it is registered before it is counted.
+	client.PrependWatchReactor("*", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		w, err := client.Tracker().Watch(a.GetResource(), a.GetNamespace(), metav1.ListOptions{})
 		watches.Add(1)
-		return false, nil, nil
+		return true, w, err
 	})
 	src, err := New(Options{Client: client, NodeName: "node-a"})
 	if err != nil {
@@ -104,7 +107,6 @@ func start(t *testing.T, objs ...runtime.Object) *fixture {
 		t.Fatal("synced not called")
 	}
 	f.h.WaitFor(t, wait, "three watches", func() bool { return watches.Load() >= 3 })
-	time.Sleep(50 * time.Millisecond) // the reactor runs just before the watch is registered
 	return f
 }
 

@@ -40,8 +40,6 @@ func New(t testing.TB, prefix string) *Env {
 	// trigger ICMP redirects, whose rate limit then swallows the port-unreachable
 	// a REJECT sends: a refused connection would look like a timeout.
 	e.Node.MustRun(t, "sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0")
-	// NodePorts on 127.0.0.1 (localhostNodePorts) need route_localnet, as on a node.
-	e.Node.MustRun(t, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
 	return e
 }
 

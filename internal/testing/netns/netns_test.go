@@ -3,6 +3,7 @@
 package netns
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -21,7 +22,13 @@ func TestBackendReachableFromNodeAndClient(t *testing.T) {
 		t.Fatalf("node -> backend tcp: got %q, %v; want %q", got, err, be.Name)
 	}
 	// The client routes through the node: proves forwarding and the veth setup.
-	got, err = cl.AskUDP(be.IP.String()+":5353", time.Second)
+	// A lone datagram may be lost while the fresh veths come up (under load in CI),
+	// so it is retried; a broken path still fails after 5s.
+	err = Eventually(context.Background(), 5*time.Second, func() error {
+		var err error
+		got, err = cl.AskUDP(be.IP.String()+":5353", time.Second)
+		return err
+	})
 	if err != nil || got != be.Name {
 		t.Fatalf("client -> backend udp: got %q, %v; want %q", got, err, be.Name)
 	}
