@@ -28,11 +28,11 @@ func TestIPVSInVM(t *testing.T) {
 	}
 	res, err := vm.Run(context.Background(), k, vm.Options{
 		Files:   files,
-		Timeout: 8 * time.Minute,
+		Timeout: 15 * time.Minute,
 		Console: console(),
 		Script: `export KPROXY_IN_VM=1
 cd /tmp
-/usr/local/bin/e2e.test -test.v -test.run '` + guestRun() + `' -test.timeout 6m`,
+/usr/local/bin/e2e.test -test.v -test.run '` + guestRun() + `' -test.timeout 12m`,
 	})
 	if res != nil {
 		t.Logf("guest output (%v):\n%s", res.Elapsed.Round(time.Second), res.Output)
