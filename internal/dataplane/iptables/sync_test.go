@@ -3,6 +3,7 @@ package iptables
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -224,5 +225,24 @@ func TestBadNodePortAddressesNameTheField(t *testing.T) {
 	_, err := p.Sync(context.Background(), snapshot(), changes())
 	if err == nil || !strings.Contains(err.Error(), "nodePortAddresses") {
 		t.Fatalf("want an error naming nodePortAddresses, got %v", err)
+	}
+}
+
+func TestMassRemovalFallsBackToFullSync(t *testing.T) {
+	f := &fakeRunner{}
+	p := newTestProxier(f)
+	var all []*svc
+	removed := changes()
+	for i := 0; i < 100; i++ {
+		s := newSvc("ns", fmt.Sprintf("s%03d", i), "", tcp, fmt.Sprintf("10.96.1.%d", i), 80).ep("10.244.1.2:80", true, false)
+		all = append(all, s)
+		removed.Ports[s.sp.Name] = struct{}{}
+	}
+	if _, err := p.Sync(context.Background(), snapshot(all...), changes()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Sync(context.Background(), snapshot(), removed)
+	if err != nil || !st.Full {
+		t.Fatalf("removing every Service: want a full sync, got %+v %v", st, err)
 	}
 }
