@@ -6,7 +6,9 @@ import (
 	"sync"
 )
 
-// DefaultMHTableSize is the kernel's default Maglev table size (a prime).
+// DefaultMHTableSize is the userspace Maglev table size (a prime). The kernel's
+// default (CONFIG_IP_VS_MH_TAB_INDEX=12) is 4093; kproxy's userspace table is
+// larger so that thousands of backends still balance within a percent.
 const DefaultMHTableSize = 65537
 
 func init() { Register("mh", newMH, "mh-fallback", "mh-port") }
@@ -64,7 +66,7 @@ func (s *mh) Update(bs []Backend) {
 	s.built = slices.Clone(bs)
 	sc := mhScratchPool.Get().(*mhScratch)
 	defer mhScratchPool.Put(sc)
-	slots := sc.populate(s.dests, s.size)
+	slots := sc.populate(len(s.dests), func(i int) Backend { return s.dests[i].Backend }, s.size)
 	s.owners = s.owners[:0]
 	for _, i := range sc.live {
 		s.owners = append(s.owners, s.dests[i])
@@ -108,23 +110,47 @@ type mhScratch struct {
 
 var mhScratchPool = sync.Pool{New: func() any { return new(mhScratch) }}
 
-// populate runs the Maglev population loop, with weights as turns (weight divided
-// by the gcd of the weights, so {2,2} behaves like {1,1}). It returns, per slot, the
-// index in m.live of the owning backend, or nil when no backend can own one.
-func (m *mhScratch) populate(ds []*dest, size int) []int32 {
+// MaglevTable builds a Maglev lookup table of size slots (size must be a prime) over
+// backends, the same table the mh scheduler uses: entry i is the index in backends
+// of the backend owning slot i. Backends of weight 0 own no slot; weights count as
+// turns, reduced by their gcd. It returns nil when no backend has a weight above
+// zero. Permutations depend only on each backend's address and port, so every node
+// builds the same table, and changing one backend moves few slots.
+func MaglevTable(backends []Backend, size int) ([]int, error) {
+	if !isPrime(size) {
+		return nil, fmt.Errorf("maglev table size %d: must be a prime", size)
+	}
+	sc := mhScratchPool.Get().(*mhScratch)
+	defer mhScratchPool.Put(sc)
+	slots := sc.populate(len(backends), func(i int) Backend { return backends[i] }, size)
+	if slots == nil {
+		return nil, nil
+	}
+	out := make([]int, size)
+	for i, j := range slots {
+		out[i] = int(sc.live[j])
+	}
+	return out, nil
+}
+
+// populate runs the Maglev population loop over backends at(0..n-1), with weights as
+// turns (weight divided by the gcd of the weights, so {2,2} behaves like {1,1}). It
+// returns, per slot, the index in m.live of the owning backend, or nil when no
+// backend can own one; m.live holds the indexes of the backends with weight > 0.
+func (m *mhScratch) populate(n int, at func(i int) Backend, size int) []int32 {
 	m.live, m.next, m.skip, m.turns = m.live[:0], m.next[:0], m.skip[:0], m.turns[:0]
 	g := 0
-	for i, d := range ds {
-		if d.available() {
+	for i := range n {
+		if b := at(i); b.Weight > 0 {
 			m.live = append(m.live, int32(i))
-			g = gcd(g, d.Weight)
+			g = gcd(g, b.Weight)
 		}
 	}
 	if len(m.live) == 0 {
 		return nil
 	}
 	for _, i := range m.live {
-		d := ds[i]
+		d := at(int(i))
 		m.next = append(m.next, uint32(addrPortHash(d.Addr, true, mhSeedOffset)%uint64(size)))
 		m.skip = append(m.skip, uint32(addrPortHash(d.Addr, true, mhSeedSkip)%uint64(size-1))+1)
 		m.turns = append(m.turns, uint32(d.Weight/g))

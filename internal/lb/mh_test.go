@@ -129,3 +129,53 @@ func TestMHUpdateRebuildsOnlyOnChange(t *testing.T) {
 		t.Fatalf("after weight 3 on A: slots %v, want A about 3x B", share)
 	}
 }
+
+// MaglevTable is the mh scheduler's table, indexed by position in the input.
+func TestMaglevTableMatchesScheduler(t *testing.T) {
+	bs := backends(5, 2, 1, 0, 1, 3)
+	s := mhTable(t, Options{MHTableSize: 1009}, bs)
+	table, err := MaglevTable(bs, 1009)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(table) != 1009 {
+		t.Fatalf("table has %d slots, want 1009", len(table))
+	}
+	for i, b := range table {
+		if bs[b].Addr != s.owner(i).Addr {
+			t.Fatalf("slot %d: MaglevTable says %v, scheduler %v", i, bs[b].Addr, s.owner(i).Addr)
+		}
+		if b == 2 {
+			t.Fatalf("slot %d owned by the weight-0 backend", i)
+		}
+	}
+}
+
+func TestMaglevTableErrorsAndEmpty(t *testing.T) {
+	if _, err := MaglevTable(backends(2), 4096); err == nil {
+		t.Fatal("non-prime size accepted")
+	}
+	if table, err := MaglevTable(backends(2, 0, 0), 251); err != nil || table != nil {
+		t.Fatalf("all weights 0: table %v, err %v; want nil, nil", table, err)
+	}
+}
+
+// Removing one backend rewrites only about its share of slots.
+func TestMaglevTableRemovalMovesLittle(t *testing.T) {
+	bs := backends(10)
+	before, _ := MaglevTable(bs, 4093)
+	rest := append(append([]Backend{}, bs[:3]...), bs[4:]...)
+	after, _ := MaglevTable(rest, 4093)
+	moved, was := 0, 0
+	for i := range before {
+		if before[i] == 3 {
+			was++
+		}
+		if bs[before[i]].Addr != rest[after[i]].Addr {
+			moved++
+		}
+	}
+	if moved < was || float64(moved) > 1.5*float64(was) {
+		t.Fatalf("removing 1 of 10 moved %d slots; it owned %d", moved, was)
+	}
+}

@@ -51,6 +51,7 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
 			continue
 		}
+		p.logWarnings(&m)
 		desired[name] = &m
 	}
 	var errs []error

@@ -180,6 +180,7 @@ func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
 			return nil
 		}
+		p.logWarnings(&m)
 		cur = &m
 		if err := p.ensureFamilies(ctx, cur); err != nil {
 			return err
@@ -201,6 +202,12 @@ func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state
 		p.sets.apply(old.Sets, -1, d)
 	}
 	return nil
+}
+
+func (p *Proxier) logWarnings(m *portModel) {
+	for _, w := range m.Warnings {
+		p.log.Warn("ipvs: " + w)
+	}
 }
 
 func (p *Proxier) renderOptions() renderOptions {

@@ -3,7 +3,9 @@
 package ipvs
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -136,6 +138,29 @@ func TestSchedulerFlagsPersistenceAndWeights(t *testing.T) {
 	f.sync(f.set(mh.Name, &mh2, ep("10.1.0.3:80", 1)))
 	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-service") {
 		t.Errorf("scheduler change wrote %v, want one update-service", w)
+	}
+}
+
+// random is a kproxy scheduler (iptables and nftables pick at random) but no IPVS
+// module: the Service is served with the node default and a warning, not dropped.
+func TestSchedulerTheKernelLacksFallsBackToDefault(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFixture(t, proxierOptions{Scheduler: "wrr", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	sp := clusterIP("rand", "10.96.0.9", 80, v1.ProtocolTCP)
+	sp.Scheduler = "random"
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 2)))
+	s, ok := f.ipvs.svcs[key("10.96.0.9:80", protoTCP)]
+	if !ok {
+		t.Fatal("a Service asking for random was not programmed")
+	}
+	if s.SchedName != "wrr" || s.Flags != 0 {
+		t.Fatalf("scheduler %q flags %#x, want the node default wrr, 0", s.SchedName, s.Flags)
+	}
+	if got := f.weights(key("10.96.0.9:80", protoTCP)); !sameWeights(got, map[string]int{"10.1.0.1:80": 1, "10.1.0.2:80": 2}) {
+		t.Fatalf("real servers %v", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, `\"random\"`) || !strings.Contains(l, "ns/rand:p") {
+		t.Fatalf("want a warning naming the service and scheduler, log:\n%s", l)
 	}
 }
 
