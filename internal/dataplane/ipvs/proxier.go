@@ -109,6 +109,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		return p.stats(full), err
 	}
 	p.needFull = false
+	p.log.Debug("ipvs: synced", "full", full, "changedPorts", len(changed.Ports), "written", p.written, "objects", p.objects)
 	p.cleanStaleUDP(snap, changed, full)
 	p.prev = snap
 	p.graceful.process()
@@ -187,14 +188,17 @@ func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state
 	if err := p.applyPort(old, cur); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)
 	}
-	if old != nil {
-		p.sets.apply(old.Sets, -1, d)
-	}
+	// Count the new entries before dropping the old ones, so that an entry both
+	// renders contain is never deleted and re-added (a window in which
+	// KUBE-IPVS-FILTER would reject new connections to the Service).
 	if cur != nil {
 		p.sets.apply(cur.Sets, +1, d)
 		p.ports[name] = cur
 	} else {
 		delete(p.ports, name)
+	}
+	if old != nil {
+		p.sets.apply(old.Sets, -1, d)
 	}
 	return nil
 }

@@ -53,6 +53,7 @@ func (p *Proxier) applyDests(have *virtualServer, want map[netip.AddrPort]int) e
 			continue
 		}
 		p.written++
+		p.log.Debug("ipvs: real server", "virtualServer", have.Key.String(), "realServer", addr.String(), "weight", w, "was", cur, "existed", ok)
 		var err error
 		if ok || p.graceful.cancel(have.Key, addr) {
 			err = p.k.IPVS.UpdateDestination(svc, toDestination(addr, w))
@@ -86,6 +87,7 @@ func (p *Proxier) applyDests(have *virtualServer, want map[netip.AddrPort]int) e
 // removeDest starts draining a TCP real server or deletes any other at once.
 func (p *Proxier) removeDest(key vsKey, addr netip.AddrPort) error {
 	svc := keyOnlyService(key)
+	p.log.Debug("ipvs: real server removed", "virtualServer", key.String(), "realServer", addr.String())
 	if key.Proto == protoTCP {
 		if err := p.k.IPVS.UpdateDestination(svc, toDestination(addr, 0)); err != nil {
 			return fmt.Errorf("drain real server %s of %s: %w", addr, key, err)

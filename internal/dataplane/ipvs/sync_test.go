@@ -338,3 +338,27 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	check("full", state.ChangeSet{})
 	check("service delete", f.set(a.Name, nil))
 }
+
+func TestUnchangedSetEntriesAreNotRewrittenAndFilterSetOrdered(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.1")}
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	n := len(f.ipset.restores)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
+	got := strings.Join(f.ipset.restores[n:], "")
+	if strings.Contains(got, "KUBE-CLUSTER-IP") || strings.Contains(got, "KUBE-IPVS-IPS") {
+		t.Fatalf("an endpoint change rewrote the Service's address entries:\n%s", got)
+	}
+	if !strings.Contains(got, "del KUBE-LOOP-BACK 10.1.0.1,tcp:80,10.1.0.1") || !strings.Contains(got, "add KUBE-LOOP-BACK 10.1.0.2,tcp:80,10.1.0.2") {
+		t.Fatalf("endpoint entries not diffed:\n%s", got)
+	}
+	d := setDiff{
+		Add: []setEntry{{setIPVSIPs, "10.0.0.1"}, {setLoadBalancer, "10.0.0.1,tcp:80"}},
+		Del: []setEntry{{setLoadBalancer, "10.0.0.2,tcp:80"}, {setIPVSIPs, "10.0.0.2"}},
+	}
+	want := "del KUBE-IPVS-IPS 10.0.0.2\ndel KUBE-LOAD-BALANCER 10.0.0.2,tcp:80\nadd KUBE-LOAD-BALANCER 10.0.0.1,tcp:80\nadd KUBE-IPVS-IPS 10.0.0.1\n"
+	if r := d.render(); r != want {
+		t.Fatalf("restore order:\n%s\nwant:\n%s", r, want)
+	}
+}
