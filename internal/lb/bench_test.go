@@ -97,3 +97,24 @@ func BenchmarkMHRebuild(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWRRSkewed is wrr's hard case: one heavy backend per thousand light ones,
+// where the high-weight passes would scan the whole list without the max-tree.
+func BenchmarkWRRSkewed(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			bs := backends(n)
+			for i := 0; i < n; i += 1000 {
+				bs[i].Weight = 100
+			}
+			s, _ := New("wrr", Options{})
+			s.Update(bs)
+			c := client(0)
+			start := processCPU()
+			for b.Loop() {
+				s.Pick(c)
+			}
+			reportCPU(b, start)
+		})
+	}
+}
