@@ -346,3 +346,66 @@ func assertClean(t *testing.T) {
 		}
 	}
 }
+
+func TestGuestAffinityAndUDPEndpointRemoval(t *testing.T) {
+	requireVM(t)
+	tp := &topology{t: t}
+	var backends []*netns.NS
+	for i := 1; i <= 3; i++ {
+		b := tp.add(fmt.Sprintf("aff-be%d", i), "10.244")
+		b.ServeTCP(t, 8080)
+		b.ServeUDP(t, 5353)
+		backends = append(backends, b)
+	}
+	client := tp.add("aff-cl", "192.168")
+	dp := newDataplane(t, "")
+	b := newSnapshot()
+
+	sticky := service("sticky", "10.96.7.1", 80, v1.ProtocolTCP)
+	sticky.AffinityTimeout = 600 * time.Second
+	syncOK(t, dp, b, sticky, endpoints(8080, backends...))
+	if row := kernelRow(t, dp, "TCP", "10.96.7.1:80"); row.PersistentSeconds != 600 {
+		t.Errorf("kernel row %+v, want persistent 600", row)
+	}
+	if got := hits(t, client, "10.96.7.1:80", 9); len(got) != 1 {
+		t.Errorf("ClientIP affinity: one client reached %v, want a single backend", got)
+	}
+
+	// A UDP client keeps its socket (one conntrack flow) while its endpoint goes:
+	// the real server is deleted at once and the flow's next datagrams reach another.
+	dns := service("udp", "10.96.7.53", 53, v1.ProtocolUDP)
+	syncOK(t, dp, b, dns, endpoints(5353, backends...))
+	c, err := client.Dial("udp4", "10.96.7.53:53", timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := netns.AskConn(c, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest []*netns.NS
+	for _, be := range backends {
+		if be.Name != first {
+			rest = append(rest, be)
+		}
+	}
+	syncOK(t, dp, b, dns, endpoints(5353, rest...))
+	row := kernelRow(t, dp, "UDP", "10.96.7.53:53")
+	if len(row.RealServers) != 2 {
+		t.Errorf("the removed UDP real server must go at once: %+v", row.RealServers)
+	}
+	err = netns.Eventually(bg, 10*time.Second, func() error {
+		got, err := netns.AskConn(c, time.Second)
+		if err != nil {
+			return err
+		}
+		if got == first {
+			return fmt.Errorf("the flow still reaches the removed endpoint %s", first)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("UDP flow after its endpoint went: %v", err)
+	}
+}
