@@ -179,6 +179,12 @@ func TestGuestSchedulersShapeTheDistribution(t *testing.T) {
 			}
 			return nil
 		}},
+		{"wrr", nil, []int{0, 1, 1}, 6, func(got map[string]int) error {
+			if got[backends[0].Name] != 0 {
+				return fmt.Errorf("a real server drained to weight 0 must get no new connection")
+			}
+			return nil
+		}},
 		{"sh", nil, []int{1, 1, 1}, 12, exactly(12)},
 		{"mh", nil, []int{1, 1, 1}, 12, exactly(12)},
 		{"mh", []string{"mh-port"}, []int{1, 1, 1}, 12, func(got map[string]int) error {
