@@ -51,8 +51,10 @@ type Proxier struct {
 	ready   [2]bool   // sets and rules of the family are in place
 
 	nodePortAddrs []netip.Addr
-	needFull      bool
-	prev          *state.Snapshot
+	// lacking are IPVS schedulers the kernel refused (lacking.go).
+	lacking  map[string]bool
+	needFull bool
+	prev     *state.Snapshot
 
 	graceful *graceful
 	written  int
@@ -211,7 +213,7 @@ func (p *Proxier) logWarnings(m *portModel) {
 }
 
 func (p *Proxier) renderOptions() renderOptions {
-	return renderOptions{DefaultScheduler: p.o.Scheduler, NodePortAddrs: p.nodePortAddrs}
+	return renderOptions{DefaultScheduler: p.o.Scheduler, NodePortAddrs: p.nodePortAddrs, Lacking: p.lacking}
 }
 
 // applyPort programs the virtual servers and addresses of cur where they differ

@@ -18,6 +18,9 @@ type renderOptions struct {
 	DefaultScheduler string
 	// NodePortAddrs are the node addresses NodePorts are served on.
 	NodePortAddrs []netip.Addr
+	// Lacking are schedulers the kernel refused: Services asking for one get the
+	// default.
+	Lacking map[string]bool
 }
 
 // setEntry is one member of one ipset.
@@ -159,9 +162,9 @@ func (m *portModel) add(tmpl virtualServer, key vsKey, eps []state.Endpoint) {
 
 // serverTemplate holds what every virtual server of the port shares: scheduler,
 // flags and persistence. A scheduler kproxy knows but the kernel has no module for
-// (random, which the iptables and nftables modes use) falls back to the node default
-// with a warning, so the same annotation works in every mode; a name nobody knows is
-// an error.
+// (random, which the iptables and nftables modes use, or one the kernel refused)
+// falls back to the node default with a warning, so the same annotation works in
+// every mode; a name nobody knows is an error.
 func serverTemplate(sp *state.ServicePort, o renderOptions) (vs virtualServer, warning string, err error) {
 	def := o.DefaultScheduler
 	if def == "" {
@@ -171,7 +174,7 @@ func serverTemplate(sp *state.ServicePort, o renderOptions) (vs virtualServer, w
 	if sched == "" {
 		sched = def
 	}
-	if !knownScheduler(sched) {
+	if !knownScheduler(sched) || o.Lacking[sched] {
 		if lb.Validate(sched, nil) != nil {
 			return vs, "", fmt.Errorf("service %s: annotation %s: unknown IPVS scheduler %q", sp.Name, state.AnnotationScheduler, sched)
 		}

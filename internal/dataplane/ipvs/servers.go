@@ -25,7 +25,10 @@ func (p *Proxier) applyServer(key vsKey, want *virtualServer) error {
 	case have == nil:
 		p.written++
 		if err := p.k.IPVS.NewService(toService(want)); err != nil {
-			return fmt.Errorf("create virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			if !p.kernelLacks(want.Scheduler) {
+				return fmt.Errorf("create virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			}
+			return p.applyServer(key, p.withDefaultScheduler(want))
 		}
 		p.objects++
 		have = &virtualServer{Key: key, Scheduler: want.Scheduler, Flags: want.Flags, Timeout: want.Timeout, Dests: map[netip.AddrPort]int{}}
@@ -33,7 +36,10 @@ func (p *Proxier) applyServer(key vsKey, want *virtualServer) error {
 	case !have.sameService(want):
 		p.written++
 		if err := p.k.IPVS.UpdateService(toService(want)); err != nil {
-			return fmt.Errorf("update virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			if !p.kernelLacks(want.Scheduler) {
+				return fmt.Errorf("update virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			}
+			return p.applyServer(key, p.withDefaultScheduler(want))
 		}
 		have.Scheduler, have.Flags, have.Timeout = want.Scheduler, want.Flags, want.Timeout
 	}
