@@ -36,6 +36,9 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 	if err != nil {
 		return err
 	}
+	if f.WriteConfigTo != "" {
+		return config.Write(c, f.WriteConfigTo)
+	}
 	log := newLogger(f.Verbosity)
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)

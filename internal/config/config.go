@@ -98,3 +98,15 @@ func quoteAll(list []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// Write saves c as YAML that Load reads back unchanged (kube-proxy's --write-config-to).
+func Write(c *kpconfig.KubeProxyConfiguration, path string) error {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", Kind, err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("--write-config-to: %w", err)
+	}
+	return nil
+}

@@ -210,7 +210,7 @@ func TestLoadMissingFile(t *testing.T) {
 }
 
 // ownFlags are kproxy's flags that are not KubeProxyConfiguration fields.
-var ownFlags = map[string]bool{"config": true, "kubeconfig": true, "services-from": true,
+var ownFlags = map[string]bool{"config": true, "write-config-to": true, "kubeconfig": true, "services-from": true,
 	"admin-bind-address": true, "cleanup": true, "demo-backends": true, "v": true}
 
 // TestEveryConfigFlagOverridesItsField guards the override table: a flag bound to
@@ -249,5 +249,33 @@ func TestEveryConfigFlagOverridesItsField(t *testing.T) {
 		if fs.Lookup(name) == nil {
 			t.Errorf("override for unknown flag --%s", name)
 		}
+	}
+}
+
+func TestWriteConfigRoundTrips(t *testing.T) {
+	f, _ := parse(t, "--proxy-mode", "nftables", "--cluster-cidr", "10.0.0.0/8")
+	c, err := f.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "out.yaml")
+	if err := Write(c, p); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(p)
+	if err != nil {
+		t.Fatalf("kproxy cannot read the config it wrote: %v", err)
+	}
+	if Mode(back) != "nftables" || back.ClusterCIDR != "10.0.0.0/8" {
+		t.Errorf("flags lost: mode %q clusterCIDR %q", back.Mode, back.ClusterCIDR)
+	}
+	p2 := filepath.Join(t.TempDir(), "again.yaml")
+	if err := Write(back, p2); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.ReadFile(p)
+	second, _ := os.ReadFile(p2)
+	if string(first) != string(second) {
+		t.Errorf("write, load, write is not stable:\n%s\n---\n%s", first, second)
 	}
 }

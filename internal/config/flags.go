@@ -16,6 +16,7 @@ type Flags struct {
 	ServicesFrom     string
 	AdminBindAddress string
 	Cleanup          bool
+	WriteConfigTo    string
 	DemoBackends     []string
 	Verbosity        int
 
@@ -88,9 +89,10 @@ func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.ConfigFile, "config", "", "Path to a KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given on the command line override it")
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig file; watch Services and EndpointSlices from that cluster")
 	fs.StringVar(&f.ServicesFrom, "services-from", "", "A file or directory of Service, EndpointSlice and Node manifests (YAML or JSON) to proxy instead of a cluster; watched for changes")
-	fs.StringVar(&f.AdminBindAddress, "admin-bind-address", DefaultAdminBindAddress, "Local address for `kproxy list` (GET /list); empty disables it")
+	fs.StringVar(&f.AdminBindAddress, "admin-bind-address", DefaultAdminBindAddress, "Local address serving GET /list for kproxy list; empty disables it")
 	fs.BoolVar(&f.Cleanup, "cleanup", false, "Remove what every proxy mode left behind, then exit")
-	fs.StringSliceVar(&f.DemoBackends, "demo-backends", nil, "Start tiny HTTP servers on these ip:port addresses that answer with their own address (for the quickstart and demos)")
+	fs.StringVar(&f.WriteConfigTo, "write-config-to", "", "Write the effective configuration (file, defaults and flags) to this file, then exit")
+	fs.StringSliceVar(&f.DemoBackends, "demo-backends", nil, "Serve tiny demo backends (HTTP over TCP, echo over UDP) on these ip:port addresses, answering with their own address")
 	fs.IntVarP(&f.Verbosity, "v", "v", 0, "Log verbosity; 4 and above logs debug messages")
 }
 

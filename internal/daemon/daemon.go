@@ -127,6 +127,7 @@ func build(o Options) (*daemon, source.Source, error) {
 		RetryMin: max(minSync, time.Second), RetryMax: syncPeriod, OnResult: d.logResult})
 	d.tracker = state.NewTracker(state.Options{NodeName: nodeName, ValidateScheduler: lb.Validate,
 		Reject: rejects.Reject, OnChange: d.queued})
+	applyOOMScoreAdj(o.Config.OOMScoreAdj, d.log)
 	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName,
 		"syncPeriod", syncPeriod, "minSyncPeriod", minSync)
 	return d, src, nil

@@ -15,10 +15,13 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
 	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/source/kube"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -77,6 +80,7 @@ func (l listingDP) List(context.Context) ([]dataplane.VirtualService, error) {
 var (
 	plainDP   = &fakeDP{synced: make(chan struct{}, 100)}
 	listDP    = &fakeDP{synced: make(chan struct{}, 100)}
+	kubeDP    = &fakeDP{synced: make(chan struct{}, 100)}
 	partialDP = &fakeDP{synced: make(chan struct{}, 100), partial: true}
 	failingDP = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
 	cleanFail = errors.New("rules are stuck")
@@ -91,6 +95,9 @@ func init() {
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-partial",
 		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return partialDP, nil },
+		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
+	dataplane.Register(dataplane.Mode{Name: "core-fake-kube",
+		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return kubeDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-list",
 		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return listingDP{listDP}, nil },
@@ -403,3 +410,53 @@ func TestPartialSyncErrorKeepsHealthyAndRetries(t *testing.T) {
 		t.Errorf("a partial sync did not count as a sync in /metrics")
 	}
 }
+
+// TestKubeSourceFeedsTheDataplane runs the daemon on the kube source with a fake
+// clientset: the cluster's Service and EndpointSlice reach the dataplane, and a
+// Service created later does too.
+func TestKubeSourceFeedsTheDataplane(t *testing.T) {
+	var svcObj, sliceObj []runtime.Object
+	h := &objectCollector{}
+	service("web", "10.0.0.1")(h)
+	slice("web", "10.1.0.1")(h)
+	svcObj, sliceObj = append(svcObj, h.svcs[0]), append(sliceObj, h.slices[0])
+	client := fake.NewSimpleClientset(append(svcObj, sliceObj...)...)
+	src, err := kube.New(kube.Options{Client: client, NodeName: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default()
+	c.Mode = kpMode("core-fake-kube")
+	c.HealthzBindAddress, c.MetricsBindAddress = "", ""
+	c.IPTables.MinSyncPeriod.Duration = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Options{Config: c, Source: src}) }()
+	defer func() { cancel(); <-done }()
+	web := state.ServicePortName{Namespace: "default", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
+	waitSync(t, kubeDP, func(s *state.Snapshot) bool { return len(s.Endpoints[web]) == 1 })
+
+	h = &objectCollector{}
+	service("api", "10.0.0.2")(h)
+	if _, err := client.CoreV1().Services("default").Create(ctx, h.svcs[0], metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	api := state.ServicePortName{Namespace: "default", Name: "api", Port: "http", Protocol: v1.ProtocolTCP}
+	waitSync(t, kubeDP, func(s *state.Snapshot) bool { return s.Services[api] != nil })
+}
+
+// objectCollector is a state.Handler that keeps the objects, to reuse the
+// builders above as API objects.
+type objectCollector struct {
+	svcs   []*v1.Service
+	slices []*discovery.EndpointSlice
+}
+
+func (o *objectCollector) UpsertService(s *v1.Service)  { o.svcs = append(o.svcs, s) }
+func (o *objectCollector) DeleteService(string, string) {}
+func (o *objectCollector) UpsertEndpointSlice(e *discovery.EndpointSlice) {
+	o.slices = append(o.slices, e)
+}
+func (o *objectCollector) DeleteEndpointSlice(string, string) {}
+func (o *objectCollector) UpsertNode(*v1.Node)                {}
+func (o *objectCollector) DeleteNode(string)                  {}

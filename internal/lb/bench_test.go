@@ -86,10 +86,33 @@ func BenchmarkMHRebuild(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s, _ := New("mh", Options{})
-			bs := benchBackends(n)
+			// Two lists that differ in one weight, so that no Update is skipped.
+			lists := [2][]Backend{benchBackends(n), benchBackends(n)}
+			lists[1][0].Weight++
+			start := processCPU()
+			for i := 0; b.Loop(); i++ {
+				s.Update(lists[i&1])
+			}
+			reportCPU(b, start)
+		})
+	}
+}
+
+// BenchmarkWRRSkewed is wrr's hard case: one heavy backend per thousand light ones,
+// where the high-weight passes would scan the whole list without the max-tree.
+func BenchmarkWRRSkewed(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			bs := backends(n)
+			for i := 0; i < n; i += 1000 {
+				bs[i].Weight = 100
+			}
+			s, _ := New("wrr", Options{})
+			s.Update(bs)
+			c := client(0)
 			start := processCPU()
 			for b.Loop() {
-				s.Update(bs)
+				s.Pick(c)
 			}
 			reportCPU(b, start)
 		})

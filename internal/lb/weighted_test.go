@@ -128,7 +128,7 @@ func TestAllWeightZeroTakesNothing(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	want := []string{"dh", "fo", "lblc", "lblcr", "lc", "mh", "nq", "ovf", "rr", "sed", "sh", "twos", "wlc", "wrr"}
+	want := []string{"dh", "fo", "lblc", "lblcr", "lc", "mh", "nq", "ovf", "random", "rr", "sed", "sh", "twos", "wlc", "wrr"}
 	got := Names()
 	if len(got) != len(want) {
 		t.Fatalf("Names() = %v, want %v", got, want)

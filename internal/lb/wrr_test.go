@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,79 @@ func TestWRRUpdateRestartsAtHead(t *testing.T) {
 	s.Update(bs)
 	if got := pickSeq(t, s, bs, 7); got != "ABCCABC" {
 		t.Fatalf("after update to {1,1,2}: %s, want ABCCABC", got)
+	}
+}
+
+// refWRR is ip_vs_wrr_schedule as a plain scan, to compare the indexed one with.
+type refWRR struct {
+	w               []int
+	cur, cw, mw, di int
+}
+
+func newRefWRR(w []int) *refWRR {
+	g, mx := 0, 0
+	for _, x := range w {
+		if x > 0 {
+			g = gcd(g, x)
+		}
+		mx = max(mx, x)
+	}
+	if g == 0 {
+		g = 1
+	}
+	return &refWRR{w: w, cur: -1, di: g, mw: mx - (g - 1), cw: mx - (g - 1)}
+}
+
+func (r *refWRR) pick() int {
+	if r.mw <= 0 {
+		return -1
+	}
+	for {
+		for i := r.cur + 1; i < len(r.w); i++ {
+			if r.w[i] >= r.cw {
+				r.cur = i
+				return i
+			}
+		}
+		r.cur = -1
+		if r.cw -= r.di; r.cw <= 0 {
+			r.cw = r.mw
+		}
+	}
+}
+
+// Property: for any weights, including a few heavy backends among many light ones
+// (where the tree does the jumping), the order is exactly the kernel scan's.
+func TestWRRMatchesKernelScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 30; round++ {
+		n := 1 + rng.IntN(300)
+		w := make([]int, n)
+		for i := range w {
+			switch rng.IntN(4) {
+			case 0:
+				w[i] = 0
+			case 1:
+				w[i] = 1 + rng.IntN(100)
+			default:
+				w[i] = 2 * (1 + rng.IntN(3))
+			}
+		}
+		bs := backends(n, w...)
+		s := mustNew(t, "wrr", Options{}, bs)
+		ref := newRefWRR(w)
+		for k := 0; k < 3*n; k++ {
+			want := ref.pick()
+			b, ok := s.Pick(client(k))
+			if want < 0 {
+				if ok {
+					t.Fatalf("round %d: picked %v, kernel picks none", round, b.Addr)
+				}
+				break
+			}
+			if !ok || b.Addr != bs[want].Addr {
+				t.Fatalf("round %d pick %d: got %v (ok=%v), kernel picks %v; weights %v", round, k, b.Addr, ok, bs[want].Addr, w)
+			}
+		}
 	}
 }

@@ -126,9 +126,12 @@ func TestCategorizeEndpoints(t *testing.T) {
 			reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
 		},
 		{
+			// Externally reachable: kube-proxy keeps the cluster endpoints for the
+			// short circuit of pods and the node reaching an external address.
 			name: "both policies Local", sp: bothLocal, node: nodeA,
-			eps:   eps(readyEP(1), localReady(2)),
-			local: []string{"10.0.0.2:80"}, reached: []string{"10.0.0.2:80"}, hasAny: true,
+			eps:     eps(readyEP(1), localReady(2)),
+			cluster: []string{"10.0.0.1:80", "10.0.0.2:80"}, local: []string{"10.0.0.2:80"},
+			reached: []string{"10.0.0.1:80", "10.0.0.2:80"}, hasAny: true,
 		},
 		{
 			name: "externalTrafficPolicy Local on an internal-only port is ignored", sp: etpLocalNotExternal, node: nodeA,

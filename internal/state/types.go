@@ -77,9 +77,12 @@ func (sp *ServicePort) ExternallyAccessible() bool {
 	return sp.NodePort != 0 || len(sp.ExternalIPs) > 0 || len(sp.LoadBalancerIPs) > 0
 }
 
-// UsesClusterEndpoints reports whether any traffic to the port is spread cluster-wide.
+// UsesClusterEndpoints reports whether the port needs its cluster-wide endpoints: when
+// internal traffic is Cluster, or when it accepts external traffic at all, because even
+// with externalTrafficPolicy Local, pods and the node itself reaching an external
+// address are short-circuited to the cluster endpoints (as kube-proxy does).
 func (sp *ServicePort) UsesClusterEndpoints() bool {
-	return !sp.InternalPolicyLocal || (sp.ExternallyAccessible() && !sp.ExternalPolicyLocal)
+	return !sp.InternalPolicyLocal || sp.ExternallyAccessible()
 }
 
 // UsesLocalEndpoints reports whether any traffic to the port stays on this node.

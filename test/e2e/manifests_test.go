@@ -22,6 +22,12 @@ type service struct {
 	HealthCheckNodePort int
 	// LocalEndpoints puts the endpoints on this node rather than another one.
 	LocalEndpoints bool
+	// ExternalIP is added to spec.externalIPs.
+	ExternalIP string
+	// LoadBalancerIP makes it a LoadBalancer Service with this ingress IP, open to
+	// SourceRanges only.
+	LoadBalancerIP string
+	SourceRanges   []string
 	// Endpoints are backends; nil means the Service has no EndpointSlice at all.
 	Endpoints []*netns.NS
 }
@@ -41,7 +47,7 @@ func (s service) manifest() string {
 	if s.NodePort != 0 {
 		typ = "NodePort"
 	}
-	if s.HealthCheckNodePort != 0 {
+	if s.HealthCheckNodePort != 0 || s.LoadBalancerIP != "" {
 		typ = "LoadBalancer"
 	}
 	fmt.Fprintf(&b, `apiVersion: v1
@@ -60,9 +66,18 @@ spec:
 	if s.HealthCheckNodePort != 0 {
 		fmt.Fprintf(&b, "  externalTrafficPolicy: Local\n  healthCheckNodePort: %d\n", s.HealthCheckNodePort)
 	}
+	if s.ExternalIP != "" {
+		fmt.Fprintf(&b, "  externalIPs: [%s]\n", s.ExternalIP)
+	}
+	if len(s.SourceRanges) > 0 {
+		fmt.Fprintf(&b, "  loadBalancerSourceRanges: [%s]\n", strings.Join(s.SourceRanges, ", "))
+	}
 	fmt.Fprintf(&b, "  ports:\n  - name: p\n    protocol: %s\n    port: %d\n    targetPort: %d\n", proto, s.Port, target)
 	if s.NodePort != 0 {
 		fmt.Fprintf(&b, "    nodePort: %d\n", s.NodePort)
+	}
+	if s.LoadBalancerIP != "" {
+		fmt.Fprintf(&b, "status:\n  loadBalancer:\n    ingress:\n    - ip: %s\n", s.LoadBalancerIP)
 	}
 	if s.Endpoints == nil {
 		return b.String()

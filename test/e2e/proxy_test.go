@@ -239,3 +239,23 @@ func TestUDPClientServedOnceEndpointsAppear(t *testing.T) {
 		})
 	})
 }
+
+func TestExternalIPAndLoadBalancerSourceRanges(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c := newCluster(t, m, 1)
+		denied := c.env.AddClient("denied")
+		c.apply("ext", service{Name: "ext", ClusterIP: "10.96.0.30", Port: 80, ExternalIP: "192.0.2.30", Endpoints: c.backends}.manifest())
+		c.apply("lb", service{Name: "lb", ClusterIP: "10.96.0.31", Port: 80, NodePort: 30031, LoadBalancerIP: "203.0.113.31",
+			SourceRanges: []string{c.client.IP.String() + "/32"}, Endpoints: c.backends}.manifest())
+		c.start()
+		want := c.names(c.backends...)
+		c.askUntilAll(c.client, "192.0.2.30:80", want)
+		c.askUntilAll(c.client, "203.0.113.31:80", want)
+		// A source outside loadBalancerSourceRanges reaches the Service through its
+		// ClusterIP (so its routing works) but not through the load-balancer IP.
+		c.askUntilAll(denied, "10.96.0.31:80", want)
+		if got, err := denied.AskTCP("203.0.113.31:80", 500*time.Millisecond); err == nil {
+			t.Fatalf("source outside loadBalancerSourceRanges got an answer from %q", got)
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package iptables
 
 import (
+	"sort"
+
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -19,15 +21,6 @@ func ownedChain(name string) bool { return fixedChainNames[name] || isServiceCha
 // did not change.
 func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
 	b := newRestoreBuilder()
-	desired := map[string]map[string][]string{tableFilter: {}, tableNAT: {}}
-	for _, c := range r.Fixed {
-		desired[c.Table][c.Name] = c.Rules
-	}
-	for _, svc := range r.Services {
-		for _, c := range svc.Chains {
-			desired[c.Table][c.Name] = c.Rules
-		}
-	}
 	disp := r.dispatchRules()
 	isDispatch := map[chainRef]bool{}
 	for _, ref := range r.Dispatch {
@@ -36,21 +29,52 @@ func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
 		have, ok := kt[ref.Name]
 		diffDispatch(b.table(ref.Table), ref.Name, have, ok, disp[ref], len(r.Tail[ref]))
 	}
+	// Which chains are desired matters only for the owned chains the kernel holds;
+	// a cold start holds none, so the set is built only when needed.
+	owned := 0
+	for _, t := range writeTables {
+		for name := range kernel[t] {
+			if ownedChain(name) {
+				owned++
+			}
+		}
+	}
+	var desired map[chainRef]bool
+	if owned > 0 {
+		desired = make(map[chainRef]bool, owned)
+	}
+	want := func(c Chain) {
+		if desired != nil {
+			desired[chainRef{c.Table, c.Name}] = true
+		}
+		if have, ok := kernel[c.Table][c.Name]; !ok || !sameRules(have, c.Rules) {
+			b.table(c.Table).writeChain(c.Name, c.Rules)
+		}
+	}
+	for _, c := range r.Fixed {
+		want(c)
+	}
+	for _, n := range r.sortedServiceNames() {
+		for _, c := range r.Services[n].Chains {
+			want(c)
+		}
+	}
 	for _, t := range writeTables {
 		kt := kernel[t]
 		s := b.table(t)
-		for _, name := range sortedKeys(desired[t]) {
-			if have, ok := kt[name]; !ok || !sameRules(have, desired[t][name]) {
-				s.writeChain(name, desired[t][name])
-			}
-		}
 		if _, ok := kt[chainCanary]; !ok {
 			s.declareChain(chainCanary)
 		}
-		for _, name := range sortedKeys(kt) {
-			if _, want := desired[t][name]; !want && ownedChain(name) && !isDispatch[chainRef{t, name}] && name != chainCanary {
-				s.removeChain(name)
+		var stale []string
+		for name := range kt {
+			ref := chainRef{t, name}
+			if !desired[ref] && ownedChain(name) && !isDispatch[ref] && name != chainCanary {
+				stale = append(stale, name)
 			}
+		}
+		sort.Strings(stale)
+		for _, name := range stale {
+			s.removeChain(name)
 		}
 	}
 	if _, ok := kernel[tableMangle][chainCanary]; !ok {

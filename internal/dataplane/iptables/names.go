@@ -47,8 +47,13 @@ func hashName(prefix string, parts ...string) string {
 	return string(appendHashName(nil, prefix, parts...))
 }
 
-// portString is "ns/name:port", the ServicePort's name in comments and hashes.
+// portString is the ServicePort's name in comments and hashes, formatted as
+// kube-proxy formats it ("ns/name:port", or "ns/name" for an unnamed port) so that
+// chain names are the same in both programs.
 func portString(n state.ServicePortName) string {
+	if n.Port == "" {
+		return n.Namespace + "/" + n.Name
+	}
 	return n.Namespace + "/" + n.Name + ":" + n.Port
 }
 

@@ -209,6 +209,11 @@ func (p *Proxier) partialSync(ctx context.Context, snap *state.Snapshot, changed
 		}
 	}
 	b := partialDiff(p.applied, next)
+	if p.tooManyDeletes(b) {
+		// iptables-nft matches every -D against the whole chain: past a point,
+		// rewriting the shared chains in a full sync is cheaper.
+		return p.fullSync(ctx, snap)
+	}
 	if err := p.restore(ctx, b); err != nil {
 		return dataplane.SyncStats{}, err
 	}
@@ -293,4 +298,21 @@ func readKernel(ctx context.Context, r Runner) (kernelState, error) {
 		return nil, err
 	}
 	return parseSave(out), nil
+}
+
+// tooManyDeletes reports whether a partial restore would delete more than a quarter
+// of the shared chains' rules (and more than 64).
+func (p *Proxier) tooManyDeletes(b *restoreBuilder) bool {
+	deletes := 0
+	for _, s := range b.sections {
+		deletes += len(s.deletes)
+	}
+	if deletes <= 64 {
+		return false
+	}
+	total := 0
+	for _, s := range p.applied {
+		total += len(s.Dispatch)
+	}
+	return deletes > total/4
 }

@@ -183,3 +183,15 @@ func TestNormalizeProbabilityMatchesSaveOutput(t *testing.T) {
 		t.Fatal("different probabilities compare equal")
 	}
 }
+
+// TestChainNamesMatchKubeProxy pins names from kube-proxy's own iptables tests, so
+// that either program finds (and cleans up) the other's chains.
+func TestChainNamesMatchKubeProxy(t *testing.T) {
+	n := state.ServicePortName{Namespace: "ns1", Name: "svc1", Port: "p80", Protocol: tcp}
+	if got := chainsFor(n).svc; got != "KUBE-SVC-XPGD46QRK7WJZT7O" {
+		t.Errorf("service chain %s, kube-proxy names it KUBE-SVC-XPGD46QRK7WJZT7O", got)
+	}
+	if got := endpointChain(n, "10.180.0.1:80"); got != "KUBE-SEP-SXIVWICOYRO3J4NJ" {
+		t.Errorf("endpoint chain %s, kube-proxy names it KUBE-SEP-SXIVWICOYRO3J4NJ", got)
+	}
+}

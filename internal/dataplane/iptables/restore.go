@@ -14,13 +14,14 @@ const zeroCountersAbove = 1000
 // must appear: declarations (which create or empty a chain under --noflush), rule
 // deletions, whole chains, single inserted rules, and finally chain deletions.
 type section struct {
-	declare  []string
-	deletes  []string
-	rules    []string
-	inserts  []string
-	remove   []string
-	declared map[string]bool
-	written  int
+	declare []string
+	deletes []string
+	// rules are whole chains, written as "-A NAME spec" lines by render.
+	rules   []Chain
+	inserts []string
+	remove  []string
+	written int
+	ruleLen int // rule lines in rules
 }
 
 // restoreBuilder accumulates the input of one iptables-restore call.
@@ -35,27 +36,26 @@ func newRestoreBuilder() *restoreBuilder {
 func (b *restoreBuilder) table(t string) *section {
 	s := b.sections[t]
 	if s == nil {
-		s = &section{declared: map[string]bool{}}
+		s = &section{}
 		b.sections[t] = s
 	}
 	return s
 }
 
-// declareChain creates the chain, or empties it if it exists.
+// declareChain creates the chain, or empties it if it exists. Callers declare each
+// chain once (a second declaration would only empty it again).
 func (s *section) declareChain(name string) {
-	if !s.declared[name] {
-		s.declared[name] = true
-		s.declare = append(s.declare, name)
-	}
+	s.declare = append(s.declare, name)
 }
 
 // writeChain replaces the chain's content.
 func (s *section) writeChain(name string, rules []string) {
 	s.declareChain(name)
-	for _, r := range rules {
-		s.rules = append(s.rules, "-A "+name+" "+r)
+	if len(rules) > 0 {
+		s.rules = append(s.rules, Chain{Name: name, Rules: rules})
 	}
 	s.written += len(rules)
+	s.ruleLen += len(rules)
 }
 
 // removeChain empties and deletes the chain.
@@ -79,7 +79,7 @@ func (s *section) empty() bool {
 }
 
 func (s *section) lines() int {
-	return len(s.declare) + len(s.deletes) + len(s.rules) + len(s.inserts) + len(s.remove)
+	return len(s.declare) + len(s.deletes) + s.ruleLen + len(s.inserts) + len(s.remove)
 }
 
 // Empty reports whether the restore would change nothing.
@@ -122,11 +122,22 @@ func (b *restoreBuilder) render(noflush bool) []byte {
 		for _, c := range s.declare {
 			buf.WriteString(":" + c + " - [0:0]\n")
 		}
-		for _, group := range [][]string{s.deletes, s.rules, s.inserts} {
-			for _, l := range group {
-				buf.WriteString(l)
+		for _, l := range s.deletes {
+			buf.WriteString(l)
+			buf.WriteByte('\n')
+		}
+		for _, c := range s.rules {
+			for _, r := range c.Rules {
+				buf.WriteString("-A ")
+				buf.WriteString(c.Name)
+				buf.WriteByte(' ')
+				buf.WriteString(r)
 				buf.WriteByte('\n')
 			}
+		}
+		for _, l := range s.inserts {
+			buf.WriteString(l)
+			buf.WriteByte('\n')
 		}
 		for _, c := range s.remove {
 			buf.WriteString("-X " + c + "\n")
@@ -157,8 +168,9 @@ func FullText(r *Ruleset) []byte {
 	}
 	for _, j := range r.Jumps {
 		s := b.table(j.Table)
-		s.rules = append(s.rules, "-A "+j.Chain+" "+j.Spec)
+		s.rules = append(s.rules, Chain{Name: j.Chain, Rules: []string{j.Spec}})
 		s.written++
+		s.ruleLen++
 	}
 	return b.render(false)
 }

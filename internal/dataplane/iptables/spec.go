@@ -140,7 +140,6 @@ func appendSaveString(b []byte, parts ...string) []byte {
 	return append(b, '"')
 }
 
-
 // appendHashName appends prefix + the first 16 characters of
 // base32(sha256(parts...)), as kube-proxy names its chains: at most 25 characters,
 // within iptables' 28-character limit.

@@ -3,6 +3,8 @@ package iptables
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +200,49 @@ func TestNewlyServedUDPPortForgetsRejectedFlows(t *testing.T) {
 	got := ct.Filters()
 	if len(got) != 1 || got[0].OrigDst.String() != "10.96.0.53" || got[0].Endpoint.IsValid() {
 		t.Fatalf("filters %v, want every flow to 10.96.0.53:53", got)
+	}
+}
+
+func TestNodePortAddressesSelectLocalAddresses(t *testing.T) {
+	f := &fakeRunner{}
+	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), NodePortAddresses: []string{"192.168.0.0/16"},
+		LocalAddresses: func() ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}, nil
+		}})
+	np := newSvc("ns", "np", "", tcp, "10.96.0.12", 80).ep("10.244.1.2:8080", true, false).
+		with(func(sp *state.ServicePort) { sp.NodePort = 30012 })
+	if _, err := p.Sync(context.Background(), snapshot(np), changes()); err != nil {
+		t.Fatal(err)
+	}
+	got := linesOf(f.last(), "-A KUBE-SERVICES -d 192.168")
+	if len(got) != 1 || !strings.Contains(got[0], "-d 192.168.1.1/32") || len(linesOf(f.last(), "nodeports; NOTE")) != 1 {
+		t.Fatalf("NodePort dispatch %q, want only 192.168.1.1", got)
+	}
+}
+
+func TestBadNodePortAddressesNameTheField(t *testing.T) {
+	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), NodePortAddresses: []string{"not-a-cidr"}})
+	_, err := p.Sync(context.Background(), snapshot(), changes())
+	if err == nil || !strings.Contains(err.Error(), "nodePortAddresses") {
+		t.Fatalf("want an error naming nodePortAddresses, got %v", err)
+	}
+}
+
+func TestMassRemovalFallsBackToFullSync(t *testing.T) {
+	f := &fakeRunner{}
+	p := newTestProxier(f)
+	var all []*svc
+	removed := changes()
+	for i := 0; i < 100; i++ {
+		s := newSvc("ns", fmt.Sprintf("s%03d", i), "", tcp, fmt.Sprintf("10.96.1.%d", i), 80).ep("10.244.1.2:80", true, false)
+		all = append(all, s)
+		removed.Ports[s.sp.Name] = struct{}{}
+	}
+	if _, err := p.Sync(context.Background(), snapshot(all...), changes()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Sync(context.Background(), snapshot(), removed)
+	if err != nil || !st.Full {
+		t.Fatalf("removing every Service: want a full sync, got %+v %v", st, err)
 	}
 }

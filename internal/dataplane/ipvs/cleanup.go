@@ -68,7 +68,7 @@ func cleanup(ctx context.Context, k Kernel, exclude []netip.Prefix) error {
 	if k.Iptables != nil {
 		for _, v6 := range []bool{false, true} {
 			saved, err := k.Iptables.Save(ctx, v6)
-			if err == nil && !strings.Contains(saved, ":"+chainServices+" ") && !strings.Contains(saved, ":"+chainForward+" ") {
+			if err == nil && !hasOurChains(saved) {
 				continue // nothing of ours in this family
 			}
 			for _, j := range jumpRules {
@@ -108,4 +108,15 @@ outer:
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hasOurChains reports whether iptables-save output shows any chain IPVS mode owns
+// (another mode's cleanup may have removed the ones it shares with us).
+func hasOurChains(saved string) bool {
+	for _, c := range append(natChains(), filterChains()...) {
+		if strings.Contains(saved, ":"+c+" ") {
+			return true
+		}
+	}
+	return false
 }

@@ -19,6 +19,7 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 		return fmt.Errorf("create %s: %w", DummyLink, err)
 	}
 	p.ready = [2]bool{}
+	p.lacking = nil // probe again: a module may have been installed since
 	if err := p.ensureFamily(ctx, false); err != nil {
 		return err
 	}
@@ -51,6 +52,7 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
 			continue
 		}
+		p.logWarnings(&m)
 		desired[name] = &m
 	}
 	var errs []error

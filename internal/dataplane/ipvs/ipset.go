@@ -100,12 +100,21 @@ type setDiff struct {
 
 func (d setDiff) empty() bool { return len(d.Add) == 0 && len(d.Del) == 0 }
 
-// render returns `ipset restore -exist` text: deletes first so that a deleted and
-// re-added entry (impossible in one diff, but cheap to order) ends present.
+// render returns `ipset restore -exist` text. KUBE-IPVS-IPS makes KUBE-IPVS-FILTER
+// reject new connections to Service addresses whose port is in no other set, so
+// its entries are deleted first and added last: no address is ever in it without
+// its ports being allowed.
 func (d setDiff) render() string {
 	var b strings.Builder
 	sortEntries(d.Del)
 	sortEntries(d.Add)
+	ipsFirst := func(es []setEntry, first bool) {
+		sort.SliceStable(es, func(i, j int) bool {
+			return isIPVSIPs(es[i].Set) == first && isIPVSIPs(es[j].Set) != first
+		})
+	}
+	ipsFirst(d.Del, true)
+	ipsFirst(d.Add, false)
 	for _, e := range d.Del {
 		fmt.Fprintf(&b, "del %s %s\n", e.Set, e.Entry)
 	}
@@ -114,6 +123,8 @@ func (d setDiff) render() string {
 	}
 	return b.String()
 }
+
+func isIPVSIPs(set string) bool { return strings.HasSuffix(set, "IPVS-IPS") }
 
 func sortEntries(es []setEntry) {
 	sort.Slice(es, func(i, j int) bool {

@@ -116,7 +116,7 @@ func TestListShowsKernelTable(t *testing.T) {
 	if r.Service != "ns/web:p" || r.Address != "10.96.0.1:80" || r.Protocol != "TCP" || r.Scheduler != "mh" || r.PersistentSeconds != 30 {
 		t.Fatalf("row %+v", r)
 	}
-	if strings.Join(r.Flags, ",") != "persistent,mh-port" {
+	if strings.Join(r.Flags, ",") != "mh-port" {
 		t.Fatalf("flags %v", r.Flags)
 	}
 	rs := r.RealServers[0]

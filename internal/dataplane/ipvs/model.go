@@ -98,12 +98,10 @@ func schedulerFlags(sched string, names []string) (uint32, error) {
 	return f, nil
 }
 
-// flagNames is the inverse of schedulerFlags for `kproxy list`.
+// flagNames is the inverse of schedulerFlags for `kproxy list` (persistence is
+// shown from PersistentSeconds, as ipvsadm does).
 func flagNames(sched string, flags uint32) []string {
 	var out []string
-	if flags&flagPersistent != 0 {
-		out = append(out, "persistent")
-	}
 	if flags&flagSched1 != 0 {
 		out = append(out, sched+"-fallback")
 	}

@@ -74,6 +74,8 @@ func preflight(ctx context.Context, schedulers []string) (*mobyipvs.Handle, erro
 			miss = append(miss, probeSchedulers(h, schedulers)...)
 		}
 	}
+	_, lerr := netlink.LinkByName(DummyLink)
+	existed := lerr == nil
 	if err := (netlinkLinks{}).EnsureDummy(DummyLink); err != nil {
 		miss = append(miss, missing{"dummy", fmt.Sprintf("dummy network devices (creating %s: %v)", DummyLink, err)})
 	}
@@ -81,6 +83,9 @@ func preflight(ctx context.Context, schedulers []string) (*mobyipvs.Handle, erro
 	if len(miss) > 0 {
 		if h != nil {
 			h.Close()
+		}
+		if !existed {
+			_ = (netlinkLinks{}).DeleteLink(DummyLink) // leave nothing behind a refusal
 		}
 		return nil, &preflightError{Missing: miss}
 	}

@@ -51,8 +51,10 @@ type Proxier struct {
 	ready   [2]bool   // sets and rules of the family are in place
 
 	nodePortAddrs []netip.Addr
-	needFull      bool
-	prev          *state.Snapshot
+	// lacking are IPVS schedulers the kernel refused (lacking.go).
+	lacking  map[string]bool
+	needFull bool
+	prev     *state.Snapshot
 
 	graceful *graceful
 	written  int
@@ -109,6 +111,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		return p.stats(full), err
 	}
 	p.needFull = false
+	p.log.Debug("ipvs: synced", "full", full, "changedPorts", len(changed.Ports), "written", p.written, "objects", p.objects)
 	p.cleanStaleUDP(snap, changed, full)
 	p.prev = snap
 	p.graceful.process()
@@ -179,6 +182,7 @@ func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
 			return nil
 		}
+		p.logWarnings(&m)
 		cur = &m
 		if err := p.ensureFamilies(ctx, cur); err != nil {
 			return err
@@ -187,20 +191,29 @@ func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state
 	if err := p.applyPort(old, cur); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)
 	}
-	if old != nil {
-		p.sets.apply(old.Sets, -1, d)
-	}
+	// Count the new entries before dropping the old ones, so that an entry both
+	// renders contain is never deleted and re-added (a window in which
+	// KUBE-IPVS-FILTER would reject new connections to the Service).
 	if cur != nil {
 		p.sets.apply(cur.Sets, +1, d)
 		p.ports[name] = cur
 	} else {
 		delete(p.ports, name)
 	}
+	if old != nil {
+		p.sets.apply(old.Sets, -1, d)
+	}
 	return nil
 }
 
+func (p *Proxier) logWarnings(m *portModel) {
+	for _, w := range m.Warnings {
+		p.log.Warn("ipvs: " + w)
+	}
+}
+
 func (p *Proxier) renderOptions() renderOptions {
-	return renderOptions{DefaultScheduler: p.o.Scheduler, NodePortAddrs: p.nodePortAddrs}
+	return renderOptions{DefaultScheduler: p.o.Scheduler, NodePortAddrs: p.nodePortAddrs, Lacking: p.lacking}
 }
 
 // applyPort programs the virtual servers and addresses of cur where they differ

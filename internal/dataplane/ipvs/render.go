@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"kproxy.dev/kproxy/internal/lb"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -17,6 +18,9 @@ type renderOptions struct {
 	DefaultScheduler string
 	// NodePortAddrs are the node addresses NodePorts are served on.
 	NodePortAddrs []netip.Addr
+	// Lacking are schedulers the kernel refused: Services asking for one get the
+	// default.
+	Lacking map[string]bool
 }
 
 // setEntry is one member of one ipset.
@@ -31,6 +35,8 @@ type portModel struct {
 	// Addrs are bound to kube-ipvs0.
 	Addrs []netip.Addr
 	Sets  []setEntry
+	// Warnings are logged when the port is synced (a scheduler falling back).
+	Warnings []string
 }
 
 // objects counts the kernel objects of the model: virtual servers and real servers.
@@ -50,9 +56,12 @@ func renderPort(sp *state.ServicePort, cat state.Categorized, o renderOptions) (
 	if proto == 0 {
 		return m, fmt.Errorf("service %s: protocol %q not supported", sp.Name, sp.Protocol)
 	}
-	tmpl, err := serverTemplate(sp, o)
+	tmpl, warn, err := serverTemplate(sp, o)
 	if err != nil {
 		return m, err
+	}
+	if warn != "" {
+		m.Warnings = append(m.Warnings, warn)
 	}
 	internal, external := cat.Cluster, cat.Cluster
 	if sp.InternalPolicyLocal {
@@ -152,28 +161,38 @@ func (m *portModel) add(tmpl virtualServer, key vsKey, eps []state.Endpoint) {
 }
 
 // serverTemplate holds what every virtual server of the port shares: scheduler,
-// flags and persistence.
-func serverTemplate(sp *state.ServicePort, o renderOptions) (virtualServer, error) {
-	sched := sp.Scheduler
+// flags and persistence. A scheduler kproxy knows but the kernel has no module for
+// (random, which the iptables and nftables modes use, or one the kernel refused)
+// falls back to the node default with a warning, so the same annotation works in
+// every mode; a name nobody knows is an error.
+func serverTemplate(sp *state.ServicePort, o renderOptions) (vs virtualServer, warning string, err error) {
+	def := o.DefaultScheduler
+	if def == "" {
+		def = "rr"
+	}
+	sched, flagNames := sp.Scheduler, sp.SchedulerFlags
 	if sched == "" {
-		sched = o.DefaultScheduler
+		sched = def
 	}
-	if sched == "" {
-		sched = "rr"
+	if !knownScheduler(sched) || o.Lacking[sched] {
+		if lb.Validate(sched, nil) != nil {
+			return vs, "", fmt.Errorf("service %s: annotation %s: unknown IPVS scheduler %q", sp.Name, state.AnnotationScheduler, sched)
+		}
+		warning = fmt.Sprintf("service %s: annotation %s: the kernel has no IPVS scheduler %q, using the node default %q",
+			sp.Name, state.AnnotationScheduler, sched, def)
+		// The flags belonged to the scheduler asked for.
+		sched, flagNames = def, nil
 	}
-	if !knownScheduler(sched) {
-		return virtualServer{}, fmt.Errorf("service %s: annotation %s: unknown IPVS scheduler %q", sp.Name, state.AnnotationScheduler, sched)
-	}
-	flags, err := schedulerFlags(sched, sp.SchedulerFlags)
+	flags, err := schedulerFlags(sched, flagNames)
 	if err != nil {
-		return virtualServer{}, fmt.Errorf("service %s: annotation %s: %v", sp.Name, state.AnnotationSchedulerFlags, err)
+		return vs, "", fmt.Errorf("service %s: annotation %s: %v", sp.Name, state.AnnotationSchedulerFlags, err)
 	}
-	vs := virtualServer{Scheduler: sched, Flags: flags, Owner: sp.Name.String()}
+	vs = virtualServer{Scheduler: sched, Flags: flags, Owner: sp.Name.String()}
 	if sp.AffinityTimeout > 0 {
 		vs.Flags |= flagPersistent
 		vs.Timeout = uint32(sp.AffinityTimeout.Seconds())
 	}
-	return vs, nil
+	return vs, warning, nil
 }
 
 // families returns one representative address per IP family the port serves, used

@@ -67,7 +67,7 @@ func renderRules(o rulesOptions) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 
 	w("*nat")
-	for _, c := range []string{chainServices, chainPostrouting, chainNodePort, chainLoadBalancer, chainMarkMasq} {
+	for _, c := range natChains() {
 		w(":%s - [0:0]", c)
 	}
 	w("-A %s -j MARK --or-mark %s", chainMarkMasq, mark)
@@ -101,7 +101,7 @@ func renderRules(o rulesOptions) string {
 	w("COMMIT")
 
 	w("*filter")
-	for _, c := range []string{chainForward, chainProxyFirewall, chainSourceRangesFW, chainIPVSFilter, chainNodePortFilter} {
+	for _, c := range filterChains() {
 		w(":%s - [0:0]", c)
 	}
 	w("-A %s -m conntrack --ctstate INVALID -j DROP", chainForward)
@@ -124,7 +124,7 @@ func renderRules(o rulesOptions) string {
 func renderFlush() string {
 	var b strings.Builder
 	b.WriteString("*nat\n")
-	nat := []string{chainServices, chainPostrouting, chainNodePort, chainLoadBalancer, chainMarkMasq}
+	nat := natChains()
 	for _, c := range nat {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
@@ -132,7 +132,7 @@ func renderFlush() string {
 		fmt.Fprintf(&b, "-X %s\n", c)
 	}
 	b.WriteString("COMMIT\n*filter\n")
-	filter := []string{chainForward, chainProxyFirewall, chainSourceRangesFW, chainIPVSFilter, chainNodePortFilter}
+	filter := filterChains()
 	for _, c := range filter {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
@@ -141,4 +141,12 @@ func renderFlush() string {
 	}
 	b.WriteString("COMMIT\n")
 	return b.String()
+}
+
+func natChains() []string {
+	return []string{chainServices, chainPostrouting, chainNodePort, chainLoadBalancer, chainMarkMasq}
+}
+
+func filterChains() []string {
+	return []string{chainForward, chainProxyFirewall, chainSourceRangesFW, chainIPVSFilter, chainNodePortFilter}
 }

@@ -25,7 +25,10 @@ func (p *Proxier) applyServer(key vsKey, want *virtualServer) error {
 	case have == nil:
 		p.written++
 		if err := p.k.IPVS.NewService(toService(want)); err != nil {
-			return fmt.Errorf("create virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			if !p.kernelLacks(want.Scheduler) {
+				return fmt.Errorf("create virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			}
+			return p.applyServer(key, p.withDefaultScheduler(want))
 		}
 		p.objects++
 		have = &virtualServer{Key: key, Scheduler: want.Scheduler, Flags: want.Flags, Timeout: want.Timeout, Dests: map[netip.AddrPort]int{}}
@@ -33,7 +36,10 @@ func (p *Proxier) applyServer(key vsKey, want *virtualServer) error {
 	case !have.sameService(want):
 		p.written++
 		if err := p.k.IPVS.UpdateService(toService(want)); err != nil {
-			return fmt.Errorf("update virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			if !p.kernelLacks(want.Scheduler) {
+				return fmt.Errorf("update virtual server %s (scheduler %s): %w", key, want.Scheduler, err)
+			}
+			return p.applyServer(key, p.withDefaultScheduler(want))
 		}
 		have.Scheduler, have.Flags, have.Timeout = want.Scheduler, want.Flags, want.Timeout
 	}
@@ -53,6 +59,7 @@ func (p *Proxier) applyDests(have *virtualServer, want map[netip.AddrPort]int) e
 			continue
 		}
 		p.written++
+		p.log.Debug("ipvs: real server", "virtualServer", have.Key.String(), "realServer", addr.String(), "weight", w, "was", cur, "existed", ok)
 		var err error
 		if ok || p.graceful.cancel(have.Key, addr) {
 			err = p.k.IPVS.UpdateDestination(svc, toDestination(addr, w))
@@ -86,6 +93,7 @@ func (p *Proxier) applyDests(have *virtualServer, want map[netip.AddrPort]int) e
 // removeDest starts draining a TCP real server or deletes any other at once.
 func (p *Proxier) removeDest(key vsKey, addr netip.AddrPort) error {
 	svc := keyOnlyService(key)
+	p.log.Debug("ipvs: real server removed", "virtualServer", key.String(), "realServer", addr.String())
 	if key.Proto == protoTCP {
 		if err := p.k.IPVS.UpdateDestination(svc, toDestination(addr, 0)); err != nil {
 			return fmt.Errorf("drain real server %s of %s: %w", addr, key, err)

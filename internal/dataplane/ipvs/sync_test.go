@@ -3,7 +3,9 @@
 package ipvs
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -136,6 +138,29 @@ func TestSchedulerFlagsPersistenceAndWeights(t *testing.T) {
 	f.sync(f.set(mh.Name, &mh2, ep("10.1.0.3:80", 1)))
 	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-service") {
 		t.Errorf("scheduler change wrote %v, want one update-service", w)
+	}
+}
+
+// random is a kproxy scheduler (iptables and nftables pick at random) but no IPVS
+// module: the Service is served with the node default and a warning, not dropped.
+func TestSchedulerTheKernelLacksFallsBackToDefault(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFixture(t, proxierOptions{Scheduler: "wrr", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	sp := clusterIP("rand", "10.96.0.9", 80, v1.ProtocolTCP)
+	sp.Scheduler = "random"
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 2)))
+	s, ok := f.ipvs.svcs[key("10.96.0.9:80", protoTCP)]
+	if !ok {
+		t.Fatal("a Service asking for random was not programmed")
+	}
+	if s.SchedName != "wrr" || s.Flags != 0 {
+		t.Fatalf("scheduler %q flags %#x, want the node default wrr, 0", s.SchedName, s.Flags)
+	}
+	if got := f.weights(key("10.96.0.9:80", protoTCP)); !sameWeights(got, map[string]int{"10.1.0.1:80": 1, "10.1.0.2:80": 2}) {
+		t.Fatalf("real servers %v", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, `\"random\"`) || !strings.Contains(l, "ns/rand:p") {
+		t.Fatalf("want a warning naming the service and scheduler, log:\n%s", l)
 	}
 }
 
@@ -292,10 +317,11 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	f := newFixture(t, proxierOptions{})
 	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
-	f.ipvs.refuse = map[string]bool{"sed": true}
+	// The node default itself refused (preflight passed, the kernel changed since):
+	// nothing to fall back to.
+	f.ipvs.refuse = map[string]bool{"rr": true}
 	bad := clusterIP("bad", "10.96.0.2", 80, v1.ProtocolTCP)
-	bad.Scheduler = "sed"
-	if _, err := f.p.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler sed") {
+	if _, err := f.p.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
 		t.Fatalf("kernel refusal must surface naming the scheduler: %v", err)
 	}
 	if !f.p.needFull {
@@ -305,6 +331,42 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	f.sync(state.ChangeSet{})
 	if f.ipvs.svcs[key("10.96.0.2:80", protoTCP)] == nil {
 		t.Fatal("the full sync after the failure did not create the virtual server")
+	}
+}
+
+// A scheduler whose module the kernel lacks: the Service is served with the node
+// default and a warning, the sync succeeds, and later syncs do not retry the refused
+// scheduler until a full sync (the module may have been installed since).
+func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFixture(t, proxierOptions{Scheduler: "wlc", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	f.sync(state.ChangeSet{})
+	f.ipvs.refuse = map[string]bool{"sed": true}
+	sp := clusterIP("sed", "10.96.0.2", 80, v1.ProtocolTCP)
+	sp.Scheduler, sp.SchedulerFlags = "sed", nil
+	if _, err := f.p.Sync(nil, f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
+		t.Fatalf("a scheduler the kernel lacks failed the sync: %v", err)
+	}
+	k := key("10.96.0.2:80", protoTCP)
+	if s := f.ipvs.svcs[k]; s == nil || s.SchedName != "wlc" {
+		t.Fatalf("virtual server %+v, want one on the node default wlc", s)
+	}
+	if f.ipvs.svcs[key("198.51.100.0:20000", protoTCP)] != nil {
+		t.Fatal("the probe virtual server was left behind")
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, `\"sed\"`) || !strings.Contains(l, "ns/sed:p") {
+		t.Fatalf("want a warning naming the service and scheduler, log:\n%s", l)
+	}
+	f.ipvs.takeWrites()
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1), ep("10.1.0.3:80", 1)))
+	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "new-dest") {
+		t.Fatalf("an endpoint added to the fallen-back Service wrote %v, want one new real server", w)
+	}
+	f.ipvs.refuse = nil
+	f.p.needFull = true
+	f.sync(state.ChangeSet{})
+	if s := f.ipvs.svcs[k]; s.SchedName != "sed" {
+		t.Fatalf("after the module appeared and a full sync: scheduler %q, want sed", s.SchedName)
 	}
 }
 
@@ -337,4 +399,28 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	f.p.needFull = true
 	check("full", state.ChangeSet{})
 	check("service delete", f.set(a.Name, nil))
+}
+
+func TestUnchangedSetEntriesAreNotRewrittenAndFilterSetOrdered(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.1")}
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	n := len(f.ipset.restores)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
+	got := strings.Join(f.ipset.restores[n:], "")
+	if strings.Contains(got, "KUBE-CLUSTER-IP") || strings.Contains(got, "KUBE-IPVS-IPS") {
+		t.Fatalf("an endpoint change rewrote the Service's address entries:\n%s", got)
+	}
+	if !strings.Contains(got, "del KUBE-LOOP-BACK 10.1.0.1,tcp:80,10.1.0.1") || !strings.Contains(got, "add KUBE-LOOP-BACK 10.1.0.2,tcp:80,10.1.0.2") {
+		t.Fatalf("endpoint entries not diffed:\n%s", got)
+	}
+	d := setDiff{
+		Add: []setEntry{{setIPVSIPs, "10.0.0.1"}, {setLoadBalancer, "10.0.0.1,tcp:80"}},
+		Del: []setEntry{{setLoadBalancer, "10.0.0.2,tcp:80"}, {setIPVSIPs, "10.0.0.2"}},
+	}
+	want := "del KUBE-IPVS-IPS 10.0.0.2\ndel KUBE-LOAD-BALANCER 10.0.0.2,tcp:80\nadd KUBE-LOAD-BALANCER 10.0.0.1,tcp:80\nadd KUBE-IPVS-IPS 10.0.0.1\n"
+	if r := d.render(); r != want {
+		t.Fatalf("restore order:\n%s\nwant:\n%s", r, want)
+	}
 }

@@ -27,7 +27,7 @@ type netns struct {
 	fd   int
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kernel test needs root")
@@ -39,7 +39,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, args ...string) string {
+func run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -49,7 +49,7 @@ func run(t *testing.T, args ...string) string {
 }
 
 // newNetns creates a namespace with loopback up, deleted when the test ends.
-func newNetns(t *testing.T, role string) *netns {
+func newNetns(t testing.TB, role string) *netns {
 	t.Helper()
 	name := fmt.Sprintf("nftables-%s-%d-%d", role, os.Getpid(), nsCounter.Add(1))
 	run(t, "ip", "netns", "add", name)
@@ -64,18 +64,18 @@ func newNetns(t *testing.T, role string) *netns {
 	return ns
 }
 
-func (n *netns) ip(t *testing.T, args ...string) string {
+func (n *netns) ip(t testing.TB, args ...string) string {
 	t.Helper()
 	return run(t, append([]string{"ip", "-n", n.name}, args...)...)
 }
 
-func (n *netns) exec(t *testing.T, args ...string) string {
+func (n *netns) exec(t testing.TB, args ...string) string {
 	t.Helper()
 	return run(t, append([]string{"ip", "netns", "exec", n.name}, args...)...)
 }
 
 // do runs fn on an OS thread inside the namespace; sockets fn opens stay there.
-func (n *netns) do(t *testing.T, fn func()) {
+func (n *netns) do(t testing.TB, fn func()) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {

@@ -23,6 +23,9 @@ type renderOptions struct {
 	nodePortIPs []netip.Addr
 	// defaultScheduler applies when a Service names none.
 	defaultScheduler string
+	// mhTableSize fixes the Maglev table size of mh Services (a prime); 0 sizes it
+	// by endpoint count (mhTableSize). Tests use small tables.
+	mhTableSize int
 }
 
 // renderNode renders the fixed part of the table: base chains, dispatch chains and

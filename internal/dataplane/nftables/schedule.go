@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"slices"
 
+	"kproxy.dev/kproxy/internal/lb"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -22,6 +23,8 @@ type schedule struct {
 	name    string
 	mhPort  bool
 	service string // for the hash seed
+	// mhSize is the Maglev table size; 0 picks one by endpoint count.
+	mhSize int
 }
 
 func newSchedule(o renderOptions, sp *state.ServicePort, fr *fragment) schedule {
@@ -29,14 +32,10 @@ func newSchedule(o renderOptions, sp *state.ServicePort, fr *fragment) schedule 
 	if name == "" {
 		name = o.defaultScheduler
 	}
-	s := schedule{name: name, service: sp.Name.String(), mhPort: slices.Contains(sp.SchedulerFlags, "mh-port")}
+	s := schedule{name: name, service: sp.Name.String(), mhPort: slices.Contains(sp.SchedulerFlags, "mh-port"),
+		mhSize: o.mhTableSize}
 	switch name {
-	case schedRandom, schedRR, schedWRR, schedSH:
-	case schedMH:
-		// The Maglev table construction belongs to internal/lb; until it is
-		// exported, mh hashes the same key without Maglev's minimal disruption.
-		fr.warnings = append(fr.warnings, fmt.Sprintf(
-			"service %s: scheduler mh uses plain source hashing in nftables mode (no Maglev table yet)", sp.Name))
+	case schedRandom, schedRR, schedWRR, schedSH, schedMH:
 	default:
 		fr.warnings = append(fr.warnings, fmt.Sprintf(
 			"service %s: scheduler %q cannot be expressed in nftables, using random", sp.Name, name))
@@ -65,8 +64,10 @@ func (s schedule) pick(p servicePort, chainName string, eps []state.Endpoint, fr
 		return s.indexed(p, chainName, live, "inc", fr)
 	case schedWRR:
 		return s.indexed(p, chainName, expandWeights(live), "inc", fr)
-	case schedSH, schedMH:
+	case schedSH:
 		return s.indexed(p, chainName, live, "jhash", fr)
+	case schedMH:
+		return s.maglev(p, chainName, live, fr)
 	}
 	return randomCascade(p, live)
 }
@@ -101,6 +102,47 @@ func (s schedule) indexed(p servicePort, chainName string, slots []state.Endpoin
 		sel.withPort = s.mhPort
 	}
 	return []rule{{sel}}
+}
+
+// maglev fills the select map with a Maglev table built by internal/lb (the mh
+// scheduler's own construction): the client's hash picks a slot, the slot an
+// endpoint. Slots are elements, so an endpoint change rewrites only the slots that
+// moved, and clients of the other endpoints keep theirs.
+func (s schedule) maglev(p servicePort, chainName string, live []state.Endpoint, fr *fragment) []rule {
+	size := s.mhSize
+	if size == 0 {
+		size = mhTableSize(len(live))
+	}
+	bs := make([]lb.Backend, len(live))
+	for i, e := range live {
+		bs[i] = lb.Backend{Addr: e.AddrPort(), Weight: e.Weight}
+	}
+	table, err := lb.MaglevTable(bs, size)
+	if err != nil || table == nil {
+		fr.warnings = append(fr.warnings, fmt.Sprintf("service %s: no Maglev table (%v), using random", s.service, err))
+		return randomCascade(p, live)
+	}
+	slots := make([]state.Endpoint, len(table))
+	for i, b := range table {
+		slots[i] = live[b]
+	}
+	return s.indexed(p, chainName, slots, "jhash", fr)
+}
+
+// mhTableSizes are the Maglev table sizes (primes) this mode uses: the kernel
+// IPVS default of 4093 slots, larger only when a Service has so many endpoints
+// that each would own fewer than about ten slots (Maglev balances within a few
+// percent only with M >> N). Every slot is a map element loaded into the kernel, so
+// the default stays small; see README.md for the load cost.
+var mhTableSizes = []int{4093, 16381, 65521}
+
+func mhTableSize(endpoints int) int {
+	for _, m := range mhTableSizes {
+		if m >= 10*endpoints {
+			return m
+		}
+	}
+	return mhTableSizes[len(mhTableSizes)-1]
 }
 
 func seedOf(s string) uint32 {

@@ -78,6 +78,13 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	if l := linkHolding(t, other); l != "" {
 		t.Fatalf("address of the removed Service (adopted from an earlier run) is still on %s", l)
 	}
+	// A new Service on the address just removed gets it back at once.
+	s4 := newSvc("again", v1.ProtocolTCP, other, 80, a)
+	sn3 := snap(state.NodeInfo{}, s, s4)
+	mustSync(t, p, sn3, allChanged(sn3))
+	if got := names(t, netip.Addr{}, s4.addr(), 1)[0]; got != "A" {
+		t.Fatalf("re-added ClusterIP answered %q, want A", got)
+	}
 	if err := p.Cleanup(t.Context()); err != nil {
 		t.Fatal(err)
 	}

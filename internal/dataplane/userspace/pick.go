@@ -27,7 +27,7 @@ func (fe *frontend) choose(src netip.AddrPort, now time.Time) (*lease, bool) {
 	}
 	if cfg.affinity != nil {
 		if addr, ok := cfg.affinity.lookup(src.Addr(), now); ok {
-			if b := cfg.backends[addr]; b != nil && cfg.weight(addr) > 0 {
+			if b := cfg.backends[addr]; b != nil && cfg.current[addr] > 0 {
 				return cfg.lease(b, now, src), true
 			}
 		}
@@ -55,9 +55,6 @@ func (cfg *feConfig) lease(b *backend, now time.Time, src netip.AddrPort) *lease
 	cfg.sched.Opened(b.addr, false)
 	return &lease{cfg: cfg, b: b}
 }
-
-// weight is the backend's current weight; 0 when it is gone.
-func (cfg *feConfig) weight(addr netip.AddrPort) int { return cfg.current[addr] }
 
 // established records a connection that reached its endpoint (TCP): it becomes
 // active for the scheduler, and counts in the statistics and metrics.

@@ -1,9 +1,12 @@
 package userspace
 
 import (
+	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
@@ -97,4 +100,43 @@ func TestAddressClaimedTwiceIsAnErrorForTheSecondServiceOnly(t *testing.T) {
 	if got := names(t, netip.Addr{}, second.addr(), 1)[0]; got != "B" {
 		t.Fatalf("second Service's clusterIP answered %q, want B", got)
 	}
+}
+
+func TestHealthCheckNodePort(t *testing.T) {
+	t.Parallel()
+	a := startTCPBackend(t, "A")
+	ip, ext := randLoopback(), randLoopback()
+	s := newSvc("hc", v1.ProtocolTCP, ip, freePort(t, "tcp", ip))
+	s.sp.Type = v1.ServiceTypeLoadBalancer
+	s.sp.ExternalIPs = []netip.Addr{ext}
+	s.sp.ExternalPolicyLocal = true
+	s.sp.HealthCheckNodePort = int32(freePort(t, "tcp", netip.IPv4Unspecified()))
+	local := ep(a, 1)
+	local.IsLocal = true
+	s.eps = []state.Endpoint{local}
+	p, _ := testProxier(t, nil)
+	sn := snap(state.NodeInfo{Name: "n1"}, s)
+	mustSync(t, p, sn, allChanged(sn))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", s.sp.HealthCheckNodePort)
+	if code := httpStatus(t, url); code != http.StatusOK {
+		t.Fatalf("health check with a local endpoint = %d, want 200", code)
+	}
+	s2 := *s
+	s2.eps = []state.Endpoint{ep(a, 1)} // no longer local
+	sn2 := snap(state.NodeInfo{Name: "n1"}, &s2)
+	mustSync(t, p, sn2, allChanged(sn2))
+	if code := httpStatus(t, url); code != http.StatusServiceUnavailable {
+		t.Fatalf("health check without a local endpoint = %d, want 503", code)
+	}
+}
+
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

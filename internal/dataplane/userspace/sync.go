@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -17,8 +19,7 @@ import (
 // syncRun is the state of one Sync.
 type syncRun struct {
 	snap *state.Snapshot
-	// local is the set of the host's addresses: a set, because a node whose
-	// ClusterIPs kproxy put on lo has as many local addresses as Services.
+	// local is the set of the host's addresses (Proxier.hostLocal).
 	local map[netip.Addr]bool
 	// written counts listeners opened, closed or given a new backend set.
 	written int
@@ -36,22 +37,27 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	if p.closed.Load() {
 		return stats, errClosed
 	}
-	local, err := p.localAddrs()
-	if err != nil {
-		p.needFull = true
-		return stats, err
-	}
-	run := &syncRun{snap: snap, local: make(map[netip.Addr]bool, len(local))}
-	for _, a := range local {
-		run.local[a.Unmap()] = true
-	}
 	p.adoptLeftovers()
-	nodeAddrs, nodeErr := p.nodePortAddrs(snap, run)
-	if nodeErr != nil {
-		nodeAddrs = p.nodeAddrs // keep serving on the last good set
+	full := p.needFull || changed.NodeChanged
+	var nodeErr error
+	if full || p.hostLocal == nil || time.Since(p.hostAt) > hostAddrTTL {
+		local, err := p.localAddrs()
+		if err != nil {
+			p.needFull = true
+			return stats, err
+		}
+		p.hostAt, p.hostLocal = time.Now(), make(map[netip.Addr]bool, len(local))
+		for _, a := range local {
+			p.hostLocal[a.Unmap()] = true
+		}
+		nodeAddrs, err := p.nodePortAddrs(snap)
+		if err != nil {
+			nodeErr = err // keep serving on the last good set
+		} else if !slices.Equal(nodeAddrs, p.nodeAddrs) {
+			full, p.nodeAddrs = true, nodeAddrs
+		}
 	}
-	full := p.needFull || changed.NodeChanged || !slices.Equal(nodeAddrs, p.nodeAddrs)
-	p.nodeAddrs = nodeAddrs
+	run := &syncRun{snap: snap, local: p.hostLocal}
 	names := p.namesToSync(snap, changed, full)
 	// Close what is no longer wanted first, so that an address:port moving from one
 	// Service to another within one snapshot is free when the new owner opens it.
@@ -75,6 +81,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	if full {
 		p.removeLeftovers()
 	}
+	p.updateHealthChecks(snap, full)
 	p.needFull = false
 	if nodeErr != nil {
 		return p.stats(run, full), errors.Join(nodeErr, partial(errs))
@@ -112,13 +119,13 @@ func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
 // kproxy put on the host are interface addresses too, but not node addresses (as
 // kube-proxy's IPVS mode leaves kube-ipvs0 out). Node-object addresses this host
 // does not have are left out: nothing could arrive there.
-func (p *Proxier) nodePortAddrs(snap *state.Snapshot, run *syncRun) ([]netip.Addr, error) {
+func (p *Proxier) nodePortAddrs(snap *state.Snapshot) ([]netip.Addr, error) {
 	var list []string
 	if p.opts.Config != nil {
 		list = p.opts.Config.NodePortAddresses
 	}
-	host := make([]netip.Addr, 0, len(run.local))
-	for a := range run.local {
+	host := make([]netip.Addr, 0, len(p.hostLocal))
+	for a := range p.hostLocal {
 		if p.ourAddrs[a] == 0 && !p.leftovers[a] {
 			host = append(host, a)
 		}
@@ -133,7 +140,7 @@ func (p *Proxier) nodePortAddrs(snap *state.Snapshot, run *syncRun) ([]netip.Add
 	}
 	out := sel[:0]
 	for _, a := range sel {
-		if a.IsLoopback() || run.local[a] {
+		if a.IsLoopback() || p.hostLocal[a] {
 			out = append(out, a)
 		} else if !slices.Contains(p.nodeAddrs, a) {
 			p.log.Warn("node address is not on this host; NodePorts are not served there", "address", a.String())
@@ -200,6 +207,9 @@ func supported(sp *state.ServicePort) bool {
 func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 	sp := run.snap.Services[n]
 	svc := p.services[n]
+	if (sp != nil && sp.HealthCheckNodePort != 0) || (svc != nil && svc.sp.HealthCheckNodePort != 0) {
+		p.healthDirty = true
+	}
 	if sp == nil {
 		if svc != nil {
 			p.metrics.forgetService(svc)
@@ -337,6 +347,7 @@ func (p *Proxier) releaseAddr(fe *frontend) {
 		return
 	}
 	delete(p.ourAddrs, a)
+	delete(p.hostLocal, a) // it is no longer local, even before the next read
 	if err := p.addrs.remove(a); err != nil {
 		p.log.Warn("removing Service address", "address", a.String(), "err", err)
 	}
@@ -375,6 +386,7 @@ func (p *Proxier) adoptLeftovers() {
 // in a full sync.
 func (p *Proxier) removeLeftovers() {
 	for a := range p.leftovers {
+		delete(p.hostLocal, a)
 		if err := p.addrs.remove(a); err != nil {
 			p.log.Warn("removing a Service address left by an earlier run", "address", a.String(), "err", err)
 		} else {
@@ -390,5 +402,18 @@ func install(fe *frontend, cfg *feConfig) {
 	fe.cfg.Store(cfg)
 	if cfg.updateAfterStore {
 		cfg.sched.Update(cfg.list)
+	}
+}
+
+// updateHealthChecks refreshes the health-check node ports when a Service that has
+// one changed; healthcheck.Entries looks at every Service, so it is not run for
+// syncs that cannot change its answer.
+func (p *Proxier) updateHealthChecks(snap *state.Snapshot, full bool) {
+	if !full && !p.healthDirty {
+		return
+	}
+	p.healthDirty = false
+	if err := p.health.Update(healthcheck.Entries(snap)); err != nil {
+		p.log.Warn("health-check node ports", "err", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/lb"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
@@ -38,6 +39,10 @@ const (
 	// dialTimeout bounds one attempt to reach an endpoint; a failed attempt moves on
 	// to another endpoint.
 	dialTimeout = 2 * time.Second
+	// hostAddrTTL is how long the host's address list is trusted before a Sync
+	// reads it again (full syncs and Node changes always read it): addresses that
+	// appear on the node are served as NodePort addresses within this time.
+	hostAddrTTL = 30 * time.Second
 	// estimatorInterval is how often rates are computed, as the kernel's IPVS
 	// estimator does.
 	estimatorInterval = 2 * time.Second
@@ -58,6 +63,9 @@ type Proxier struct {
 	udpIdle      time.Duration
 	addrs        addrManager
 	metrics      *metrics
+	// health serves the health-check node ports of externalTrafficPolicy Local
+	// Services, as every mode does.
+	health *healthcheck.Server
 	// localAddrs reads the addresses the process can listen on; a variable for tests.
 	localAddrs func() ([]netip.Addr, error)
 	// listen opens a frontend's socket; benchmarks of the choice path replace it.
@@ -73,7 +81,12 @@ type Proxier struct {
 	needFull bool
 	// draining are frontends that were closed while relays were still open; the
 	// addresses kproxy added for them are released when those relays end.
-	draining  []*frontend
+	draining []*frontend
+	// hostLocal is the set of the host's addresses, read at hostAt. It is a set,
+	// and not read on every Sync, because a node whose ClusterIPs kproxy put on lo
+	// has as many addresses as Services: reading 10,000 took 25-60 ms.
+	hostLocal map[netip.Addr]bool
+	hostAt    time.Time
 	nodeAddrs []netip.Addr
 	// noLocal flags ServicePorts with Local policy but no local endpoint
 	// (internal, external), for SyncStats.NoLocalEndpoints.
@@ -85,6 +98,8 @@ type Proxier struct {
 	// still wanted and removes the rest.
 	// nil until the first Sync has looked for them.
 	leftovers map[netip.Addr]bool
+	// healthDirty is set when a ServicePort with a health-check node port changed.
+	healthDirty bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
@@ -114,6 +129,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
+		health:       healthcheck.New(healthcheck.Options{Logger: o.Log()}),
 		localAddrs:   nodeaddr.LocalAddresses,
 		services:     map[state.ServicePortName]*service{},
 		frontends:    map[feKey]*frontend{},
@@ -152,6 +168,7 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 		return nil
 	}
 	close(p.stopEst)
+	p.health.Close()
 	for _, fe := range p.frontends {
 		fe.close()
 	}

@@ -237,6 +237,21 @@ func TestMetricsHealthzLivezProxyMode(t *testing.T) {
 	}
 }
 
+// TestOOMScoreAdjApplied raises the value, which needs no privilege: lowering it
+// (kube-proxy's default -999) needs CAP_SYS_RESOURCE, which containers often lack.
+func TestOOMScoreAdjApplied(t *testing.T) {
+	n := newNet127()
+	m := newManifests(t)
+	p := startProxy(t, n, m.dir, "--oom-score-adj", "500")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "500" {
+		t.Errorf("kproxy's oom_score_adj = %s, want 500 from --oom-score-adj", got)
+	}
+}
+
 func TestListFromAdminEndpoint(t *testing.T) {
 	p, _, s, _ := setup(t, 2, nil)
 	code, body, err := httpGet("http://" + p.admin + "/list")

@@ -74,7 +74,7 @@ type backend struct {
 	pc   net.PacketConn
 }
 
-func startBackend(t *testing.T, addr string) *backend {
+func startBackend(t testing.TB, addr string) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -173,7 +173,7 @@ func askBackend(addr string) (string, error) {
 }
 
 // waitFor polls f until it succeeds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+func waitFor(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
@@ -191,13 +191,13 @@ type manifests struct {
 	dir string
 }
 
-func newManifests(t *testing.T) *manifests {
+func newManifests(t testing.TB) *manifests {
 	return &manifests{dir: t.TempDir()}
 }
 
 // write replaces a file atomically (write, then rename), as a careful tool would,
 // so that kproxy never reads a half-written file.
-func (m *manifests) write(t *testing.T, name, body string) {
+func (m *manifests) write(t testing.TB, name, body string) {
 	t.Helper()
 	tmp := filepath.Join(m.dir, "."+name+".tmp")
 	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
@@ -260,7 +260,7 @@ endpoints:
 {{- end}}
 `))
 
-func (s svcSpec) yaml(t *testing.T) string {
+func (s svcSpec) yaml(t testing.TB) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := svcTemplate.Execute(&b, s); err != nil {
@@ -300,7 +300,7 @@ func (s *syncBuffer) String() string {
 
 // startProxy runs kproxy in userspace mode on the manifests, with its servers on
 // n's addresses, and waits until /healthz answers.
-func startProxy(t *testing.T, n net127, dir string, extra ...string) *proxy {
+func startProxy(t testing.TB, n net127, dir string, extra ...string) *proxy {
 	t.Helper()
 	p := &proxy{
 		metrics: fmt.Sprintf("%s:%d", n.ip(2), port()),
@@ -320,7 +320,7 @@ func startProxy(t *testing.T, n net127, dir string, extra ...string) *proxy {
 	return p
 }
 
-func (p *proxy) start(t *testing.T, dir string, args []string) {
+func (p *proxy) start(t testing.TB, dir string, args []string) {
 	t.Helper()
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Dir = dir

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -28,8 +30,37 @@ func requireVM(t *testing.T) {
 	}
 }
 
-// extraBinaries are further static binaries the guest needs (none yet).
-func extraBinaries(t *testing.T) map[string]string { return nil }
+// extraBinaries are further static binaries the guest needs: the kproxy daemon.
+func extraBinaries(t *testing.T) map[string]string {
+	return map[string]string{kproxyBinary: kproxyBin(t)}
+}
+
+var (
+	kproxyOnce sync.Once
+	kproxyPath string
+)
+
+// kproxyBin builds the static kproxy binary once per test process.
+func kproxyBin(t *testing.T) string {
+	t.Helper()
+	kproxyOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kproxy-ipvs-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kproxyPath = filepath.Join(dir, "kproxy")
+		cmd := exec.Command("go", "build", "-o", kproxyPath, "kproxy.dev/kproxy/cmd/kproxy")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			kproxyPath = ""
+			t.Fatalf("building kproxy: %v\n%s", err, out)
+		}
+	})
+	if kproxyPath == "" {
+		t.Fatal("kproxy binary did not build")
+	}
+	return kproxyPath
+}
 
 // topology links namespaces to the VM's root namespace, which plays the node: the
 // VM is disposable, so the dataplane runs there directly.

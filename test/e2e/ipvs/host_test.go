@@ -4,6 +4,8 @@ package ipvs
 
 import (
 	"context"
+	"io"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,10 +28,11 @@ func TestIPVSInVM(t *testing.T) {
 	}
 	res, err := vm.Run(context.Background(), k, vm.Options{
 		Files:   files,
-		Timeout: 8 * time.Minute,
+		Timeout: 15 * time.Minute,
+		Console: console(),
 		Script: `export KPROXY_IN_VM=1
 cd /tmp
-/usr/local/bin/e2e.test -test.v -test.run '^TestGuest' -test.timeout 6m`,
+/usr/local/bin/e2e.test -test.v -test.run '` + guestRun() + `' -test.timeout 12m`,
 	})
 	if res != nil {
 		t.Logf("guest output (%v):\n%s", res.Elapsed.Round(time.Second), res.Output)
@@ -48,4 +51,20 @@ cd /tmp
 	if !strings.Contains(res.Output, "--- PASS: TestGuest") {
 		t.Fatal("no guest test ran")
 	}
+}
+
+// guestRun selects the guest tests: all of them, or $KPROXY_VM_RUN while developing.
+func guestRun() string {
+	if r := os.Getenv("KPROXY_VM_RUN"); r != "" {
+		return r
+	}
+	return "^TestGuest"
+}
+
+// console streams the guest console to stderr with KPROXY_VM_CONSOLE=1.
+func console() io.Writer {
+	if os.Getenv("KPROXY_VM_CONSOLE") != "" {
+		return os.Stderr
+	}
+	return nil
 }

@@ -110,6 +110,11 @@ func TestGuestClusterIPAndNodePortReachEveryEndpoint(t *testing.T) {
 		}
 		t.Logf("%s: %v", addr, got)
 	}
+	// Hairpin: a backend reaching its own Service, and through it itself, needs the
+	// KUBE-LOOP-BACK masquerade (its own reply would otherwise bypass the node).
+	if got := hits(t, backends[0], "10.96.0.10:80", 6); got[backends[0].Name] == 0 || len(got) != 3 {
+		t.Errorf("hairpin: a backend's connections to its Service reached %v, want all 3 including itself", got)
+	}
 	row := kernelRow(t, dp, "TCP", "10.96.0.10:80")
 	if row.Scheduler != "rr" || len(row.RealServers) != 3 || row.RealServers[0].Forward != "Masq" || row.Service != "e2e/web:p" {
 		t.Errorf("kernel row %+v", row)
@@ -117,8 +122,8 @@ func TestGuestClusterIPAndNodePortReachEveryEndpoint(t *testing.T) {
 	// The kernel folds per-CPU counters into the totals every 2 s (its estimator).
 	err := netns.Eventually(bg, 10*time.Second, func() error {
 		row := kernelRow(t, dp, "TCP", "10.96.0.10:80")
-		if row.Stats == nil || row.Stats.Conns < 12 || row.Stats.InPkts == 0 {
-			return fmt.Errorf("kernel stats %+v, want at least 12 connections", row.Stats)
+		if row.Stats == nil || row.Stats.Conns < 18 || row.Stats.InPkts == 0 {
+			return fmt.Errorf("kernel stats %+v, want at least 18 connections", row.Stats)
 		}
 		return nil
 	})
@@ -171,6 +176,12 @@ func TestGuestSchedulersShapeTheDistribution(t *testing.T) {
 		{"wrr", nil, []int{3, 1, 1}, 15, func(got map[string]int) error {
 			if got[backends[0].Name] != 9 || got[backends[1].Name] != 3 || got[backends[2].Name] != 3 {
 				return fmt.Errorf("want 9/3/3 by weight 3/1/1")
+			}
+			return nil
+		}},
+		{"wrr", nil, []int{0, 1, 1}, 6, func(got map[string]int) error {
+			if got[backends[0].Name] != 0 {
+				return fmt.Errorf("a real server drained to weight 0 must get no new connection")
 			}
 			return nil
 		}},
@@ -339,5 +350,68 @@ func assertClean(t *testing.T) {
 		if out := sh(t, tool); strings.Contains(out, "KUBE-") {
 			t.Errorf("%s shows rules left:\n%s", tool, out)
 		}
+	}
+}
+
+func TestGuestAffinityAndUDPEndpointRemoval(t *testing.T) {
+	requireVM(t)
+	tp := &topology{t: t}
+	var backends []*netns.NS
+	for i := 1; i <= 3; i++ {
+		b := tp.add(fmt.Sprintf("aff-be%d", i), "10.244")
+		b.ServeTCP(t, 8080)
+		b.ServeUDP(t, 5353)
+		backends = append(backends, b)
+	}
+	client := tp.add("aff-cl", "192.168")
+	dp := newDataplane(t, "")
+	b := newSnapshot()
+
+	sticky := service("sticky", "10.96.7.1", 80, v1.ProtocolTCP)
+	sticky.AffinityTimeout = 600 * time.Second
+	syncOK(t, dp, b, sticky, endpoints(8080, backends...))
+	if row := kernelRow(t, dp, "TCP", "10.96.7.1:80"); row.PersistentSeconds != 600 {
+		t.Errorf("kernel row %+v, want persistent 600", row)
+	}
+	if got := hits(t, client, "10.96.7.1:80", 9); len(got) != 1 {
+		t.Errorf("ClientIP affinity: one client reached %v, want a single backend", got)
+	}
+
+	// A UDP client keeps its socket (one conntrack flow) while its endpoint goes:
+	// the real server is deleted at once and the flow's next datagrams reach another.
+	dns := service("udp", "10.96.7.53", 53, v1.ProtocolUDP)
+	syncOK(t, dp, b, dns, endpoints(5353, backends...))
+	c, err := client.Dial("udp4", "10.96.7.53:53", timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := netns.AskConn(c, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest []*netns.NS
+	for _, be := range backends {
+		if be.Name != first {
+			rest = append(rest, be)
+		}
+	}
+	syncOK(t, dp, b, dns, endpoints(5353, rest...))
+	row := kernelRow(t, dp, "UDP", "10.96.7.53:53")
+	if len(row.RealServers) != 2 {
+		t.Errorf("the removed UDP real server must go at once: %+v", row.RealServers)
+	}
+	err = netns.Eventually(bg, 10*time.Second, func() error {
+		got, err := netns.AskConn(c, time.Second)
+		if err != nil {
+			return err
+		}
+		if got == first {
+			return fmt.Errorf("the flow still reaches the removed endpoint %s", first)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("UDP flow after its endpoint went: %v", err)
 	}
 }
