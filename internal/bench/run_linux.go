@@ -47,7 +47,7 @@ var envSeq atomic.Int64
 // measure s there, and deletes the namespaces again, whatever happened.
 func Run(ctx context.Context, s Spec, o RunOptions) (res *Result, err error) {
 	if os.Geteuid() != 0 {
-		return nil, stageErr(StageSetup, errors.New("kproxy bench must run as root: it creates network namespaces and programs the kernel inside them"))
+		return nil, stageErr(StageSetup, errors.New("bench must run as root: it creates network namespaces and programs the kernel inside them"))
 	}
 	exe := o.Exe
 	if exe == "" {

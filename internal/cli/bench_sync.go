@@ -63,7 +63,7 @@ baseline as null.`,
 // checkBenchArgs rejects what would fail late, before any namespace is created.
 func checkBenchArgs(services []int, endpoints int) error {
 	if os.Geteuid() != 0 {
-		return errors.New("kproxy bench must run as root: it creates private network namespaces and programs the kernel inside them")
+		return errors.New("bench must run as root: it creates private network namespaces and programs the kernel inside them")
 	}
 	if len(services) == 0 {
 		return errors.New("--services: give at least one number of Services")
