@@ -132,8 +132,9 @@ func TestBenchCompareHostModes(t *testing.T) {
 			t.Errorf("mode %s: no connect latency through the dataplane (%q)", m, r.ConnectError)
 		}
 	}
-	if slices.Contains(dataplane.Names(), "ipvs") && !strings.Contains(progress, "skipped ipvs: ") {
-		t.Errorf("ipvs linked but not reported as skipped on this host:\n%s", progress)
+	// ipvs runs where the kernel has it; elsewhere it must say why it was skipped.
+	if _, measured := got["ipvs"]; slices.Contains(dataplane.Names(), "ipvs") && !measured && !strings.Contains(progress, "skipped ipvs: ") {
+		t.Errorf("ipvs neither measured nor reported as skipped:\n%s", progress)
 	}
 	data, err := os.ReadFile(svg)
 	if err != nil {
