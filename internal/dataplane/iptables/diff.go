@@ -21,7 +21,8 @@ func ownedChain(name string) bool { return fixedChainNames[name] || isServiceCha
 // did not change.
 func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
 	b := newRestoreBuilder()
-	disp := r.dispatchRules()
+	names := r.sortedServiceNames()
+	disp := r.dispatchRules(names)
 	isDispatch := map[chainRef]bool{}
 	for _, ref := range r.Dispatch {
 		isDispatch[ref] = true
@@ -54,7 +55,7 @@ func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
 	for _, c := range r.Fixed {
 		want(c)
 	}
-	for _, n := range r.sortedServiceNames() {
+	for _, n := range names {
 		for _, c := range r.Services[n].Chains {
 			want(c)
 		}

@@ -96,13 +96,8 @@ func (r *Ruleset) RuleCounts() map[string]int {
 }
 
 // dispatchRules collects, per shared chain, the ServicePorts' rules in a stable
-// order followed by the chain's tail.
-func (r *Ruleset) dispatchRules() map[chainRef][]string {
-	names := make([]state.ServicePortName, 0, len(r.Services))
-	for n := range r.Services {
-		names = append(names, n)
-	}
-	state.SortNames(names)
+// order (names, from sortedServiceNames) followed by the chain's tail.
+func (r *Ruleset) dispatchRules(names []state.ServicePortName) map[chainRef][]string {
 	out := map[chainRef][]string{}
 	for _, n := range names {
 		for _, d := range r.Services[n].Dispatch {
