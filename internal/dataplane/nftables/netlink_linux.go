@@ -57,17 +57,23 @@ func nsOptions(nsFD int) []nftables.ConnOption {
 	return []nftables.ConnOption{nftables.WithNetNSFd(nsFD)}
 }
 
+// newBatch opens a connection of its own, closed by close (one-off transactions).
 func newBatch(f family, nsFD int) (*batch, error) {
 	conn, err := openConn(nsFD)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: open netlink socket: %w", err)
 	}
+	return batchOn(f, conn), nil
+}
+
+// batchOn queues a transaction on an open connection the caller keeps.
+func batchOn(f family, conn *nftables.Conn) *batch {
 	tf := nftables.TableFamilyIPv4
 	if f.ipv6 {
 		tf = nftables.TableFamilyIPv6
 	}
 	return &batch{conn: conn, fam: f, table: &nftables.Table{Name: tableName, Family: tf},
-		sets: map[string]*nftables.Set{}}, nil
+		sets: map[string]*nftables.Set{}}
 }
 
 func (b *batch) fail(err error) {
@@ -252,8 +258,9 @@ func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 }
 
 // commit sends the batch as one transaction; nothing is sent if queuing failed.
+// commit sends the batch and waits for the kernel's acks. It leaves the connection
+// open: see tableSync.conn.
 func (b *batch) commit() error {
-	defer b.conn.CloseLasting()
 	if b.err != nil {
 		return b.err
 	}

@@ -217,6 +217,7 @@ func (p *Proxier) warn(frs []*fragment) {
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	for _, t := range p.tables {
 		t.applied = nil
+		t.closeConn()
 	}
 	if p.health != nil {
 		p.health.Close()
@@ -239,6 +240,7 @@ func deleteTables(nsFD int) error {
 		if err := b.commit(); err != nil {
 			errs = append(errs, err)
 		}
+		_ = b.conn.CloseLasting()
 	}
 	return errors.Join(errs...)
 }
