@@ -16,10 +16,10 @@ type wrr struct {
 	pool
 	weights []int32 // by position, for a cache-friendly scan
 	tree    maxTree
-	cur     int     // position of the last pick; -1 is the list head
-	cw      int     // current weight
-	mw      int     // maximum weight, lowered by gcd-1 like the kernel's mark->mw
-	di      int     // gcd of the positive weights
+	cur     int // position of the last pick; -1 is the list head
+	cw      int // current weight
+	mw      int // maximum weight, lowered by gcd-1 like the kernel's mark->mw
+	di      int // gcd of the positive weights
 }
 
 func (s *wrr) Name() string { return "wrr" }
