@@ -18,7 +18,8 @@ test-deps:
 		echo "make test-deps: not root on Debian: not installing packages (kernel tests skip without root)"; \
 	fi
 
-test: test-deps
+# test also runs vet and the gofmt check, so CI holds the code to them.
+test: test-deps vet
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
 
 # unit runs the tests that need neither root nor the kernel's NAT facilities.
