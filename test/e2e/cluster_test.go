@@ -12,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"kproxy.dev/kproxy/internal/testing/netns"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
 const (
@@ -39,7 +39,7 @@ type cluster struct {
 	client   *netns.NS
 	proc     *exec.Cmd
 	done     chan struct{}
-	logs     *lockedBuffer
+	logs     *syncbuf.Buffer
 }
 
 // newCluster builds the namespaces: n backends each serving TCP and UDP, and one
@@ -94,7 +94,7 @@ func (c *cluster) start(extra ...string) {
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), c.m.Env...)
 	if c.logs == nil {
-		c.logs = &lockedBuffer{}
+		c.logs = &syncbuf.Buffer{}
 	}
 	cmd.Stdout, cmd.Stderr = c.logs, c.logs
 	if err := cmd.Start(); err != nil {
@@ -212,24 +212,4 @@ func (c *cluster) askUntilAll(from *netns.NS, addr string, want map[string]bool)
 		}
 		return nil
 	})
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	if l == nil {
-		return ""
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -12,6 +12,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/source"
 	"kproxy.dev/kproxy/internal/source/sourcetest"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
 // applyWithin is the promise the source makes for a change on disk.
@@ -21,7 +22,7 @@ type runFixture struct {
 	t       *testing.T
 	h       *sourcetest.Recorder
 	rejects *source.Rejects
-	log     *logBuffer
+	log     *syncbuf.Buffer
 	synced  chan struct{}
 	done    chan error
 }

@@ -1,37 +1,18 @@
 package file
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"kproxy.dev/kproxy/internal/source"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
-// logBuffer captures the Rejects log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newRejects(t testing.TB) (*source.Rejects, *logBuffer) {
+func newRejects(t testing.TB) (*source.Rejects, *syncbuf.Buffer) {
 	t.Helper()
-	lb := &logBuffer{}
+	lb := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(lb, nil))
 	return source.NewRejects(nil, log), lb
 }

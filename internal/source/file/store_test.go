@@ -8,6 +8,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/source"
 	"kproxy.dev/kproxy/internal/source/sourcetest"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
 type storeFixture struct {
@@ -15,7 +16,7 @@ type storeFixture struct {
 	st      *store
 	h       *sourcetest.Recorder
 	rejects *source.Rejects
-	log     *logBuffer
+	log     *syncbuf.Buffer
 }
 
 func newStoreFixture(t *testing.T) *storeFixture {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -12,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"text/template"
@@ -277,25 +277,8 @@ type proxy struct {
 	metrics string
 	healthz string
 	admin   string
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	exited  chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startProxy runs kproxy in userspace mode on the manifests, with its servers on
@@ -306,7 +289,7 @@ func startProxy(t testing.TB, n net127, dir string, extra ...string) *proxy {
 		metrics: fmt.Sprintf("%s:%d", n.ip(2), port()),
 		healthz: fmt.Sprintf("%s:%d", n.ip(2), port()),
 		admin:   fmt.Sprintf("%s:%d", n.ip(2), port()),
-		logs:    &syncBuffer{},
+		logs:    &syncbuf.Buffer{},
 	}
 	args := append([]string{"--proxy-mode", "userspace", "--services-from", dir,
 		"--hostname-override", "e2e-node", "--iptables-min-sync-period", "100ms",

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -65,7 +66,7 @@ func TestQuickstartAsTheREADMERunsIt(t *testing.T) {
 		metrics: fmt.Sprintf("%s:%d", n.ip(2), port()),
 		healthz: fmt.Sprintf("%s:%d", n.ip(2), port()),
 		admin:   fmt.Sprintf("%s:%d", n.ip(2), port()),
-		logs:    &syncBuffer{},
+		logs:    &syncbuf.Buffer{},
 	}
 	args = append(args, "--metrics-bind-address", p.metrics, "--healthz-bind-address", p.healthz,
 		"--admin-bind-address", p.admin)

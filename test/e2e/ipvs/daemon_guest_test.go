@@ -3,7 +3,6 @@
 package ipvs
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"kproxy.dev/kproxy/internal/dataplane"
 	ipvsdp "kproxy.dev/kproxy/internal/dataplane/ipvs"
 	"kproxy.dev/kproxy/internal/testing/netns"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
 // kproxyBinary is where TestIPVSInVM puts the static kproxy binary in the guest.
@@ -92,28 +91,11 @@ func writeManifest(t *testing.T, dir string, m manifest) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startDaemon runs `kproxy --proxy-mode ipvs --services-from dir` and stops it with
 // SIGTERM when the test ends.
-func startDaemon(t *testing.T, dir string) *lockedBuffer {
+func startDaemon(t *testing.T, dir string) *syncbuf.Buffer {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(kproxyBinary, "--proxy-mode", "ipvs", "--services-from", dir,
 		"--hostname-override", "vm-node", "--cluster-cidr", "10.244.0.0/16",
 		"--ipvs-min-sync-period", "100ms", "--v", "4",
