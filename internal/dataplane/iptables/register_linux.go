@@ -43,7 +43,7 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 	}
 	c.Runner = ExecRunner{Backend: be}
 	c.Conntrack = conntrack.NewDeleter()
-	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log()})
+	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
 	o.Log().Info("iptables mode", "backend", be)
 	return NewProxier(c), nil
 }

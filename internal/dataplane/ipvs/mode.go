@@ -14,6 +14,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 )
 
@@ -48,6 +49,7 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 			return nil, err
 		}
 	}
+	po.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
 	return newProxier(k, po), nil
 }
 

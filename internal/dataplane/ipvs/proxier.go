@@ -13,6 +13,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -33,6 +34,9 @@ type proxierOptions struct {
 	// GracefulInterval is how often draining real servers are checked.
 	GracefulInterval time.Duration
 	Log              *slog.Logger
+	// Health serves the health-check node ports of externalTrafficPolicy Local
+	// Services; nil serves none.
+	Health *healthcheck.Server
 }
 
 // Proxier is the IPVS dataplane.
@@ -113,9 +117,21 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	p.needFull = false
 	p.log.Debug("ipvs: synced", "full", full, "changedPorts", len(changed.Ports), "written", p.written, "objects", p.objects)
 	p.cleanStaleUDP(snap, changed, full)
+	p.updateHealth(snap)
 	p.prev = snap
 	p.graceful.process()
 	return p.stats(full), nil
+}
+
+// updateHealth opens, updates and closes the health-check node-port servers; a port
+// that cannot be opened is logged and retried on the next sync.
+func (p *Proxier) updateHealth(snap *state.Snapshot) {
+	if p.o.Health == nil {
+		return
+	}
+	if err := p.o.Health.Update(healthcheck.Entries(snap)); err != nil {
+		p.log.Warn("health-check node ports", "err", err)
+	}
 }
 
 func (p *Proxier) stats(full bool) dataplane.SyncStats {

@@ -68,7 +68,7 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
 		return nil, fmt.Errorf("nftables mode: the kernel does not answer nf_tables requests (load nf_tables, needs CAP_NET_ADMIN): %w", err)
 	}
-	p.health = healthcheck.New(healthcheck.Options{Logger: o.Log()})
+	p.health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
 	p.conntrack = conntrack.NewDeleter()
 	return p, nil
 }

@@ -129,7 +129,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
-		health:       healthcheck.New(healthcheck.Options{Logger: o.Log()}),
+		health:       healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy}),
 		localAddrs:   nodeaddr.LocalAddresses,
 		services:     map[state.ServicePortName]*service{},
 		frontends:    map[feKey]*frontend{},
