@@ -149,17 +149,8 @@ func waitKernel(t *testing.T, address string, ok func(dataplane.VirtualService) 
 func TestGuestDaemonServesManifestsInIPVSMode(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
-	var olds, news []*netns.NS
-	for i := 1; i <= 2; i++ {
-		b := tp.add(fmt.Sprintf("dmn-old%d", i), "10.244")
-		b.ServeTCP(t, 8080)
-		olds = append(olds, b)
-	}
-	for i := 1; i <= 2; i++ {
-		b := tp.add(fmt.Sprintf("dmn-new%d", i), "10.244")
-		b.ServeTCP(t, 8080)
-		news = append(news, b)
-	}
+	olds := tp.backends("dmn-old", 2, false)
+	news := tp.backends("dmn-new", 2, false)
 	client := tp.add("dmn-cl", "192.168")
 	dir := t.TempDir()
 	m := manifest{name: "web", clusterIP: "10.96.5.1", port: 80, nodePort: 30090, target: 8080, scheduler: "wrr",

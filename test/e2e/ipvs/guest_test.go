@@ -81,6 +81,22 @@ func sh(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// backends adds n backend namespaces PREFIX1..PREFIXn on 10.244.0.0/16, each
+// answering TCP on 8080 and, with udp, UDP on 5353.
+func (tp *topology) backends(prefix string, n int, udp bool) []*netns.NS {
+	tp.t.Helper()
+	var out []*netns.NS
+	for i := 1; i <= n; i++ {
+		b := tp.add(fmt.Sprintf("%s%d", prefix, i), "10.244")
+		b.ServeTCP(tp.t, 8080)
+		if udp {
+			b.ServeUDP(tp.t, 5353)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
 // add creates namespace ipvs-NAME at NET16.K.2/24 with gateway NET16.K.1 on the node.
 func (tp *topology) add(name, net16 string) *netns.NS {
 	t := tp.t

@@ -86,13 +86,7 @@ func kernelRow(t *testing.T, dp dataplane.Dataplane, proto, address string) data
 func TestGuestClusterIPAndNodePortReachEveryEndpoint(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
-	var backends []*netns.NS
-	for i := 1; i <= 3; i++ {
-		b := tp.add(fmt.Sprintf("reach-be%d", i), "10.244")
-		b.ServeTCP(t, 8080)
-		b.ServeUDP(t, 5353)
-		backends = append(backends, b)
-	}
+	backends := tp.backends("reach-be", 3, true)
 	client := tp.add("reach-cl", "192.168")
 	dp := newDataplane(t, "")
 	b := newSnapshot()
@@ -155,12 +149,7 @@ func TestGuestClusterIPAndNodePortReachEveryEndpoint(t *testing.T) {
 func TestGuestSchedulersShapeTheDistribution(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
-	var backends []*netns.NS
-	for i := 1; i <= 3; i++ {
-		b := tp.add(fmt.Sprintf("sched-be%d", i), "10.244")
-		b.ServeTCP(t, 8080)
-		backends = append(backends, b)
-	}
+	backends := tp.backends("sched-be", 3, false)
 	client := tp.add("sched-cl", "192.168")
 	dp := newDataplane(t, "rr")
 	b := newSnapshot()
@@ -236,17 +225,8 @@ func exactly(want ...int) func(map[string]int) error {
 func TestGuestRollingUpdateKeepsLongConnection(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
-	var olds, news []*netns.NS
-	for i := 1; i <= 2; i++ {
-		o := tp.add(fmt.Sprintf("roll-old%d", i), "10.244")
-		o.ServeTCP(t, 8080)
-		olds = append(olds, o)
-	}
-	for i := 1; i <= 2; i++ {
-		n := tp.add(fmt.Sprintf("roll-new%d", i), "10.244")
-		n.ServeTCP(t, 8080)
-		news = append(news, n)
-	}
+	olds := tp.backends("roll-old", 2, false)
+	news := tp.backends("roll-new", 2, false)
 	client := tp.add("roll-cl", "192.168")
 	dp := newDataplane(t, "")
 	b := newSnapshot()
@@ -356,13 +336,7 @@ func assertClean(t *testing.T) {
 func TestGuestAffinityAndUDPEndpointRemoval(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
-	var backends []*netns.NS
-	for i := 1; i <= 3; i++ {
-		b := tp.add(fmt.Sprintf("aff-be%d", i), "10.244")
-		b.ServeTCP(t, 8080)
-		b.ServeUDP(t, 5353)
-		backends = append(backends, b)
-	}
+	backends := tp.backends("aff-be", 3, true)
 	client := tp.add("aff-cl", "192.168")
 	dp := newDataplane(t, "")
 	b := newSnapshot()
