@@ -41,9 +41,6 @@ func (n ServicePortName) String() string {
 	return fmt.Sprintf("%s/%s:%s", n.Namespace, n.Name, n.Port)
 }
 
-// ServiceKey is "ns/name", the Service this port belongs to.
-func (n ServicePortName) ServiceKey() string { return n.Namespace + "/" + n.Name }
-
 // ServicePort is one port of one Service with everything a dataplane needs to know.
 // Values in a Snapshot are never modified.
 type ServicePort struct {
