@@ -50,6 +50,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	services map[Service]*svcServer
+	// stale is true until an Update succeeds, and again after a failed one or Close:
+	// Refresh then recomputes everything instead of trusting the open ports.
+	stale bool
 }
 
 type svcServer struct {
@@ -67,7 +70,38 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: o, services: map[Service]*svcServer{}}
+	return &Server{opts: o, services: map[Service]*svcServer{}, stale: true}
+}
+
+// Refresh brings the ports up to date with cur after a successful sync. changed holds
+// the ServicePorts changed since prev (the snapshot of the previous Refresh). Unless
+// full is set, prev is nil or the last update failed, it skips the pass over every
+// Service (Entries) when no changed port has a health-check node port in prev or cur:
+// that pass costs about 0.5 ms per sync at 10,000 Services. A nil Server does nothing.
+func (s *Server) Refresh(prev, cur *state.Snapshot, changed map[state.ServicePortName]struct{}, full bool) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	stale := s.stale
+	s.mu.Unlock()
+	if !full && !stale && prev != nil && !Touched(prev, cur, changed) {
+		return nil
+	}
+	return s.Update(Entries(cur))
+}
+
+// Touched reports whether any of ports has a health-check node port in prev or cur,
+// the only Services Entries reads.
+func Touched(prev, cur *state.Snapshot, ports map[state.ServicePortName]struct{}) bool {
+	for n := range ports {
+		for _, s := range []*state.Snapshot{prev, cur} {
+			if sp := s.Services[n]; sp != nil && sp.HealthCheckNodePort != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Entries computes the health-check ports of a snapshot: every ServicePort with
@@ -120,12 +154,16 @@ func (s *Server) Update(entries map[Service]Entry) error {
 		srv.endpoints = e.LocalEndpoints
 		srv.mu.Unlock()
 	}
+	s.stale = len(errs) > 0
 	return errors.Join(errs...)
 }
 
 // Close shuts every port.
 func (s *Server) Close() {
 	s.Update(nil)
+	s.mu.Lock()
+	s.stale = true
+	s.mu.Unlock()
 }
 
 func (s *Server) open(key Service, port int32) (*svcServer, error) {

@@ -104,3 +104,52 @@ func TestPortInUseIsReportedWithService(t *testing.T) {
 		t.Fatalf("want error naming the service, got %v", err)
 	}
 }
+
+// Refresh recomputes the ports only when a changed ServicePort is health-checked (or
+// on a full sync, or after a failed update); other changes cost no pass over every
+// Service. The skip is observable: an endpoint count changed without being listed as
+// changed is not picked up.
+func TestRefreshSkipsUntouchedChanges(t *testing.T) {
+	s := New(Options{Addresses: []string{"127.0.0.1"}})
+	defer s.Close()
+	port := freePort(t)
+	hc := state.ServicePortName{Namespace: "ns", Name: "lb", Port: "p"}
+	plain := state.ServicePortName{Namespace: "ns", Name: "web", Port: "p"}
+	mk := func(local bool) *state.Snapshot {
+		return &state.Snapshot{
+			Services: map[state.ServicePortName]*state.ServicePort{
+				hc:    {Name: hc, HealthCheckNodePort: port, ExternalPolicyLocal: true},
+				plain: {Name: plain},
+			},
+			Endpoints: map[state.ServicePortName][]state.Endpoint{hc: {{Ready: true, IsLocal: local}}},
+		}
+	}
+	with, without := mk(true), mk(false)
+	only := func(n state.ServicePortName) map[state.ServicePortName]struct{} {
+		return map[state.ServicePortName]struct{}{n: {}}
+	}
+	if err := s.Refresh(nil, with, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, port); code != 200 {
+		t.Fatalf("first refresh: %d, want 200", code)
+	}
+	if err := s.Refresh(with, without, only(plain), false); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, port); code != 200 {
+		t.Fatalf("refresh for an unrelated change recomputed the ports: %d", code)
+	}
+	if err := s.Refresh(with, without, only(hc), false); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, port); code != 503 {
+		t.Fatalf("refresh for the health-checked port: %d, want 503", code)
+	}
+	if err := s.Refresh(without, with, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, port); code != 200 {
+		t.Fatalf("full refresh: %d, want 200", code)
+	}
+}

@@ -142,7 +142,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		}
 		return stats, err
 	}
-	p.afterSync(snap)
+	p.afterSync(snap, full)
 	return stats, nil
 }
 
@@ -254,11 +254,9 @@ func (p *Proxier) stats(full bool, written map[string]int) dataplane.SyncStats {
 }
 
 // afterSync runs what follows a successful sync: health-check ports and conntrack.
-func (p *Proxier) afterSync(snap *state.Snapshot) {
-	if p.c.Health != nil {
-		if err := p.c.Health.Update(healthcheck.Entries(snap)); err != nil {
-			p.log.Warn("health-check node ports", "err", err)
-		}
+func (p *Proxier) afterSync(snap *state.Snapshot, full bool) {
+	if err := p.c.Health.Refresh(p.prev, snap, p.pending, full); err != nil {
+		p.log.Warn("health-check node ports", "err", err)
 	}
 	if p.c.Conntrack != nil && p.prev != nil {
 		stale := state.StaleUDPEndpoints(p.prev, snap, state.ChangeSet{Ports: p.pending})

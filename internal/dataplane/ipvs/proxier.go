@@ -117,19 +117,17 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	p.needFull = false
 	p.log.Debug("ipvs: synced", "full", full, "changedPorts", len(changed.Ports), "written", p.written, "objects", p.objects)
 	p.cleanStaleUDP(snap, changed, full)
-	p.updateHealth(snap)
+	p.updateHealth(snap, changed, full)
 	p.prev = snap
 	p.graceful.process()
 	return p.stats(full), nil
 }
 
 // updateHealth opens, updates and closes the health-check node-port servers; a port
-// that cannot be opened is logged and retried on the next sync.
-func (p *Proxier) updateHealth(snap *state.Snapshot) {
-	if p.o.Health == nil {
-		return
-	}
-	if err := p.o.Health.Update(healthcheck.Entries(snap)); err != nil {
+// that cannot be opened is logged and retried on the next sync. A failed sync makes
+// the next one full, so changed covers everything since p.prev.
+func (p *Proxier) updateHealth(snap *state.Snapshot, changed state.ChangeSet, full bool) {
+	if err := p.o.Health.Refresh(p.prev, snap, changed.Ports, full || changed.NodeChanged); err != nil {
 		p.log.Warn("health-check node ports", "err", err)
 	}
 }

@@ -44,9 +44,8 @@ type Proxier struct {
 	// changed since then (a failed sync keeps them for the next).
 	prev    *state.Snapshot
 	pending map[state.ServicePortName]struct{}
-	// pendingNode says the node changed since the last successful sync; healthOK
-	// that the last health-check update succeeded (see updateHealth).
-	pendingNode, healthOK bool
+	// pendingNode says the node changed since the last successful sync.
+	pendingNode bool
 	// lastSynced is prev for List, which runs on other goroutines.
 	lastSynced atomic.Pointer[state.Snapshot]
 	// localAddrs lists the node's interface addresses; a field so tests can fake it.
@@ -160,34 +159,12 @@ func (p *Proxier) afterSync(snap *state.Snapshot) {
 	p.pendingNode = false
 }
 
-// updateHealth refreshes the health-check node ports. It skips the pass over every
-// Service when no changed port is or was health-checked: that pass cost 0.5 ms of
-// a 3 ms one-Service change at 10,000 Services. A failed update is retried.
+// updateHealth refreshes the health-check node ports; the pass over every Service
+// is skipped when no changed port is or was health-checked (healthcheck.Refresh).
 func (p *Proxier) updateHealth(snap *state.Snapshot) {
-	if p.health == nil {
-		return
-	}
-	if p.healthOK && p.prev != nil && !p.pendingNode && !healthTouched(p.prev, snap, p.pending) {
-		return
-	}
-	err := p.health.Update(healthcheck.Entries(snap))
-	p.healthOK = err == nil
-	if err != nil {
+	if err := p.health.Refresh(p.prev, snap, p.pending, p.pendingNode); err != nil {
 		p.log.Warn("health-check node ports", "err", err)
 	}
-}
-
-// healthTouched reports whether any of ports has a health-check node port before
-// or after, the only Services healthcheck.Entries reads.
-func healthTouched(prev, cur *state.Snapshot, ports map[state.ServicePortName]struct{}) bool {
-	for n := range ports {
-		for _, s := range []*state.Snapshot{prev, cur} {
-			if sp := s.Services[n]; sp != nil && sp.HealthCheckNodePort != 0 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot, changed state.ChangeSet) (bool, int, error) {
@@ -252,7 +229,6 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		t.applied = nil
 		t.closeConn()
 	}
-	p.healthOK = false
 	if p.health != nil {
 		p.health.Close()
 	}

@@ -1,6 +1,4 @@
-//go:build linux
-
-package nftables
+package healthcheck
 
 import (
 	"testing"
@@ -29,8 +27,8 @@ func TestHealthTouchedOnlyByHealthCheckedPorts(t *testing.T) {
 		for _, n := range c.ports {
 			ports[n] = struct{}{}
 		}
-		if got := healthTouched(c.prev, c.cur, ports); got != c.want {
-			t.Errorf("%s: healthTouched = %v, want %v", c.name, got, c.want)
+		if got := Touched(c.prev, c.cur, ports); got != c.want {
+			t.Errorf("%s: Touched = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
