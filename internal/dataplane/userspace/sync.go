@@ -412,8 +412,10 @@ func (p *Proxier) updateHealthChecks(snap *state.Snapshot, full bool) {
 	if !full && !p.healthDirty {
 		return
 	}
-	p.healthDirty = false
-	if err := p.health.Update(healthcheck.Entries(snap)); err != nil {
+	err := p.health.Update(healthcheck.Entries(snap))
+	// A port that could not be opened is retried on the next sync.
+	p.healthDirty = err != nil
+	if err != nil {
 		p.log.Warn("health-check node ports", "err", err)
 	}
 }
