@@ -8,7 +8,6 @@ import (
 
 	mobyipvs "github.com/moby/ipvs"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 )
 
 // IPVS is the slice of the IPVS netlink API the dataplane uses. *ipvs.Handle from
@@ -74,8 +73,6 @@ type Kernel struct {
 	IPSet    IPSet
 	Iptables Iptables
 	Sysctl   Sysctl
-	// Conntrack deletes UDP flows of removed real servers; nil skips it.
-	Conntrack conntrack.Deleter
 	// LocalAddrs lists the node's interface addresses (nodeaddr.LocalAddresses).
 	LocalAddrs func() ([]netip.Addr, error)
 }

@@ -10,7 +10,6 @@ package nftables
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kproxy.dev/kproxy/internal/state"
 )
 
 // ModeName is the proxy mode this package registers.
@@ -31,18 +30,3 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// noLocalCounts counts ServicePorts with Local policy and no local endpoint.
-func noLocalCounts(rss []*ruleset) map[string]int {
-	seen := map[string]map[state.ServicePortName]bool{"internal": {}, "external": {}}
-	for _, rs := range rss {
-		if rs == nil {
-			continue
-		}
-		for n, pols := range rs.noLocal {
-			for _, p := range pols {
-				seen[p][n] = true
-			}
-		}
-	}
-	return map[string]int{"internal": len(seen["internal"]), "external": len(seen["external"])}
-}
