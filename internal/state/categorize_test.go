@@ -203,4 +203,3 @@ func TestSnapshotCategorize(t *testing.T) {
 		t.Fatalf("missing port %+v", got)
 	}
 }
-

@@ -18,7 +18,7 @@ func init() {
 		Name:      "iptables",
 		New:       newFromOptions,
 		KernelNAT: true,
-		Cleanup: func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
+		Cleanup:   func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
 	})
 }
 

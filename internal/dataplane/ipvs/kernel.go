@@ -7,7 +7,6 @@ import (
 	"net/netip"
 
 	mobyipvs "github.com/moby/ipvs"
-
 )
 
 // IPVS is the slice of the IPVS netlink API the dataplane uses. *ipvs.Handle from

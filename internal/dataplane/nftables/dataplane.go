@@ -9,7 +9,6 @@ package nftables
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
 )
 
 // ModeName is the proxy mode this package registers.
@@ -29,4 +28,3 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
-
