@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
 	"kproxy.dev/kproxy/internal/testing/fakeipt"
 )
 
@@ -169,13 +169,19 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 
 func TestStaleUDPFlowsAreDeleted(t *testing.T) {
 	f := fakeipt.New()
-	ct := &conntrack.Fake{}
+	ct := &fakeconntrack.Table{}
 	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Conntrack: ct})
 	dns := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.5:5353", true, false).ep("10.244.1.6:5353", true, false)
 	p.Sync(context.Background(), snapshot(dns), changes())
+	toOld := fakeconntrack.UDP("10.0.0.1:40000", "10.96.0.53:53", "10.244.1.5:5353")
+	toKept := fakeconntrack.UDP("10.0.0.1:40001", "10.96.0.53:53", "10.244.1.6:5353")
+	ct.Add(toOld, toKept)
 	dns2 := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
 	if _, err := p.Sync(context.Background(), snapshot(dns2), changes(dns.sp.Name)); err != nil {
 		t.Fatal(err)
+	}
+	if ct.Has(toOld) || !ct.Has(toKept) {
+		t.Fatalf("conntrack holds %v: want the flow to the removed endpoint gone, the other kept", ct.Flows())
 	}
 	got := ct.Filters()
 	if len(got) != 1 || got[0].Endpoint.String() != "10.244.1.5:5353" || got[0].OrigDst.String() != "10.96.0.53" {
@@ -197,7 +203,7 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 }
 
 func TestNewlyServedUDPPortForgetsRejectedFlows(t *testing.T) {
-	ct := &conntrack.Fake{}
+	ct := &fakeconntrack.Table{}
 	p := NewProxier(Config{Runner: fakeipt.New(), Render: testRenderConfig(), Conntrack: ct})
 	empty := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53)
 	p.Sync(context.Background(), snapshot(empty), changes())

@@ -10,8 +10,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
 )
 
 type fixture struct {
@@ -20,14 +20,14 @@ type fixture struct {
 	links *fakeLinks
 	ipset *fakeIPSet
 	ipt   *fakeIptables
-	ct    *conntrack.Fake
+	ct    *fakeconntrack.Table
 	p     *Proxier
 	snap  *state.Snapshot
 	gen   uint64
 }
 
 func newFixture(t *testing.T, o proxierOptions) *fixture {
-	f := &fixture{t: t, ipvs: newFakeIPVS(), links: newFakeLinks(), ipset: newFakeIPSet(), ipt: newFakeIptables(), ct: &conntrack.Fake{}}
+	f := &fixture{t: t, ipvs: newFakeIPVS(), links: newFakeLinks(), ipset: newFakeIPSet(), ipt: newFakeIptables(), ct: &fakeconntrack.Table{}}
 	if o.GracefulInterval == 0 {
 		o.GracefulInterval = -1 // tests call process themselves
 	}
