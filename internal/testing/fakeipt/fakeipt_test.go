@@ -184,3 +184,27 @@ func TestRecordsRestoresAndInjectedFailure(t *testing.T) {
 		t.Fatalf("restores %+v", rs)
 	}
 }
+
+func TestExecChecksInsertsAndDeletes(t *testing.T) {
+	r := New()
+	mustRestore(t, r, natInput)
+	jump := []string{"-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES"}
+	if err := r.Exec("nat", append([]string{"-C", "OUTPUT"}, jump...)...); !errors.Is(err, ErrNoRule) {
+		t.Fatalf("-C of an absent rule: %v", err)
+	}
+	if err := r.Exec("nat", append([]string{"-I", "OUTPUT"}, jump...)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Exec("nat", append([]string{"-C", "OUTPUT"}, jump...)...); err != nil {
+		t.Fatalf("-C after -I: %v", err)
+	}
+	if err := r.Exec("nat", "-I", "OUTPUT", "-j", "KUBE-MISSING"); err == nil {
+		t.Fatal("a jump to a missing chain must fail")
+	}
+	if err := r.Exec("nat", append([]string{"-D", "OUTPUT"}, jump...)...); err != nil || len(r.Rules("nat", "OUTPUT")) != 0 {
+		t.Fatalf("-D: %v %q", err, r.Rules("nat", "OUTPUT"))
+	}
+	if err := r.Exec("nat", append([]string{"-D", "OUTPUT"}, jump...)...); err == nil {
+		t.Fatal("deleting an absent rule must fail")
+	}
+}
