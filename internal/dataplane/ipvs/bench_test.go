@@ -37,8 +37,8 @@ func BenchmarkPartialSync(b *testing.B) {
 				if _, err := f.p.Sync(nil, f.snap, c); err != nil {
 					b.Fatal(err)
 				}
-				f.ipvs.takeWrites()
-				f.ipset.restores = f.ipset.restores[:0]
+				f.ipvs.TakeWrites()
+				f.ipset.ForgetRestores()
 			}
 		})
 	}

@@ -124,7 +124,7 @@ func TestIPVSKeepsServersAndRefusesWhatTheKernelRefuses(t *testing.T) {
 	if err := h.DelDestination(s, dest("10.244.1.9", 8080, 1)); err == nil {
 		t.Fatal("deleting an absent real server must fail")
 	}
-	if got := h.Dump(); got != "6/10.96.0.1:80 rr flags 0x0 timeout 0\n  -> 10.244.1.2:8080 weight 3 fwd 0\n" {
+	if got := h.Dump(); got != "TCP/10.96.0.1:80 rr flags 0x0 timeout 0\n  -> 10.244.1.2:8080 weight 3 fwd 0\n" {
 		t.Fatalf("dump:\n%s", got)
 	}
 	listed, _ := h.GetServices()

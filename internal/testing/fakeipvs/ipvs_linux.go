@@ -23,7 +23,11 @@ type Key struct {
 }
 
 func (k Key) String() string {
-	return fmt.Sprintf("%d/%s", k.Proto, netip.AddrPortFrom(k.Addr, k.Port))
+	proto := map[uint16]string{syscall.IPPROTO_TCP: "TCP", syscall.IPPROTO_UDP: "UDP", syscall.IPPROTO_SCTP: "SCTP"}[k.Proto]
+	if proto == "" {
+		proto = fmt.Sprint(k.Proto)
+	}
+	return proto + "/" + netip.AddrPortFrom(k.Addr, k.Port).String()
 }
 
 // KeyOf is the key of a netlink service (fwmark services are not supported).
