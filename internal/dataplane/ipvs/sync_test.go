@@ -295,7 +295,7 @@ func TestFullSyncReconcilesStaleKernelState(t *testing.T) {
 	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("172.30.0.1:80", protoTCP), Scheduler: "rr"}))
 	_ = f.links.AddAddr(DummyLink, netip.MustParseAddr("10.96.9.9"))
 	_ = f.links.AddAddr(DummyLink, netip.MustParseAddr("10.96.0.1"))
-	_ = f.ipset.Restore(nil, renderCreate(false)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
+	_ = f.ipset.Restore(context.Background(), renderCreate(false)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
 	f.ipvs.TakeWrites()
 
 	f.sync(state.ChangeSet{})
@@ -322,7 +322,7 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	// nothing to fall back to.
 	f.ipvs.Refuse("rr")
 	bad := clusterIP("bad", "10.96.0.2", 80, v1.ProtocolTCP)
-	if _, err := f.p.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
+	if _, err := f.p.Sync(context.Background(), f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
 		t.Fatalf("kernel refusal must surface naming the scheduler: %v", err)
 	}
 	if !f.p.needFull {
@@ -345,7 +345,7 @@ func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
 	f.ipvs.Refuse("sed")
 	sp := clusterIP("sed", "10.96.0.2", 80, v1.ProtocolTCP)
 	sp.Scheduler, sp.SchedulerFlags = "sed", nil
-	if _, err := f.p.Sync(nil, f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
+	if _, err := f.p.Sync(context.Background(), f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
 		t.Fatalf("a scheduler the kernel lacks failed the sync: %v", err)
 	}
 	k := key("10.96.0.2:80", protoTCP)

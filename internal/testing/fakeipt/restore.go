@@ -171,7 +171,7 @@ func (run *restoreRun) insert(name string, pos int, spec []string) error {
 	}
 	r := newRule(text)
 	if t := r.target; t != "" && run.cur.chains[t] == nil && !knownTargets[t] {
-		return fmt.Errorf("Couldn't load target `%s':No such file or directory", t)
+		return fmt.Errorf("couldn't load target `%s':No such file or directory", t)
 	}
 	if pos == -1 {
 		c.rules = append(c.rules, r)
@@ -209,7 +209,7 @@ func (run *restoreRun) delete(name string, spec []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("Bad rule (does a matching rule exist in that chain?): -D %s %s", name, text)
+	return fmt.Errorf("bad rule (does a matching rule exist in that chain?): -D %s %s", name, text)
 }
 
 func (run *restoreRun) newChain(name string) error {
@@ -217,7 +217,7 @@ func (run *restoreRun) newChain(name string) error {
 		return err
 	}
 	if run.cur.chains[name] != nil {
-		return fmt.Errorf("Chain already exists: %s", name)
+		return fmt.Errorf("chain already exists: %s", name)
 	}
 	run.cur.chains[name] = &chain{policy: "-"}
 	return nil

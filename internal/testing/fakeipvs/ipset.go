@@ -63,7 +63,7 @@ func (s *IPSet) apply(f []string) error {
 	case "add", "-A", "del", "-D":
 		set := s.sets[name]
 		if set == nil {
-			return fmt.Errorf("The set with the given name does not exist")
+			return fmt.Errorf("the set with the given name does not exist")
 		}
 		if len(f) < 3 {
 			return fmt.Errorf("missing entry for %s", name)
@@ -83,7 +83,7 @@ func (s *IPSet) apply(f []string) error {
 			set.entries = map[string]bool{}
 			return nil
 		}
-		return fmt.Errorf("The set with the given name does not exist")
+		return fmt.Errorf("the set with the given name does not exist")
 	case "destroy", "-X":
 		return s.destroy(name)
 	}
@@ -108,7 +108,7 @@ func (s *IPSet) create(name string, args []string) error {
 	}
 	if old := s.sets[name]; old != nil {
 		if old.typ != set.typ || old.family != set.family {
-			return fmt.Errorf("Set cannot be created: set with the same name already exists")
+			return fmt.Errorf("set cannot be created: set with the same name already exists")
 		}
 		return nil // -exist
 	}
@@ -118,10 +118,10 @@ func (s *IPSet) create(name string, args []string) error {
 
 func (s *IPSet) destroy(name string) error {
 	if s.sets[name] == nil {
-		return fmt.Errorf("The set with the given name does not exist")
+		return fmt.Errorf("the set with the given name does not exist")
 	}
 	if s.InUse != nil && s.InUse(name) {
-		return fmt.Errorf("Set cannot be destroyed: it is in use by a kernel component")
+		return fmt.Errorf("set cannot be destroyed: it is in use by a kernel component")
 	}
 	delete(s.sets, name)
 	return nil

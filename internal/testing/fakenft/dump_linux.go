@@ -149,8 +149,16 @@ func verdictText(v *expr.Verdict) string {
 func RuleText(exprs []expr.Any) string {
 	parts := make([]string, len(exprs))
 	for i, e := range exprs {
-		if v, ok := e.(*expr.Verdict); ok {
-			parts[i] = verdictText(v)
+		switch x := e.(type) {
+		case *expr.Verdict:
+			parts[i] = verdictText(x)
+			continue
+		case *expr.Dynset:
+			// Its nested expressions are pointers: print them, not their addresses.
+			c := *x
+			c.Exprs = nil
+			parts[i] = strings.TrimPrefix(fmt.Sprintf("Dynset%+v", &c), "Dynset&") + "[" + RuleText(x.Exprs) + "]"
+			parts[i] = "Dynset" + parts[i]
 			continue
 		}
 		t := strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr.")

@@ -172,3 +172,10 @@ func TestInjectedFailure(t *testing.T) {
 		t.Fatalf("the failure must apply to one Flush only: %v", err)
 	}
 }
+
+func TestRuleTextPrintsNestedExpressions(t *testing.T) {
+	got := RuleText([]expr.Any{&expr.Dynset{SetName: "aff", Exprs: []expr.Any{&expr.Counter{}}}})
+	if strings.Contains(got, "0xc") || !strings.Contains(got, "SetName:aff") || !strings.Contains(got, "[Counter{") {
+		t.Fatalf("RuleText = %s", got)
+	}
+}
