@@ -80,7 +80,7 @@ func TestUnchangedServiceCausesNoWrites(t *testing.T) {
 	}
 	// A full re-sync of the same snapshot (after a failure) diffs against the
 	// kernel and writes no IPVS object, address or set entry either.
-	f.p.needFull = true
+	f.core.Invalidate()
 	f.sync(state.ChangeSet{})
 	if w := f.ipvs.TakeWrites(); len(w) != 0 {
 		t.Fatalf("unchanged services caused IPVS writes: %v", w)
@@ -322,7 +322,7 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	// nothing to fall back to.
 	f.ipvs.Refuse("rr")
 	bad := clusterIP("bad", "10.96.0.2", 80, v1.ProtocolTCP)
-	if _, err := f.p.Sync(context.Background(), f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
+	if _, err := f.core.Sync(context.Background(), f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
 		t.Fatalf("kernel refusal must surface naming the scheduler: %v", err)
 	}
 	if !f.p.needFull {
@@ -345,7 +345,7 @@ func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
 	f.ipvs.Refuse("sed")
 	sp := clusterIP("sed", "10.96.0.2", 80, v1.ProtocolTCP)
 	sp.Scheduler, sp.SchedulerFlags = "sed", nil
-	if _, err := f.p.Sync(context.Background(), f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
+	if _, err := f.core.Sync(context.Background(), f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
 		t.Fatalf("a scheduler the kernel lacks failed the sync: %v", err)
 	}
 	k := key("10.96.0.2:80", protoTCP)
@@ -364,7 +364,7 @@ func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
 		t.Fatalf("an endpoint added to the fallen-back Service wrote %v, want one new real server", w)
 	}
 	f.ipvs.Refuse()
-	f.p.needFull = true
+	f.core.Invalidate()
 	f.sync(state.ChangeSet{})
 	if s := f.vs(k); s.SchedName != "sed" {
 		t.Fatalf("after the module appeared and a full sync: scheduler %q, want sed", s.SchedName)
@@ -383,7 +383,7 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	}
 	check := func(step string, c state.ChangeSet) {
 		t.Helper()
-		st, err := f.p.Sync(context.Background(), f.snap, c)
+		st, err := f.core.Sync(context.Background(), f.snap, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +398,7 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	f.ipvs.SetConns(fakeipvs.Key(key("10.96.0.1:80", protoTCP)), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
 	check("drain", f.set(a.Name, a, ep("10.1.0.2:80", 1)))
 	check("udp delete", f.set(u.Name, u, ep("10.1.0.6:53", 1)))
-	f.p.needFull = true
+	f.core.Invalidate()
 	check("full", state.ChangeSet{})
 	check("service delete", f.set(a.Name, nil))
 }

@@ -13,10 +13,11 @@ import (
 	"kproxy.dev/kproxy/internal/testing/fakenft"
 )
 
-// fakeProxier returns a Proxier whose table syncs talk to the fake kernel k.
-func fakeProxier(t *testing.T, k *fakenft.Kernel) *Proxier {
+// fakeProxier returns a Proxier, driven through the core, whose table syncs talk to
+// the fake kernel k.
+func fakeProxier(t *testing.T, k *fakenft.Kernel) *coreProxier {
 	t.Helper()
-	p, err := newProxier(testDPOptions())
+	p, err := newCoreProxier(testDPOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +25,7 @@ func fakeProxier(t *testing.T, k *fakenft.Kernel) *Proxier {
 	return p
 }
 
-func syncOn(t *testing.T, p *Proxier, snap *state.Snapshot, changed ...state.ServicePortName) bool {
+func syncOn(t *testing.T, p *coreProxier, snap *state.Snapshot, changed ...state.ServicePortName) bool {
 	t.Helper()
 	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
 	for _, n := range changed {
@@ -81,7 +82,9 @@ func TestPartialSyncLeavesWhatAFullSyncWrites(t *testing.T) {
 		touch *spec
 		edit  func(m map[*spec][]state.Endpoint)
 	}{
-		{"endpoint replaced", a, func(m map[*spec][]state.Endpoint) { m[a] = []state.Endpoint{ep("10.244.1.2", 8080), ep("10.244.1.9", 8080)} }},
+		{"endpoint replaced", a, func(m map[*spec][]state.Endpoint) {
+			m[a] = []state.Endpoint{ep("10.244.1.2", 8080), ep("10.244.1.9", 8080)}
+		}},
 		{"service added", d, func(m map[*spec][]state.Endpoint) { m[d] = []state.Endpoint{ep("10.244.4.2", 80)} }},
 		{"service deleted", b, func(m map[*spec][]state.Endpoint) { delete(m, b) }},
 		{"last endpoint gone", c, func(m map[*spec][]state.Endpoint) { m[c] = nil }},

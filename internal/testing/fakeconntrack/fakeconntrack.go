@@ -109,6 +109,13 @@ func (t *Table) Calls() [][]conntrack.Filter {
 	return append([][]conntrack.Filter(nil), t.calls...)
 }
 
+// ForgetCalls drops the recorded calls (the flows stay).
+func (t *Table) ForgetCalls() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls = nil
+}
+
 // Filters returns every filter Delete was given, in order.
 func (t *Table) Filters() []conntrack.Filter {
 	t.mu.Lock()
