@@ -2,7 +2,12 @@
 
 package nftables
 
-import "github.com/google/nftables"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/nftables"
+)
 
 // nfConn is the slice of *nftables.Conn a table sync uses: operations that only
 // queue messages, Flush to send them as one transaction, and the two reads of the
@@ -38,4 +43,26 @@ func (p *Proxier) useConns(dial dialer) {
 	for _, t := range p.tables {
 		t.dial = dial
 	}
+}
+
+// deleteTables removes both of p's tables through each table sync's connection
+// opener (so tests on a fake kernel clean up the fake); missing tables are fine.
+// Each delete runs on a connection of its own, closed afterwards, as the
+// stand-alone cleanup does.
+func (p *Proxier) deleteTables() error {
+	var errs []error
+	for _, t := range p.tables {
+		c, err := t.open()
+		if err != nil {
+			return fmt.Errorf("nftables: open netlink socket: %w", err)
+		}
+		b := batchOn(t.fam, c)
+		b.resetTable() // creates the table if missing, so the delete cannot fail
+		b.conn.DelTable(b.table)
+		if err := b.commit(); err != nil {
+			errs = append(errs, err)
+		}
+		_ = c.CloseLasting()
+	}
+	return errors.Join(errs...)
 }

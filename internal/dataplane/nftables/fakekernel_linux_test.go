@@ -162,3 +162,24 @@ func TestFailedTransactionForcesFullSync(t *testing.T) {
 }
 
 var errRefused = &fakenft.OpError{Op: "test", Err: context.Canceled}
+
+// TestCleanupDeletesTheFakeTables checks that Cleanup goes through the same seam.
+func TestCleanupDeletesTheFakeTables(t *testing.T) {
+	a := &spec{name: "a", clusterIP: "10.96.0.10", port: 80}
+	k := fakenft.New()
+	p := fakeProxier(t, k)
+	syncOn(t, p, snapshotOf(map[*spec][]state.Endpoint{a: {ep("10.244.1.2", 8080)}}))
+	if k.Dump(nftables.TableFamilyIPv4, tableName) == "" || k.Dump(nftables.TableFamilyIPv6, tableName) == "" {
+		t.Fatal("the sync created no tables")
+	}
+	if err := p.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if k.Dump(nftables.TableFamilyIPv4, tableName) != "" || k.Dump(nftables.TableFamilyIPv6, tableName) != "" {
+		t.Fatal("Cleanup left a table in the fake kernel")
+	}
+	// Cleaning up nothing succeeds.
+	if err := p.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
