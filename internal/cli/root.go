@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kproxy.dev/kproxy/internal/config"
+	"kproxy.dev/kproxy/internal/dataplane"
 	proxyd "kproxy.dev/kproxy/internal/daemon"
 )
 
@@ -55,6 +56,8 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 	return proxyd.Run(ctx, proxyd.Options{
 		Config: c, ServicesFrom: f.ServicesFrom, Kubeconfig: f.Kubeconfig,
 		AdminBindAddress: f.AdminBindAddress, DemoBackends: f.DemoBackends, Logger: log,
+		Relay: dataplane.RelayLimits{MaxConns: f.UserspaceMaxConns,
+			MaxConnsPerClient: f.UserspaceMaxConnsPerClient, IdleTimeout: f.UserspaceIdleTimeout},
 	})
 }
 
