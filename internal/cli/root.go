@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"kproxy.dev/kproxy/internal/config"
-	"kproxy.dev/kproxy/internal/dataplane"
 	proxyd "kproxy.dev/kproxy/internal/daemon"
+	"kproxy.dev/kproxy/internal/dataplane"
 )
 
 // NewRootCommand builds `kproxy`: the proxy daemon, with its subcommands.
