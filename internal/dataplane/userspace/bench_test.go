@@ -101,7 +101,7 @@ func BenchmarkTCPStream(b *testing.B) {
 
 // startGreeter writes one byte to each connection and closes it first, so the
 // TIME_WAIT state stays on the server side and client ports do not run out.
-func startGreeter(b *testing.B) netip.AddrPort {
+func startGreeter(b testing.TB) netip.AddrPort {
 	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
 	if err != nil {
 		b.Fatal(err)
