@@ -17,7 +17,7 @@ import (
 // garbage collector ran. See README.md ("Descriptors per connection").
 
 // pipeSize is the capacity asked of each pipe: one splice moves up to this much.
-const pipeSize = 256 << 10
+const pipeSize = 1 << 20
 
 // maxIdlePipes bounds the pipes kept for reuse; more are closed when released.
 const maxIdlePipes = 64
