@@ -100,6 +100,54 @@ func BenchmarkTCPStream(b *testing.B) {
 	}
 }
 
+// BenchmarkTCPStreamPaired measures the relay's single-stream throughput against
+// direct loopback in the same run: each op sends 16 MiB over a new direct
+// connection and 16 MiB over a new relayed one (alternating which goes first), so
+// that both see the same load on a shared machine. relay/direct is the ratio of
+// throughputs over the whole run.
+func BenchmarkTCPStreamPaired(b *testing.B) {
+	const round = 16 << 20
+	directSink, directDone := startSink(b)
+	relaySink, relayDone := startSink(b)
+	relay := proxyTo(b, relaySink)
+	buf := make([]byte, streamChunk)
+	send := func(to netip.AddrPort, done chan int64) time.Duration {
+		start := time.Now()
+		c, err := net.Dial("tcp", to.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		for sent := 0; sent < round; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		c.(*net.TCPConn).CloseWrite()
+		if got := <-done; got != round {
+			b.Fatalf("sink got %d bytes, want %d", got, round)
+		}
+		return time.Since(start)
+	}
+	var direct, relayed time.Duration
+	b.SetBytes(2 * round)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			direct += send(directSink, directDone)
+			relayed += send(relay, relayDone)
+		} else {
+			relayed += send(relay, relayDone)
+			direct += send(directSink, directDone)
+		}
+	}
+	b.StopTimer()
+	mib := float64(b.N) * round / (1 << 20)
+	b.ReportMetric(mib/direct.Seconds(), "direct-MiB/s")
+	b.ReportMetric(mib/relayed.Seconds(), "relay-MiB/s")
+	b.ReportMetric(direct.Seconds()/relayed.Seconds(), "relay/direct")
+}
+
 // startGreeter writes one byte to each connection and closes it first, so the
 // TIME_WAIT state stays on the server side and client ports do not run out.
 func startGreeter(b testing.TB) netip.AddrPort {
