@@ -226,3 +226,44 @@ func mustCollector(t *testing.T, reg *prometheus.Registry, name string) promethe
 	t.Fatalf("metric %s not registered", name)
 	return nil
 }
+
+func TestPerClientCapCountsUDPFlows(t *testing.T) {
+	t.Parallel()
+	u := startUDPBackend(t, "U")
+	ip := randLoopback()
+	s := newSvc("dns", v1.ProtocolUDP, ip, freePort(t, "udp", ip), u)
+	p, reg := testProxierWith(t, nil, dataplane.RelayLimits{MaxConnsPerClient: 1})
+	sn := snap(state.NodeInfo{}, s)
+	mustSync(t, p, sn, allChanged(sn))
+	client := randLoopback()
+	ask := func(from netip.Addr) error {
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), net.UDPAddrFromAddrPort(s.addr()))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Write([]byte("q")); err != nil {
+			return err
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err == nil && string(buf[:n]) != "U:q" {
+			return fmt.Errorf("answer %q", buf[:n])
+		}
+		return err
+	}
+	if err := ask(client); err != nil {
+		t.Fatalf("first flow: %v", err)
+	}
+	// A second source port of the same client is a second flow: over its cap.
+	if err := ask(client); err == nil {
+		t.Fatal("second flow of a client capped at 1 was answered")
+	}
+	if err := ask(randLoopback()); err != nil {
+		t.Fatalf("another client's flow: %v", err)
+	}
+	if v := refusedTotal(t, reg, "max_conns_per_client", "udp"); v < 1 {
+		t.Fatalf("refused{reason=max_conns_per_client,protocol=udp} = %v, want at least 1", v)
+	}
+}
