@@ -69,7 +69,7 @@ func TestDrainKeepsAcceptingUntilQuiet(t *testing.T) {
 	if err := refused(netip.Addr{}, s.addr()); err != nil {
 		t.Fatalf("after Drain: %v", err)
 	}
-	if _, err := p.Sync(context.Background(), sn, allChanged(sn)); err == nil {
+	if _, err := coreFor(p).Sync(context.Background(), sn, allChanged(sn)); err == nil {
 		t.Fatal("Sync after Drain succeeded; want an error")
 	}
 }
