@@ -38,7 +38,7 @@ func (p *Proxier) acceptTCP(fe *frontend) {
 				return
 			}
 			// Out of file descriptors or similar: wait rather than spin.
-			p.causes.warn("accept failed", fe.key.String(), err, "service", fe.svc.String(), "address", fe.key.addr.String())
+			p.causes.warn("accept failed", "accept", err, "service", fe.svc.String(), "address", fe.key.addr.String())
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
 			continue
