@@ -229,7 +229,7 @@ func BenchmarkConcurrentConnections(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		fds0 := openFDs(b)
-		pipes0 := pipes.inUse.Load()
+		pipes0 := pipesInUse()
 		start := time.Now()
 		conns := make([]net.Conn, 0, n)
 		for j := 0; j < n; j++ {
@@ -249,7 +249,7 @@ func BenchmarkConcurrentConnections(b *testing.B) {
 		// Client and endpoint hold one descriptor each; the rest is the relay's.
 		relayFDs := float64(openFDs(b)-fds0-2*n) / float64(n)
 		b.ReportMetric(relayFDs, "relay-fds/conn")
-		b.ReportMetric(float64(pipes.inUse.Load()-pipes0), "pipes-in-use")
+		b.ReportMetric(float64(pipesInUse()-pipes0), "pipes-in-use")
 		b.ReportMetric(float64(n)/opened.Seconds(), "conns/s")
 		b.ReportMetric(float64(n), "conns")
 		for _, c := range conns {

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -132,7 +133,9 @@ func (s *splicer) fill(rc interface {
 	var serr error
 	err = rc.Read(func(fd uintptr) bool {
 		if s.p == nil {
-			if s.p, serr = pipes.get(); serr != nil {
+			var perr error
+			if s.p, perr = pipes.get(); perr != nil {
+				serr = &relayError{fmt.Errorf("splice pipe: %w", perr)}
 				return true
 			}
 		}
@@ -195,3 +198,6 @@ func (s *splicer) release() {
 		s.p = nil
 	}
 }
+
+// pipesInUse is the number of pipes taken and not given back.
+func pipesInUse() int64 { return pipes.inUse.Load() }

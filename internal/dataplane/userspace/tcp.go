@@ -83,8 +83,12 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 	}
 	l.established(true)
 	defer l.done()
-	if relayTCP(client, upstream, p.limits.idle, &l.b.stats) {
+	idled, err := relayTCP(client, upstream, p.limits.idle, &l.b.stats)
+	if idled {
 		p.relayMetrics.idleClosed()
+	}
+	if err != nil {
+		p.causes.warn("relay failed: connection closed", "relay", err, "service", fe.svc.String())
 	}
 }
 
@@ -143,8 +147,10 @@ func dialEndpoint(a netip.AddrPort) (*net.TCPConn, error) {
 }
 
 // relayTCP copies both ways until both sides have finished, passing half-closes
-// on, and reports whether it ended because no byte moved within idle (0: never).
-func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (idled bool) {
+// on, and reports whether it ended because no byte moved within idle (0: never),
+// and a failure of the relay itself (not of a peer), such as no descriptor left
+// for a pipe.
+func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (idled bool, err error) {
 	r := &tcpRelay{idle: idle}
 	r.touch()
 	if idle > 0 {
@@ -154,6 +160,10 @@ func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (
 	}
 	half := func(dst, src *net.TCPConn, n *atomic.Uint64) {
 		if err := copyDir(dst, src, r, n); err != nil {
+			var own *relayError
+			if errors.As(err, &own) {
+				r.failure.CompareAndSwap(nil, own)
+			}
 			// A reset, an error or the idle timeout on one side ends both directions.
 			client.Close()
 			upstream.Close()
@@ -170,8 +180,17 @@ func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (
 	<-done
 	client.Close()
 	upstream.Close()
-	return r.idled.Load()
+	if f := r.failure.Load(); f != nil {
+		err = f
+	}
+	return r.idled.Load(), err
 }
+
+// relayError is a failure of the relay itself, as opposed to one of a peer.
+type relayError struct{ err error }
+
+func (e *relayError) Error() string { return e.err.Error() }
+func (e *relayError) Unwrap() error { return e.err }
 
 // tcpRelay is what both directions of one relayed connection share: the time the
 // last byte moved either way, against which each direction's timeouts are judged.
@@ -179,6 +198,8 @@ type tcpRelay struct {
 	idle  time.Duration
 	last  atomic.Int64 // UnixNano
 	idled atomic.Bool
+	// failure is the first relayError of either direction.
+	failure atomic.Pointer[relayError]
 }
 
 func (r *tcpRelay) touch() { r.last.Store(time.Now().UnixNano()) }
