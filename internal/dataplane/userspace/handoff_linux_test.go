@@ -81,9 +81,20 @@ func TestRestartHandoffRefusesNothing(t *testing.T) {
 	snNext := snap(state.NodeInfo{}, sNext)
 	mustSync(t, next, snNext, allChanged(snNext)) // the successor binds the same address
 	eventually(t, "connections through the successor", func() bool { return count("next") > 50 })
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	// Traffic never stops, so the old relay is never quiet: it must see the
+	// successor's listeners and hand over.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_ = old.Drain(ctx) // traffic never stops: the drain ends at its deadline
+	drainStart := time.Now()
+	if err := old.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if took := time.Since(drainStart); took > 5*time.Second {
+		t.Fatalf("Drain took %v with a successor listening; want it to hand over at once", took)
+	}
+	if got, _ := os.ReadFile(migrateReqSysctl); strings.TrimSpace(string(got)) != "1" {
+		t.Fatalf("tcp_migrate_req = %q after a handover, want 1", got)
+	}
 	before := count("next")
 	eventually(t, "more connections after the drain", func() bool { return count("next") > before+200 })
 	close(stop)

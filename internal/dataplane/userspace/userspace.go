@@ -193,8 +193,7 @@ func (p *Proxier) drainLocked(ctx context.Context, keepAccepting bool) error {
 		end = d
 	}
 	if keepAccepting {
-		p.awaitQuiet(ctx, end.Add(-end.Sub(start)/6))
-		p.handOver()
+		p.handOver(p.awaitQuiet(ctx, end.Add(-end.Sub(start)/6)))
 	}
 	p.stopped.Store(true)
 	for _, fe := range p.frontends {
