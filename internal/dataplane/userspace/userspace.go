@@ -175,7 +175,8 @@ var errClosed = errors.New("userspace dataplane is shut down")
 // drainQuiet or five sixths of its time have passed (DrainTimeout, or less when
 // ctx ends sooner), then closes the listeners and gives the open relays the rest
 // of the time; relays still open then are closed. The daemon calls it on SIGTERM.
-// Listeners share their address with a successor (SO_REUSEPORT, drain.go).
+// Listeners share their address with a successor (SO_REUSEPORT, drain.go),
+// and the drain ends early once one listens on every TCP address.
 func (p *Proxier) Drain(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
