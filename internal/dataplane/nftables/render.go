@@ -33,7 +33,7 @@ type renderOptions struct {
 func renderNode(o renderOptions) *fragment {
 	f := o.fam
 	fr := &fragment{}
-	for _, s := range []*set{
+	fr.sets = append(fr.sets, []*set{
 		{name: mapServiceIPs, kind: kindServiceKey},
 		{name: mapServiceNodePorts, kind: kindPortKey},
 		{name: mapNoEndpointServices, kind: kindServiceKey},
@@ -44,9 +44,7 @@ func renderNode(o renderOptions) *fragment {
 		{name: mapNodePortEndpoints, kind: kindPortSlotMap},
 		{name: setMasqServices, kind: kindServiceSet},
 		{name: setHairpin, kind: kindPairSet},
-	} {
-		fr.sets = append(fr.sets, s)
-	}
+	}...)
 	for _, a := range o.nodePortIPs {
 		if f.matches(a) {
 			fr.elems = append(fr.elems, elem{set: setNodePortIPs, addr: a})
