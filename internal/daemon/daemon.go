@@ -42,6 +42,8 @@ type Options struct {
 	AdminBindAddress string
 	// DemoBackends are ip:port addresses to serve tiny demo HTTP/UDP backends on.
 	DemoBackends []string
+	// Relay bounds the userspace mode's connections (--userspace-* flags).
+	Relay dataplane.RelayLimits
 	// Source, if set, is used instead of ServicesFrom/Kubeconfig (tests).
 	Source source.Source
 	// Registry takes every metric; nil means a new one.
@@ -119,7 +121,7 @@ func build(o Options) (*daemon, source.Source, error) {
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod,
 		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
 	d.dp, err = dataplane.Build(m, dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
-		ProxyHealthy: func() bool { return d.health.Health().Healthy }})
+		ProxyHealthy: func() bool { return d.health.Health().Healthy }, Relay: o.Relay})
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy mode %s: %w", d.mode, err)
 	}
