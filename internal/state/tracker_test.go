@@ -507,3 +507,28 @@ func TestServingUnsetIsServing(t *testing.T) {
 		t.Fatalf("cluster endpoints %+v, want the terminating endpoint with serving unset", cat.Cluster)
 	}
 }
+
+// TestExternalIPsGate: with AllowServiceExternalIPs off, no ServicePort carries
+// externalIPs, so no mode programs them; on (the default) they pass through.
+func TestExternalIPsGate(t *testing.T) {
+	if !ExternalIPsAllowed(nil) || !ExternalIPsAllowed(map[string]bool{"Other": false}) {
+		t.Fatal("AllowServiceExternalIPs defaults to true")
+	}
+	if ExternalIPsAllowed(map[string]bool{FeatureAllowServiceExternalIPs: false}) {
+		t.Fatal("gate set false reads as allowed")
+	}
+	svc := testService("ns", "web", "10.96.0.1", func(s *v1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.1"} })
+	for _, disable := range []bool{false, true} {
+		tr := NewTracker(Options{NodeName: "node-a", DisableExternalIPs: disable})
+		tr.UpsertService(svc)
+		snap, _ := tr.Snapshot()
+		if len(snap.Services) != 1 {
+			t.Fatalf("services %v", snap.Services)
+		}
+		for _, sp := range snap.Services {
+			if got := len(sp.ExternalIPs); (got == 0) != disable {
+				t.Fatalf("DisableExternalIPs=%v: externalIPs %v", disable, sp.ExternalIPs)
+			}
+		}
+	}
+}
