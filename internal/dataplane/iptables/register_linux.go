@@ -12,6 +12,7 @@ import (
 	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/healthcheck"
+	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/sysctl"
 )
 
@@ -39,7 +40,8 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 	}
 	c.Runner = ExecRunner{Backend: be}
 	c.Conntrack = conntrack.NewDeleter()
-	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
+	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy,
+		NodePortAddresses: c.NodePortAddresses, LocalAddresses: nodeaddr.LocalAddresses})
 	o.Log().Info("iptables mode", "backend", be)
 	return NewProxier(c), nil
 }

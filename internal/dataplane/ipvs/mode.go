@@ -49,7 +49,8 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 			return nil, err
 		}
 	}
-	po.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
+	po.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy,
+		NodePortAddresses: po.NodePortAddresses, LocalAddresses: nodeaddr.LocalAddresses})
 	return newProxier(k, po), nil
 }
 

@@ -129,16 +129,17 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
-		health:       healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy}),
-		localAddrs:   nodeaddr.LocalAddresses,
-		services:     map[state.ServicePortName]*service{},
-		frontends:    map[feKey]*frontend{},
-		failed:       map[state.ServicePortName]struct{}{},
-		needFull:     true,
-		noLocal:      map[state.ServicePortName][2]bool{},
-		ourAddrs:     map[netip.Addr]int{},
-		conns:        connSet{m: map[closer]struct{}{}},
-		stopEst:      make(chan struct{}),
+		health: healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy,
+			NodePortAddresses: nodePortAddresses(o), LocalAddresses: nodeaddr.LocalAddresses}),
+		localAddrs: nodeaddr.LocalAddresses,
+		services:   map[state.ServicePortName]*service{},
+		frontends:  map[feKey]*frontend{},
+		failed:     map[state.ServicePortName]struct{}{},
+		needFull:   true,
+		noLocal:    map[state.ServicePortName][2]bool{},
+		ourAddrs:   map[netip.Addr]int{},
+		conns:      connSet{m: map[closer]struct{}{}},
+		stopEst:    make(chan struct{}),
 	}
 	p.listen = p.listenSocket
 	go p.runEstimator()
@@ -208,4 +209,12 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		delete(p.services, n)
 	}
 	return errors.Join(err, p.addrs.cleanup())
+}
+
+// nodePortAddresses is the config's nodePortAddresses (nil without a config).
+func nodePortAddresses(o dataplane.Options) []string {
+	if o.Config == nil {
+		return nil
+	}
+	return o.Config.NodePortAddresses
 }
