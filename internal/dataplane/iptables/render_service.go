@@ -87,10 +87,10 @@ func (rc *renderCtx) service(snap *state.Snapshot, n state.ServicePortName) *Ser
 	p := s.policies(cat)
 	s.dispatchRules(p)
 	if p.usesCluster {
-		s.clusterChain(cat.Cluster)
+		s.policyChain(s.ch.svc, p, cat.Cluster)
 	}
 	if p.usesLocal {
-		s.endpointChoice(s.ch.svl, cat.Local)
+		s.policyChain(s.ch.svl, p, cat.Local)
 	}
 	if p.usesExternal {
 		s.externalChain(p)
@@ -207,23 +207,34 @@ func (s *svcRender) dispatchRules(p policies) {
 	}
 }
 
-// clusterChain is KUBE-SVC: masquerade what needs it, then choose an endpoint.
-func (s *svcRender) clusterChain(eps []state.Endpoint) {
+// policyChain is KUBE-SVC (Cluster policy) or KUBE-SVL (Local policy). The chain
+// ClusterIP traffic goes to (internalChain, which is KUBE-SVL under iTP Local) first
+// masquerades what needs it, as kube-proxy does: off-cluster traffic to the
+// ClusterIP (a node, or a client routing the Service range to this node) must come
+// back here, whichever endpoints the policy allows. Then an endpoint is chosen.
+func (s *svcRender) policyChain(chain string, p policies, eps []state.Endpoint) {
 	cfg := s.rc.cfg
-	s.chain(s.ch.svc, 2*len(eps)+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
+	s.chain(chain, 2*len(eps)+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
+	if chain == p.internalChain && p.hasInternal {
+		s.clusterIPMasq(chain)
+	}
+	s.endpointChoice(chain, eps)
+}
+
+func (s *svcRender) clusterIPMasq(chain string) {
+	cfg := s.rc.cfg
 	for _, ip := range s.clusterIPs {
 		switch {
 		case cfg.MasqueradeAll:
-			s.rule(s.ch.svc, s.port(s.spec().dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
+			s.rule(chain, s.port(s.spec().dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
 		case len(cfg.ClusterCIDRs) > 0:
 			for _, cidr := range cfg.ClusterCIDRs {
 				if cidr.Addr().Is4() {
-					s.rule(s.ch.svc, s.port(s.spec().src(cidr, true).dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
+					s.rule(chain, s.port(s.spec().src(cidr, true).dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
 				}
 			}
 		}
 	}
-	s.endpointChoice(s.ch.svc, eps)
 }
 
 // endpointChoice spreads new connections: endpoint i of n matches with probability
