@@ -132,6 +132,7 @@ func build(o Options) (*daemon, source.Source, error) {
 		d.log.Info("feature gate AllowServiceExternalIPs is off: spec.externalIPs are not programmed")
 	}
 	applyOOMScoreAdj(o.Config.OOMScoreAdj, d.log)
+	tuneConntrack(string(d.mode), o.Config, d.log)
 	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName,
 		"syncPeriod", syncPeriod, "minSyncPeriod", minSync)
 	return d, src, nil
