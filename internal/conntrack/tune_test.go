@@ -32,7 +32,7 @@ func procDir(t *testing.T, files map[string]string) sysctl.Dir {
 }
 
 var allConntrackSysctls = map[string]string{
-	"net.netfilter.nf_conntrack_max":                      "65536",
+	"net.netfilter.nf_conntrack_max":                     "65536",
 	"net.netfilter.nf_conntrack_tcp_timeout_established": "432000",
 	"net.netfilter.nf_conntrack_tcp_timeout_close_wait":  "60",
 	"net.netfilter.nf_conntrack_udp_timeout":             "30",
