@@ -9,4 +9,6 @@ func NewLister() Lister { return noLister{} }
 
 type noLister struct{}
 
-func (noLister) List(Family) ([]Flow, error) { return nil, errors.New("conntrack: not supported on this OS") }
+func (noLister) List(Family) ([]Flow, error) {
+	return nil, errors.New("conntrack: not supported on this OS")
+}
