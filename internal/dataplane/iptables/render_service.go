@@ -137,7 +137,11 @@ func (s *svcRender) policies(cat state.Categorized) policies {
 	if sp.ExternalPolicyLocal {
 		p.externalPolicyChain, p.hasExternal = s.ch.svl, len(cat.Local) > 0
 	}
-	p.usesExternal = p.hasExternal && sp.ExternallyAccessible()
+	// As kube-proxy: external addresses lead into KUBE-EXT whenever the Service has
+	// endpoints anywhere, even under eTP Local without a local one, so that pods
+	// and the node short-circuit to the cluster-wide endpoints; outside traffic
+	// falls through KUBE-EXT and is dropped in filter KUBE-EXTERNAL-SERVICES.
+	p.usesExternal = len(cat.AllReachable) > 0 && sp.ExternallyAccessible()
 	p.usesFW = p.usesExternal && len(s.lbIPs) > 0 && len(sp.LoadBalancerSourceRanges) > 0
 	p.internalFilter, p.internalComment = filterTarget(cat.HasAny, p.hasInternal, s.name)
 	p.externalFilter, p.externalComment = filterTarget(cat.HasAny, p.hasExternal, s.name)
@@ -176,7 +180,8 @@ func (s *svcRender) dispatchRules(p policies) {
 	for _, ip := range s.externalIPs {
 		if p.usesExternal {
 			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " external IP").jump(s.ch.ext))
-		} else {
+		}
+		if !p.hasExternal {
 			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec().dst(ip), sp.Port, nil, p.externalComment).jump(p.externalFilter))
 		}
 	}
@@ -187,7 +192,8 @@ func (s *svcRender) dispatchRules(p policies) {
 	for _, ip := range s.lbIPs {
 		if p.usesExternal {
 			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " loadbalancer IP").jump(lbTarget))
-		} else {
+		}
+		if !p.hasExternal {
 			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec().dst(ip), sp.Port, nil, p.externalComment).jump(p.externalFilter))
 		}
 		if p.usesFW {
@@ -198,7 +204,8 @@ func (s *svcRender) dispatchRules(p policies) {
 	if sp.NodePort != 0 {
 		if p.usesExternal {
 			s.dispatch(tableNAT, chainNodePorts, s.port(s.spec(), sp.NodePort, nil, s.name).jump(s.ch.ext))
-		} else {
+		}
+		if !p.hasExternal {
 			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec(), sp.NodePort, addrtypeLocal, p.externalComment).jump(p.externalFilter))
 		}
 	}
@@ -277,7 +284,9 @@ func (s *svcRender) externalChain(p policies) {
 		s.rule(ext, s.spec().comment("masquerade LOCAL traffic for ", s.name, " external destinations").add("-m", "addrtype", "--src-type", "LOCAL").jump(chainMarkMasq))
 		s.rule(ext, s.spec().comment("route LOCAL traffic for ", s.name, " external destinations").add("-m", "addrtype", "--src-type", "LOCAL").jump(s.ch.svc))
 	}
-	s.rule(ext, s.spec().jump(p.externalPolicyChain))
+	if p.hasExternal {
+		s.rule(ext, s.spec().jump(p.externalPolicyChain))
+	}
 }
 
 // firewallChain is KUBE-FW: only the source ranges (and the LB's own addresses)
