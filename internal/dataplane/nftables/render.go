@@ -225,7 +225,13 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		externalEps = p.cat.Local
 	}
 	target, targetMap, portMap := "goto "+p.names.external(), mapServiceIPs, mapServiceNodePorts
-	if len(externalEps) == 0 {
+	if len(externalEps) == 0 && shortCircuits(p) {
+		// eTP Local without a local endpoint: pods and the node still reach the
+		// cluster-wide endpoints through the external chain, which drops the rest
+		// (outside traffic) itself, as kube-proxy does.
+		fr.noLocal = append(fr.noLocal, "external")
+		renderExternal(o, p, fr)
+	} else if len(externalEps) == 0 {
 		target, targetMap, portMap = noEndpointVerdict(p.cat.HasAny), mapNoEndpointServices, mapNoEndpointNodePort
 		if p.cat.HasAny {
 			fr.noLocal = append(fr.noLocal, "external")
@@ -271,7 +277,19 @@ func renderExternal(o renderOptions, p servicePort, fr *fragment) {
 			rule{fibLocal{}, jumpChain(chainMarkMasq)},
 			rule{fibLocal{}, gotoChain(p.names.service())})
 	}
+	if len(p.cat.Local) == 0 {
+		// Only short-circuited traffic may pass (see shortCircuits).
+		c.rules = append(c.rules, rule{verdictDrop})
+		return
+	}
 	c.rules = append(c.rules, rule{gotoChain(p.names.local())})
+}
+
+// shortCircuits reports whether a Local-policy port without local endpoints still
+// serves in-cluster clients of its external addresses through the cluster-wide
+// endpoints (the service chain exists).
+func shortCircuits(p servicePort) bool {
+	return p.sp.ExternalPolicyLocal && p.sp.UsesClusterEndpoints() && len(p.cat.Cluster) > 0
 }
 
 // renderFirewall restricts load-balancer IPs to loadBalancerSourceRanges.
