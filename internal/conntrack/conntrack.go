@@ -3,8 +3,8 @@
 // its own while the client keeps sending, so without this a client whose endpoint went
 // away keeps being NATed to it. Deletion goes through netlink, never the conntrack CLI.
 //
-// Every dataplane that NATs in the kernel (iptables, nftables, ipvs) calls
-// CleanStale after a successful sync with state.StaleUDPEndpoints(prev, cur, changes).
+// The proxier core (internal/dataplane) calls Clean after every successful sync of a
+// mode that NATs in the kernel (iptables, nftables, ipvs); no mode calls it itself.
 //
 // Two more pieces follow kube-proxy: Tuner applies KubeProxyConfiguration.conntrack
 // (table size, hash size, timeouts) at start, and Reconciler is the periodic safety

@@ -41,6 +41,9 @@ type SyncStats struct {
 	// NoLocalEndpoints counts Services with Local policy but no local endpoint, by
 	// traffic_policy ("internal", "external").
 	NoLocalEndpoints map[string]int
+	// Skipped is true when the core found nothing to do (no change, no damage, the
+	// full sync period not over): no sync happened and no metric is recorded.
+	Skipped bool
 }
 
 // TotalRules sums Rules over all tables.
@@ -78,9 +81,13 @@ func (o Options) Log() *slog.Logger {
 // Mode describes one registered proxy mode.
 type Mode struct {
 	Name string
-	// New builds the dataplane. It checks what the kernel must offer and returns an
-	// error that says how to fix what is missing.
-	New func(o Options) (Dataplane, error)
+	// New builds the mode's Programmer. It checks what the kernel must offer and
+	// returns an error that says how to fix what is missing. Build wraps it in the
+	// core.
+	New func(o Options) (Programmer, error)
+	// KernelNAT says the mode NATs in the kernel, so the core deletes conntrack
+	// entries of stale flows after each sync.
+	KernelNAT bool
 	// Cleanup removes what this mode (or a kube-proxy in the same layout) left
 	// behind, without a running daemon. It must succeed when there is nothing to do.
 	Cleanup func(ctx context.Context, o Options) error
@@ -176,7 +183,6 @@ type Stats struct {
 // be pure (no kernel access); BaselineApply loads the rendered ruleset with the
 // kernel's own tool into empty state, the reference a sync is compared with.
 type Bencher interface {
-	Dataplane
 	Render(snap *state.Snapshot) (rules int, err error)
 	BaselineApply(ctx context.Context, snap *state.Snapshot) (time.Duration, error)
 }

@@ -56,3 +56,12 @@ func (f Filter) overlaps(p netip.Prefix) bool {
 	}
 	return false
 }
+
+// DefaultFor is the nodePortAddresses a mode uses when the config leaves it empty,
+// as kube-proxy 1.37: "primary" in nftables mode, every address (nil) otherwise.
+func DefaultFor(mode string) []string {
+	if mode == "nftables" {
+		return []string{KeywordPrimary}
+	}
+	return nil
+}

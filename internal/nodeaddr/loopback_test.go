@@ -47,3 +47,14 @@ func TestNamesLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultFor(t *testing.T) {
+	if d := DefaultFor("nftables"); len(d) != 1 || d[0] != "primary" {
+		t.Errorf("nftables default %q, want [primary]", d)
+	}
+	for _, m := range []string{"iptables", "ipvs", "userspace"} {
+		if d := DefaultFor(m); d != nil {
+			t.Errorf("%s default %q, want all (nil)", m, d)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
@@ -36,7 +37,7 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 			sp.ExternalPolicyLocal = true
 			sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("192.0.2.30")}
 		})
-	p := NewProxier(Config{Runner: r, Render: testRenderConfig()})
+	p := withCore(NewProxier(Config{Runner: r, Render: testRenderConfig()}), dataplane.CoreOptions{})
 	if _, err := p.Sync(context.Background(), snapshot(s), changes()); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -103,9 +104,28 @@ func (f *fakeRunner) last() string {
 	return f.restores[len(f.restores)-1]
 }
 
-func newTestProxier(r Runner) *Proxier {
-	now := time.Unix(1000, 0)
-	return NewProxier(Config{Runner: r, Render: testRenderConfig(), Now: func() time.Time { return now }})
+// coreProxier drives a Proxier through the proxier core, as the daemon does.
+type coreProxier struct {
+	*Proxier
+	core *dataplane.Core
+}
+
+func (c coreProxier) Sync(ctx context.Context, snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
+	return c.core.Sync(ctx, snap, cs)
+}
+
+func (c coreProxier) Cleanup(ctx context.Context) error { return c.core.Cleanup(ctx) }
+
+func withCore(p *Proxier, o dataplane.CoreOptions) coreProxier {
+	if o.Now == nil {
+		now := time.Unix(1000, 0)
+		o.Now = func() time.Time { return now }
+	}
+	return coreProxier{Proxier: p, core: dataplane.NewCore(p, o)}
+}
+
+func newTestProxier(r Runner) coreProxier {
+	return withCore(NewProxier(Config{Runner: r, Render: testRenderConfig()}), dataplane.CoreOptions{})
 }
 
 // linesOf returns the lines of a restore input that mention s.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
@@ -48,7 +49,7 @@ func TestKernelInternalPolicyLocalMasqueradesOffClusterClients(t *testing.T) {
 	ext := env.AddClient("ext")
 	s := newSvc("ns", "itp", "http", tcp, "10.96.0.16", 80).ep(pod.IP.String()+":8080", true, true).
 		with(func(sp *state.ServicePort) { sp.InternalPolicyLocal = true })
-	p := NewProxier(Config{Runner: r, Render: testRenderConfig()})
+	p := withCore(NewProxier(Config{Runner: r, Render: testRenderConfig()}), dataplane.CoreOptions{})
 	if _, err := p.Sync(context.Background(), snapshot(s), changes()); err != nil {
 		t.Fatal(err)
 	}

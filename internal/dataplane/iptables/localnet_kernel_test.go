@@ -13,6 +13,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/sysctl"
 	"kproxy.dev/kproxy/internal/testing/netns"
@@ -119,7 +120,7 @@ func TestKernelLocalnetBlockedFromOutside(t *testing.T) {
 
 	np := newSvc("ns", "np", "http", tcp, "10.96.0.40", 80).ep(pod.IP.String()+":8080", true, false).
 		with(func(sp *state.ServicePort) { sp.Type = v1.ServiceTypeNodePort; sp.NodePort = 30040 })
-	p := NewProxier(cfg)
+	p := withCore(NewProxier(cfg), dataplane.CoreOptions{})
 	if _, err := p.Sync(context.Background(), snapshot(np), changes()); err != nil {
 		t.Fatal(err)
 	}

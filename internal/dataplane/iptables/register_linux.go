@@ -9,22 +9,20 @@ import (
 	"strings"
 	"time"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
-	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/sysctl"
 )
 
 func init() {
 	dataplane.Register(dataplane.Mode{
-		Name:    "iptables",
-		New:     newFromOptions,
-		Cleanup: func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
+		Name:      "iptables",
+		New:       newFromOptions,
+		KernelNAT: true,
+		Cleanup:   func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
 	})
 }
 
-func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
+func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	be, err := DetectBackend(ctx)
@@ -39,9 +37,6 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 		return nil, fmt.Errorf("iptables mode: %w", err)
 	}
 	c.Runner = ExecRunner{Backend: be}
-	c.Conntrack = conntrack.NewDeleter()
-	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy,
-		NodePortAddresses: c.NodePortAddresses, LocalAddresses: nodeaddr.LocalAddresses})
 	o.Log().Info("iptables mode", "backend", be)
 	return NewProxier(c), nil
 }
@@ -69,8 +64,5 @@ func configFromOptions(o dataplane.Options) (Config, error) {
 		c.Render.ClusterCIDRs = append(c.Render.ClusterCIDRs, p.Masked())
 	}
 	c.NodePortAddresses = kc.NodePortAddresses
-	if d := kc.IPTables.SyncPeriod.Duration; d > 0 {
-		c.CanaryInterval = d
-	}
 	return c, nil
 }

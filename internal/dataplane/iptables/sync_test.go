@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -107,7 +107,7 @@ func TestFailedRestoreForcesFullSync(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := &fakeRunner{}
 	now := time.Unix(1000, 0)
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Registerer: reg, Now: func() time.Time { return now }})
+	p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig(), Registerer: reg}), dataplane.CoreOptions{Now: func() time.Time { return now }})
 	a, b := twoServices()
 	p.Sync(context.Background(), snapshot(a), changes())
 	f.fail = errors.New("boom")
@@ -134,7 +134,7 @@ func TestFailedRestoreForcesFullSync(t *testing.T) {
 func TestMissingCanaryForcesFullSync(t *testing.T) {
 	f := &fakeRunner{missing: map[string]bool{}}
 	now := time.Unix(1000, 0)
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), CanaryInterval: time.Second, Now: func() time.Time { return now }})
+	p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig()}), dataplane.CoreOptions{CheckInterval: time.Second, Now: func() time.Time { return now }})
 	a, _ := twoServices()
 	p.Sync(context.Background(), snapshot(a), changes())
 	now = now.Add(2 * time.Second)
@@ -159,22 +159,6 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 	}
 }
 
-func TestStaleUDPFlowsAreDeleted(t *testing.T) {
-	f := &fakeRunner{}
-	ct := &conntrack.Fake{}
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Conntrack: ct})
-	dns := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.5:5353", true, false).ep("10.244.1.6:5353", true, false)
-	p.Sync(context.Background(), snapshot(dns), changes())
-	dns2 := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
-	if _, err := p.Sync(context.Background(), snapshot(dns2), changes(dns.sp.Name)); err != nil {
-		t.Fatal(err)
-	}
-	got := ct.Filters()
-	if len(got) != 1 || got[0].Endpoint.String() != "10.244.1.5:5353" || got[0].OrigDst.String() != "10.96.0.53" {
-		t.Fatalf("conntrack filters %v, want the removed endpoint's flows to 10.96.0.53:53", got)
-	}
-}
-
 func TestNoLocalEndpointsCounted(t *testing.T) {
 	p := newTestProxier(&fakeRunner{})
 	s := newSvc("ns", "itp", "", tcp, "10.96.0.16", 80).ep("10.244.2.2:8080", true, false).
@@ -188,27 +172,12 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 	}
 }
 
-func TestNewlyServedUDPPortForgetsRejectedFlows(t *testing.T) {
-	ct := &conntrack.Fake{}
-	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), Conntrack: ct})
-	empty := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53)
-	p.Sync(context.Background(), snapshot(empty), changes())
-	served := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
-	if _, err := p.Sync(context.Background(), snapshot(served), changes(empty.sp.Name)); err != nil {
-		t.Fatal(err)
-	}
-	got := ct.Filters()
-	if len(got) != 1 || got[0].OrigDst.String() != "10.96.0.53" || got[0].Endpoint.IsValid() {
-		t.Fatalf("filters %v, want every flow to 10.96.0.53:53", got)
-	}
-}
-
 func TestNodePortAddressesSelectLocalAddresses(t *testing.T) {
 	f := &fakeRunner{}
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), NodePortAddresses: []string{"192.168.0.0/16"},
+	p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig(), NodePortAddresses: []string{"192.168.0.0/16"},
 		LocalAddresses: func() ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}, nil
-		}})
+		}}), dataplane.CoreOptions{})
 	np := newSvc("ns", "np", "", tcp, "10.96.0.12", 80).ep("10.244.1.2:8080", true, false).
 		with(func(sp *state.ServicePort) { sp.NodePort = 30012 })
 	if _, err := p.Sync(context.Background(), snapshot(np), changes()); err != nil {
@@ -221,7 +190,7 @@ func TestNodePortAddressesSelectLocalAddresses(t *testing.T) {
 }
 
 func TestBadNodePortAddressesNameTheField(t *testing.T) {
-	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), NodePortAddresses: []string{"not-a-cidr"}})
+	p := withCore(NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), NodePortAddresses: []string{"not-a-cidr"}}), dataplane.CoreOptions{})
 	_, err := p.Sync(context.Background(), snapshot(), changes())
 	if err == nil || !strings.Contains(err.Error(), "nodePortAddresses") {
 		t.Fatalf("want an error naming nodePortAddresses, got %v", err)

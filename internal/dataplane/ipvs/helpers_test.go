@@ -11,6 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -22,19 +23,28 @@ type fixture struct {
 	ipt   *fakeIptables
 	ct    *conntrack.Fake
 	p     *Proxier
+	core  *dataplane.Core
 	snap  *state.Snapshot
 	gen   uint64
 }
 
-func newFixture(t *testing.T, o proxierOptions) *fixture {
+// newFixture builds a Proxier on fakes, driven through the proxier core (with the
+// fixture's conntrack fake, and co's health server if given).
+func newFixture(t *testing.T, o proxierOptions, co ...dataplane.CoreOptions) *fixture {
 	f := &fixture{t: t, ipvs: newFakeIPVS(), links: newFakeLinks(), ipset: newFakeIPSet(), ipt: newFakeIptables(), ct: &conntrack.Fake{}}
 	if o.GracefulInterval == 0 {
 		o.GracefulInterval = -1 // tests call process themselves
 	}
 	f.p = newProxier(Kernel{
-		IPVS: f.ipvs, Links: f.links, IPSet: f.ipset, Iptables: f.ipt, Sysctl: fakeSysctl{}, Conntrack: f.ct,
+		IPVS: f.ipvs, Links: f.links, IPSet: f.ipset, Iptables: f.ipt, Sysctl: fakeSysctl{},
 		LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.168.7.2")}, nil },
 	}, o)
+	var opts dataplane.CoreOptions
+	if len(co) > 0 {
+		opts = co[0]
+	}
+	opts.Conntrack = f.ct
+	f.core = dataplane.NewCore(f.p, opts)
 	f.snap = &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}
 	return f
 }
@@ -79,7 +89,7 @@ func (f *fixture) set(name state.ServicePortName, sp *state.ServicePort, eps ...
 
 func (f *fixture) sync(c state.ChangeSet) {
 	f.t.Helper()
-	if _, err := f.p.Sync(context.Background(), f.snap, c); err != nil {
+	if _, err := f.core.Sync(context.Background(), f.snap, c); err != nil {
 		f.t.Fatalf("sync: %v", err)
 	}
 }

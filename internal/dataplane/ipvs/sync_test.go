@@ -79,7 +79,7 @@ func TestUnchangedServiceCausesNoWrites(t *testing.T) {
 	}
 	// A full re-sync of the same snapshot (after a failure) diffs against the
 	// kernel and writes no IPVS object, address or set entry either.
-	f.p.needFull = true
+	f.core.Invalidate()
 	f.sync(state.ChangeSet{})
 	if w := f.ipvs.takeWrites(); len(w) != 0 {
 		t.Fatalf("unchanged services caused IPVS writes: %v", w)
@@ -321,7 +321,7 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	// nothing to fall back to.
 	f.ipvs.refuse = map[string]bool{"rr": true}
 	bad := clusterIP("bad", "10.96.0.2", 80, v1.ProtocolTCP)
-	if _, err := f.p.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
+	if _, err := f.core.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
 		t.Fatalf("kernel refusal must surface naming the scheduler: %v", err)
 	}
 	if !f.p.needFull {
@@ -344,7 +344,7 @@ func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
 	f.ipvs.refuse = map[string]bool{"sed": true}
 	sp := clusterIP("sed", "10.96.0.2", 80, v1.ProtocolTCP)
 	sp.Scheduler, sp.SchedulerFlags = "sed", nil
-	if _, err := f.p.Sync(nil, f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
+	if _, err := f.core.Sync(nil, f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
 		t.Fatalf("a scheduler the kernel lacks failed the sync: %v", err)
 	}
 	k := key("10.96.0.2:80", protoTCP)
@@ -363,7 +363,7 @@ func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
 		t.Fatalf("an endpoint added to the fallen-back Service wrote %v, want one new real server", w)
 	}
 	f.ipvs.refuse = nil
-	f.p.needFull = true
+	f.core.Invalidate()
 	f.sync(state.ChangeSet{})
 	if s := f.ipvs.svcs[k]; s.SchedName != "sed" {
 		t.Fatalf("after the module appeared and a full sync: scheduler %q, want sed", s.SchedName)
@@ -381,7 +381,7 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	}
 	check := func(step string, c state.ChangeSet) {
 		t.Helper()
-		st, err := f.p.Sync(context.Background(), f.snap, c)
+		st, err := f.core.Sync(context.Background(), f.snap, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +396,7 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	f.ipvs.setConns(key("10.96.0.1:80", protoTCP), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
 	check("drain", f.set(a.Name, a, ep("10.1.0.2:80", 1)))
 	check("udp delete", f.set(u.Name, u, ep("10.1.0.6:53", 1)))
-	f.p.needFull = true
+	f.core.Invalidate()
 	check("full", state.ChangeSet{})
 	check("service delete", f.set(a.Name, nil))
 }

@@ -55,7 +55,7 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
+	p, err := newCoreProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
 		ClusterCIDR: "10.244.0.0/16", NodePortAddresses: []string{"all"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestKernelNodePortAddressesKeywords(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			tb := newTestbed(t)
 			tb.proxy.ip(t, "addr", "add", "10.201.0.1/32", "dev", "lo")
-			p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
+			p, err := newCoreProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
 				ClusterCIDR: "10.244.0.0/16", NodePortAddresses: c.list}})
 			if err != nil {
 				t.Fatal(err)

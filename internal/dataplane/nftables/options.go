@@ -48,7 +48,7 @@ func configFrom(o dataplane.Options) (nodeConfig, error) {
 	if len(nc.nodePortAddresses) == 0 {
 		// kube-proxy's nftables default (k8s.io/kube-proxy v0.37 types.go); iptables
 		// and ipvs default to all addresses.
-		nc.nodePortAddresses = []string{nodeaddr.KeywordPrimary}
+		nc.nodePortAddresses = nodeaddr.DefaultFor(ModeName)
 	}
 	return nc, nil
 }

@@ -213,9 +213,6 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 			key(setMasqServices, p.clusterIP, ""))
 	} else {
 		fr.elems = append(fr.elems, key(mapNoEndpointServices, p.clusterIP, noEndpointVerdict(p.cat.HasAny)))
-		if p.cat.HasAny {
-			fr.noLocal = append(fr.noLocal, "internal")
-		}
 	}
 	if !sp.ExternallyAccessible() || (len(p.external) == 0 && sp.NodePort == 0) {
 		return fr
@@ -229,13 +226,9 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		// eTP Local without a local endpoint: pods and the node still reach the
 		// cluster-wide endpoints through the external chain, which drops the rest
 		// (outside traffic) itself, as kube-proxy does.
-		fr.noLocal = append(fr.noLocal, "external")
 		renderExternal(o, p, fr)
 	} else if len(externalEps) == 0 {
 		target, targetMap, portMap = noEndpointVerdict(p.cat.HasAny), mapNoEndpointServices, mapNoEndpointNodePort
-		if p.cat.HasAny {
-			fr.noLocal = append(fr.noLocal, "external")
-		}
 	} else {
 		renderExternal(o, p, fr)
 	}
