@@ -66,7 +66,10 @@ func TestKernelNodePortAddressesKeywords(t *testing.T) {
 			}
 			tb.p = p
 			s := &spec{name: "np", clusterIP: "10.96.0.18", port: 80, nodePort: 30080}
-			tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: backendEndpoints()[:1]}))
+			snap := snapshotOf(map[*spec][]state.Endpoint{s: backendEndpoints()[:1]})
+			// The Node object names the primary address (kube-proxy always has one).
+			snap.Node.Addresses = []netip.Addr{netip.MustParseAddr("10.200.0.1"), netip.MustParseAddr("10.201.0.1")}
+			tb.sync(t, snap)
 			if got, err := dialIdentity(t, tb.proxy, "10.200.0.1:30080"); err != nil || got != backends[0]+":8080" {
 				t.Fatalf("primary address: got %q, %v; want %s", got, err, backends[0])
 			}
