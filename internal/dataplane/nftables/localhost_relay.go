@@ -300,4 +300,3 @@ func (r *LocalhostRelay) Close(context.Context) error {
 	}
 	return nil
 }
-
