@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,20 @@ func TestBlockLocalnetRuleIsKubeProxys(t *testing.T) {
 	}
 	if !hooks["INPUT"] || !hooks["OUTPUT"] || len(hooks) != 2 {
 		t.Fatalf("KUBE-FIREWALL hooked from %v, want INPUT and OUTPUT", hooks)
+	}
+}
+
+func TestNoLocalhostNodePortsSkipsSelectedLoopback(t *testing.T) {
+	cfg := testRenderConfig()
+	cfg.NodePortAddresses = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.1.1")}
+	for _, noLocal := range []bool{false, true} {
+		cfg.NoLocalhostNodePorts = noLocal
+		tail := strings.Join(nodePortTail(cfg), "\n")
+		if got := strings.Contains(tail, "-d 127.0.0.1/32"); got == noLocal {
+			t.Errorf("NoLocalhostNodePorts=%v: loopback NodePort rule present=%v\n%s", noLocal, got, tail)
+		}
+		if !strings.Contains(tail, "-d 192.168.1.1/32") {
+			t.Errorf("node address rule missing:\n%s", tail)
+		}
 	}
 }

@@ -69,6 +69,9 @@ func nodePortTail(cfg RenderConfig) []string {
 	}
 	var out []string
 	for _, a := range ipv4Only(cfg.NodePortAddresses) {
+		if a.IsLoopback() && cfg.NoLocalhostNodePorts {
+			continue // localhostNodePorts false: no route_localnet, so no DNAT from 127/8
+		}
 		out = append(out, newSpec().dst(a).comment(c).jump(chainNodePorts))
 	}
 	return out
