@@ -12,6 +12,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
 )
 
 // recorder is a Programmer that records every request and fails on demand.
@@ -148,17 +149,17 @@ func TestDamageForcesAFullSyncWithinTheCheckInterval(t *testing.T) {
 
 func TestFailedSyncIsRetriedFullWithItsChanges(t *testing.T) {
 	r, clk := &recorder{}, newClock()
-	ct := &conntrack.Fake{}
+	ct := &fakeconntrack.Table{}
 	c := newTestCore(r, clk, ct)
 	dns := portName("dns", v1.ProtocolUDP)
 	mustSync(t, c, newSnap("").port("dns", v1.ProtocolUDP, "10.96.0.10", endpoint("10.1.0.1:53"), endpoint("10.1.0.2:53")).s, changes(dns))
-	ct.Calls = nil
+	ct.ForgetCalls()
 	r.fail = errors.New("kernel said no")
 	next := newSnap("").port("dns", v1.ProtocolUDP, "10.96.0.10", endpoint("10.1.0.2:53")).s
 	if _, err := c.Sync(context.Background(), next, changes(dns)); err == nil {
 		t.Fatal("want the apply error")
 	}
-	if len(ct.Calls) != 0 {
+	if len(ct.Calls()) != 0 {
 		t.Fatal("conntrack cleaned after a failed sync: flows could still be NATed to the old endpoint")
 	}
 	r.fail = nil
@@ -274,7 +275,7 @@ func TestConntrackCleanup(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ct := &conntrack.Fake{}
+			ct := &fakeconntrack.Table{}
 			c := newTestCore(&recorder{}, newClock(), ct)
 			if tc.before != nil {
 				var all []state.ServicePortName
@@ -282,7 +283,7 @@ func TestConntrackCleanup(t *testing.T) {
 					all = append(all, n)
 				}
 				mustSync(t, c, tc.before, changes(all...))
-				ct.Calls = nil
+				ct.ForgetCalls()
 			}
 			mustSync(t, c, tc.after, changes(tc.changed...))
 			got, want := filterStrings(ct.Filters()), tc.wantFilters

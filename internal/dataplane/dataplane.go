@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -96,6 +97,9 @@ type Mode struct {
 var (
 	mu    sync.RWMutex
 	modes = map[string]Mode{}
+	// linuxOnly are the modes built only on Linux, named in Lookup's error
+	// elsewhere.
+	linuxOnly = map[string]bool{"iptables": true, "ipvs": true, "nftables": true, "ebpf": true}
 )
 
 // Register adds a mode; it panics on a duplicate name (a programming error).
@@ -113,6 +117,9 @@ func Lookup(name string) (Mode, error) {
 	mu.RLock()
 	defer mu.RUnlock()
 	m, ok := modes[name]
+	if !ok && linuxOnly[name] && runtime.GOOS != "linux" {
+		return Mode{}, fmt.Errorf("proxy mode %q needs Linux (this is %s; available here: %v)", name, runtime.GOOS, namesLocked())
+	}
 	if !ok {
 		return Mode{}, fmt.Errorf("proxy mode %q is not available (available: %v)", name, namesLocked())
 	}

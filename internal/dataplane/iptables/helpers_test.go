@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -59,49 +58,6 @@ func changes(names ...state.ServicePortName) state.ChangeSet {
 
 func testRenderConfig() RenderConfig {
 	return RenderConfig{MasqueradeBit: 14, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
-}
-
-// fakeRunner records restore input and serves iptables-save output from a fake
-// kernel that applies nothing: tests that need a real kernel use ExecRunner.
-type fakeRunner struct {
-	mu       sync.Mutex
-	restores []string
-	saves    map[string]string
-	fail     error
-	missing  map[string]bool // table -> canary missing
-	checks   int
-}
-
-func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.restores = append(f.restores, string(input))
-	return f.fail
-}
-
-func (f *fakeRunner) Save(_ context.Context, table string) ([]byte, error) {
-	if table == "" {
-		return []byte(f.saves["mangle"] + f.saves["filter"] + f.saves["nat"]), nil
-	}
-	return []byte(f.saves[table]), nil
-}
-
-func (f *fakeRunner) ListChain(_ context.Context, table, chain string) ([]string, bool, error) {
-	f.checks++
-	if chain == "PREROUTING" {
-		if f.missing["jump"] {
-			return nil, true, nil
-		}
-		return []string{"-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"}, true, nil
-	}
-	return nil, !f.missing[table], nil
-}
-
-func (f *fakeRunner) last() string {
-	if len(f.restores) == 0 {
-		return ""
-	}
-	return f.restores[len(f.restores)-1]
 }
 
 // coreProxier drives a Proxier through the proxier core, as the daemon does.

@@ -187,7 +187,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		t.applied = nil
 		t.closeConn()
 	}
-	return deleteTables(p.nsFD)
+	return p.deleteTables()
 }
 
 func cleanupMode(ctx context.Context, o dataplane.Options) error { return deleteTables(0) }
