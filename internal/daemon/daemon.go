@@ -131,8 +131,13 @@ func build(o Options) (*daemon, source.Source, error) {
 	d.runner = runner.New(runner.Options{Fn: d.sync, MinInterval: minSync, MaxInterval: syncPeriod,
 		RetryMin: max(minSync, time.Second), RetryMax: syncPeriod, OnResult: d.logResult})
 	d.tracker = state.NewTracker(state.Options{NodeName: nodeName, ValidateScheduler: lb.Validate,
-		Reject: rejects.Reject, OnChange: d.queued})
+		Reject: rejects.Reject, OnChange: d.queued,
+		DisableExternalIPs: !state.ExternalIPsAllowed(o.Config.FeatureGates)})
+	if !state.ExternalIPsAllowed(o.Config.FeatureGates) {
+		d.log.Info("feature gate AllowServiceExternalIPs is off: spec.externalIPs are not programmed")
+	}
 	applyOOMScoreAdj(o.Config.OOMScoreAdj, d.log)
+	tuneConntrack(string(d.mode), o.Config, d.log)
 	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName,
 		"syncPeriod", syncPeriod, "minSyncPeriod", minSync)
 	return d, src, nil

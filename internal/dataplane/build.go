@@ -6,6 +6,7 @@ import (
 	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/healthcheck"
+	"kproxy.dev/kproxy/internal/nodeaddr"
 )
 
 // newDeleter builds the kernel's conntrack deleter; nil where there is none (not
@@ -19,8 +20,14 @@ func Build(m Mode, o Options) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	hc := healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy,
+		DefaultNodePortAddresses: nodeaddr.DefaultFor(m.Name), LocalAddresses: nodeaddr.LocalAddresses}
+	if o.Config != nil {
+		// Health-check ports listen where NodePorts are served, as kube-proxy's.
+		hc.NodePortAddresses = o.Config.NodePortAddresses
+	}
 	co := CoreOptions{
-		Health: healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy}),
+		Health: healthcheck.New(hc),
 		Logger: o.Log(),
 	}
 	if o.Config != nil {
