@@ -15,8 +15,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
-	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/nodeaddr"
 )
 
 // FeatureLocalhostNodePorts is kube-proxy 1.37's alpha gate for localhost NodePorts
