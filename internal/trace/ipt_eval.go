@@ -46,6 +46,7 @@ func (ev *iptEval) run(p Packet) []*flow {
 		first = "PREROUTING"
 	}
 	flows := []*flow{newFlow(p)}
+	flows = ev.hook(flows, "raw", func(*flow) string { return first })
 	flows = ev.hook(flows, "mangle", func(*flow) string { return first })
 	flows = ev.hook(flows, "nat", func(*flow) string { return first })
 	route := func(f *flow) string {

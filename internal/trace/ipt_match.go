@@ -47,7 +47,8 @@ func newModuleCond(m string) moduleCond {
 		return &portCond{}
 	case "multiport":
 		return &portCond{multi: true}
-	case "comment":
+	case "comment", "nfacct":
+		// Passive: always match.
 		return &commentCond{}
 	case "addrtype":
 		return &addrtypeCond{}
@@ -444,13 +445,15 @@ func (c *ctCond) option(name string, args []string, neg bool) error {
 	return nil
 }
 
-func (c *ctCond) eval(*evalCtx, *flow) (tri, float64, string) {
+func (c *ctCond) eval(_ *evalCtx, f *flow) (tri, float64, string) {
 	if c.other != "" {
 		return unknown, 0, "conntrack " + c.other + " is not evaluated"
 	}
 	m := false
 	for _, s := range c.states {
-		m = m || s == "NEW"
+		// The traced packet opens a connection; DNAT is a state once nat has
+		// rewritten the destination.
+		m = m || s == "NEW" || (s == "DNAT" && f.dnatted)
 	}
 	return negate(m, c.neg), 0, ""
 }
