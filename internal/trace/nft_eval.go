@@ -1,0 +1,441 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// TraceNftables evaluates p through an `nft list ruleset` text: every table of
+// family ip or inet, base chains in priority order on each hook.
+func TraceNftables(text string, p Packet, o Options) (*Result, error) {
+	rs, warn, err := parseNftRuleset(text)
+	if err != nil {
+		return nil, fmt.Errorf("nft ruleset text: %w", err)
+	}
+	ev := &nftEval{evalCtx: evalCtx{opts: &o}, rs: rs}
+	for _, w := range warn {
+		ev.notes.add(w)
+	}
+	ev.noteIptablesNft()
+	flows := ev.run(p)
+	r := &Result{Mode: "nftables", Packet: packetInfo(p)}
+	finish(r, flows)
+	ev.resolveAffinity()
+	r.Affinity = ev.aff
+	r.Notes = ev.notes.list
+	return r, nil
+}
+
+type nftEval struct {
+	evalCtx
+	rs *nftRuleset
+}
+
+type nftOut struct {
+	f       *flow
+	miss    bool
+	verdict string
+	action  string
+}
+
+func (ev *nftEval) run(p Packet) []*flow {
+	first := "output"
+	if p.InInterface != "" {
+		first = "prerouting"
+	}
+	flows := ev.hook([]*flow{newFlow(p)}, func(*flow) string { return first })
+	route := func(f *flow) string {
+		if first == "output" {
+			return ""
+		}
+		if local, _ := ev.opts.isLocal(f.dst); local {
+			return "input"
+		}
+		return "forward"
+	}
+	flows = ev.hook(flows, route)
+	flows = ev.hook(flows, func(f *flow) string {
+		if route(f) == "input" {
+			return ""
+		}
+		return "postrouting"
+	})
+	for _, f := range flows {
+		if f.verdict == "" {
+			f.verdict = "accept"
+			if f.dnatted {
+				f.verdict = "dnat"
+			}
+		}
+	}
+	return flows
+}
+
+// baseChains lists the IPv4 base chains on hook, by priority.
+func (ev *nftEval) baseChains(hook string) []*nftChain {
+	var out []*nftChain
+	for _, t := range ev.rs.tables {
+		if t.family != "ip" && t.family != "inet" {
+			continue
+		}
+		for _, c := range t.chains {
+			if c.hook == hook {
+				out = append(out, c)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].priority != out[j].priority {
+			return out[i].priority < out[j].priority
+		}
+		return out[i].table.name+out[i].name < out[j].table.name+out[j].name
+	})
+	return out
+}
+
+func (ev *nftEval) hook(flows []*flow, hookOf func(*flow) string) []*flow {
+	for _, f := range flows {
+		f.tv = ""
+	}
+	byHook := map[string][]*nftChain{}
+	var out []*flow
+	for _, f := range flows {
+		h := hookOf(f)
+		if f.verdict != "" || h == "" {
+			out = append(out, f)
+			continue
+		}
+		if _, ok := byHook[h]; !ok {
+			byHook[h] = ev.baseChains(h)
+		}
+		cur := []*flow{f}
+		for _, c := range byHook[h] {
+			var next []*flow
+			for _, g := range cur {
+				if g.verdict != "" || ev.natDone(c, g) {
+					next = append(next, g)
+					continue
+				}
+				next = append(next, ev.base(c, g)...)
+			}
+			cur = next
+		}
+		out = append(out, cur...)
+	}
+	return out
+}
+
+// natDone: once a connection has its NAT binding for a direction, later nat
+// chains of that hook are not consulted.
+func (ev *nftEval) natDone(c *nftChain, f *flow) bool {
+	if c.kind != "nat" {
+		return false
+	}
+	if c.hook == "postrouting" {
+		return f.masq
+	}
+	return f.dnatted
+}
+
+func (ev *nftEval) base(c *nftChain, f *flow) []*flow {
+	res := ev.walk(c, f, 0)
+	for _, g := range res {
+		switch g.tv {
+		case "":
+			if c.policy == "drop" {
+				g.step(Step{Table: c.table.family + " " + c.table.name, Chain: c.name, Rule: "policy drop", Action: "chain policy drop"})
+				g.verdict = "drop"
+			}
+		case "drop", "reject":
+			g.verdict = g.tv
+		}
+		g.tv = ""
+	}
+	return res
+}
+
+func (ev *nftEval) walk(c *nftChain, f *flow, depth int) []*flow {
+	if depth > maxDepth {
+		ev.notes.add(fmt.Sprintf("chain %s: jumps nest deeper than %d; stopped there", c.name, maxDepth))
+		return []*flow{f}
+	}
+	active := []*flow{f}
+	var out []*flow
+	for _, r := range c.rules {
+		if len(active) == 0 {
+			break
+		}
+		var next []*flow
+		for _, a := range active {
+			for _, o := range ev.rule(c, r, a) {
+				if o.miss {
+					next = append(next, o.f)
+					continue
+				}
+				for _, g := range ev.verdict(c, r, o, depth) {
+					switch g.tv {
+					case "":
+						next = append(next, g)
+					case "return":
+						g.tv = ""
+						out = append(out, g)
+					default:
+						out = append(out, g)
+					}
+				}
+			}
+		}
+		active = next
+	}
+	return append(out, active...)
+}
+
+func (ev *nftEval) stepOf(c *nftChain, r *nftRule, action string, chance float64) Step {
+	return Step{Table: c.table.family + " " + c.table.name, Chain: c.name, Line: r.line,
+		Handle: r.handle, Rule: r.text, Action: action, Chance: chance}
+}
+
+// verdict records the matched rule and follows its verdict.
+func (ev *nftEval) verdict(c *nftChain, r *nftRule, o nftOut, depth int) []*flow {
+	f := o.f
+	action := o.action
+	if action == "" {
+		action = o.verdict
+	}
+	if action == "" {
+		action = "matched"
+	}
+	f.step(ev.stepOf(c, r, action, f.chance))
+	f.chance = 0
+	v, target, _ := strings.Cut(o.verdict, " ")
+	switch v {
+	case "":
+		return []*flow{f}
+	case "accept", "drop", "reject", "return":
+		f.tv = v
+		return []*flow{f}
+	case "continue":
+		return []*flow{f}
+	}
+	next := c.table.chains[target]
+	if next == nil {
+		ev.notes.add(fmt.Sprintf("line %d: chain %s is not in the ruleset; assumed to continue", r.line, target))
+		return []*flow{f}
+	}
+	res := ev.walk(next, f, depth+1)
+	if v == "goto" {
+		for _, g := range res {
+			if g.tv == "" {
+				g.tv = "return"
+			}
+		}
+	}
+	return res
+}
+
+// rule evaluates r's statements for f: branches that stop matching (miss) and
+// branches that reach the end or a verdict.
+func (ev *nftEval) rule(c *nftChain, r *nftRule, f *flow) []nftOut {
+	if r.problem != "" {
+		ev.notes.add(fmt.Sprintf("line %d (%s): %s; the rule is assumed not to match", r.line, c.name, r.problem))
+		return []nftOut{{f: f, miss: true}}
+	}
+	cur := []nftOut{{f: f}}
+	var done []nftOut
+	for _, s := range r.stmts {
+		var next []nftOut
+		for _, o := range cur {
+			for _, res := range ev.stmt(c, r, s, o.f) {
+				if res.action == "" {
+					res.action = o.action
+				}
+				switch {
+				case res.miss:
+					if res.f.prob < f.prob && res.f.chance > 0 {
+						res.f.step(ev.stepOf(c, r, fmt.Sprintf("not chosen (probability %.6g)", res.f.chance), 0))
+						res.f.chance = 0
+					}
+					done = append(done, res)
+				case res.verdict != "":
+					done = append(done, res)
+				default:
+					next = append(next, res)
+				}
+			}
+		}
+		cur = next
+	}
+	return append(done, cur...)
+}
+
+func (ev *nftEval) stmt(c *nftChain, r *nftRule, s nftStmt, f *flow) []nftOut {
+	switch s.op {
+	case "passive":
+		return []nftOut{{f: f}}
+	case "verdict":
+		return []nftOut{{f: f, verdict: s.verdict}}
+	case "masq":
+		f.masq = true
+		return []nftOut{{f: f, verdict: "accept", action: "masquerade (source NAT)"}}
+	case "markset":
+		switch s.markOp {
+		case "|":
+			f.mark |= uint32(s.markVal)
+		case "^":
+			f.mark ^= uint32(s.markVal)
+		case "&":
+			f.mark &= uint32(s.markVal)
+		default:
+			f.mark = uint32(s.markVal)
+		}
+		return []nftOut{{f: f, action: fmt.Sprintf("mark now %#x", f.mark)}}
+	case "update":
+		return []nftOut{{f: f, action: "records the client in @" + s.setRef + " for affinity"}}
+	case "dnat":
+		if s.lhs == nil {
+			return []nftOut{ev.dnatLiteral(r, s.dnatTo, f)}
+		}
+	}
+	combos, ok, why := ev.combos(s.lhs, f)
+	if !ok {
+		return []nftOut{{f: f, miss: true}}
+	}
+	if why != "" {
+		ev.notes.add(fmt.Sprintf("line %d (%s): %s; the rule is assumed not to match", r.line, c.name, why))
+		return []nftOut{{f: f, miss: true}}
+	}
+	elems, err := ev.elements(c.table, s)
+	if err != nil {
+		ev.notes.add(fmt.Sprintf("line %d (%s): %v; the rule is assumed not to match", r.line, c.name, err))
+		return []nftOut{{f: f, miss: true}}
+	}
+	return ev.split(f, combos, func(key []nftVal) nftOut {
+		return ev.outcome(c, s, key, elems, f)
+	})
+}
+
+// outcome is the result of statement s for one value of its concatenation.
+func (ev *nftEval) outcome(c *nftChain, s nftStmt, key []nftVal, elems []nftElement, f *flow) nftOut {
+	switch s.op {
+	case "match":
+		m := false
+		if elems != nil || s.setRef != "" {
+			m = findElement(elems, key) != nil
+			ev.noteAffinitySet(c.table, s.setRef, m)
+		} else {
+			for _, l := range s.lits {
+				m = m || matchKey(key, l)
+			}
+		}
+		return nftOut{miss: m == s.neg}
+	case "vmap":
+		e := findElement(elems, key)
+		if e == nil || e.verdict == "" {
+			return nftOut{miss: true}
+		}
+		return nftOut{verdict: e.verdict, action: fmt.Sprintf("element %s : %s", keyText(key), e.verdict)}
+	case "dnat":
+		e := findElement(elems, key)
+		if e == nil {
+			return nftOut{miss: true}
+		}
+		to := strings.Join(e.data, ":")
+		if len(e.data) == 1 {
+			to = e.data[0]
+		}
+		return nftOut{verdict: "dnat " + to, action: fmt.Sprintf("element %s : %s", keyText(key), strings.Join(e.data, " . "))}
+	}
+	return nftOut{miss: true}
+}
+
+// split groups the combos by outcome and forks f once per distinct outcome.
+func (ev *nftEval) split(f *flow, combos []combo, out func([]nftVal) nftOut) []nftOut {
+	type group struct {
+		o      nftOut
+		weight float64
+		hashed bool
+	}
+	var groups []*group
+	idx := map[string]*group{}
+	for _, c := range combos {
+		o := out(c.key)
+		k := fmt.Sprint(o.miss, o.verdict)
+		g := idx[k]
+		if g == nil {
+			g = &group{o: o}
+			idx[k] = g
+			groups = append(groups, g)
+		} else if g.o.action != o.action && !strings.HasSuffix(g.o.action, "(and others)") {
+			g.o.action += " (and others)"
+		}
+		g.weight += c.weight
+		g.hashed = g.hashed || c.hashed
+	}
+	forking := len(groups) > 1 && ev.canFork()
+	if !forking {
+		groups = groups[:1]
+	}
+	var res []nftOut
+	for _, g := range groups {
+		o := g.o
+		o.f = f
+		if forking {
+			o.f = f.fork(g.weight)
+			o.f.chance = round(g.weight)
+			if g.hashed {
+				ev.notes.add("the endpoint is chosen by a hash of the client's address (jhash): one client " +
+					"always gets the same one; the probabilities are the shares over many clients")
+			}
+		}
+		if strings.HasPrefix(o.verdict, "dnat ") {
+			action := o.action
+			o = ev.dnatLiteral(nil, strings.TrimPrefix(o.verdict, "dnat "), o.f)
+			o.action = action + " -> DNAT to " + o.f.dnat.String()
+		}
+		res = append(res, o)
+	}
+	return res
+}
+
+func (ev *nftEval) dnatLiteral(r *nftRule, to string, f *flow) nftOut {
+	ap, err := netip.ParseAddrPort(to)
+	if err != nil {
+		a, err2 := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(to, "["), "]"))
+		if err2 != nil {
+			line := 0
+			if r != nil {
+				line = r.line
+			}
+			ev.notes.add(fmt.Sprintf("line %d: dnat to %q not understood; treated as accept", line, to))
+			return nftOut{f: f, verdict: "accept"}
+		}
+		ap = netip.AddrPortFrom(a, f.dport)
+	}
+	f.applyDNAT(ap)
+	return nftOut{f: f, verdict: "accept", action: "DNAT to " + ap.String()}
+}
+
+func (ev *nftEval) elements(t *nftTable, s nftStmt) ([]nftElement, error) {
+	if s.setRef == "" {
+		return s.anon, nil
+	}
+	set := t.sets[s.setRef]
+	if set == nil {
+		return nil, fmt.Errorf("set @%s is not in the ruleset", s.setRef)
+	}
+	if set.elements == nil {
+		return []nftElement{}, nil
+	}
+	return set.elements, nil
+}
+
+func findElement(elems []nftElement, key []nftVal) *nftElement {
+	for i := range elems {
+		if matchKey(key, elems[i].key) {
+			return &elems[i]
+		}
+	}
+	return nil
+}
