@@ -81,6 +81,36 @@ func TestTraceAgreesWithRealConnections(t *testing.T) {
 	})
 }
 
+// TestTraceShowsAffinityInForce: once a client has connected to a ClientIP
+// affinity Service, the trace (reading xt_recent lists or nftables affinity sets)
+// sends it to the endpoint that answered, while a new client still has every
+// endpoint as a candidate.
+func TestTraceShowsAffinityInForce(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c := newCluster(t, m, 3)
+		c.apply("sticky", service{Name: "sticky", ClusterIP: "10.96.0.11", Port: 80, Affinity: true, Endpoints: c.backends}.manifest())
+		c.start()
+		c.eventually("first answer", func() error {
+			_, err := c.client.AskTCP("10.96.0.11:80", time.Second)
+			return err
+		})
+		pinned := c.answerEndpoint("10.96.0.11:80")
+		r := c.trace("--from", c.client.IP.String(), "--in-interface", c.client.NodeLink, "--to", "10.96.0.11:80")
+		if r.Verdict.Kind != "dnat" || r.Verdict.Endpoint != pinned {
+			t.Errorf("pinned client: traced %+v, its connections go to %s", r.Verdict, pinned)
+		}
+		found := false
+		for _, a := range r.Affinity {
+			found = found || (a.Pinned && a.Endpoint == pinned)
+		}
+		if !found {
+			t.Errorf("affinity %+v: want the client pinned to %s", r.Affinity, pinned)
+		}
+		r = c.trace("--from", "192.168.250.9", "--in-interface", c.client.NodeLink, "--to", "10.96.0.11:80")
+		c.expectCandidates(r, c.endpoints(c.backends...))
+	})
+}
+
 // trace runs kproxy trace --json in the node namespace.
 func (c *cluster) trace(args ...string) *trace.Result {
 	c.t.Helper()
