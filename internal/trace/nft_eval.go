@@ -14,7 +14,10 @@ func TraceNftables(text string, p Packet, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nft ruleset text: %w", err)
 	}
-	ev := &nftEval{evalCtx: evalCtx{opts: &o}, rs: rs}
+	ev := &nftEval{evalCtx: evalCtx{opts: &o}, rs: rs, family: "ip"}
+	if p.Dst.Is6() {
+		ev.family = "ip6"
+	}
 	for _, w := range warn {
 		ev.notes.add(w)
 	}
@@ -30,7 +33,8 @@ func TraceNftables(text string, p Packet, o Options) (*Result, error) {
 
 type nftEval struct {
 	evalCtx
-	rs *nftRuleset
+	rs     *nftRuleset
+	family string // the packet's table family: ip or ip6 (inet tables see both)
 }
 
 type nftOut struct {
@@ -73,11 +77,11 @@ func (ev *nftEval) run(p Packet) []*flow {
 	return flows
 }
 
-// baseChains lists the IPv4 base chains on hook, by priority.
+// baseChains lists the base chains on hook that see the packet's family, by priority.
 func (ev *nftEval) baseChains(hook string) []*nftChain {
 	var out []*nftChain
 	for _, t := range ev.rs.tables {
-		if t.family != "ip" && t.family != "inet" {
+		if t.family != ev.family && t.family != "inet" {
 			continue
 		}
 		for _, c := range t.chains {

@@ -11,6 +11,7 @@ import (
 type nftSel struct {
 	kind    string // saddr, daddr, l4proto, dport, sport, mark, fibdaddr, fibsaddr, ctstate, ctstatus, iifname, numgen, jhash, other
 	proto   string // "tcp dport" also matches the protocol
+	family  string // "ip" or "ip6" for address selectors
 	mod     uint64
 	offset  uint64
 	random  bool // numgen random (else inc)
@@ -241,6 +242,7 @@ func (p *nftParser) selector() (nftSel, error) {
 	s := nftSel{kind: "other"}
 	switch t {
 	case "ip", "ip6":
+		s.family = t
 		switch p.next() {
 		case "saddr":
 			s.kind = "saddr"

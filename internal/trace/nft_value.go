@@ -40,6 +40,10 @@ func (ev *nftEval) selValue(s nftSel, f *flow) (v nftVal, ok bool, why string) {
 	if s.proto != "" && s.proto != f.proto {
 		return v, false, ""
 	}
+	if s.family != "" && (s.family == "ip6") != f.dst.Is6() {
+		// An ip selector in an inet table does not match IPv6 packets.
+		return v, false, ""
+	}
 	switch s.kind {
 	case "saddr":
 		return nftVal{kind: "addr", addr: f.src}, true, ""
