@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"net/netip"
 )
 
@@ -26,6 +27,17 @@ type flow struct {
 	// verdict is the final outcome: "dnat", "accept", "drop", "reject".
 	verdict string
 	steps   []Step
+	// skipped collects consecutive random choices that passed this branch by, so
+	// that the n-th endpoint of a Service does not carry n steps.
+	skipped skipRun
+}
+
+// skipRun is a run of "not chosen" rules in one chain.
+type skipRun struct {
+	first Step
+	last  int // line of the last one
+	n     int
+	prob  float64 // probability that none of them was chosen
 }
 
 func newFlow(p Packet) *flow {
@@ -40,7 +52,44 @@ func (f *flow) fork(p float64) *flow {
 	return &c
 }
 
-func (f *flow) step(s Step) { f.steps = append(f.steps, s) }
+func (f *flow) step(s Step) {
+	f.flushSkips()
+	f.steps = append(f.steps, s)
+}
+
+// skip records that the random match of rule s did not pick this branch (it
+// had probability 1-miss of matching).
+func (f *flow) skip(s Step, miss float64) {
+	k := &f.skipped
+	if k.n > 0 && (k.first.Table != s.Table || k.first.Chain != s.Chain) {
+		f.flushSkips()
+	}
+	if k.n == 0 {
+		k.first, k.prob = s, 1
+	}
+	k.n++
+	k.last = s.Line
+	k.prob *= miss
+}
+
+func (f *flow) flushSkips() {
+	k := f.skipped
+	if k.n == 0 {
+		return
+	}
+	s := k.first
+	s.Action = fmt.Sprintf("not chosen (probability %.6g)", round(k.prob))
+	if k.n > 1 {
+		s.Chance = 0
+		s.Rule = fmt.Sprintf("%d rules choosing at random", k.n)
+		if s.Line > 0 {
+			s.Rule += fmt.Sprintf(", lines %d-%d", s.Line, k.last)
+		}
+		s.Action = fmt.Sprintf("none chosen (probability %.6g together)", round(k.prob))
+	}
+	f.skipped = skipRun{}
+	f.steps = append(f.steps, s)
+}
 
 func (f *flow) applyDNAT(to netip.AddrPort) {
 	f.dnatted = true

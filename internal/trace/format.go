@@ -97,7 +97,7 @@ func writeSteps(b *strings.Builder, steps []Step, indent string) {
 		}
 		fmt.Fprintf(b, "%s%s: %s\n", indent, where, s.Rule)
 		act := s.Action
-		if s.Chance > 0 && !strings.HasPrefix(act, "not chosen") {
+		if s.Chance > 0 && !strings.HasPrefix(act, "not chosen") && !strings.HasPrefix(act, "none chosen") {
 			act += fmt.Sprintf(" (chosen with probability %.6g)", s.Chance)
 		}
 		fmt.Fprintf(b, "%s    -> %s\n", indent, act)

@@ -169,15 +169,14 @@ func (ev *iptEval) match(table, chain string, r *iptRule, f *flow) (hit, miss *f
 		return f, nil
 	}
 	miss = f.fork(1 - p)
-	miss.step(Step{Table: table, Chain: chain, Line: r.line, Rule: r.text, Chance: round(p),
-		Action: fmt.Sprintf("not chosen (probability %.6g)", round(1-p))})
+	miss.skip(Step{Table: table, Chain: chain, Line: r.line, Rule: r.text, Chance: round(p)}, 1-p)
 	hit = f.fork(p)
-	hit.chance = round(p)
+	hit.chance = p
 	return hit, miss
 }
 
 func (ev *iptEval) target(table, chain string, r *iptRule, f *flow, depth int) []*flow {
-	s := Step{Table: table, Chain: chain, Line: r.line, Rule: r.text, Chance: f.chance}
+	s := Step{Table: table, Chain: chain, Line: r.line, Rule: r.text, Chance: round(f.chance)}
 	f.chance = 0
 	t := r.target
 	switch t {

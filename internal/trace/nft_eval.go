@@ -211,7 +211,7 @@ func (ev *nftEval) verdict(c *nftChain, r *nftRule, o nftOut, depth int) []*flow
 	if action == "" {
 		action = "matched"
 	}
-	f.step(ev.stepOf(c, r, action, f.chance))
+	f.step(ev.stepOf(c, r, action, round(f.chance)))
 	f.chance = 0
 	v, target, _ := strings.Cut(o.verdict, " ")
 	switch v {
@@ -258,7 +258,7 @@ func (ev *nftEval) rule(c *nftChain, r *nftRule, f *flow) []nftOut {
 				switch {
 				case res.miss:
 					if res.f.prob < f.prob && res.f.chance > 0 {
-						res.f.step(ev.stepOf(c, r, fmt.Sprintf("not chosen (probability %.6g)", res.f.chance), 0))
+						res.f.skip(ev.stepOf(c, r, "", round(1-res.f.chance)), res.f.chance)
 						res.f.chance = 0
 					}
 					done = append(done, res)
@@ -387,7 +387,7 @@ func (ev *nftEval) split(f *flow, combos []combo, out func([]nftVal) nftOut) []n
 		o.f = f
 		if forking {
 			o.f = f.fork(g.weight)
-			o.f.chance = round(g.weight)
+			o.f.chance = g.weight
 			if g.hashed {
 				ev.notes.add("the endpoint is chosen by a hash of the client's address (jhash): one client " +
 					"always gets the same one; the probabilities are the shares over many clients")

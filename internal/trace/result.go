@@ -106,6 +106,7 @@ func finish(r *Result, flows []*flow) {
 	var order []key
 	var paths [][]Step
 	for _, f := range flows {
+		f.flushSkips()
 		k := key{f.verdict, ""}
 		if f.verdict == "dnat" {
 			k.ep = f.dnat.String()
