@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,10 +19,10 @@ import (
 func init() { registerCommand(newTraceCommand) }
 
 type traceFlags struct {
-	mode, from, to, inInterface, fromFile, adminAddress string
-	nodeIPs                                             []string
-	json, live                                          bool
-	timeout                                             time.Duration
+	mode, from, to, inInterface, adminAddress string
+	fromFiles, nodeIPs                        []string
+	json, live                                bool
+	timeout                                   time.Duration
 }
 
 func newTraceCommand() *cobra.Command {
@@ -56,7 +57,8 @@ the conntrack table.`,
 	fl.StringVar(&f.from, "from", "", "source address of the packet")
 	fl.StringVar(&f.to, "to", "", "destination ADDRESS:PORT[/tcp|udp|sctp] (tcp when left out)")
 	fl.StringVar(&f.inInterface, "in-interface", "", "interface the packet arrives on; empty: sent by the node itself")
-	fl.StringVar(&f.fromFile, "from-file", "", "read the rules from this dump instead of the kernel (- for stdin)")
+	fl.StringSliceVar(&f.fromFiles, "from-file", nil, "read the rules from this dump instead of the kernel (- for stdin); "+
+		"for ipvs, repeat it for the ipvsadm -Ln, iptables-save and ipset save texts")
 	fl.StringSliceVar(&f.nodeIPs, "node-ip", nil, "with --from-file: the node's addresses (NodePorts, fib/addrtype LOCAL)")
 	fl.BoolVar(&f.json, "json", false, "print the trace as JSON (fields: docs/trace.md)")
 	fl.BoolVar(&f.live, "live", false, "count where recent connections to the destination went (conntrack)")
@@ -108,8 +110,8 @@ func tracePacket(f *traceFlags) (trace.Packet, error) {
 }
 
 func traceRules(ctx context.Context, f *traceFlags, p trace.Packet) (*trace.Result, error) {
-	if f.fromFile != "" {
-		return traceFile(f, p)
+	if len(f.fromFiles) > 0 {
+		return traceFiles(f, p)
 	}
 	switch f.mode {
 	case "userspace":
@@ -136,16 +138,20 @@ func traceRules(ctx context.Context, f *traceFlags, p trace.Packet) (*trace.Resu
 	return nil, fmt.Errorf("--mode %q: want iptables, nftables, ipvs, userspace or ebpf", f.mode)
 }
 
-func traceFile(f *traceFlags, p trace.Packet) (*trace.Result, error) {
-	var data []byte
-	var err error
-	if f.fromFile == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, 512<<20))
-	} else {
-		data, err = os.ReadFile(f.fromFile)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--from-file: %w", err)
+func traceFiles(f *traceFlags, p trace.Packet) (*trace.Result, error) {
+	var texts []string
+	for _, name := range f.fromFiles {
+		var data []byte
+		var err error
+		if name == "-" {
+			data, err = io.ReadAll(io.LimitReader(os.Stdin, 512<<20))
+		} else {
+			data, err = os.ReadFile(name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--from-file: %w", err)
+		}
+		texts = append(texts, string(data))
 	}
 	o := trace.Options{}
 	for _, s := range f.nodeIPs {
@@ -155,11 +161,11 @@ func traceFile(f *traceFlags, p trace.Packet) (*trace.Result, error) {
 		}
 		o.LocalAddrs = append(o.LocalAddrs, a)
 	}
-	r, err := trace.TraceText(f.mode, string(data), p, o)
+	r, err := trace.TraceDumps(f.mode, texts, p, o)
 	if err != nil {
-		return nil, fmt.Errorf("--from-file %s: %w", f.fromFile, err)
+		return nil, fmt.Errorf("--from-file %s: %w", strings.Join(f.fromFiles, ","), err)
 	}
-	r.Source = f.fromFile
+	r.Source = strings.Join(f.fromFiles, ", ")
 	return r, nil
 }
 

@@ -63,9 +63,34 @@ func traceKernel(ctx context.Context, mode string, p trace.Packet) (*trace.Resul
 	if err != nil {
 		return nil, fmt.Errorf("reading the kernel's IPVS table: %w", err)
 	}
-	r := trace.TraceVirtualServices("ipvs", vss, p, o)
-	r.Source = "kernel (IPVS over netlink)"
+	rules, sets := ipvsCompanions(ctx)
+	o.IPSets = sets
+	r, err := trace.TraceIPVS(vss, rules, p, o)
+	if err != nil {
+		return nil, err
+	}
+	r.Source = "kernel (IPVS over netlink, iptables-save, ipset save)"
 	return r, nil
+}
+
+// ipvsCompanions reads the iptables rules and ipsets ipvs mode keeps beside the
+// IPVS table; either may be missing, and the trace then covers IPVS alone.
+func ipvsCompanions(ctx context.Context) (string, map[string]*trace.IPSet) {
+	var rules string
+	if b, err := iptables.DetectBackend(ctx); err == nil {
+		if out, err := (iptables.ExecRunner{Backend: b}).Save(ctx, ""); err == nil {
+			rules = string(out)
+		}
+	}
+	out, err := exec.CommandContext(ctx, "ipset", "save").Output()
+	if err != nil {
+		return rules, nil
+	}
+	sets, err := trace.ParseIpset(string(out))
+	if err != nil {
+		return rules, nil
+	}
+	return rules, sets
 }
 
 // nftRuleset lists the ruleset with the nft tool: decoding netlink rule

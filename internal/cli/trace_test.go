@@ -34,12 +34,22 @@ func TestTraceFromFileDetectsTheDump(t *testing.T) {
 		"../trace/testdata/kube-proxy-nftables.dump": "nftables",
 		"../trace/testdata/kube-proxy-ipvs.dump":     "ipvs",
 	} {
-		r := runTraceJSON(t, &traceFlags{fromFile: file, from: "198.51.100.20", to: "192.168.10.5:30080",
+		r := runTraceJSON(t, &traceFlags{fromFiles: []string{file}, from: "198.51.100.20", to: "192.168.10.5:30080",
 			inInterface: "eth0", nodeIPs: []string{"192.168.10.5"}})
 		if r.Mode != mode || r.Verdict.Kind != "dnat" || len(r.Candidates) < 2 {
 			t.Errorf("%s: mode %s verdict %+v with %d candidates, want %s DNAT over several endpoints",
 				file, r.Mode, r.Verdict, len(r.Candidates), mode)
 		}
+	}
+}
+
+func TestTraceIpvsFromThreeDumps(t *testing.T) {
+	r := runTraceJSON(t, &traceFlags{from: "10.244.1.7", to: "10.96.12.34:80", inInterface: "cni0",
+		nodeIPs: []string{"192.168.10.5"}, fromFiles: []string{"../trace/testdata/kube-proxy-ipvs.ipset",
+			"../trace/testdata/kube-proxy-ipvs-iptables.dump", "../trace/testdata/kube-proxy-ipvs.dump"}})
+	if r.Mode != "ipvs" || len(r.Candidates) != 3 || !r.MasqueradeSome {
+		t.Errorf("mode %s, %d candidates, masqueradeSome %v: want ipvs, 3, hairpin masquerade from KUBE-LOOP-BACK",
+			r.Mode, len(r.Candidates), r.MasqueradeSome)
 	}
 }
 
@@ -52,7 +62,7 @@ func TestTraceRejectsBadFlagsNamingThem(t *testing.T) {
 		{traceFlags{from: "10.0.0.1", to: "10.96.0.1"}, "--to"},
 		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80/icmp"}, "protocol"},
 		{traceFlags{from: "fd00::1", to: "10.96.0.1:80"}, "families"},
-		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", fromFile: "../trace/testdata/kube-proxy-ipvs.dump",
+		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", fromFiles: []string{"../trace/testdata/kube-proxy-ipvs.dump"},
 			nodeIPs: []string{"x"}}, "--node-ip"},
 		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", mode: "ebpf"}, "not yet supported"},
 		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", mode: "bogus"}, "--mode"},

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"kproxy.dev/kproxy/internal/dataplane"
 )
 
 // TraceIptables evaluates p through an iptables-save dump.
@@ -36,6 +38,9 @@ func packetInfo(p Packet) PacketInfo {
 type iptEval struct {
 	evalCtx
 	d *iptDump
+	// vss is the IPVS table in ipvs mode: it rewrites the destination after the
+	// filter hooks (IPVS sits on LOCAL_IN and LOCAL_OUT).
+	vss []dataplane.VirtualService
 }
 
 // run sends the packet through the hooks in kernel order: mangle and nat on the way
@@ -60,6 +65,9 @@ func (ev *iptEval) run(p Packet) []*flow {
 	}
 	flows = ev.hook(flows, "mangle", route)
 	flows = ev.hook(flows, "filter", route)
+	if ev.vss != nil {
+		flows = ev.ipvs(flows)
+	}
 	flows = ev.hook(flows, "nat", func(f *flow) string {
 		if route(f) == "INPUT" {
 			return "" // delivered locally: no POSTROUTING

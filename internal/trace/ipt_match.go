@@ -60,6 +60,8 @@ func newModuleCond(m string) moduleCond {
 		return &markCond{}
 	case "conntrack", "state":
 		return &ctCond{}
+	case "set":
+		return &setCond{}
 	}
 	return &unknownCond{module: m}
 }

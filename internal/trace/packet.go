@@ -31,6 +31,9 @@ type Options struct {
 	// read from the kernel. Nil means unknown: a --rcheck is assumed not to match,
 	// which is what a client not seen before gets.
 	Recent map[string][]netip.Addr
+	// IPSets are the node's ipsets (ipvs mode's rules match them); nil means
+	// unknown, and -m set matches are then noted and assumed not to match.
+	IPSets map[string]*IPSet
 }
 
 // ParseDestination parses "DST:PORT[/tcp|udp|sctp]" (IPv6 as "[addr]:port").

@@ -59,6 +59,17 @@ func ParseIpvsadm(text string) ([]dataplane.VirtualService, error) {
 	return out, nil
 }
 
+func findVS(vss []dataplane.VirtualService, want netip.AddrPort, proto string) *dataplane.VirtualService {
+	for i := range vss {
+		a, err := netip.ParseAddrPort(vss[i].Address)
+		if err == nil && a.Addr().Unmap() == want.Addr() && a.Port() == want.Port() &&
+			strings.EqualFold(vss[i].Protocol, proto) {
+			return &vss[i]
+		}
+	}
+	return nil
+}
+
 // hashSchedulers pick by a hash of the client, not at random.
 var hashSchedulers = map[string]bool{"sh": true, "dh": true, "mh": true, "mh-port": true}
 
@@ -69,15 +80,7 @@ func TraceVirtualServices(mode string, vss []dataplane.VirtualService, p Packet,
 	r := &Result{Mode: mode, Packet: packetInfo(p)}
 	var n notes
 	want := netip.AddrPortFrom(p.Dst, p.DPort)
-	var vs *dataplane.VirtualService
-	for i := range vss {
-		a, err := netip.ParseAddrPort(vss[i].Address)
-		if err == nil && a.Addr().Unmap() == want.Addr() && a.Port() == want.Port() &&
-			strings.EqualFold(vss[i].Protocol, p.Proto) {
-			vs = &vss[i]
-			break
-		}
-	}
+	vs := findVS(vss, want, p.Proto)
 	if vs == nil {
 		r.Verdict = Verdict{Kind: "accept", Summary: "not a Service: accepted unchanged"}
 		r.Candidates = []Candidate{}
