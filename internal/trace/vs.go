@@ -112,7 +112,7 @@ func TraceVirtualServices(mode string, vss []dataplane.VirtualService, p Packet,
 		n.add("scheduler " + vs.Scheduler + " also weighs the current connection counts; the probabilities are the weight shares")
 	}
 	if mode == "ipvs" {
-		n.add("IPVS rewrites the destination (Masq); source NAT is decided by kube-proxy's iptables rules and ipsets (KUBE-POSTROUTING, KUBE-LOOP-BACK), not traced here")
+		n.add("IPVS rewrites the destination (Masq); source NAT is decided by kube-proxy's iptables rules and ipsets (KUBE-POSTROUTING, KUBE-LOOP-BACK), not traced without the iptables-save text")
 	} else {
 		r.Masquerade = true
 		for i := range r.Candidates {
