@@ -5,6 +5,7 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -24,7 +25,7 @@ func ListNAT(dst netip.AddrPort, proto uint8) ([]NATFlow, error) {
 	}
 	var out []NATFlow
 	for _, f := range flows {
-		if f.Forward.Protocol != proto || f.Forward.DstPort != dst.Port() || !ipEqual(f.Forward.DstIP, dst.Addr()) {
+		if f.Forward.Protocol != proto || f.Forward.DstPort != dst.Port() || !sameAddr(f.Forward.DstIP, dst.Addr()) {
 			continue
 		}
 		src, _ := netip.AddrFromSlice(f.Forward.SrcIP)
@@ -39,4 +40,9 @@ func ListNAT(dst netip.AddrPort, proto uint8) ([]NATFlow, error) {
 		out = append(out, NATFlow{Protocol: proto, Source: src.Unmap(), Original: dst, Endpoint: to})
 	}
 	return out, nil
+}
+
+func sameAddr(ip net.IP, a netip.Addr) bool {
+	b, ok := netip.AddrFromSlice(ip)
+	return ok && b.Unmap() == a.Unmap()
 }
