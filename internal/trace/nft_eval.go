@@ -302,6 +302,12 @@ func (ev *nftEval) stmt(c *nftChain, r *nftRule, s nftStmt, f *flow) []nftOut {
 			return []nftOut{ev.dnatLiteral(r, s.dnatTo, f)}
 		}
 	}
+	for _, sel := range s.lhs {
+		if sel.kind == "numgen" && !sel.random {
+			ev.notes.add("numgen inc: new connections rotate over the candidates in turn (round robin); " +
+				"the probabilities are shares over many connections")
+		}
+	}
 	combos, ok, why := ev.combos(s.lhs, f)
 	if !ok {
 		return []nftOut{{f: f, miss: true}}
