@@ -17,6 +17,8 @@ type nftSel struct {
 	random  bool // numgen random (else inc)
 	mask    uint64
 	hasMask bool
+	seed    uint32
+	hashOf  []nftSel // what jhash hashes
 	text    string
 }
 
@@ -288,9 +290,11 @@ func (p *nftParser) selector() (nftSel, error) {
 	case "jhash", "symhash":
 		s.kind = "jhash"
 		if t == "jhash" {
-			if _, err := p.concat(); err != nil {
+			inner, err := p.concat()
+			if err != nil {
 				return s, err
 			}
+			s.hashOf = inner
 		}
 		if err := p.modulus(&s); err != nil {
 			return s, err
@@ -340,6 +344,8 @@ func (p *nftParser) modulus(s *nftSel) error {
 		}
 		if k == "offset" {
 			s.offset = v
+		} else {
+			s.seed = uint32(v)
 		}
 	}
 	return nil

@@ -91,7 +91,10 @@ func (ev *nftEval) combos(sels []nftSel, f *flow) ([]combo, bool, string) {
 	for _, s := range sels {
 		var vals []nftVal
 		hashed, random := false, false
-		if s.kind == "numgen" || s.kind == "jhash" {
+		if slot, ok := jhashSlot(s, f); ok {
+			ev.notes.add(fmt.Sprintf("%s: this client's address hashes to %d, so it always gets the same candidate", s.text, slot))
+			vals = []nftVal{{kind: "num", num: slot}}
+		} else if s.kind == "numgen" || s.kind == "jhash" {
 			for i := uint64(0); i < s.mod; i++ {
 				vals = append(vals, nftVal{kind: "num", num: i + s.offset})
 			}

@@ -165,3 +165,26 @@ func (c *cluster) expectCandidates(r *trace.Result, want map[string]bool) {
 		c.t.Errorf("traced %s with candidates %v, want DNAT over %v\nnotes: %v", r.Verdict.Summary, got, want, r.Notes)
 	}
 }
+
+// TestTraceComputesSourceHash: with the sh scheduler (nftables mode) the trace
+// computes the kernel's jhash of the client address and names the one endpoint
+// that client always reaches.
+func TestTraceComputesSourceHash(t *testing.T) {
+	netns.RequireRoot(t)
+	c := newCluster(t, nftablesMode(), 3)
+	yaml := service{Name: "sh", ClusterIP: "10.96.0.14", Port: 80, Endpoints: c.backends}.manifest()
+	yaml = strings.Replace(yaml, "  name: sh\n  namespace: default\n",
+		"  name: sh\n  namespace: default\n  annotations:\n    kproxy.dev/scheduler: sh\n", 1)
+	c.apply("sh", yaml)
+	c.start()
+	c.eventually("first answer", func() error {
+		_, err := c.client.AskTCP("10.96.0.14:80", time.Second)
+		return err
+	})
+	r := c.trace("--from", c.client.IP.String(), "--in-interface", c.client.NodeLink, "--to", "10.96.0.14:80")
+	for i := 0; i < 5; i++ {
+		if got := c.answerEndpoint("10.96.0.14:80"); r.Verdict.Endpoint != got {
+			t.Fatalf("traced %+v (notes %v), a real connection reached %s", r.Verdict, r.Notes, got)
+		}
+	}
+}
