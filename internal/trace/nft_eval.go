@@ -33,6 +33,7 @@ func TraceNftables(text string, p Packet, o Options) (*Result, error) {
 
 type nftEval struct {
 	evalCtx
+	index  map[*nftSet]*elemIndex
 	rs     *nftRuleset
 	family string // the packet's table family: ip or ip6 (inet tables see both)
 }
@@ -332,7 +333,7 @@ func (ev *nftEval) outcome(c *nftChain, s nftStmt, key []nftVal, elems []nftElem
 	case "match":
 		m := false
 		if elems != nil || s.setRef != "" {
-			m = findElement(elems, key) != nil
+			m = ev.find(c.table, s, elems, key) != nil
 			ev.noteAffinitySet(c.table, s.setRef, m)
 		} else {
 			for _, l := range s.lits {
@@ -341,13 +342,13 @@ func (ev *nftEval) outcome(c *nftChain, s nftStmt, key []nftVal, elems []nftElem
 		}
 		return nftOut{miss: m == s.neg}
 	case "vmap":
-		e := findElement(elems, key)
+		e := ev.find(c.table, s, elems, key)
 		if e == nil || e.verdict == "" {
 			return nftOut{miss: true}
 		}
 		return nftOut{verdict: e.verdict, action: fmt.Sprintf("element %s : %s", keyText(key), e.verdict)}
 	case "dnat":
-		e := findElement(elems, key)
+		e := ev.find(c.table, s, elems, key)
 		if e == nil {
 			return nftOut{miss: true}
 		}
@@ -448,4 +449,26 @@ func findElement(elems []nftElement, key []nftVal) *nftElement {
 		}
 	}
 	return nil
+}
+
+// find looks key up in the statement's set: through an index for named sets,
+// by scanning anonymous ones (they are small).
+func (ev *nftEval) find(t *nftTable, s nftStmt, elems []nftElement, key []nftVal) *nftElement {
+	set := t.sets[s.setRef]
+	if s.setRef == "" || set == nil || len(elems) < 64 {
+		return findElement(elems, key)
+	}
+	if ev.index == nil {
+		ev.index = map[*nftSet]*elemIndex{}
+	}
+	ix := ev.index[set]
+	if ix == nil {
+		kinds := make([]string, len(key))
+		for i, v := range key {
+			kinds[i] = v.kind
+		}
+		ix = buildIndex(elems, kinds)
+		ev.index[set] = ix
+	}
+	return ix.find(key)
 }
