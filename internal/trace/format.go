@@ -71,8 +71,11 @@ func WriteText(w io.Writer, r *Result) error {
 
 func candidateText(c Candidate) string {
 	s := strings.ToUpper(c.Verdict)
-	if c.Endpoint != "" {
+	switch {
+	case c.Endpoint != "" && c.Verdict == "dnat":
 		s += " to " + c.Endpoint
+	case c.Endpoint != "":
+		s += " after DNAT to " + c.Endpoint
 	}
 	if c.Weight != 0 {
 		s += fmt.Sprintf(" (weight %d)", c.Weight)

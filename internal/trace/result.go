@@ -57,7 +57,8 @@ type Step struct {
 type Candidate struct {
 	// Verdict is "dnat", "accept", "drop" or "reject".
 	Verdict string `json:"verdict"`
-	// Endpoint is the DNAT destination ("ip:port") for "dnat".
+	// Endpoint is the DNAT destination ("ip:port"): for "dnat", and for "drop" or
+	// "reject" when a later rule dropped the packet after DNAT.
 	Endpoint string `json:"endpoint,omitempty"`
 	// Probability is the effective probability of this outcome for a new client.
 	Probability float64 `json:"probability"`
@@ -108,7 +109,9 @@ func finish(r *Result, flows []*flow) {
 	for _, f := range flows {
 		f.flushSkips()
 		k := key{f.verdict, ""}
-		if f.verdict == "dnat" {
+		if f.dnatted {
+			// Kept for drop and reject too: "DNATed to X, then dropped" is the
+			// answer when a firewall disagrees with the Service.
 			k.ep = f.dnat.String()
 		}
 		c, ok := byKey[k]

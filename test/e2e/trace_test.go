@@ -188,3 +188,44 @@ func TestTraceComputesSourceHash(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceSeesAFirewallThatDisagrees: a foreign rule drops forwarded traffic to
+// one endpoint. The trace shows that candidate as DNATed then dropped, and real
+// connections that land there indeed fail.
+func TestTraceSeesAFirewallThatDisagrees(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c := newCluster(t, m, 3)
+		c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
+		c.start()
+		c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
+		blocked := c.backends[0]
+		if m.ProxyMode == "nftables" {
+			c.env.Node.MustRun(t, "nft", "add table inet fw; add chain inet fw blocker { type filter hook forward priority 0; policy accept; }; "+
+				"add rule inet fw blocker ip daddr "+blocked.IP.String()+" tcp dport 8080 drop")
+		} else {
+			c.env.Node.MustRun(t, m.Name, "-I", "FORWARD", "-d", blocked.IP.String(), "-p", "tcp", "--dport", "8080", "-j", "DROP")
+		}
+		r := c.trace("--from", c.client.IP.String(), "--in-interface", c.client.NodeLink, "--to", "10.96.0.10:80")
+		dropped := netip.AddrPortFrom(blocked.IP, backendPort).String()
+		verdicts := map[string]string{}
+		for _, cand := range r.Candidates {
+			verdicts[cand.Endpoint] = cand.Verdict
+		}
+		if r.Verdict.Kind != "mixed" || verdicts[dropped] != "drop" || len(verdicts) != 3 {
+			t.Errorf("traced %s with %v, want %s dropped and the others DNATed", r.Verdict.Summary, verdicts, dropped)
+		}
+		failed := 0
+		for i := 0; i < 15; i++ {
+			name, err := c.client.AskTCP("10.96.0.10:80", 300*time.Millisecond)
+			switch {
+			case err != nil:
+				failed++
+			case name == blocked.Name:
+				t.Errorf("a connection reached %s past the DROP rule", name)
+			}
+		}
+		if failed == 0 {
+			t.Errorf("no connection of 15 failed, but the trace says a third are dropped")
+		}
+	})
+}
