@@ -247,7 +247,7 @@ func (ev *iptEval) target(table, chain string, r *iptRule, f *flow, depth int) [
 
 // passiveTargets never end the traversal and change nothing trace looks at.
 var passiveTargets = map[string]bool{"LOG": true, "NFLOG": true, "CONNMARK": true, "TRACE": true,
-	"CT": true, "NOTRACK": true, "TCPMSS": true, "CHECKSUM": true, "AUDIT": true, "NFQUEUE": false}
+	"CT": true, "NOTRACK": true, "TCPMSS": true, "CHECKSUM": true, "AUDIT": true}
 
 func recentSetNote(r *iptRule) string {
 	for _, c := range r.conds {
