@@ -74,6 +74,16 @@ func (ev *iptEval) run(p Packet) []*flow {
 		}
 		return "POSTROUTING"
 	})
+	// A packet the node sends to one of its own addresses comes back in through
+	// INPUT after leaving through OUTPUT.
+	loopback := func(f *flow) string {
+		if local, _ := ev.opts.isLocal(f.dst); first == "OUTPUT" && local {
+			return "INPUT"
+		}
+		return ""
+	}
+	flows = ev.hook(flows, "mangle", loopback)
+	flows = ev.hook(flows, "filter", loopback)
 	for _, f := range flows {
 		if f.verdict == "" {
 			f.verdict = "accept"

@@ -26,6 +26,9 @@ func TestIptablesGolden(t *testing.T) {
 			check: wantVerdict("reject", map[string]float64{"": 1})},
 		{name: "ipt-kp-nodeport", dump: kpd, from: "198.51.100.20", to: "192.168.10.5:30080", in: "eth0", opts: kp,
 			check: all(wantVerdict("dnat", quarter), wantMasq(true, false))},
+		// The node's own traffic short-circuits eTP=Local to the cluster-wide chain.
+		{name: "ipt-kp-nodeport-from-node-etp-local", dump: kpd, from: "192.168.10.5", to: "192.168.10.5:31500", opts: kp,
+			check: all(wantVerdict("dnat", map[string]float64{"10.244.4.9:8080": 1}), wantMasq(true, false))},
 		{name: "ipt-kp-nodeport-etp-local-none-local", dump: kpd, from: "198.51.100.20", to: "192.168.10.5:31500", in: "eth0", opts: kp,
 			check: wantVerdict("drop", nil)},
 		{name: "ipt-kp-lb-allowed", dump: kpd, from: "198.51.100.7", to: "203.0.113.50:443", in: "eth0", opts: kp,

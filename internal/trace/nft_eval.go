@@ -66,6 +66,14 @@ func (ev *nftEval) run(p Packet) []*flow {
 		}
 		return "postrouting"
 	})
+	// A packet the node sends to one of its own addresses comes back in through
+	// the input hook.
+	flows = ev.hook(flows, func(f *flow) string {
+		if local, _ := ev.opts.isLocal(f.dst); first == "output" && local {
+			return "input"
+		}
+		return ""
+	})
 	for _, f := range flows {
 		if f.verdict == "" {
 			f.verdict = "accept"

@@ -20,6 +20,10 @@ func TestNftablesGolden(t *testing.T) {
 			check: wantVerdict("drop", nil)},
 		{name: "nft-kp-nodeport", dump: kpd, from: "198.51.100.20", to: "192.168.10.5:30080", in: "eth0", opts: kp,
 			check: all(wantVerdict("dnat", quarter), wantMasq(true, false))},
+		// No service-nodeports element in this dump: the packet loops back into
+		// the input hook, where no-endpoint-nodeports drops it.
+		{name: "nft-kp-nodeport-from-node-input-check", dump: kpd, from: "192.168.10.5", to: "192.168.10.5:31500", opts: kp,
+			check: wantVerdict("drop", nil)},
 		{name: "nft-kp-nodeport-etp-local-none-local", dump: kpd, from: "198.51.100.20", to: "192.168.10.5:31500", in: "eth0", opts: kp,
 			check: wantVerdict("drop", nil)},
 		{name: "nft-kp-lb-allowed", dump: kpd, from: "198.51.100.7", to: "203.0.113.50:443", in: "eth0", opts: kp,
