@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/nftables"
+
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/dataplane/iptables"
 	"kproxy.dev/kproxy/internal/nodeaddr"
@@ -45,15 +47,7 @@ func traceKernel(ctx context.Context, mode string, p trace.Packet) (*trace.Resul
 		}
 		return r, err
 	case "nftables":
-		dump, err := nftRuleset(ctx)
-		if err != nil {
-			return nil, err
-		}
-		r, err := trace.TraceNftables(dump, p, o)
-		if err == nil {
-			r.Source = "kernel (nft list ruleset)"
-		}
-		return r, err
+		return traceNftKernel(ctx, p, o)
 	}
 	list, ok := dataplane.KernelLister("ipvs")
 	if !ok {
@@ -93,8 +87,82 @@ func ipvsCompanions(ctx context.Context) (string, map[string]*trace.IPSet) {
 	return rules, sets
 }
 
-// nftRuleset lists the ruleset with the nft tool: decoding netlink rule
-// expressions back into rules is what nft itself is for.
+// nftSourceEnv forces how nftables rules are read: "netlink" or "text" (nft -a list
+// ruleset). By default netlink is used, and the nft tool only when it is installed
+// and netlink left rules undecoded.
+const nftSourceEnv = "KPROXY_TRACE_NFT"
+
+func traceNftKernel(ctx context.Context, p trace.Packet, o trace.Options) (*trace.Result, error) {
+	force := os.Getenv(nftSourceEnv)
+	if force != "text" {
+		rs, err := readNftNetlink()
+		_, lookErr := exec.LookPath("nft")
+		switch {
+		case err == nil && (rs.Undecoded == 0 || force == "netlink" || lookErr != nil):
+			r := trace.TraceNftRuleset(rs, p, o)
+			r.Source = "kernel (nftables over netlink)"
+			return r, nil
+		case err != nil && (force == "netlink" || lookErr != nil):
+			return nil, fmt.Errorf("reading nftables over netlink: %w", err)
+		}
+	}
+	dump, err := nftRuleset(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := trace.TraceNftables(dump, p, o)
+	if err == nil {
+		r.Source = "kernel (nft list ruleset)"
+	}
+	return r, err
+}
+
+// readNftNetlink reads every ip, ip6 and inet table of this network namespace.
+func readNftNetlink() (*trace.NftRuleset, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseLasting()
+	tables, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("listing tables: %w", err)
+	}
+	chains, err := c.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("listing chains: %w", err)
+	}
+	var out []trace.NetlinkTable
+	for _, t := range tables {
+		switch t.Family {
+		case nftables.TableFamilyIPv4, nftables.TableFamilyIPv6, nftables.TableFamilyINet:
+		default:
+			continue
+		}
+		nt := trace.NetlinkTable{Table: t, Rules: map[string][]*nftables.Rule{}, Elements: map[string][]nftables.SetElement{}}
+		if nt.Sets, err = c.GetSets(t); err != nil {
+			return nil, fmt.Errorf("table %s: sets: %w", t.Name, err)
+		}
+		for _, s := range nt.Sets {
+			if nt.Elements[s.Name], err = c.GetSetElements(s); err != nil {
+				return nil, fmt.Errorf("table %s: set %s: %w", t.Name, s.Name, err)
+			}
+		}
+		for _, ch := range chains {
+			if ch.Table.Name != t.Name || ch.Table.Family != t.Family {
+				continue
+			}
+			nt.Chains = append(nt.Chains, ch)
+			if nt.Rules[ch.Name], err = c.GetRules(t, ch); err != nil {
+				return nil, fmt.Errorf("table %s: chain %s: %w", t.Name, ch.Name, err)
+			}
+		}
+		out = append(out, nt)
+	}
+	return trace.DecodeNetlink(out), nil
+}
+
+// nftRuleset lists the ruleset with the nft tool.
 func nftRuleset(ctx context.Context) (string, error) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return "", fmt.Errorf("--mode nftables needs the nft tool to list the ruleset (or give --from-file): %w", err)

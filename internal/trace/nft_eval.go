@@ -13,6 +13,22 @@ func TraceNftables(text string, p Packet, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nft ruleset text: %w", err)
 	}
+	return traceNftRuleset(rs, warn, p, o), nil
+}
+
+// NftRuleset is a ruleset read from the kernel over netlink (DecodeNetlink).
+type NftRuleset struct {
+	rs *nftRuleset
+	// Undecoded counts rules with expressions the decoder does not know.
+	Undecoded int
+}
+
+// TraceNftRuleset evaluates p through a ruleset read over netlink.
+func TraceNftRuleset(r *NftRuleset, p Packet, o Options) *Result {
+	return traceNftRuleset(r.rs, nil, p, o)
+}
+
+func traceNftRuleset(rs *nftRuleset, warn []string, p Packet, o Options) *Result {
 	ev := &nftEval{evalCtx: evalCtx{opts: &o}, rs: rs, family: "ip"}
 	if p.Dst.Is6() {
 		ev.family = "ip6"
@@ -27,7 +43,7 @@ func TraceNftables(text string, p Packet, o Options) (*Result, error) {
 	ev.resolveAffinity()
 	r.Affinity = ev.aff
 	r.Notes = ev.notes.list
-	return r, nil
+	return r
 }
 
 type nftEval struct {

@@ -34,6 +34,9 @@ type nftStmt struct {
 	dnatTo  string
 	markOp  string
 	markVal uint64
+	// markMask is the mask of markOp "x": mark = mark & markMask ^ markVal (how
+	// netlink expresses every mark change).
+	markMask uint64
 }
 
 type nftParser struct {
@@ -322,6 +325,8 @@ func metaKind(t string) string {
 		return "mark"
 	case "iifname":
 		return "iifname"
+	case "nfproto":
+		return "nfproto"
 	}
 	return "other"
 }

@@ -40,6 +40,24 @@ type nftSet struct {
 	isMap    bool
 	timeout  string
 	elements []nftElement
+	// raw holds the elements of a set read over netlink until a rule's lookup
+	// says what its key fields are (netlink does not say it reliably).
+	raw *rawSet
+}
+
+// rawSet is a set's elements as netlink bytes.
+type rawSet struct {
+	interval   bool
+	verdictMap bool
+	keyTypes   []string // from the set's declared type, when known
+	elems      []rawElem
+	decoded    bool
+}
+
+type rawElem struct {
+	key, keyEnd, val []byte
+	end              bool
+	verdict          string
 }
 
 // nftElement is one set or map element: key components, and for maps the data

@@ -25,6 +25,8 @@ func (ev *nftEval) stmt(c *nftChain, r *nftRule, s nftStmt, f *flow) []nftOut {
 			f.mark ^= uint32(s.markVal)
 		case "&":
 			f.mark &= uint32(s.markVal)
+		case "x":
+			f.mark = f.mark&uint32(s.markMask) ^ uint32(s.markVal)
 		default:
 			f.mark = uint32(s.markVal)
 		}

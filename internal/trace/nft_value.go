@@ -81,6 +81,12 @@ func (ev *nftEval) selValue(s nftSel, f *flow) (v nftVal, ok bool, why string) {
 		return nftVal{kind: "flags", s: st}, true, ""
 	case "iifname":
 		return nftVal{kind: "str", s: f.in}, true, ""
+	case "nfproto":
+		fam := "ipv4"
+		if f.dst.Is6() {
+			fam = "ipv6"
+		}
+		return nftVal{kind: "str", s: fam}, true, ""
 	}
 	return v, true, fmt.Sprintf("%q is not evaluated", s.text)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -42,6 +44,7 @@ func TestTraceAgreesWithRealConnections(t *testing.T) {
 		c.checkAffinity()
 		if m.ProxyMode == "nftables" {
 			c.checkSourceHash()
+			c.checkNetlinkAgreesWithNft()
 		}
 		c.checkFirewallThatDisagrees() // last: it changes the node
 	})
@@ -170,10 +173,54 @@ func (c *cluster) checkFirewallThatDisagrees() {
 	}
 }
 
+// checkNetlinkAgreesWithNft: the ruleset read over netlink (the default) and the
+// one nft -a list ruleset prints give the same trace, and netlink decodes every
+// rule kproxy wrote.
+func (c *cluster) checkNetlinkAgreesWithNft() {
+	t := c.t
+	for _, to := range []string{"10.96.0.10:80", "10.96.0.11:80", "10.96.0.12:80", "10.96.0.13:80", "10.96.0.14:80",
+		fmt.Sprintf("%s:30080", c.client.NodeIP)} {
+		args := []string{"--from", c.client.IP.String(), "--in-interface", c.client.NodeLink, "--to", to}
+		nl := c.traceEnv([]string{"KPROXY_TRACE_NFT=netlink"}, args...)
+		txt := c.traceEnv([]string{"KPROXY_TRACE_NFT=text"}, args...)
+		if !strings.Contains(nl.Source, "netlink") || !strings.Contains(txt.Source, "nft list") {
+			t.Fatalf("sources %q and %q: want netlink and nft list", nl.Source, txt.Source)
+		}
+		for _, n := range nl.Notes {
+			if strings.Contains(n, "not decoded") || strings.Contains(n, "assumed") {
+				t.Errorf("%s over netlink: note %q, want every rule decoded", to, n)
+			}
+		}
+		if a, b := summary(nl), summary(txt); a != b {
+			t.Errorf("%s: netlink traced %s, nft list %s", to, a, b)
+		}
+	}
+}
+
+func summary(r *trace.Result) string {
+	var cs []string
+	for _, c := range r.Candidates {
+		cs = append(cs, fmt.Sprintf("%s %s %.4f masq=%v", c.Verdict, c.Endpoint, c.Probability, c.Masquerade))
+	}
+	sort.Strings(cs)
+	return r.Verdict.Kind + " [" + strings.Join(cs, "; ") + "]"
+}
+
 // trace runs kproxy trace --json in the node namespace.
 func (c *cluster) trace(args ...string) *trace.Result {
 	c.t.Helper()
-	out := c.runKproxy(append([]string{"trace", "--mode", c.m.ProxyMode, "--json"}, args...)...)
+	return c.traceEnv(nil, args...)
+}
+
+func (c *cluster) traceEnv(env []string, args ...string) *trace.Result {
+	c.t.Helper()
+	args = append([]string{"trace", "--mode", c.m.ProxyMode, "--json"}, args...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", c.env.Node.Name, kproxyBinary(c.t)}, args...)...)
+	cmd.Env = append(append(os.Environ(), c.m.Env...), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("kproxy %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 	var r trace.Result
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		c.t.Fatalf("kproxy trace %s: %v\n%s", strings.Join(args, " "), err, out)
