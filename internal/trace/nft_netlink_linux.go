@@ -133,6 +133,8 @@ func fieldKind(s nftSel) string {
 		return "port"
 	case "iifname":
 		return "name"
+	case "numgen", "jhash":
+		return "num"
 	}
 	return "u32"
 }
@@ -162,6 +164,9 @@ func decodeElements(set *nftSet, sels []nftSel, dataKinds []string) {
 	elems := raw.elems
 	if raw.interval {
 		elems = intervals(elems)
+	} else {
+		elems = append([]rawElem(nil), elems...)
+		sort.SliceStable(elems, func(i, j int) bool { return bytes.Compare(elems[i].key, elems[j].key) < 0 })
 	}
 	for _, e := range elems {
 		ne := nftElement{key: fieldsOf(e.key, kinds)}
@@ -219,7 +224,7 @@ func decrement(b []byte) []byte {
 // fieldsOf splits key or data bytes into fields; concatenated fields are
 // padded to 4 bytes each.
 func fieldsOf(b []byte, kinds []string) []string {
-	size := map[string]int{"addr4": 4, "addr6": 16, "proto": 1, "port": 2, "u32": 4, "name": 16}
+	size := map[string]int{"addr4": 4, "addr6": 16, "proto": 1, "port": 2, "u32": 4, "num": 4, "name": 16}
 	var out []string
 	for _, k := range kinds {
 		n := size[k]
@@ -255,6 +260,10 @@ func fieldText(kind string, b []byte) string {
 	case "u32":
 		if len(b) == 4 {
 			return fmt.Sprintf("0x%08x", binary.NativeEndian.Uint32(b))
+		}
+	case "num":
+		if len(b) == 4 {
+			return strconv.FormatUint(uint64(binary.NativeEndian.Uint32(b)), 10)
 		}
 	case "name":
 		return string(bytes.TrimRight(b, "\x00"))

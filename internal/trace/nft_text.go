@@ -16,6 +16,9 @@ func stmtText(t *nftTable, s nftStmt) string {
 	switch s.op {
 	case "match":
 		op := " "
+		if len(s.lhs) == 1 && s.lhs[0].hasMask {
+			op = " == "
+		}
 		if s.neg {
 			op = " != "
 		}
