@@ -2,12 +2,13 @@
 
 package conntrack
 
-import (
-	"errors"
-	"net/netip"
-)
+import "errors"
 
-// ListNAT needs Linux's conntrack table.
-func ListNAT(netip.AddrPort, uint8) ([]NATFlow, error) {
-	return nil, errors.New("reading the conntrack table needs Linux")
+// NewLister returns a Lister that fails: conntrack exists only on Linux.
+func NewLister() Lister { return noLister{} }
+
+type noLister struct{}
+
+func (noLister) List(Family) ([]Flow, error) {
+	return nil, errors.New("conntrack: not supported on this OS")
 }
