@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 // kubeadmConfig is the config.conf kubeadm writes into the kube-proxy ConfigMap
 // (nulls, logging options and all): kproxy must take it unchanged.
@@ -74,9 +77,21 @@ winkernel:
 `
 
 func TestKubeadmConfigIsAcceptedUnchanged(t *testing.T) {
-	c, err := Decode([]byte(kubeadmConfig))
+	c, notes, err := Decode([]byte(kubeadmConfig))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(notes.Warnings) != 0 {
+		t.Errorf("kubeadm's own config warns: %v", notes.Warnings)
+	}
+	want := []string{"iptables.syncPeriod=30s", "ipvs.syncPeriod=30s", "nftables.syncPeriod=30s", "configSyncPeriod=15m0s"}
+	if !reflect.DeepEqual(notes.Defaulted, want) {
+		t.Errorf("defaulted = %v, want %v", notes.Defaulted, want)
+	}
+	for _, w := range Ignored(c) {
+		if w.Field != "conntrack" {
+			t.Errorf("kubeadm's config has a setting kproxy ignores: %s", w)
+		}
 	}
 	if err := Validate(c); err != nil {
 		t.Fatal(err)
