@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,23 +15,47 @@ type MetricsOptions struct {
 	Gatherer prometheus.Gatherer
 	// Mode is the proxy mode /proxyMode reports.
 	Mode string
-	// Health, if set, also serves /healthz here, as kube-proxy does.
-	Health *Server
 	// Profiling serves /debug/pprof.
 	Profiling bool
+	// Configz, if set, is the effective configuration /configz serves, under the
+	// key "kubeproxy.config.k8s.io" as kube-proxy's configz does.
+	Configz any
+	// Flagz, if set, returns the command line's flags as name -> value (/flagz).
+	Flagz func() map[string]string
+	// Statusz, if set, is served at /statusz.
+	Statusz *StatuszInfo
+	// Extra are kproxy's own paths, such as /list.
+	Extra map[string]http.Handler
 }
 
-// MetricsHandler serves /metrics, /proxyMode and /healthz on the metrics address.
+// MetricsHandler serves kube-proxy 1.37's metrics address: /metrics,
+// /metrics/slis, /healthz (the generic "ok" with its ping check), /proxyMode,
+// /configz, /flagz, /statusz and, with profiling, /debug/pprof.
 func MetricsHandler(o MetricsOptions) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, r *http.Request) {
+	var paths []string
+	handle := func(p string, h http.Handler) {
+		mux.Handle(p, h)
+		paths = append(paths, p)
+	}
+	handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	slis := newSLIs()
+	handle("/metrics/slis", slis.handler())
+	handle("/healthz", slis.healthzHandler())
+	handle("/healthz/ping", slis.healthzHandler())
+	handle("/proxyMode", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		fmt.Fprint(w, o.Mode)
-	})
-	if o.Health != nil {
-		mux.Handle("/healthz", o.Health.HealthzHandler())
+	}))
+	if o.Configz != nil {
+		handle("/configz", configzHandler(o.Configz))
+	}
+	if o.Flagz != nil {
+		handle("/flagz", flagzHandler(o.Flagz))
+	}
+	for p, h := range o.Extra {
+		handle(p, h)
 	}
 	if o.Profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -38,6 +63,12 @@ func MetricsHandler(o MetricsOptions) http.Handler {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		paths = append(paths, "/debug/pprof")
+	}
+	if o.Statusz != nil {
+		paths = append(paths, "/statusz")
+		sort.Strings(paths)
+		mux.Handle("/statusz", statuszHandler(*o.Statusz, paths))
 	}
 	return mux
 }

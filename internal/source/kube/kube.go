@@ -36,6 +36,9 @@ type Options struct {
 	Resync time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OnWatchError, if set, is told of every failed list or watch (after
+	// client-go's own handling, which logs it through klog), for /healthz.
+	OnWatchError func(error)
 }
 
 // Source watches a cluster.
@@ -82,6 +85,12 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
 	var regs []cache.ResourceEventHandlerRegistration
 	add := func(inf cache.SharedIndexInformer, e eventHandler) error {
+		if s.opts.OnWatchError != nil {
+			_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+				cache.DefaultWatchErrorHandler(ctx, r, err)
+				s.opts.OnWatchError(err)
+			})
+		}
 		reg, err := inf.AddEventHandler(e.funcs())
 		regs = append(regs, reg)
 		return err
