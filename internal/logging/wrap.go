@@ -38,7 +38,9 @@ func (h splitHandler) WithGroup(n string) slog.Handler {
 // truncatingHandler bounds the message and every string value to MaxValueBytes.
 type truncatingHandler struct{ next slog.Handler }
 
-func (h truncatingHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h truncatingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 func (h truncatingHandler) Handle(ctx context.Context, r slog.Record) error {
 	n := slog.NewRecord(r.Time, r.Level, truncate(r.Message), r.PC)
