@@ -318,7 +318,7 @@ func TestBadConfigAndMissingSourceFailClearly(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown field":  {[]string{"--config", cfg}, `unknown field "iptables.syncPeriodd"`},
+		"no apiVersion":  {[]string{"--config", cfg}, `apiVersion: required`},
 		"invalid value":  {[]string{"--iptables-sync-period", "-1s"}, "iptables.syncPeriod: must be greater than 0"},
 		"unknown mode":   {[]string{"--proxy-mode", "foo"}, `mode: unknown proxy mode "foo"`},
 		"no source":      {[]string{"--proxy-mode", "userspace", "--healthz-bind-address", "", "--metrics-bind-address", "", "--admin-bind-address", ""}, "--services-from"},
