@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
@@ -153,14 +152,6 @@ func Mode(c *kpconfig.KubeProxyConfiguration) string {
 		return ModeIPTables
 	}
 	return string(c.Mode)
-}
-
-func quoteAll(list []string) string {
-	q := make([]string, len(list))
-	for i, s := range list {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
 }
 
 // Write saves c as YAML that Load reads back unchanged (kube-proxy's --write-config-to).

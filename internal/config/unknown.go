@@ -89,7 +89,7 @@ func zeroDefaulted(doc map[string]any) []string {
 }
 
 func isZeroDuration(s string) bool {
-	d, err := parseDuration(s)
+	d, err := time.ParseDuration(s)
 	return err == nil && d == 0
 }
 
@@ -187,5 +187,3 @@ func join(path, k string) string {
 	}
 	return path + "." + k
 }
-
-func parseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }
