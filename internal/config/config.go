@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -53,18 +54,38 @@ type Notes struct {
 	Defaulted []string
 }
 
+// MaxFileBytes bounds the config file: kubeadm's is under 2 KiB, and decoding a
+// large document costs many times its size in memory.
+const MaxFileBytes = 1 << 20
+
 // Load reads and decodes a config file. It does not validate: call Validate on
 // the effective configuration.
 func Load(path string) (*kpconfig.KubeProxyConfiguration, Notes, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path)
 	if err != nil {
-		return nil, Notes{}, fmt.Errorf("reading config: %w", err)
+		return nil, Notes{}, err
 	}
 	c, notes, err := Decode(data)
 	if err != nil {
 		return nil, notes, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, notes, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, MaxFileBytes)
+	}
+	return data, nil
 }
 
 // Decode decodes YAML or JSON into a defaulted KubeProxyConfiguration the way
