@@ -1,16 +1,21 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
 
+	"kproxy.dev/kproxy/internal/logging"
 	"kproxy.dev/kproxy/internal/source/sourcetest"
 )
 
@@ -40,5 +45,51 @@ func TestListFailuresReachOnWatchError(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("OnWatchError not called for a failing list")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's and the test's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A down API server shows in kproxy's log at the default level, through klog,
+// once however often client-go retries.
+func TestFailingAPIServerIsLoggedOnce(t *testing.T) {
+	var out syncBuffer
+	log := logging.New(logging.Options{ErrOut: &out})
+	logging.RouteKlog(log, 0)
+	defer klog.ClearLogger()
+	client := fake.NewClientset()
+	client.PrependReactor("list", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("dial tcp 10.0.0.1:6443: connect: connection refused")
+	})
+	var failures atomic.Int32
+	src, err := New(Options{Client: client, Logger: log, OnWatchError: func(error) { failures.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = src.Run(ctx, sourcetest.NewRecorder(), func() {}); close(done) }()
+	deadline := time.Now().Add(wait)
+	for failures.Load() < 4 && time.Now().Before(deadline) { // two retries of each informer
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if failures.Load() < 4 {
+		t.Fatalf("only %d list failures in %v", failures.Load(), wait)
+	}
+	lines := strings.Count(out.String(), `"Failed to watch"`)
+	if lines == 0 || !strings.Contains(out.String(), "connection refused") || !strings.HasPrefix(out.String(), "E") {
+		t.Fatalf("the failure is not in the log at the default level:\n%s", out.String())
+	}
+	if lines > 2 { // one per informer (Services, EndpointSlices)
+		t.Errorf("%d lines for %d failures: not de-duplicated:\n%s", lines, failures.Load(), out.String())
 	}
 }
