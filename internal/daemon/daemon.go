@@ -128,7 +128,7 @@ func build(o Options) (*daemon, source.Source, error) {
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod, Families: families,
 		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
 	rejects := source.NewRejects(o.Registry, d.log)
-	src, err := buildSource(o, nodeName, rejects, d.log, d.health.SourceError)
+	src, err := buildSource(o, nodeName, rejects, d.log, d.health)
 	if err != nil {
 		return nil, nil, err
 	}

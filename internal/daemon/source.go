@@ -24,7 +24,7 @@ func inCluster() bool {
 // cluster from --kubeconfig (or the config file's clientConnection.kubeconfig, as
 // kube-proxy reads it) or the in-cluster service account.
 func buildSource(o Options, nodeName string, rejects *source.Rejects, log *slog.Logger,
-	onWatchError func(error)) (source.Source, error) {
+	health watchHealth) (source.Source, error) {
 	kubeconfig := o.Kubeconfig
 	if kubeconfig == "" && o.Config != nil {
 		kubeconfig = o.Config.ClientConnection.Kubeconfig
@@ -46,11 +46,20 @@ func buildSource(o Options, nodeName string, rejects *source.Rejects, log *slog.
 		if err != nil {
 			return nil, err
 		}
-		return kube.New(kube.Options{Client: client, NodeName: nodeName,
-			Resync: o.Config.ConfigSyncPeriod.Duration, Logger: log, OnWatchError: onWatchError})
+		ko := kube.Options{Client: client, NodeName: nodeName, Resync: o.Config.ConfigSyncPeriod.Duration, Logger: log}
+		if health != nil {
+			ko.OnWatchError, ko.OnWatchRestored = health.SourceError, health.SourceRestored
+		}
+		return kube.New(ko)
 	default:
 		return nil, ErrNoSource
 	}
+}
+
+// watchHealth is where the kube source reports its watches (healthz.Server).
+type watchHealth interface {
+	SourceError(error)
+	SourceRestored()
 }
 
 // checkKubeconfig names the field and the path when the kubeconfig file is not

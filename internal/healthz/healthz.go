@@ -99,7 +99,9 @@ type ProxierHealth struct {
 // here as well as in the log. It does not make the proxy unhealthy: the rules in
 // place keep serving, as in kube-proxy.
 type SourceStatus struct {
-	Synced        bool       `json:"synced"`
+	Synced bool `json:"synced"`
+	// Watching is false from a failed list or watch until it works again.
+	Watching      bool       `json:"watching"`
 	LastError     string     `json:"lastError,omitempty"`
 	LastErrorTime *time.Time `json:"lastErrorTime,omitempty"`
 }
@@ -111,7 +113,16 @@ func (s *Server) SourceSynced() {
 	if s.source == nil {
 		s.source = &SourceStatus{}
 	}
-	s.source.Synced = true
+	s.source.Synced, s.source.Watching = true, true
+}
+
+// SourceRestored records that the failed watches work again.
+func (s *Server) SourceRestored() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.source != nil {
+		s.source.Watching = true
+	}
 }
 
 // SourceError records a failed list or watch.
@@ -126,7 +137,7 @@ func (s *Server) SourceError(err error) {
 	if len(msg) > 512 {
 		msg = msg[:512] + "...(truncated)"
 	}
-	s.source.LastError, s.source.LastErrorTime = msg, &now
+	s.source.LastError, s.source.LastErrorTime, s.source.Watching = msg, &now, false
 }
 
 // Health reports the proxy's health now.

@@ -187,8 +187,13 @@ func TestHealthBodyLayout(t *testing.T) {
 		t.Errorf("lastUpdated %v, currentTime %v", body["lastUpdated"], body["currentTime"])
 	}
 	src, _ := body["source"].(map[string]any)
-	if src["synced"] != true || !strings.Contains(src["lastError"].(string), "connection refused") || src["lastErrorTime"] == nil {
+	if src["synced"] != true || src["watching"] != false || !strings.Contains(src["lastError"].(string), "connection refused") ||
+		src["lastErrorTime"] == nil {
 		t.Errorf("source = %v", body["source"])
+	}
+	s.SourceRestored()
+	if _, body := get(t, s.Handler(), "/healthz"); body["source"].(map[string]any)["watching"] != true {
+		t.Errorf("after restore: source = %v", body["source"])
 	}
 	s.QueuedUpdate()
 	clock.Step(2 * time.Minute)

@@ -97,3 +97,34 @@ func TestFailingAPIServerIsLoggedOnce(t *testing.T) {
 		t.Errorf("%d lines for %d failures: not de-duplicated:\n%s", lines, failures.Load(), out.String())
 	}
 }
+
+// When the API server comes back, the source says so in the log and to
+// OnWatchRestored.
+func TestRestoredWatchIsReported(t *testing.T) {
+	var out syncBuffer
+	log := logging.New(logging.Options{ErrOut: &out})
+	client := fake.NewClientset(service("default", "web", nil))
+	var calls atomic.Int32
+	client.PrependReactor("list", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if calls.Add(1) <= 2 {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	restored := make(chan struct{}, 4)
+	src, err := New(Options{Client: client, Logger: log, OnWatchRestored: func() { restored <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = src.Run(ctx, sourcetest.NewRecorder(), func() {}) }()
+	select {
+	case <-restored:
+	case <-time.After(3 * wait):
+		t.Fatalf("no restore reported after %d lists:\n%s", calls.Load(), out.String())
+	}
+	if !strings.Contains(out.String(), `"watch restored" source="kube" resource="Services"`) {
+		t.Errorf("log:\n%s", out.String())
+	}
+}
