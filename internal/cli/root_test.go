@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"k8s.io/klog/v2"
 
 	"kproxy.dev/kproxy/internal/config"
+	_ "kproxy.dev/kproxy/internal/dataplane/iptables" // kubeadm's mode, as cmd/kproxy links it
 )
 
 // run runs `kproxy args...` and returns its stdout, its log and its error.
@@ -117,5 +119,32 @@ func TestNewFlagsAreAccepted(t *testing.T) {
 	}
 	if _, _, err := run(t, "--init-only", "--logging-format", "xml"); err == nil || !strings.Contains(err.Error(), "logging.format") {
 		t.Errorf("--logging-format xml: %v", err)
+	}
+}
+
+// kubeadm's own kube-proxy ConfigMap content loads through the command line; the
+// only warning is kproxy's conntrack one.
+func TestKubeadmConfigStarts(t *testing.T) {
+	data, err := os.ReadFile("../config/testdata/kubeadm-config.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := writeConfig(t, string(data))
+	_, log, err := run(t, "--config", p, "--init-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log, "\nW") + strings.Count(log[:1], "W"); n != 1 || !strings.Contains(log, `field="conntrack"`) {
+		t.Errorf("warnings other than conntrack's:\n%s", log)
+	}
+	// Without --init-only it goes on to the kubeconfig kubeadm's DaemonSet mounts;
+	// missing, the error names the field and the path.
+	if runtime.GOOS != "linux" {
+		return // the iptables mode exists on Linux only
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	_, _, err = run(t, "--config", p)
+	if err == nil || !strings.Contains(err.Error(), "clientConnection.kubeconfig (--kubeconfig): /var/lib/kube-proxy/kubeconfig.conf: no such file or directory") {
+		t.Errorf("err = %v", err)
 	}
 }
