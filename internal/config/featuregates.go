@@ -53,6 +53,26 @@ func KnownFeatures() []string {
 	return out
 }
 
+// FeatureState is one known gate's stage and effective value.
+type FeatureState struct {
+	Name, Stage string // Stage is "" for GA, as component-base labels it
+	Enabled     bool
+}
+
+// FeatureStates lists every known gate with its effective value in c, sorted.
+func FeatureStates(c *kpconfig.KubeProxyConfiguration) []FeatureState {
+	var out []FeatureState
+	for name, g := range knownGates {
+		stage := g.stage
+		if stage == "GA" {
+			stage = ""
+		}
+		out = append(out, FeatureState{Name: name, Stage: stage, Enabled: FeatureEnabled(c, name)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // FeatureEnabled says whether a gate is on in c: its value if set, else its 1.37 default.
 func FeatureEnabled(c *kpconfig.KubeProxyConfiguration, name string) bool {
 	if v, ok := c.FeatureGates[name]; ok {

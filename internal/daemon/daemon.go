@@ -123,6 +123,7 @@ func build(o Options) (*daemon, source.Source, error) {
 	families := ipFamilies(o.Config)
 	d.metrics = metrics.NewForFamilies(o.Registry, families)
 	d.modeMetrics = metrics.RegisterModeMetrics(o.Registry, d.mode)
+	metrics.RegisterComponentMetrics(o.Registry, o.Version, config.FeatureStates(o.Config))
 	o.Registry.MustRegister(metrics.NewConntrackCollector(""))
 	syncPeriod, minSync := config.SyncPeriods(o.Config)
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod, Families: families,

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
 )
 
@@ -115,5 +117,23 @@ func TestModeMetricsPerMode(t *testing.T) {
 		if len(got) != 1+len(want) {
 			t.Errorf("%s: metrics %v", mode, got)
 		}
+	}
+}
+
+func TestComponentMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	RegisterComponentMetrics(reg, "v0.1.0-dev", []config.FeatureState{
+		{Name: "KubeProxyIPVS", Stage: "DEPRECATED", Enabled: false}, {Name: "MultiCIDRServiceAllocator", Enabled: true}})
+	want := `
+# HELP kubernetes_feature_enabled This metric records the data about the stage and enablement of a k8s feature.
+# TYPE kubernetes_feature_enabled gauge
+kubernetes_feature_enabled{name="KubeProxyIPVS",stage="DEPRECATED"} 0
+kubernetes_feature_enabled{name="MultiCIDRServiceAllocator",stage=""} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kubernetes_feature_enabled"); err != nil {
+		t.Error(err)
+	}
+	if got := labelSets(t, reg)["kubernetes_build_info"]; got != "build_date,compiler,git_commit,git_tree_state,git_version,go_version,major,minor,platform" {
+		t.Errorf("build info labels %q", got)
 	}
 }
