@@ -46,7 +46,8 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(c)
+	level := &slog.LevelVar{}
+	log := newLogger(c, level)
 	logConfigNotes(log, notes, c)
 	if f.WriteConfigTo != "" {
 		if err := config.Write(c, f.WriteConfigTo); err != nil {
@@ -73,14 +74,19 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 		Config: c, ServicesFrom: f.ServicesFrom, Kubeconfig: kubeconfigFlag(f, c), Master: f.Master,
 		AdminBindAddress: f.AdminBindAddress, DemoBackends: f.DemoBackends, Logger: log,
 		Flagz: func() map[string]string { return flagValues(cmd.Flags()) }, Version: Version,
+		SetVerbosity: func(v int) {
+			logging.SetVerbosity(level, v)
+			log.Info("verbosity changed", "v", v)
+		},
 	})
 }
 
 // newLogger builds the logger the configuration asks for, makes it the default
 // and routes klog (client-go) into it.
-func newLogger(c *kpconfig.KubeProxyConfiguration) *slog.Logger {
+func newLogger(c *kpconfig.KubeProxyConfiguration, level *slog.LevelVar) *slog.Logger {
 	v := int(c.Logging.Verbosity)
-	log := logging.New(logging.Options{Format: c.Logging.Format, Verbosity: v, SplitStream: config.SplitStream(c),
+	level.Set(logging.V(v))
+	log := logging.New(logging.Options{Format: c.Logging.Format, Level: level, SplitStream: config.SplitStream(c),
 		Out: logOut, ErrOut: logErrOut})
 	slog.SetDefault(log)
 	logging.RouteKlog(log, v)

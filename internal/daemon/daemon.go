@@ -48,6 +48,8 @@ type Options struct {
 	Flagz func() map[string]string
 	// Version is reported by /statusz.
 	Version string
+	// SetVerbosity, if set, changes -v while running (PUT /debug/flags/v).
+	SetVerbosity func(v int)
 	// DemoBackends are ip:port addresses to serve tiny demo HTTP/UDP backends on.
 	DemoBackends []string
 	// Source, if set, is used instead of ServicesFrom/Kubeconfig (tests).

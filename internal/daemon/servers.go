@@ -67,7 +67,7 @@ func (d *daemon) startServers() (stop func(), err error) {
 func (d *daemon) metricsHandler() http.Handler {
 	c := d.o.Config
 	o := healthz.MetricsOptions{Gatherer: d.o.Registry, Mode: d.mode, Profiling: c.EnableProfiling,
-		Configz: c, Extra: map[string]http.Handler{"/list": d.adminHandler()}}
+		Configz: c, Extra: map[string]http.Handler{"/list": d.adminHandler()}, SetVerbosity: d.o.SetVerbosity}
 	if config.FeatureEnabled(c, config.GateComponentFlagz) {
 		o.Flagz = d.o.Flagz
 	}

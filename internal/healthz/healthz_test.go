@@ -204,3 +204,31 @@ func TestHealthBodyLayout(t *testing.T) {
 		t.Errorf("unhealthy body = %d %v", code, body)
 	}
 }
+
+func TestDebugFlagsVWithProfiling(t *testing.T) {
+	var got []int
+	h := MetricsHandler(MetricsOptions{Gatherer: prometheus.NewRegistry(), Profiling: true,
+		SetVerbosity: func(v int) { got = append(got, v) }})
+	put := func(body string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/debug/flags/v", strings.NewReader(body)))
+		return rec.Code
+	}
+	if code := put("4\n"); code != 200 || len(got) != 1 || got[0] != 4 {
+		t.Errorf("PUT 4: %d %v", code, got)
+	}
+	if code := put("lots"); code != 400 || len(got) != 1 {
+		t.Errorf("PUT lots: %d %v", code, got)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/flags/v", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d", rec.Code)
+	}
+	plain := MetricsHandler(MetricsOptions{Gatherer: prometheus.NewRegistry(), SetVerbosity: func(int) {}})
+	rec = httptest.NewRecorder()
+	plain.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/debug/flags/v", strings.NewReader("4")))
+	if rec.Code != 404 {
+		t.Errorf("served without profiling: %d", rec.Code)
+	}
+}

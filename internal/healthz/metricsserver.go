@@ -2,9 +2,12 @@ package healthz
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +29,8 @@ type MetricsOptions struct {
 	Statusz *StatuszInfo
 	// Extra are kproxy's own paths, such as /list.
 	Extra map[string]http.Handler
+	// SetVerbosity, if set, serves PUT /debug/flags/v with profiling, as kube-proxy.
+	SetVerbosity func(v int)
 }
 
 // MetricsHandler serves kube-proxy 1.37's metrics address: /metrics,
@@ -64,6 +69,10 @@ func MetricsHandler(o MetricsOptions) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		paths = append(paths, "/debug/pprof")
+		if o.SetVerbosity != nil {
+			mux.Handle("/debug/flags/v", verbosityHandler(o.SetVerbosity))
+			paths = append(paths, "/debug/flags")
+		}
 	}
 	if o.Statusz != nil {
 		paths = append(paths, "/statusz")
@@ -71,4 +80,33 @@ func MetricsHandler(o MetricsOptions) http.Handler {
 		mux.Handle("/statusz", statuszHandler(*o.Statusz, paths))
 	}
 	return mux
+}
+
+// verbosityHandler is kube-proxy's PUT /debug/flags/v: the body is the new -v.
+func verbosityHandler(set func(int)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut {
+			http.Error(w, "only PUT is allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, 64))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || v < 0 || v > 10 {
+			http.Error(w, fmt.Sprintf("invalid verbosity %q: want an integer in [0, 10]", truncateBody(b)), http.StatusBadRequest)
+			return
+		}
+		set(v)
+		fmt.Fprintf(w, "successfully set klog.logging.verbosity to %d", v)
+	})
+}
+
+func truncateBody(b []byte) string {
+	if len(b) > 16 {
+		return string(b[:16]) + "..."
+	}
+	return string(b)
 }

@@ -11,7 +11,7 @@ import (
 // with --logging-format=json): "ts" as float seconds since the epoch, "caller" as
 // file:line, "msg", "v" (the verbosity) on non-error lines, "err" on errors, then
 // the key/value pairs.
-func newJSONHandler(w io.Writer, level slog.Level) slog.Handler {
+func newJSONHandler(w io.Writer, level slog.Leveler) slog.Handler {
 	return slog.NewJSONHandler(w, &slog.HandlerOptions{AddSource: true, Level: level, ReplaceAttr: jsonAttr})
 }
 

@@ -53,6 +53,9 @@ type Options struct {
 	RepeatWindow time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Level, if set, holds the verbosity instead of Verbosity, so that it can be
+	// changed while running (SetVerbosity, /debug/flags/v).
+	Level *slog.LevelVar
 }
 
 // New builds the logger.
@@ -66,7 +69,10 @@ func New(o Options) *slog.Logger {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	level := V(o.Verbosity)
+	var level slog.Leveler = V(o.Verbosity)
+	if o.Level != nil {
+		level = o.Level
+	}
 	var h slog.Handler
 	mk := func(w io.Writer) slog.Handler {
 		if o.Format == FormatJSON {
@@ -90,12 +96,23 @@ func New(o Options) *slog.Logger {
 	return slog.New(h)
 }
 
+// SetVerbosity changes -v while running: the logger's level (held in level) and
+// klog's, for kube-proxy's PUT /debug/flags/v.
+func SetVerbosity(level *slog.LevelVar, v int) {
+	level.Set(V(v))
+	setKlogVerbosity(v)
+}
+
+func setKlogVerbosity(v int) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("v", strconv.Itoa(v))
+}
+
 // RouteKlog sends everything logged through klog (client-go's reflectors and
 // leader election, apimachinery's HandleError) to log, with klog's own
 // verbosity set to the same -v so that klog.V(n) guards agree.
 func RouteKlog(log *slog.Logger, verbosity int) {
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	_ = fs.Set("v", strconv.Itoa(verbosity))
+	setKlogVerbosity(verbosity)
 	klog.SetSlogLogger(log)
 }

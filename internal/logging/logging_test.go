@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -171,4 +172,22 @@ func TestKlogIsRoutedThroughTheLogger(t *testing.T) {
 			t.Errorf("klog line without its caller: %q", l)
 		}
 	}
+}
+
+func TestSetVerbosityWhileRunning(t *testing.T) {
+	var out bytes.Buffer
+	level := &slog.LevelVar{}
+	log := New(Options{ErrOut: &out, Level: level})
+	RouteKlog(log, 0)
+	defer klog.ClearLogger()
+	log.Log(t.Context(), V(2), "hidden")
+	klog.V(2).InfoS("klog hidden")
+	SetVerbosity(level, 2)
+	log.Log(t.Context(), V(2), "shown")
+	klog.V(2).InfoS("klog shown")
+	got := out.String()
+	if strings.Contains(got, "hidden") || !strings.Contains(got, `"shown"`) || !strings.Contains(got, `"klog shown"`) {
+		t.Errorf("log:\n%s", got)
+	}
+	SetVerbosity(level, 0)
 }

@@ -23,17 +23,17 @@ import (
 type textHandler struct {
 	mu     *sync.Mutex
 	w      io.Writer
-	level  slog.Level
+	level  slog.Leveler
 	pid    int
 	prefix string // attributes added with WithAttrs, already formatted
 	group  string // dotted group prefix for keys
 }
 
-func newTextHandler(w io.Writer, level slog.Level) *textHandler {
+func newTextHandler(w io.Writer, level slog.Leveler) *textHandler {
 	return &textHandler{mu: &sync.Mutex{}, w: w, level: level, pid: os.Getpid()}
 }
 
-func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
 func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
