@@ -94,6 +94,13 @@ func NewForFamilies(reg prometheus.Registerer, families []string) *Metrics {
 		LivezTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
 			Name: "proxy_livez_total", Help: "Cumulative proxy livez HTTP status"}, []string{"code"}),
 	}
+	// The histograms exist from the start, with zero counts, for each family,
+	// so that a dashboard sees them before the first observation.
+	for _, f := range families {
+		for _, h := range []*prometheus.HistogramVec{m.SyncDuration, m.SyncFullDuration, m.SyncPartialDuration, m.NetworkProgramming} {
+			h.WithLabelValues(f)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.SyncDuration, m.SyncFullDuration, m.SyncPartialDuration, m.LastSync,
 			m.LastQueued, m.ServiceChangesTotal, m.ServiceChangesPending, m.EndpointChangesTotal,

@@ -196,7 +196,11 @@ func TestMetricsHealthzLivezProxyMode(t *testing.T) {
 	if err != nil || code != 200 || body != "userspace" {
 		t.Errorf("/proxyMode = %d %q %v", code, body, err)
 	}
-	for _, url := range []string{p.healthz + "/healthz", p.healthz + "/livez", p.metrics + "/healthz"} {
+	// The metrics address's /healthz is kube-proxy's generic one.
+	if code, body, err := httpGet("http://" + p.metrics + "/healthz"); err != nil || code != 200 || body != "ok" {
+		t.Errorf("metrics /healthz = %d %q %v", code, body, err)
+	}
+	for _, url := range []string{p.healthz + "/healthz", p.healthz + "/livez"} {
 		code, body, err := httpGet("http://" + url)
 		if err != nil || code != 200 {
 			t.Errorf("%s = %d %v", url, code, err)
