@@ -58,6 +58,7 @@ func TestLabelSetsAreUpstreams(t *testing.T) {
 		"kubeproxy_sync_partial_proxy_rules_duration_seconds":                    "ip_family",
 		"kubeproxy_sync_proxy_rules_last_timestamp_seconds":                      "ip_family",
 		"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds":               "ip_family",
+		"kubeproxy_network_programming_duration_seconds":                         "ip_family",
 		"kubeproxy_sync_proxy_rules_no_local_endpoints_total":                    "ip_family,traffic_policy",
 		"kubeproxy_sync_proxy_rules_service_changes_total":                       "",
 		"kubeproxy_sync_proxy_rules_service_changes_pending":                     "",
