@@ -83,7 +83,7 @@ var (
 	kubeDP    = &fakeDP{synced: make(chan struct{}, 100)}
 	partialDP = &fakeDP{synced: make(chan struct{}, 100), partial: true}
 	failingDP = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
-	cleanFail = errors.New("rules are stuck")
+	errCleanFail = errors.New("rules are stuck")
 )
 
 func init() {
@@ -101,7 +101,7 @@ func init() {
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-list",
 		New:     func(dataplane.Options) (dataplane.Programmer, error) { return listingDP{listDP}, nil },
-		Cleanup: func(context.Context, dataplane.Options) error { return cleanFail }})
+		Cleanup: func(context.Context, dataplane.Options) error { return errCleanFail }})
 }
 
 // chanSource delivers the objects it is given, reports synced, then applies every
