@@ -78,11 +78,11 @@ func (l listingDP) List(context.Context) ([]dataplane.VirtualService, error) {
 }
 
 var (
-	plainDP   = &fakeDP{synced: make(chan struct{}, 100)}
-	listDP    = &fakeDP{synced: make(chan struct{}, 100)}
-	kubeDP    = &fakeDP{synced: make(chan struct{}, 100)}
-	partialDP = &fakeDP{synced: make(chan struct{}, 100), partial: true}
-	failingDP = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
+	plainDP      = &fakeDP{synced: make(chan struct{}, 100)}
+	listDP       = &fakeDP{synced: make(chan struct{}, 100)}
+	kubeDP       = &fakeDP{synced: make(chan struct{}, 100)}
+	partialDP    = &fakeDP{synced: make(chan struct{}, 100), partial: true}
+	failingDP    = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
 	errCleanFail = errors.New("rules are stuck")
 )
 
