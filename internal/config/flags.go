@@ -116,7 +116,7 @@ func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
 		"As in kube-proxy, the file wins: the other config flags are then ignored, except the logging flags and --hostname-override")
 	fs.StringVar(&f.WriteConfigTo, "write-config-to", "", "Write the effective configuration (file, defaults and flags) to this file, then exit")
 	fs.BoolVar(&f.Cleanup, "cleanup", false, "Remove what every proxy mode (kproxy's and kube-proxy's) left behind, then exit")
-	fs.BoolVar(&f.InitOnly, "init-only", false, "Do the start-up steps that need full root privileges (oom-score-adj), then exit")
+	fs.BoolVar(&f.InitOnly, "init-only", false, "Do the start-up steps that need full root privileges, then exit (kproxy has none: it validates the configuration and exits)")
 	fs.StringVar(&f.Master, "master", "", "The address of the Kubernetes API server (overrides any value in kubeconfig)")
 	fs.StringVar(&f.hostnameOverride, "hostname-override", "", "The name of this node, if not the hostname; applies even with --config")
 	fs.StringVar(&f.ServicesFrom, "services-from", "", "A file or directory of Service, EndpointSlice and Node manifests (YAML or JSON) to proxy instead of a cluster; watched for changes")
