@@ -27,12 +27,13 @@ func lines(b *bytes.Buffer) []string {
 func TestTextIsKlogFormat(t *testing.T) {
 	var out bytes.Buffer
 	log := New(Options{ErrOut: &out, Verbosity: 2})
-	log.Info("synced", "servicePorts", 3, "took", 1500*time.Millisecond, "mode", "nftables", "full", true)
+	log.Info("synced", "servicePorts", 3, "took", 1500*time.Millisecond, "mode", "nftables", "full", true,
+		"families", []string{"IPv4", "IPv6"})
 	log.Warn("odd", "err", errors.New("boom \"x\""))
 	log.With("source", "kube").WithGroup("g").Error("failed", "k", "v")
 	got := lines(&out)
 	want := []struct{ sev, rest string }{
-		{"I", `"synced" servicePorts=3 took="1.5s" mode="nftables" full=true`},
+		{"I", `"synced" servicePorts=3 took="1.5s" mode="nftables" full=true families=["IPv4","IPv6"]`},
 		{"W", `"odd" err="boom \"x\""`},
 		{"E", `"failed" source="kube" g.k="v"`},
 	}

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -141,6 +142,10 @@ func formatValue(v slog.Value) string {
 	case nil:
 		return "<nil>"
 	default:
+		// Slices, maps and structs as JSON, as klog writes them.
+		if b, err := json.Marshal(x); err == nil {
+			return string(b)
+		}
 		return strconv.Quote(fmt.Sprintf("%+v", x))
 	}
 }
