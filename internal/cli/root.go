@@ -14,12 +14,17 @@ import (
 
 	"kproxy.dev/kproxy/internal/config"
 	proxyd "kproxy.dev/kproxy/internal/daemon"
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/logging"
 )
 
 // logOut and logErrOut are the log's streams; nil means stdout and stderr (tests
 // replace them).
 var logOut, logErrOut io.Writer
+
+// initOnly is proxyd.InitOnly; tests replace it, since it tunes the host's
+// conntrack sysctls.
+var initOnly = proxyd.InitOnly
 
 // NewRootCommand builds `kproxy`: the proxy daemon, with its subcommands.
 func NewRootCommand() *cobra.Command {
@@ -57,7 +62,7 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 		return nil
 	}
 	if f.InitOnly {
-		return proxyd.InitOnly(c, log)
+		return initOnly(c, log)
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -78,6 +83,8 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 			logging.SetVerbosity(level, v)
 			log.Info("verbosity changed", "v", v)
 		},
+		Relay: dataplane.RelayLimits{MaxConns: f.UserspaceMaxConns,
+			MaxConnsPerClient: f.UserspaceMaxConnsPerClient, IdleTimeout: f.UserspaceIdleTimeout},
 	})
 }
 

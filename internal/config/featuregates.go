@@ -33,9 +33,9 @@ type gate struct {
 
 var knownGates = map[string]gate{
 	GateKubeProxyIPVS:                 {def: true, stage: "DEPRECATED"},
-	GateNFTablesLocalhostNodePorts:    {def: false, stage: "ALPHA", note: "kproxy's nftables mode does not serve loopback NodePorts yet"},
+	GateNFTablesLocalhostNodePorts:    {def: false, stage: "ALPHA"},
 	GateNFTablesNetlink:               {def: true, stage: "BETA", note: "kproxy's nftables mode always talks netlink (it has no nft binary path)"},
-	GateAllowServiceExternalIPs:       {def: true, stage: "DEPRECATED", note: "kproxy programs spec.externalIPs regardless"},
+	GateAllowServiceExternalIPs:       {def: true, stage: "DEPRECATED"},
 	GatePreferSameTrafficDistribution: {def: true, stage: "GA", locked: true},
 	GateServiceTrafficDistribution:    {def: true, stage: "GA", locked: true},
 	GateMultiCIDRServiceAllocator:     {def: true, stage: "GA", locked: true},

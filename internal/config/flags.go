@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
@@ -23,6 +24,10 @@ type Flags struct {
 	Master           string
 	WriteConfigTo    string
 	DemoBackends     []string
+	// Userspace relay limits (kproxy's own): 0 means the default, negative no limit.
+	UserspaceMaxConns          int
+	UserspaceMaxConnsPerClient int
+	UserspaceIdleTimeout       time.Duration
 
 	hostnameOverride string
 	healthzPort      int32
@@ -116,7 +121,7 @@ func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
 		"As in kube-proxy, the file wins: the other config flags are then ignored, except the logging flags and --hostname-override")
 	fs.StringVar(&f.WriteConfigTo, "write-config-to", "", "Write the effective configuration (file, defaults and flags) to this file, then exit")
 	fs.BoolVar(&f.Cleanup, "cleanup", false, "Remove what every proxy mode (kproxy's and kube-proxy's) left behind, then exit")
-	fs.BoolVar(&f.InitOnly, "init-only", false, "Do the start-up steps that need full root privileges, then exit (kproxy has none: it validates the configuration and exits)")
+	fs.BoolVar(&f.InitOnly, "init-only", false, "Do the start-up steps that need full root privileges (the conntrack sysctls), then exit")
 	fs.StringVar(&f.Master, "master", "", "The address of the Kubernetes API server (overrides any value in kubeconfig)")
 	fs.StringVar(&f.hostnameOverride, "hostname-override", "", "The name of this node, if not the hostname; applies even with --config")
 	fs.StringVar(&f.ServicesFrom, "services-from", "", "A file or directory of Service, EndpointSlice and Node manifests (YAML or JSON) to proxy instead of a cluster; watched for changes")
@@ -126,6 +131,9 @@ func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
 	_ = fs.MarkDeprecated("healthz-port", "use --healthz-bind-address instead")
 	fs.Int32Var(&f.metricsPort, "metrics-port", 10249, "The port of the metrics server; 0 disables it")
 	_ = fs.MarkDeprecated("metrics-port", "use --metrics-bind-address instead")
+	fs.IntVar(&f.UserspaceMaxConns, "userspace-max-conns", 0, "userspace mode: most TCP connections and UDP flows relayed at once; 0 means a quarter of the file descriptor limit, -1 no limit")
+	fs.IntVar(&f.UserspaceMaxConnsPerClient, "userspace-max-conns-per-client", 0, "userspace mode: most connections and flows from one client address (IPv6: one /64); 0 means an eighth of --userspace-max-conns, -1 no limit")
+	fs.DurationVar(&f.UserspaceIdleTimeout, "userspace-idle-timeout", 0, "userspace mode: close a relayed TCP connection idle this long; 0 means 15m, -1s never")
 }
 
 func (f *Flags) addConfigFlags(fs *pflag.FlagSet) {

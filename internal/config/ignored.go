@@ -30,8 +30,6 @@ func Ignored(c *kpconfig.KubeProxyConfiguration) []Warning {
 		w.ForwardHealthCheckVip || c.WindowsRunAsService {
 		out = append(out, Warning{"winkernel", "Windows settings; kproxy runs on Linux only; ignored"})
 	}
-	out = append(out, Warning{"conntrack", "kproxy does not tune the conntrack sysctls (maxPerCore, min, " +
-		"tcpEstablishedTimeout, tcpCloseWaitTimeout, tcpBeLiberal, udpTimeout, udpStreamTimeout); the kernel's values stay"})
 	return out
 }
 

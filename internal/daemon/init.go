@@ -10,12 +10,11 @@ import (
 
 // InitOnly is kube-proxy's --init-only: do the start-up steps that need full
 // root privileges, then exit, so that the daemon can run with CAP_NET_ADMIN only.
-// kube-proxy's such steps are the conntrack sysctls; kproxy does not tune them
-// (see docs/operations.md) and sets everything else up when the mode starts,
-// so there is nothing to do: the configuration has been loaded and validated,
-// which is what an init container can usefully check.
+// As in kube-proxy, that is the conntrack sysctls (for the kernel modes); every
+// other set-up happens when the mode starts.
 func InitOnly(c *kpconfig.KubeProxyConfiguration, log *slog.Logger) error {
-	log.Info("--init-only: nothing needs more than CAP_NET_ADMIN in kproxy; configuration is valid, exiting",
-		"mode", config.Mode(c))
+	mode := config.Mode(c)
+	tuneConntrack(mode, c, log)
+	log.Info("--init-only: initialization done, exiting", "mode", mode)
 	return nil
 }

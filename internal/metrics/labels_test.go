@@ -44,34 +44,26 @@ func TestLabelSetsAreUpstreams(t *testing.T) {
 	m.HealthzTotal.WithLabelValues("200").Inc()
 	m.LivezTotal.WithLabelValues("200").Inc()
 	mm := RegisterModeMetrics(reg, "nftables")
-	mm.ConntrackReconcilerSyncDuration.WithLabelValues(IPv4).Observe(0.1)
-	mm.ConntrackReconcilerDeletedEntries.WithLabelValues(IPv4).Inc()
 	mm.NFTablesCleanupFailures.WithLabelValues(IPv6).Inc()
-	mm.NFTablesLocalhostNodePortListeners.WithLabelValues(IPv4).Set(2)
-	mm.NFTablesLocalhostNodePortCreateFailures.WithLabelValues(IPv4).Inc()
 	mm.NFTablesLocalhostNodePortRejectedPackets.Read = func() ([]Sample, error) {
 		return []Sample{{Labels: []string{IPv4, "UDP"}, Value: 3}}, nil
 	}
 	want := map[string]string{
-		"kubeproxy_sync_proxy_rules_duration_seconds":                            "ip_family",
-		"kubeproxy_sync_full_proxy_rules_duration_seconds":                       "ip_family",
-		"kubeproxy_sync_partial_proxy_rules_duration_seconds":                    "ip_family",
-		"kubeproxy_sync_proxy_rules_last_timestamp_seconds":                      "ip_family",
-		"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds":               "ip_family",
-		"kubeproxy_network_programming_duration_seconds":                         "ip_family",
-		"kubeproxy_sync_proxy_rules_no_local_endpoints_total":                    "ip_family,traffic_policy",
-		"kubeproxy_sync_proxy_rules_service_changes_total":                       "",
-		"kubeproxy_sync_proxy_rules_service_changes_pending":                     "",
-		"kubeproxy_sync_proxy_rules_endpoint_changes_total":                      "",
-		"kubeproxy_sync_proxy_rules_endpoint_changes_pending":                    "",
-		"kubeproxy_proxy_healthz_total":                                          "code",
-		"kubeproxy_proxy_livez_total":                                            "code",
-		"kubeproxy_conntrack_reconciler_sync_duration_seconds":                   "ip_family",
-		"kubeproxy_conntrack_reconciler_deleted_entries_total":                   "ip_family",
-		"kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total":             "ip_family",
-		"kubeproxy_nftables_localhost_nodeport_listeners":                        "ip_family",
-		"kubeproxy_nftables_localhost_nodeport_listener_creation_failures_total": "ip_family",
-		"kubeproxy_nftables_localhost_nodeport_rejected_packets_total":           "ip_family,protocol",
+		"kubeproxy_sync_proxy_rules_duration_seconds":                  "ip_family",
+		"kubeproxy_sync_full_proxy_rules_duration_seconds":             "ip_family",
+		"kubeproxy_sync_partial_proxy_rules_duration_seconds":          "ip_family",
+		"kubeproxy_sync_proxy_rules_last_timestamp_seconds":            "ip_family",
+		"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds":     "ip_family",
+		"kubeproxy_network_programming_duration_seconds":               "ip_family",
+		"kubeproxy_sync_proxy_rules_no_local_endpoints_total":          "ip_family,traffic_policy",
+		"kubeproxy_sync_proxy_rules_service_changes_total":             "",
+		"kubeproxy_sync_proxy_rules_service_changes_pending":           "",
+		"kubeproxy_sync_proxy_rules_endpoint_changes_total":            "",
+		"kubeproxy_sync_proxy_rules_endpoint_changes_pending":          "",
+		"kubeproxy_proxy_healthz_total":                                "code",
+		"kubeproxy_proxy_livez_total":                                  "code",
+		"kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total":   "ip_family",
+		"kubeproxy_nftables_localhost_nodeport_rejected_packets_total": "ip_family,protocol",
 	}
 	got := labelSets(t, reg)
 	for name, labels := range want {
@@ -98,7 +90,6 @@ func TestModeMetricsPerMode(t *testing.T) {
 	} {
 		reg := prometheus.NewRegistry()
 		mm := RegisterModeMetrics(reg, mode)
-		mm.ConntrackReconcilerDeletedEntries.WithLabelValues(IPv4).Inc()
 		if mm.IPTablesCTStateInvalidDroppedPackets != nil {
 			mm.IPTablesCTStateInvalidDroppedPackets.Read = func() ([]Sample, error) { return []Sample{{Value: 5}}, nil }
 			mm.IPTablesLocalhostNodePortsAcceptedPackets.Read = func() ([]Sample, error) { return []Sample{{Value: 1}}, nil }
@@ -107,15 +98,12 @@ func TestModeMetricsPerMode(t *testing.T) {
 			mm.NFTablesCleanupFailures.WithLabelValues(IPv4).Inc()
 		}
 		got := labelSets(t, reg)
-		if _, ok := got["kubeproxy_conntrack_reconciler_deleted_entries_total"]; !ok {
-			t.Errorf("%s: no conntrack reconciler metric", mode)
-		}
 		for _, name := range want {
 			if _, ok := got[name]; !ok {
 				t.Errorf("%s: %s not registered: %v", mode, name, got)
 			}
 		}
-		if len(got) != 1+len(want) {
+		if len(got) != len(want) {
 			t.Errorf("%s: metrics %v", mode, got)
 		}
 	}

@@ -6,19 +6,18 @@ import (
 	"kproxy.dev/kproxy/internal/config"
 )
 
-// ModeMetrics are kube-proxy 1.37's mode-specific metrics that kproxy registers
-// here under their upstream names and labels; the code that does the work
-// increments them. A field is nil when the mode does not have the metric (as
-// kube-proxy's RegisterMetrics(mode) leaves it out).
+// ModeMetrics are kube-proxy 1.37's mode-specific metrics that no other kproxy
+// package registers, under their upstream names and labels; the code that does
+// the work increments them. A field is nil when the mode does not have the metric
+// (as kube-proxy's RegisterMetrics(mode) leaves it out).
+//
+// Registered elsewhere, with the code that does the work: the conntrack
+// reconciler's (internal/conntrack), the nftables localhost-NodePort listeners and
+// listener failures (internal/dataplane/nftables), the iptables and nftables sync
+// failure counters (their modes).
 type ModeMetrics struct {
-	// Every Linux mode: the conntrack reconciler (stale-entry cleanup).
-	ConntrackReconcilerSyncDuration   *prometheus.HistogramVec // ip_family
-	ConntrackReconcilerDeletedEntries *prometheus.CounterVec   // ip_family
-
 	// nftables mode.
-	NFTablesCleanupFailures                 *prometheus.CounterVec // ip_family
-	NFTablesLocalhostNodePortListeners      *prometheus.GaugeVec   // ip_family
-	NFTablesLocalhostNodePortCreateFailures *prometheus.CounterVec // ip_family
+	NFTablesCleanupFailures *prometheus.CounterVec // ip_family
 	// NFTablesLocalhostNodePortRejectedPackets is read from named nft counters at
 	// scrape time: set its Read.
 	NFTablesLocalhostNodePortRejectedPackets *ReadCounter // ip_family, protocol
@@ -28,18 +27,11 @@ type ModeMetrics struct {
 	IPTablesLocalhostNodePortsAcceptedPackets *ReadCounter
 }
 
-// RegisterModeMetrics registers the metrics kube-proxy 1.37 registers for mode
-// on reg and returns them.
+// RegisterModeMetrics registers the metrics above that kube-proxy 1.37 registers
+// for mode on reg and returns them.
 func RegisterModeMetrics(reg prometheus.Registerer, mode string) *ModeMetrics {
-	m := &ModeMetrics{
-		ConntrackReconcilerSyncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace,
-			Name: "conntrack_reconciler_sync_duration_seconds", Help: "ReconcileConntrackFlowsLatency latency in seconds",
-			Buckets: syncBuckets}, familyLabel),
-		ConntrackReconcilerDeletedEntries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
-			Name: "conntrack_reconciler_deleted_entries_total",
-			Help: "Cumulative conntrack flows deleted by conntrack reconciler"}, familyLabel),
-	}
-	cs := []prometheus.Collector{m.ConntrackReconcilerSyncDuration, m.ConntrackReconcilerDeletedEntries}
+	m := &ModeMetrics{}
+	var cs []prometheus.Collector
 	switch mode {
 	case config.ModeIPTables:
 		m.IPTablesCTStateInvalidDroppedPackets = NewReadCounter("kubeproxy_iptables_ct_state_invalid_dropped_packets_total",
@@ -50,19 +42,12 @@ func RegisterModeMetrics(reg prometheus.Registerer, mode string) *ModeMetrics {
 	case config.ModeNFTables:
 		m.NFTablesCleanupFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
 			Name: "sync_proxy_rules_nftables_cleanup_failures_total", Help: "Cumulative proxy nftables cleanup failures"}, familyLabel)
-		m.NFTablesLocalhostNodePortListeners = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace,
-			Name: "nftables_localhost_nodeport_listeners",
-			Help: "Number of active localhost NodePort userspace proxy listeners."}, familyLabel)
-		m.NFTablesLocalhostNodePortCreateFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
-			Name: "nftables_localhost_nodeport_listener_creation_failures_total",
-			Help: "Number of localhost NodePort userspace proxy listener creation failures."}, familyLabel)
 		m.NFTablesLocalhostNodePortRejectedPackets = NewReadCounter("kubeproxy_nftables_localhost_nodeport_rejected_packets_total",
 			"Number of packets rejected on localhost NodePorts. UDP and SCTP are always rejected; TCP is rejected when "+
 				"the localhost NodePort proxy is not running", []string{LabelIPFamily, "protocol"})
-		cs = append(cs, m.NFTablesCleanupFailures, m.NFTablesLocalhostNodePortListeners,
-			m.NFTablesLocalhostNodePortCreateFailures, m.NFTablesLocalhostNodePortRejectedPackets)
+		cs = append(cs, m.NFTablesCleanupFailures, m.NFTablesLocalhostNodePortRejectedPackets)
 	}
-	if reg != nil {
+	if reg != nil && len(cs) > 0 {
 		reg.MustRegister(cs...)
 	}
 	return m

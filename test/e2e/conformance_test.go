@@ -121,6 +121,10 @@ func conformanceScenarios() []scenario {
 		probes: []probe{
 			{from: fromExternal, addr: "NODE:30106", want: outcome{dropped: true}},
 			{from: fromPod, addr: "10.96.1.6:80", want: outcome{reach: reachAll}},
+			// In-cluster clients of the external address short-circuit to the
+			// cluster-wide endpoints, as in kube-proxy (issue 12, item 3).
+			{from: fromPod, addr: "NODE:30106", want: outcome{reach: reachAll}},
+			{from: fromNode, addr: "NODE:30106", want: outcome{reach: reachAll}},
 		},
 	}, {
 		name: "internalTrafficPolicy Local",
