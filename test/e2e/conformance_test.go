@@ -79,10 +79,10 @@ func runConformance(t *testing.T, m mode) {
 		}
 		t.Run("health-check node port of eTP Local", func(t *testing.T) {
 			n.eventually("200 with a local endpoint", func() error {
-				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints":1`)
+				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints": 1`)
 			})
 			n.eventually("503 without one", func() error {
-				return n.expectHealth(fmt.Sprintf("http://%s:32106/", n.client.NodeIP), 503, `"localEndpoints":0`)
+				return n.expectHealth(fmt.Sprintf("http://%s:32106/", n.client.NodeIP), 503, `"localEndpoints": 0`)
 			})
 		})
 		t.Run("ClientIP affinity", func(t *testing.T) { n.affinity(t) })
