@@ -1,0 +1,114 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// destroy closes the sockets that reached a removed backend through a Service
+// (their cookie and backend are in revnat), with netlink SOCK_DESTROY, so their
+// owners see ECONNABORTED and reconnect to a live backend. Sockets that connected
+// to the backend address directly are left alone. SOCK_DESTROY reaches the
+// sockets of kproxy's own network namespace.
+func (p *Proxier) destroy(gone []string) {
+	want := map[netip.AddrPort]bool{}
+	for _, s := range gone {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			want[ap] = true
+		}
+	}
+	n := 0
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			socks, err := listSockets(fam, proto)
+			if err != nil {
+				p.warnOnce("sock-diag", "cannot list sockets to destroy those of removed backends", "err", err)
+				continue
+			}
+			for _, s := range socks {
+				if p.destroyOne(s, fam, proto, want) {
+					n++
+				}
+			}
+		}
+	}
+	if n > 0 {
+		p.log.Info("destroyed sockets connected to removed backends", "sockets", n, "backends", gone)
+	}
+}
+
+func listSockets(fam, proto uint8) ([]*netlink.Socket, error) {
+	if proto == unix.IPPROTO_TCP {
+		return netlink.SocketDiagTCP(fam)
+	}
+	return netlink.SocketDiagUDP(fam)
+}
+
+func (p *Proxier) destroyOne(s *netlink.Socket, fam, proto uint8, want map[netip.AddrPort]bool) bool {
+	dst, ok := netip.AddrFromSlice(s.ID.Destination)
+	if !ok {
+		return false
+	}
+	ap := netip.AddrPortFrom(dst.Unmap(), s.ID.DestinationPort)
+	if !want[ap] {
+		return false
+	}
+	key := revnatKey{Cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32, Addr: addr16(ap.Addr()), Port: port2(ap.Port())}
+	var v backendValue
+	if err := p.maps.revnat.Lookup(&key, &v); err != nil {
+		return false
+	}
+	req := nl.NewNetlinkRequest(nl.SOCK_DESTROY, unix.NLM_F_ACK)
+	req.AddData(&diagReq{family: fam, proto: proto, id: s.ID})
+	if _, err := req.Execute(unix.NETLINK_INET_DIAG, 0); err != nil {
+		p.warnOnce("sock-destroy", "cannot destroy a socket of a removed backend (needs CONFIG_INET_DIAG_DESTROY)", "err", err)
+		return false
+	}
+	_ = p.maps.revnat.Delete(&key)
+	return true
+}
+
+// diagReq is struct inet_diag_req_v2 naming one socket exactly (with its cookie).
+type diagReq struct {
+	family, proto uint8
+	id            netlink.SocketID
+}
+
+func (r *diagReq) Len() int { return 56 }
+
+func (r *diagReq) Serialize() []byte {
+	b := make([]byte, 56)
+	b[0], b[1] = r.family, r.proto
+	binary.NativeEndian.PutUint32(b[4:], 0xffffffff) // every state
+	binary.BigEndian.PutUint16(b[8:], r.id.SourcePort)
+	binary.BigEndian.PutUint16(b[10:], r.id.DestinationPort)
+	putIP(b[12:28], r.id.Source, r.family)
+	putIP(b[28:44], r.id.Destination, r.family)
+	binary.NativeEndian.PutUint32(b[44:], r.id.Interface)
+	binary.NativeEndian.PutUint32(b[48:], r.id.Cookie[0])
+	binary.NativeEndian.PutUint32(b[52:], r.id.Cookie[1])
+	return b
+}
+
+func putIP(b []byte, ip net.IP, fam uint8) {
+	if fam == unix.AF_INET {
+		copy(b, ip.To4())
+		return
+	}
+	copy(b, ip.To16())
+}
+
+func (p *Proxier) warnOnce(key, msg string, args ...any) {
+	if p.warned[key] {
+		return
+	}
+	p.warned[key] = true
+	p.log.Warn(msg, args...)
+}

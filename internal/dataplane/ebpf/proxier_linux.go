@@ -1,0 +1,205 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// DefaultPinDir is where maps and links are pinned.
+const DefaultPinDir = "/sys/fs/bpf/kproxy"
+
+// Config builds a Proxier.
+type Config struct {
+	// PinDir is the bpffs directory of the pins (DefaultPinDir when empty).
+	PinDir string
+	// Cgroup is the cgroup v2 directory the programs attach to; empty means the
+	// root of the cgroup v2 mount.
+	Cgroup string
+	Render RenderOptions
+	// NorthSouth, when not nil, is given every snapshot too: the nftables mode,
+	// for NodePort, LoadBalancer and externalIPs traffic.
+	NorthSouth dataplane.Dataplane
+	// DestroySockets destroys sockets connected to backends that no Service uses
+	// any more (netlink SOCK_DESTROY), so clients reconnect at once.
+	DestroySockets bool
+	Logger         *slog.Logger
+}
+
+// Proxier is the ebpf dataplane.
+type Proxier struct {
+	cfg  Config
+	log  *slog.Logger
+	maps *kernelMaps
+	att  *attachment
+
+	mu    sync.Mutex // table, for List during Sync
+	table *Table
+	// needFull forces the next Sync to diff everything (first sync, after a
+	// failed apply); retry holds ServicePorts that failed to render.
+	needFull bool
+	retry    map[state.ServicePortName]struct{}
+	warned   map[string]bool
+}
+
+var _ dataplane.Lister = (*Proxier)(nil)
+
+// NewProxier opens (or creates) the pinned maps, loads the programs and attaches
+// them, taking over what an earlier process pinned without a gap.
+func NewProxier(c Config) (*Proxier, error) {
+	if c.PinDir == "" {
+		c.PinDir = DefaultPinDir
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Cgroup == "" {
+		cg, err := FindCgroup2()
+		if err != nil {
+			return nil, fmt.Errorf("ebpf mode: %w", err)
+		}
+		c.Cgroup = cg
+	}
+	if _, err := cgroupID(c.Cgroup); err != nil {
+		return nil, fmt.Errorf("ebpf mode: %w", err)
+	}
+	if err := ensureBPFFS(c.PinDir); err != nil {
+		return nil, fmt.Errorf("ebpf mode: %w", err)
+	}
+	m, err := openMaps(c.PinDir)
+	if err != nil {
+		return nil, fmt.Errorf("ebpf mode: %w", err)
+	}
+	p := &Proxier{cfg: c, log: c.Logger.With("mode", ModeName), maps: m, table: NewTable(),
+		needFull: true, retry: map[state.ServicePortName]struct{}{}, warned: map[string]bool{}}
+	if m.adopted {
+		if err := p.adopt(); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("ebpf mode: %w", err)
+		}
+	}
+	att, err := attach(c.PinDir, c.Cgroup, m.progMaps)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("ebpf mode: %w", err)
+	}
+	p.att = att
+	p.log.Info("socket load balancing attached", "cgroup", c.Cgroup, "pins", c.PinDir,
+		"adoptedServices", p.table.Len())
+	return p, nil
+}
+
+// adopt reads the maps back into the table.
+func (p *Proxier) adopt() error {
+	svcs, bes, err := readMaps(p.maps)
+	if err != nil {
+		return err
+	}
+	p.table.Adopt(svcs, bes)
+	return nil
+}
+
+// Sync implements dataplane.Dataplane.
+func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
+	want, scope, full, errs := p.render(snap, changed)
+	p.mu.Lock()
+	ops, perrs := p.table.Plan(want, scope)
+	errs = append(errs, perrs...)
+	err := applyOps(p.maps, ops)
+	var gone []string
+	if err != nil {
+		p.needFull = true
+		if aerr := p.adopt(); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+	} else {
+		p.needFull = false
+		for _, ap := range p.table.Commit(ops) {
+			gone = append(gone, ap.String())
+		}
+	}
+	st := p.stats(full, ops.Len())
+	p.mu.Unlock()
+	if err != nil {
+		return st, fmt.Errorf("ebpf mode: write maps: %w", err)
+	}
+	if p.cfg.DestroySockets && len(gone) > 0 {
+		p.destroy(gone)
+	}
+	p.retry = map[state.ServicePortName]struct{}{}
+	for _, e := range errs {
+		var pe *PortError
+		if errors.As(e, &pe) {
+			p.retry[pe.Port] = struct{}{}
+		}
+	}
+	if p.cfg.NorthSouth != nil {
+		if _, nerr := p.cfg.NorthSouth.Sync(ctx, snap, changed); nerr != nil {
+			return st, fmt.Errorf("ebpf mode: north-south (nftables): %w", nerr)
+		}
+	}
+	if len(errs) > 0 {
+		return st, &dataplane.PartialError{Errs: errs}
+	}
+	return st, nil
+}
+
+// render computes the desired contents in the scope of this sync.
+func (p *Proxier) render(snap *state.Snapshot, changed state.ChangeSet) (Desired, func(svcKey, *installed) bool, bool, []error) {
+	if p.needFull {
+		d, errs := Render(snap, p.cfg.Render)
+		return d, AllScope, true, errs
+	}
+	ports := make(map[state.ServicePortName]struct{}, len(changed.Ports)+len(p.retry))
+	names := make([]state.ServicePortName, 0, len(ports))
+	for _, set := range []map[state.ServicePortName]struct{}{changed.Ports, p.retry} {
+		for n := range set {
+			if _, dup := ports[n]; !dup {
+				ports[n] = struct{}{}
+				names = append(names, n)
+			}
+		}
+	}
+	state.SortNames(names)
+	d, errs := RenderPorts(snap, names, p.cfg.Render)
+	return d, PortScope(ports), false, errs
+}
+
+func (p *Proxier) stats(full bool, written int) dataplane.SyncStats {
+	slots := 0
+	for _, in := range p.table.cur {
+		slots += len(in.slots)
+	}
+	return dataplane.SyncStats{Full: full,
+		Rules:   map[string]int{"services": p.table.Len(), "backends": slots},
+		Written: map[string]int{"entries": written}}
+}
+
+// Close releases this process's handles and leaves everything pinned: the
+// programs keep balancing until another process takes the pins over.
+func (p *Proxier) Close() {
+	if p.att != nil {
+		p.att.Close()
+	}
+	if p.maps != nil {
+		p.maps.Close()
+	}
+}
+
+// Cleanup implements dataplane.Dataplane: it detaches the programs and removes
+// every pin, which frees the maps, then cleans the north-south dataplane.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.Close()
+	err := detachPinned(p.cfg.PinDir)
+	if p.cfg.NorthSouth != nil {
+		err = errors.Join(err, p.cfg.NorthSouth.Cleanup(ctx))
+	}
+	return err
+}

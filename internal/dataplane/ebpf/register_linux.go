@@ -1,0 +1,30 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"context"
+	"fmt"
+
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/dataplane/nftables"
+)
+
+func init() {
+	dataplane.Register(dataplane.Mode{Name: ModeName, New: newFromOptions,
+		Cleanup: func(context.Context, dataplane.Options) error { return detachPinned(DefaultPinDir) }})
+	dataplane.RegisterKernelLister(ModeName, func(context.Context) ([]dataplane.VirtualService, error) {
+		return listPinned(DefaultPinDir)
+	})
+}
+
+// newFromOptions builds the mode for the daemon: socket LB on the cgroup v2 root
+// for east-west traffic, and the nftables mode in the same process, given the
+// whole snapshot, for north-south traffic (see README.md).
+func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
+	ns, err := nftables.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("ebpf mode needs the nftables mode for NodePort, LoadBalancer and externalIPs: %w", err)
+	}
+	return NewProxier(Config{NorthSouth: ns, DestroySockets: true, Logger: o.Log()})
+}

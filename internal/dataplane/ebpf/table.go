@@ -1,0 +1,248 @@
+package ebpf
+
+import (
+	"fmt"
+	"net/netip"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// installed is what the maps hold for one Service address.
+type installed struct {
+	id    uint32
+	val   svcValue
+	slots []backendValue
+	// front is the Frontend it was written from; nil when adopted from pinned maps
+	// of an earlier process (then the ServicePort is unknown until a full sync).
+	front *Frontend
+}
+
+func (in *installed) endpoints() []netip.AddrPort {
+	if in.front != nil {
+		return in.front.Endpoints
+	}
+	var out []netip.AddrPort
+	seen := map[backendValue]bool{}
+	for _, s := range in.slots {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s.addrPort())
+		}
+	}
+	return out
+}
+
+// Ops is a diff of map contents, in the order it must be applied: new backend
+// slots before the Service that counts them, a shrunk Service before the slots it
+// no longer counts, so the programs never read a slot that is not there.
+type Ops struct {
+	BackendKeys []backendKey
+	BackendVals []backendValue
+	ServiceKeys []svcKey
+	ServiceVals []svcValue
+	DelServices []svcKey
+	DelBackends []backendKey
+	// changes are applied to the Table by Commit once the kernel took the ops.
+	changes []change
+}
+
+// Len is the number of map entries the ops write or delete.
+func (o *Ops) Len() int {
+	return len(o.BackendKeys) + len(o.ServiceKeys) + len(o.DelServices) + len(o.DelBackends)
+}
+
+type change struct {
+	key svcKey
+	old *installed
+	new *installed // nil: removed
+}
+
+// Table is the model of what the maps hold, which Plan diffs desired contents
+// against. It is pure: the kernel side applies the Ops and then calls Commit.
+type Table struct {
+	cur    map[svcKey]*installed
+	nextID uint32
+	free   []uint32
+	// epRef counts the frontends that use each backend, to find backends no
+	// frontend uses any more (their sockets get destroyed).
+	epRef   map[netip.AddrPort]int
+	orphans []backendKey
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[netip.AddrPort]int{}}
+}
+
+// Len is the number of Service addresses in the table.
+func (t *Table) Len() int { return len(t.cur) }
+
+// Adopt fills an empty table from map contents read back from the kernel (a
+// restarted process taking pinned maps over). Backend entries of no Service are
+// deleted by the next Plan.
+func (t *Table) Adopt(svcs map[svcKey]svcValue, backends map[backendKey]backendValue) {
+	*t = *NewTable()
+	byID := map[uint32]*installed{}
+	for k, v := range svcs {
+		in := &installed{id: v.ID, val: v}
+		t.cur[k] = in
+		byID[v.ID] = in
+		t.nextID = max(t.nextID, v.ID+1)
+	}
+	for k, v := range backends {
+		in := byID[k.ID]
+		if in == nil || k.Slot >= 1<<20 {
+			t.orphans = append(t.orphans, k)
+			continue
+		}
+		for uint32(len(in.slots)) <= k.Slot {
+			in.slots = append(in.slots, backendValue{})
+		}
+		in.slots[k.Slot] = v
+	}
+	used := map[uint32]bool{}
+	for _, in := range t.cur {
+		used[in.id] = true
+		t.ref(in, 1)
+	}
+	for id := uint32(1); id < t.nextID; id++ {
+		if !used[id] {
+			t.free = append(t.free, id)
+		}
+	}
+}
+
+// Plan diffs want against the table. inScope says which installed entries want
+// is authoritative for: those not in want are removed. A full sync passes every
+// entry; an incremental one the entries of the changed ServicePorts. A Frontend
+// whose address an out-of-scope entry of another ServicePort holds is refused.
+func (t *Table) Plan(want Desired, inScope func(svcKey, *installed) bool) (*Ops, []error) {
+	ops := &Ops{DelBackends: t.orphans}
+	var errs []error
+	for k, in := range t.cur {
+		if _, keep := want[k]; !keep && inScope(k, in) {
+			ops.remove(k, in)
+		}
+	}
+	pending := append([]uint32(nil), t.free...)
+	next := t.nextID
+	for k, f := range want {
+		old := t.cur[k]
+		if old != nil && !inScope(k, old) && old.front != nil && old.front.Port != f.Port {
+			errs = append(errs, &PortError{f.Port, fmt.Errorf("%s %s is also used by %s", protoName(k.Proto), k.addrPort(), old.front.Port)})
+			continue
+		}
+		var id uint32
+		switch {
+		case old != nil:
+			id = old.id
+		case len(pending) > 0:
+			id, pending = pending[len(pending)-1], pending[:len(pending)-1]
+		default:
+			id, next = next, next+1
+		}
+		ops.upsert(k, old, f, id)
+	}
+	return ops, errs
+}
+
+func (o *Ops) remove(k svcKey, in *installed) {
+	o.DelServices = append(o.DelServices, k)
+	for i := range in.slots {
+		o.DelBackends = append(o.DelBackends, backendKey{ID: in.id, Slot: uint32(i)})
+	}
+	o.changes = append(o.changes, change{key: k, old: in})
+}
+
+func (o *Ops) upsert(k svcKey, old *installed, f *Frontend, id uint32) {
+	var oldSlots []backendValue
+	if old != nil {
+		oldSlots = old.slots
+	}
+	for i, s := range f.Slots {
+		if i >= len(oldSlots) || oldSlots[i] != s {
+			o.BackendKeys = append(o.BackendKeys, backendKey{ID: id, Slot: uint32(i)})
+			o.BackendVals = append(o.BackendVals, s)
+		}
+	}
+	for i := len(f.Slots); i < len(oldSlots); i++ {
+		o.DelBackends = append(o.DelBackends, backendKey{ID: id, Slot: uint32(i)})
+	}
+	val := f.value(id)
+	if old == nil || old.val != val {
+		o.ServiceKeys = append(o.ServiceKeys, k)
+		o.ServiceVals = append(o.ServiceVals, val)
+	}
+	o.changes = append(o.changes, change{key: k, old: old, new: &installed{id: id, val: val, slots: f.Slots, front: f}})
+}
+
+// Commit records that the kernel holds what ops describe. It returns the backends
+// that no Service uses any more, whose sockets should be destroyed.
+func (t *Table) Commit(ops *Ops) []netip.AddrPort {
+	t.orphans = nil
+	var gone []netip.AddrPort
+	for _, c := range ops.changes {
+		if c.old != nil {
+			t.ref(c.old, -1)
+			if c.new == nil {
+				t.free = append(t.free, c.old.id)
+			}
+		}
+		if c.new != nil {
+			t.ref(c.new, 1)
+			t.cur[c.key] = c.new
+			if c.new.id >= t.nextID {
+				t.nextID = c.new.id + 1
+			}
+			t.free = removeID(t.free, c.new.id)
+		} else {
+			delete(t.cur, c.key)
+		}
+	}
+	for _, c := range ops.changes {
+		if c.old == nil {
+			continue
+		}
+		for _, ep := range c.old.endpoints() {
+			if t.epRef[ep] == 0 {
+				gone = append(gone, ep)
+				t.epRef[ep] = -1 // reported once
+			}
+		}
+	}
+	for ep, n := range t.epRef {
+		if n <= 0 {
+			delete(t.epRef, ep)
+		}
+	}
+	return gone
+}
+
+func (t *Table) ref(in *installed, d int) {
+	for _, ep := range in.endpoints() {
+		t.epRef[ep] += d
+	}
+}
+
+func removeID(ids []uint32, id uint32) []uint32 {
+	for i, x := range ids {
+		if x == id {
+			return append(ids[:i], ids[i+1:]...)
+		}
+	}
+	return ids
+}
+
+// PortScope is the inScope of an incremental Plan: entries of the given ports.
+func PortScope(ports map[state.ServicePortName]struct{}) func(svcKey, *installed) bool {
+	return func(_ svcKey, in *installed) bool {
+		if in.front == nil {
+			return false
+		}
+		_, ok := ports[in.front.Port]
+		return ok
+	}
+}
+
+// AllScope is the inScope of a full Plan.
+func AllScope(svcKey, *installed) bool { return true }
