@@ -154,3 +154,20 @@ func readMaps(k *kernelMaps) (map[svcKey]svcValue, map[backendKey]backendValue, 
 	}
 	return svcs, bes, nil
 }
+
+// probeBPF checks that this process may use bpf() at all, so that a start without
+// privileges or without BPF fails naming what is missing rather than a path.
+func probeBPF() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err == nil {
+		m.Close()
+		return nil
+	}
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("the kernel has no usable bpf() system call (CONFIG_BPF_SYSCALL): %w", err)
+	}
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("creating a BPF map was refused: the ebpf mode needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (kernel.unprivileged_bpf_disabled is usually set): %w", err)
+	}
+	return fmt.Errorf("creating a BPF map failed: %w", err)
+}

@@ -60,6 +60,9 @@ func NewProxier(c Config) (*Proxier, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := probeBPF(); err != nil {
+		return nil, fmt.Errorf("ebpf mode: %w", err)
+	}
 	if c.Cgroup == "" {
 		cg, err := FindCgroup2()
 		if err != nil {
