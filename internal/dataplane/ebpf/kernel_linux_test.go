@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -347,10 +348,7 @@ func TestMain(m *testing.M) {
 
 func TestNonRootStartFailsClearly(t *testing.T) {
 	e := newKenv(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := worldExecutableCopy(t)
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), helperEnv+"="+e.pinDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -362,4 +360,31 @@ func TestNonRootStartFailsClearly(t *testing.T) {
 	if !strings.Contains(msg, "ebpf mode") || !strings.Contains(msg, "needs root") {
 		t.Errorf("non-root start: %q, want an error naming the ebpf mode and that it needs root (CAP_BPF)", msg)
 	}
+}
+
+// worldExecutableCopy copies the test binary where another user may run it (go
+// test builds it in a directory only root can enter).
+func worldExecutableCopy(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "kproxy-ebpf-helper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe := filepath.Join(dir, "helper")
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
