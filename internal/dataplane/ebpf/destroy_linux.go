@@ -17,12 +17,10 @@ import (
 // owners see ECONNABORTED and reconnect to a live backend. Sockets that connected
 // to the backend address directly are left alone. SOCK_DESTROY reaches the
 // sockets of kproxy's own network namespace.
-func (p *Proxier) destroy(gone []string) {
+func (p *Proxier) destroy(gone []netip.AddrPort) {
 	want := map[netip.AddrPort]bool{}
-	for _, s := range gone {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			want[ap] = true
-		}
+	for _, ap := range gone {
+		want[ap] = true
 	}
 	n := 0
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
@@ -43,6 +41,17 @@ func (p *Proxier) destroy(gone []string) {
 		p.log.Info("destroyed sockets connected to removed backends", "sockets", n, "backends", gone)
 	}
 }
+
+func (p *Proxier) destroyWorker() {
+	defer close(p.workerDone)
+	for gone := range p.destroyQ {
+		p.destroy(gone)
+		p.pendingDestroy.Done()
+	}
+}
+
+// waitDestroy waits until every queued destroy pass ran.
+func (p *Proxier) waitDestroy() { p.pendingDestroy.Wait() }
 
 func listSockets(fam, proto uint8) ([]*netlink.Socket, error) {
 	if proto == unix.IPPROTO_TCP {

@@ -210,6 +210,7 @@ func TestChangeIsAppliedAndRemovedBackendSocketsDestroyed(t *testing.T) {
 			t.Errorf("the unchanged Service: %v", got)
 		}
 	})
+	p.waitDestroy()
 	if err := echo(doomed, doomedR, "still there?"); err == nil {
 		t.Error("a connection through the Service to a removed backend survived; want it destroyed")
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	"kproxy.dev/kproxy/internal/dataplane"
@@ -47,6 +48,13 @@ type Proxier struct {
 	needFull bool
 	retry    map[state.ServicePortName]struct{}
 	warned   map[string]bool
+
+	// destroyQ feeds the socket-destroy worker: listing every socket of the host
+	// costs milliseconds, which Sync does not wait for. pendingDestroy counts
+	// queued batches (waitDestroy, for tests); workerDone closes when it exits.
+	destroyQ       chan []netip.AddrPort
+	pendingDestroy sync.WaitGroup
+	workerDone     chan struct{}
 }
 
 var _ dataplane.Lister = (*Proxier)(nil)
@@ -94,6 +102,10 @@ func NewProxier(c Config) (*Proxier, error) {
 		return nil, fmt.Errorf("ebpf mode: %w", err)
 	}
 	p.att = att
+	if c.DestroySockets {
+		p.destroyQ, p.workerDone = make(chan []netip.AddrPort, 64), make(chan struct{})
+		go p.destroyWorker()
+	}
 	p.log.Info("socket load balancing attached", "cgroup", c.Cgroup, "pins", c.PinDir,
 		"adoptedServices", p.table.Len())
 	return p, nil
@@ -116,7 +128,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	ops, perrs := p.table.Plan(want, scope)
 	errs = append(errs, perrs...)
 	err := applyOps(p.maps, ops)
-	var gone []string
+	var gone []netip.AddrPort
 	if err != nil {
 		p.needFull = true
 		if aerr := p.adopt(); aerr != nil {
@@ -124,17 +136,16 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		}
 	} else {
 		p.needFull = false
-		for _, ap := range p.table.Commit(ops) {
-			gone = append(gone, ap.String())
-		}
+		gone = p.table.Commit(ops)
 	}
 	st := p.stats(full, ops.Len())
 	p.mu.Unlock()
 	if err != nil {
 		return st, fmt.Errorf("ebpf mode: write maps: %w", err)
 	}
-	if p.cfg.DestroySockets && len(gone) > 0 {
-		p.destroy(gone)
+	if p.destroyQ != nil && len(gone) > 0 {
+		p.pendingDestroy.Add(1)
+		p.destroyQ <- gone
 	}
 	p.retry = map[state.ServicePortName]struct{}{}
 	for _, e := range errs {
@@ -155,10 +166,10 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 }
 
 // render computes the desired contents in the scope of this sync.
-func (p *Proxier) render(snap *state.Snapshot, changed state.ChangeSet) (Desired, func(svcKey, *installed) bool, bool, []error) {
+func (p *Proxier) render(snap *state.Snapshot, changed state.ChangeSet) (Desired, Scope, bool, []error) {
 	if p.needFull {
 		d, errs := Render(snap, p.cfg.Render)
-		return d, AllScope, true, errs
+		return d, Scope{All: true}, true, errs
 	}
 	ports := make(map[state.ServicePortName]struct{}, len(changed.Ports)+len(p.retry))
 	names := make([]state.ServicePortName, 0, len(ports))
@@ -172,14 +183,11 @@ func (p *Proxier) render(snap *state.Snapshot, changed state.ChangeSet) (Desired
 	}
 	state.SortNames(names)
 	d, errs := RenderPorts(snap, names, p.cfg.Render)
-	return d, PortScope(ports), false, errs
+	return d, Scope{Ports: ports}, false, errs
 }
 
 func (p *Proxier) stats(full bool, written int) dataplane.SyncStats {
-	slots := 0
-	for _, in := range p.table.cur {
-		slots += len(in.slots)
-	}
+	slots := p.table.Slots()
 	return dataplane.SyncStats{Full: full,
 		Rules:   map[string]int{"services": p.table.Len(), "backends": slots},
 		Written: map[string]int{"entries": written}}
@@ -188,6 +196,11 @@ func (p *Proxier) stats(full bool, written int) dataplane.SyncStats {
 // Close releases this process's handles and leaves everything pinned: the
 // programs keep balancing until another process takes the pins over.
 func (p *Proxier) Close() {
+	if p.destroyQ != nil {
+		close(p.destroyQ)
+		<-p.workerDone
+		p.destroyQ = nil
+	}
 	if p.att != nil {
 		p.att.Close()
 	}

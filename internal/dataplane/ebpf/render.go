@@ -59,7 +59,7 @@ func Render(snap *state.Snapshot, o RenderOptions) (Desired, []error) {
 
 // RenderPorts computes the map contents of the named ServicePorts.
 func RenderPorts(snap *state.Snapshot, names []state.ServicePortName, o RenderOptions) (Desired, []error) {
-	d := Desired{}
+	d := make(Desired, len(names))
 	var errs []error
 	for _, n := range names {
 		fs, err := RenderPort(snap, n, o)
@@ -165,13 +165,12 @@ func sameFamily(eps []state.Endpoint, v4 bool) []state.Endpoint {
 // setBackends fills Slots and Endpoints from the chosen endpoints.
 func (f *Frontend) setBackends(eps []state.Endpoint) error {
 	bs := make([]lb.Backend, 0, len(eps))
-	seen := map[netip.AddrPort]bool{}
+	f.Endpoints = make([]netip.AddrPort, 0, len(eps))
 	for _, e := range eps {
 		ap := netip.AddrPortFrom(e.IP.Unmap(), uint16(e.Port))
-		if seen[ap] || e.Weight < 0 {
+		if e.Weight < 0 || slices.Contains(f.Endpoints, ap) {
 			continue
 		}
-		seen[ap] = true
 		bs = append(bs, lb.Backend{Addr: ap, Weight: e.Weight})
 		f.Endpoints = append(f.Endpoints, ap)
 	}
@@ -199,7 +198,7 @@ func weightedSlots(bs []lb.Backend) []backendValue {
 			g = gcd(g, b.Weight)
 		}
 	}
-	var out []backendValue
+	out := make([]backendValue, 0, len(bs))
 	for _, b := range bs {
 		if b.Weight <= 0 {
 			continue

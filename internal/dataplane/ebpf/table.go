@@ -67,15 +67,42 @@ type Table struct {
 	// frontend uses any more (their sockets get destroyed).
 	epRef   map[netip.AddrPort]int
 	orphans []backendKey
+	// slots is the number of backend entries of all Services.
+	slots int
+	// byPort indexes the entries written from each ServicePort, so that an
+	// incremental Plan visits only the changed ports' entries.
+	byPort map[state.ServicePortName][]svcKey
+}
+
+// Scope says which installed entries a Plan's desired contents are authoritative
+// for: all of them (a full sync), or those of the given ServicePorts.
+type Scope struct {
+	All   bool
+	Ports map[state.ServicePortName]struct{}
+}
+
+func (s Scope) has(in *installed) bool {
+	if s.All {
+		return true
+	}
+	if in.front == nil {
+		return false
+	}
+	_, ok := s.Ports[in.front.Port]
+	return ok
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[netip.AddrPort]int{}}
+	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[netip.AddrPort]int{},
+		byPort: map[state.ServicePortName][]svcKey{}}
 }
 
 // Len is the number of Service addresses in the table.
 func (t *Table) Len() int { return len(t.cur) }
+
+// Slots is the number of backends map entries the table accounts for.
+func (t *Table) Slots() int { return t.slots }
 
 // Adopt fills an empty table from map contents read back from the kernel (a
 // restarted process taking pinned maps over). Backend entries of no Service are
@@ -104,6 +131,7 @@ func (t *Table) Adopt(svcs map[svcKey]svcValue, backends map[backendKey]backendV
 	for _, in := range t.cur {
 		used[in.id] = true
 		t.ref(in, 1)
+		t.slots += len(in.slots)
 	}
 	for id := uint32(1); id < t.nextID; id++ {
 		if !used[id] {
@@ -112,23 +140,32 @@ func (t *Table) Adopt(svcs map[svcKey]svcValue, backends map[backendKey]backendV
 	}
 }
 
-// Plan diffs want against the table. inScope says which installed entries want
-// is authoritative for: those not in want are removed. A full sync passes every
-// entry; an incremental one the entries of the changed ServicePorts. A Frontend
-// whose address an out-of-scope entry of another ServicePort holds is refused.
-func (t *Table) Plan(want Desired, inScope func(svcKey, *installed) bool) (*Ops, []error) {
+// Plan diffs want against the table: entries in scope that are not in want are
+// removed. A Frontend whose address an out-of-scope entry of another ServicePort
+// holds is refused. An incremental Plan costs O(changed), not O(Services).
+func (t *Table) Plan(want Desired, scope Scope) (*Ops, []error) {
 	ops := &Ops{DelBackends: t.orphans}
 	var errs []error
-	for k, in := range t.cur {
-		if _, keep := want[k]; !keep && inScope(k, in) {
-			ops.remove(k, in)
+	if scope.All {
+		for k, in := range t.cur {
+			if _, keep := want[k]; !keep {
+				ops.remove(k, in)
+			}
+		}
+	} else {
+		for n := range scope.Ports {
+			for _, k := range t.byPort[n] {
+				if _, keep := want[k]; !keep {
+					ops.remove(k, t.cur[k])
+				}
+			}
 		}
 	}
 	pending := append([]uint32(nil), t.free...)
 	next := t.nextID
 	for k, f := range want {
 		old := t.cur[k]
-		if old != nil && !inScope(k, old) && old.front != nil && old.front.Port != f.Port {
+		if old != nil && !scope.has(old) && old.front != nil && old.front.Port != f.Port {
 			errs = append(errs, &PortError{f.Port, fmt.Errorf("%s %s is also used by %s", protoName(k.Proto), k.addrPort(), old.front.Port)})
 			continue
 		}
@@ -180,16 +217,27 @@ func (o *Ops) upsert(k svcKey, old *installed, f *Frontend, id uint32) {
 // that no Service uses any more, whose sockets should be destroyed.
 func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 	t.orphans = nil
+	if len(t.cur) == 0 && len(ops.changes) > 64 {
+		// A cold load: size the indexes once instead of growing them.
+		n := len(ops.changes)
+		t.cur = make(map[svcKey]*installed, n)
+		t.byPort = make(map[state.ServicePortName][]svcKey, n)
+		t.epRef = make(map[netip.AddrPort]int, 3*n)
+	}
 	var gone []netip.AddrPort
 	for _, c := range ops.changes {
 		if c.old != nil {
+			t.slots -= len(c.old.slots)
 			t.ref(c.old, -1)
+			t.unindex(c.key, c.old)
 			if c.new == nil {
 				t.free = append(t.free, c.old.id)
 			}
 		}
 		if c.new != nil {
+			t.slots += len(c.new.slots)
 			t.ref(c.new, 1)
+			t.byPort[c.new.front.Port] = append(t.byPort[c.new.front.Port], c.key)
 			t.cur[c.key] = c.new
 			if c.new.id >= t.nextID {
 				t.nextID = c.new.id + 1
@@ -204,18 +252,31 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 			continue
 		}
 		for _, ep := range c.old.endpoints() {
-			if t.epRef[ep] == 0 {
+			if n, ok := t.epRef[ep]; ok && n <= 0 {
 				gone = append(gone, ep)
-				t.epRef[ep] = -1 // reported once
+				delete(t.epRef, ep) // reported once
 			}
 		}
 	}
-	for ep, n := range t.epRef {
-		if n <= 0 {
-			delete(t.epRef, ep)
+	return gone
+}
+
+func (t *Table) unindex(k svcKey, in *installed) {
+	if in.front == nil {
+		return
+	}
+	keys := t.byPort[in.front.Port]
+	for i, x := range keys {
+		if x == k {
+			keys = append(keys[:i], keys[i+1:]...)
+			break
 		}
 	}
-	return gone
+	if len(keys) == 0 {
+		delete(t.byPort, in.front.Port)
+	} else {
+		t.byPort[in.front.Port] = keys
+	}
 }
 
 func (t *Table) ref(in *installed, d int) {
@@ -233,16 +294,3 @@ func removeID(ids []uint32, id uint32) []uint32 {
 	return ids
 }
 
-// PortScope is the inScope of an incremental Plan: entries of the given ports.
-func PortScope(ports map[state.ServicePortName]struct{}) func(svcKey, *installed) bool {
-	return func(_ svcKey, in *installed) bool {
-		if in.front == nil {
-			return false
-		}
-		_, ok := ports[in.front.Port]
-		return ok
-	}
-}
-
-// AllScope is the inScope of a full Plan.
-func AllScope(svcKey, *installed) bool { return true }

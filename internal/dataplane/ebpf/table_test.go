@@ -80,7 +80,7 @@ func TestTablePlanFullThenOneServiceChange(t *testing.T) {
 	snap := manyServices(50, threeEps)
 	tb, km := NewTable(), &kernelModel{svcs: map[svcKey]svcValue{}, bes: map[backendKey]backendValue{}}
 	d, _ := Render(snap, RenderOptions{})
-	ops, errs := tb.Plan(d, AllScope)
+	ops, errs := tb.Plan(d, Scope{All: true})
 	if len(errs) > 0 || ops.Len() != 200 {
 		t.Fatalf("cold load wrote %d entries (want 50 services + 150 backends), errs %v", ops.Len(), errs)
 	}
@@ -89,7 +89,7 @@ func TestTablePlanFullThenOneServiceChange(t *testing.T) {
 	km.check(t, d)
 
 	// Same snapshot: nothing to write.
-	if ops, _ := tb.Plan(d, AllScope); ops.Len() != 0 {
+	if ops, _ := tb.Plan(d, Scope{All: true}); ops.Len() != 0 {
 		t.Errorf("resync of an unchanged snapshot wrote %d entries", ops.Len())
 	}
 
@@ -97,7 +97,7 @@ func TestTablePlanFullThenOneServiceChange(t *testing.T) {
 	name := port("ns", "svc"+itoa(7))
 	snap.Endpoints[name] = snap.Endpoints[name][:2]
 	want, _ := RenderPorts(snap, []state.ServicePortName{name}, RenderOptions{})
-	ops, _ = tb.Plan(want, PortScope(map[state.ServicePortName]struct{}{name: {}}))
+	ops, _ = tb.Plan(want, Scope{Ports: map[state.ServicePortName]struct{}{name: {}}})
 	if len(ops.ServiceKeys) != 1 || len(ops.DelBackends) != 1 || len(ops.BackendKeys) != 0 || ops.Len() != 2 {
 		t.Errorf("one-endpoint removal: %+v", ops)
 	}
@@ -113,7 +113,7 @@ func TestTablePlanFullThenOneServiceChange(t *testing.T) {
 	delete(snap.Services, name)
 	delete(snap.Endpoints, name)
 	want, _ = RenderPorts(snap, []state.ServicePortName{name}, RenderOptions{})
-	ops, _ = tb.Plan(want, PortScope(map[state.ServicePortName]struct{}{name: {}}))
+	ops, _ = tb.Plan(want, Scope{Ports: map[state.ServicePortName]struct{}{name: {}}})
 	km.apply(ops)
 	tb.Commit(ops)
 	delete(d, newSvcKey(netip.MustParseAddr("10.96.0.7"), 80, protoTCP))
@@ -128,7 +128,7 @@ func TestTableAdoptThenFullSyncRepairs(t *testing.T) {
 	d, _ := Render(snap, RenderOptions{})
 	km := &kernelModel{svcs: map[svcKey]svcValue{}, bes: map[backendKey]backendValue{}}
 	first := NewTable()
-	ops, _ := first.Plan(d, AllScope)
+	ops, _ := first.Plan(d, Scope{All: true})
 	km.apply(ops)
 	// Leftovers of a crash: an orphan backend entry and a stale slot.
 	km.bes[backendKey{ID: 999, Slot: 0}] = backendValue{}
@@ -139,7 +139,7 @@ func TestTableAdoptThenFullSyncRepairs(t *testing.T) {
 	if tb.Len() != 10 {
 		t.Fatalf("adopted %d", tb.Len())
 	}
-	ops, _ = tb.Plan(d, AllScope)
+	ops, _ = tb.Plan(d, Scope{All: true})
 	km.apply(ops)
 	tb.Commit(ops)
 	km.check(t, d)
@@ -152,11 +152,11 @@ func TestTableRefusesAddressOfAnotherPort(t *testing.T) {
 	a := svc(port("ns", "a"), "10.96.0.1")
 	tb := NewTable()
 	d, _ := Render(snap1(a, ep("10.0.0.1:80", 1)), RenderOptions{})
-	ops, _ := tb.Plan(d, AllScope)
+	ops, _ := tb.Plan(d, Scope{All: true})
 	tb.Commit(ops)
 	b := svc(port("ns", "b"), "10.96.0.1")
 	want, _ := Render(snap1(b, ep("10.0.0.2:80", 1)), RenderOptions{})
-	ops, errs := tb.Plan(want, PortScope(map[state.ServicePortName]struct{}{b.Name: {}}))
+	ops, errs := tb.Plan(want, Scope{Ports: map[state.ServicePortName]struct{}{b.Name: {}}})
 	if len(errs) != 1 || ops.Len() != 0 {
 		t.Errorf("errs %v, ops %d: want the clash reported and nothing written", errs, ops.Len())
 	}
