@@ -293,4 +293,3 @@ func removeID(ids []uint32, id uint32) []uint32 {
 	}
 	return ids
 }
-

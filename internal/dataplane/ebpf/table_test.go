@@ -66,7 +66,9 @@ func manyServices(n int, eps func(i int) []state.Endpoint) *state.Snapshot {
 	return s
 }
 
-func itoa(i int) string { return netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}).String() }
+func itoa(i int) string {
+	return netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}).String()
+}
 
 func threeEps(i int) []state.Endpoint {
 	var out []state.Endpoint
