@@ -20,9 +20,9 @@ import (
 // cgroup (no program), directly from inside it (connect4 runs, map miss), and to
 // the Service address (translated), with 10 and 10,000 Services in the maps.
 func BenchmarkConnect(b *testing.B) {
+	e := newKenv(b)
+	be := startBackend(b, "127.0.0.2")
 	for _, n := range []int{10, 10000} {
-		e := newKenv(b)
-		be := startBackend(b, "127.0.0.2")
 		p := e.proxier(b)
 		snap := manyServices(n-1, threeEps)
 		addService(snap, svcSpec{name: "bench/target", vip: vip, port: 40080, eps: addrs(be)})
