@@ -88,9 +88,18 @@ func BenchmarkColdLoad10k(b *testing.B) {
 // destroy pass for the removed backend).
 func BenchmarkOneServiceChange10k(b *testing.B) {
 	e := newKenv(b)
+	for _, destroy := range []bool{false, true} {
+		b.Run("destroy="+strconv.FormatBool(destroy), func(b *testing.B) { oneServiceChange(b, e, destroy) })
+	}
+}
+
+func oneServiceChange(b *testing.B, e *kenv, destroy bool) {
 	snap := manyServices(10000, threeEps)
-	p := e.proxier(b)
-	b.Cleanup(func() { _ = p.Cleanup(context.Background()) })
+	p, err := NewProxier(Config{PinDir: e.pinDir, Cgroup: e.cgroup, DestroySockets: destroy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = p.Cleanup(context.Background()) }()
 	mustSync(b, p, snap)
 	names := snap.SortedNames()
 	cpu := startCPU()
@@ -108,6 +117,8 @@ func BenchmarkOneServiceChange10k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	p.waitDestroy()
 }
 
 // cpuMeter reports the process's CPU time (user + system) per operation as

@@ -21,7 +21,8 @@ const (
 	mapAffinity = "kproxy_aff"
 )
 
-// Map sizes. Hash maps without preallocation take memory per entry in use.
+// Map sizes. The services map is preallocated (about 5 MB, faster writes); the
+// backends map takes memory per entry in use.
 const (
 	maxServices = 1 << 16
 	maxBackends = 1 << 20
@@ -31,8 +32,7 @@ const (
 
 func mapSpecs() []*ebpf.MapSpec {
 	return []*ebpf.MapSpec{
-		{Name: mapServices, Type: ebpf.Hash, KeySize: 20, ValueSize: 16, MaxEntries: maxServices,
-			Flags: unix.BPF_F_NO_PREALLOC, Pinning: ebpf.PinByName},
+		{Name: mapServices, Type: ebpf.Hash, KeySize: 20, ValueSize: 16, MaxEntries: maxServices, Pinning: ebpf.PinByName},
 		{Name: mapBackends, Type: ebpf.Hash, KeySize: 8, ValueSize: 20, MaxEntries: maxBackends,
 			Flags: unix.BPF_F_NO_PREALLOC, Pinning: ebpf.PinByName},
 		{Name: mapRevnat, Type: ebpf.LRUHash, KeySize: 32, ValueSize: 20, MaxEntries: maxRevnat, Pinning: ebpf.PinByName},

@@ -153,6 +153,13 @@ func scheduler(sp *state.ServicePort, o RenderOptions) (uint8, uint8, error) {
 }
 
 func sameFamily(eps []state.Endpoint, v4 bool) []state.Endpoint {
+	all := true
+	for _, e := range eps {
+		all = all && e.IP.Unmap().Is4() == v4 && e.Port > 0 && e.Port <= 65535
+	}
+	if all {
+		return eps
+	}
 	var out []state.Endpoint
 	for _, e := range eps {
 		if e.IP.Unmap().Is4() == v4 && e.Port > 0 && e.Port <= 65535 {
