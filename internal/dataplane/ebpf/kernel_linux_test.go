@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -388,4 +391,94 @@ func worldExecutableCopy(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return exe
+}
+
+func TestListShowsMapContents(t *testing.T) {
+	e := newKenv(t)
+	bs := []*backend{startBackend(t, "127.0.0.2"), startBackend(t, "127.0.0.3")}
+	p := e.proxier(t)
+	t.Cleanup(func() { _ = p.Cleanup(context.Background()) })
+	mustSync(t, p, snapshotOf(svcSpec{name: "ns/web", vip: vip, port: 40080, eps: addrs(bs...), sched: "mh", aff: time.Hour}))
+	vss, err := p.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := listPinned(e.pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, list := range [][]dataplane.VirtualService{vss, pinned} {
+		if len(list) != 1 {
+			t.Fatalf("list %d: %+v", i, list)
+		}
+		vs := list[0]
+		if vs.Address != vip+":40080" || vs.Protocol != "TCP" || vs.Scheduler != "mh" || vs.PersistentSeconds != 3600 || len(vs.RealServers) != 2 {
+			t.Errorf("list %d: %+v", i, vs)
+		}
+		total := 0
+		for _, rs := range vs.RealServers {
+			total += rs.Weight
+		}
+		if total != MaglevTableSize {
+			t.Errorf("list %d: weights sum to %d, want the %d Maglev slots", i, total, MaglevTableSize)
+		}
+	}
+	if vss[0].Service != "ns/web:p" {
+		t.Errorf("daemon list names %q, want ns/web:p", vss[0].Service)
+	}
+}
+
+func TestAffinityAndMaglevStickToOneBackend(t *testing.T) {
+	e := newKenv(t)
+	bs := []*backend{startBackend(t, "127.0.0.2"), startBackend(t, "127.0.0.3"), startBackend(t, "127.0.0.4")}
+	p := e.proxier(t)
+	t.Cleanup(func() { _ = p.Cleanup(context.Background()) })
+	aff := svcSpec{name: "ns/aff", vip: vip, port: 40080, eps: addrs(bs...), aff: time.Minute}
+	mh := svcSpec{name: "ns/mh", vip: "127.96.0.11", port: 40080, eps: addrs(bs...), sched: "mh"}
+	mustSync(t, p, snapshotOf(aff, mh))
+	e.inCgroup(func() {
+		if got := tcpSpread(t, vip+":40080", 30); len(got) != 1 {
+			t.Errorf("ClientIP affinity: one client reached %v, want one backend", got)
+		}
+		if got := tcpSpread(t, "127.96.0.11:40080", 30); len(got) != 1 {
+			t.Errorf("mh: one client network namespace reached %v, want one backend", got)
+		}
+	})
+	// The remembered backend is used while fresh and ignored once expired.
+	var key affinityKey
+	var val affinityValue
+	it := p.maps.affinity.Iterate()
+	n := 0
+	for it.Next(&key, &val) {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d affinity entries, want 1 (one client namespace, one Service)", n)
+	}
+	var now unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	pinned := newBackend(bs[1].ap)
+	val = affinityValue{Addr: pinned.Addr, Port: pinned.Port, TS: uint64(now.Nano())}
+	if err := p.maps.affinity.Put(&key, &val); err != nil {
+		t.Fatal(err)
+	}
+	e.inCgroup(func() {
+		if got := tcpSpread(t, vip+":40080", 10); got[bs[1].name] != 10 {
+			t.Errorf("fresh affinity entry for %s: got %v", bs[1].name, got)
+		}
+	})
+	dead := newBackend(netip.MustParseAddrPort("127.0.0.9:1"))
+	val = affinityValue{Addr: dead.Addr, Port: dead.Port, TS: 1}
+	if err := p.maps.affinity.Put(&key, &val); err != nil {
+		t.Fatal(err)
+	}
+	e.inCgroup(func() {
+		if got := tcpSpread(t, vip+":40080", 5); len(got) != 1 {
+			t.Errorf("after the entry expired: %v", got)
+		}
+	})
+}
+
+func mustName(sp svcSpec) state.ServicePortName {
+	return addService(snapshotOf(), sp)
 }
