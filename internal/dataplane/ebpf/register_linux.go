@@ -5,17 +5,32 @@ package ebpf
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/dataplane/nftables"
 )
 
+// Environment overrides of the attach point and the pin directory, for `kproxy
+// bench` and tests that must not attach to the host's cgroup v2 root.
+const (
+	EnvCgroup = "KPROXY_EBPF_CGROUP"
+	EnvPinDir = "KPROXY_EBPF_PIN_DIR"
+)
+
 func init() {
 	dataplane.Register(dataplane.Mode{Name: ModeName, New: newFromOptions,
-		Cleanup: func(context.Context, dataplane.Options) error { return detachPinned(DefaultPinDir) }})
+		Cleanup: func(context.Context, dataplane.Options) error { return detachPinned(pinDir()) }})
 	dataplane.RegisterKernelLister(ModeName, func(context.Context) ([]dataplane.VirtualService, error) {
-		return listPinned(DefaultPinDir)
+		return listPinned(pinDir())
 	})
+}
+
+func pinDir() string {
+	if d := os.Getenv(EnvPinDir); d != "" {
+		return d
+	}
+	return DefaultPinDir
 }
 
 // newFromOptions builds the mode for the daemon: socket LB on the cgroup v2 root
@@ -26,5 +41,6 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ebpf mode needs the nftables mode for NodePort, LoadBalancer and externalIPs: %w", err)
 	}
-	return NewProxier(Config{NorthSouth: ns, DestroySockets: true, Logger: o.Log()})
+	return NewProxier(Config{PinDir: pinDir(), Cgroup: os.Getenv(EnvCgroup), NorthSouth: ns,
+		DestroySockets: true, Logger: o.Log()})
 }
