@@ -120,14 +120,18 @@ func startBackend(t testing.TB, ip string) *backend {
 	return startNamed(t, ip+":0", ip)
 }
 
-func startNamed(t testing.TB, addr, name string) *backend {
+func startNamed(t testing.TB, addr, name string) *backend { return startFamily(t, "4", addr, name) }
+
+func startNamed6(t testing.TB, addr, name string) *backend { return startFamily(t, "6", addr, name) }
+
+func startFamily(t testing.TB, fam, addr, name string) *backend {
 	t.Helper()
-	ln, err := net.Listen("tcp4", addr)
+	ln, err := net.Listen("tcp"+fam, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ap := netip.MustParseAddrPort(ln.Addr().String())
-	pc, err := net.ListenPacket("udp4", ap.String())
+	pc, err := net.ListenPacket("udp"+fam, ap.String())
 	if err != nil {
 		t.Fatal(err)
 	}

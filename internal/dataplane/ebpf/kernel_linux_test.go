@@ -482,3 +482,62 @@ func TestAffinityAndMaglevStickToOneBackend(t *testing.T) {
 func mustName(sp svcSpec) state.ServicePortName {
 	return addService(snapshotOf(), sp)
 }
+
+func TestIPv6TCPAndUDP(t *testing.T) {
+	e := newKenv(t)
+	// IPv6 loopback has one address: backends differ by port, and the Service
+	// address is [::1]:40081, where a decoy answers whatever is not translated.
+	startNamed6(t, "[::1]:40081", "decoy")
+	bs := []*backend{startNamed6(t, "[::1]:0", "b1"), startNamed6(t, "[::1]:0", "b2")}
+	p := e.proxier(t)
+	t.Cleanup(func() { _ = p.Cleanup(context.Background()) })
+	svcs := snapshotOf(svcSpec{name: "ns/v6", vip: "::1", port: 40081, eps: addrs(bs...)},
+		svcSpec{name: "ns/v6-udp", vip: "::1", port: 40081, proto: v1.ProtocolUDP, eps: addrs(bs...)})
+	mustSync(t, p, svcs)
+	e.inCgroup(func() {
+		got := map[string]int{}
+		for range 40 {
+			c, err := net.DialTimeout("tcp6", "[::1]:40081", 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ra := c.RemoteAddr().String(); ra != "[::1]:40081" {
+				t.Errorf("getpeername6 = %s, want [::1]:40081", ra)
+			}
+			c.Close()
+			got[strings.TrimSpace(line)]++
+		}
+		if got["b1"] == 0 || got["b2"] == 0 {
+			t.Errorf("TCP over IPv6: %v, want both backends", got)
+		}
+		pc, err := net.ListenUDP("udp6", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		buf := make([]byte, 64)
+		udp := map[string]int{}
+		for range 40 {
+			_ = pc.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := pc.WriteTo([]byte("q"), &net.UDPAddr{IP: net.IPv6loopback, Port: 40081}); err != nil {
+				t.Fatal(err)
+			}
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if from.String() != "[::1]:40081" {
+				t.Fatalf("UDP reply from %s, want the Service address (recvmsg6)", from)
+			}
+			udp[string(buf[:n])]++
+		}
+		if udp["b1"] == 0 || udp["b2"] == 0 {
+			t.Errorf("unconnected UDP over IPv6: %v", udp)
+		}
+	})
+}
