@@ -479,10 +479,6 @@ func TestAffinityAndMaglevStickToOneBackend(t *testing.T) {
 	})
 }
 
-func mustName(sp svcSpec) state.ServicePortName {
-	return addService(snapshotOf(), sp)
-}
-
 func TestIPv6TCPAndUDP(t *testing.T) {
 	e := newKenv(t)
 	// IPv6 loopback has one address: backends differ by port, and the Service
