@@ -27,7 +27,33 @@ func applyOps(k *kernelMaps, o *Ops) error {
 	if err := deleteAll(k.backends, o.DelBackends); err != nil {
 		return fmt.Errorf("map %s: %w", mapBackends, err)
 	}
+	if err := sweepAffinity(k.affinity, o.AffinitySweep); err != nil {
+		return fmt.Errorf("map %s: %w", mapAffinity, err)
+	}
 	return nil
+}
+
+// sweepAffinity deletes affinity entries of the swept Services whose backend is
+// not in the kept set. It walks the whole map, and only when a Service with
+// affinity changed its backends.
+func sweepAffinity(m *ebpf.Map, sweep map[uint32]map[backendValue]bool) error {
+	if len(sweep) == 0 {
+		return nil
+	}
+	var k affinityKey
+	var v affinityValue
+	var stale []affinityKey
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keep, swept := sweep[k.ID]
+		if swept && !keep[backendValue{Addr: v.Addr, Port: v.Port}] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return deleteAll(m, stale)
 }
 
 func putAll[K, V any](m *ebpf.Map, keys []K, vals []V) error {

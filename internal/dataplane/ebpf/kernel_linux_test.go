@@ -477,6 +477,21 @@ func TestAffinityAndMaglevStickToOneBackend(t *testing.T) {
 			t.Errorf("after the entry expired: %v", got)
 		}
 	})
+	// A client stuck to a backend that leaves the Service is placed again.
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	val = affinityValue{Addr: pinned.Addr, Port: pinned.Port, TS: uint64(now.Nano())}
+	if err := p.maps.affinity.Put(&key, &val); err != nil {
+		t.Fatal(err)
+	}
+	aff.eps = addrs(bs[0], bs[2])
+	if _, err := p.Sync(context.Background(), snapshotOf(aff, mh), changeOf(aff)); err != nil {
+		t.Fatal(err)
+	}
+	e.inCgroup(func() {
+		if got := tcpSpread(t, vip+":40080", 10); got[bs[1].name] != 0 {
+			t.Errorf("after %s left the Service its affinity client still reached it: %v", bs[1].name, got)
+		}
+	})
 }
 
 func TestIPv6TCPAndUDP(t *testing.T) {

@@ -42,6 +42,11 @@ type Ops struct {
 	ServiceVals []svcValue
 	DelServices []svcKey
 	DelBackends []backendKey
+	// AffinitySweep lists Service ids whose ClientIP affinity entries must be
+	// checked after the writes: entries naming a backend not in the set are
+	// deleted (a nil set deletes them all), so no client stays stuck to a removed
+	// backend, or to another Service's backend after the id is reused.
+	AffinitySweep map[uint32]map[backendValue]bool
 	// changes are applied to the Table by Commit once the kernel took the ops.
 	changes []change
 }
@@ -183,7 +188,24 @@ func (t *Table) Plan(want Desired, scope Scope) (*Ops, []error) {
 	return ops, errs
 }
 
+func (o *Ops) sweep(id uint32, keep []backendValue) {
+	if o.AffinitySweep == nil {
+		o.AffinitySweep = map[uint32]map[backendValue]bool{}
+	}
+	var set map[backendValue]bool
+	if keep != nil {
+		set = make(map[backendValue]bool, len(keep))
+		for _, b := range keep {
+			set[b] = true
+		}
+	}
+	o.AffinitySweep[id] = set
+}
+
 func (o *Ops) remove(k svcKey, in *installed) {
+	if in.val.AffinitySec > 0 {
+		o.sweep(in.id, nil)
+	}
 	o.DelServices = append(o.DelServices, k)
 	for i := range in.slots {
 		o.DelBackends = append(o.DelBackends, backendKey{ID: in.id, Slot: uint32(i)})
@@ -206,6 +228,13 @@ func (o *Ops) upsert(k svcKey, old *installed, f *Frontend, id uint32) {
 		o.DelBackends = append(o.DelBackends, backendKey{ID: id, Slot: uint32(i)})
 	}
 	val := f.value(id)
+	if old != nil && old.val.AffinitySec > 0 && (val.AffinitySec == 0 || !slicesEqual(old.slots, f.Slots)) {
+		if val.AffinitySec == 0 {
+			o.sweep(id, nil)
+		} else {
+			o.sweep(id, f.Slots)
+		}
+	}
 	if old == nil || old.val != val {
 		o.ServiceKeys = append(o.ServiceKeys, k)
 		o.ServiceVals = append(o.ServiceVals, val)
@@ -292,4 +321,16 @@ func removeID(ids []uint32, id uint32) []uint32 {
 		}
 	}
 	return ids
+}
+
+func slicesEqual(a, b []backendValue) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -161,5 +162,28 @@ func TestTableRefusesAddressOfAnotherPort(t *testing.T) {
 	ops, errs := tb.Plan(want, Scope{Ports: map[state.ServicePortName]struct{}{b.Name: {}}})
 	if len(errs) != 1 || ops.Len() != 0 {
 		t.Errorf("errs %v, ops %d: want the clash reported and nothing written", errs, ops.Len())
+	}
+}
+
+func TestTableSweepsAffinityOfChangedServices(t *testing.T) {
+	sp := svc(port("ns", "web"), "10.96.0.1")
+	sp.AffinityTimeout = time.Hour
+	tb := NewTable()
+	d, _ := Render(snap1(sp, ep("10.0.0.1:80", 1), ep("10.0.0.2:80", 1)), RenderOptions{})
+	ops, _ := tb.Plan(d, Scope{All: true})
+	if ops.AffinitySweep != nil {
+		t.Errorf("a new Service swept affinity: %v", ops.AffinitySweep)
+	}
+	tb.Commit(ops)
+	d, _ = Render(snap1(sp, ep("10.0.0.2:80", 1)), RenderOptions{})
+	ops, _ = tb.Plan(d, Scope{All: true})
+	keep, ok := ops.AffinitySweep[1]
+	if !ok || len(keep) != 1 || !keep[newBackend(netip.MustParseAddrPort("10.0.0.2:80"))] {
+		t.Errorf("endpoint removal: sweep %v, want id 1 keeping only 10.0.0.2:80", ops.AffinitySweep)
+	}
+	tb.Commit(ops)
+	ops, _ = tb.Plan(Desired{}, Scope{All: true})
+	if keep, ok := ops.AffinitySweep[1]; !ok || keep != nil {
+		t.Errorf("Service removal: sweep %v, want every entry of id 1", ops.AffinitySweep)
 	}
 }
