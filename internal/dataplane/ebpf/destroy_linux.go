@@ -4,24 +4,42 @@ package ebpf
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // destroy closes the sockets that reached a removed backend through a Service
 // (their cookie and backend are in revnat), with netlink SOCK_DESTROY, so their
 // owners see ECONNABORTED and reconnect to a live backend. Sockets that connected
-// to the backend address directly are left alone. SOCK_DESTROY reaches the
-// sockets of kproxy's own network namespace.
+// to the backend address directly are left alone. sock_diag sees one network
+// namespace, so the pass runs in every namespace some process of the node is in
+// (pods' sockets live in theirs).
 func (p *Proxier) destroy(gone []netip.AddrPort) {
 	want := map[netip.AddrPort]bool{}
 	for _, ap := range gone {
 		want[ap] = true
 	}
+	n := 0
+	err := forEachNetns(func() { n += p.destroyHere(want) })
+	if err != nil {
+		p.warnOnce("netns", "cannot enter every network namespace to destroy sockets of removed backends", "err", err)
+	}
+	if n > 0 {
+		p.log.Info("destroyed sockets connected to removed backends", "sockets", n, "backends", gone)
+	}
+}
+
+// destroyHere is one destroy pass in the calling thread's network namespace.
+func (p *Proxier) destroyHere(want map[netip.AddrPort]bool) int {
 	n := 0
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
@@ -37,9 +55,77 @@ func (p *Proxier) destroy(gone []netip.AddrPort) {
 			}
 		}
 	}
-	if n > 0 {
-		p.log.Info("destroyed sockets connected to removed backends", "sockets", n, "backends", gone)
+	return n
+}
+
+// forEachNetns runs fn in this thread's network namespace and then, on a locked
+// thread, in every other namespace found in /proc/*/ns/net (each once).
+// /proc/self/ns/net would be the main thread's, which need not be this one's.
+func forEachNetns(fn func()) error {
+	runtime.LockOSThread()
+	self, err := nsInode("/proc/thread-self/ns/net")
+	if err == nil {
+		fn()
 	}
+	runtime.UnlockOSThread()
+	if err != nil {
+		return err
+	}
+	seen := map[uint64]bool{self: true}
+	paths, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	var errs []error
+	for _, path := range paths {
+		ino, err := nsInode(path)
+		if err != nil || seen[ino] {
+			continue // the process exited, or a namespace already done
+		}
+		seen[ino] = true
+		if err := inNetns(path, fn); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func nsInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// inNetns runs fn on a thread moved into the namespace at path. A thread that
+// cannot be moved back stays locked, so the runtime discards it.
+func inNetns(path string, fn func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromPath(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- nil // the process exited meanwhile
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter %s: %w", path, err)
+			return
+		}
+		fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- nil
+	}()
+	return <-errc
 }
 
 func (p *Proxier) destroyWorker() {

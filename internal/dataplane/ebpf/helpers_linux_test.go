@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -83,7 +84,8 @@ func ownCgroup(t testing.TB) string {
 
 func (e *kenv) proxier(t testing.TB) *Proxier {
 	t.Helper()
-	p, err := NewProxier(Config{PinDir: e.pinDir, Cgroup: e.cgroup, DestroySockets: true})
+	p, err := NewProxier(Config{PinDir: e.pinDir, Cgroup: e.cgroup, DestroySockets: true,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +94,14 @@ func (e *kenv) proxier(t testing.TB) *Proxier {
 
 // inCgroup runs fn with the whole test process in the child cgroup, so its
 // connect()s and sendmsg()s go through the programs.
+// testWriter sends the Proxier's log to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
 func (e *kenv) inCgroup(fn func()) {
 	e.t.Helper()
 	pid := []byte(strconv.Itoa(os.Getpid()))

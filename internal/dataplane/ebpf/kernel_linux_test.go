@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
@@ -551,4 +554,75 @@ func TestIPv6TCPAndUDP(t *testing.T) {
 			t.Errorf("unconnected UDP over IPv6: %v", udp)
 		}
 	})
+}
+
+// TestDestroyReachesSocketsInOtherNamespaces: a client in another network
+// namespace (a pod) connected through a Service loses its socket when the backend
+// is removed.
+func TestDestroyReachesSocketsInOtherNamespaces(t *testing.T) {
+	e := newKenv(t)
+	p := e.proxier(t)
+	t.Cleanup(func() { _ = p.Cleanup(context.Background()) })
+	type setup struct {
+		bs      []*backend
+		conn    net.Conn
+		r       *bufio.Reader
+		sleeper *exec.Cmd
+		err     error
+	}
+	ch := make(chan setup)
+	web := svcSpec{name: "ns/web", vip: vip, port: 40080}
+	go func() {
+		runtime.LockOSThread()
+		var s setup
+		defer func() { ch <- s }()
+		orig, err := netns.Get()
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer ns.Close()
+		defer func() {
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread() // else the thread dies with the goroutine
+			}
+		}()
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.bs = []*backend{startBackend(t, "127.0.0.2"), startBackend(t, "127.0.0.3")}
+		web.eps = addrs(s.bs...)
+		if _, s.err = p.Sync(context.Background(), snapshotOf(web), changeOf(web)); s.err != nil {
+			return
+		}
+		e.inCgroup(func() { s.conn, s.r = holdTo(t, vip+":40080", s.bs[0].name) })
+		// A process keeps the namespace visible in /proc, as a pod's pause does.
+		s.sleeper = exec.Command("sleep", "60")
+		s.err = s.sleeper.Start()
+	}()
+	s := <-ch
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	defer func() { _ = s.sleeper.Process.Kill(); _ = s.sleeper.Wait() }()
+	defer s.conn.Close()
+	web.eps = addrs(s.bs[1])
+	if _, err := p.Sync(context.Background(), snapshotOf(web), changeOf(web)); err != nil {
+		t.Fatal(err)
+	}
+	p.waitDestroy()
+	if err := echo(s.conn, s.r, "still there?"); err == nil {
+		t.Error("a pod's connection through the Service to a removed backend survived")
+	}
 }
