@@ -84,8 +84,11 @@ func ownCgroup(t testing.TB) string {
 
 func (e *kenv) proxier(t testing.TB) *Proxier {
 	t.Helper()
-	p, err := NewProxier(Config{PinDir: e.pinDir, Cgroup: e.cgroup, DestroySockets: true,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	log := slog.New(slog.DiscardHandler)
+	if _, bench := t.(*testing.B); !bench {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
+	p, err := NewProxier(Config{PinDir: e.pinDir, Cgroup: e.cgroup, DestroySockets: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
