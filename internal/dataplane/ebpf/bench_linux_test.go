@@ -113,7 +113,7 @@ func oneServiceChange(b *testing.B, e *kenv, destroy bool) {
 		}
 		snap.Endpoints[name] = eps // the benchmark owns snap; Sync keeps no reference
 		cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}}
-		if _, err := p.Sync(context.Background(), snap, cs); err != nil {
+		if _, err := applyChanged(p, snap, cs); err != nil {
 			b.Fatal(err)
 		}
 	}

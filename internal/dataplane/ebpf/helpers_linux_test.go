@@ -20,6 +20,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/netns"
 
@@ -229,15 +230,19 @@ func addrs(bs ...*backend) []netip.AddrPort {
 	return out
 }
 
-func mustSync(t testing.TB, p *Proxier, snap *state.Snapshot, changed ...state.ServicePortName) {
+// mustSync applies snap as the core would on a first sync: a full request.
+func mustSync(t testing.TB, p *Proxier, snap *state.Snapshot) {
 	t.Helper()
-	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for _, n := range changed {
-		cs.Ports[n] = struct{}{}
-	}
-	if _, err := p.Sync(context.Background(), snap, cs); err != nil {
+	if _, err := p.Apply(context.Background(), dataplane.NewRequest(snap)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// applyChanged applies snap as a partial request for the ports in cs.
+func applyChanged(p *Proxier, snap *state.Snapshot, cs state.ChangeSet) (dataplane.Applied, error) {
+	req := dataplane.NewRequest(snap)
+	req.Full, req.Changed = false, cs.Ports
+	return p.Apply(context.Background(), req)
 }
 
 // dialName connects over TCP and returns the first line (the backend's name).

@@ -201,7 +201,7 @@ func TestChangeIsAppliedAndRemovedBackendSocketsDestroyed(t *testing.T) {
 	_, _ = directR.ReadString('\n')
 
 	web.eps = addrs(bs[2])
-	st, err := p.Sync(context.Background(), snapshotOf(web, other), changeOf(web))
+	st, err := applyChanged(p, snapshotOf(web, other), changeOf(web))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +487,7 @@ func TestAffinityAndMaglevStickToOneBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	aff.eps = addrs(bs[0], bs[2])
-	if _, err := p.Sync(context.Background(), snapshotOf(aff, mh), changeOf(aff)); err != nil {
+	if _, err := applyChanged(p, snapshotOf(aff, mh), changeOf(aff)); err != nil {
 		t.Fatal(err)
 	}
 	e.inCgroup(func() {
@@ -603,7 +603,7 @@ func TestDestroyReachesSocketsInOtherNamespaces(t *testing.T) {
 		}
 		s.bs = []*backend{startBackend(t, "127.0.0.2"), startBackend(t, "127.0.0.3")}
 		web.eps = addrs(s.bs...)
-		if _, s.err = p.Sync(context.Background(), snapshotOf(web), changeOf(web)); s.err != nil {
+		if _, s.err = applyChanged(p, snapshotOf(web), changeOf(web)); s.err != nil {
 			return
 		}
 		e.inCgroup(func() { s.conn, s.r = holdTo(t, vip+":40080", s.bs[0].name) })
@@ -618,7 +618,7 @@ func TestDestroyReachesSocketsInOtherNamespaces(t *testing.T) {
 	defer func() { _ = s.sleeper.Process.Kill(); _ = s.sleeper.Wait() }()
 	defer s.conn.Close()
 	web.eps = addrs(s.bs[1])
-	if _, err := p.Sync(context.Background(), snapshotOf(web), changeOf(web)); err != nil {
+	if _, err := applyChanged(p, snapshotOf(web), changeOf(web)); err != nil {
 		t.Fatal(err)
 	}
 	p.waitDestroy()

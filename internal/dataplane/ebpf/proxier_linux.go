@@ -25,9 +25,9 @@ type Config struct {
 	// root of the cgroup v2 mount.
 	Cgroup string
 	Render RenderOptions
-	// NorthSouth, when not nil, is given every snapshot too: the nftables mode,
+	// NorthSouth, when not nil, is given every request too: the nftables mode,
 	// for NodePort, LoadBalancer and externalIPs traffic.
-	NorthSouth dataplane.Dataplane
+	NorthSouth dataplane.Programmer
 	// DestroySockets destroys sockets connected to backends that no Service uses
 	// any more (netlink SOCK_DESTROY), so clients reconnect at once.
 	DestroySockets bool
@@ -121,9 +121,13 @@ func (p *Proxier) adopt() error {
 	return nil
 }
 
-// Sync implements dataplane.Dataplane.
-func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
-	want, scope, full, errs := p.render(snap, changed)
+// Apply implements dataplane.Programmer: render the ports in scope (all of them
+// when req.Full, after a failed write, or on the first sync after adopting pinned
+// maps; else req.Changed plus the ports that failed to render last time), diff
+// them against the table and write the difference. The north-south dataplane
+// gets the same request.
+func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.Applied, error) {
+	want, scope, full, errs := p.render(req)
 	p.mu.Lock()
 	ops, perrs := p.table.Plan(want, scope)
 	errs = append(errs, perrs...)
@@ -155,7 +159,14 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		}
 	}
 	if p.cfg.NorthSouth != nil {
-		if _, nerr := p.cfg.NorthSouth.Sync(ctx, snap, changed); nerr != nil {
+		nst, nerr := p.cfg.NorthSouth.Apply(ctx, req)
+		for k, v := range nst.Rules {
+			st.Rules["nftables-"+k] = v
+		}
+		for k, v := range nst.Written {
+			st.Written["nftables-"+k] = v
+		}
+		if nerr != nil {
 			return st, fmt.Errorf("ebpf mode: north-south (nftables): %w", nerr)
 		}
 	}
@@ -166,14 +177,16 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 }
 
 // render computes the desired contents in the scope of this sync.
-func (p *Proxier) render(snap *state.Snapshot, changed state.ChangeSet) (Desired, Scope, bool, []error) {
-	if p.needFull {
-		d, errs := Render(snap, p.cfg.Render)
+func (p *Proxier) render(req *dataplane.Request) (Desired, Scope, bool, []error) {
+	o := p.cfg.Render
+	o.Endpoints = req.Endpoints
+	if req.Full || p.needFull {
+		d, errs := Render(req.Snapshot, o)
 		return d, Scope{All: true}, true, errs
 	}
-	ports := make(map[state.ServicePortName]struct{}, len(changed.Ports)+len(p.retry))
+	ports := make(map[state.ServicePortName]struct{}, len(req.Changed)+len(p.retry))
 	names := make([]state.ServicePortName, 0, len(ports))
-	for _, set := range []map[state.ServicePortName]struct{}{changed.Ports, p.retry} {
+	for _, set := range []map[state.ServicePortName]struct{}{req.Changed, p.retry} {
 		for n := range set {
 			if _, dup := ports[n]; !dup {
 				ports[n] = struct{}{}
@@ -182,13 +195,13 @@ func (p *Proxier) render(snap *state.Snapshot, changed state.ChangeSet) (Desired
 		}
 	}
 	state.SortNames(names)
-	d, errs := RenderPorts(snap, names, p.cfg.Render)
+	d, errs := RenderPorts(req.Snapshot, names, o)
 	return d, Scope{Ports: ports}, false, errs
 }
 
-func (p *Proxier) stats(full bool, written int) dataplane.SyncStats {
+func (p *Proxier) stats(full bool, written int) dataplane.Applied {
 	slots := p.table.Slots()
-	return dataplane.SyncStats{Full: full,
+	return dataplane.Applied{Full: full,
 		Rules:   map[string]int{"services": p.table.Len(), "backends": slots},
 		Written: map[string]int{"entries": written}}
 }
@@ -209,7 +222,7 @@ func (p *Proxier) Close() {
 	}
 }
 
-// Cleanup implements dataplane.Dataplane: it detaches the programs and removes
+// Cleanup implements dataplane.Programmer: it detaches the programs and removes
 // every pin, which frees the maps, then cleans the north-south dataplane.
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.Close()

@@ -19,7 +19,9 @@ const (
 )
 
 func init() {
-	dataplane.Register(dataplane.Mode{Name: ModeName, New: newFromOptions,
+	// KernelNAT: the nftables part NATs north-south traffic, whose stale UDP flows
+	// the core's conntrack cleanup must delete; socket LB itself creates none.
+	dataplane.Register(dataplane.Mode{Name: ModeName, New: newFromOptions, KernelNAT: true,
 		Cleanup: func(context.Context, dataplane.Options) error { return detachPinned(pinDir()) }})
 	dataplane.RegisterKernelLister(ModeName, func(context.Context) ([]dataplane.VirtualService, error) {
 		return listPinned(pinDir())
@@ -36,7 +38,7 @@ func pinDir() string {
 // newFromOptions builds the mode for the daemon: socket LB on the cgroup v2 root
 // for east-west traffic, and the nftables mode in the same process, given the
 // whole snapshot, for north-south traffic (see README.md).
-func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
+func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 	ns, err := nftables.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("ebpf mode needs the nftables mode for NodePort, LoadBalancer and externalIPs: %w", err)

@@ -49,6 +49,9 @@ type Desired map[svcKey]*Frontend
 type RenderOptions struct {
 	// Scheduler is the node default when a Service names none ("" = random).
 	Scheduler string
+	// Endpoints categorises a port's endpoints (the core's Request.Endpoints, so
+	// each port is categorised once per sync); nil means Snapshot.Categorize.
+	Endpoints func(state.ServicePortName) state.Categorized
 }
 
 // Render computes the map contents of the whole snapshot. It is pure. Errors name
@@ -93,7 +96,12 @@ func RenderPort(snap *state.Snapshot, name state.ServicePortName, o RenderOption
 	if err != nil {
 		return nil, &PortError{name, err}
 	}
-	cat := snap.Categorize(name)
+	var cat state.Categorized
+	if o.Endpoints != nil {
+		cat = o.Endpoints(name)
+	} else {
+		cat = snap.Categorize(name)
+	}
 	eps := cat.Cluster
 	if sp.InternalPolicyLocal {
 		eps = cat.Local
