@@ -41,16 +41,16 @@ type Proxier struct {
 	maps *kernelMaps
 	att  *attachment
 
-	mu    sync.Mutex // table, for List during Sync
+	mu    sync.Mutex // table, for List during Apply
 	table *Table
-	// needFull forces the next Sync to diff everything (first sync, after a
+	// needFull forces the next Apply to diff everything (first sync, after a
 	// failed apply); retry holds ServicePorts that failed to render.
 	needFull bool
 	retry    map[state.ServicePortName]struct{}
 	warned   map[string]bool
 
 	// destroyQ feeds the socket-destroy worker: listing every socket of the host
-	// costs milliseconds, which Sync does not wait for. pendingDestroy counts
+	// costs milliseconds, which Apply does not wait for. pendingDestroy counts
 	// queued batches (waitDestroy, for tests); workerDone closes when it exits.
 	destroyQ       chan []netip.AddrPort
 	pendingDestroy sync.WaitGroup
