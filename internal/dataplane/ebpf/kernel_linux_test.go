@@ -626,3 +626,35 @@ func TestDestroyReachesSocketsInOtherNamespaces(t *testing.T) {
 		t.Error("a pod's connection through the Service to a removed backend survived")
 	}
 }
+
+// TestUnderTheCore drives the mode through the proxier core, as the daemon does.
+func TestUnderTheCore(t *testing.T) {
+	e := newKenv(t)
+	bs := []*backend{startBackend(t, "127.0.0.2"), startBackend(t, "127.0.0.3")}
+	core := dataplane.NewCore(e.proxier(t), dataplane.CoreOptions{})
+	t.Cleanup(func() { _ = core.Cleanup(context.Background()) })
+	web := svcSpec{name: "ns/web", vip: vip, port: 40080, eps: addrs(bs...)}
+	if _, err := core.Sync(context.Background(), snapshotOf(web), changeOf(web)); err != nil {
+		t.Fatal(err)
+	}
+	web.eps = addrs(bs[1])
+	st, err := core.Sync(context.Background(), snapshotOf(web), changeOf(web))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Full {
+		t.Error("the second sync through the core was full")
+	}
+	e.inCgroup(func() {
+		if got := tcpSpread(t, vip+":40080", 10); got[bs[1].name] != 10 {
+			t.Errorf("through the core: %v", got)
+		}
+	})
+	l, ok := dataplane.As[dataplane.Lister](core)
+	if !ok {
+		t.Fatal("the core does not expose the mode's Lister")
+	}
+	if vss, err := l.List(context.Background()); err != nil || len(vss) != 1 || len(vss[0].RealServers) != 1 {
+		t.Errorf("list through the core: %+v, %v", vss, err)
+	}
+}
