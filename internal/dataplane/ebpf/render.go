@@ -57,7 +57,11 @@ type RenderOptions struct {
 // Render computes the map contents of the whole snapshot. It is pure. Errors name
 // the ServicePorts that could not be rendered; every other port is in Desired.
 func Render(snap *state.Snapshot, o RenderOptions) (Desired, []error) {
-	return RenderPorts(snap, snap.SortedNames(), o)
+	names := make([]state.ServicePortName, 0, len(snap.Services))
+	for n := range snap.Services {
+		names = append(names, n)
+	}
+	return RenderPorts(snap, names, o)
 }
 
 // RenderPorts computes the map contents of the named ServicePorts.
@@ -71,11 +75,18 @@ func RenderPorts(snap *state.Snapshot, names []state.ServicePortName, o RenderOp
 			continue
 		}
 		for _, f := range fs {
-			if prev, dup := d[f.Key]; dup {
-				errs = append(errs, &PortError{n, fmt.Errorf("%s %s is also used by %s", protoName(f.Key.Proto), f.Key.addrPort(), prev.Port)})
+			prev, dup := d[f.Key]
+			if !dup {
+				d[f.Key] = f
 				continue
 			}
-			d[f.Key] = f
+			// Whatever the order of names, the lesser ServicePort keeps the address.
+			loser := f
+			if lessPort(f.Port, prev.Port) {
+				d[f.Key], loser = f, prev
+			}
+			errs = append(errs, &PortError{loser.Port, fmt.Errorf("%s %s is also used by %s",
+				protoName(f.Key.Proto), f.Key.addrPort(), d[f.Key].Port)})
 		}
 	}
 	return d, errs
@@ -119,6 +130,12 @@ func RenderPort(snap *state.Snapshot, name state.ServicePortName, o RenderOption
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+func lessPort(a, b state.ServicePortName) bool {
+	s := []state.ServicePortName{b, a}
+	state.SortNames(s)
+	return s[0] == a && a != b
 }
 
 func ipProto(p v1.Protocol) (uint8, bool) {

@@ -156,3 +156,17 @@ func TestAffinitySeconds(t *testing.T) {
 		t.Errorf("affinity %d s", f.AffinitySec)
 	}
 }
+
+func TestRenderAddressClashLesserPortWins(t *testing.T) {
+	a, b := svc(port("ns", "a"), "10.96.0.1"), svc(port("ns", "b"), "10.96.0.1")
+	s := snap1(a, ep("10.0.0.1:80", 1))
+	s.Services[b.Name], s.Endpoints[b.Name] = b, []state.Endpoint{ep("10.0.0.2:80", 1)}
+	for range 20 { // map order varies
+		d, errs := Render(s, RenderOptions{})
+		f := d[newSvcKey(netip.MustParseAddr("10.96.0.1"), 80, protoTCP)]
+		var pe *PortError
+		if f.Port != a.Name || len(errs) != 1 || !errors.As(errs[0], &pe) || pe.Port != b.Name {
+			t.Fatalf("winner %s, errors %v: want ns/a to keep the address and ns/b reported", f.Port, errs)
+		}
+	}
+}
