@@ -154,6 +154,9 @@ func (d *daemon) run(ctx context.Context, src source.Source) error {
 	if err := startDemoBackends(ctx, d.o.DemoBackends, d.log); err != nil {
 		return err
 	}
+	if c, ok := d.dp.(*dataplane.Core); ok {
+		go c.RunReconciler(ctx)
+	}
 	synced := make(chan struct{})
 	srcErr := make(chan error, 1)
 	h := &nodeWatch{Handler: d.tracker, nodeName: d.tracker.Last().Node.Name, health: d.health}

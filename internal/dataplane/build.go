@@ -2,6 +2,9 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
+	"sync"
+	"time"
 
 	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/conntrack"
@@ -38,6 +41,31 @@ func Build(m Mode, o Options) (*Core, error) {
 			return nil, fmt.Errorf("proxy mode %s needs Linux", m.Name)
 		}
 		co.Conntrack = newDeleter()
+		co.Reconciler = &conntrack.Reconciler{Lister: conntrack.NewLister(), Deleter: co.Conntrack,
+			Metrics: conntrack.NewReconcilerMetrics(o.Registerer), IsNodeAddr: localAddrCache(), Log: o.Log()}
 	}
 	return NewCore(p, co), nil
+}
+
+// localAddrCache reports whether an address is one of the node's, reading the
+// interfaces at most every 30s (the reconciler asks once per NodePort flow).
+func localAddrCache() func(netip.Addr) bool {
+	var mu sync.Mutex
+	var at time.Time
+	var set map[netip.Addr]bool
+	return func(a netip.Addr) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if set == nil || time.Since(at) > 30*time.Second {
+			addrs, err := nodeaddr.LocalAddresses()
+			if err != nil && set != nil {
+				return set[a.Unmap()]
+			}
+			set, at = make(map[netip.Addr]bool, len(addrs)), time.Now()
+			for _, x := range addrs {
+				set[x.Unmap()] = true
+			}
+		}
+		return set[a.Unmap()]
+	}
 }

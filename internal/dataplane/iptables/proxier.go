@@ -41,9 +41,9 @@ type Proxier struct {
 	// shared is the last full render without its Services: fixed chains, the
 	// dispatch chains' layout and the jumps (Damaged compares the kernel with it
 	// plus applied).
-	shared  Ruleset
-	fixed   map[string]int // rules outside Service chains, by table
-	render  RenderConfig
+	shared Ruleset
+	fixed  map[string]int // rules outside Service chains, by table
+	render RenderConfig
 	// synced is false until a full sync succeeded, and again after a failure.
 	synced bool
 }

@@ -4,10 +4,13 @@ package ipvs
 
 import (
 	"context"
+	"net/netip"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
 )
@@ -89,5 +92,55 @@ func TestNoLocalEndpointsCountedInIPVSMode(t *testing.T) {
 	}
 	if st.NoLocalEndpoints["internal"] != 1 {
 		t.Fatalf("no-local counts %v, want internal=1", st.NoLocalEndpoints)
+	}
+}
+
+// Damage behind kproxy's back is found by the periodic check and repaired by the
+// next (full) sync: a deleted virtual server, a flushed ipset, a removed
+// kube-ipvs0 address.
+func TestDamageIsRepaired(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(f *fixture)
+	}{
+		{"virtual server deleted", func(f *fixture) {
+			svcs, _ := f.ipvs.GetServices()
+			for _, s := range svcs {
+				if err := f.ipvs.DelService(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"ipset flushed", func(f *fixture) {
+			if err := f.ipset.Restore(context.Background(), "flush "+setClusterIP+"\n"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"address removed", func(f *fixture) {
+			if err := f.links.DelAddr(DummyLink, netip.MustParseAddr("10.96.0.50")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1000, 0)
+			f := newFixture(t, proxierOptions{}, dataplane.CoreOptions{CheckInterval: time.Second, Now: func() time.Time { return now }})
+			sp := clusterIP("web", "10.96.0.50", 80, v1.ProtocolTCP)
+			f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+			now = now.Add(2 * time.Second)
+			if st, err := f.core.Sync(context.Background(), f.snap, state.ChangeSet{}); err != nil || !st.Skipped {
+				t.Fatalf("nothing damaged: %+v %v, want the sync skipped", st, err)
+			}
+			tc.damage(f)
+			now = now.Add(2 * time.Second)
+			st, err := f.core.Sync(context.Background(), f.snap, state.ChangeSet{})
+			if err != nil || !st.Full {
+				t.Fatalf("want a repairing full sync, got %+v %v", st, err)
+			}
+			now = now.Add(2 * time.Second)
+			if st, err := f.core.Sync(context.Background(), f.snap, state.ChangeSet{}); err != nil || !st.Skipped {
+				t.Fatalf("after the repair the check must find nothing: %+v %v", st, err)
+			}
+		})
 	}
 }

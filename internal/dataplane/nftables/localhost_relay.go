@@ -15,8 +15,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/nodeaddr"
-	"kproxy.dev/kproxy/internal/state"
 )
 
 // FeatureLocalhostNodePorts is kube-proxy 1.37's alpha gate for localhost NodePorts
@@ -110,13 +110,14 @@ func ipFamily(a netip.Addr) string {
 
 // relayTargets lists, per loopback listen address, the endpoints of every TCP
 // NodePort the relay serves.
-func (r *LocalhostRelay) relayTargets(snap *state.Snapshot) map[netip.AddrPort]relayTarget {
+func (r *LocalhostRelay) relayTargets(req *dataplane.Request) map[netip.AddrPort]relayTarget {
+	snap := req.Snapshot
 	out := map[netip.AddrPort]relayTarget{}
 	for n, sp := range snap.Services {
 		if sp.Protocol != v1.ProtocolTCP || sp.NodePort == 0 || !sp.ExternallyAccessible() {
 			continue
 		}
-		cat := snap.Categorize(n)
+		cat := req.Endpoints(n)
 		eps := cat.Cluster
 		if sp.ExternalPolicyLocal {
 			eps = cat.Local
@@ -144,11 +145,11 @@ type relayTarget struct {
 // Update opens listeners for new NodePorts, closes those without endpoints and
 // updates the endpoints of the rest. A port that cannot be opened (something else
 // listens there) is logged and counted; the others still open.
-func (r *LocalhostRelay) Update(snap *state.Snapshot) error {
+func (r *LocalhostRelay) Update(req *dataplane.Request) error {
 	if r == nil {
 		return nil
 	}
-	want := r.relayTargets(snap)
+	want := r.relayTargets(req)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.listeners == nil {

@@ -15,6 +15,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	tnetns "kproxy.dev/kproxy/internal/testing/netns"
 )
@@ -75,7 +76,7 @@ func TestKernelLocalhostRelay(t *testing.T) {
 		n, sp := svc(s.name, s.proto, s.port, s.etpLocal)
 		snap.Services[n], snap.Endpoints[n] = sp, []state.Endpoint{ep}
 	}
-	if err := r.Update(snap); err != nil {
+	if err := r.Update(dataplane.NewRequest(snap)); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := env.Node.AskTCP("127.0.0.1:30080", 2*time.Second); err != nil || got != be.Name {
@@ -91,7 +92,7 @@ func TestKernelLocalhostRelay(t *testing.T) {
 	}
 	web, _ := svc("web", v1.ProtocolTCP, 30080, false)
 	delete(snap.Services, web)
-	if err := r.Update(snap); err != nil {
+	if err := r.Update(dataplane.NewRequest(snap)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.Node.AskTCP("127.0.0.1:30080", time.Second); err == nil {

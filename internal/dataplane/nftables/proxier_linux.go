@@ -34,6 +34,9 @@ type Proxier struct {
 	warned  map[string]bool
 	// nsFD, when not 0, is the network namespace to program (tests).
 	nsFD int
+	// relay serves TCP NodePorts on loopback when nodePortAddresses names it
+	// (kube-proxy 1.37's alpha localhost NodePorts); nil otherwise.
+	relay *LocalhostRelay
 	// lastSynced is the snapshot of the last successful sync, for List, which
 	// runs on other goroutines.
 	lastSynced atomic.Pointer[state.Snapshot]
@@ -59,6 +62,9 @@ func New(o dataplane.Options) (dataplane.Programmer, error) {
 	}
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
 		return nil, fmt.Errorf("nftables mode: the kernel does not answer nf_tables requests (load nf_tables, needs CAP_NET_ADMIN): %w", err)
+	}
+	if p.relay, err = NewLocalhostRelay(o.Config, o.Registerer, o.Log()); err != nil {
+		return nil, fmt.Errorf("nftables mode: %w", err)
 	}
 	return p, nil
 }
@@ -123,6 +129,9 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		return st, errors.Join(errs...)
 	}
 	p.lastSynced.Store(req.Snapshot)
+	if err := p.relay.Update(req); err != nil {
+		p.log.Warn("localhost NodePort relay", "err", err)
+	}
 	return st, nil
 }
 
@@ -181,13 +190,14 @@ func (p *Proxier) warn(frs []*fragment) {
 	}
 }
 
-// Cleanup implements dataplane.Dataplane.
+// Cleanup implements dataplane.Programmer: the localhost relay's listeners and
+// both tables go.
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	for _, t := range p.tables {
 		t.applied = nil
 		t.closeConn()
 	}
-	return p.deleteTables()
+	return errors.Join(p.relay.Close(ctx), p.deleteTables())
 }
 
 func cleanupMode(ctx context.Context, o dataplane.Options) error { return deleteTables(0) }
