@@ -46,6 +46,8 @@ type Runner struct {
 	// failNext, when set, makes the next Restore fail without applying anything.
 	failNext error
 	lists    int
+	// family, when set (NewIPv4, NewIPv6), makes restores of the other family fail.
+	family family
 }
 
 // New returns a Runner with no tables loaded: a table appears, with its built-in
