@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -37,8 +38,34 @@ func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 		return nil, fmt.Errorf("iptables mode: %w", err)
 	}
 	c.Runner = ExecRunner{Backend: be}
-	o.Log().Info("iptables mode", "backend", be)
-	return NewProxier(c), nil
+	v4 := NewProxier(c)
+	if err := ipv6Usable(ctx, be); err != nil {
+		// Said once, at start: IPv6 Services and endpoints are then ignored.
+		o.Log().Warn("iptables mode: IPv4 only, IPv6 Services are not programmed", "backend", be, "reason", err)
+		return v4, nil
+	}
+	o.Log().Info("iptables mode: dual-stack (one ruleset per family)", "backend", be)
+	return &dualProxier{v4: v4, v6: NewProxier(ipv6Config(c, be))}, nil
+}
+
+// ipv6Config is the IPv4 Config for the ip6tables Proxier: no localnet rules (there
+// is no route_localnet for IPv6, and kube-proxy serves no NodePorts on ::1).
+func ipv6Config(c Config, be Backend) Config {
+	c.Render.IPv6 = true
+	c.Render.BlockLocalnet = false
+	c.Runner = ExecRunner{Backend: be, IPv6: true}
+	return c
+}
+
+// ipv6Usable says why the IPv6 Proxier cannot run, nil when it can: the kernel
+// has IPv6 and ip6tables of the backend can read the nat table (kube-proxy's
+// "IPv6 is not supported" check).
+func ipv6Usable(ctx context.Context, be Backend) error {
+	if _, err := os.Stat("/proc/net/if_inet6"); err != nil {
+		return fmt.Errorf("the kernel has no IPv6: %w", err)
+	}
+	_, err := ExecRunner{Backend: be, IPv6: true}.Save(ctx, tableNAT)
+	return err
 }
 
 // configFromOptions maps the KubeProxyConfiguration onto Config.
