@@ -83,3 +83,12 @@ func (d *dualProxier) Render(snap *state.Snapshot) (int, error) {
 func (d *dualProxier) BaselineApply(ctx context.Context, snap *state.Snapshot) (time.Duration, error) {
 	return d.v4.BaselineApply(ctx, snap)
 }
+
+// ipv6Config turns the IPv4 Config into the ip6tables Proxier's: no localnet rules (there
+// is no route_localnet for IPv6, and kube-proxy serves no NodePorts on ::1).
+func ipv6Config(c Config, be Backend) Config {
+	c.Render.IPv6 = true
+	c.Render.BlockLocalnet = false
+	c.Runner = ExecRunner{Backend: be, IPv6: true}
+	return c
+}

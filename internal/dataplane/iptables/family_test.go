@@ -222,3 +222,16 @@ func TestNodePortAddressesPerFamily(t *testing.T) {
 		}
 	}
 }
+
+func TestIPv6ConfigHasNoLocalnet(t *testing.T) {
+	c := Config{Render: testRenderConfig(), NodePortAddresses: []string{"127.0.0.0/8"}}
+	c.Render.BlockLocalnet = true
+	c6 := ipv6Config(c, BackendLegacy)
+	r, ok := c6.Runner.(ExecRunner)
+	if !c6.Render.IPv6 || c6.Render.BlockLocalnet || !ok || !r.IPv6 || r.bin("-restore") != "ip6tables-legacy-restore" {
+		t.Fatalf("IPv6 config: %+v, runner %+v", c6.Render, c6.Runner)
+	}
+	if !c.Render.BlockLocalnet {
+		t.Fatal("the IPv4 config was changed")
+	}
+}

@@ -48,15 +48,6 @@ func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 	return &dualProxier{v4: v4, v6: NewProxier(ipv6Config(c, be))}, nil
 }
 
-// ipv6Config is the IPv4 Config for the ip6tables Proxier: no localnet rules (there
-// is no route_localnet for IPv6, and kube-proxy serves no NodePorts on ::1).
-func ipv6Config(c Config, be Backend) Config {
-	c.Render.IPv6 = true
-	c.Render.BlockLocalnet = false
-	c.Runner = ExecRunner{Backend: be, IPv6: true}
-	return c
-}
-
 // ipv6Usable says why the IPv6 Proxier cannot run, nil when it can: the kernel
 // has IPv6 and ip6tables of the backend can read the nat table (kube-proxy's
 // "IPv6 is not supported" check).
