@@ -191,4 +191,3 @@ func TestKernelCleanupBothFamilies(t *testing.T) {
 		})
 	}
 }
-
