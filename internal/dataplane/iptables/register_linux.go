@@ -44,8 +44,14 @@ func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 		o.Log().Warn("iptables mode: IPv4 only, IPv6 Services are not programmed", "backend", be, "reason", err)
 		return v4, nil
 	}
+	c6 := ipv6Config(c, be)
 	o.Log().Info("iptables mode: dual-stack (one ruleset per family)", "backend", be)
-	return &dualProxier{v4: v4, v6: NewProxier(ipv6Config(c, be))}, nil
+	if len(c.Render.ClusterCIDRs) > 0 && len(c6.Render.prefixes(c6.Render.ClusterCIDRs)) == 0 {
+		// As kube-proxy: without a cluster CIDR of the family, traffic from
+		// outside the pod network to IPv6 ClusterIPs is not masqueraded.
+		o.Log().Info("clusterCIDR has no IPv6 CIDR: IPv6 ClusterIP traffic is not told apart from pod traffic")
+	}
+	return &dualProxier{v4: v4, v6: NewProxier(c6)}, nil
 }
 
 // ipv6Usable says why the IPv6 Proxier cannot run, nil when it can: the kernel
