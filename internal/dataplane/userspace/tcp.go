@@ -261,4 +261,3 @@ func (fe *frontend) allows(client netip.Addr) bool {
 	}
 	return false
 }
-
