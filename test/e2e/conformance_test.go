@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,13 +68,7 @@ func runConformance(t *testing.T, m mode) {
 		}
 		n.start()
 		n.askUntilAll(n.client, "10.96.1.2:80", n.names(n.be[2:]...))
-		for _, sc := range conformance.Scenarios() {
-			t.Run(sc.Name, func(t *testing.T) {
-				for _, p := range sc.Probes {
-					n.check(t, p)
-				}
-			})
-		}
+		conformance.RunKernel(t, n.kernelNode(), conformance.KnownDifferences[m.ProxyMode])
 		t.Run("health-check node port of eTP Local", func(t *testing.T) {
 			n.eventually("200 with a local endpoint", func() error {
 				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints": 1`)
@@ -110,64 +102,18 @@ func (n *conformanceNode) client3(w conformance.Where) *netns.NS {
 	return n.client
 }
 
-// target resolves NODE to the node's address on the client's link (the node's
-// own address on the external link for the node itself).
-func (n *conformanceNode) target(p conformance.Probe) string {
-	if len(p.Addr) > 5 && p.Addr[:5] == "NODE:" {
-		ip := n.client.NodeIP
-		if p.From == conformance.FromPod {
-			ip = n.pod.NodeIP
-		}
-		return ip.String() + p.Addr[4:]
-	}
-	return p.Addr
-}
-
-func (n *conformanceNode) check(t *testing.T, p conformance.Probe) {
-	t.Helper()
-	from, addr := n.client3(p.From), n.target(p)
-	label := fmt.Sprintf("from %s to %s", p.From, addr)
-	ask := from.AskTCP
-	if p.UDP {
-		ask = from.AskUDP
-	}
-	switch {
-	case p.Want.Refused:
-		start := time.Now()
-		_, err := ask(addr, 3*time.Second)
-		if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 2*time.Second {
-			t.Errorf("%s: %v after %v, want refused at once", label, err, time.Since(start))
-		}
-	case p.Want.Dropped:
-		got, err := ask(addr, 700*time.Millisecond)
-		if err == nil || errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("%s: answer %q err %v, want the packet dropped", label, got, err)
-		}
-	default:
-		want := map[string]bool{}
-		for _, i := range p.Want.Reach {
-			want[n.be[i].Name] = true
-		}
-		seen := map[string]bool{}
-		err := netns.Eventually(t.Context(), 15*time.Second, func() error {
-			for i := 0; i < 12; i++ {
-				got, err := ask(addr, time.Second)
-				if err != nil {
-					return err
-				}
-				if !want[got] {
-					return fmt.Errorf("answer from %q, outside %v", got, want)
-				}
-				seen[got] = true
+// kernelNode places the table on this harness's namespaces: NODE is the node's
+// address on the client's link (the external link for the node itself).
+func (n *conformanceNode) kernelNode() conformance.Node {
+	return conformance.Node{
+		From: func(w conformance.Where) conformance.Asker { return n.client3(w) },
+		NodeIP: func(w conformance.Where) string {
+			if w == conformance.FromPod {
+				return n.pod.NodeIP.String()
 			}
-			if len(seen) < len(want) {
-				return fmt.Errorf("only %v answered, want %v", seen, want)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("%s: %v", label, err)
-		}
+			return n.client.NodeIP.String()
+		},
+		Backend: func(i int) string { return n.be[i].Name },
 	}
 }
 

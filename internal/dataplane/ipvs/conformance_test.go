@@ -42,17 +42,5 @@ func TestConformanceOnFakes(t *testing.T) {
 			return nil, err
 		}
 		return trace.TraceIPVS(vss, rules, pkt, o)
-	}, ipvsDifferences...)
-}
-
-// ipvsDifferences are where ipvs mode does not yet behave as kube-proxy's
-// iptables and nftables modes (docs/compatibility.md): a Local policy without a
-// local endpoint leaves the virtual server without real servers, which rejects
-// instead of dropping, and in-cluster clients of an eTP=Local NodePort are not
-// short-circuited to the cluster-wide endpoints.
-var ipvsDifferences = []conformance.Difference{
-	{Scenario: "externalTrafficPolicy Local without a local endpoint", From: conformance.FromExternal, Addr: "NODE:30106"},
-	{Scenario: "externalTrafficPolicy Local without a local endpoint", From: conformance.FromPod, Addr: "NODE:30106"},
-	{Scenario: "externalTrafficPolicy Local without a local endpoint", From: conformance.FromNode, Addr: "NODE:30106"},
-	{Scenario: "internalTrafficPolicy Local", From: conformance.FromPod, Addr: "10.96.1.8:80"},
+	}, conformance.KnownDifferences["ipvs"]...)
 }

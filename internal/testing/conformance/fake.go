@@ -39,14 +39,27 @@ func NodeAddrs() []netip.Addr {
 	return out
 }
 
-// Snapshot holds every scenario's Services, as the Tracker would build them.
+// Addrs places the table on a node: each backend's address and the external
+// client's (loadBalancerSourceRanges name it).
+type Addrs struct {
+	Backend  func(i int) netip.Addr
+	External netip.Addr
+}
+
+// Snapshot holds every scenario's Services on the fake runner's node.
 func Snapshot() *state.Snapshot {
+	return SnapshotFor(Addrs{Backend: BackendIP, External: netip.MustParseAddr(externalIP)})
+}
+
+// SnapshotFor holds every scenario's Services, as the Tracker would build them,
+// with the given addresses.
+func SnapshotFor(a Addrs) *state.Snapshot {
 	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
 		Endpoints: map[state.ServicePortName][]state.Endpoint{},
 		Node:      state.NodeInfo{Name: NodeName}}
 	for _, sc := range Scenarios() {
 		for _, s := range sc.Services {
-			sp, eps := s.model()
+			sp, eps := s.model(a)
 			snap.Services[sp.Name] = sp
 			if s.Endpoints != nil {
 				snap.Endpoints[sp.Name] = eps
@@ -56,7 +69,7 @@ func Snapshot() *state.Snapshot {
 	return snap
 }
 
-func (s Service) model() (*state.ServicePort, []state.Endpoint) {
+func (s Service) model(a Addrs) (*state.ServicePort, []state.Endpoint) {
 	proto, target := v1.ProtocolTCP, TCPPort
 	if s.UDP {
 		proto, target = v1.ProtocolUDP, UDPPort
@@ -82,7 +95,7 @@ func (s Service) model() (*state.ServicePort, []state.Endpoint) {
 		sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr(s.LoadBalancerIP)}
 	}
 	if s.SourceRangeExternal {
-		sp.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix(externalIP + "/32")}
+		sp.LoadBalancerSourceRanges = []netip.Prefix{netip.PrefixFrom(a.External, 32)}
 	}
 	if s.HealthCheckNodePort != 0 {
 		sp.HealthCheckNodePort, sp.ExternalPolicyLocal = int32(s.HealthCheckNodePort), true
@@ -93,7 +106,7 @@ func (s Service) model() (*state.ServicePort, []state.Endpoint) {
 	}
 	var eps []state.Endpoint
 	for _, i := range s.Endpoints {
-		e := state.Endpoint{IP: BackendIP(i), Port: int32(target), Ready: !s.Terminating, Serving: true,
+		e := state.Endpoint{IP: a.Backend(i), Port: int32(target), Ready: !s.Terminating, Serving: true,
 			Terminating: s.Terminating, NodeName: "other-node", Weight: 1}
 		if slices.Contains(s.Local, i) {
 			e.NodeName, e.IsLocal = NodeName, true
@@ -101,6 +114,20 @@ func (s Service) model() (*state.ServicePort, []state.Endpoint) {
 		eps = append(eps, e)
 	}
 	return sp, eps
+}
+
+// KnownDifferences are, by mode, the probes a mode is known to answer
+// differently from the table (docs/compatibility.md): ipvs leaves a virtual
+// server without real servers when a Local policy finds no local endpoint, which
+// rejects instead of dropping, and does not short-circuit in-cluster clients of
+// an eTP=Local NodePort. Both runners check that each still differs.
+var KnownDifferences = map[string][]Difference{
+	"ipvs": {
+		{Scenario: "externalTrafficPolicy Local without a local endpoint", From: FromExternal, Addr: "NODE:30106"},
+		{Scenario: "externalTrafficPolicy Local without a local endpoint", From: FromPod, Addr: "NODE:30106"},
+		{Scenario: "externalTrafficPolicy Local without a local endpoint", From: FromNode, Addr: "NODE:30106"},
+		{Scenario: "internalTrafficPolicy Local", From: FromPod, Addr: "10.96.1.8:80"},
+	},
 }
 
 // Tracer evaluates one packet against what a mode programmed into its fakes.
