@@ -57,7 +57,7 @@ func (r *Rejects) Reject(object string, err error) {
 
 // RejectFile reports an object found in file (file may be ""; object may be "" when
 // the whole file is unusable). It logs one line: "file: object: field: problem",
-// each part clipped to MaxLoggedBytes.
+// file and object clipped to MaxLoggedBytes, the error to MaxLoggedErrorBytes.
 func (r *Rejects) RejectFile(file, object string, err error) {
 	if r == nil {
 		return
@@ -68,7 +68,7 @@ func (r *Rejects) RejectFile(file, object string, err error) {
 	}
 	file, object = Clip(file), Clip(object)
 	parts := make([]string, 0, 3)
-	for _, p := range []string{file, object, Clip(fmt.Sprint(err))} {
+	for _, p := range []string{file, object, ClipTo(fmt.Sprint(err), MaxLoggedErrorBytes)} {
 		if p != "" {
 			parts = append(parts, p)
 		}

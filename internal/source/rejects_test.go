@@ -112,8 +112,8 @@ func TestRejectsClipsInput(t *testing.T) {
 	name := strings.Repeat("a", 32<<20)
 	r.RejectFile("big.yaml", "Service default/"+name, fmt.Errorf("metadata.name: %q: must be no more than 63 characters", name))
 	line := buf.String()
-	if len(line) > 4*MaxLoggedBytes {
-		t.Fatalf("log line is %d bytes, want at most %d", len(line), 4*MaxLoggedBytes)
+	if max := 2*MaxLoggedBytes + MaxLoggedErrorBytes + 200; len(line) > max {
+		t.Fatalf("log line is %d bytes, want at most %d", len(line), max)
 	}
 	for _, want := range []string{"big.yaml", "Service default/aaaa", "(33554448 bytes)", "metadata.name", "(33554485 bytes)", "kind=Service"} {
 		if !strings.Contains(line, want) {
@@ -135,5 +135,8 @@ func TestClip(t *testing.T) {
 	got := Clip(s)
 	if want := strings.Repeat("x", MaxLoggedBytes-1) + "…(" + fmt.Sprint(len(s)) + " bytes)"; got != want {
 		t.Fatalf("Clip = %q, want %q", got, want)
+	}
+	if b := ClipBytes([]byte(s)); b != got {
+		t.Fatalf("ClipBytes = %q, want %q", b, got)
 	}
 }
