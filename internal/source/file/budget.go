@@ -46,10 +46,22 @@ func readManifest(path string) ([]byte, error) {
 	if fi.Size() > MaxFileBytes {
 		return nil, tooBig(fi.Size())
 	}
-	// The file may grow after Stat: never read more than the budget.
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return nil, err
+	// One allocation of the size Stat reported; the file may still grow after Stat,
+	// so never read more than the budget.
+	data := make([]byte, 0, fi.Size()+1)
+	r := io.LimitReader(f, MaxFileBytes+1)
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := r.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if len(data) > MaxFileBytes {
 		return nil, tooBig(int64(len(data)))
