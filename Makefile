@@ -18,7 +18,7 @@ test-deps:
 		echo "make test-deps: not root on Debian: not installing packages (kernel tests skip without root)"; \
 	fi
 
-# test also runs vet, the gofmt check and a short fuzz run, so CI holds the code to them.
+# test also runs vet, the gofmt check, staticcheck and a short fuzz run, so CI holds the code to them.
 test: test-deps vet fuzz-short
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
 
@@ -32,9 +32,12 @@ fuzz-short:
 unit:
 	$(GO) test -count=1 -short ./...
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l cmd internal test)" || { gofmt -l cmd internal test; exit 1; }
+	$(GO) run $(STATICCHECK) ./...
 
 fmt:
 	gofmt -w cmd internal test

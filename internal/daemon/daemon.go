@@ -42,6 +42,8 @@ type Options struct {
 	AdminBindAddress string
 	// DemoBackends are ip:port addresses to serve tiny demo HTTP/UDP backends on.
 	DemoBackends []string
+	// Relay bounds the userspace mode's connections (--userspace-* flags).
+	Relay dataplane.RelayLimits
 	// Source, if set, is used instead of ServicesFrom/Kubeconfig (tests).
 	Source source.Source
 	// Registry takes every metric; nil means a new one.
@@ -118,16 +120,24 @@ func build(o Options) (*daemon, source.Source, error) {
 	syncPeriod, minSync := config.SyncPeriods(o.Config)
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod,
 		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
-	d.dp, err = m.New(dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
-		ProxyHealthy: func() bool { return d.health.Health().Healthy }})
+	d.dp, err = dataplane.Build(m, dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
+		ProxyHealthy: func() bool { return d.health.Health().Healthy }, Relay: o.Relay})
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy mode %s: %w", d.mode, err)
 	}
+	// The runner runs every syncPeriod: the core then checks the kernel's rules for
+	// damage and forces a full sync only once an hour (kube-proxy's
+	// FullSyncPeriod); a failed sync is retried with backoff up to syncPeriod.
 	d.runner = runner.New(runner.Options{Fn: d.sync, MinInterval: minSync, MaxInterval: syncPeriod,
 		RetryMin: max(minSync, time.Second), RetryMax: syncPeriod, OnResult: d.logResult})
 	d.tracker = state.NewTracker(state.Options{NodeName: nodeName, ValidateScheduler: lb.Validate,
-		Reject: rejects.Reject, OnChange: d.queued})
+		Reject: rejects.Reject, OnChange: d.queued,
+		DisableExternalIPs: !state.ExternalIPsAllowed(o.Config.FeatureGates)})
+	if !state.ExternalIPsAllowed(o.Config.FeatureGates) {
+		d.log.Info("feature gate AllowServiceExternalIPs is off: spec.externalIPs are not programmed")
+	}
 	applyOOMScoreAdj(o.Config.OOMScoreAdj, d.log)
+	tuneConntrack(string(d.mode), o.Config, d.log)
 	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName,
 		"syncPeriod", syncPeriod, "minSyncPeriod", minSync)
 	return d, src, nil
@@ -143,6 +153,9 @@ func (d *daemon) run(ctx context.Context, src source.Source) error {
 	defer stopServers()
 	if err := startDemoBackends(ctx, d.o.DemoBackends, d.log); err != nil {
 		return err
+	}
+	if c, ok := d.dp.(*dataplane.Core); ok {
+		go c.RunReconciler(ctx)
 	}
 	synced := make(chan struct{})
 	srcErr := make(chan error, 1)
@@ -204,7 +217,7 @@ func started(ch <-chan struct{}) bool {
 // drain lets a mode that carries connections itself finish them; kernel modes keep
 // their rules on exit so that traffic flows while kproxy restarts, as kube-proxy's do.
 func (d *daemon) drain() {
-	dr, ok := d.dp.(dataplane.Drainer)
+	dr, ok := dataplane.As[dataplane.Drainer](d.dp)
 	if !ok {
 		return
 	}

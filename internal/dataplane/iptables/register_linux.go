@@ -6,24 +6,23 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
+	"kproxy.dev/kproxy/internal/sysctl"
 )
 
 func init() {
 	dataplane.Register(dataplane.Mode{
-		Name:    "iptables",
-		New:     newFromOptions,
-		Cleanup: func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
+		Name:      "iptables",
+		New:       newFromOptions,
+		KernelNAT: true,
+		Cleanup:   func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
 	})
 }
 
-func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
+func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	be, err := DetectBackend(ctx)
@@ -34,16 +33,10 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !c.Render.NoLocalhostNodePorts {
-		// NodePorts on 127.0.0.1 are DNATed to pod addresses; the kernel routes
-		// such packets only with route_localnet (as kube-proxy sets it).
-		if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644); err != nil {
-			o.Log().Warn("localhost NodePorts will not work: cannot set net.ipv4.conf.all.route_localnet", "err", err)
-		}
+	if err := enableLocalnet(sysctl.New(), &c, o.Log()); err != nil {
+		return nil, fmt.Errorf("iptables mode: %w", err)
 	}
 	c.Runner = ExecRunner{Backend: be}
-	c.Conntrack = conntrack.NewDeleter()
-	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
 	o.Log().Info("iptables mode", "backend", be)
 	return NewProxier(c), nil
 }
@@ -71,8 +64,5 @@ func configFromOptions(o dataplane.Options) (Config, error) {
 		c.Render.ClusterCIDRs = append(c.Render.ClusterCIDRs, p.Masked())
 	}
 	c.NodePortAddresses = kc.NodePortAddresses
-	if d := kc.IPTables.SyncPeriod.Duration; d > 0 {
-		c.CanaryInterval = d
-	}
 	return c, nil
 }

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/lb"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
@@ -52,7 +51,7 @@ func init() {
 	dataplane.Register(dataplane.Mode{Name: ModeName, New: newDataplane, Cleanup: cleanupLeftovers})
 }
 
-func newDataplane(o dataplane.Options) (dataplane.Dataplane, error) { return New(o) }
+func newDataplane(o dataplane.Options) (dataplane.Programmer, error) { return New(o) }
 
 // Proxier is the userspace dataplane. It implements dataplane.Dataplane and
 // dataplane.Lister.
@@ -63,9 +62,6 @@ type Proxier struct {
 	udpIdle      time.Duration
 	addrs        addrManager
 	metrics      *metrics
-	// health serves the health-check node ports of externalTrafficPolicy Local
-	// Services, as every mode does.
-	health *healthcheck.Server
 	// localAddrs reads the addresses the process can listen on; a variable for tests.
 	localAddrs func() ([]netip.Addr, error)
 	// listen opens a frontend's socket; benchmarks of the choice path replace it.
@@ -88,9 +84,6 @@ type Proxier struct {
 	hostLocal map[netip.Addr]bool
 	hostAt    time.Time
 	nodeAddrs []netip.Addr
-	// noLocal flags ServicePorts with Local policy but no local endpoint
-	// (internal, external), for SyncStats.NoLocalEndpoints.
-	noLocal map[state.ServicePortName][2]bool
 	// ourAddrs counts the frontends using each address kproxy added to the host.
 	ourAddrs map[netip.Addr]int
 	// leftovers are addresses an earlier kproxy added (the daemon keeps them on
@@ -98,14 +91,27 @@ type Proxier struct {
 	// still wanted and removes the rest.
 	// nil until the first Sync has looked for them.
 	leftovers map[netip.Addr]bool
-	// healthDirty is set when a ServicePort with a health-check node port changed.
-	healthDirty bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
 	conns   connSet
 	closed  atomic.Bool
 	stopEst chan struct{}
+
+	// The relay's bounds (limits.go): caps, idle timeout, their metrics, and the
+	// rate-limited log of relay failures.
+	limits       limits
+	admission    *admission
+	relayMetrics *relayMetrics
+	causes       *causeLog
+	// stopped is set when the listeners close at the end of a drain.
+	stopped atomic.Bool
+	// enableMigrate sets net.ipv4.tcp_migrate_req before a drain closes the
+	// listeners (tests that run outside their own namespace replace it).
+	enableMigrate func() (bool, error)
+	// lastAccept is when the last TCP connection was accepted (UnixNano): a drain
+	// ends early once no connection is open and none came for drainQuiet.
+	lastAccept atomic.Int64
 }
 
 // New builds the userspace dataplane. It fails when the node default scheduler
@@ -122,6 +128,12 @@ func New(o dataplane.Options) (*Proxier, error) {
 	if err != nil {
 		return nil, err
 	}
+	lim := resolveLimits(o.Relay, nofileLimit())
+	adm := newAdmission(lim)
+	rm, err := newRelayMetrics(o.Registerer, func() float64 { return float64(adm.open()) })
+	if err != nil {
+		return nil, err
+	}
 	p := &Proxier{
 		log:          o.Log().With("mode", ModeName),
 		opts:         o,
@@ -129,52 +141,68 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
-		health:       healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy}),
 		localAddrs:   nodeaddr.LocalAddresses,
 		services:     map[state.ServicePortName]*service{},
 		frontends:    map[feKey]*frontend{},
 		failed:       map[state.ServicePortName]struct{}{},
 		needFull:     true,
-		noLocal:      map[state.ServicePortName][2]bool{},
 		ourAddrs:     map[netip.Addr]int{},
 		conns:        connSet{m: map[closer]struct{}{}},
 		stopEst:      make(chan struct{}),
+		limits:       lim,
+		admission:    adm,
+		relayMetrics: rm,
+		causes:       newCauseLog(o.Log().With("mode", ModeName)),
 	}
+	p.log.Info("userspace relay limits", "maxConns", lim.maxConns, "maxConnsPerClient", lim.perClient,
+		"idleTimeout", lim.idle, "note", "0 means no limit")
 	p.listen = p.listenSocket
+	p.enableMigrate = enableMigrateReq
 	go p.runEstimator()
 	return p, nil
 }
 
 var (
-	_ dataplane.Dataplane = (*Proxier)(nil)
-	_ dataplane.Lister    = (*Proxier)(nil)
-	_ dataplane.Drainer   = (*Proxier)(nil)
+	_ dataplane.Programmer = (*Proxier)(nil)
+	_ dataplane.Lister     = (*Proxier)(nil)
+	_ dataplane.Drainer    = (*Proxier)(nil)
 )
 
 // errClosed is returned by Sync after Drain or Cleanup.
 var errClosed = errors.New("userspace dataplane is shut down")
 
-// Drain stops accepting connections and new UDP flows, then waits until the open
-// TCP relays end, ctx is done, or DrainTimeout passes, whichever comes first; relays
-// still open then are closed. The daemon calls it on SIGTERM (Cleanup calls it too).
+// Drain keeps accepting connections until no TCP connection has been open for
+// drainQuiet or five sixths of its time have passed (DrainTimeout, or less when
+// ctx ends sooner), then closes the listeners and gives the open relays the rest
+// of the time; relays still open then are closed. The daemon calls it on SIGTERM.
+// Listeners share their address with a successor (SO_REUSEPORT, drain.go),
+// and the drain ends early once one listens on every TCP address.
 func (p *Proxier) Drain(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.drainLocked(ctx)
+	return p.drainLocked(ctx, true)
 }
 
-func (p *Proxier) drainLocked(ctx context.Context) error {
+func (p *Proxier) drainLocked(ctx context.Context, keepAccepting bool) error {
 	if p.closed.Swap(true) {
 		return nil
 	}
 	close(p.stopEst)
-	p.health.Close()
+	start := time.Now()
+	end := start.Add(DrainTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(end) {
+		end = d
+	}
+	if keepAccepting {
+		p.handOver(p.awaitQuiet(ctx, end.Add(-end.Sub(start)/6)))
+	}
+	p.stopped.Store(true)
 	for _, fe := range p.frontends {
 		fe.close()
 	}
 	done := make(chan struct{})
 	go func() { p.relays.Wait(); close(done) }()
-	timer := time.NewTimer(DrainTimeout)
+	timer := time.NewTimer(time.Until(end))
 	defer timer.Stop()
 	var err error
 	select {
@@ -183,7 +211,7 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timer.C:
-		err = fmt.Errorf("userspace: %d connections still open after %v", p.conns.len(), DrainTimeout)
+		err = fmt.Errorf("userspace: %d connections still open after %v", p.conns.len(), end.Sub(start).Round(time.Millisecond))
 	}
 	p.conns.closeAll()
 	<-done
@@ -194,7 +222,7 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	err := p.drainLocked(ctx)
+	err := p.drainLocked(ctx, false)
 	for k, fe := range p.frontends {
 		p.releaseAddr(fe)
 		delete(p.frontends, k)
