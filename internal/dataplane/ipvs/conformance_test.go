@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/conformance"
 	"kproxy.dev/kproxy/internal/trace"
@@ -18,29 +19,31 @@ import (
 func TestConformanceOnFakes(t *testing.T) {
 	f := newFixture(t, proxierOptions{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(conformance.ClusterCIDR)}})
 	f.p.k.LocalAddrs = func() ([]netip.Addr, error) { return conformance.NodeAddrs(), nil }
-	f.snap = conformance.Snapshot()
-	all := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for n := range f.snap.Services {
-		all.Ports[n] = struct{}{}
-	}
-	f.sync(all)
 	ctx := context.Background()
-	conformance.RunFake(t, func(pkt trace.Packet, o trace.Options) (*trace.Result, error) {
-		vss, err := f.p.List(ctx)
-		if err != nil {
-			return nil, err
-		}
-		sets, err := f.ipset.Save(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if o.IPSets, err = trace.ParseIpset(sets); err != nil {
-			return nil, err
-		}
-		rules, err := f.ipt.Save(ctx, false)
-		if err != nil {
-			return nil, err
-		}
-		return trace.TraceIPVS(vss, rules, pkt, o)
-	}, conformance.KnownDifferences["ipvs"]...)
+	conformance.RunFake(t, conformance.FakeMode{
+		Sync: func(snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
+			f.snap = snap
+			return f.core.Sync(ctx, snap, cs)
+		},
+		Trace: func(pkt trace.Packet, o trace.Options) (*trace.Result, error) {
+			vss, err := f.p.List(ctx)
+			if err != nil {
+				return nil, err
+			}
+			sets, err := f.ipset.Save(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if o.IPSets, err = trace.ParseIpset(sets); err != nil {
+				return nil, err
+			}
+			rules, err := f.ipt.Save(ctx, false)
+			if err != nil {
+				return nil, err
+			}
+			return trace.TraceIPVS(vss, rules, pkt, o)
+		},
+		Conntrack: f.ct,
+		Known:     conformance.KnownDifferences["ipvs"],
+	})
 }

@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"testing"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/conformance"
+	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
 	"kproxy.dev/kproxy/internal/testing/fakenft"
 	"kproxy.dev/kproxy/internal/trace"
 )
@@ -20,19 +22,20 @@ func TestConformanceOnFakes(t *testing.T) {
 	k := fakenft.New()
 	p := fakeProxier(t, k)
 	p.localAddrs = func() ([]netip.Addr, error) { return conformance.NodeAddrs(), nil }
-	snap := conformance.Snapshot()
-	all := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for n := range snap.Services {
-		all.Ports[n] = struct{}{}
-	}
-	if _, err := p.Sync(context.Background(), snap, all); err != nil {
-		t.Fatal(err)
-	}
-	conformance.RunFake(t, func(pkt trace.Packet, o trace.Options) (*trace.Result, error) {
-		var tables []trace.NetlinkTable
-		for _, ft := range k.Tables() {
-			tables = append(tables, trace.NetlinkTable(ft))
-		}
-		return trace.TraceNftRuleset(trace.DecodeNetlink(tables), pkt, o), nil
+	ct := &fakeconntrack.Table{}
+	p.core = dataplane.NewCore(p.Proxier, dataplane.CoreOptions{Conntrack: ct})
+	conformance.RunFake(t, conformance.FakeMode{
+		Sync: func(snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
+			return p.Sync(context.Background(), snap, cs)
+		},
+		Trace: func(pkt trace.Packet, o trace.Options) (*trace.Result, error) {
+			var tables []trace.NetlinkTable
+			for _, ft := range k.Tables() {
+				tables = append(tables, trace.NetlinkTable(ft))
+			}
+			return trace.TraceNftRuleset(trace.DecodeNetlink(tables), pkt, o), nil
+		},
+		Conntrack: ct,
+		Known:     conformance.KnownDifferences["nftables"],
 	})
 }

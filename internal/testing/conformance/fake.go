@@ -9,7 +9,9 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
 	"kproxy.dev/kproxy/internal/trace"
 )
 
@@ -133,6 +135,163 @@ var KnownDifferences = map[string][]Difference{
 // Tracer evaluates one packet against what a mode programmed into its fakes.
 type Tracer func(p trace.Packet, o trace.Options) (*trace.Result, error)
 
+// FakeMode is one kernel mode on its stateful fakes, driven through the proxier
+// core, for RunFake.
+type FakeMode struct {
+	// Sync syncs the mode's core (conntrack cleanup goes to Conntrack).
+	Sync func(snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error)
+	// Trace evaluates a packet against what the fakes hold now.
+	Trace     Tracer
+	Conntrack *fakeconntrack.Table
+	// Known are the mode's known differences (KnownDifferences).
+	Known []Difference
+}
+
+// RunFake runs the whole table on a mode's fakes: every probe of every static
+// scenario (RunProbes), the no-local-endpoint counts, then the scenarios that
+// change something: a node zone change under PreferClose, a UDP port gaining its
+// first endpoint and a UDP endpoint replaced (conntrack cleaned), a Service
+// deleted.
+func RunFake(t *testing.T, m FakeMode) {
+	t.Helper()
+	snap := Snapshot()
+	st, err := m.Sync(snap, allChanged(snap))
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	RunProbes(t, m.Trace, m.Known...)
+	t.Run("no-local-endpoint counts", func(t *testing.T) {
+		// itp-none (internal) and etp-none (external).
+		if st.NoLocalEndpoints["internal"] != 1 || st.NoLocalEndpoints["external"] != 1 {
+			t.Errorf("no-local counts %v, want internal=1 external=1", st.NoLocalEndpoints)
+		}
+	})
+	t.Run("node zone label change under PreferClose", func(t *testing.T) { zoneChange(t, m, snap) })
+	t.Run("UDP port gaining its first endpoint", func(t *testing.T) { udpGains(t, m, snap) })
+	t.Run("UDP endpoint replaced", func(t *testing.T) { udpReplaced(t, m, snap) })
+	t.Run("Service deleted", func(t *testing.T) { deleted(t, m, snap) })
+}
+
+func allChanged(snap *state.Snapshot) state.ChangeSet {
+	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
+	for n := range snap.Services {
+		cs.Ports[n] = struct{}{}
+	}
+	return cs
+}
+
+// with returns a copy of snap with one Service put (eps nil: removed).
+func with(snap *state.Snapshot, s Service, remove bool) (*state.Snapshot, state.ChangeSet) {
+	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
+		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: snap.Node, Generation: snap.Generation + 1}
+	for k, v := range snap.Services {
+		next.Services[k] = v
+	}
+	for k, v := range snap.Endpoints {
+		next.Endpoints[k] = v
+	}
+	sp, eps := s.model(Addrs{Backend: BackendIP, External: netip.MustParseAddr(externalIP)})
+	if remove {
+		delete(next.Services, sp.Name)
+		delete(next.Endpoints, sp.Name)
+	} else {
+		next.Services[sp.Name], next.Endpoints[sp.Name] = sp, eps
+	}
+	return next, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{sp.Name: {}}}
+}
+
+func mustSync(t *testing.T, m FakeMode, snap *state.Snapshot, cs state.ChangeSet) {
+	t.Helper()
+	if _, err := m.Sync(snap, cs); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+}
+
+// expect checks one packet from the pod.
+func expect(t *testing.T, m FakeMode, addr string, udp bool, want Outcome) {
+	t.Helper()
+	p := Probe{From: FromPod, Addr: addr, UDP: udp, Want: want}
+	r, err := m.Trace(p.packet(), trace.Options{LocalAddrs: NodeAddrs(), LocalKnown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := want.check(r, udp); msg != "" {
+		t.Errorf("from pod to %s: %s", addr, msg)
+	}
+}
+
+func zoneChange(t *testing.T, m FakeMode, snap *state.Snapshot) {
+	s := Service{Name: "zoned", ClusterIP: "10.96.1.23", Port: 80, Endpoints: []int{2, 3}}
+	snap, cs := with(snap, s, false)
+	for i, e := range snap.Endpoints[portName(s)] {
+		e.ZoneHints = []string{[]string{"z1", "z2"}[i]}
+		snap.Endpoints[portName(s)][i] = e
+	}
+	snap.Node.Zone = "z1"
+	mustSync(t, m, snap, cs)
+	expect(t, m, "10.96.1.23:80", false, Outcome{Reach: []int{2}})
+	next := *snap
+	next.Node.Zone = "z2"
+	mustSync(t, m, &next, state.ChangeSet{NodeChanged: true})
+	expect(t, m, "10.96.1.23:80", false, Outcome{Reach: []int{3}})
+}
+
+func portName(s Service) state.ServicePortName {
+	sp, _ := s.model(Addrs{Backend: BackendIP})
+	return sp.Name
+}
+
+func udpGains(t *testing.T, m FakeMode, snap *state.Snapshot) {
+	s := Service{Name: "gain", ClusterIP: "10.96.1.21", Port: 53, UDP: true, Endpoints: []int{}}
+	snap, cs := with(snap, s, false)
+	mustSync(t, m, snap, cs)
+	// Rejected while the port had no endpoint: recorded un-NATed.
+	stuck := fakeconntrack.UDP(podIP+":40121", "10.96.1.21:53", "10.96.1.21:53")
+	m.Conntrack.Add(stuck)
+	s.Endpoints = []int{2}
+	snap, cs = with(snap, s, false)
+	mustSync(t, m, snap, cs)
+	if m.Conntrack.Has(stuck) {
+		t.Errorf("the flow recorded while the port had no endpoint survived: %v", stuck)
+	}
+	expect(t, m, "10.96.1.21:53", true, Outcome{Reach: []int{2}})
+}
+
+func udpReplaced(t *testing.T, m FakeMode, snap *state.Snapshot) {
+	s := Service{Name: "repl", ClusterIP: "10.96.1.22", Port: 53, UDP: true, Endpoints: []int{2}}
+	snap, cs := with(snap, s, false)
+	mustSync(t, m, snap, cs)
+	old := fakeconntrack.UDP(podIP+":40122", "10.96.1.22:53", netip.AddrPortFrom(BackendIP(2), UDPPort).String())
+	other := fakeconntrack.UDP(podIP+":40123", "10.96.1.1:53", netip.AddrPortFrom(BackendIP(2), UDPPort).String())
+	m.Conntrack.Add(old, other)
+	s.Endpoints = []int{3}
+	snap, cs = with(snap, s, false)
+	mustSync(t, m, snap, cs)
+	if m.Conntrack.Has(old) {
+		t.Errorf("the flow to the replaced endpoint survived: %v", old)
+	}
+	if !m.Conntrack.Has(other) {
+		t.Errorf("a flow of another Service to the same backend was deleted: %v", other)
+	}
+	expect(t, m, "10.96.1.22:53", true, Outcome{Reach: []int{3}})
+}
+
+func deleted(t *testing.T, m FakeMode, snap *state.Snapshot) {
+	s := Service{Name: "gone", ClusterIP: "10.96.1.24", Port: 80, Endpoints: []int{2, 3, 4}}
+	snap, cs := with(snap, s, false)
+	mustSync(t, m, snap, cs)
+	expect(t, m, "10.96.1.24:80", false, Outcome{Reach: reachAll})
+	snap, cs = with(snap, s, true)
+	mustSync(t, m, snap, cs)
+	r, err := m.Trace(Probe{From: FromPod, Addr: "10.96.1.24:80"}.packet(), trace.Options{LocalAddrs: NodeAddrs(), LocalKnown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict.Kind == "dnat" {
+		t.Errorf("a deleted Service is still DNATed: %s", r.Verdict.Summary)
+	}
+}
+
 // Difference is a probe a mode is known to answer differently from the table: a
 // documented gap (docs/compatibility.md), not a pass. RunFake checks that it still
 // differs, so that a fix shows up as a failure asking to remove it.
@@ -142,9 +301,9 @@ type Difference struct {
 	Addr     string
 }
 
-// RunFake checks every probe of the table against the rules a mode wrote into its
-// stateful fakes for Snapshot(), by evaluating them with internal/trace.
-func RunFake(t *testing.T, tr Tracer, known ...Difference) {
+// RunProbes checks every probe of the table against the rules a mode wrote into
+// its stateful fakes for Snapshot(), by evaluating them with internal/trace.
+func RunProbes(t *testing.T, tr Tracer, known ...Difference) {
 	t.Helper()
 	opts := trace.Options{LocalAddrs: NodeAddrs(), LocalKnown: true}
 	for _, sc := range Scenarios() {
