@@ -11,6 +11,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -24,6 +25,7 @@ const (
 	kindService       = "Service"
 	kindEndpointSlice = "EndpointSlice"
 	kindNode          = "Node"
+	kindServiceCIDR   = "ServiceCIDR"
 )
 
 // Strict decoding turns a misspelt field into an error naming it, as kubectl's
@@ -148,7 +150,7 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 	obj, gvk, err := deserializer.Decode(js, nil, nil)
 	if err != nil {
 		if runtime.IsNotRegisteredError(err) {
-			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node or List)", id.Kind, id.APIVersion)
+			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node, ServiceCIDR or List)", id.Kind, id.APIVersion)
 			res.add(d)
 			return
 		}
@@ -166,7 +168,7 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 			return
 		}
 		res.decodeListItems(o, where)
-	case *v1.Service, *discovery.EndpointSlice, *v1.Node:
+	case *v1.Service, *discovery.EndpointSlice, *v1.Node, *networkingv1.ServiceCIDR:
 		d.obj = obj
 		res.add(d)
 	default:
@@ -194,6 +196,7 @@ func (res *parseResult) unsupported(d decoded, gvk *schema.GroupVersionKind, whe
 		kindService:       "v1",
 		kindEndpointSlice: "discovery.k8s.io/v1",
 		kindNode:          "v1",
+		kindServiceCIDR:   "networking.k8s.io/v1",
 		"List":            "v1",
 	}
 	if v, ours := want[d.key.Kind]; ours {
@@ -214,7 +217,7 @@ func (res *parseResult) add(d decoded) {
 
 func keyOf(id typeAndName) objKey {
 	k := objKey{Kind: id.Kind, Namespace: id.Metadata.Namespace, Name: id.Metadata.Name}
-	if k.Kind == kindNode {
+	if k.Kind == kindNode || k.Kind == kindServiceCIDR {
 		k.Namespace = ""
 	} else if k.Namespace == "" {
 		k.Namespace = v1.NamespaceDefault
@@ -235,6 +238,8 @@ func setDefaultNamespace(obj runtime.Object) {
 			o.Namespace = v1.NamespaceDefault
 		}
 	case *v1.Node:
+		o.Namespace = ""
+	case *networkingv1.ServiceCIDR:
 		o.Namespace = ""
 	}
 }
