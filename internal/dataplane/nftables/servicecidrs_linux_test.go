@@ -133,3 +133,32 @@ func openNetns(t *testing.T, name string) int {
 	t.Cleanup(func() { unix.Close(fd) })
 	return fd
 }
+
+// IPv6 ServiceCIDRs load into the ip6 table, including a range that reaches the
+// last address (no closing element), and the periodic check counts them right.
+func TestKernelServiceCIDRsIPv6Intervals(t *testing.T) {
+	tb := newTestbed(t)
+	web := &spec{name: "web", clusterIP: "10.96.0.10", port: 80}
+	snap := snapshotOf(map[*spec][]state.Endpoint{web: backendEndpoints()[:1]})
+	snap.ServiceCIDRs = prefixes("10.96.0.0/16", "fd00:96::/112", "ffff::/16")
+	tb.sync(t, snap)
+	listing := tb.proxy.exec(t, "nft", "list", "set", "ip6", "kproxy", "service-cidrs")
+	for _, want := range []string{"fd00:96::/112", "ffff::/16"} {
+		if !strings.Contains(listing, want) {
+			t.Fatalf("kernel lists\n%s\nwant %s", listing, want)
+		}
+	}
+	if bad, err := tb.p.Damaged(context.Background()); bad || err != nil {
+		t.Fatalf("Damaged: %v, %v; want an intact table", bad, err)
+	}
+	// Dropping one prefix is a partial sync that deletes only its interval.
+	snap2 := *snap
+	snap2.ServiceCIDRs = prefixes("10.96.0.0/16", "fd00:96::/112")
+	st, err := tb.p.Sync(context.Background(), &snap2, state.ChangeSet{CIDRsChanged: true})
+	if err != nil || st.Full || st.Written["ip6"] != 1 || st.Written["ip"] != 0 {
+		t.Fatalf("removing ffff::/16: full=%v written=%v err=%v; want one ip6 element deleted", st.Full, st.Written, err)
+	}
+	if listing := tb.proxy.exec(t, "nft", "list", "set", "ip6", "kproxy", "service-cidrs"); strings.Contains(listing, "ffff::") {
+		t.Fatalf("ffff::/16 still listed:\n%s", listing)
+	}
+}
