@@ -2,7 +2,7 @@
 GO      ?= go
 TIMEOUT ?= 40m
 
-.PHONY: all build test test-deps unit vet fmt clean
+.PHONY: all build test test-deps unit vet fmt clean fuzz
 
 all: build
 
@@ -25,6 +25,11 @@ test: test-deps vet
 # unit runs the tests that need neither root nor the kernel's NAT facilities.
 unit:
 	$(GO) test -count=1 -short ./...
+
+# fuzz runs each fuzz target for FUZZTIME (its seed corpus also runs in every go test).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/config
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
