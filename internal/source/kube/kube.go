@@ -117,6 +117,8 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	if ch, ok := h.(state.ServiceCIDRHandler); ok {
 		// Like kube-proxy, the first sync does not wait for ServiceCIDRs: they only
 		// add drop rules, and a cluster or role without them must still be served.
+		// For the same reason a failing ServiceCIDR watch is only logged (client-go's
+		// handler), not reported to OnWatchError (health).
 		cidrFactory := informers.NewSharedInformerFactory(s.opts.Client, s.opts.Resync)
 		if _, err := cidrFactory.Networking().V1().ServiceCIDRs().Informer().AddEventHandler(serviceCIDRHandler(ch, s.log).funcs()); err != nil {
 			return fmt.Errorf("servicecidr informer: %w", err)
