@@ -13,6 +13,7 @@ import (
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
+	"kproxy.dev/kproxy/internal/testing/fakeipvs"
 )
 
 // The three ipvs bugs the proxier core fixed, on the stateful fakes.
@@ -142,5 +143,25 @@ func TestDamageIsRepaired(t *testing.T) {
 				t.Fatalf("after the repair the check must find nothing: %+v %v", st, err)
 			}
 		})
+	}
+}
+
+// A real server draining at weight 0 after its endpoint went (graceful
+// termination) is kproxy's own doing, not damage: the check must not force full
+// syncs while it drains.
+func TestDrainingRealServerIsNotDamage(t *testing.T) {
+	now := time.Unix(1000, 0)
+	f := newFixture(t, proxierOptions{GracefulTimeout: hour}, dataplane.CoreOptions{CheckInterval: time.Second, Now: func() time.Time { return now }})
+	sp := clusterIP("web", "10.96.0.60", 80, v1.ProtocolTCP)
+	k := key("10.96.0.60:80", protoTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
+	f.ipvs.SetConns(fakeipvs.Key(k), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
+	if w, ok := f.weights(k)["10.1.0.1:80"]; !ok || w != 0 {
+		t.Fatalf("real servers %v, want 10.1.0.1:80 draining at weight 0", f.weights(k))
+	}
+	now = now.Add(2 * time.Second)
+	if st, err := f.core.Sync(context.Background(), f.snap, state.ChangeSet{}); err != nil || !st.Skipped {
+		t.Fatalf("a draining real server made the check report damage: %+v %v", st, err)
 	}
 }

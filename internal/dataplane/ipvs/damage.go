@@ -47,12 +47,17 @@ func (p *Proxier) serversDiffer(context.Context) (string, error) {
 		if kv == nil {
 			return "virtual server " + key.String() + " missing", nil
 		}
-		if len(kv.Dests) != len(vs.Dests) {
-			return "real servers of " + key.String(), nil
-		}
 		for d, w := range vs.Dests {
 			if kw, ok := kv.Dests[d]; !ok || kw != w {
 				return "real server " + d.String() + " of " + key.String(), nil
+			}
+		}
+		// A real server kproxy removed stays in the kernel at weight 0 while its
+		// connections drain (graceful termination): only a weighted stranger is
+		// damage.
+		for d, kw := range kv.Dests {
+			if _, ok := vs.Dests[d]; !ok && kw != 0 {
+				return "real server " + d.String() + " of " + key.String() + " not kproxy's", nil
 			}
 		}
 	}
