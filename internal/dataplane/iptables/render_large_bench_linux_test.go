@@ -1,0 +1,92 @@
+//go:build linux
+
+package iptables
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// BenchmarkRenderLargeService renders one Service with 1,000 to 30,000 endpoints.
+func BenchmarkRenderLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("endpoints=%d", e), func(b *testing.B) {
+			snap := snapshot(largeService(e))
+			cfg := testRenderConfig()
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				Render(snap, cfg)
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkSyncLargeService is kproxy's share (render, diff, restore input; a fake
+// runner applies nothing) of a cold sync of one large Service and of a partial
+// sync that moves one of its endpoints.
+func BenchmarkSyncLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("cold/endpoints=%d", e), func(b *testing.B) {
+			snap := snapshot(largeService(e))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				p := newTestProxier(discardRunner{})
+				if _, err := p.Sync(context.Background(), snap, changes()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
+			s := largeService(e)
+			snaps := [2]*state.Snapshot{snapshot(s), nil}
+			moved := largeService(e)
+			moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
+			snaps[1] = snapshot(moved)
+			p := newTestProxier(discardRunner{})
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st.Full {
+					b.Fatal("one-endpoint change ran a full sync")
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds a cpu-ns/op metric: on the shared machine wall time per op
+// includes waiting for a CPU, CPU time does not (it does include the GC's).
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+}
