@@ -30,6 +30,34 @@ func BenchmarkRenderLargeService(b *testing.B) {
 	}
 }
 
+// BenchmarkSyncBesideLargeService changes one small Service (one endpoint moved)
+// while one large Service sits unchanged in the same snapshot: what a change to
+// another Service costs next to it.
+func BenchmarkSyncBesideLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("endpoints=%d", e), func(b *testing.B) {
+			large := largeService(e)
+			small := newSvc("bench", "small", "http", tcp, "10.96.0.2", 80).ep("10.245.1.1:8080", true, false)
+			moved := newSvc("bench", "small", "http", tcp, "10.96.0.2", 80).ep("10.245.1.2:8080", true, false)
+			snaps := [2]*state.Snapshot{snapshot(large, small), snapshot(large, moved)}
+			p := newTestProxier(discardRunner{})
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(small.sp.Name)); err != nil || st.Full {
+					b.Fatalf("partial sync: %v", err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
 // BenchmarkSyncLargeService is kproxy's share (render, diff, restore input; a fake
 // runner applies nothing) of a cold sync of one large Service and of a partial
 // sync that moves one of its endpoints.

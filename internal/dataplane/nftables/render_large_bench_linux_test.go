@@ -95,6 +95,40 @@ func BenchmarkSyncLargeService(b *testing.B) {
 	}
 }
 
+// BenchmarkSyncBesideLargeService changes one small Service (one endpoint moved)
+// while one large Service sits unchanged in the same snapshot, on the fake kernel.
+func BenchmarkSyncBesideLargeService(b *testing.B) {
+	for _, e := range []int{1000, 10000, 30000} {
+		b.Run(fmt.Sprintf("endpoints=%d", e), func(b *testing.B) {
+			snaps := [2]*state.Snapshot{}
+			small := spec{name: "small", clusterIP: "10.96.0.2", port: 80}
+			for i, addr := range []string{"10.245.1.1", "10.245.1.2"} {
+				snap, _ := largeSnapshot(e)
+				sp := small.servicePort()
+				snap.Services[sp.Name] = sp
+				snap.Endpoints[sp.Name] = []state.Endpoint{ep(addr, 8080)}
+				snaps[i] = snap
+			}
+			p := benchProxier(b, fakenft.New())
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], state.ChangeSet{}); err != nil {
+				b.Fatal(err)
+			}
+			cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{small.portName(): {}}}
+			b.ReportAllocs()
+			cpu := processCPU()
+			i := 0
+			for b.Loop() {
+				i++
+				if st, err := p.Sync(ctx, snaps[i%2], cs); err != nil || st.Full {
+					b.Fatalf("partial sync: %v", err)
+				}
+			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
 func benchProxier(b *testing.B, k *fakenft.Kernel) *coreProxier {
 	b.Helper()
 	p, err := newCoreProxier(testDPOptions())
