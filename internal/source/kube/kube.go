@@ -42,6 +42,8 @@ type Options struct {
 type Source struct {
 	opts Options
 	log  *slog.Logger
+	// noTransform keeps whole objects in the informer caches (benchmarks only).
+	noTransform bool
 }
 
 var _ source.Source = (*Source)(nil)
@@ -81,15 +83,20 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
 	var regs []cache.ResourceEventHandlerRegistration
-	add := func(inf cache.SharedIndexInformer, e eventHandler) error {
+	add := func(inf cache.SharedIndexInformer, t cache.TransformFunc, e eventHandler) error {
+		if !s.noTransform {
+			if err := inf.SetTransform(t); err != nil {
+				return err
+			}
+		}
 		reg, err := inf.AddEventHandler(e.funcs())
 		regs = append(regs, reg)
 		return err
 	}
-	if err := add(svcFactory.Core().V1().Services().Informer(), serviceHandler(h, s.log)); err != nil {
+	if err := add(svcFactory.Core().V1().Services().Informer(), transformService, serviceHandler(h, s.log)); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), sliceHandler(h, s.log)); err != nil {
+	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), transformEndpointSlice, sliceHandler(h, s.log)); err != nil {
 		return fmt.Errorf("endpointslice informer: %w", err)
 	}
 	factories := []informers.SharedInformerFactory{svcFactory}
@@ -98,7 +105,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.NodeName).String()
 			}))
-		if err := add(nodeFactory.Core().V1().Nodes().Informer(), nodeHandler(h, s.opts.NodeName, s.log)); err != nil {
+		if err := add(nodeFactory.Core().V1().Nodes().Informer(), transformNode, nodeHandler(h, s.opts.NodeName, s.log)); err != nil {
 			return fmt.Errorf("node informer: %w", err)
 		}
 		factories = append(factories, nodeFactory)
