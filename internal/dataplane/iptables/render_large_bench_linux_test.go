@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
 // BenchmarkRenderLargeService renders one Service with 1,000 to 30,000 endpoints.
@@ -117,4 +118,35 @@ func processCPU() time.Duration {
 // includes waiting for a CPU, CPU time does not (it does include the GC's).
 func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkKernelLargeService is a one-endpoint change of one large Service into
+// the kernel (nf_tables backend, a private namespace; root only): render, diff and
+// iptables-restore of its KUBE-SVC chain and the two KUBE-SEP chains.
+//
+//	go test ./internal/dataplane/iptables -run '^$' -bench KernelLargeService -benchtime 5x
+func BenchmarkKernelLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
+			env := netns.New(b, "ipt-bench")
+			r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
+			s := largeService(e)
+			moved := largeService(e)
+			moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
+			snaps := [2]*state.Snapshot{snapshot(s), snapshot(moved)}
+			p := newTestProxier(r)
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name)); err != nil || st.Full {
+					b.Fatalf("partial sync: %v", err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
 }
