@@ -2,7 +2,7 @@
 GO      ?= go
 TIMEOUT ?= 40m
 
-.PHONY: all build test test-deps unit vet fmt clean
+.PHONY: all build test test-deps unit vet fmt clean fuzz fuzz-short
 
 all: build
 
@@ -18,13 +18,24 @@ test-deps:
 		echo "make test-deps: not root on Debian: not installing packages (kernel tests skip without root)"; \
 	fi
 
-# test also runs vet, the gofmt check and staticcheck, so CI holds the code to them.
-test: test-deps vet
+# test also runs vet, the gofmt check, staticcheck and a short fuzz run, so CI holds the code to them.
+test: test-deps vet fuzz-short
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+
+# fuzz-short explores the manifest decoder for FUZZTIME beyond its seed corpus
+# (internal/source/file/testdata/fuzz), which every `go test` runs anyway.
+FUZZTIME ?= 20s
+fuzz-short:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/source/file/
 
 # unit runs the tests that need neither root nor the kernel's NAT facilities.
 unit:
 	$(GO) test -count=1 -short ./...
+
+# fuzz runs each fuzz target for FUZZTIME (their seed corpora also run in every go
+# test); the config decoder's is not in make test: under heavy load it stalls.
+fuzz: fuzz-short
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/config
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,21 +39,23 @@ var modes = []mode{
 	nftablesMode(),
 }
 
-// nftablesMode has no sync-period flags of its own: its periods come from the
-// nftables section of a config file (the command-line flags still override the rest).
+// userspaceMode relays in Go: no kernel NAT, the Service addresses go on the
+// node's loopback. It is in the conformance table, not in every e2e test (it has
+// no rules to flush or leave behind).
+func userspaceMode() mode {
+	return mode{Name: "userspace", ProxyMode: "userspace", LocalhostNodePorts: true,
+		Dump: func(t *testing.T, node *netns.NS) string {
+			out, _ := node.Run("ip", "addr")
+			return out
+		}}
+}
+
+// nftablesMode takes its sync periods from the shared --iptables-*sync-period
+// flags, as kube-proxy's nftables mode does.
 func nftablesMode() mode {
 	return mode{
 		Name:      "nftables",
 		ProxyMode: "nftables",
-		Args: func(t *testing.T) []string {
-			path := filepath.Join(t.TempDir(), "kproxy.yaml")
-			cfg := "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n" +
-				"nftables:\n  syncPeriod: " + syncPeriod + "\n  minSyncPeriod: 0s\n"
-			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return []string{"--config", path}
-		},
 		Flush: func(t *testing.T, node *netns.NS) {
 			node.MustRun(t, "nft", "flush", "table", "ip", "kproxy")
 		},

@@ -244,15 +244,6 @@ func (t *tableSync) expectedUse() int {
 	return len(t.staleChains) + len(t.staleSets) + t.applied.objects
 }
 
-func findChain(fr *fragment, name string) *chain {
-	for _, c := range fr.chains {
-		if c.name == name {
-			return c
-		}
-	}
-	return &chain{}
-}
-
 func isENOENT(err error) bool {
 	return err != nil && (errors.Is(err, os.ErrNotExist) || fmt.Sprint(err) == "no such file or directory")
 }

@@ -1,6 +1,7 @@
-// Package file is the manifest source: Services, EndpointSlices and Nodes read from a
-// YAML/JSON file or a directory of them (any `kubectl get svc,endpointslices -A -o
-// yaml` dump works), watched with fsnotify and applied within a second.
+// Package file is the manifest source: Services, EndpointSlices, Nodes and
+// ServiceCIDRs read from a YAML/JSON file or a directory of them (any `kubectl get
+// svc,endpointslices -A -o yaml` dump works), watched with fsnotify and applied
+// within a second.
 //
 // Bad input never stops the proxy: an object that does not decode or validate is
 // reported (file, object, field) through source.Rejects and its last good version
@@ -167,13 +168,17 @@ func (s *Source) rescan(st *store) bool {
 	changed := false
 	present := map[string]bool{}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := readManifest(p)
 		if err != nil {
 			if s.isDir && errors.Is(err, os.ErrNotExist) {
 				continue // removed since the listing: treated as deleted
 			}
-			s.log.Warn("cannot read manifest; keeping its last good objects", "file", p, "error", err)
 			present[p] = true
+			if errors.Is(err, errTooBig) {
+				st.refuse(p, err)
+				continue
+			}
+			s.log.Warn("cannot read manifest; keeping its last good objects", "file", p, "error", err)
 			continue
 		}
 		present[p] = true

@@ -1,5 +1,6 @@
 // Package kube is the cluster source: client-go informers for Services,
-// EndpointSlices and this node's Node object, feeding a state.Handler, with
+// EndpointSlices, this node's Node object and (for a handler that takes them)
+// networking.k8s.io/v1 ServiceCIDRs, feeding a state.Handler, with
 // kube-proxy's filters (the service-proxy-name label, headless slices).
 package kube
 
@@ -36,6 +37,11 @@ type Options struct {
 	Resync time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OnWatchError, if set, is told of every failed list or watch (after
+	// client-go's own handling, which logs it through klog), for /healthz.
+	OnWatchError func(error)
+	// OnWatchRestored, if set, is told when a failed watch works again.
+	OnWatchRestored func()
 }
 
 // Source watches a cluster.
@@ -83,20 +89,25 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
 	var regs []cache.ResourceEventHandlerRegistration
-	add := func(inf cache.SharedIndexInformer, t cache.TransformFunc, e eventHandler) error {
+	add := func(inf cache.SharedIndexInformer, t cache.TransformFunc, e eventHandler, kind string) error {
 		if !s.noTransform {
 			if err := inf.SetTransform(t); err != nil {
 				return err
 			}
 		}
+		w := &watchState{s: s, inf: inf, kind: kind}
+		_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+			w.failed(ctx, err)
+		})
 		reg, err := inf.AddEventHandler(e.funcs())
 		regs = append(regs, reg)
 		return err
 	}
-	if err := add(svcFactory.Core().V1().Services().Informer(), transformService, serviceHandler(h, s.log)); err != nil {
+	if err := add(svcFactory.Core().V1().Services().Informer(), transformService, serviceHandler(h, s.log), "Services"); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), transformEndpointSlice, sliceHandler(h, s.log)); err != nil {
+	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), transformEndpointSlice, sliceHandler(h, s.log), "EndpointSlices"); err != nil {
 		return fmt.Errorf("endpointslice informer: %w", err)
 	}
 	factories := []informers.SharedInformerFactory{svcFactory}
@@ -105,10 +116,21 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.NodeName).String()
 			}))
-		if err := add(nodeFactory.Core().V1().Nodes().Informer(), transformNode, nodeHandler(h, s.opts.NodeName, s.log)); err != nil {
+		if err := add(nodeFactory.Core().V1().Nodes().Informer(), transformNode, nodeHandler(h, s.opts.NodeName, s.log), "Node"); err != nil {
 			return fmt.Errorf("node informer: %w", err)
 		}
 		factories = append(factories, nodeFactory)
+	}
+	if ch, ok := h.(state.ServiceCIDRHandler); ok {
+		// Like kube-proxy, the first sync does not wait for ServiceCIDRs: they only
+		// add drop rules, and a cluster or role without them must still be served.
+		// For the same reason a failing ServiceCIDR watch is only logged (client-go's
+		// handler), not reported to OnWatchError (health).
+		cidrFactory := informers.NewSharedInformerFactory(s.opts.Client, s.opts.Resync)
+		if _, err := cidrFactory.Networking().V1().ServiceCIDRs().Informer().AddEventHandler(serviceCIDRHandler(ch, s.log).funcs()); err != nil {
+			return fmt.Errorf("servicecidr informer: %w", err)
+		}
+		factories = append(factories, cidrFactory)
 	}
 	for _, f := range factories {
 		f.Start(ctx.Done())
