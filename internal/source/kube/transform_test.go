@@ -19,8 +19,8 @@ func fullService() *v1.Service {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web",
 			Labels: map[string]string{"app": "web"},
 			Annotations: map[string]string{
-				state.AnnotationScheduler:      "mh",
-				state.AnnotationSchedulerFlags: "mh-port,mh-fallback",
+				state.AnnotationScheduler:                          "mh",
+				state.AnnotationSchedulerFlags:                     "mh-port,mh-fallback",
 				"kubectl.kubernetes.io/last-applied-configuration": `{"big":"json"}`,
 			},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}},
@@ -65,8 +65,8 @@ func fullSlice() *discovery.EndpointSlice {
 		AddressType: discovery.AddressTypeIPv4,
 		Endpoints: []discovery.Endpoint{
 			{Addresses: []string{"10.244.1.1"}, NodeName: ptr("node-a"), Zone: ptr("z1"), Hostname: ptr("web-0"),
-				Conditions: discovery.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
-				Hints: &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "z1"}}, ForNodes: []discovery.ForNode{{Name: "node-a"}}},
+				Conditions:         discovery.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
+				Hints:              &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "z1"}}, ForNodes: []discovery.ForNode{{Name: "node-a"}}},
 				TargetRef:          &v1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-0", UID: "u1"},
 				DeprecatedTopology: map[string]string{"kubernetes.io/hostname": "node-a"}},
 			{Addresses: []string{"10.244.2.1"}, NodeName: ptr("node-b"), Zone: ptr("z2"),
@@ -86,8 +86,8 @@ func fullNode() *v1.Node {
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}},
 		Spec: v1.NodeSpec{Taints: []v1.Taint{{Key: "ToBeDeletedByClusterAutoscaler", Effect: v1.TaintEffectNoSchedule}}},
 		Status: v1.NodeStatus{
-			Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.5"}, {Type: v1.NodeExternalIP, Address: "203.0.113.5"}},
-			Images:    []v1.ContainerImage{{Names: []string{"registry.example/big:1"}, SizeBytes: 1 << 30}},
+			Addresses:  []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.5"}, {Type: v1.NodeExternalIP, Address: "203.0.113.5"}},
+			Images:     []v1.ContainerImage{{Names: []string{"registry.example/big:1"}, SizeBytes: 1 << 30}},
 			Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}},
 		},
 	}
