@@ -25,7 +25,7 @@ func heapObjects(n, e int) []k8sruntime.Object {
 	objs := make([]k8sruntime.Object, 0, 2*n)
 	applied := `{"apiVersion":"v1","kind":"Service","metadata":{"annotations":{},"labels":{"app":"svc"},"name":"svc","namespace":"bench"},"spec":{"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}],"selector":{"app":"svc"}}}`
 	fields := metav1.ManagedFieldsEntry{Manager: "kubectl-client-side-apply", Operation: metav1.ManagedFieldsOperationUpdate,
-		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(strings.Repeat(`{"f:spec":{"f:ports":{}}}`, 12))}}
+		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(strings.Repeat(`{"f:spec":{"f:ports":{}}}`, 12))}
 	for i := range n {
 		name := fmt.Sprintf("svc-%06d", i)
 		objs = append(objs, &v1.Service{
