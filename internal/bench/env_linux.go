@@ -20,7 +20,7 @@ import (
 //
 //	node namespace (kproxy, its tools, the connect client)
 //	  cmp0 10.250.0.1/30 ── veth ── cmp1 10.250.0.2/30  backend namespace
-//	  default via 10.250.0.2                            local 10.244.0.0/14 dev lo
+//	  default via 10.250.0.2                            local 10.128.0.0/11 dev lo
 //	                                                    listener *:8080
 //
 // A client in the node namespace connecting to a ClusterIP goes through the
@@ -131,7 +131,7 @@ func (e *Env) wire() error {
 		return err
 	}
 	// Every endpoint address is local in the backend namespace (like `ip route add
-	// local 10.244.0.0/14 dev lo`), so one wildcard listener serves them all.
+	// local 10.128.0.0/11 dev lo`), so one wildcard listener serves them all.
 	local := &netlink.Route{
 		LinkIndex: lo.Attrs().Index, Dst: ipNet(EndpointCIDR), Type: unix.RTN_LOCAL,
 		Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST,

@@ -34,7 +34,8 @@ func sampleResults() []Result {
 	return []Result{
 		{Mode: "iptables", Services: 1000, Endpoints: 3, Rules: 15012, RenderSeconds: ptr(0.0041),
 			FullSyncSeconds: 0.95, PartialSyncSeconds: 0.021, BaselineApplySeconds: ptr(0.9),
-			PartialSyncRuns: []float64{0.02, 0.021, 0.03}, CPUKproxySeconds: 0.05, CPUToolsSeconds: 0.8},
+			PartialSyncRuns: []float64{0.02, 0.021, 0.03}, CPUKproxySeconds: 0.05, CPUToolsSeconds: 0.8,
+			PeakRSSBytes: func() *int64 { v := int64(187 << 20); return &v }()},
 		{Mode: "userspace", Services: 10000, Endpoints: 3, Rules: 10000, FullSyncSeconds: 0.3, PartialSyncSeconds: 0.0004},
 	}
 }
@@ -51,7 +52,7 @@ func TestResultJSONFieldNames(t *testing.T) {
 	if err := json.Unmarshal(b, &generic); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"mode", "services", "endpoints", "rules", "render_seconds", "full_sync_seconds", "partial_sync_seconds", "baseline_apply_seconds"} {
+	for _, f := range []string{"mode", "services", "endpoints", "rules", "render_seconds", "full_sync_seconds", "partial_sync_seconds", "baseline_apply_seconds", "peak_rss_bytes"} {
 		if _, ok := generic[1][f]; !ok {
 			t.Errorf("field %q missing (even when not measured it must be present, as null)", f)
 		}

@@ -17,24 +17,28 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 )
 
-// Workload addresses: Services are 10.96.x.y:80/TCP, endpoints 10.244.a.b:8080,
-// the shape of kernel-baseline.md so the numbers are comparable with it.
+// Workload addresses: Services are 10.96.x.y:80/TCP, endpoints 10.a.b.c:8080 in
+// 10.128.0.0/11 (room for 100,000 Services x 5 endpoints and more; the earlier
+// 10.244.0.0/14 held only 262,142), the shape of kernel-baseline.md.
 const (
 	Namespace    = "bench"
 	ServicePort  = 80
 	EndpointPort = 8080
-	// MaxServices keeps ClusterIPs inside 10.96.0.0/12 and endpoints in 10.244.0.0/14.
+	// MaxServices keeps ClusterIPs inside 10.96.0.0/12 and endpoints in 10.128.0.0/11.
 	MaxServices  = 1<<20 - 2
-	maxEndpoints = 1<<18 - 2
+	maxEndpoints = 1<<21 - 2
+	// SliceSize is the most endpoints one generated EndpointSlice holds (the
+	// endpoint slice controller's default maximum); larger Services get several.
+	SliceSize = 100
 )
 
 var (
 	serviceBase  = netip.MustParseAddr("10.96.0.0")
-	endpointBase = netip.MustParseAddr("10.244.0.0")
+	endpointBase = netip.MustParseAddr("10.128.0.0")
 	// ServiceCIDR and EndpointCIDR cover every address the workload uses; the
 	// namespace setup routes them.
 	ServiceCIDR  = netip.MustParsePrefix("10.96.0.0/12")
-	EndpointCIDR = netip.MustParsePrefix("10.244.0.0/14")
+	EndpointCIDR = netip.MustParsePrefix("10.128.0.0/11")
 )
 
 // WorkloadOptions size a workload.
@@ -128,7 +132,9 @@ func (w *Workload) addService() {
 	}
 	w.endpoints[i] = eps
 	w.tracker.UpsertService(makeService(i))
-	w.tracker.UpsertEndpointSlice(makeSlice(i, eps))
+	for _, es := range makeSlices(i, eps) {
+		w.tracker.UpsertEndpointSlice(es)
+	}
 }
 
 func (w *Workload) moveEndpoint(i int) {
@@ -136,7 +142,8 @@ func (w *Workload) moveEndpoint(i int) {
 	eps[0] = w.nextEP
 	w.nextEP++
 	w.endpoints[i] = eps
-	w.tracker.UpsertEndpointSlice(makeSlice(i, eps))
+	// Endpoint 0 is in the first slice: only that one changes.
+	w.tracker.UpsertEndpointSlice(makeSlices(i, eps[:min(len(eps), SliceSize)])[0])
 }
 
 func makeService(i int) *v1.Service {
@@ -154,20 +161,36 @@ func makeService(i int) *v1.Service {
 	}
 }
 
-func makeSlice(i int, eps []int) *discovery.EndpointSlice {
+// makeSlices spreads the endpoints of Service i over slices of at most SliceSize:
+// ServiceName(i)-abc, then -abc-1, -abc-2, ...
+func makeSlices(i int, eps []int) []*discovery.EndpointSlice {
+	out := make([]*discovery.EndpointSlice, 0, (len(eps)+SliceSize-1)/SliceSize)
+	for s := 0; s < len(eps); s += SliceSize {
+		name := ServiceName(i) + "-abc"
+		if s > 0 {
+			name += "-" + strconv.Itoa(s/SliceSize)
+		}
+		out = append(out, makeSlice(i, name, s, eps[s:min(len(eps), s+SliceSize)]))
+	}
+	return out
+}
+
+// makeSlice is one slice of Service i; first is the index of its first endpoint
+// in the Service (endpoint j runs on node-j, as before slices were split).
+func makeSlice(i int, sliceName string, first int, eps []int) *discovery.EndpointSlice {
 	name, port, proto := "http", int32(EndpointPort), v1.ProtocolTCP
 	yes := true
 	es := &discovery.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: Namespace,
-			Name:      ServiceName(i) + "-abc",
+			Name:      sliceName,
 			Labels:    map[string]string{discovery.LabelServiceName: ServiceName(i)},
 		},
 		AddressType: discovery.AddressTypeIPv4,
 		Ports:       []discovery.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
 	}
 	for j, k := range eps {
-		node := "node-" + strconv.Itoa(j)
+		node := "node-" + strconv.Itoa(first+j)
 		es.Endpoints = append(es.Endpoints, discovery.Endpoint{
 			Addresses:  []string{EndpointAddr(k).String()},
 			Conditions: discovery.EndpointConditions{Ready: &yes, Serving: &yes},

@@ -25,7 +25,7 @@ func TestWorkloadInitialSnapshot(t *testing.T) {
 		t.Fatalf("Service 256 = %+v, want 10.96.1.1:80/TCP", sp)
 	}
 	eps := snap.Endpoints[PortName(1)]
-	want := []string{"10.244.0.4:8080", "10.244.0.5:8080", "10.244.0.6:8080"}
+	want := []string{"10.128.0.4:8080", "10.128.0.5:8080", "10.128.0.6:8080"}
 	if len(eps) != 3 {
 		t.Fatalf("endpoints of Service 1: %v, want %v", eps, want)
 	}
@@ -78,7 +78,7 @@ func TestWorkloadChangeIsOneServiceAddedAndOneEndpointMoved(t *testing.T) {
 }
 
 func TestWorkloadRejectsBadSizes(t *testing.T) {
-	for _, o := range []WorkloadOptions{{Services: 0, Endpoints: 3}, {Services: 10, Endpoints: 0}, {Services: 100000, Endpoints: 10}} {
+	for _, o := range []WorkloadOptions{{Services: 0, Endpoints: 3}, {Services: 10, Endpoints: 0}, {Services: 100000, Endpoints: 30}} {
 		if _, err := NewWorkload(o); err == nil {
 			t.Errorf("NewWorkload(%+v): no error", o)
 		}
@@ -89,7 +89,40 @@ func TestServiceAddrCarries(t *testing.T) {
 	if got := ServiceAddr(9999).String(); got != "10.96.39.16:80" {
 		t.Errorf("ServiceAddr(9999) = %s, want 10.96.39.16:80", got)
 	}
-	if got := EndpointAddr(29999).String(); got != "10.244.117.48" {
+	if got := EndpointAddr(29999).String(); got != "10.128.117.48" {
 		t.Errorf("EndpointAddr(29999) = %s", got)
+	}
+}
+
+// TestWorkloadScale: 100,000 Services x 5 endpoints fit the address plan, every
+// endpoint address is distinct and inside EndpointCIDR, and a Service with more
+// than SliceSize endpoints is spread over several slices.
+func TestWorkloadScale(t *testing.T) {
+	if _, err := NewWorkload(WorkloadOptions{Services: 1, Endpoints: 1}); err != nil {
+		t.Fatal(err)
+	}
+	last := EndpointAddr((100000+16)*5 - 1)
+	if !EndpointCIDR.Contains(last) || EndpointCIDR.Overlaps(ServiceCIDR) {
+		t.Fatalf("endpoint %s of 100,000 x 5 outside %s, or %s overlaps %s", last, EndpointCIDR, EndpointCIDR, ServiceCIDR)
+	}
+	if (100000+16)*5 > maxEndpoints {
+		t.Fatalf("100,000 x 5 endpoints exceed maxEndpoints %d", maxEndpoints)
+	}
+	w, err := NewWorkload(WorkloadOptions{Services: 2, Endpoints: 250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := w.Initial()
+	eps := snap.Endpoints[PortName(1)]
+	seen := map[string]bool{}
+	for _, e := range eps {
+		seen[e.String()] = true
+	}
+	if len(eps) != 250 || len(seen) != 250 {
+		t.Fatalf("Service 1 has %d endpoints (%d distinct) over its slices, want 250", len(eps), len(seen))
+	}
+	snap, cs := w.Change()
+	if _, ok := cs.Ports[PortName(0)]; !ok || len(snap.Endpoints[PortName(0)]) != 250 {
+		t.Fatalf("moving one endpoint of a 3-slice Service: changed %v, %d endpoints", cs.Ports, len(snap.Endpoints[PortName(0)]))
 	}
 }

@@ -37,7 +37,7 @@ func newBenchSyncCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Time render, cold full sync, one-Service change and the kernel's own apply for one mode",
-		Long: `Loads N ClusterIP Services (10.96.x.y:80/TCP, E endpoints each at 10.244.a.b:8080)
+		Long: `Loads N ClusterIP Services (10.96.x.y:80/TCP, E endpoints each at 10.a.b.c:8080 in 10.128.0.0/11)
 into a fresh private network namespace and reports, per N: render time, cold full
 sync, the median of one-Service changes (one Service added and one endpoint of
 another moved), the rule count, and the time the kernel's own tool needs to load

@@ -181,7 +181,11 @@ func diffService(b *restoreBuilder, old, cur *ServiceRules) {
 	kept := map[string]bool{}
 	for _, c := range cur.Chains {
 		kept[c.Name] = true
-		if have, ok := oldChains[c.Name]; !ok || !equalStrings(have, c.Rules) {
+		have, ok := oldChains[c.Name]
+		switch {
+		case ok && equalStrings(have, c.Rules):
+		case ok && replaceInPlace(b.table(c.Table), c.Name, have, c.Rules):
+		default:
 			b.table(c.Table).writeChain(c.Name, c.Rules)
 		}
 	}
@@ -206,6 +210,32 @@ func diffService(b *restoreBuilder, old, cur *ServiceRules) {
 			b.table(d.Table).deleteRule(d.Chain, d.Spec)
 		}
 	}
+}
+
+// maxReplaces is the most rules of a chain a partial sync replaces one by one
+// (-R) instead of rewriting the chain.
+const maxReplaces = 8
+
+// replaceInPlace replaces the rules that differ when a chain keeps its length and
+// only a few rules changed: moving one endpoint of a Service with 10,000 endpoints
+// then rewrites one rule of its KUBE-SVC chain, not 10,000. It reports whether it
+// did.
+func replaceInPlace(s *section, chain string, have, want []string) bool {
+	if len(have) != len(want) || len(want) <= maxReplaces {
+		return false
+	}
+	var diff []int
+	for i := range want {
+		if have[i] != want[i] {
+			if diff = append(diff, i); len(diff) > maxReplaces {
+				return false
+			}
+		}
+	}
+	for _, i := range diff {
+		s.replaceRule(chain, i+1, want[i])
+	}
+	return true
 }
 
 func equalStrings(a, b []string) bool {

@@ -19,7 +19,16 @@ type svcRender struct {
 	// The port's addresses of the family being rendered (RenderConfig.IPv6).
 	clusterIPs, externalIPs, lbIPs []netip.Addr
 	seps                           []sepName
+	// chainAt and sepAt index out.Chains and seps by name once they outgrow a
+	// short scan: a Service with n endpoints has n+2 chains, and scanning them for
+	// every rule made the render quadratic (issue 16).
+	chainAt map[string]int
+	sepAt   map[netip.AddrPort]int
 }
+
+// scanLimit is the length up to which chains and endpoint names are found by a
+// scan, cheaper than a map for the few chains of a typical Service.
+const scanLimit = 8
 
 type sepName struct {
 	ep   netip.AddrPort
@@ -32,10 +41,8 @@ func (s *svcRender) spec() *spec { return s.rc.a.spec() }
 // sep returns the endpoint's address text and chain name, computed once.
 func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
 	ap := ep.AddrPort()
-	for _, x := range s.seps {
-		if x.ep == ap {
-			return x.text, x.name
-		}
+	if i := s.sepIndex(ap); i >= 0 {
+		return s.seps[i].text, s.seps[i].name
 	}
 	t := s.spec()
 	t.a.reserve(&t.start, 64)
@@ -46,30 +53,80 @@ func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
 	c.a.chunk = appendHashName(c.a.chunk, prefixSep, s.name, s.proto, text)
 	name = c.str()
 	s.seps = append(s.seps, sepName{ep: ap, text: text, name: name})
+	switch {
+	case s.sepAt != nil:
+		s.sepAt[ap] = len(s.seps) - 1
+	case len(s.seps) > scanLimit:
+		s.sepAt = make(map[netip.AddrPort]int, max(2*len(s.seps), cap(s.out.Chains)))
+		for i, x := range s.seps {
+			s.sepAt[x.ep] = i
+		}
+	}
 	return text, name
+}
+
+func (s *svcRender) sepIndex(ap netip.AddrPort) int {
+	if s.sepAt != nil {
+		if i, ok := s.sepAt[ap]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range s.seps {
+		if s.seps[i].ep == ap {
+			return i
+		}
+	}
+	return -1
+}
+
+// chainIndex finds a chain of this ServicePort in out.Chains, -1 if absent.
+func (s *svcRender) chainIndex(name string) int {
+	if s.chainAt != nil {
+		if i, ok := s.chainAt[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range s.out.Chains {
+		if s.out.Chains[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// addChain appends a chain and indexes it.
+func (s *svcRender) addChain(c Chain) int {
+	s.out.Chains = append(s.out.Chains, c)
+	i := len(s.out.Chains) - 1
+	switch {
+	case s.chainAt != nil:
+		s.chainAt[c.Name] = i
+	case len(s.out.Chains) > scanLimit:
+		s.chainAt = make(map[string]int, max(2*len(s.out.Chains), cap(s.out.Chains)))
+		for j := range s.out.Chains {
+			s.chainAt[s.out.Chains[j].Name] = j
+		}
+	}
+	return i
 }
 
 // chain declares a chain of this ServicePort (empty chains are valid) with room for
 // the rules it will get.
 func (s *svcRender) chain(name string, rules int) {
-	for i := range s.out.Chains {
-		if s.out.Chains[i].Name == name {
-			return
-		}
+	if s.chainIndex(name) < 0 {
+		s.addChain(Chain{Table: tableNAT, Name: name, Rules: make([]string, 0, rules)})
 	}
-	s.out.Chains = append(s.out.Chains, Chain{Table: tableNAT, Name: name, Rules: make([]string, 0, rules)})
 }
 
-// rule appends to a chain; a ServicePort has a handful of chains, so a scan is
-// cheaper than a map.
+// rule appends to a chain, declaring it if needed.
 func (s *svcRender) rule(chain, spec string) {
-	for i := range s.out.Chains {
-		if s.out.Chains[i].Name == chain {
-			s.out.Chains[i].Rules = append(s.out.Chains[i].Rules, spec)
-			return
-		}
+	if i := s.chainIndex(chain); i >= 0 {
+		s.out.Chains[i].Rules = append(s.out.Chains[i].Rules, spec)
+		return
 	}
-	s.out.Chains = append(s.out.Chains, Chain{Table: tableNAT, Name: chain, Rules: []string{spec}})
+	s.addChain(Chain{Table: tableNAT, Name: chain, Rules: []string{spec}})
 }
 
 func (s *svcRender) dispatch(table, chain, spec string) {

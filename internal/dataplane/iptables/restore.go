@@ -1,5 +1,7 @@
 package iptables
 
+import "strconv"
+
 // zeroCountersAbove is the number of lines in one table section above which the
 // section starts with -Z. iptables-nft-restore 1.8.9 with --noflush keeps a sorted
 // list of chain names and walks it for every line, which makes large restores
@@ -10,10 +12,14 @@ const zeroCountersAbove = 1000
 
 // section is what one restore writes to one table, kept in the order the lines
 // must appear: declarations (which create or empty a chain under --noflush), rule
-// deletions, whole chains, single inserted rules, and finally chain deletions.
+// deletions, rules replaced in place, whole chains, single inserted rules, and
+// finally chain deletions.
 type section struct {
 	declare []string
 	deletes []string
+	// replaces are "-R CHAIN N spec" lines: rule N of a chain that is not
+	// rewritten, replaced in place.
+	replaces []string
 	// rules are whole chains, written as "-A NAME spec" lines by render.
 	rules   []Chain
 	inserts []string
@@ -66,6 +72,13 @@ func (s *section) deleteRule(chain, spec string) {
 	s.deletes = append(s.deletes, "-D "+chain+" "+spec)
 }
 
+// replaceRule replaces rule number pos (1-based) of a chain this restore does not
+// otherwise write.
+func (s *section) replaceRule(chain string, pos int, spec string) {
+	s.replaces = append(s.replaces, "-R "+chain+" "+strconv.Itoa(pos)+" "+spec)
+	s.written++
+}
+
 // insertRule puts a rule first in its chain, ahead of any rule that must stay last.
 func (s *section) insertRule(chain, spec string) {
 	s.inserts = append(s.inserts, "-I "+chain+" 1 "+spec)
@@ -73,11 +86,11 @@ func (s *section) insertRule(chain, spec string) {
 }
 
 func (s *section) empty() bool {
-	return len(s.declare) == 0 && len(s.deletes) == 0 && len(s.inserts) == 0
+	return len(s.declare) == 0 && len(s.deletes) == 0 && len(s.replaces) == 0 && len(s.inserts) == 0
 }
 
 func (s *section) lines() int {
-	return len(s.declare) + len(s.deletes) + s.ruleLen + len(s.inserts) + len(s.remove)
+	return len(s.declare) + len(s.deletes) + len(s.replaces) + s.ruleLen + len(s.inserts) + len(s.remove)
 }
 
 // Empty reports whether the restore would change nothing.
@@ -125,6 +138,9 @@ func (b *restoreBuilder) render(noflush bool) []byte {
 		for _, l := range s.deletes {
 			buf = append(append(buf, l...), '\n')
 		}
+		for _, l := range s.replaces {
+			buf = append(append(buf, l...), '\n')
+		}
 		for _, c := range s.rules {
 			for _, r := range c.Rules {
 				buf = append(append(append(append(buf, "-A "...), c.Name...), ' '), r...)
@@ -158,6 +174,9 @@ func (b *restoreBuilder) size(noflush bool) int {
 			n += len(c) + len(": - [0:0]\n")
 		}
 		for _, l := range s.deletes {
+			n += len(l) + 1
+		}
+		for _, l := range s.replaces {
 			n += len(l) + 1
 		}
 		for _, c := range s.rules {

@@ -2,6 +2,8 @@
 
 package nftables
 
+import "reflect"
+
 // diff is the set of operations that turns old fragments into new ones. It is pure:
 // queue (netlink_linux.go) turns it into one batch.
 type diff struct {
@@ -85,7 +87,7 @@ func (d *diff) add(old, new *fragment) {
 		newChains[c.name] = true
 		oc, had := oldChains[c.name]
 		switch {
-		case had && oc.bodyText() == c.bodyText():
+		case had && sameRules(oc.rules, c.rules):
 			continue
 		case had:
 			d.flushChains = append(d.flushChains, c.name)
@@ -105,17 +107,20 @@ func (d *diff) add(old, new *fragment) {
 }
 
 func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
-	oldBy := make(map[string]elem, len(old))
-	for _, e := range old {
-		oldBy[e.key()] = e
+	// Keyed by the element without its value: the same identity as elem.key,
+	// without building a string per element (a Service's elements are all
+	// compared on every change to it).
+	oldBy := make(map[elem]int, len(old))
+	for i, e := range old {
+		oldBy[e.identity()] = i
 	}
-	newBy := make(map[string]elem, len(new))
-	for _, e := range new {
-		newBy[e.key()] = e
+	newBy := make(map[elem]int, len(new))
+	for i, e := range new {
+		newBy[e.identity()] = i
 	}
-	for k, e := range oldBy {
-		n, keep := newBy[k]
-		if keep && n.text() == e.text() {
+	for k, i := range oldBy {
+		e := old[i]
+		if n, keep := newBy[k]; keep && new[n] == e {
 			continue
 		}
 		// Elements of a set going stale go with its flush.
@@ -124,12 +129,44 @@ func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
 		}
 		d.delElems = append(d.delElems, e)
 	}
-	for k, e := range newBy {
-		if o, had := oldBy[k]; had && o.text() == e.text() {
+	for k, i := range newBy {
+		e := new[i]
+		if o, had := oldBy[k]; had && old[o] == e {
 			continue
 		}
 		d.addElems = append(d.addElems, e)
 	}
+}
+
+// sameRules reports whether two rule lists are equal statement by statement.
+// Statements are compared as values (equal values print the same text), which
+// costs no text rendering; a statement type that cannot be compared falls back
+// to its text.
+func sameRules(a, b []rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) {
+			return false
+		}
+		for j, x := range a[i] {
+			y := b[i][j]
+			if reflect.TypeOf(x) != reflect.TypeOf(y) {
+				return false
+			}
+			if !reflect.TypeOf(x).Comparable() {
+				if x.text() != y.text() {
+					return false
+				}
+				continue
+			}
+			if x != y {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // isOwnSet reports whether a set belongs to one ServicePort (rather than being one of

@@ -131,6 +131,13 @@ type elem struct {
 	verdict string
 }
 
+// identity is the element without its value (verdict or DNAT target): two elements
+// with the same identity are the same kernel element, as with key.
+func (e elem) identity() elem {
+	e.verdict, e.to = "", netip.AddrPort{}
+	return e
+}
+
 // key identifies the element inside its set, for diffing.
 func (e elem) key() string {
 	return e.set + "|" + e.keyText()

@@ -45,7 +45,7 @@ var sharedSets = map[string]bool{
 }
 
 // maxSharedPick is the largest endpoint count served by the shared pick chains;
-// Services with more get chains of their own.
+// Services with more get pick chains of their own (pickChains).
 const maxSharedPick = 128
 
 func pickChain(n int) string         { return fmt.Sprintf("pick-%d", n) }
@@ -82,6 +82,7 @@ func (p portNames) service() string  { return "service-" + p.base }
 func (p portNames) local() string    { return "local-" + p.base }
 func (p portNames) external() string { return "external-" + p.base }
 func (p portNames) firewall() string { return "firewall-" + p.base }
+func (p portNames) nodePort() string { return "nodeport-" + p.base }
 
 // selectMap is the verdict map of a chain that picks endpoints by index.
 func (p portNames) selectMap(chainName string) string { return "select-" + chainName }

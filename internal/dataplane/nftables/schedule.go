@@ -47,12 +47,7 @@ func newSchedule(o renderOptions, sp *state.ServicePort, fr *fragment) schedule 
 // pick returns the rules that choose one of eps. Endpoints with weight 0 take no new
 // connections (IPVS semantics).
 func (s schedule) pick(p servicePort, chainName string, eps []state.Endpoint, fr *fragment) []rule {
-	var live []state.Endpoint
-	for _, e := range eps {
-		if e.Weight != 0 {
-			live = append(live, e)
-		}
-	}
+	live := liveEndpoints(eps)
 	if len(live) == 0 {
 		return []rule{{verdictDrop}}
 	}
@@ -69,7 +64,22 @@ func (s schedule) pick(p servicePort, chainName string, eps []state.Endpoint, fr
 	case schedMH:
 		return s.maglev(p, chainName, live, fr)
 	}
-	return randomCascade(p, live)
+	return s.random(p, chainName, live, fr)
+}
+
+// maxCascade is the largest endpoint count picked by a cascade of rules; larger
+// sets are picked through a select map. A cascade costs one rule per endpoint to
+// evaluate (per new connection) and to rewrite (per endpoint change), which at
+// 10,000 endpoints is a 10,000-rule chain; the map costs one lookup, and an
+// endpoint moving changes one element.
+const maxCascade = maxSharedPick
+
+// random picks one of eps uniformly.
+func (s schedule) random(p servicePort, chainName string, eps []state.Endpoint, fr *fragment) []rule {
+	if len(eps) > maxCascade {
+		return s.indexed(p, chainName, eps, "random", fr)
+	}
+	return randomCascade(p, eps)
 }
 
 // randomCascade picks endpoint i of n with probability 1/(n-i): the same distribution
@@ -120,7 +130,7 @@ func (s schedule) maglev(p servicePort, chainName string, live []state.Endpoint,
 	table, err := lb.MaglevTable(bs, size)
 	if err != nil || table == nil {
 		fr.warnings = append(fr.warnings, fmt.Sprintf("service %s: no Maglev table (%v), using random", s.service, err))
-		return randomCascade(p, live)
+		return s.random(p, chainName, live, fr)
 	}
 	slots := make([]state.Endpoint, len(table))
 	for i, b := range table {

@@ -26,28 +26,67 @@ func renderPickChains(f family, fr *fragment) {
 }
 
 func liveEndpoints(eps []state.Endpoint) []state.Endpoint {
-	var live []state.Endpoint
-	for _, e := range eps {
-		if e.Weight != 0 {
-			live = append(live, e)
+	return filterEndpoints(eps, func(e *state.Endpoint) bool { return e.Weight != 0 })
+}
+
+// filterEndpoints returns the endpoints keep accepts. When it accepts all, the
+// usual case, it returns eps itself instead of a copy: a Service with 10,000
+// endpoints is rendered on every change to it, and the copies were a third of
+// its render's allocations. Callers never modify the result.
+func filterEndpoints(eps []state.Endpoint, keep func(*state.Endpoint) bool) []state.Endpoint {
+	for i := range eps {
+		if keep(&eps[i]) {
+			continue
 		}
+		out := make([]state.Endpoint, i, len(eps)-1)
+		copy(out, eps[:i])
+		for j := i + 1; j < len(eps); j++ {
+			if keep(&eps[j]) {
+				out = append(out, eps[j])
+			}
+		}
+		return out
 	}
-	return live
+	return eps
 }
 
 // sharedPickFits reports whether the ServicePort can use the shared pick chains.
 func sharedPickFits(p servicePort, sched schedule, live []state.Endpoint) bool {
 	sp := p.sp
 	return sched.name == schedRandom && affinitySeconds(sp) == 0 && !sp.InternalPolicyLocal &&
-		!(sp.ExternallyAccessible() && sp.ExternalPolicyLocal) && len(live) >= 1 && len(live) <= maxSharedPick
+		!(sp.ExternallyAccessible() && sp.ExternalPolicyLocal) && len(live) >= 1
+}
+
+// pickChains names the chains a shared-path ServicePort's map elements go to: the
+// shared pick-N chains up to maxSharedPick endpoints, past that chains of its own
+// with the same single slotDnat rule (mod N), so that a Service with 10,000
+// endpoints is still 10,000 data-map elements and not 10,000 chains.
+func pickChains(o renderOptions, p servicePort, n int, fr *fragment) (pick, external, nodePort string) {
+	if n <= maxSharedPick {
+		return pickChain(n), externalPickChain(n), nodePortPickChain(n)
+	}
+	f := o.fam
+	pick, external, nodePort = p.names.service(), p.names.external(), p.names.nodePort()
+	slot := rule{slotDnat{fam: f, mod: uint32(n), set: mapServiceEndpoints}}
+	fr.addChain(&chain{name: pick, rules: []rule{slot}})
+	if len(p.external) > 0 {
+		fr.addChain(&chain{name: external, rules: []rule{{jumpChain(chainMarkMasq)}, slot}})
+	}
+	if p.sp.NodePort != 0 {
+		fr.addChain(&chain{name: nodePort, rules: []rule{{jumpChain(chainMarkMasq)},
+			{slotDnat{fam: f, nodePort: true, mod: uint32(n), set: mapNodePortEndpoints}}}})
+	}
+	return pick, external, nodePort
 }
 
 // renderShared renders a ServicePort on the shared path: elements only (plus a
-// firewall chain when it has loadBalancerSourceRanges).
+// firewall chain when it has loadBalancerSourceRanges, and its own pick chains past
+// maxSharedPick endpoints).
 func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fragment) {
 	sp := p.sp
 	n := len(live)
 	proto, port := protoName(sp.Protocol), uint16(sp.Port)
+	pick, externalPick, nodePortPick := pickChains(o, p, n, fr)
 	slots := func(set string, addr *state.Endpoint, nodePort uint16) {
 		for i, e := range live {
 			s := elem{set: set, proto: proto, port: port, slot: true, index: uint32(i), to: e.AddrPort()}
@@ -60,17 +99,17 @@ func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fra
 		}
 	}
 	fr.elems = append(fr.elems,
-		elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pickChain(n)},
+		elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick},
 		elem{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port})
 	slots(mapServiceEndpoints, &state.Endpoint{IP: p.clusterIP}, 0)
 	for _, a := range p.external {
 		fr.elems = append(fr.elems, elem{set: mapServiceIPs, addr: a, proto: proto, port: port,
-			verdict: "goto " + externalPickChain(n)})
+			verdict: "goto " + externalPick})
 		slots(mapServiceEndpoints, &state.Endpoint{IP: a}, 0)
 	}
 	if sp.NodePort != 0 {
 		fr.elems = append(fr.elems, elem{set: mapServiceNodePorts, proto: proto, port: uint16(sp.NodePort),
-			verdict: "goto " + nodePortPickChain(n)})
+			verdict: "goto " + nodePortPick})
 		slots(mapNodePortEndpoints, nil, uint16(sp.NodePort))
 	}
 	for _, e := range live {

@@ -48,6 +48,8 @@ type Options struct {
 type Source struct {
 	opts Options
 	log  *slog.Logger
+	// noTransform keeps whole objects in the informer caches (benchmarks only).
+	noTransform bool
 }
 
 var _ source.Source = (*Source)(nil)
@@ -87,7 +89,12 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
 	var regs []cache.ResourceEventHandlerRegistration
-	add := func(inf cache.SharedIndexInformer, e eventHandler, kind string) error {
+	add := func(inf cache.SharedIndexInformer, t cache.TransformFunc, e eventHandler, kind string) error {
+		if !s.noTransform {
+			if err := inf.SetTransform(t); err != nil {
+				return err
+			}
+		}
 		w := &watchState{s: s, inf: inf, kind: kind}
 		_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
 			cache.DefaultWatchErrorHandler(ctx, r, err)
@@ -97,10 +104,10 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 		regs = append(regs, reg)
 		return err
 	}
-	if err := add(svcFactory.Core().V1().Services().Informer(), serviceHandler(h, s.log), "Services"); err != nil {
+	if err := add(svcFactory.Core().V1().Services().Informer(), transformService, serviceHandler(h, s.log), "Services"); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), sliceHandler(h, s.log), "EndpointSlices"); err != nil {
+	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), transformEndpointSlice, sliceHandler(h, s.log), "EndpointSlices"); err != nil {
 		return fmt.Errorf("endpointslice informer: %w", err)
 	}
 	factories := []informers.SharedInformerFactory{svcFactory}
@@ -109,7 +116,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.NodeName).String()
 			}))
-		if err := add(nodeFactory.Core().V1().Nodes().Informer(), nodeHandler(h, s.opts.NodeName, s.log), "Node"); err != nil {
+		if err := add(nodeFactory.Core().V1().Nodes().Informer(), transformNode, nodeHandler(h, s.opts.NodeName, s.log), "Node"); err != nil {
 			return fmt.Errorf("node informer: %w", err)
 		}
 		factories = append(factories, nodeFactory)

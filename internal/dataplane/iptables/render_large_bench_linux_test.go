@@ -1,0 +1,152 @@
+//go:build linux
+
+package iptables
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/netns"
+)
+
+// BenchmarkRenderLargeService renders one Service with 1,000 to 30,000 endpoints.
+func BenchmarkRenderLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("endpoints=%d", e), func(b *testing.B) {
+			snap := snapshot(largeService(e))
+			cfg := testRenderConfig()
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				Render(snap, cfg)
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkSyncBesideLargeService changes one small Service (one endpoint moved)
+// while one large Service sits unchanged in the same snapshot: what a change to
+// another Service costs next to it.
+func BenchmarkSyncBesideLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("endpoints=%d", e), func(b *testing.B) {
+			large := largeService(e)
+			small := newSvc("bench", "small", "http", tcp, "10.96.0.2", 80).ep("10.245.1.1:8080", true, false)
+			moved := newSvc("bench", "small", "http", tcp, "10.96.0.2", 80).ep("10.245.1.2:8080", true, false)
+			snaps := [2]*state.Snapshot{snapshot(large, small), snapshot(large, moved)}
+			p := newTestProxier(discardRunner{})
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(small.sp.Name)); err != nil || st.Full {
+					b.Fatalf("partial sync: %v", err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkSyncLargeService is kproxy's share (render, diff, restore input; a fake
+// runner applies nothing) of a cold sync of one large Service and of a partial
+// sync that moves one of its endpoints.
+func BenchmarkSyncLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("cold/endpoints=%d", e), func(b *testing.B) {
+			snap := snapshot(largeService(e))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				p := newTestProxier(discardRunner{})
+				if _, err := p.Sync(context.Background(), snap, changes()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
+			s := largeService(e)
+			snaps := [2]*state.Snapshot{snapshot(s), nil}
+			moved := largeService(e)
+			moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
+			snaps[1] = snapshot(moved)
+			p := newTestProxier(discardRunner{})
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st.Full {
+					b.Fatal("one-endpoint change ran a full sync")
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds a cpu-ns/op metric: on the shared machine wall time per op
+// includes waiting for a CPU, CPU time does not (it does include the GC's).
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkKernelLargeService is a one-endpoint change of one large Service into
+// the kernel (nf_tables backend, a private namespace; root only): render, diff and
+// iptables-restore of its KUBE-SVC chain and the two KUBE-SEP chains.
+//
+//	go test ./internal/dataplane/iptables -run '^$' -bench KernelLargeService -benchtime 5x
+func BenchmarkKernelLargeService(b *testing.B) {
+	for _, e := range largeServiceSizes {
+		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
+			env := netns.New(b, "ipt-bench")
+			r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
+			s := largeService(e)
+			moved := largeService(e)
+			moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
+			snaps := [2]*state.Snapshot{snapshot(s), snapshot(moved)}
+			p := newTestProxier(r)
+			ctx := context.Background()
+			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i++ {
+				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name)); err != nil || st.Full {
+					b.Fatalf("partial sync: %v", err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}

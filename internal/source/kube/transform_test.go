@@ -1,0 +1,165 @@
+package kube
+
+import (
+	"reflect"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// fullService sets every field state/convert.go reads, plus what the transform drops.
+func fullService() *v1.Service {
+	return &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web",
+			Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{
+				state.AnnotationScheduler:                          "mh",
+				state.AnnotationSchedulerFlags:                     "mh-port,mh-fallback",
+				"kubectl.kubernetes.io/last-applied-configuration": `{"big":"json"}`,
+			},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}},
+		},
+		Spec: v1.ServiceSpec{
+			Type: v1.ServiceTypeLoadBalancer, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10", "fd00::10"},
+			Selector: map[string]string{"app": "web"},
+			Ports: []v1.ServicePort{{Name: "http", Port: 80, NodePort: 30080, Protocol: v1.ProtocolTCP},
+				{Name: "dns", Port: 53, NodePort: 30053, Protocol: v1.ProtocolUDP}},
+			ExternalIPs:              []string{"192.0.2.7"},
+			LoadBalancerSourceRanges: []string{"203.0.113.0/24"},
+			ExternalTrafficPolicy:    v1.ServiceExternalTrafficPolicyLocal,
+			InternalTrafficPolicy:    ptr(v1.ServiceInternalTrafficPolicyLocal),
+			HealthCheckNodePort:      31000,
+			SessionAffinity:          v1.ServiceAffinityClientIP,
+			SessionAffinityConfig:    &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(600))}},
+		},
+		Status: v1.ServiceStatus{
+			LoadBalancer: v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{
+				{IP: "198.51.100.7", Hostname: "lb.example", IPMode: ptr(v1.LoadBalancerIPModeVIP),
+					Ports: []v1.PortStatus{{Port: 80, Protocol: v1.ProtocolTCP}}},
+				{IP: "198.51.100.8", IPMode: ptr(v1.LoadBalancerIPModeProxy)},
+				{Hostname: "only-a-name.example"},
+			}},
+			Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}},
+		},
+	}
+}
+
+// fullSlice sets every endpoint field convert.go reads, plus what the transform drops.
+func fullSlice() *discovery.EndpointSlice {
+	return &discovery.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-abc",
+			Labels: map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "endpointslice-controller"},
+			Annotations: map[string]string{
+				state.TriggerTimeAnnotation: "2026-12-06T19:00:00Z",
+				state.AnnotationWeights:     "10.244.1.1=3,10.244.2.1=1",
+				"example.com/other":         "dropped",
+			},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}},
+		},
+		AddressType: discovery.AddressTypeIPv4,
+		Endpoints: []discovery.Endpoint{
+			{Addresses: []string{"10.244.1.1"}, NodeName: ptr("node-a"), Zone: ptr("z1"), Hostname: ptr("web-0"),
+				Conditions:         discovery.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
+				Hints:              &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "z1"}}, ForNodes: []discovery.ForNode{{Name: "node-a"}}},
+				TargetRef:          &v1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-0", UID: "u1"},
+				DeprecatedTopology: map[string]string{"kubernetes.io/hostname": "node-a"}},
+			{Addresses: []string{"10.244.2.1"}, NodeName: ptr("node-b"), Zone: ptr("z2"),
+				Conditions: discovery.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)},
+				Hints:      &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "z2"}}},
+				TargetRef:  &v1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-1"}},
+		},
+		Ports: []discovery.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(v1.ProtocolTCP)},
+			{Name: ptr("dns"), Port: ptr(int32(5353)), Protocol: ptr(v1.ProtocolUDP)}},
+	}
+}
+
+func fullNode() *v1.Node {
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-a", Labels: map[string]string{v1.LabelTopologyZone: "z1"},
+			Annotations:   map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}},
+		Spec: v1.NodeSpec{Taints: []v1.Taint{{Key: "ToBeDeletedByClusterAutoscaler", Effect: v1.TaintEffectNoSchedule}}},
+		Status: v1.NodeStatus{
+			Addresses:  []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.5"}, {Type: v1.NodeExternalIP, Address: "203.0.113.5"}},
+			Images:     []v1.ContainerImage{{Names: []string{"registry.example/big:1"}, SizeBytes: 1 << 30}},
+			Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}},
+		},
+	}
+}
+
+// snapshotOf feeds objects through a Tracker, as the daemon does.
+func snapshotOf(svc *v1.Service, es *discovery.EndpointSlice, n *v1.Node) *state.Snapshot {
+	tr := state.NewTracker(state.Options{NodeName: "node-a"})
+	tr.UpsertNode(n)
+	tr.UpsertService(svc)
+	tr.UpsertEndpointSlice(es)
+	snap, _ := tr.Snapshot()
+	return snap
+}
+
+// TestTransformKeepsWhatConvertReads converts full objects with and without the
+// informer transforms: the ServicePorts, endpoints and node the proxy sees must be
+// identical, and what the transforms drop must be gone.
+func TestTransformKeepsWhatConvertReads(t *testing.T) {
+	svc, es, n := fullService(), fullSlice(), fullNode()
+	want := snapshotOf(svc, es, n)
+	if len(want.Services) != 2 || len(want.Endpoints) != 2 {
+		t.Fatalf("fixture converts to %d ServicePorts / %d endpoint sets, want 2 / 2", len(want.Services), len(want.Endpoints))
+	}
+	ts, te, tn := svc.DeepCopy(), es.DeepCopy(), n.DeepCopy()
+	for _, c := range []struct {
+		f   func(any) (any, error)
+		obj any
+	}{{transformService, ts}, {transformEndpointSlice, te}, {transformNode, tn}} {
+		for range 2 { // idempotent
+			if _, err := c.f(c.obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := snapshotOf(ts, te, tn)
+	if !reflect.DeepEqual(got.Services, want.Services) {
+		t.Errorf("ServicePorts differ after the transform:\n got %+v\nwant %+v", got.Services, want.Services)
+	}
+	if !reflect.DeepEqual(got.Endpoints, want.Endpoints) {
+		t.Errorf("endpoints differ after the transform:\n got %+v\nwant %+v", got.Endpoints, want.Endpoints)
+	}
+	if !reflect.DeepEqual(got.Node, want.Node) {
+		t.Errorf("node differs after the transform:\n got %+v\nwant %+v", got.Node, want.Node)
+	}
+	if !nodeEligibleInputsKept(n, tn) {
+		t.Error("the transform dropped the node's taints or deletion timestamp (daemon/node.go)")
+	}
+	if ts.ManagedFields != nil || te.ManagedFields != nil || tn.ManagedFields != nil {
+		t.Error("managedFields kept")
+	}
+	if _, ok := ts.Annotations["kubectl.kubernetes.io/last-applied-configuration"]; ok || len(ts.Annotations) != 2 {
+		t.Errorf("Service annotations after the transform: %v, want only kproxy.dev/*", ts.Annotations)
+	}
+	if len(te.Annotations) != 2 || te.Annotations[state.TriggerTimeAnnotation] == "" {
+		t.Errorf("EndpointSlice annotations after the transform: %v, want weights and trigger time", te.Annotations)
+	}
+	if te.Endpoints[0].TargetRef != nil || len(tn.Status.Images) != 0 || ts.Status.Conditions != nil {
+		t.Error("target refs, node images or Service conditions kept")
+	}
+}
+
+func nodeEligibleInputsKept(a, b *v1.Node) bool {
+	return reflect.DeepEqual(a.Spec.Taints, b.Spec.Taints) && reflect.DeepEqual(a.DeletionTimestamp, b.DeletionTimestamp)
+}
+
+// TestTransformLeavesOtherObjects passes tombstones and unknown objects through.
+func TestTransformLeavesOtherObjects(t *testing.T) {
+	for _, f := range []func(any) (any, error){transformService, transformEndpointSlice, transformNode} {
+		in := "not an object"
+		if out, err := f(in); err != nil || out != in {
+			t.Fatalf("transform of a foreign object: %v, %v", out, err)
+		}
+	}
+}
