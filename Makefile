@@ -1,8 +1,12 @@
 # kproxy: `make test` installs what the tests need (as root on Debian) and runs them all.
 GO      ?= go
 TIMEOUT ?= 40m
+# VERSION tags the image; deploy/daemonset.yaml runs the same tag.
+VERSION ?= v0.1.0
+IMAGE   ?= kproxy.dev/kproxy:$(VERSION)
+CONTAINER_TOOL ?= docker
 
-.PHONY: all build test test-deps unit vet fmt clean
+.PHONY: all build test test-deps unit vet fmt clean image
 
 all: build
 
@@ -32,6 +36,10 @@ vet:
 
 fmt:
 	gofmt -w cmd internal test
+
+# image builds the container image (Dockerfile) with docker or podman.
+image:
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:
 	rm -rf bin
