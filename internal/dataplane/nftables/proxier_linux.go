@@ -235,8 +235,6 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	return deleteTables(p.nsFD)
 }
 
-func cleanupMode(ctx context.Context, o dataplane.Options) error { return deleteTables(0) }
-
 // deleteTables removes both of kproxy's tables; missing tables are fine.
 func deleteTables(nsFD int) error {
 	var errs []error
