@@ -1,12 +1,12 @@
 #!/bin/sh
-# Builds kube-apiserver and etcd from the Go module proxy for the end-to-end tests
+# Builds kube-apiserver, kubectl and etcd from the Go module proxy for the end-to-end tests
 # (test/e2e/apiserver) and caches them by version. Needs only `go` and the module proxy.
 #
 #   KPROXY_E2E_CACHE  cache directory        (default /var/cache/kproxy-e2e)
 #   KUBE_VERSION      k8s.io/kubernetes tag  (default: v1.X.Y matching k8s.io/api v0.X.Y in go.mod)
 #   ETCD_VERSION      go.etcd.io/etcd tag    (default v3.7.3, the 3.7 line kube-apiserver 1.37 uses)
 #
-# Prints the two binaries' paths (KUBE_APISERVER=... and ETCD=...) on success. Skips a
+# Prints the binaries' paths (KUBE_APISERVER=..., KUBECTL=..., ETCD=...) on success. Skips a
 # build whose binary is already cached. k8s.io/kubernetes cannot be built as a dependency
 # as published: its go.mod requires every k8s.io staging module at v0.0.0 and replaces
 # them with ./staging paths, which a dependency's replaces do not carry. The throwaway
@@ -31,12 +31,18 @@ build() { nice -n 10 go build -trimpath "$@"; }
 
 mkdir -p "$cache/bin"
 apiserver="$cache/bin/kube-apiserver-$KUBE_VERSION"
+kubectl="$cache/bin/kubectl-$KUBE_VERSION"
 etcd="$cache/bin/etcd-$ETCD_VERSION"
+kubesrc="$cache/src/kube-$KUBE_VERSION"
+ver="k8s.io/component-base/version"
+minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+kubeflags="-s -w -X $ver.gitVersion=$KUBE_VERSION -X $ver.gitMajor=1 -X $ver.gitMinor=$minor"
 
-if [ ! -x "$apiserver" ]; then
-	src="$cache/src/kube-apiserver-$KUBE_VERSION"
-	rm -rf "$src" && mkdir -p "$src"
-	cd "$src"
+# kube_module writes the throwaway module both Kubernetes binaries build in.
+kube_module() {
+	[ -f "$kubesrc/go.mod" ] && return 0
+	rm -rf "$kubesrc" && mkdir -p "$kubesrc"
+	cd "$kubesrc"
 	# The published go.mod of k8s.io/kubernetes names the staging modules to replace.
 	kmod=$(GOFLAGS= go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
 		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
@@ -52,13 +58,25 @@ if [ ! -x "$apiserver" ]; then
 			$1 ~ /^k8s\.io\// && $2 == "v0.0.0" && !seen[$1]++ {
 				printf "replace %s => %s %s\n", $1, $1, tag
 			}' "$kmod"
-	} >go.mod
-	echo "build-apiserver: building kube-apiserver $KUBE_VERSION (staging modules at $staging) in $src" >&2
-	ver="k8s.io/component-base/version"
-	minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
-	build -o "$apiserver.tmp" -ldflags "-s -w -X $ver.gitVersion=$KUBE_VERSION -X $ver.gitMajor=1 -X $ver.gitMinor=$minor" \
-		k8s.io/kubernetes/cmd/kube-apiserver
+	} >go.mod.tmp
+	mv go.mod.tmp go.mod
+}
+
+if [ ! -x "$apiserver" ]; then
+	kube_module
+	cd "$kubesrc"
+	echo "build-apiserver: building kube-apiserver $KUBE_VERSION (staging modules at $staging) in $kubesrc" >&2
+	build -o "$apiserver.tmp" -ldflags "$kubeflags" k8s.io/kubernetes/cmd/kube-apiserver
 	mv "$apiserver.tmp" "$apiserver"
+fi
+
+# kubectl runs docs/migration.md's commands in the end-to-end tests.
+if [ ! -x "$kubectl" ]; then
+	kube_module
+	cd "$kubesrc"
+	echo "build-apiserver: building kubectl $KUBE_VERSION in $kubesrc" >&2
+	build -o "$kubectl.tmp" -ldflags "$kubeflags" k8s.io/kubernetes/cmd/kubectl
+	mv "$kubectl.tmp" "$kubectl"
 fi
 
 if [ ! -x "$etcd" ]; then
@@ -98,4 +116,5 @@ if [ ! -x "$etcd" ]; then
 fi
 
 echo "KUBE_APISERVER=$apiserver"
+echo "KUBECTL=$kubectl"
 echo "ETCD=$etcd"
