@@ -44,6 +44,7 @@ func Cleanup(ctx context.Context, c *kpconfig.KubeProxyConfiguration, out io.Wri
 // kube-proxy. Every kernel mode also removes the Service addresses a userspace kproxy
 // left on lo. The userspace mode clears nothing: it runs without privileges, and
 // leaves the kernel's rules to `kproxy --cleanup`. A mode not listed clears nothing.
+// Besides, a mode's own CleanupKubeProxy (nftables: the `kube-proxy` tables) runs.
 var othersAtStart = map[string][]string{
 	"nftables": {"iptables", "ipvs", "userspace"},
 	"iptables": {"nftables", "userspace"},
@@ -60,6 +61,13 @@ func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
 func CleanupOtherModes(ctx context.Context, mode string, opts dataplane.Options) error {
 	log := opts.Log()
 	var errs []error
+	// kube-proxy's rules of the same mode that this mode does not adopt in place.
+	if m, err := dataplane.Lookup(mode); err == nil && m.CleanupKubeProxy != nil {
+		if err := m.CleanupKubeProxy(ctx, opts); err != nil {
+			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "err", err)
+			errs = append(errs, fmt.Errorf("cleanup kube-proxy's %s rules: %w", mode, err))
+		}
+	}
 	for _, name := range OtherModesAtStart(mode) {
 		m, err := dataplane.Lookup(name)
 		if err != nil || m.Cleanup == nil {

@@ -46,10 +46,12 @@ func init() {
 	}
 	dataplane.Register(dataplane.Mode{Name: "start-other-ok", Cleanup: record("start-other-ok", nil)})
 	dataplane.Register(dataplane.Mode{Name: "start-other-stuck", Cleanup: record("start-other-stuck", errors.New("chain busy"))})
-	dataplane.Register(dataplane.Mode{Name: "start-self", Cleanup: record("start-self", nil)})
+	dataplane.Register(dataplane.Mode{Name: "start-self", Cleanup: record("start-self", nil),
+		CleanupKubeProxy: record("start-self-kube-proxy", nil)})
 }
 
-// CleanupOtherModes runs each listed mode's Cleanup (never the starting mode's own),
+// CleanupOtherModes runs the starting mode's CleanupKubeProxy and each listed mode's
+// Cleanup (never the starting mode's own Cleanup, which would drop its live rules),
 // skips modes not linked in, goes on past a failure and reports it once, naming it.
 func TestCleanupOtherModesRunsEachOthersCleanup(t *testing.T) {
 	othersAtStart["start-self"] = []string{"start-other-stuck", "not-linked", "start-other-ok"}
@@ -57,8 +59,8 @@ func TestCleanupOtherModesRunsEachOthersCleanup(t *testing.T) {
 	startCleaned = nil
 	var logs bytes.Buffer
 	err := CleanupOtherModes(t.Context(), "start-self", dataplane.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if !slices.Equal(startCleaned, []string{"start-other-stuck", "start-other-ok"}) {
-		t.Errorf("cleaned %v, want start-other-stuck then start-other-ok", startCleaned)
+	if want := []string{"start-self-kube-proxy", "start-other-stuck", "start-other-ok"}; !slices.Equal(startCleaned, want) {
+		t.Errorf("cleaned %v, want %v", startCleaned, want)
 	}
 	if err == nil || !strings.Contains(err.Error(), "start-other-stuck") || !strings.Contains(err.Error(), "chain busy") {
 		t.Errorf("err = %v, want one naming start-other-stuck and its cause", err)

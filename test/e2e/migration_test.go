@@ -266,3 +266,31 @@ func TestStopLeavesKubeProxyLayoutServing(t *testing.T) {
 		t.Fatalf("after --cleanup:\n%s", left)
 	}
 }
+
+// Starting in nftables mode removes kube-proxy's nftables tables (kproxy writes its
+// own "kproxy" tables, so kube-proxy's would go on answering with stale rules), and
+// a kproxy restart keeps its own table: no connection fails across it.
+func TestNftablesStartRemovesKubeProxyTablesAndKeepsItsOwn(t *testing.T) {
+	netns.RequireRoot(t)
+	c := newCluster(t, nftablesMode(), 2)
+	f := filepath.Join(t.TempDir(), "kube-proxy.nft")
+	old := "table ip kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
+		"table ip6 kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n"
+	if err := os.WriteFile(f, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.env.Node.MustRun(t, "nft", "-f", f)
+	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
+	c.start()
+	c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
+	if out := c.env.Node.MustRun(t, "nft", "list", "tables"); strings.Contains(out, "kube-proxy") {
+		t.Fatalf("kube-proxy's tables left after kproxy started in nftables mode:\n%s", out)
+	}
+	p := probe(c.client, "10.96.0.10:80")
+	c.stop()
+	c.start()
+	time.Sleep(2 * time.Second)
+	if ok, failed, firstErr := p.finish(); failed > 0 || ok < 10 {
+		t.Fatalf("across a kproxy restart: %d connections ok, %d failed (first: %v)", ok, failed, firstErr)
+	}
+}

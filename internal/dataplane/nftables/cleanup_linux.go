@@ -18,6 +18,11 @@ import (
 // to any kproxy mode keeps no stale rules.
 const kubeProxyTable = "kube-proxy"
 
+func init() {
+	dataplane.Register(dataplane.Mode{Name: ModeName, New: New, Cleanup: cleanupMode,
+		CleanupKubeProxy: func(context.Context, dataplane.Options) error { return deleteForeignTables(0, kubeProxyTable) }})
+}
+
 // cleanupMode is the mode's Cleanup (kproxy --cleanup, and the start of another
 // mode): kproxy's own tables and kube-proxy's.
 func cleanupMode(ctx context.Context, o dataplane.Options) error {

@@ -22,10 +22,6 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 )
 
-func init() {
-	dataplane.Register(dataplane.Mode{Name: ModeName, New: New, Cleanup: cleanupMode})
-}
-
 // Proxier is the nftables dataplane.
 type Proxier struct {
 	log     *slog.Logger
