@@ -6,7 +6,7 @@ VERSION ?= v0.1.0
 IMAGE   ?= kproxy.dev/kproxy:$(VERSION)
 CONTAINER_TOOL ?= docker
 
-.PHONY: all build test test-deps unit vet fmt clean image
+.PHONY: all build test test-deps unit vet fmt clean image e2e
 
 all: build
 
@@ -25,6 +25,15 @@ test-deps:
 # test also runs vet and the gofmt check, so CI holds the code to them.
 test: test-deps vet
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+
+# e2e runs test/e2e/apiserver: kproxy against a real kube-apiserver and etcd, which
+# scripts/build-apiserver.sh builds from the Go module proxy and caches by version in
+# $${KPROXY_E2E_CACHE:-/var/cache/kproxy-e2e}. The first run builds for a long time;
+# later runs start at once. CI runs it after `make test`. Needs root (namespaces).
+e2e:
+	sh scripts/build-apiserver.sh
+	$(GO) vet -tags e2e_apiserver ./test/e2e/apiserver/
+	$(GO) test -count=1 -tags e2e_apiserver -timeout 20m -v ./test/e2e/apiserver/
 
 # unit runs the tests that need neither root nor the kernel's NAT facilities.
 unit:
