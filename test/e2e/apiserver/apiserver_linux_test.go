@@ -32,11 +32,14 @@ type suite struct {
 	client   *netns.NS
 	cp       *controlPlane
 	kproxy   *process
+	// wait bounds each eventually; client-go's re-list backoff after an API server
+	// outage needs longer than a watch event.
+	wait time.Duration
 }
 
 func newSuite(t *testing.T) *suite {
 	t.Helper()
-	s := &suite{t: t, env: netns.New(t, "apisrv")}
+	s := &suite{t: t, env: netns.New(t, "apisrv"), wait: 20 * time.Second}
 	for i := 0; i < 2; i++ {
 		be := s.env.AddBackend(fmt.Sprintf("be%d", i))
 		be.ServeTCP(t, backendPort)
@@ -85,7 +88,7 @@ func (s *suite) startKproxy() {
 
 func (s *suite) eventually(what string, f func() error) {
 	s.t.Helper()
-	if err := netns.Eventually(context.Background(), 20*time.Second, f); err != nil {
+	if err := netns.Eventually(context.Background(), s.wait, f); err != nil {
 		s.t.Fatalf("%s: %v", what, err)
 	}
 }
@@ -206,6 +209,8 @@ func TestKproxyAgainstRealAPIServer(t *testing.T) {
 		// The rules stay while the API server is away.
 		s.answersFrom("10.96.0.10:81", be0)
 		s.cp.startAPIServer()
+		s.wait = 90 * time.Second
+		defer func() { s.wait = 20 * time.Second }()
 		create(t, s.cp.admin, service("after-restart", "10.96.0.40", 80, nil), endpointSlice("after-restart", ipsOf(be0, be1), nil))
 		s.answersFrom("10.96.0.40:80", be0, be1)
 		if !s.kproxy.running() {

@@ -150,7 +150,7 @@ func (cp *controlPlane) startAPIServer() {
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", p.path("sa.pub"), "--service-account-signing-key-file", p.path("sa.key"),
 		"--service-cluster-ip-range", "10.96.0.0/16",
-		"--allow-privileged", "true", "--enable-priority-and-fairness=false", "--profiling=false")
+		"--allow-privileged", "true", "--profiling=false")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	err := netns.Eventually(ctx, 90*time.Second, func() error {
