@@ -1,7 +1,7 @@
 #!/bin/sh
 # Fetches the Debian kernel that the IPVS VM tests boot under qemu (the host kernel has
 # no IPVS). Idempotent: does nothing when the cache already holds an extracted kernel.
-# The cache is $KPROXY_VM_CACHE, default /var/cache/kproxy-vm; internal/testing/vm reads
+# The cache is $KPROXY_VM_CACHE, default /var/cache/kproxy-vm; internal/vm reads
 # the same place.
 set -eu
 CACHE=${KPROXY_VM_CACHE:-/var/cache/kproxy-vm}

@@ -81,7 +81,7 @@ func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, stageErr(StageNew, err)
 	}
-	dp, err := mode.New(dataplane.Options{Config: benchConfig(s.Mode), NodeName: "bench-node"})
+	dp, err := dataplane.Build(mode, dataplane.Options{Config: benchConfig(s.Mode), NodeName: "bench-node"})
 	if err != nil {
 		return nil, stageErr(StageNew, fmt.Errorf("mode %s: %w", s.Mode, err))
 	}
@@ -103,7 +103,7 @@ type measurer struct {
 }
 
 func (m *measurer) run(ctx context.Context) error {
-	b, benchable := m.dp.(dataplane.Bencher)
+	b, benchable := dataplane.As[dataplane.Bencher](m.dp)
 	snap, cs := m.w.Initial()
 	m.snap = snap
 	if benchable {

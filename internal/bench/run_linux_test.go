@@ -37,9 +37,9 @@ func TestMain(m *testing.M) {
 }
 
 func init() {
-	dataplane.Register(dataplane.Mode{Name: "benchfake", New: func(dataplane.Options) (dataplane.Dataplane, error) { return &fakeDP{}, nil }})
-	dataplane.Register(dataplane.Mode{Name: "benchfake-plain", New: func(dataplane.Options) (dataplane.Dataplane, error) { return &plainDP{}, nil }})
-	dataplane.Register(dataplane.Mode{Name: "benchfake-nokernel", New: func(dataplane.Options) (dataplane.Dataplane, error) {
+	dataplane.Register(dataplane.Mode{Name: "benchfake", New: func(dataplane.Options) (dataplane.Programmer, error) { return &fakeDP{}, nil }})
+	dataplane.Register(dataplane.Mode{Name: "benchfake-plain", New: func(dataplane.Options) (dataplane.Programmer, error) { return &plainDP{}, nil }})
+	dataplane.Register(dataplane.Mode{Name: "benchfake-nokernel", New: func(dataplane.Options) (dataplane.Programmer, error) {
 		return nil, errors.New("kernel lacks the fake facility: load module fake")
 	}})
 }
@@ -48,18 +48,19 @@ func init() {
 // namespace (the veth only exists there), which proves the re-exec landed there.
 type plainDP struct{ synced int }
 
-func (p *plainDP) Sync(_ context.Context, snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
+func (p *plainDP) Apply(_ context.Context, req *dataplane.Request) (dataplane.Applied, error) {
+	snap := req.Snapshot
 	if _, err := netlink.LinkByName(nodeLink); err != nil {
-		return dataplane.SyncStats{}, fmt.Errorf("not inside the bench namespace: %w", err)
+		return dataplane.Applied{}, fmt.Errorf("not inside the bench namespace: %w", err)
 	}
-	if p.synced == 0 && len(cs.Ports) != len(snap.Services) {
-		return dataplane.SyncStats{}, fmt.Errorf("first sync got %d changed of %d", len(cs.Ports), len(snap.Services))
+	if p.synced == 0 && (!req.Full || len(req.Changed) != len(snap.Services)) {
+		return dataplane.Applied{}, fmt.Errorf("first sync got %d changed of %d (full=%v)", len(req.Changed), len(snap.Services), req.Full)
 	}
-	if p.synced > 0 && len(cs.Ports) != 2 {
-		return dataplane.SyncStats{}, fmt.Errorf("partial sync got %d changed ports, want 2", len(cs.Ports))
+	if p.synced > 0 && len(req.Changed) != 2 {
+		return dataplane.Applied{}, fmt.Errorf("partial sync got %d changed ports, want 2", len(req.Changed))
 	}
 	p.synced++
-	return dataplane.SyncStats{Full: p.synced == 1, Rules: map[string]int{"nat": 2 * len(snap.Services), "filter": 1}}, nil
+	return dataplane.Applied{Rules: map[string]int{"nat": 2 * len(snap.Services), "filter": 1}}, nil
 }
 
 func (p *plainDP) Cleanup(context.Context) error { p.synced = 0; return nil }

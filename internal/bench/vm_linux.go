@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"kproxy.dev/kproxy/internal/testing/vm"
+	"kproxy.dev/kproxy/internal/vm"
 )
 
 // VMOptions say what `bench compare --vm` measures inside the qemu VM.
@@ -39,7 +39,7 @@ const (
 	vmJSONEnd   = "KPROXY-COMPARE-JSON-END"
 )
 
-// RunInVM boots the test kernel of internal/testing/vm with this kproxy binary
+// RunInVM boots the test kernel of internal/vm with this kproxy binary
 // (which must be static: CGO_ENABLED=0), runs `kproxy bench compare --json` for
 // the given modes inside it and returns its results marked Where="vm".
 func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {

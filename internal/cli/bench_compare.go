@@ -52,7 +52,7 @@ matched last, through the real dataplane to a real backend in a second
 namespace, and the CPU seconds of kproxy and of the kernel-apply tools during
 the syncs. Prints the figures next to the commonly quoted ones. Needs root.
 
---vm measures ipvs inside the qemu VM of internal/testing/vm (the host kernel
+--vm measures ipvs inside the qemu VM of internal/vm (the host kernel
 may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 		Example: "  kproxy bench compare --services 1000,10000 --json --plot docs/compare.svg",
 		Args:    cobra.NoArgs,

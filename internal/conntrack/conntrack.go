@@ -3,8 +3,8 @@
 // its own while the client keeps sending, so without this a client whose endpoint went
 // away keeps being NATed to it. Deletion goes through netlink, never the conntrack CLI.
 //
-// Every dataplane that NATs in the kernel (iptables, nftables, ipvs) calls
-// CleanStale after a successful sync with state.StaleUDPEndpoints(prev, cur, changes).
+// The proxier core (internal/dataplane) calls Clean after every successful sync of a
+// mode that NATs in the kernel (iptables, nftables, ipvs); no mode calls it itself.
 package conntrack
 
 import (
@@ -37,6 +37,33 @@ func (f Filter) String() string {
 		ep = f.Endpoint.String()
 	}
 	return fmt.Sprintf("proto %d dst %s:%d reply-src %s", f.Protocol, dst, f.OrigDstPort, ep)
+}
+
+// Matches reports whether the filter selects a flow of protocol proto whose original
+// destination is origDst and whose reply comes from replySrc (the endpoint it was
+// NATed to). The reply source port is compared too, so a flow to the same pod IP on
+// another port survives. The netlink deleter and the test fake both use it.
+func (f Filter) Matches(proto uint8, origDst, replySrc netip.AddrPort) bool {
+	if proto != f.Protocol || origDst.Port() != f.OrigDstPort {
+		return false
+	}
+	if f.OrigDst.IsValid() && origDst.Addr().Unmap() != f.OrigDst.Unmap() {
+		return false
+	}
+	if !f.Endpoint.IsValid() {
+		return true
+	}
+	return replySrc.Addr().Unmap() == f.Endpoint.Addr().Unmap() && replySrc.Port() == f.Endpoint.Port()
+}
+
+// IPv4 reports which conntrack table (family) the filter applies to: an IPv4 one
+// unless its endpoint or destination is IPv6. NodePort filters without an endpoint
+// name no address and go to the IPv4 table.
+func (f Filter) IPv4() bool {
+	if f.Endpoint.IsValid() {
+		return f.Endpoint.Addr().Unmap().Is4()
+	}
+	return !f.OrigDst.IsValid() || f.OrigDst.Unmap().Is4()
 }
 
 // Deleter deletes the flows matching any of the filters and returns how many it

@@ -50,13 +50,13 @@ func TestFiltersForSkipsTCP(t *testing.T) {
 }
 
 func TestCleanStaleReportsFailureWithFilter(t *testing.T) {
-	f := &Fake{Err: errors.New("boom")}
+	f := &failingDeleter{}
 	_, err := CleanStale(f, []state.StaleFlow{staleFlow(v1.ProtocolUDP, 0)})
 	if err == nil || !strings.Contains(err.Error(), "10.96.0.10:53") {
 		t.Fatalf("error should name the filter, got %v", err)
 	}
-	if len(f.Filters()) != 2 {
-		t.Fatalf("want 2 filters recorded, got %v", f.Filters())
+	if len(f.got) != 2 {
+		t.Fatalf("want 2 filters in one call, got %v", f.got)
 	}
 }
 
@@ -68,5 +68,42 @@ func TestFiltersForNewlyServedMatchAnyReplySource(t *testing.T) {
 	}
 	if got := FiltersForNewlyServed([]*state.ServicePort{staleFlow(v1.ProtocolTCP, 0).Port}); len(got) != 0 {
 		t.Fatalf("TCP: got %v", got)
+	}
+}
+
+// failingDeleter records the filters and fails (fakeconntrack.Table is the stateful
+// fake; it cannot be used here without an import cycle).
+type failingDeleter struct{ got []Filter }
+
+func (d *failingDeleter) Delete(filters []Filter) (uint, error) {
+	d.got = append(d.got, filters...)
+	return 0, errors.New("boom")
+}
+
+func TestFilterMatches(t *testing.T) {
+	vip := netip.MustParseAddrPort("10.96.0.10:53")
+	ep := netip.MustParseAddrPort("10.244.1.5:5353")
+	f := Filter{Protocol: 17, OrigDst: vip.Addr(), OrigDstPort: 53, Endpoint: ep}
+	cases := []struct {
+		name          string
+		proto         uint8
+		dst, replySrc netip.AddrPort
+		want          bool
+	}{
+		{"same flow", 17, vip, ep, true},
+		{"other protocol", 6, vip, ep, false},
+		{"other service port", 17, netip.MustParseAddrPort("10.96.0.10:54"), ep, false},
+		{"other service address", 17, netip.MustParseAddrPort("10.96.0.11:53"), ep, false},
+		{"other endpoint port", 17, vip, netip.MustParseAddrPort("10.244.1.5:5354"), false},
+		{"v4-mapped destination", 17, netip.MustParseAddrPort("[::ffff:10.96.0.10]:53"), ep, true},
+	}
+	for _, c := range cases {
+		if got := f.Matches(c.proto, c.dst, c.replySrc); got != c.want {
+			t.Errorf("%s: Matches = %v, want %v", c.name, got, c.want)
+		}
+	}
+	nodePort := Filter{Protocol: 17, OrigDstPort: 30053}
+	if !nodePort.Matches(17, netip.MustParseAddrPort("192.168.1.1:30053"), ep) || !nodePort.IPv4() {
+		t.Error("a filter without addresses must match any destination, in the IPv4 table")
 	}
 }

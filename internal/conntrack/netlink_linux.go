@@ -19,7 +19,7 @@ type netlinkDeleter struct{}
 func (netlinkDeleter) Delete(filters []Filter) (uint, error) {
 	var v4, v6 []netlink.CustomConntrackFilter
 	for _, f := range filters {
-		if f.family4() {
+		if f.IPv4() {
 			v4 = append(v4, f)
 		} else {
 			v6 = append(v6, f)
@@ -43,32 +43,15 @@ func (netlinkDeleter) Delete(filters []Filter) (uint, error) {
 	return total, errors.Join(errs...)
 }
 
-// MatchConntrackFlow makes Filter a netlink.CustomConntrackFilter. The reply source
-// port is compared too, so a flow to the same pod IP on another port survives.
+// MatchConntrackFlow makes Filter a netlink.CustomConntrackFilter (see Matches).
 func (f Filter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
-	if flow.Forward.Protocol != f.Protocol {
-		return false
-	}
-	if flow.Forward.DstPort != f.OrigDstPort {
-		return false
-	}
-	if f.OrigDst.IsValid() && !ipEqual(flow.Forward.DstIP, f.OrigDst) {
-		return false
-	}
-	if !f.Endpoint.IsValid() {
-		return true
-	}
-	return ipEqual(flow.Reverse.SrcIP, f.Endpoint.Addr()) && flow.Reverse.SrcPort == f.Endpoint.Port()
+	return f.Matches(flow.Forward.Protocol, addrPort(flow.Forward.DstIP, flow.Forward.DstPort),
+		addrPort(flow.Reverse.SrcIP, flow.Reverse.SrcPort))
 }
 
-func (f Filter) family4() bool {
-	if f.Endpoint.IsValid() {
-		return f.Endpoint.Addr().Unmap().Is4()
-	}
-	return !f.OrigDst.IsValid() || f.OrigDst.Unmap().Is4()
-}
-
-func ipEqual(ip net.IP, a netip.Addr) bool {
-	b, ok := netip.AddrFromSlice(ip)
-	return ok && b.Unmap() == a.Unmap()
+// addrPort converts a netlink address; an unparsable one becomes the invalid
+// address, which no filter address equals.
+func addrPort(ip net.IP, port uint16) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(a, port)
 }

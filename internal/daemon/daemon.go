@@ -120,11 +120,14 @@ func build(o Options) (*daemon, source.Source, error) {
 	syncPeriod, minSync := config.SyncPeriods(o.Config)
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod,
 		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
-	d.dp, err = m.New(dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
+	d.dp, err = dataplane.Build(m, dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
 		ProxyHealthy: func() bool { return d.health.Health().Healthy }})
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy mode %s: %w", d.mode, err)
 	}
+	// The runner runs every syncPeriod: the core then checks the kernel's rules for
+	// damage and forces a full sync only once an hour (kube-proxy's
+	// FullSyncPeriod); a failed sync is retried with backoff up to syncPeriod.
 	d.runner = runner.New(runner.Options{Fn: d.sync, MinInterval: minSync, MaxInterval: syncPeriod,
 		RetryMin: max(minSync, time.Second), RetryMax: syncPeriod, OnResult: d.logResult})
 	d.tracker = state.NewTracker(state.Options{NodeName: nodeName, ValidateScheduler: lb.Validate,
@@ -206,7 +209,7 @@ func started(ch <-chan struct{}) bool {
 // drain lets a mode that carries connections itself finish them; kernel modes keep
 // their rules on exit so that traffic flows while kproxy restarts, as kube-proxy's do.
 func (d *daemon) drain() {
-	dr, ok := d.dp.(dataplane.Drainer)
+	dr, ok := dataplane.As[dataplane.Drainer](d.dp)
 	if !ok {
 		return
 	}

@@ -35,22 +35,22 @@ type fakeDP struct {
 	synced   chan struct{}
 }
 
-func (f *fakeDP) Sync(_ context.Context, snap *state.Snapshot, _ state.ChangeSet) (dataplane.SyncStats, error) {
+func (f *fakeDP) Apply(_ context.Context, req *dataplane.Request) (dataplane.Applied, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failNext > 0 {
 		f.failNext--
-		return dataplane.SyncStats{}, errors.New("injected failure")
+		return dataplane.Applied{}, errors.New("injected failure")
 	}
-	f.syncs = append(f.syncs, snap)
+	f.syncs = append(f.syncs, req.Snapshot)
 	select {
 	case f.synced <- struct{}{}:
 	default:
 	}
 	if f.partial {
-		return dataplane.SyncStats{Full: true}, &dataplane.PartialError{Errs: []error{errors.New("service default/web: no address")}}
+		return dataplane.Applied{}, &dataplane.PartialError{Errs: []error{errors.New("service default/web: no address")}}
 	}
-	return dataplane.SyncStats{Full: true}, nil
+	return dataplane.Applied{}, nil
 }
 
 func (f *fakeDP) Cleanup(context.Context) error { return nil }
@@ -88,19 +88,19 @@ var (
 
 func init() {
 	dataplane.Register(dataplane.Mode{Name: "core-fake",
-		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return plainDP, nil },
+		New:     func(dataplane.Options) (dataplane.Programmer, error) { return plainDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-failing",
-		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return failingDP, nil },
+		New:     func(dataplane.Options) (dataplane.Programmer, error) { return failingDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-partial",
-		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return partialDP, nil },
+		New:     func(dataplane.Options) (dataplane.Programmer, error) { return partialDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-kube",
-		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return kubeDP, nil },
+		New:     func(dataplane.Options) (dataplane.Programmer, error) { return kubeDP, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-list",
-		New:     func(dataplane.Options) (dataplane.Dataplane, error) { return listingDP{listDP}, nil },
+		New:     func(dataplane.Options) (dataplane.Programmer, error) { return listingDP{listDP}, nil },
 		Cleanup: func(context.Context, dataplane.Options) error { return cleanFail }})
 }
 

@@ -68,7 +68,7 @@ func (d *daemon) startServers() (stop func(), err error) {
 func (d *daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /list", func(w http.ResponseWriter, r *http.Request) {
-		l, ok := d.dp.(dataplane.Lister)
+		l, ok := dataplane.As[dataplane.Lister](d.dp)
 		if !ok {
 			http.Error(w, fmt.Sprintf("proxy mode %s cannot list its virtual services", d.mode), http.StatusNotImplemented)
 			return

@@ -24,6 +24,12 @@ func (d *daemon) sync(ctx context.Context) error {
 	start := time.Now()
 	stats, err := d.dp.Sync(ctx, snap, cs)
 	end := time.Now()
+	if stats.Skipped {
+		// Nothing changed, nothing damaged, the hourly full sync not due: the
+		// periodic run checked the kernel and wrote nothing.
+		d.health.Updated()
+		return nil
+	}
 	partial := dataplane.IsPartial(err)
 	res := metrics.SyncResult{Start: start, End: end, Stats: stats, Changes: cs, Err: err}
 	if partial {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ type SyncStats struct {
 	// NoLocalEndpoints counts Services with Local policy but no local endpoint, by
 	// traffic_policy ("internal", "external").
 	NoLocalEndpoints map[string]int
+	// Skipped is true when the core found nothing to do (no change, no damage, the
+	// full sync period not over): no sync happened and no metric is recorded.
+	Skipped bool
 }
 
 // TotalRules sums Rules over all tables.
@@ -78,9 +82,13 @@ func (o Options) Log() *slog.Logger {
 // Mode describes one registered proxy mode.
 type Mode struct {
 	Name string
-	// New builds the dataplane. It checks what the kernel must offer and returns an
-	// error that says how to fix what is missing.
-	New func(o Options) (Dataplane, error)
+	// New builds the mode's Programmer. It checks what the kernel must offer and
+	// returns an error that says how to fix what is missing. Build wraps it in the
+	// core.
+	New func(o Options) (Programmer, error)
+	// KernelNAT says the mode NATs in the kernel, so the core deletes conntrack
+	// entries of stale flows after each sync.
+	KernelNAT bool
 	// Cleanup removes what this mode (or a kube-proxy in the same layout) left
 	// behind, without a running daemon. It must succeed when there is nothing to do.
 	Cleanup func(ctx context.Context, o Options) error
@@ -93,6 +101,9 @@ type Mode struct {
 var (
 	mu    sync.RWMutex
 	modes = map[string]Mode{}
+	// linuxOnly are the modes built only on Linux, named in Lookup's error
+	// elsewhere.
+	linuxOnly = map[string]bool{"iptables": true, "ipvs": true, "nftables": true, "ebpf": true}
 )
 
 // Register adds a mode; it panics on a duplicate name (a programming error).
@@ -110,6 +121,9 @@ func Lookup(name string) (Mode, error) {
 	mu.RLock()
 	defer mu.RUnlock()
 	m, ok := modes[name]
+	if !ok && linuxOnly[name] && runtime.GOOS != "linux" {
+		return Mode{}, fmt.Errorf("proxy mode %q needs Linux (this is %s; available here: %v)", name, runtime.GOOS, namesLocked())
+	}
 	if !ok {
 		return Mode{}, fmt.Errorf("proxy mode %q is not available (available: %v)", name, namesLocked())
 	}
@@ -180,7 +194,6 @@ type Stats struct {
 // be pure (no kernel access); BaselineApply loads the rendered ruleset with the
 // kernel's own tool into empty state, the reference a sync is compared with.
 type Bencher interface {
-	Dataplane
 	Render(snap *state.Snapshot) (rules int, err error)
 	BaselineApply(ctx context.Context, snap *state.Snapshot) (time.Duration, error)
 }

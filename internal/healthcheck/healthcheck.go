@@ -158,8 +158,11 @@ func (s *Server) Update(entries map[Service]Entry) error {
 	return errors.Join(errs...)
 }
 
-// Close shuts every port.
+// Close shuts every port. A nil Server does nothing.
 func (s *Server) Close() {
+	if s == nil {
+		return
+	}
 	s.Update(nil)
 	s.mu.Lock()
 	s.stale = true

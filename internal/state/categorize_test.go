@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
-
-	v1 "k8s.io/api/core/v1"
 )
 
 // ep builds an Endpoint: name is the last octet, so "1" is 10.0.0.1.
@@ -203,33 +201,5 @@ func TestSnapshotCategorize(t *testing.T) {
 	}
 	if got := snap.Categorize(portName("ns", "missing", "")); got.HasAny || got.Cluster != nil {
 		t.Fatalf("missing port %+v", got)
-	}
-}
-
-func TestStaleUDPEndpoints(t *testing.T) {
-	udp := ServicePortName{Namespace: "ns", Name: "dns", Port: "dns", Protocol: v1.ProtocolUDP}
-	gone := ServicePortName{Namespace: "ns", Name: "old", Port: "dns", Protocol: v1.ProtocolUDP}
-	tcp := portName("ns", "web", "http")
-	prev := &Snapshot{
-		Services: map[ServicePortName]*ServicePort{udp: {Name: udp}, gone: {Name: gone}, tcp: {Name: tcp}},
-		Endpoints: map[ServicePortName][]Endpoint{
-			udp: eps(readyEP(1), readyEP(2)), gone: eps(readyEP(3)), tcp: eps(readyEP(4)),
-		},
-	}
-	cur := &Snapshot{
-		Services:  map[ServicePortName]*ServicePort{udp: {Name: udp}, tcp: {Name: tcp}},
-		Endpoints: map[ServicePortName][]Endpoint{udp: eps(readyEP(2), readyEP(5)), tcp: nil},
-	}
-	changes := ChangeSet{Ports: map[ServicePortName]struct{}{udp: {}, gone: {}, tcp: {}}}
-	got := map[string]bool{}
-	for _, f := range StaleUDPEndpoints(prev, cur, changes) {
-		got[f.Port.Name.Name+" "+f.Endpoint.String()] = true
-	}
-	want := map[string]bool{"dns 10.0.0.1:80": true, "old 10.0.0.3:80": true}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("stale %v, want %v", got, want)
-	}
-	if StaleUDPEndpoints(nil, cur, changes) != nil {
-		t.Fatal("no previous snapshot: nothing is stale")
 	}
 }

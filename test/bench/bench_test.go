@@ -20,7 +20,7 @@ import (
 	"kproxy.dev/kproxy/internal/cli"
 	"kproxy.dev/kproxy/internal/dataplane"
 	_ "kproxy.dev/kproxy/internal/dataplane/all"
-	"kproxy.dev/kproxy/internal/testing/vm"
+	"kproxy.dev/kproxy/internal/vm"
 )
 
 // TestMain lets this test binary be the kproxy that bench re-execs inside the

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"kproxy.dev/kproxy/internal/testing/netns"
@@ -20,8 +21,16 @@ type service struct {
 	// HealthCheckNodePort makes it a LoadBalancer Service with
 	// externalTrafficPolicy Local.
 	HealthCheckNodePort int
-	// LocalEndpoints puts the endpoints on this node rather than another one.
+	// LocalEndpoints puts the endpoints on this node rather than another one;
+	// Local puts only these on this node.
 	LocalEndpoints bool
+	Local          []*netns.NS
+	// InternalLocal sets internalTrafficPolicy Local.
+	InternalLocal bool
+	// Terminating marks every endpoint serving and terminating, not ready.
+	Terminating bool
+	// Zones gives endpoints a zone hint (PreferClose), by backend.
+	Zones map[*netns.NS]string
 	// ExternalIP is added to spec.externalIPs.
 	ExternalIP string
 	// LoadBalancerIP makes it a LoadBalancer Service with this ingress IP, open to
@@ -62,6 +71,12 @@ spec:
 `, s.Name, typ, s.ClusterIP, s.ClusterIP)
 	if s.Affinity {
 		b.WriteString("  sessionAffinity: ClientIP\n")
+	}
+	if s.InternalLocal {
+		b.WriteString("  internalTrafficPolicy: Local\n")
+	}
+	if len(s.Zones) > 0 {
+		b.WriteString("  trafficDistribution: PreferClose\n")
 	}
 	if s.HealthCheckNodePort != 0 {
 		fmt.Fprintf(&b, "  externalTrafficPolicy: Local\n  healthCheckNodePort: %d\n", s.HealthCheckNodePort)
@@ -105,8 +120,19 @@ endpoints:`, s.Name, s.Name, proto, target)
 	if s.LocalEndpoints {
 		node = nodeName
 	}
+	conds := "{ready: true}"
+	if s.Terminating {
+		conds = "{ready: false, serving: true, terminating: true}"
+	}
 	for _, e := range s.Endpoints {
-		fmt.Fprintf(&b, "- addresses: [%s]\n  conditions: {ready: true}\n  nodeName: %s\n", e.IP, node)
+		n := node
+		if slices.Contains(s.Local, e) {
+			n = nodeName
+		}
+		fmt.Fprintf(&b, "- addresses: [%s]\n  conditions: %s\n  nodeName: %s\n", e.IP, conds, n)
+		if z := s.Zones[e]; z != "" {
+			fmt.Fprintf(&b, "  zone: %s\n  hints:\n    forZones: [{name: %s}]\n", z, z)
+		}
 	}
 	return b.String()
 }

@@ -21,11 +21,11 @@ func (p *Proxier) Render(snap *state.Snapshot) (int, error) {
 
 // BaselineApply empties the filter and nat tables, then times a plain
 // iptables-restore (no --noflush) of the same ruleset: the reference kproxy's own
-// cold sync is compared with. The next Sync is a full one.
+// cold sync is compared with. The next Apply is a full one.
 func (p *Proxier) BaselineApply(ctx context.Context, snap *state.Snapshot) (time.Duration, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.needFull = true
+	p.synced = false
 	cfg, err := p.renderConfig(snap)
 	if err != nil {
 		return 0, err

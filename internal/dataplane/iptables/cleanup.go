@@ -62,15 +62,12 @@ func CleanupAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Cleanup removes everything this Proxier programmed, in its own backend, and
-// closes the health-check ports. The next Sync is a full one.
+// Cleanup removes everything this Proxier programmed, in its own backend. The next
+// Apply is a full one.
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.c.Health != nil {
-		p.c.Health.Close()
-	}
-	p.needFull = true
+	p.synced = false
 	p.applied = map[state.ServicePortName]*ServiceRules{}
 	return cleanupBackend(ctx, p.c.Runner)
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -60,52 +60,28 @@ func testRenderConfig() RenderConfig {
 	return RenderConfig{MasqueradeBit: 14, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
 }
 
-// fakeRunner records restore input and serves iptables-save output from a fake
-// kernel that applies nothing: tests that need a real kernel use ExecRunner.
-type fakeRunner struct {
-	mu       sync.Mutex
-	restores []string
-	saves    map[string]string
-	fail     error
-	missing  map[string]bool // table -> canary missing
-	checks   int
+// coreProxier drives a Proxier through the proxier core, as the daemon does.
+type coreProxier struct {
+	*Proxier
+	core *dataplane.Core
 }
 
-func (f *fakeRunner) Restore(_ context.Context, input []byte, _ bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.restores = append(f.restores, string(input))
-	return f.fail
+func (c coreProxier) Sync(ctx context.Context, snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
+	return c.core.Sync(ctx, snap, cs)
 }
 
-func (f *fakeRunner) Save(_ context.Context, table string) ([]byte, error) {
-	if table == "" {
-		return []byte(f.saves["mangle"] + f.saves["filter"] + f.saves["nat"]), nil
+func (c coreProxier) Cleanup(ctx context.Context) error { return c.core.Cleanup(ctx) }
+
+func withCore(p *Proxier, o dataplane.CoreOptions) coreProxier {
+	if o.Now == nil {
+		now := time.Unix(1000, 0)
+		o.Now = func() time.Time { return now }
 	}
-	return []byte(f.saves[table]), nil
+	return coreProxier{Proxier: p, core: dataplane.NewCore(p, o)}
 }
 
-func (f *fakeRunner) ListChain(_ context.Context, table, chain string) ([]string, bool, error) {
-	f.checks++
-	if chain == "PREROUTING" {
-		if f.missing["jump"] {
-			return nil, true, nil
-		}
-		return []string{"-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"}, true, nil
-	}
-	return nil, !f.missing[table], nil
-}
-
-func (f *fakeRunner) last() string {
-	if len(f.restores) == 0 {
-		return ""
-	}
-	return f.restores[len(f.restores)-1]
-}
-
-func newTestProxier(r Runner) *Proxier {
-	now := time.Unix(1000, 0)
-	return NewProxier(Config{Runner: r, Render: testRenderConfig(), Now: func() time.Time { return now }})
+func newTestProxier(r Runner) coreProxier {
+	return withCore(NewProxier(Config{Runner: r, Render: testRenderConfig()}), dataplane.CoreOptions{})
 }
 
 // linesOf returns the lines of a restore input that mention s.

@@ -95,7 +95,7 @@ func TestKernelRoundTrip(t *testing.T) {
 				}
 			}
 			before := r.count()
-			p.needFull = true
+			p.core.Invalidate()
 			st, err = p.Sync(context.Background(), snap, changes())
 			if err != nil {
 				t.Fatal(err)
@@ -167,7 +167,7 @@ func TestKernelPartialSyncsKeepModelTrue(t *testing.T) {
 				}
 			}
 			before := r.count()
-			p.needFull = true
+			p.core.Invalidate()
 			if _, err := p.Sync(ctx, snapshot(c), changes()); err != nil {
 				t.Fatal(err)
 			}

@@ -10,20 +10,19 @@ import (
 	"strings"
 	"time"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 )
 
 func init() {
 	dataplane.Register(dataplane.Mode{
-		Name:    "iptables",
-		New:     newFromOptions,
-		Cleanup: func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
+		Name:      "iptables",
+		New:       newFromOptions,
+		KernelNAT: true,
+		Cleanup:   func(ctx context.Context, _ dataplane.Options) error { return CleanupAll(ctx) },
 	})
 }
 
-func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
+func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	be, err := DetectBackend(ctx)
@@ -42,8 +41,6 @@ func newFromOptions(o dataplane.Options) (dataplane.Dataplane, error) {
 		}
 	}
 	c.Runner = ExecRunner{Backend: be}
-	c.Conntrack = conntrack.NewDeleter()
-	c.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
 	o.Log().Info("iptables mode", "backend", be)
 	return NewProxier(c), nil
 }
@@ -71,8 +68,5 @@ func configFromOptions(o dataplane.Options) (Config, error) {
 		c.Render.ClusterCIDRs = append(c.Render.ClusterCIDRs, p.Masked())
 	}
 	c.NodePortAddresses = kc.NodePortAddresses
-	if d := kc.IPTables.SyncPeriod.Duration; d > 0 {
-		c.CanaryInterval = d
-	}
 	return c, nil
 }

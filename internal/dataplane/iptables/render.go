@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -36,9 +37,16 @@ func (c RenderConfig) markMasq() string {
 	return fmt.Sprintf("0x%x", uint32(1)<<bit)
 }
 
-// Render computes the whole ruleset for a snapshot. It is pure. Services render
-// independently, so large snapshots are split over the available CPUs.
+// Render computes the whole ruleset for a snapshot. It is pure.
 func Render(snap *state.Snapshot, cfg RenderConfig) *Ruleset {
+	return RenderRequest(dataplane.NewRequest(snap), cfg)
+}
+
+// RenderRequest computes the whole ruleset with the core's categorised endpoints.
+// It is pure. Services render independently, so large snapshots are split over the
+// available CPUs.
+func RenderRequest(req *dataplane.Request, cfg RenderConfig) *Ruleset {
+	snap := req.Snapshot
 	r := renderFixed(cfg)
 	r.Services = make(map[state.ServicePortName]*ServiceRules, len(snap.Services))
 	names := make([]state.ServicePortName, 0, len(snap.Services))
@@ -54,7 +62,7 @@ func Render(snap *state.Snapshot, cfg RenderConfig) *Ruleset {
 			defer wg.Done()
 			rc := newRenderCtx(cfg)
 			for i := w; i < len(names); i += workers {
-				out[i] = rc.service(snap, names[i])
+				out[i] = rc.service(req, names[i])
 			}
 		}(w)
 	}

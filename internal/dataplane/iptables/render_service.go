@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -77,13 +78,14 @@ func (s *svcRender) dispatch(table, chain, spec string) {
 
 // service renders one ServicePort, following kube-proxy's iptables proxier: the
 // endpoint sets come from state's categorisation, never from here.
-func (rc *renderCtx) service(snap *state.Snapshot, n state.ServicePortName) *ServiceRules {
+func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *ServiceRules {
+	snap := req.Snapshot
 	sp := snap.Services[n]
 	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{},
 		clusterIPs: ipv4Only(sp.ClusterIPs), externalIPs: ipv4Only(sp.ExternalIPs), lbIPs: ipv4Only(sp.LoadBalancerIPs)}
 	s.ch = chainsIn(rc.a, s.name, s.proto)
 	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
-	cat := snap.Categorize(n)
+	cat := req.Endpoints(n)
 	p := s.policies(cat)
 	s.dispatchRules(p)
 	if p.usesCluster {
@@ -100,12 +102,6 @@ func (rc *renderCtx) service(snap *state.Snapshot, n state.ServicePortName) *Ser
 	}
 	for _, ep := range cat.AllReachable {
 		s.endpointChain(ep)
-	}
-	if sp.InternalPolicyLocal && len(cat.Local) == 0 && cat.HasAny {
-		s.out.NoLocal = append(s.out.NoLocal, "internal")
-	}
-	if sp.ExternalPolicyLocal && sp.ExternallyAccessible() && len(cat.Local) == 0 && cat.HasAny {
-		s.out.NoLocal = append(s.out.NoLocal, "external")
 	}
 	return s.out
 }

@@ -40,9 +40,6 @@ type ServiceRules struct {
 	// Chains are the port's own chains (KUBE-SVC/SVL/EXT/FW/SEP), all in nat.
 	Chains   []Chain
 	Dispatch []DispatchRule
-	// NoLocal lists the traffic policies ("internal", "external") that are Local but
-	// have no local endpoint.
-	NoLocal []string
 }
 
 // ruleCount counts rules by table.

@@ -12,9 +12,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeipt"
 )
+
+// someoneElse changes the fake kernel's tables behind the proxier's back.
+func someoneElse(t *testing.T, f *fakeipt.Runner, input string) {
+	t.Helper()
+	if err := f.Restore(context.Background(), []byte(input), true); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func twoServices() (*svc, *svc) {
 	a := newSvc("ns", "a", "http", tcp, "10.96.0.1", 80).ep("10.244.1.2:8080", true, false).ep("10.244.1.3:8080", true, false)
@@ -23,7 +32,7 @@ func twoServices() (*svc, *svc) {
 }
 
 func TestPartialSyncWritesOnlyTheChangedService(t *testing.T) {
-	f := &fakeRunner{}
+	f := fakeipt.New()
 	p := newTestProxier(f)
 	a, b := twoServices()
 	if _, err := p.Sync(context.Background(), snapshot(a, b), changes()); err != nil {
@@ -38,7 +47,7 @@ func TestPartialSyncWritesOnlyTheChangedService(t *testing.T) {
 	if st.Full {
 		t.Fatal("want a partial sync")
 	}
-	in := f.last()
+	in := f.LastInput()
 	ch := chainsFor(a.sp.Name)
 	oldSep := endpointChain(a.sp.Name, "10.244.1.3:8080")
 	newSep := endpointChain(a.sp.Name, "10.244.1.9:8080")
@@ -59,7 +68,7 @@ func TestPartialSyncWritesOnlyTheChangedService(t *testing.T) {
 }
 
 func TestPartialSyncInsertsAndDeletesDispatchRules(t *testing.T) {
-	f := &fakeRunner{}
+	f := fakeipt.New()
 	p := newTestProxier(f)
 	a, b := twoServices()
 	if _, err := p.Sync(context.Background(), snapshot(a), changes()); err != nil {
@@ -68,14 +77,14 @@ func TestPartialSyncInsertsAndDeletesDispatchRules(t *testing.T) {
 	if _, err := p.Sync(context.Background(), snapshot(a, b), changes(b.sp.Name)); err != nil {
 		t.Fatal(err)
 	}
-	in := f.last()
+	in := f.LastInput()
 	if got := linesOf(in, "KUBE-SERVICES"); len(got) != 1 || !strings.HasPrefix(got[0], "-I KUBE-SERVICES 1 -d 10.96.0.2/32") {
 		t.Fatalf("adding a Service must insert one rule into KUBE-SERVICES, got %q", got)
 	}
 	if _, err := p.Sync(context.Background(), snapshot(a), changes(b.sp.Name)); err != nil {
 		t.Fatal(err)
 	}
-	in = f.last()
+	in = f.LastInput()
 	if got := linesOf(in, "KUBE-SERVICES"); len(got) != 1 || !strings.HasPrefix(got[0], "-D KUBE-SERVICES -d 10.96.0.2/32") {
 		t.Fatalf("removing a Service must delete its rule, got %q", got)
 	}
@@ -89,7 +98,7 @@ func TestPartialSyncInsertsAndDeletesDispatchRules(t *testing.T) {
 }
 
 func TestServiceLosingEndpointsMovesToReject(t *testing.T) {
-	f := &fakeRunner{}
+	f := fakeipt.New()
 	p := newTestProxier(f)
 	a, _ := twoServices()
 	p.Sync(context.Background(), snapshot(a), changes())
@@ -97,7 +106,7 @@ func TestServiceLosingEndpointsMovesToReject(t *testing.T) {
 	if _, err := p.Sync(context.Background(), snapshot(empty), changes(a.sp.Name)); err != nil {
 		t.Fatal(err)
 	}
-	in := f.last()
+	in := f.LastInput()
 	if !strings.Contains(in, "*filter\n") || !strings.Contains(in, "-I KUBE-SERVICES 1 -d 10.96.0.1/32 -p tcp -m comment --comment \"ns/a:http has no endpoints\"") {
 		t.Fatalf("want a REJECT rule inserted in filter KUBE-SERVICES:\n%s", in)
 	}
@@ -105,16 +114,15 @@ func TestServiceLosingEndpointsMovesToReject(t *testing.T) {
 
 func TestFailedRestoreForcesFullSync(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	f := &fakeRunner{}
+	f := fakeipt.New()
 	now := time.Unix(1000, 0)
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Registerer: reg, Now: func() time.Time { return now }})
+	p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig(), Registerer: reg}), dataplane.CoreOptions{Now: func() time.Time { return now }})
 	a, b := twoServices()
 	p.Sync(context.Background(), snapshot(a), changes())
-	f.fail = errors.New("boom")
+	f.FailNext(errors.New("boom"))
 	if _, err := p.Sync(context.Background(), snapshot(a, b), changes(b.sp.Name)); err == nil {
 		t.Fatal("want the restore error")
 	}
-	f.fail = nil
 	st, err := p.Sync(context.Background(), snapshot(a, b), changes())
 	if err != nil || !st.Full {
 		t.Fatalf("after a failure the next sync must be full: %+v %v", st, err)
@@ -132,26 +140,26 @@ func TestFailedRestoreForcesFullSync(t *testing.T) {
 }
 
 func TestMissingCanaryForcesFullSync(t *testing.T) {
-	f := &fakeRunner{missing: map[string]bool{}}
+	f := fakeipt.New()
 	now := time.Unix(1000, 0)
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), CanaryInterval: time.Second, Now: func() time.Time { return now }})
+	p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig()}), dataplane.CoreOptions{CheckInterval: time.Second, Now: func() time.Time { return now }})
 	a, _ := twoServices()
 	p.Sync(context.Background(), snapshot(a), changes())
 	now = now.Add(2 * time.Second)
 	if st, _ := p.Sync(context.Background(), snapshot(a), changes()); st.Full {
 		t.Fatal("canary present: want a partial sync")
 	}
-	checks := f.checks
-	if _, err := p.Sync(context.Background(), snapshot(a), changes(a.sp.Name)); err != nil || f.checks != checks {
-		t.Fatalf("a sync with changes within CanaryInterval must not check the canaries (%d checks)", f.checks-checks)
+	checks := f.ListCalls()
+	if _, err := p.Sync(context.Background(), snapshot(a), changes(a.sp.Name)); err != nil || f.ListCalls() != checks {
+		t.Fatalf("a sync with changes within CanaryInterval must not check the canaries (%d checks)", f.ListCalls()-checks)
 	}
-	f.missing["nat"] = true
+	someoneElse(t, f, "*nat\n-X "+chainCanary+"\nCOMMIT\n")
 	now = now.Add(2 * time.Second)
 	st, err := p.Sync(context.Background(), snapshot(a), changes())
 	if err != nil || !st.Full {
 		t.Fatalf("canary gone: want a full sync, got %+v %v", st, err)
 	}
-	f.missing = map[string]bool{"jump": true}
+	someoneElse(t, f, "*nat\n-F PREROUTING\nCOMMIT\n")
 	now = now.Add(2 * time.Second)
 	st, err = p.Sync(context.Background(), snapshot(a), changes())
 	if err != nil || !st.Full {
@@ -159,24 +167,8 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 	}
 }
 
-func TestStaleUDPFlowsAreDeleted(t *testing.T) {
-	f := &fakeRunner{}
-	ct := &conntrack.Fake{}
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), Conntrack: ct})
-	dns := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.5:5353", true, false).ep("10.244.1.6:5353", true, false)
-	p.Sync(context.Background(), snapshot(dns), changes())
-	dns2 := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
-	if _, err := p.Sync(context.Background(), snapshot(dns2), changes(dns.sp.Name)); err != nil {
-		t.Fatal(err)
-	}
-	got := ct.Filters()
-	if len(got) != 1 || got[0].Endpoint.String() != "10.244.1.5:5353" || got[0].OrigDst.String() != "10.96.0.53" {
-		t.Fatalf("conntrack filters %v, want the removed endpoint's flows to 10.96.0.53:53", got)
-	}
-}
-
 func TestNoLocalEndpointsCounted(t *testing.T) {
-	p := newTestProxier(&fakeRunner{})
+	p := newTestProxier(fakeipt.New())
 	s := newSvc("ns", "itp", "", tcp, "10.96.0.16", 80).ep("10.244.2.2:8080", true, false).
 		with(func(sp *state.ServicePort) { sp.InternalPolicyLocal = true })
 	st, err := p.Sync(context.Background(), snapshot(s), changes())
@@ -188,40 +180,25 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 	}
 }
 
-func TestNewlyServedUDPPortForgetsRejectedFlows(t *testing.T) {
-	ct := &conntrack.Fake{}
-	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), Conntrack: ct})
-	empty := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53)
-	p.Sync(context.Background(), snapshot(empty), changes())
-	served := newSvc("kube-system", "dns", "dns", udp, "10.96.0.53", 53).ep("10.244.1.6:5353", true, false)
-	if _, err := p.Sync(context.Background(), snapshot(served), changes(empty.sp.Name)); err != nil {
-		t.Fatal(err)
-	}
-	got := ct.Filters()
-	if len(got) != 1 || got[0].OrigDst.String() != "10.96.0.53" || got[0].Endpoint.IsValid() {
-		t.Fatalf("filters %v, want every flow to 10.96.0.53:53", got)
-	}
-}
-
 func TestNodePortAddressesSelectLocalAddresses(t *testing.T) {
-	f := &fakeRunner{}
-	p := NewProxier(Config{Runner: f, Render: testRenderConfig(), NodePortAddresses: []string{"192.168.0.0/16"},
+	f := fakeipt.New()
+	p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig(), NodePortAddresses: []string{"192.168.0.0/16"},
 		LocalAddresses: func() ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}, nil
-		}})
+		}}), dataplane.CoreOptions{})
 	np := newSvc("ns", "np", "", tcp, "10.96.0.12", 80).ep("10.244.1.2:8080", true, false).
 		with(func(sp *state.ServicePort) { sp.NodePort = 30012 })
 	if _, err := p.Sync(context.Background(), snapshot(np), changes()); err != nil {
 		t.Fatal(err)
 	}
-	got := linesOf(f.last(), "-A KUBE-SERVICES -d 192.168")
-	if len(got) != 1 || !strings.Contains(got[0], "-d 192.168.1.1/32") || len(linesOf(f.last(), "nodeports; NOTE")) != 1 {
+	got := linesOf(f.LastInput(), "-A KUBE-SERVICES -d 192.168")
+	if len(got) != 1 || !strings.Contains(got[0], "-d 192.168.1.1/32") || len(linesOf(f.LastInput(), "nodeports; NOTE")) != 1 {
 		t.Fatalf("NodePort dispatch %q, want only 192.168.1.1", got)
 	}
 }
 
 func TestBadNodePortAddressesNameTheField(t *testing.T) {
-	p := NewProxier(Config{Runner: &fakeRunner{}, Render: testRenderConfig(), NodePortAddresses: []string{"not-a-cidr"}})
+	p := withCore(NewProxier(Config{Runner: fakeipt.New(), Render: testRenderConfig(), NodePortAddresses: []string{"not-a-cidr"}}), dataplane.CoreOptions{})
 	_, err := p.Sync(context.Background(), snapshot(), changes())
 	if err == nil || !strings.Contains(err.Error(), "nodePortAddresses") {
 		t.Fatalf("want an error naming nodePortAddresses, got %v", err)
@@ -229,7 +206,7 @@ func TestBadNodePortAddressesNameTheField(t *testing.T) {
 }
 
 func TestMassRemovalFallsBackToFullSync(t *testing.T) {
-	f := &fakeRunner{}
+	f := fakeipt.New()
 	p := newTestProxier(f)
 	var all []*svc
 	removed := changes()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"time"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -16,8 +17,9 @@ func (p *Proxier) Render(snap *state.Snapshot) (int, error) {
 	o := p.renderOptions()
 	p.mu.Unlock()
 	n := 0
+	req := dataplane.NewRequest(snap)
 	for name, sp := range snap.Services {
-		m, err := renderPort(sp, snap.Categorize(name), o)
+		m, err := renderPort(sp, req.Endpoints(name), o)
 		if err != nil {
 			return n, err
 		}
@@ -39,8 +41,9 @@ func (p *Proxier) BaselineApply(ctx context.Context, snap *state.Snapshot) (time
 	p.needFull = true
 	o := p.renderOptions()
 	var servers []*virtualServer
+	req := dataplane.NewRequest(snap)
 	for name, sp := range snap.Services {
-		m, err := renderPort(sp, snap.Categorize(name), o)
+		m, err := renderPort(sp, req.Endpoints(name), o)
 		if err != nil {
 			return 0, err
 		}

@@ -3,6 +3,7 @@
 package ipvs
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -24,7 +25,7 @@ func BenchmarkPartialSync(b *testing.B) {
 				f.snap.Services[sp.Name] = sp
 				f.snap.Endpoints[sp.Name] = []state.Endpoint{ep(fmt.Sprintf("10.1.%d.%d:8080", i/250, i%250+1), 1)}
 			}
-			if _, err := f.p.Sync(nil, f.snap, state.ChangeSet{}); err != nil {
+			if _, err := f.core.Sync(context.Background(), f.snap, state.ChangeSet{}); err != nil {
 				b.Fatal(err)
 			}
 			name := spName("s7", v1.ProtocolTCP)
@@ -34,11 +35,11 @@ func BenchmarkPartialSync(b *testing.B) {
 				e := ep(fmt.Sprintf("10.2.%d.%d:8080", (i/250)%250, i%250+1), 1)
 				f.snap.Endpoints[name] = []state.Endpoint{e}
 				c := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}}
-				if _, err := f.p.Sync(nil, f.snap, c); err != nil {
+				if _, err := f.core.Sync(context.Background(), f.snap, c); err != nil {
 					b.Fatal(err)
 				}
-				f.ipvs.takeWrites()
-				f.ipset.restores = f.ipset.restores[:0]
+				f.ipvs.TakeWrites()
+				f.ipset.ForgetRestores()
 			}
 		})
 	}

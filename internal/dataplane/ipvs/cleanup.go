@@ -50,9 +50,6 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.graceful.pending = map[drainKey]time.Time{}
 	p.objects = 0
 	p.needFull = true
-	if p.o.Health != nil {
-		p.o.Health.Close()
-	}
 	return cleanup(ctx, p.k, p.o.ExcludeCIDRs)
 }
 

@@ -8,5 +8,5 @@
 // Service costs nothing. A full sync (the first one, and after any failure) diffs
 // against what the kernel reports instead. All kernel access goes through the narrow
 // interfaces in kernel.go; unit tests use fakes, and the tests in test/e2e/ipvs run
-// the real thing in a qemu VM (internal/testing/vm). See README.md for the layout.
+// the real thing in a qemu VM (internal/vm). See README.md for the layout.
 package ipvs

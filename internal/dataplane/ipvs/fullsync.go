@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"net/netip"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
 
 // fullSync reconciles everything against what the kernel reports: the first sync,
 // and the one after any failure. It still writes only differences.
-func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
+func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
+	snap := req.Snapshot
 	if err := p.k.Links.EnsureDummy(DummyLink); err != nil {
 		return fmt.Errorf("create %s: %w", DummyLink, err)
 	}
@@ -47,7 +49,7 @@ func (p *Proxier) fullSync(ctx context.Context, snap *state.Snapshot) error {
 
 	desired := map[state.ServicePortName]*portModel{}
 	for _, name := range snap.SortedNames() {
-		m, err := renderPort(snap.Services[name], snap.Categorize(name), p.renderOptions())
+		m, err := renderPort(snap.Services[name], req.Endpoints(name), p.renderOptions())
 		if err != nil {
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
 			continue

@@ -10,6 +10,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/healthcheck"
 )
 
@@ -17,7 +18,7 @@ import (
 // this node has a local endpoint and 503 once it has none, as kube-proxy's does.
 func TestHealthCheckNodePortFollowsLocalEndpoints(t *testing.T) {
 	health := healthcheck.New(healthcheck.Options{Addresses: []string{"127.0.0.1"}})
-	f := newFixture(t, proxierOptions{Health: health})
+	f := newFixture(t, proxierOptions{}, dataplane.CoreOptions{Health: health})
 	t.Cleanup(health.Close)
 	port := freeTCPPort(t)
 	sp := clusterIP("web", "10.96.0.10", 80, v1.ProtocolTCP)

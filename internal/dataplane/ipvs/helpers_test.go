@@ -5,36 +5,52 @@ package ipvs
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	mobyipvs "github.com/moby/ipvs"
+
 	v1 "k8s.io/api/core/v1"
 
-	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeconntrack"
+	"kproxy.dev/kproxy/internal/testing/fakeipvs"
 )
 
 type fixture struct {
 	t     *testing.T
-	ipvs  *fakeIPVS
-	links *fakeLinks
-	ipset *fakeIPSet
-	ipt   *fakeIptables
-	ct    *conntrack.Fake
+	node  *fakeipvs.Node
+	ipvs  *fakeipvs.IPVS
+	links *fakeipvs.Links
+	ipset *fakeipvs.IPSet
+	ipt   *fakeipvs.Iptables
+	ct    *fakeconntrack.Table
 	p     *Proxier
+	core  *dataplane.Core
 	snap  *state.Snapshot
 	gen   uint64
 }
 
-func newFixture(t *testing.T, o proxierOptions) *fixture {
-	f := &fixture{t: t, ipvs: newFakeIPVS(), links: newFakeLinks(), ipset: newFakeIPSet(), ipt: newFakeIptables(), ct: &conntrack.Fake{}}
+// newFixture builds a Proxier on fakes, driven through the proxier core (with the
+// fixture's conntrack fake, and co's health server if given).
+func newFixture(t *testing.T, o proxierOptions, co ...dataplane.CoreOptions) *fixture {
+	n := fakeipvs.NewNode()
+	f := &fixture{t: t, node: n, ipvs: n.IPVS, links: n.Links, ipset: n.IPSet, ipt: n.Iptables, ct: &fakeconntrack.Table{}}
 	if o.GracefulInterval == 0 {
 		o.GracefulInterval = -1 // tests call process themselves
 	}
 	f.p = newProxier(Kernel{
-		IPVS: f.ipvs, Links: f.links, IPSet: f.ipset, Iptables: f.ipt, Sysctl: fakeSysctl{}, Conntrack: f.ct,
+		IPVS: f.ipvs, Links: f.links, IPSet: f.ipset, Iptables: f.ipt, Sysctl: n.Sysctl,
 		LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("192.168.7.2")}, nil },
 	}, o)
+	var opts dataplane.CoreOptions
+	if len(co) > 0 {
+		opts = co[0]
+	}
+	opts.Conntrack = f.ct
+	f.core = dataplane.NewCore(f.p, opts)
 	f.snap = &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}
 	return f
 }
@@ -79,7 +95,7 @@ func (f *fixture) set(name state.ServicePortName, sp *state.ServicePort, eps ...
 
 func (f *fixture) sync(c state.ChangeSet) {
 	f.t.Helper()
-	if _, err := f.p.Sync(context.Background(), f.snap, c); err != nil {
+	if _, err := f.core.Sync(context.Background(), f.snap, c); err != nil {
 		f.t.Fatalf("sync: %v", err)
 	}
 }
@@ -91,19 +107,32 @@ func key(addr string, proto uint16) vsKey {
 
 // weights returns the kernel's real servers of a virtual server.
 func (f *fixture) weights(k vsKey) map[string]int {
-	f.ipvs.mu.Lock()
-	defer f.ipvs.mu.Unlock()
-	if f.ipvs.svcs[k] == nil {
+	if f.vs(k) == nil {
 		return nil
 	}
 	out := map[string]int{}
-	for a, d := range f.ipvs.dests[k] {
+	for a, d := range f.ipvs.Destinations(fakeipvs.Key(k)) {
 		out[a.String()] = d.Weight
 		if d.ConnectionFlags != 0 {
 			f.t.Errorf("real server %s of %s: forwarding %d, want masquerade (0)", a, k, d.ConnectionFlags)
 		}
 	}
 	return out
+}
+
+// vs returns the kernel's virtual server, nil if absent.
+func (f *fixture) vs(k vsKey) *mobyipvs.Service { return f.ipvs.Service(fakeipvs.Key(k)) }
+
+// jumpRulesIn counts the jump rules present in one family's iptables.
+func (f *fixture) jumpRulesIn(v6 bool) int {
+	saved, _ := f.ipt.Save(context.Background(), v6)
+	n := 0
+	for _, j := range jumpRules {
+		if strings.Contains(saved, j.saveLine()) {
+			n++
+		}
+	}
+	return n
 }
 
 func sameWeights(a, b map[string]int) bool {

@@ -7,8 +7,6 @@ import (
 	"net/netip"
 
 	mobyipvs "github.com/moby/ipvs"
-
-	"kproxy.dev/kproxy/internal/conntrack"
 )
 
 // IPVS is the slice of the IPVS netlink API the dataplane uses. *ipvs.Handle from
@@ -74,8 +72,6 @@ type Kernel struct {
 	IPSet    IPSet
 	Iptables Iptables
 	Sysctl   Sysctl
-	// Conntrack deletes UDP flows of removed real servers; nil skips it.
-	Conntrack conntrack.Deleter
 	// LocalAddrs lists the node's interface addresses (nodeaddr.LocalAddresses).
 	LocalAddrs func() ([]netip.Addr, error)
 }

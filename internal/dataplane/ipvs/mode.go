@@ -12,21 +12,19 @@ import (
 	mobyipvs "github.com/moby/ipvs"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 )
 
 func init() {
-	dataplane.Register(dataplane.Mode{Name: "ipvs", New: New, Cleanup: CleanupMode})
+	dataplane.Register(dataplane.Mode{Name: "ipvs", New: New, Cleanup: CleanupMode, KernelNAT: true})
 	dataplane.RegisterKernelLister("ipvs", ListKernel)
 }
 
 // New checks the kernel, applies the IPVS sysctls and timeouts, and returns the
 // dataplane. A kernel without IPVS, the configured scheduler, dummy links or ipset
 // gets an error naming the modules and the modprobe lines that fix it.
-func New(o dataplane.Options) (dataplane.Dataplane, error) {
+func New(o dataplane.Options) (dataplane.Programmer, error) {
 	po, err := optionsFromConfig(o)
 	if err != nil {
 		return nil, err
@@ -38,7 +36,7 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 	}
 	k := Kernel{
 		IPVS: h, Links: netlinkLinks{}, IPSet: execIPSet{}, Iptables: execIptables{}, Sysctl: procSysctl{},
-		Conntrack: conntrack.NewDeleter(), LocalAddrs: nodeaddr.LocalAddresses,
+		LocalAddrs: nodeaddr.LocalAddresses,
 	}
 	strictARP := o.Config != nil && o.Config.IPVS.StrictARP
 	if err := setSysctls(k.Sysctl, strictARP); err != nil {
@@ -49,7 +47,6 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 			return nil, err
 		}
 	}
-	po.Health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
 	return newProxier(k, po), nil
 }
 
@@ -136,6 +133,7 @@ func setTimeouts(h IPVS, c kpconfig.KubeProxyIPVSConfiguration) error {
 var _ IPVS = (*mobyipvs.Handle)(nil)
 
 var (
-	_ dataplane.Bencher = (*Proxier)(nil)
-	_ dataplane.Lister  = (*Proxier)(nil)
+	_ dataplane.Bencher    = (*Proxier)(nil)
+	_ dataplane.Programmer = (*Proxier)(nil)
+	_ dataplane.Lister     = (*Proxier)(nil)
 )

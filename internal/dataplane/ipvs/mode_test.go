@@ -16,6 +16,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeipvs"
 )
 
 func TestPreflightErrorNamesModulesAndFix(t *testing.T) {
@@ -50,7 +51,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 }
 
 func TestSysctlsAndTimeouts(t *testing.T) {
-	s := fakeSysctl{"net/ipv4/ip_forward": "1"}
+	s := fakeipvs.NewSysctl(map[string]string{"net/ipv4/ip_forward": "1"})
 	if err := setSysctls(s, true); err != nil {
 		t.Fatal(err)
 	}
@@ -58,19 +59,19 @@ func TestSysctlsAndTimeouts(t *testing.T) {
 		"net/ipv4/vs/conntrack": "1", "net/ipv4/vs/expire_nodest_conn": "1", "net/ipv4/vs/expire_quiescent_template": "1",
 		"net/ipv4/conf/all/arp_ignore": "1", "net/ipv4/conf/all/arp_announce": "2",
 	} {
-		if s[k] != v {
-			t.Errorf("sysctl %s = %q, want %q", k, s[k], v)
+		if got, _ := s.Get(k); got != v {
+			t.Errorf("sysctl %s = %q, want %q", k, got, v)
 		}
 	}
-	h := newFakeIPVS()
-	h.config = mobyipvs.Config{TimeoutTCP: 900 * time.Second, TimeoutTCPFin: 120 * time.Second, TimeoutUDP: 300 * time.Second}
+	h := fakeipvs.NewIPVS()
+	_ = h.SetConfig(&mobyipvs.Config{TimeoutTCP: 900 * time.Second, TimeoutTCPFin: 120 * time.Second, TimeoutUDP: 300 * time.Second})
 	err := setTimeouts(h, kpconfig.KubeProxyIPVSConfiguration{TCPTimeout: metav1.Duration{Duration: time.Hour}, UDPTimeout: metav1.Duration{Duration: 30 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := mobyipvs.Config{TimeoutTCP: time.Hour, TimeoutTCPFin: 120 * time.Second, TimeoutUDP: 30 * time.Second}
-	if h.config != want {
-		t.Fatalf("timeouts %+v, want %+v (0 keeps the kernel's value)", h.config, want)
+	if got, _ := h.GetConfig(); *got != want {
+		t.Fatalf("timeouts %+v, want %+v (0 keeps the kernel's value)", *got, want)
 	}
 }
 
@@ -79,18 +80,22 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
 	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("172.30.0.1:80", protoTCP), Scheduler: "rr"}))
-	if len(f.ipt.rules) == 0 || len(f.ipset.sets) == 0 {
+	if f.jumpRulesIn(false) == 0 || f.ipset.Len() == 0 {
 		t.Fatal("sync created no jump rules or sets")
 	}
 	if err := f.p.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.ipvs.svcs) != 1 || f.links.exists || len(f.ipt.rules) != 0 || len(f.ipset.sets) != 0 {
-		t.Fatalf("left behind: %d virtual servers (want the excluded one), link %v, rules %v, sets %d",
-			len(f.ipvs.svcs), f.links.exists, f.ipt.rules, len(f.ipset.sets))
+	if f.ipvs.Len() != 1 || f.links.Exists(DummyLink) || f.jumpRulesIn(false) != 0 || f.ipset.Len() != 0 {
+		t.Fatalf("left behind: %d virtual servers (want the excluded one), link %v, jump rules %d, sets %d",
+			f.ipvs.Len(), f.links.Exists(DummyLink), f.jumpRulesIn(false), f.ipset.Len())
 	}
-	if last := f.ipt.restores[len(f.ipt.restores)-1]; !strings.Contains(last, "-X KUBE-SERVICES") {
-		t.Fatalf("chains not deleted:\n%s", last)
+	for _, table := range []string{"nat", "filter"} {
+		for _, c := range f.ipt.V4.Chains(table) {
+			if strings.HasPrefix(c, "KUBE-") {
+				t.Errorf("chain %s/%s left behind", table, c)
+			}
+		}
 	}
 	// A cleanup of nothing succeeds.
 	if err := cleanup(context.Background(), Kernel{}, nil); err != nil {
@@ -104,7 +109,7 @@ func TestListShowsKernelTable(t *testing.T) {
 	sp.Scheduler, sp.SchedulerFlags = "mh", []string{"mh-port"}
 	sp.AffinityTimeout = 30 * time.Second
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 2)))
-	f.ipvs.setConns(key("10.96.0.1:80", protoTCP), netip.MustParseAddrPort("10.1.0.1:80"), 3, 1)
+	f.ipvs.SetConns(fakeipvs.Key(key("10.96.0.1:80", protoTCP)), netip.MustParseAddrPort("10.1.0.1:80"), 3, 1)
 	rows, err := f.p.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -156,23 +161,23 @@ func TestJumpRulesCheckedOnceAndIPv6OnlyWhenUsed(t *testing.T) {
 	f := newFixture(t, proxierOptions{})
 	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
-	if f.ipt.checks != len(jumpRules) {
-		t.Fatalf("%d jump rules inserted, want %d", f.ipt.checks, len(jumpRules))
+	if f.ipt.EnsureCalls() != len(jumpRules) {
+		t.Fatalf("%d jump rules inserted, want %d", f.ipt.EnsureCalls(), len(jumpRules))
 	}
-	if len(f.ipt.saved[true]) != 0 || f.ipset.sets["KUBE6-CLUSTER-IP"] != nil {
+	if f.jumpRulesIn(true) != 0 || f.ipset.Exists("KUBE6-CLUSTER-IP") || len(f.ipt.V6.Restores()) != 0 {
 		t.Fatal("an IPv4-only node must not get IPv6 rules or sets")
 	}
 	f.p.needFull = true
 	f.sync(state.ChangeSet{})
-	if f.ipt.checks != len(jumpRules) {
-		t.Fatalf("a full sync re-inserted jump rules present in iptables-save (%d)", f.ipt.checks)
+	if f.ipt.EnsureCalls() != len(jumpRules) {
+		t.Fatalf("a full sync re-inserted jump rules present in iptables-save (%d)", f.ipt.EnsureCalls())
 	}
 	v6 := clusterIP("web6", "fd00::10", 80, v1.ProtocolTCP)
 	f.sync(f.set(v6.Name, v6, ep("[fd00:1::1]:80", 1)))
-	if len(f.ipt.saved[true]) != len(jumpRules) || !f.ipset.has("KUBE6-CLUSTER-IP", "fd00::10,tcp:80") {
+	if f.jumpRulesIn(true) != len(jumpRules) || !f.ipset.Has("KUBE6-CLUSTER-IP", "fd00::10,tcp:80") {
 		t.Fatal("the first IPv6 Service must bring the IPv6 rules and sets")
 	}
-	if s := f.ipvs.svcs[key("[fd00::10]:80", protoTCP)]; s == nil || s.Netmask != 128 {
+	if s := f.vs(key("[fd00::10]:80", protoTCP)); s == nil || s.Netmask != 128 {
 		t.Fatalf("IPv6 virtual server %+v", s)
 	}
 }

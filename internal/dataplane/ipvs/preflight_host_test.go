@@ -17,7 +17,7 @@ import (
 // the modprobe lines; on one with IPVS it must build the dataplane.
 func TestNewOnKernelWithoutIPVS(t *testing.T) {
 	env := netns.New(t, "ipvs-pre")
-	var dp dataplane.Dataplane
+	var dp dataplane.Programmer
 	var err error
 	if derr := env.Node.Do(func() error {
 		dp, err = New(dataplane.Options{})

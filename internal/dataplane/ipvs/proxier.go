@@ -11,9 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -34,9 +32,6 @@ type proxierOptions struct {
 	// GracefulInterval is how often draining real servers are checked.
 	GracefulInterval time.Duration
 	Log              *slog.Logger
-	// Health serves the health-check node ports of externalTrafficPolicy Local
-	// Services; nil serves none.
-	Health *healthcheck.Server
 }
 
 // Proxier is the IPVS dataplane.
@@ -58,7 +53,6 @@ type Proxier struct {
 	// lacking are IPVS schedulers the kernel refused (lacking.go).
 	lacking  map[string]bool
 	needFull bool
-	prev     *state.Snapshot
 
 	graceful *graceful
 	written  int
@@ -95,45 +89,30 @@ func (p *Proxier) reset() {
 	p.objects = 0
 }
 
-// Sync makes the kernel match snap, touching only what changed.
-func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (stats dataplane.SyncStats, err error) {
+// Apply makes the kernel match req.Snapshot, touching only what changed: the
+// ports in req.Changed, or everything against what the kernel reports when req.Full.
+func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (applied dataplane.Applied, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.written = 0
-	full := p.needFull
-	defer func() {
-		if err != nil {
-			p.needFull = true
-		}
-	}()
+	full := p.needFull || req.Full
 	if full {
-		err = p.fullSync(ctx, snap)
+		err = p.fullSync(ctx, req)
 	} else {
-		err = p.incrementalSync(ctx, snap, changed)
+		err = p.incrementalSync(ctx, req)
 	}
 	if err != nil {
+		p.needFull = true
 		return p.stats(full), err
 	}
 	p.needFull = false
-	p.log.Debug("ipvs: synced", "full", full, "changedPorts", len(changed.Ports), "written", p.written, "objects", p.objects)
-	p.cleanStaleUDP(snap, changed, full)
-	p.updateHealth(snap, changed, full)
-	p.prev = snap
+	p.log.Debug("ipvs: synced", "full", full, "changedPorts", len(req.Changed), "written", p.written, "objects", p.objects)
 	p.graceful.process()
 	return p.stats(full), nil
 }
 
-// updateHealth opens, updates and closes the health-check node-port servers; a port
-// that cannot be opened is logged and retried on the next sync. A failed sync makes
-// the next one full, so changed covers everything since p.prev.
-func (p *Proxier) updateHealth(snap *state.Snapshot, changed state.ChangeSet, full bool) {
-	if err := p.o.Health.Refresh(p.prev, snap, changed.Ports, full || changed.NodeChanged); err != nil {
-		p.log.Warn("health-check node ports", "err", err)
-	}
-}
-
-func (p *Proxier) stats(full bool) dataplane.SyncStats {
-	return dataplane.SyncStats{
+func (p *Proxier) stats(full bool) dataplane.Applied {
+	return dataplane.Applied{
 		Full:    full,
 		Rules:   map[string]int{"ipvs": p.objects, "ipset": len(p.sets)},
 		Written: map[string]int{"ipvs": p.written},
@@ -142,17 +121,18 @@ func (p *Proxier) stats(full bool) dataplane.SyncStats {
 
 // incrementalSync re-renders the changed ServicePorts and applies the difference to
 // the previous render of each: O(changes).
-func (p *Proxier) incrementalSync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) error {
-	if changed.NodeChanged {
-		if err := p.refreshNodePortAddrs(snap); err != nil {
+func (p *Proxier) incrementalSync(ctx context.Context, req *dataplane.Request) error {
+	if req.NodeChanged {
+		// The core lists every port as changed: categorisation (zone, locality)
+		// and NodePort addresses depend on the node.
+		if err := p.refreshNodePortAddrs(req.Snapshot); err != nil {
 			return err
 		}
-		changed = withNodePorts(snap, p.ports, changed)
 	}
 	var d setDiff
 	var errs []error
-	for name := range changed.Ports {
-		if err := p.syncPort(ctx, snap, name, &d); err != nil {
+	for name := range req.Changed {
+		if err := p.syncPort(ctx, req, name, &d); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -165,32 +145,12 @@ func (p *Proxier) incrementalSync(ctx context.Context, snap *state.Snapshot, cha
 	return errors.Join(errs...)
 }
 
-// withNodePorts adds every NodePort ServicePort to the change set: their virtual
-// servers depend on the node's addresses.
-func withNodePorts(snap *state.Snapshot, ports map[state.ServicePortName]*portModel, c state.ChangeSet) state.ChangeSet {
-	out := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for n := range c.Ports {
-		out.Ports[n] = struct{}{}
-	}
-	for n, sp := range snap.Services {
-		if sp.NodePort != 0 {
-			out.Ports[n] = struct{}{}
-		}
-	}
-	for n := range ports {
-		if sp := snap.Services[n]; sp == nil {
-			out.Ports[n] = struct{}{}
-		}
-	}
-	return out
-}
-
 // syncPort applies one ServicePort's new render against its previous one.
-func (p *Proxier) syncPort(ctx context.Context, snap *state.Snapshot, name state.ServicePortName, d *setDiff) error {
+func (p *Proxier) syncPort(ctx context.Context, req *dataplane.Request, name state.ServicePortName, d *setDiff) error {
 	old := p.ports[name]
 	var cur *portModel
-	if sp := snap.Services[name]; sp != nil {
-		m, err := renderPort(sp, snap.Categorize(name), p.renderOptions())
+	if sp := req.Snapshot.Services[name]; sp != nil {
+		m, err := renderPort(sp, req.Endpoints(name), p.renderOptions())
 		if err != nil {
 			// Bad input keeps the last good state serving.
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
@@ -292,15 +252,4 @@ func (p *Proxier) refAddr(a netip.Addr, delta int) error {
 		}
 	}
 	return nil
-}
-
-// cleanStaleUDP removes conntrack flows of UDP endpoints that are gone, for the
-// ServicePorts whose real servers were deleted at once.
-func (p *Proxier) cleanStaleUDP(snap *state.Snapshot, changed state.ChangeSet, full bool) {
-	if p.k.Conntrack == nil || full || p.prev == nil {
-		return
-	}
-	if n, err := conntrack.CleanStale(p.k.Conntrack, state.StaleUDPEndpoints(p.prev, snap, changed)); err != nil {
-		p.log.Warn("ipvs: conntrack cleanup", "err", err, "deleted", n)
-	}
 }

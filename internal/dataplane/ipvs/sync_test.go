@@ -14,6 +14,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakeipvs"
 )
 
 func TestSyncProgramsEveryServiceAddress(t *testing.T) {
@@ -32,19 +33,19 @@ func TestSyncProgramsEveryServiceAddress(t *testing.T) {
 		if got := f.weights(k); !sameWeights(got, want) {
 			t.Errorf("virtual server %s: real servers %v, want %v", k, got, want)
 		}
-		if s := f.ipvs.svcs[k]; s != nil && s.SchedName != "rr" {
+		if s := f.vs(k); s != nil && s.SchedName != "rr" {
 			t.Errorf("virtual server %s: scheduler %q, want rr", k, s.SchedName)
 		}
 	}
-	if n := len(f.ipvs.svcs); n != 4 {
+	if n := f.ipvs.Len(); n != 4 {
 		t.Errorf("%d virtual servers, want 4", n)
 	}
 	for _, a := range []string{"10.96.0.10", "203.0.113.5", "198.18.0.9"} {
-		if !f.links.addrs[netip.MustParseAddr(a)] {
+		if !f.links.Has(DummyLink, netip.MustParseAddr(a)) {
 			t.Errorf("%s not bound to %s", a, DummyLink)
 		}
 	}
-	if f.links.addrs[netip.MustParseAddr("192.168.7.2")] {
+	if f.links.Has(DummyLink, netip.MustParseAddr("192.168.7.2")) {
 		t.Error("node address must not be bound to kube-ipvs0")
 	}
 	for _, e := range []setEntry{
@@ -57,7 +58,7 @@ func TestSyncProgramsEveryServiceAddress(t *testing.T) {
 		{setLoopBack, "10.1.0.1,tcp:8080,10.1.0.1"},
 		{setIPVSIPs, "10.96.0.10"},
 	} {
-		if !f.ipset.has(e.Set, e.Entry) {
+		if !f.ipset.Has(e.Set, e.Entry) {
 			t.Errorf("ipset %s lacks %s", e.Set, e.Entry)
 		}
 	}
@@ -69,25 +70,25 @@ func TestUnchangedServiceCausesNoWrites(t *testing.T) {
 	b := clusterIP("b", "10.96.0.2", 53, v1.ProtocolUDP)
 	f.set(a.Name, a, ep("10.1.0.1:80", 1))
 	f.sync(f.set(b.Name, b, ep("10.1.0.2:53", 1)))
-	f.ipvs.takeWrites()
-	linkWrites, ipsetRestores, iptRestores := f.links.writes, len(f.ipset.restores), len(f.ipt.restores)
+	f.ipvs.TakeWrites()
+	linkWrites, ipsetRestores, iptRestores := f.links.Writes(), len(f.ipset.Restores()), len(f.ipt.V4.Restores())
 
 	// A sync with nothing changed writes nothing at all.
 	f.sync(state.ChangeSet{})
-	if len(f.ipt.restores) != iptRestores || len(f.ipset.restores) != ipsetRestores {
+	if len(f.ipt.V4.Restores()) != iptRestores || len(f.ipset.Restores()) != ipsetRestores {
 		t.Fatalf("an empty change set ran iptables-restore or ipset restore")
 	}
 	// A full re-sync of the same snapshot (after a failure) diffs against the
 	// kernel and writes no IPVS object, address or set entry either.
-	f.p.needFull = true
+	f.core.Invalidate()
 	f.sync(state.ChangeSet{})
-	if w := f.ipvs.takeWrites(); len(w) != 0 {
+	if w := f.ipvs.TakeWrites(); len(w) != 0 {
 		t.Fatalf("unchanged services caused IPVS writes: %v", w)
 	}
-	if f.links.writes != linkWrites {
+	if f.links.Writes() != linkWrites {
 		t.Fatalf("unchanged services rewrote addresses")
 	}
-	for _, r := range f.ipset.restores[ipsetRestores:] {
+	for _, r := range f.ipset.Restores()[ipsetRestores:] {
 		if strings.Contains(r, "add ") || strings.Contains(r, "del ") {
 			t.Fatalf("unchanged services rewrote ipset entries:\n%s", r)
 		}
@@ -97,7 +98,7 @@ func TestUnchangedServiceCausesNoWrites(t *testing.T) {
 	c := f.set(b.Name, b, ep("10.1.0.3:53", 1))
 	c.Ports[a.Name] = struct{}{}
 	f.sync(c)
-	for _, w := range f.ipvs.takeWrites() {
+	for _, w := range f.ipvs.TakeWrites() {
 		if strings.Contains(w, "10.96.0.1:80") {
 			t.Errorf("unchanged service a was written: %s", w)
 		}
@@ -115,28 +116,28 @@ func TestSchedulerFlagsPersistenceAndWeights(t *testing.T) {
 	aff.AffinityTimeout = 600 * time.Second
 	f.sync(f.set(aff.Name, aff, ep("10.1.0.4:80", 1)))
 
-	s := f.ipvs.svcs[key("10.96.0.1:80", protoTCP)]
+	s := f.vs(key("10.96.0.1:80", protoTCP))
 	if s.SchedName != "wrr" || s.Flags != 0 {
 		t.Errorf("default: scheduler %q flags %#x, want wrr 0", s.SchedName, s.Flags)
 	}
 	if got := f.weights(key("10.96.0.1:80", protoTCP)); got["10.1.0.1:80"] != 3 || got["10.1.0.2:80"] != 1 {
 		t.Errorf("weights %v, want 3 and 1", got)
 	}
-	s = f.ipvs.svcs[key("10.96.0.2:80", protoTCP)]
+	s = f.vs(key("10.96.0.2:80", protoTCP))
 	if s.SchedName != "mh" || s.Flags != flagSched1|flagSched2 {
 		t.Errorf("mh: scheduler %q flags %#x, want mh %#x", s.SchedName, s.Flags, flagSched1|flagSched2)
 	}
-	s = f.ipvs.svcs[key("10.96.0.3:80", protoTCP)]
+	s = f.vs(key("10.96.0.3:80", protoTCP))
 	if s.Flags != flagPersistent || s.Timeout != 600 || s.Netmask != 0xffffffff {
 		t.Errorf("affinity: flags %#x timeout %d netmask %#x, want persistent 600 /32", s.Flags, s.Timeout, s.Netmask)
 	}
 
 	// Changing the scheduler updates the virtual server in place.
-	f.ipvs.takeWrites()
+	f.ipvs.TakeWrites()
 	mh2 := *mh
 	mh2.Scheduler, mh2.SchedulerFlags = "sh", nil
 	f.sync(f.set(mh.Name, &mh2, ep("10.1.0.3:80", 1)))
-	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-service") {
+	if w := f.ipvs.TakeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-service") {
 		t.Errorf("scheduler change wrote %v, want one update-service", w)
 	}
 }
@@ -149,8 +150,8 @@ func TestSchedulerTheKernelLacksFallsBackToDefault(t *testing.T) {
 	sp := clusterIP("rand", "10.96.0.9", 80, v1.ProtocolTCP)
 	sp.Scheduler = "random"
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 2)))
-	s, ok := f.ipvs.svcs[key("10.96.0.9:80", protoTCP)]
-	if !ok {
+	s := f.vs(key("10.96.0.9:80", protoTCP))
+	if s == nil {
 		t.Fatal("a Service asking for random was not programmed")
 	}
 	if s.SchedName != "wrr" || s.Flags != 0 {
@@ -185,20 +186,20 @@ func TestRemovedTCPEndpointDrainsThenGoes(t *testing.T) {
 	k := key("10.96.0.1:80", protoTCP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
 	old := netip.MustParseAddrPort("10.1.0.1:80")
-	f.ipvs.setConns(k, old, 1, 2)
+	f.ipvs.SetConns(fakeipvs.Key(k), old, 1, 2)
 
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1), ep("10.1.0.3:80", 1)))
 	if got := f.weights(k); !sameWeights(got, map[string]int{"10.1.0.1:80": 0, "10.1.0.2:80": 1, "10.1.0.3:80": 1}) {
 		t.Fatalf("removed endpoint with connections must stay at weight 0; got %v", got)
 	}
-	f.ipvs.setConns(k, old, 0, 1)
+	f.ipvs.SetConns(fakeipvs.Key(k), old, 0, 1)
 	f.p.mu.Lock()
 	f.p.graceful.process()
 	f.p.mu.Unlock()
 	if got := f.weights(k); got["10.1.0.1:80"] != 0 || len(got) != 3 {
 		t.Fatalf("inactive connections must keep it: %v", got)
 	}
-	f.ipvs.setConns(k, old, 0, 0)
+	f.ipvs.SetConns(fakeipvs.Key(k), old, 0, 0)
 	f.p.mu.Lock()
 	f.p.graceful.process()
 	f.p.mu.Unlock()
@@ -213,12 +214,12 @@ func TestDrainingEndpointComesBackAndTimeout(t *testing.T) {
 	k := key("10.96.0.1:80", protoTCP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
 	a := netip.MustParseAddrPort("10.1.0.1:80")
-	f.ipvs.setConns(k, a, 5, 0)
+	f.ipvs.SetConns(fakeipvs.Key(k), a, 5, 0)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
 	// It comes back: updated in place, not re-created.
-	f.ipvs.takeWrites()
+	f.ipvs.TakeWrites()
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
-	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-dest") {
+	if w := f.ipvs.TakeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "update-dest") {
 		t.Fatalf("returning endpoint wrote %v, want one update-dest", w)
 	}
 	// Terminating (not ready, serving) while others are ready: drained, then the
@@ -244,7 +245,7 @@ func TestRemovedUDPEndpointGoesAtOnceWithConntrack(t *testing.T) {
 	sp := clusterIP("dns", "10.96.0.10", 53, v1.ProtocolUDP)
 	k := key("10.96.0.10:53", protoUDP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:53", 1), ep("10.1.0.2:53", 1)))
-	f.ipvs.setConns(k, netip.MustParseAddrPort("10.1.0.1:53"), 0, 4)
+	f.ipvs.SetConns(fakeipvs.Key(k), netip.MustParseAddrPort("10.1.0.1:53"), 0, 4)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:53", 1)))
 	if got := f.weights(k); !sameWeights(got, map[string]int{"10.1.0.2:53": 1}) {
 		t.Fatalf("UDP real server must be deleted at once: %v", got)
@@ -269,15 +270,15 @@ func TestRemovedServiceTakesItsKernelState(t *testing.T) {
 	f.sync(f.set(a2.Name, a2, ep("10.1.0.1:443", 1)))
 	f.sync(f.set(a.Name, nil))
 	// The address is shared by the https port: it stays.
-	if !f.links.addrs[netip.MustParseAddr("10.96.0.1")] || f.ipvs.svcs[key("10.96.0.1:443", protoTCP)] == nil {
+	if !f.links.Has(DummyLink, netip.MustParseAddr("10.96.0.1")) || f.vs(key("10.96.0.1:443", protoTCP)) == nil {
 		t.Fatal("the remaining port lost its address or virtual server")
 	}
-	if f.ipvs.svcs[key("10.96.0.1:80", protoTCP)] != nil || f.ipset.has(setClusterIP, "10.96.0.1,tcp:80") {
+	if f.vs(key("10.96.0.1:80", protoTCP)) != nil || f.ipset.Has(setClusterIP, "10.96.0.1,tcp:80") {
 		t.Fatal("removed port left its virtual server or ipset entry")
 	}
 	f.sync(f.set(a2.Name, nil))
-	if len(f.links.addrs) != 0 || len(f.ipvs.svcs) != 0 || f.ipset.has(setIPVSIPs, "10.96.0.1") {
-		t.Fatalf("removing every service must leave nothing: addrs %v svcs %d", f.links.addrs, len(f.ipvs.svcs))
+	if addrs, _ := f.links.Addrs(DummyLink); len(addrs) != 0 || f.ipvs.Len() != 0 || f.ipset.Has(setIPVSIPs, "10.96.0.1") {
+		t.Fatalf("removing every service must leave nothing: addrs %v svcs %d", addrs, f.ipvs.Len())
 	}
 }
 
@@ -287,28 +288,28 @@ func TestFullSyncReconcilesStaleKernelState(t *testing.T) {
 	f.set(keep.Name, keep, ep("10.1.0.1:80", 1))
 	// Left by a previous run: the same virtual server, a stale one, an excluded one,
 	// a stale address and a stale set entry.
-	f.links.exists = true
+	_ = f.links.EnsureDummy(DummyLink)
 	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("10.96.0.1:80", protoTCP), Scheduler: "rr"}))
 	_ = f.ipvs.NewDestination(keyOnlyService(key("10.96.0.1:80", protoTCP)), toDestination(netip.MustParseAddrPort("10.1.0.1:80"), 1))
 	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("10.96.9.9:80", protoTCP), Scheduler: "rr"}))
 	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("172.30.0.1:80", protoTCP), Scheduler: "rr"}))
-	f.links.addrs[netip.MustParseAddr("10.96.9.9")] = true
-	f.links.addrs[netip.MustParseAddr("10.96.0.1")] = true
-	_ = f.ipset.Restore(nil, renderCreate(false)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
-	f.ipvs.takeWrites()
+	_ = f.links.AddAddr(DummyLink, netip.MustParseAddr("10.96.9.9"))
+	_ = f.links.AddAddr(DummyLink, netip.MustParseAddr("10.96.0.1"))
+	_ = f.ipset.Restore(context.Background(), renderCreate(false)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
+	f.ipvs.TakeWrites()
 
 	f.sync(state.ChangeSet{})
-	w := f.ipvs.takeWrites()
+	w := f.ipvs.TakeWrites()
 	if len(w) != 1 || w[0] != "del-service TCP/10.96.9.9:80" {
 		t.Fatalf("full sync wrote %v, want only the stale virtual server deleted", w)
 	}
-	if f.ipvs.svcs[key("172.30.0.1:80", protoTCP)] == nil {
+	if f.vs(key("172.30.0.1:80", protoTCP)) == nil {
 		t.Fatal("a virtual server in excludeCIDRs was deleted")
 	}
-	if f.links.addrs[netip.MustParseAddr("10.96.9.9")] || !f.links.addrs[netip.MustParseAddr("10.96.0.1")] {
-		t.Fatalf("addresses not reconciled: %v", f.links.addrs)
+	if f.links.Has(DummyLink, netip.MustParseAddr("10.96.9.9")) || !f.links.Has(DummyLink, netip.MustParseAddr("10.96.0.1")) {
+		t.Fatalf("addresses not reconciled: %v", f.node.Dump(DummyLink))
 	}
-	if f.ipset.has(setClusterIP, "10.96.9.9,tcp:80") || !f.ipset.has(setClusterIP, "10.96.0.1,tcp:80") {
+	if f.ipset.Has(setClusterIP, "10.96.9.9,tcp:80") || !f.ipset.Has(setClusterIP, "10.96.0.1,tcp:80") {
 		t.Fatal("ipset entries not reconciled")
 	}
 }
@@ -319,17 +320,17 @@ func TestFailedSyncFallsBackToFull(t *testing.T) {
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
 	// The node default itself refused (preflight passed, the kernel changed since):
 	// nothing to fall back to.
-	f.ipvs.refuse = map[string]bool{"rr": true}
+	f.ipvs.Refuse("rr")
 	bad := clusterIP("bad", "10.96.0.2", 80, v1.ProtocolTCP)
-	if _, err := f.p.Sync(nil, f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
+	if _, err := f.core.Sync(context.Background(), f.snap, f.set(bad.Name, bad, ep("10.1.0.2:80", 1))); err == nil || !strings.Contains(err.Error(), "scheduler rr") {
 		t.Fatalf("kernel refusal must surface naming the scheduler: %v", err)
 	}
 	if !f.p.needFull {
 		t.Fatal("a failed sync must fall back to a full sync")
 	}
-	f.ipvs.refuse = nil
+	f.ipvs.Refuse()
 	f.sync(state.ChangeSet{})
-	if f.ipvs.svcs[key("10.96.0.2:80", protoTCP)] == nil {
+	if f.vs(key("10.96.0.2:80", protoTCP)) == nil {
 		t.Fatal("the full sync after the failure did not create the virtual server")
 	}
 }
@@ -341,31 +342,31 @@ func TestKernelLackingSchedulerFallsBackToDefault(t *testing.T) {
 	var logs bytes.Buffer
 	f := newFixture(t, proxierOptions{Scheduler: "wlc", Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	f.sync(state.ChangeSet{})
-	f.ipvs.refuse = map[string]bool{"sed": true}
+	f.ipvs.Refuse("sed")
 	sp := clusterIP("sed", "10.96.0.2", 80, v1.ProtocolTCP)
 	sp.Scheduler, sp.SchedulerFlags = "sed", nil
-	if _, err := f.p.Sync(nil, f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
+	if _, err := f.core.Sync(context.Background(), f.snap, f.set(sp.Name, sp, ep("10.1.0.2:80", 1))); err != nil {
 		t.Fatalf("a scheduler the kernel lacks failed the sync: %v", err)
 	}
 	k := key("10.96.0.2:80", protoTCP)
-	if s := f.ipvs.svcs[k]; s == nil || s.SchedName != "wlc" {
+	if s := f.vs(k); s == nil || s.SchedName != "wlc" {
 		t.Fatalf("virtual server %+v, want one on the node default wlc", s)
 	}
-	if f.ipvs.svcs[key("198.51.100.0:20000", protoTCP)] != nil {
+	if f.vs(key("198.51.100.0:20000", protoTCP)) != nil {
 		t.Fatal("the probe virtual server was left behind")
 	}
 	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, `\"sed\"`) || !strings.Contains(l, "ns/sed:p") {
 		t.Fatalf("want a warning naming the service and scheduler, log:\n%s", l)
 	}
-	f.ipvs.takeWrites()
+	f.ipvs.TakeWrites()
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1), ep("10.1.0.3:80", 1)))
-	if w := f.ipvs.takeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "new-dest") {
+	if w := f.ipvs.TakeWrites(); len(w) != 1 || !strings.HasPrefix(w[0], "new-dest") {
 		t.Fatalf("an endpoint added to the fallen-back Service wrote %v, want one new real server", w)
 	}
-	f.ipvs.refuse = nil
-	f.p.needFull = true
+	f.ipvs.Refuse()
+	f.core.Invalidate()
 	f.sync(state.ChangeSet{})
-	if s := f.ipvs.svcs[k]; s.SchedName != "sed" {
+	if s := f.vs(k); s.SchedName != "sed" {
 		t.Fatalf("after the module appeared and a full sync: scheduler %q, want sed", s.SchedName)
 	}
 }
@@ -374,14 +375,15 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	f := newFixture(t, proxierOptions{GracefulTimeout: hour})
 	kernelObjects := func() int {
 		n := 0
-		for k := range f.ipvs.svcs {
-			n += 1 + len(f.ipvs.dests[k])
+		svcs, _ := f.ipvs.GetServices()
+		for _, s := range svcs {
+			n += 1 + len(f.ipvs.Destinations(fakeipvs.KeyOf(s)))
 		}
 		return n
 	}
 	check := func(step string, c state.ChangeSet) {
 		t.Helper()
-		st, err := f.p.Sync(context.Background(), f.snap, c)
+		st, err := f.core.Sync(context.Background(), f.snap, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,10 +395,10 @@ func TestStatsCountKernelObjects(t *testing.T) {
 	u := clusterIP("u", "10.96.0.2", 53, v1.ProtocolUDP)
 	f.set(u.Name, u, ep("10.1.0.5:53", 1), ep("10.1.0.6:53", 1))
 	check("create", f.set(a.Name, a, ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)))
-	f.ipvs.setConns(key("10.96.0.1:80", protoTCP), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
+	f.ipvs.SetConns(fakeipvs.Key(key("10.96.0.1:80", protoTCP)), netip.MustParseAddrPort("10.1.0.1:80"), 1, 0)
 	check("drain", f.set(a.Name, a, ep("10.1.0.2:80", 1)))
 	check("udp delete", f.set(u.Name, u, ep("10.1.0.6:53", 1)))
-	f.p.needFull = true
+	f.core.Invalidate()
 	check("full", state.ChangeSet{})
 	check("service delete", f.set(a.Name, nil))
 }
@@ -406,9 +408,9 @@ func TestUnchangedSetEntriesAreNotRewrittenAndFilterSetOrdered(t *testing.T) {
 	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
 	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.1")}
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
-	n := len(f.ipset.restores)
+	n := len(f.ipset.Restores())
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
-	got := strings.Join(f.ipset.restores[n:], "")
+	got := strings.Join(f.ipset.Restores()[n:], "")
 	if strings.Contains(got, "KUBE-CLUSTER-IP") || strings.Contains(got, "KUBE-IPVS-IPS") {
 		t.Fatalf("an endpoint change rewrote the Service's address entries:\n%s", got)
 	}

@@ -19,7 +19,7 @@ import (
 const kubeProxyTable = "kube-proxy"
 
 func init() {
-	dataplane.Register(dataplane.Mode{Name: ModeName, New: New, Cleanup: cleanupMode,
+	dataplane.Register(dataplane.Mode{Name: ModeName, New: New, Cleanup: cleanupMode, KernelNAT: true,
 		CleanupKubeProxy: func(context.Context, dataplane.Options) error { return deleteForeignTables(0, kubeProxyTable) }})
 }
 

@@ -9,8 +9,6 @@ package nftables
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"kproxy.dev/kproxy/internal/state"
 )
 
 // ModeName is the proxy mode this package registers.
@@ -29,20 +27,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.syncFailures)
 	}
 	return m
-}
-
-// noLocalCounts counts ServicePorts with Local policy and no local endpoint.
-func noLocalCounts(rss []*ruleset) map[string]int {
-	seen := map[string]map[state.ServicePortName]bool{"internal": {}, "external": {}}
-	for _, rs := range rss {
-		if rs == nil {
-			continue
-		}
-		for n, pols := range rs.noLocal {
-			for _, p := range pols {
-				seen[p][n] = true
-			}
-		}
-	}
-	return map[string]int{"internal": len(seen["internal"]), "external": len(seen["external"])}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nftables
 
 // diff is the set of operations that turns old fragments into new ones. It is pure:

@@ -22,7 +22,7 @@ import (
 // namespace holding three endpoint addresses that answer on port 8080.
 type testbed struct {
 	proxy, backend *netns
-	p              *Proxier
+	p              *coreProxier
 }
 
 var backends = []string{"10.200.0.2", "10.200.0.3", "10.200.0.4"}
@@ -36,7 +36,7 @@ func newTestbed(t *testing.T) *testbed {
 	// Service addresses are routed towards the backends, as a cluster network would.
 	tb.proxy.ip(t, "route", "add", "default", "via", "10.200.0.2")
 	serveIdentity(t, tb.backend, "tcp4", "0.0.0.0:8080")
-	p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}})
+	p, err := newCoreProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestKernelListingMatchesRendering(t *testing.T) {
 	tb.sync(t, snap)
 	listed := parseListing(tb.proxy.exec(t, "nft", "list", "table", "ip", "kproxy"))
 	o, _ := tb.p.renderOptionsPure(snap)
-	rs := renderAll(o[0], snap)
+	rs := renderAll(o[0], dataplane.NewRequest(snap))
 	n := 0
 	for _, fr := range rs.fragmentsInOrder() {
 		for _, c := range fr.chains {
@@ -284,7 +284,7 @@ func TestKernelScriptLoadsWithNft(t *testing.T) {
 		{name: "empty", clusterIP: "10.96.0.20", port: 80}:                                              nil,
 	}
 	snap := snapshotOf(specs)
-	rs := renderAll(testOptions(familyIPv4), snap)
+	rs := renderAll(testOptions(familyIPv4), dataplane.NewRequest(snap))
 	cmd := exec.Command("ip", "netns", "exec", ns.name, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(scriptText(rs))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -319,7 +319,7 @@ func TestKernelIPv6(t *testing.T) {
 	}
 	proxy.ip(t, "-6", "route", "add", "default", "via", "fd00:200::2")
 	serveIdentity(t, backend, "tcp6", "[::]:8080")
-	p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "fd00:244::/64"}})
+	p, err := newCoreProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "fd00:244::/64"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestKernelNodeChangeRerendersEveryService(t *testing.T) {
 
 func TestKernelNodePortAddressesAndExternalIPs(t *testing.T) {
 	tb := newTestbed(t)
-	p, err := newProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
+	p, err := newCoreProxier(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{
 		ClusterCIDR: "10.244.0.0/16", NodePortAddresses: []string{"10.200.0.0/24"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ func BenchmarkKernelMaglevLoad(b *testing.B) {
 		b.Run(name+"/full", func(b *testing.B) {
 			ns := newNetns(b, "bench")
 			for b.Loop() {
-				p, err := newProxier(testDPOptions())
+				p, err := newCoreProxier(testDPOptions())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -58,7 +58,7 @@ func BenchmarkKernelMaglevLoad(b *testing.B) {
 		})
 		b.Run(name+"/one-change", func(b *testing.B) {
 			ns := newNetns(b, "bench")
-			p, err := newProxier(testDPOptions())
+			p, err := newCoreProxier(testDPOptions())
 			if err != nil {
 				b.Fatal(err)
 			}

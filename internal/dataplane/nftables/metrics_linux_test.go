@@ -17,7 +17,7 @@ import (
 func TestSyncFailureCountsAndNextSyncIsFull(t *testing.T) {
 	tb := newTestbed(t)
 	reg := prometheus.NewRegistry()
-	p, err := newProxier(dataplane.Options{Config: testDPOptions().Config, Registerer: reg})
+	p, err := newCoreProxier(dataplane.Options{Config: testDPOptions().Config, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,9 +177,6 @@ type fragment struct {
 	chains []*chain
 	sets   []*set
 	elems  []elem
-	// noLocal names the traffic policies ("internal", "external") that have Local
-	// policy but no local endpoint.
-	noLocal []string
 	// warnings are logged once per render (e.g. a scheduler falling back).
 	warnings []string
 }

@@ -18,7 +18,7 @@ import (
 // batch collects one netlink transaction for one family's table. Its methods only
 // queue messages; commit sends them as one nf_tables batch.
 type batch struct {
-	conn  *nftables.Conn
+	conn  nfConn
 	fam   family
 	table *nftables.Table
 	sets  map[string]*nftables.Set
@@ -67,7 +67,7 @@ func newBatch(f family, nsFD int) (*batch, error) {
 }
 
 // batchOn queues a transaction on an open connection the caller keeps.
-func batchOn(f family, conn *nftables.Conn) *batch {
+func batchOn(f family, conn nfConn) *batch {
 	tf := nftables.TableFamilyIPv4
 	if f.ipv6 {
 		tf = nftables.TableFamilyIPv6

@@ -15,14 +15,12 @@ import (
 
 	"github.com/google/nftables"
 
-	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
 
-// Proxier is the nftables dataplane.
+// Proxier is the nftables mode's dataplane.Programmer.
 type Proxier struct {
 	log     *slog.Logger
 	cfg     nodeConfig
@@ -32,26 +30,21 @@ type Proxier struct {
 	warned  map[string]bool
 	// nsFD, when not 0, is the network namespace to program (tests).
 	nsFD int
-	// health serves eTP=Local health-check node ports; conntrack deletes stale UDP
-	// flows. Both are nil in tests that do not need them.
-	health    *healthcheck.Server
-	conntrack conntrack.Deleter
-	// prev is the snapshot of the last successful sync; pending collects the ports
-	// changed since then (a failed sync keeps them for the next).
-	prev    *state.Snapshot
-	pending map[state.ServicePortName]struct{}
-	// pendingNode says the node changed since the last successful sync.
-	pendingNode bool
-	// lastSynced is prev for List, which runs on other goroutines.
+	// lastSynced is the snapshot of the last successful sync, for List, which
+	// runs on other goroutines.
 	lastSynced atomic.Pointer[state.Snapshot]
 	// localAddrs lists the node's interface addresses; a field so tests can fake it.
 	localAddrs func() ([]netip.Addr, error)
 }
 
-var _ dataplane.Bencher = (*Proxier)(nil)
+var (
+	_ dataplane.Bencher    = (*Proxier)(nil)
+	_ dataplane.Programmer = (*Proxier)(nil)
+	_ dataplane.Checker    = (*Proxier)(nil)
+)
 
 // New builds the nftables dataplane; it fails when the kernel has no nf_tables.
-func New(o dataplane.Options) (dataplane.Dataplane, error) {
+func New(o dataplane.Options) (dataplane.Programmer, error) {
 	p, err := newProxier(o)
 	if err != nil {
 		return nil, err
@@ -63,8 +56,6 @@ func New(o dataplane.Options) (dataplane.Dataplane, error) {
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
 		return nil, fmt.Errorf("nftables mode: the kernel does not answer nf_tables requests (load nf_tables, needs CAP_NET_ADMIN): %w", err)
 	}
-	p.health = healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy})
-	p.conntrack = conntrack.NewDeleter()
 	return p, nil
 }
 
@@ -78,7 +69,6 @@ func newProxier(o dataplane.Options) (*Proxier, error) {
 		tables:     []*tableSync{newTableSync(familyIPv4), newTableSync(familyIPv6)},
 		optKeys:    make([]string, 2),
 		warned:     map[string]bool{},
-		pending:    map[state.ServicePortName]struct{}{},
 		localAddrs: nodeaddr.LocalAddresses,
 	}, nil
 }
@@ -103,23 +93,19 @@ func (p *Proxier) renderOptions(snap *state.Snapshot) ([]renderOptions, error) {
 	return []renderOptions{p.cfg.forFamily(familyIPv4, npIPs), p.cfg.forFamily(familyIPv6, npIPs)}, nil
 }
 
-// Sync implements dataplane.Dataplane.
-func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
-	st := dataplane.SyncStats{Rules: map[string]int{}, Written: map[string]int{}}
-	for n := range changed.Ports {
-		p.pending[n] = struct{}{}
-	}
-	if changed.NodeChanged {
-		p.pendingNode = true
-	}
-	opts, err := p.renderOptions(snap)
+// Apply implements dataplane.Programmer: each family's table is synced with one
+// transaction, of element-level differences unless req.Full (or the render options
+// changed: node addresses).
+func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.Applied, error) {
+	st := dataplane.Applied{Rules: map[string]int{}, Written: map[string]int{}}
+	opts, err := p.renderOptions(req.Snapshot)
 	if err != nil {
 		p.metrics.syncFailures.Inc()
 		return st, fmt.Errorf("nftables sync: %w", err)
 	}
 	var errs []error
 	for i, t := range p.tables {
-		full, written, err := p.syncTable(t, opts[i], snap, changed)
+		full, written, err := p.syncTable(i, t, opts[i], req)
 		st.Full = st.Full || full
 		st.Written[t.fam.name] = written
 		if err != nil {
@@ -128,56 +114,33 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 		}
 		st.Rules[t.fam.name] = t.applied.ruleCount()
 	}
-	st.NoLocalEndpoints = noLocalCounts([]*ruleset{p.tables[0].applied, p.tables[1].applied})
 	if len(errs) > 0 {
 		p.metrics.syncFailures.Inc()
 		return st, errors.Join(errs...)
 	}
-	p.afterSync(snap)
+	p.lastSynced.Store(req.Snapshot)
 	return st, nil
 }
 
-// afterSync runs what follows a successful sync: health-check ports, then removal
-// of UDP flows whose endpoint is gone (only now is no new flow sent to it).
-func (p *Proxier) afterSync(snap *state.Snapshot) {
-	p.updateHealth(snap)
-	if p.conntrack != nil && p.prev != nil {
-		stale := state.StaleUDPEndpoints(p.prev, snap, state.ChangeSet{Ports: p.pending})
-		if n, err := conntrack.CleanStale(p.conntrack, stale); err != nil {
-			p.log.Warn("conntrack cleanup", "err", err)
-		} else if n > 0 {
-			p.log.Info("deleted stale UDP conntrack entries", "count", n)
+// Damaged implements dataplane.Checker: a table that is gone or was changed
+// behind kproxy's back (tableSync.tableUnchanged).
+func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
+	for _, t := range p.tables {
+		if t.applied == nil {
+			continue
 		}
-	}
-	p.prev = snap
-	p.lastSynced.Store(snap)
-	p.pending = map[state.ServicePortName]struct{}{}
-	p.pendingNode = false
-}
-
-// updateHealth refreshes the health-check node ports; the pass over every Service
-// is skipped when no changed port is or was health-checked (healthcheck.Refresh).
-func (p *Proxier) updateHealth(snap *state.Snapshot) {
-	if err := p.health.Refresh(p.prev, snap, p.pending, p.pendingNode); err != nil {
-		p.log.Warn("health-check node ports", "err", err)
-	}
-}
-
-func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot, changed state.ChangeSet) (bool, int, error) {
-	i := 0
-	if t.fam.ipv6 {
-		i = 1
-	}
-	full := t.applied == nil || p.optKeys[i] != o.key()
-	if !full {
 		ok, err := t.tableUnchanged()
 		if err != nil || !ok {
-			p.log.Info("nftables table changed outside kproxy or unreadable, resyncing fully", "table", t.fam.table(), "err", err)
-			full = true
+			p.log.Info("nftables table changed outside kproxy or unreadable", "table", t.fam.table(), "err", err)
+			return true, err
 		}
 	}
-	if full {
-		rs := renderAll(o, snap)
+	return false, nil
+}
+
+func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane.Request) (bool, int, error) {
+	if req.Full || t.applied == nil || p.optKeys[i] != o.key() {
+		rs := renderAll(o, req)
 		p.warn(rs.fragmentsInOrder())
 		written, err := t.full(rs)
 		if err == nil {
@@ -185,18 +148,13 @@ func (p *Proxier) syncTable(t *tableSync, o renderOptions, snap *state.Snapshot,
 		}
 		return true, written, err
 	}
-	ports := changed.Ports
-	if changed.NodeChanged {
-		// The node's labels and addresses feed endpoint categorisation (topology,
-		// locality) of every Service: re-render all, still sending only differences.
-		ports = allPorts(snap, t.applied)
-	}
-	updated := make(map[state.ServicePortName]*fragment, len(ports))
-	changes := make([]change, 0, len(ports)+1)
-	for n := range ports {
+	snap := req.Snapshot
+	updated := make(map[state.ServicePortName]*fragment, len(req.Changed))
+	changes := make([]change, 0, len(req.Changed)+1)
+	for n := range req.Changed {
 		var fr *fragment
 		if sp := snap.Services[n]; sp != nil {
-			fr = renderService(o, sp, snap.Categorize(n))
+			fr = renderService(o, sp, req.Endpoints(n))
 			p.warn([]*fragment{fr})
 		}
 		updated[n] = fr
@@ -225,10 +183,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		t.applied = nil
 		t.closeConn()
 	}
-	if p.health != nil {
-		p.health.Close()
-	}
-	return deleteTables(p.nsFD)
+	return p.deleteTables()
 }
 
 // deleteTables removes both of kproxy's tables; missing tables are fine.
@@ -257,7 +212,7 @@ func (p *Proxier) Render(snap *state.Snapshot) (int, error) {
 	}
 	n := 0
 	for _, o := range opts {
-		n += renderAll(o, snap).ruleCount()
+		n += renderAll(o, dataplane.NewRequest(snap)).ruleCount()
 	}
 	return n, nil
 }
@@ -288,7 +243,7 @@ func (p *Proxier) BaselineApply(ctx context.Context, snap *state.Snapshot) (time
 	}
 	var total time.Duration
 	for _, o := range opts {
-		script := scriptText(renderAll(o, snap))
+		script := scriptText(renderAll(o, dataplane.NewRequest(snap)))
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(script)
@@ -314,16 +269,4 @@ func (p *Proxier) useNetns(fd int) {
 	for _, t := range p.tables {
 		t.nsFD = fd
 	}
-}
-
-// allPorts names every ServicePort of the snapshot and of the applied ruleset.
-func allPorts(snap *state.Snapshot, applied *ruleset) map[state.ServicePortName]struct{} {
-	out := make(map[state.ServicePortName]struct{}, len(snap.Services))
-	for n := range snap.Services {
-		out[n] = struct{}{}
-	}
-	for n := range applied.services {
-		out[n] = struct{}{}
-	}
-	return out
 }

@@ -208,9 +208,6 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 			key(setMasqServices, p.clusterIP, ""))
 	} else {
 		fr.elems = append(fr.elems, key(mapNoEndpointServices, p.clusterIP, noEndpointVerdict(p.cat.HasAny)))
-		if p.cat.HasAny {
-			fr.noLocal = append(fr.noLocal, "internal")
-		}
 	}
 	if !sp.ExternallyAccessible() || (len(p.external) == 0 && sp.NodePort == 0) {
 		return fr
@@ -222,9 +219,6 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 	target, targetMap, portMap := "goto "+p.names.external(), mapServiceIPs, mapServiceNodePorts
 	if len(externalEps) == 0 {
 		target, targetMap, portMap = noEndpointVerdict(p.cat.HasAny), mapNoEndpointServices, mapNoEndpointNodePort
-		if p.cat.HasAny {
-			fr.noLocal = append(fr.noLocal, "external")
-		}
 	} else {
 		renderExternal(o, p, fr)
 	}

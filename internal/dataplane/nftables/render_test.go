@@ -10,6 +10,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -94,20 +95,12 @@ func TestExpandWeightsReducesByGCDAndInterleaves(t *testing.T) {
 	}
 }
 
-func TestNoLocalCounted(t *testing.T) {
-	fr := renderOne(testOptions(familyIPv4), spec{name: "x", clusterIP: "10.96.0.21", port: 80, nodePort: 30021, eTPLocal: true},
-		ep("10.244.2.1", 80))
-	if strings.Join(fr.noLocal, ",") != "external" {
-		t.Fatalf("noLocal = %v, want [external]", fr.noLocal)
-	}
-}
-
 func BenchmarkRenderAll(b *testing.B) {
 	for _, n := range benchSizes() {
 		snap := bigSnapshot(n, 3)
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				renderAll(testOptions(familyIPv4), snap)
+				renderAll(testOptions(familyIPv4), dataplane.NewRequest(snap))
 			}
 		})
 	}

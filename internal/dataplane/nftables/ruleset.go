@@ -1,6 +1,9 @@
 package nftables
 
-import "kproxy.dev/kproxy/internal/state"
+import (
+	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/state"
+)
 
 // ruleset is the whole rendered content of one family's table, kept per owner so a
 // sync can re-render and compare only what changed. Totals are kept up to date by
@@ -11,13 +14,10 @@ type ruleset struct {
 	services map[state.ServicePortName]*fragment
 	// rules counts rules and map elements; objects counts chains and sets.
 	rules, objects int
-	// noLocal holds the ServicePorts with Local policy and no local endpoint.
-	noLocal map[state.ServicePortName][]string
 }
 
 func newRuleset(f family, node *fragment, size int) *ruleset {
-	rs := &ruleset{fam: f, services: make(map[state.ServicePortName]*fragment, size),
-		noLocal: map[state.ServicePortName][]string{}}
+	rs := &ruleset{fam: f, services: make(map[state.ServicePortName]*fragment, size)}
 	rs.setNode(node)
 	return rs
 }
@@ -45,15 +45,11 @@ func (rs *ruleset) setNode(fr *fragment) {
 func (rs *ruleset) put(n state.ServicePortName, fr *fragment) {
 	rs.account(rs.services[n], -1)
 	delete(rs.services, n)
-	delete(rs.noLocal, n)
 	if fr == nil {
 		return
 	}
 	rs.services[n] = fr
 	rs.account(fr, 1)
-	if len(fr.noLocal) > 0 {
-		rs.noLocal[n] = fr.noLocal
-	}
 }
 
 func (rs *ruleset) fragmentsInOrder() []*fragment {
@@ -69,11 +65,12 @@ func (rs *ruleset) fragmentsInOrder() []*fragment {
 	return out
 }
 
-// renderAll renders every ServicePort of snap; it is pure.
-func renderAll(o renderOptions, snap *state.Snapshot) *ruleset {
+// renderAll renders every ServicePort of the request's snapshot; it is pure.
+func renderAll(o renderOptions, req *dataplane.Request) *ruleset {
+	snap := req.Snapshot
 	rs := newRuleset(o.fam, renderNode(o), len(snap.Services))
 	for n, sp := range snap.Services {
-		rs.put(n, renderService(o, sp, snap.Categorize(n)))
+		rs.put(n, renderService(o, sp, req.Endpoints(n)))
 	}
 	return rs
 }

@@ -34,20 +34,29 @@ type tableSync struct {
 	// period, 5-25 ms measured here, whatever the table size), and that wait was
 	// most of every one-Service change. Kept open, the release runs in the
 	// background; the commit itself is complete once acked.
-	conn *nftables.Conn
+	conn nfConn
+	// dial, when set, opens conn instead of a netlink socket (tests).
+	dial dialer
 }
 
 // batch starts a transaction on the table's lasting connection, opening it first
 // if needed.
 func (t *tableSync) batch() (*batch, error) {
 	if t.conn == nil {
-		c, err := openConn(t.nsFD)
+		c, err := t.open()
 		if err != nil {
 			return nil, fmt.Errorf("nftables: open netlink socket: %w", err)
 		}
 		t.conn = c
 	}
 	return batchOn(t.fam, t.conn), nil
+}
+
+func (t *tableSync) open() (nfConn, error) {
+	if t.dial != nil {
+		return t.dial()
+	}
+	return openConn(t.nsFD)
 }
 
 // closeConn drops the lasting connection; the next sync opens a fresh one. Done

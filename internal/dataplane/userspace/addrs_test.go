@@ -40,7 +40,7 @@ func TestNonLocalClusterIPWithoutRootIsAnErrorOthersKeepWorking(t *testing.T) {
 	ip := randLoopback()
 	good := newSvc("good", v1.ProtocolTCP, ip, freePort(t, "tcp", ip), a)
 	sn := snap(state.NodeInfo{}, bad, good)
-	_, err := p.Sync(t.Context(), sn, allChanged(sn))
+	_, err := coreFor(p).Sync(t.Context(), sn, allChanged(sn))
 	if err == nil || !strings.Contains(err.Error(), "default/remote:p") || !strings.Contains(err.Error(), "203.0.113.77") {
 		t.Fatalf("Sync error = %v, want one naming the Service and its address", err)
 	}
@@ -57,7 +57,7 @@ func TestNonLocalClusterIPWithoutRootIsAnErrorOthersKeepWorking(t *testing.T) {
 		t.Fatalf("addresses added without root: %v", fake.added)
 	}
 	// The failed Service is retried on the next Sync even when nothing changed.
-	if _, err := p.Sync(t.Context(), sn, state.ChangeSet{}); err == nil || !strings.Contains(err.Error(), "default/remote:p") {
+	if _, err := coreFor(p).Sync(t.Context(), sn, state.ChangeSet{}); err == nil || !strings.Contains(err.Error(), "default/remote:p") {
 		t.Fatalf("second Sync error = %v, want the failed Service retried and reported", err)
 	}
 }

@@ -60,7 +60,7 @@ func TestDrainWaitsForOpenConnections(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Drain did not return after the last connection closed")
 	}
-	if _, err := p.Sync(context.Background(), sn, allChanged(sn)); err == nil {
+	if _, err := coreFor(p).Sync(context.Background(), sn, allChanged(sn)); err == nil {
 		t.Fatal("Sync after Drain succeeded; want an error")
 	}
 }

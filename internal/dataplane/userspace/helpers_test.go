@@ -226,7 +226,7 @@ func testProxier(t testing.TB, cfg *kpconfig.KubeProxyConfiguration) (*Proxier, 
 // mustSync syncs and fails the test on error.
 func mustSync(t testing.TB, p *Proxier, s *state.Snapshot, cs state.ChangeSet) dataplane.SyncStats {
 	t.Helper()
-	st, err := p.Sync(context.Background(), s, cs)
+	st, err := coreFor(p).Sync(context.Background(), s, cs)
 	if err != nil {
 		t.Fatalf("Sync: %v", err)
 	}

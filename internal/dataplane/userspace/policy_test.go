@@ -90,7 +90,7 @@ func TestAddressClaimedTwiceIsAnErrorForTheSecondServiceOnly(t *testing.T) {
 	second.sp.ExternalIPs = []netip.Addr{ext}
 	p, _ := testProxier(t, nil)
 	sn := snap(state.NodeInfo{}, first, second)
-	_, err := p.Sync(t.Context(), sn, allChanged(sn))
+	_, err := coreFor(p).Sync(t.Context(), sn, allChanged(sn))
 	if err == nil || !strings.Contains(err.Error(), "default/bbb:p") || !strings.Contains(err.Error(), "default/aaa:p") {
 		t.Fatalf("Sync error = %v, want one naming both Services", err)
 	}

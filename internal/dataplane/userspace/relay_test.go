@@ -288,7 +288,7 @@ func TestNoResetWhileEndpointsChange(t *testing.T) {
 		defer close(done)
 		for i := 0; i < 60; i++ {
 			sn := snap(state.NodeInfo{}, sets[i%2])
-			if _, err := p.Sync(t.Context(), sn, allChanged(sn)); err != nil {
+			if _, err := coreFor(p).Sync(t.Context(), sn, allChanged(sn)); err != nil {
 				t.Errorf("Sync: %v", err)
 				return
 			}

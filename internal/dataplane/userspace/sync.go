@@ -11,13 +11,13 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
 )
 
-// syncRun is the state of one Sync.
+// syncRun is the state of one Apply.
 type syncRun struct {
+	req  *dataplane.Request
 	snap *state.Snapshot
 	// local is the set of the host's addresses (Proxier.hostLocal).
 	local map[netip.Addr]bool
@@ -30,15 +30,16 @@ type syncRun struct {
 // node's addresses changed or the previous Sync could not finish. One Service's
 // failure never stops the others: its error is returned, joined with the rest, and
 // it is retried on every Sync until it succeeds.
-func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.ChangeSet) (dataplane.SyncStats, error) {
+func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.Applied, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	stats := dataplane.SyncStats{}
+	snap := req.Snapshot
+	stats := dataplane.Applied{}
 	if p.closed.Load() {
 		return stats, errClosed
 	}
 	p.adoptLeftovers()
-	full := p.needFull || changed.NodeChanged
+	full := p.needFull || req.Full || req.NodeChanged
 	var nodeErr error
 	if full || p.hostLocal == nil || time.Since(p.hostAt) > hostAddrTTL {
 		local, err := p.localAddrs()
@@ -57,8 +58,8 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 			full, p.nodeAddrs = true, nodeAddrs
 		}
 	}
-	run := &syncRun{snap: snap, local: p.hostLocal}
-	names := p.namesToSync(snap, changed, full)
+	run := &syncRun{req: req, snap: snap, local: p.hostLocal}
+	names := p.namesToSync(snap, req.Changed, full)
 	// Close what is no longer wanted first, so that an address:port moving from one
 	// Service to another within one snapshot is free when the new owner opens it.
 	for _, n := range names {
@@ -81,7 +82,6 @@ func (p *Proxier) Sync(ctx context.Context, snap *state.Snapshot, changed state.
 	if full {
 		p.removeLeftovers()
 	}
-	p.updateHealthChecks(snap, full)
 	p.needFull = false
 	if nodeErr != nil {
 		return p.stats(run, full), errors.Join(nodeErr, partial(errs))
@@ -97,22 +97,12 @@ func partial(errs []error) error {
 	return &dataplane.PartialError{Errs: errs}
 }
 
-func (p *Proxier) stats(run *syncRun, full bool) dataplane.SyncStats {
-	s := dataplane.SyncStats{
-		Full:             full,
-		Rules:            map[string]int{"listeners": len(p.frontends)},
-		Written:          map[string]int{"listeners": run.written},
-		NoLocalEndpoints: map[string]int{"internal": 0, "external": 0},
+func (p *Proxier) stats(run *syncRun, full bool) dataplane.Applied {
+	return dataplane.Applied{
+		Full:    full,
+		Rules:   map[string]int{"listeners": len(p.frontends)},
+		Written: map[string]int{"listeners": run.written},
 	}
-	for _, f := range p.noLocal {
-		if f[0] {
-			s.NoLocalEndpoints["internal"]++
-		}
-		if f[1] {
-			s.NoLocalEndpoints["external"]++
-		}
-	}
-	return s
 }
 
 // nodePortAddrs selects the node addresses NodePorts listen on. Service addresses
@@ -149,7 +139,7 @@ func (p *Proxier) nodePortAddrs(snap *state.Snapshot) ([]netip.Addr, error) {
 	return out, nil
 }
 
-func (p *Proxier) namesToSync(snap *state.Snapshot, changed state.ChangeSet, full bool) []state.ServicePortName {
+func (p *Proxier) namesToSync(snap *state.Snapshot, changed map[state.ServicePortName]struct{}, full bool) []state.ServicePortName {
 	set := map[state.ServicePortName]struct{}{}
 	if full {
 		for n := range snap.Services {
@@ -159,7 +149,7 @@ func (p *Proxier) namesToSync(snap *state.Snapshot, changed state.ChangeSet, ful
 			set[n] = struct{}{}
 		}
 	} else {
-		for n := range changed.Ports {
+		for n := range changed {
 			set[n] = struct{}{}
 		}
 		for n := range p.failed {
@@ -207,15 +197,11 @@ func supported(sp *state.ServicePort) bool {
 func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 	sp := run.snap.Services[n]
 	svc := p.services[n]
-	if (sp != nil && sp.HealthCheckNodePort != 0) || (svc != nil && svc.sp.HealthCheckNodePort != 0) {
-		p.healthDirty = true
-	}
 	if sp == nil {
 		if svc != nil {
 			p.metrics.forgetService(svc)
 			delete(p.services, n)
 		}
-		delete(p.noLocal, n)
 		return nil
 	}
 	if !supported(sp) {
@@ -226,13 +212,12 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 		p.services[n] = svc
 	}
 	svc.sp = sp
-	cat := run.snap.Categorize(n)
+	cat := run.req.Endpoints(n)
 	reachable := make([]netip.AddrPort, 0, len(cat.AllReachable))
 	for _, e := range cat.AllReachable {
 		reachable = append(reachable, e.AddrPort())
 	}
 	p.metrics.syncService(svc, reachable)
-	p.recordNoLocal(n, sp, cat)
 	var errs []error
 	for _, spec := range desiredFrontends(sp, p.nodeAddrs) {
 		if err := p.syncFrontend(run, svc, spec, endpointsFor(sp, spec.kind, cat)); err != nil {
@@ -240,16 +225,6 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (p *Proxier) recordNoLocal(n state.ServicePortName, sp *state.ServicePort, cat state.Categorized) {
-	internal := sp.InternalPolicyLocal && cat.HasAny && len(cat.Local) == 0
-	external := sp.ExternallyAccessible() && sp.ExternalPolicyLocal && cat.HasAny && len(cat.Local) == 0
-	if internal || external {
-		p.noLocal[n] = [2]bool{internal, external}
-	} else {
-		delete(p.noLocal, n)
-	}
 }
 
 // syncFrontend makes one listener exist with the right backends.
@@ -402,20 +377,5 @@ func install(fe *frontend, cfg *feConfig) {
 	fe.cfg.Store(cfg)
 	if cfg.updateAfterStore {
 		cfg.sched.Update(cfg.list)
-	}
-}
-
-// updateHealthChecks refreshes the health-check node ports when a Service that has
-// one changed; healthcheck.Entries looks at every Service, so it is not run for
-// syncs that cannot change its answer.
-func (p *Proxier) updateHealthChecks(snap *state.Snapshot, full bool) {
-	if !full && !p.healthDirty {
-		return
-	}
-	err := p.health.Update(healthcheck.Entries(snap))
-	// A port that could not be opened is retried on the next sync.
-	p.healthDirty = err != nil
-	if err != nil {
-		p.log.Warn("health-check node ports", "err", err)
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
-	"kproxy.dev/kproxy/internal/healthcheck"
 	"kproxy.dev/kproxy/internal/lb"
 	"kproxy.dev/kproxy/internal/nodeaddr"
 	"kproxy.dev/kproxy/internal/state"
@@ -52,7 +51,7 @@ func init() {
 	dataplane.Register(dataplane.Mode{Name: ModeName, New: newDataplane, Cleanup: cleanupLeftovers})
 }
 
-func newDataplane(o dataplane.Options) (dataplane.Dataplane, error) { return New(o) }
+func newDataplane(o dataplane.Options) (dataplane.Programmer, error) { return New(o) }
 
 // Proxier is the userspace dataplane. It implements dataplane.Dataplane and
 // dataplane.Lister.
@@ -63,9 +62,6 @@ type Proxier struct {
 	udpIdle      time.Duration
 	addrs        addrManager
 	metrics      *metrics
-	// health serves the health-check node ports of externalTrafficPolicy Local
-	// Services, as every mode does.
-	health *healthcheck.Server
 	// localAddrs reads the addresses the process can listen on; a variable for tests.
 	localAddrs func() ([]netip.Addr, error)
 	// listen opens a frontend's socket; benchmarks of the choice path replace it.
@@ -88,9 +84,6 @@ type Proxier struct {
 	hostLocal map[netip.Addr]bool
 	hostAt    time.Time
 	nodeAddrs []netip.Addr
-	// noLocal flags ServicePorts with Local policy but no local endpoint
-	// (internal, external), for SyncStats.NoLocalEndpoints.
-	noLocal map[state.ServicePortName][2]bool
 	// ourAddrs counts the frontends using each address kproxy added to the host.
 	ourAddrs map[netip.Addr]int
 	// leftovers are addresses an earlier kproxy added (the daemon keeps them on
@@ -98,8 +91,6 @@ type Proxier struct {
 	// still wanted and removes the rest.
 	// nil until the first Sync has looked for them.
 	leftovers map[netip.Addr]bool
-	// healthDirty is set when a ServicePort with a health-check node port changed.
-	healthDirty bool
 
 	// relays counts accept loops and open relays, so Drain knows when all are done.
 	relays  sync.WaitGroup
@@ -129,13 +120,11 @@ func New(o dataplane.Options) (*Proxier, error) {
 		udpIdle:      defaultUDPIdleTimeout,
 		addrs:        newAddrManager(os.Geteuid() == 0),
 		metrics:      m,
-		health:       healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy}),
 		localAddrs:   nodeaddr.LocalAddresses,
 		services:     map[state.ServicePortName]*service{},
 		frontends:    map[feKey]*frontend{},
 		failed:       map[state.ServicePortName]struct{}{},
 		needFull:     true,
-		noLocal:      map[state.ServicePortName][2]bool{},
 		ourAddrs:     map[netip.Addr]int{},
 		conns:        connSet{m: map[closer]struct{}{}},
 		stopEst:      make(chan struct{}),
@@ -146,9 +135,9 @@ func New(o dataplane.Options) (*Proxier, error) {
 }
 
 var (
-	_ dataplane.Dataplane = (*Proxier)(nil)
-	_ dataplane.Lister    = (*Proxier)(nil)
-	_ dataplane.Drainer   = (*Proxier)(nil)
+	_ dataplane.Programmer = (*Proxier)(nil)
+	_ dataplane.Lister     = (*Proxier)(nil)
+	_ dataplane.Drainer    = (*Proxier)(nil)
 )
 
 // errClosed is returned by Sync after Drain or Cleanup.
@@ -168,7 +157,6 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 		return nil
 	}
 	close(p.stopEst)
-	p.health.Close()
 	for _, fe := range p.frontends {
 		fe.close()
 	}

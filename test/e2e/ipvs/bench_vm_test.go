@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"kproxy.dev/kproxy/internal/testing/vm"
+	"kproxy.dev/kproxy/internal/vm"
 )
 
 // TestBenchSyncInVM runs `kproxy bench sync --mode ipvs` in the VM. It is a

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"kproxy.dev/kproxy/internal/testing/vm"
+	"kproxy.dev/kproxy/internal/vm"
 )
 
 // TestIPVSInVM runs every TestGuest* test in one VM boot.

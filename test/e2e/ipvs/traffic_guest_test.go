@@ -28,10 +28,11 @@ func newDataplane(t *testing.T, scheduler string) dataplane.Dataplane {
 	t.Helper()
 	cfg := &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}
 	cfg.IPVS.Scheduler = scheduler
-	dp, err := ipvsdp.New(dataplane.Options{Config: cfg})
+	p, err := ipvsdp.New(dataplane.Options{Config: cfg})
 	if err != nil {
 		t.Fatalf("ipvs.New: %v", err)
 	}
+	dp := dataplane.NewCore(p, dataplane.CoreOptions{})
 	t.Cleanup(func() { dp.Cleanup(bg) })
 	return dp
 }
@@ -70,7 +71,8 @@ func counts(m map[string]int) []int {
 // kernelRow returns the kernel's row for address, as `kproxy list` shows it.
 func kernelRow(t *testing.T, dp dataplane.Dataplane, proto, address string) dataplane.VirtualService {
 	t.Helper()
-	rows, err := dp.(dataplane.Lister).List(bg)
+	l, _ := dataplane.As[dataplane.Lister](dp)
+	rows, err := l.List(bg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,5 @@
+package dataplane
+
+import "kproxy.dev/kproxy/internal/conntrack"
+
+func init() { newDeleter = conntrack.NewDeleter }

@@ -1,0 +1,49 @@
+package dataplane
+
+import (
+	"sync"
+
+	"kproxy.dev/kproxy/internal/state"
+)
+
+// Request is what the core asks a mode to apply in one sync.
+type Request struct {
+	Snapshot *state.Snapshot
+	// Full asks for a reconciliation of everything against the kernel: the first
+	// sync, the one after a failure, after damage was found, and once an hour.
+	Full bool
+	// NodeChanged says the node's addresses or labels changed since the last
+	// successful sync: NodePort addresses must be recomputed. Changed then names
+	// every port, because categorisation depends on the node.
+	NodeChanged bool
+	// Changed names the ports added, removed or changed since the last successful
+	// sync; a partial Apply looks at these only.
+	Changed map[state.ServicePortName]struct{}
+
+	mu   sync.Mutex
+	cats map[state.ServicePortName]state.Categorized
+}
+
+// NewRequest returns a full request for snap, e.g. for a pure render.
+func NewRequest(snap *state.Snapshot) *Request {
+	return &Request{Snapshot: snap, Full: true, cats: map[state.ServicePortName]state.Categorized{}}
+}
+
+// Endpoints returns the port's endpoints categorised for cluster and local
+// traffic (state.CategorizeEndpoints), computed once per sync. It is the only way a
+// mode learns which endpoints traffic may reach; safe for concurrent use.
+func (r *Request) Endpoints(n state.ServicePortName) state.Categorized {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.cats[n]; ok {
+		return c
+	}
+	c := r.Snapshot.Categorize(n)
+	r.cats[n] = c
+	return c
+}
+
+// Changes returns Changed as a ChangeSet (for code written against ChangeSet).
+func (r *Request) Changes() state.ChangeSet {
+	return state.ChangeSet{Ports: r.Changed, NodeChanged: r.NodeChanged}
+}

@@ -1,0 +1,129 @@
+package fakeipvs
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+)
+
+// Links holds links (by name) and their addresses. The zero value has no links.
+type Links struct {
+	mu     sync.Mutex
+	links  map[string]map[netip.Addr]bool
+	writes int
+}
+
+// EnsureDummy creates the link unless it exists.
+func (l *Links) EnsureDummy(name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.links == nil {
+		l.links = map[string]map[netip.Addr]bool{}
+	}
+	if l.links[name] == nil {
+		l.links[name] = map[netip.Addr]bool{}
+	}
+	return nil
+}
+
+// Addrs lists the link's addresses, sorted; an absent link has none.
+func (l *Links) Addrs(name string) ([]netip.Addr, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []netip.Addr{}
+	for a := range l.links[name] {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out, nil
+}
+
+// AddAddr adds an address; the link must exist. Like the netlink implementation it
+// accepts an address that is already there.
+func (l *Links) AddAddr(name string, a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	addrs := l.links[name]
+	if addrs == nil {
+		return fmt.Errorf("link %s not found", name)
+	}
+	addrs[a] = true
+	l.writes++
+	return nil
+}
+
+// DelAddr removes an address; the link must exist, the address need not (as in the
+// netlink implementation).
+func (l *Links) DelAddr(name string, a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.links[name] == nil {
+		return fmt.Errorf("link %s not found", name)
+	}
+	delete(l.links[name], a)
+	l.writes++
+	return nil
+}
+
+// DeleteLink removes the link and its addresses; an absent link is fine.
+func (l *Links) DeleteLink(name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.links, name)
+	return nil
+}
+
+// Exists reports whether the link exists.
+func (l *Links) Exists(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.links[name] != nil
+}
+
+// Has reports whether the link holds the address.
+func (l *Links) Has(name string, a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.links[name][a]
+}
+
+// Writes counts address changes.
+func (l *Links) Writes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writes
+}
+
+// Sysctl is a map of /proc/sys entries ("net/ipv4/ip_forward").
+type Sysctl struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// NewSysctl returns entries preset to values.
+func NewSysctl(values map[string]string) *Sysctl {
+	m := map[string]string{}
+	for k, v := range values {
+		m[k] = v
+	}
+	return &Sysctl{m: m}
+}
+
+// Get returns an entry ("" if never set).
+func (s *Sysctl) Get(name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[name], nil
+}
+
+// Set writes an entry.
+func (s *Sysctl) Set(name, value string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]string{}
+	}
+	s.m[name] = value
+	return nil
+}
