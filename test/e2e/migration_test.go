@@ -106,7 +106,7 @@ func loadKubeProxyRules(t *testing.T, node *netns.NS, backend, rules string) {
 	node.MustRun(t, "iptables-"+backend+"-restore", "--noflush", f)
 }
 
-// prober opens a new connection to addr every few milliseconds until stopped and
+// prober (startProber) opens a new connection to addr every few milliseconds until stopped and
 // counts those that failed.
 type prober struct {
 	ok, failed atomic.Int64
@@ -116,7 +116,7 @@ type prober struct {
 	done       chan struct{}
 }
 
-func probe(from *netns.NS, addr string) *prober {
+func startProber(from *netns.NS, addr string) *prober {
 	p := &prober{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -167,7 +167,7 @@ func TestTakeoverFromKubeProxyIptablesKeepsTraffic(t *testing.T) {
 		// kube-proxy's rules serve on their own before kproxy starts.
 		c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
 
-		p := probe(c.client, "10.96.0.10:80")
+		p := startProber(c.client, "10.96.0.10:80")
 		c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
 		c.start()
 		c.eventually("kube-proxy's leftover chains removed", func() error {
@@ -286,7 +286,7 @@ func TestNftablesStartRemovesKubeProxyTablesAndKeepsItsOwn(t *testing.T) {
 	if out := c.env.Node.MustRun(t, "nft", "list", "tables"); strings.Contains(out, "kube-proxy") {
 		t.Fatalf("kube-proxy's tables left after kproxy started in nftables mode:\n%s", out)
 	}
-	p := probe(c.client, "10.96.0.10:80")
+	p := startProber(c.client, "10.96.0.10:80")
 	c.stop()
 	c.start()
 	time.Sleep(2 * time.Second)
