@@ -150,22 +150,22 @@ func (cp *controlPlane) startAPIServer() {
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", p.path("sa.pub"), "--service-account-signing-key-file", p.path("sa.key"),
 		"--service-cluster-ip-range", "10.96.0.0/16",
-		"--allow-privileged", "true", "--profiling=false")
+		"--allow-privileged=true", "--profiling=false")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	err := netns.Eventually(ctx, 90*time.Second, func() error {
+	var lastErr error
+	for ctx.Err() == nil {
 		if !cp.apiserver.running() {
-			return fmt.Errorf("kube-apiserver exited:\n%s", cp.apiserver.tail(40))
+			cp.t.Fatalf("kube-apiserver exited:\n%s", cp.apiserver.tail(40))
 		}
 		body, err := cp.admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil {
-			return fmt.Errorf("readyz: %v: %s", err, body)
+		if err == nil {
+			return
 		}
-		return nil
-	})
-	if err != nil {
-		cp.t.Fatalf("kube-apiserver not ready: %v", err)
+		lastErr = fmt.Errorf("readyz: %v: %s", err, body)
+		time.Sleep(250 * time.Millisecond)
 	}
+	cp.t.Fatalf("kube-apiserver not ready after 90s: %v", lastErr)
 }
 
 // restConfig dials from inside the node namespace, where the API server listens.
