@@ -294,3 +294,27 @@ func TestNftablesStartRemovesKubeProxyTablesAndKeepsItsOwn(t *testing.T) {
 		t.Fatalf("across a kproxy restart: %d connections ok, %d failed (first: %v)", ok, failed, firstErr)
 	}
 }
+
+// `kproxy --cleanup` removes kube-proxy's nftables tables as well as kproxy's, as
+// `kube-proxy --cleanup` does, and leaves other programs' tables alone.
+func TestCleanupFlagRemovesKubeProxyNftablesTables(t *testing.T) {
+	netns.RequireRoot(t)
+	c := newCluster(t, nftablesMode(), 0)
+	f := filepath.Join(t.TempDir(), "tables.nft")
+	tables := "table ip kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
+		"table ip6 kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
+		"table ip kproxy {\n chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }\n}\n" +
+		"table inet other-firewall {\n chain input { type filter hook input priority 0; policy accept; }\n}\n"
+	if err := os.WriteFile(f, []byte(tables), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.env.Node.MustRun(t, "nft", "-f", f)
+	c.runKproxy("--cleanup")
+	out := c.env.Node.MustRun(t, "nft", "list", "tables")
+	if strings.Contains(out, "kube-proxy") || strings.Contains(out, "kproxy") {
+		t.Fatalf("tables left after kproxy --cleanup:\n%s", out)
+	}
+	if !strings.Contains(out, "table inet other-firewall") {
+		t.Fatalf("kproxy --cleanup removed another program's table:\n%s", out)
+	}
+}
