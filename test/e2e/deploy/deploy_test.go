@@ -113,6 +113,9 @@ func TestDaemonSetRunsOnEveryLinuxNode(t *testing.T) {
 			t.Errorf("spec.selector.matchLabels[%s]=%s does not select the template's labels %v", k, v, ds.Spec.Template.Labels)
 		}
 	}
+	if spec.DNSPolicy == corev1.DNSClusterFirstWithHostNet {
+		t.Error("spec.template.spec.dnsPolicy: ClusterFirstWithHostNet makes the API server's name depend on cluster DNS, behind a Service kproxy programs")
+	}
 	c := kproxyContainer(t, ds)
 	if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || !*sc.Privileged {
 		t.Error("containers[kproxy].securityContext.privileged: want true (netfilter, sysctls, modules)")
