@@ -22,7 +22,7 @@ test-deps:
 		echo "make test-deps: not root on Debian: not installing packages (kernel tests skip without root)"; \
 	fi
 
-# test also runs vet and the gofmt check, so CI holds the code to them.
+# test also runs vet, the gofmt check and staticcheck, so CI holds the code to them.
 test: test-deps vet
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
 
@@ -39,9 +39,12 @@ e2e:
 unit:
 	$(GO) test -count=1 -short ./...
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l cmd internal test)" || { gofmt -l cmd internal test; exit 1; }
+	$(GO) run $(STATICCHECK) ./...
 
 fmt:
 	gofmt -w cmd internal test

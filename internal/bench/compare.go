@@ -148,9 +148,7 @@ func WriteCompareTable(out io.Writer, c *Comparison) error {
 			fmt.Fprintln(tw)
 		}
 		header := []string{fmt.Sprintf("%s Services x %d endpoints", FormatCount(n), c.endpoints(n))}
-		for _, m := range modes {
-			header = append(header, m)
-		}
+		header = append(header, modes...)
 		header = append(header, "commonly quoted")
 		fmt.Fprintln(tw, strings.Join(header, "\t"))
 		for _, row := range compareRows {

@@ -11,6 +11,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/config"
 	proxyd "kproxy.dev/kproxy/internal/daemon"
+	"kproxy.dev/kproxy/internal/dataplane"
 )
 
 // NewRootCommand builds `kproxy`: the proxy daemon, with its subcommands.
@@ -55,6 +56,8 @@ func runDaemon(cmd *cobra.Command, f *config.Flags) error {
 	return proxyd.Run(ctx, proxyd.Options{
 		Config: c, ServicesFrom: f.ServicesFrom, Kubeconfig: f.Kubeconfig,
 		AdminBindAddress: f.AdminBindAddress, DemoBackends: f.DemoBackends, Logger: log,
+		Relay: dataplane.RelayLimits{MaxConns: f.UserspaceMaxConns,
+			MaxConnsPerClient: f.UserspaceMaxConnsPerClient, IdleTimeout: f.UserspaceIdleTimeout},
 	})
 }
 

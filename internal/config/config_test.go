@@ -211,7 +211,24 @@ func TestLoadMissingFile(t *testing.T) {
 
 // ownFlags are kproxy's flags that are not KubeProxyConfiguration fields.
 var ownFlags = map[string]bool{"config": true, "write-config-to": true, "kubeconfig": true, "services-from": true,
-	"admin-bind-address": true, "cleanup": true, "demo-backends": true, "v": true}
+	"admin-bind-address": true, "cleanup": true, "demo-backends": true, "v": true,
+	"userspace-max-conns": true, "userspace-max-conns-per-client": true, "userspace-idle-timeout": true}
+
+func TestUserspaceRelayFlags(t *testing.T) {
+	f := &Flags{}
+	fs := pflag.NewFlagSet("kproxy", pflag.ContinueOnError)
+	f.AddFlags(fs)
+	if f.UserspaceMaxConns != 0 || f.UserspaceMaxConnsPerClient != 0 || f.UserspaceIdleTimeout != 0 {
+		t.Fatalf("defaults %d %d %v, want 0 (the mode's defaults)", f.UserspaceMaxConns, f.UserspaceMaxConnsPerClient, f.UserspaceIdleTimeout)
+	}
+	err := fs.Parse([]string{"--userspace-max-conns=100", "--userspace-max-conns-per-client=-1", "--userspace-idle-timeout=90s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.UserspaceMaxConns != 100 || f.UserspaceMaxConnsPerClient != -1 || f.UserspaceIdleTimeout != 90*time.Second {
+		t.Fatalf("parsed %d %d %v", f.UserspaceMaxConns, f.UserspaceMaxConnsPerClient, f.UserspaceIdleTimeout)
+	}
+}
 
 // TestEveryConfigFlagOverridesItsField guards the override table: a flag bound to
 // the config but missing from the table would be silently ignored.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
@@ -19,6 +20,10 @@ type Flags struct {
 	WriteConfigTo    string
 	DemoBackends     []string
 	Verbosity        int
+	// Userspace relay limits (kproxy's own): 0 means the default, negative no limit.
+	UserspaceMaxConns          int
+	UserspaceMaxConnsPerClient int
+	UserspaceIdleTimeout       time.Duration
 
 	v  kpconfig.KubeProxyConfiguration
 	fs *pflag.FlagSet
@@ -94,6 +99,9 @@ func (f *Flags) addOwnFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.WriteConfigTo, "write-config-to", "", "Write the effective configuration (file, defaults and flags) to this file, then exit")
 	fs.StringSliceVar(&f.DemoBackends, "demo-backends", nil, "Serve tiny demo backends (HTTP over TCP, echo over UDP) on these ip:port addresses, answering with their own address")
 	fs.IntVarP(&f.Verbosity, "v", "v", 0, "Log verbosity; 4 and above logs debug messages")
+	fs.IntVar(&f.UserspaceMaxConns, "userspace-max-conns", 0, "userspace mode: most TCP connections and UDP flows relayed at once; 0 means a quarter of the file descriptor limit, -1 no limit")
+	fs.IntVar(&f.UserspaceMaxConnsPerClient, "userspace-max-conns-per-client", 0, "userspace mode: most connections and flows from one client address (IPv6: one /64); 0 means an eighth of --userspace-max-conns, -1 no limit")
+	fs.DurationVar(&f.UserspaceIdleTimeout, "userspace-idle-timeout", 0, "userspace mode: close a relayed TCP connection idle this long; 0 means 15m, -1s never")
 }
 
 func (f *Flags) addConfigFlags(fs *pflag.FlagSet) {

@@ -5,6 +5,12 @@
 //
 // The proxier core (internal/dataplane) calls Clean after every successful sync of a
 // mode that NATs in the kernel (iptables, nftables, ipvs); no mode calls it itself.
+//
+// Two more pieces follow kube-proxy: Tuner applies KubeProxyConfiguration.conntrack
+// (table size, hash size, timeouts) at start, and Reconciler is the periodic safety
+// net of kube-proxy 1.33+: it lists the table and deletes UDP entries whose
+// Service address or NodePort no longer leads to a serving endpoint (Reconcile is
+// its pure part), with kubeproxy_conntrack_reconciler_* metrics.
 package conntrack
 
 import (

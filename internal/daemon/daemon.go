@@ -42,6 +42,8 @@ type Options struct {
 	AdminBindAddress string
 	// DemoBackends are ip:port addresses to serve tiny demo HTTP/UDP backends on.
 	DemoBackends []string
+	// Relay bounds the userspace mode's connections (--userspace-* flags).
+	Relay dataplane.RelayLimits
 	// Source, if set, is used instead of ServicesFrom/Kubeconfig (tests).
 	Source source.Source
 	// Registry takes every metric; nil means a new one.
@@ -121,7 +123,7 @@ func build(o Options) (*daemon, source.Source, error) {
 	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod,
 		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
 	d.dp, err = dataplane.Build(m, dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
-		ProxyHealthy: func() bool { return d.health.Health().Healthy }})
+		ProxyHealthy: func() bool { return d.health.Health().Healthy }, Relay: o.Relay})
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy mode %s: %w", d.mode, err)
 	}
@@ -131,8 +133,13 @@ func build(o Options) (*daemon, source.Source, error) {
 	d.runner = runner.New(runner.Options{Fn: d.sync, MinInterval: minSync, MaxInterval: syncPeriod,
 		RetryMin: max(minSync, time.Second), RetryMax: syncPeriod, OnResult: d.logResult})
 	d.tracker = state.NewTracker(state.Options{NodeName: nodeName, ValidateScheduler: lb.Validate,
-		Reject: rejects.Reject, OnChange: d.queued})
+		Reject: rejects.Reject, OnChange: d.queued,
+		DisableExternalIPs: !state.ExternalIPsAllowed(o.Config.FeatureGates)})
+	if !state.ExternalIPsAllowed(o.Config.FeatureGates) {
+		d.log.Info("feature gate AllowServiceExternalIPs is off: spec.externalIPs are not programmed")
+	}
 	applyOOMScoreAdj(o.Config.OOMScoreAdj, d.log)
+	tuneConntrack(string(d.mode), o.Config, d.log)
 	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName,
 		"syncPeriod", syncPeriod, "minSyncPeriod", minSync)
 	return d, src, nil
@@ -148,6 +155,9 @@ func (d *daemon) run(ctx context.Context, src source.Source) error {
 	defer stopServers()
 	if err := startDemoBackends(ctx, d.o.DemoBackends, d.log); err != nil {
 		return err
+	}
+	if c, ok := d.dp.(*dataplane.Core); ok {
+		go c.RunReconciler(ctx)
 	}
 	synced := make(chan struct{})
 	srcErr := make(chan error, 1)

@@ -78,12 +78,12 @@ func (l listingDP) List(context.Context) ([]dataplane.VirtualService, error) {
 }
 
 var (
-	plainDP   = &fakeDP{synced: make(chan struct{}, 100)}
-	listDP    = &fakeDP{synced: make(chan struct{}, 100)}
-	kubeDP    = &fakeDP{synced: make(chan struct{}, 100)}
-	partialDP = &fakeDP{synced: make(chan struct{}, 100), partial: true}
-	failingDP = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
-	cleanFail = errors.New("rules are stuck")
+	plainDP      = &fakeDP{synced: make(chan struct{}, 100)}
+	listDP       = &fakeDP{synced: make(chan struct{}, 100)}
+	kubeDP       = &fakeDP{synced: make(chan struct{}, 100)}
+	partialDP    = &fakeDP{synced: make(chan struct{}, 100), partial: true}
+	failingDP    = &fakeDP{synced: make(chan struct{}, 100), failNext: 1 << 30}
+	errCleanFail = errors.New("rules are stuck")
 )
 
 func init() {
@@ -101,7 +101,7 @@ func init() {
 		Cleanup: func(context.Context, dataplane.Options) error { return nil }})
 	dataplane.Register(dataplane.Mode{Name: "core-fake-list",
 		New:     func(dataplane.Options) (dataplane.Programmer, error) { return listingDP{listDP}, nil },
-		Cleanup: func(context.Context, dataplane.Options) error { return cleanFail }})
+		Cleanup: func(context.Context, dataplane.Options) error { return errCleanFail }})
 }
 
 // chanSource delivers the objects it is given, reports synced, then applies every

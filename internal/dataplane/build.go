@@ -2,10 +2,14 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
+	"sync"
+	"time"
 
 	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/conntrack"
 	"kproxy.dev/kproxy/internal/healthcheck"
+	"kproxy.dev/kproxy/internal/nodeaddr"
 )
 
 // newDeleter builds the kernel's conntrack deleter; nil where there is none (not
@@ -19,8 +23,14 @@ func Build(m Mode, o Options) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	hc := healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy,
+		DefaultNodePortAddresses: nodeaddr.DefaultFor(m.Name), LocalAddresses: nodeaddr.LocalAddresses}
+	if o.Config != nil {
+		// Health-check ports listen where NodePorts are served, as kube-proxy's.
+		hc.NodePortAddresses = o.Config.NodePortAddresses
+	}
 	co := CoreOptions{
-		Health: healthcheck.New(healthcheck.Options{Logger: o.Log(), Healthy: o.ProxyHealthy}),
+		Health: healthcheck.New(hc),
 		Logger: o.Log(),
 	}
 	if o.Config != nil {
@@ -31,6 +41,31 @@ func Build(m Mode, o Options) (*Core, error) {
 			return nil, fmt.Errorf("proxy mode %s needs Linux", m.Name)
 		}
 		co.Conntrack = newDeleter()
+		co.Reconciler = &conntrack.Reconciler{Lister: conntrack.NewLister(), Deleter: co.Conntrack,
+			Metrics: conntrack.NewReconcilerMetrics(o.Registerer), IsNodeAddr: localAddrCache(), Log: o.Log()}
 	}
 	return NewCore(p, co), nil
+}
+
+// localAddrCache reports whether an address is one of the node's, reading the
+// interfaces at most every 30s (the reconciler asks once per NodePort flow).
+func localAddrCache() func(netip.Addr) bool {
+	var mu sync.Mutex
+	var at time.Time
+	var set map[netip.Addr]bool
+	return func(a netip.Addr) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if set == nil || time.Since(at) > 30*time.Second {
+			addrs, err := nodeaddr.LocalAddresses()
+			if err != nil && set != nil {
+				return set[a.Unmap()]
+			}
+			set, at = make(map[netip.Addr]bool, len(addrs)), time.Now()
+			for _, x := range addrs {
+				set[x.Unmap()] = true
+			}
+		}
+		return set[a.Unmap()]
+	}
 }

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"kproxy.dev/kproxy/internal/conntrack"
@@ -53,6 +54,11 @@ type CoreOptions struct {
 	// CheckInterval is how often a Checker mode is asked whether its state was
 	// damaged (the syncPeriod, default 30s).
 	CheckInterval time.Duration
+	// Reconciler, when set, deletes every ReconcilePeriod the stale UDP flows the
+	// cleanup after each sync missed (kube-proxy 1.33+'s conntrack reconciler);
+	// its Snapshot is the core's last synced one. RunReconciler runs it.
+	Reconciler      *conntrack.Reconciler
+	ReconcilePeriod time.Duration
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -81,6 +87,8 @@ type Core struct {
 	lastCheck time.Time
 	// noLocal flags the ports with a Local policy and no local endpoint.
 	noLocal map[state.ServicePortName]noLocal
+	// synced is prev for readers on other goroutines (the reconciler).
+	synced atomic.Pointer[state.Snapshot]
 }
 
 // NewCore wraps a mode's Programmer; the first Sync is a full one.
@@ -202,8 +210,23 @@ func (c *Core) afterSync(req *Request) {
 		c.needFull, c.lastFull, c.lastCheck = false, now, now
 	}
 	c.prev = snap
+	c.synced.Store(snap)
 	c.pending = map[state.ServicePortName]struct{}{}
 	c.pendingNode = false
+}
+
+// RunReconciler runs the conntrack reconciler, if any, until ctx ends.
+func (c *Core) RunReconciler(ctx context.Context) {
+	r := c.o.Reconciler
+	if r == nil {
+		return
+	}
+	r.Snapshot = c.synced.Load
+	period := c.o.ReconcilePeriod
+	if period <= 0 {
+		period = c.o.CheckInterval
+	}
+	r.Run(ctx, period)
 }
 
 // Invalidate makes the next Sync a full one, whatever changed: for callers that

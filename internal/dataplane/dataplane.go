@@ -69,6 +69,21 @@ type Options struct {
 	// 2 x syncPeriod), for the serviceProxyHealthy field of eTP=Local health-check
 	// node ports (healthcheck.Options.Healthy); nil means always healthy.
 	ProxyHealthy func() bool
+	// Relay bounds the connections of modes that relay them themselves
+	// (userspace); the zero value means each mode's defaults.
+	Relay RelayLimits
+}
+
+// RelayLimits are the userspace relay's connection limits (kproxy's own
+// --userspace-* flags). In each field 0 means the default and a negative value
+// means no limit.
+type RelayLimits struct {
+	// MaxConns caps the relayed TCP connections and UDP flows of the node.
+	MaxConns int
+	// MaxConnsPerClient caps those from one client address (one /64 in IPv6).
+	MaxConnsPerClient int
+	// IdleTimeout closes a TCP connection that moved no byte either way for this long.
+	IdleTimeout time.Duration
 }
 
 // Log returns the logger, or a discarding one.
@@ -199,9 +214,10 @@ type Bencher interface {
 }
 
 // Drainer is implemented by modes that carry connections themselves (userspace):
-// Drain stops taking new connections and waits for open ones to finish, until ctx
-// is done or the mode's own bound (30 s for userspace). The daemon calls it on
-// SIGTERM before exiting; kernel modes need nothing of the kind.
+// Drain waits for open connections to finish, until ctx is done or the mode's own
+// bound (30 s for userspace); userspace keeps accepting meanwhile so that a
+// successor process can take its listening addresses over (see its README). The
+// daemon calls it on SIGTERM before exiting; kernel modes need nothing of the kind.
 type Drainer interface {
 	Drain(ctx context.Context) error
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 
@@ -34,8 +35,18 @@ type Entry struct {
 
 // Options configure a Server.
 type Options struct {
-	// Addresses are the node IPs to bind; empty binds every address.
+	// Addresses are fixed node IPs to bind; when empty, the addresses come from
+	// NodePortAddresses (see listenAddrs).
 	Addresses []string
+	// NodePortAddresses is the config's nodePortAddresses; when it is empty,
+	// DefaultNodePortAddresses (the mode's default: nil means all addresses, which
+	// nftables replaces with primary) applies. Health-check ports listen only on
+	// the addresses they select, re-resolved when the Node's addresses change.
+	NodePortAddresses        []string
+	DefaultNodePortAddresses []string
+	// LocalAddresses lists the node's interface addresses (nodeaddr.LocalAddresses);
+	// nil means none (Node object addresses only).
+	LocalAddresses func() ([]netip.Addr, error)
 	// Healthy reports whether the proxy itself is healthy (serviceProxyHealthy); nil
 	// means always healthy.
 	Healthy func() bool
@@ -53,6 +64,9 @@ type Server struct {
 	// stale is true until an Update succeeds, and again after a failed one or Close:
 	// Refresh then recomputes everything instead of trusting the open ports.
 	stale bool
+	// bound are the addresses ports listen on ("" is every address); nil until the
+	// first Refresh or Update resolves them.
+	bound []string
 }
 
 type svcServer struct {
@@ -81,6 +95,11 @@ func New(o Options) *Server {
 func (s *Server) Refresh(prev, cur *state.Snapshot, changed map[state.ServicePortName]struct{}, full bool) error {
 	if s == nil {
 		return nil
+	}
+	if full || nodeChanged(prev, cur) {
+		if err := s.rebind(cur); err != nil {
+			return fmt.Errorf("health-check node ports: nodePortAddresses: %w", err)
+		}
 	}
 	s.mu.Lock()
 	stale := s.stale
@@ -171,10 +190,15 @@ func (s *Server) Close() {
 
 func (s *Server) open(key Service, port int32) (*svcServer, error) {
 	srv := &svcServer{port: port}
-	addrs := s.opts.Addresses
-	if len(addrs) == 0 {
-		addrs = []string{""}
+	if s.bound == nil {
+		// Update without a Refresh: no snapshot to resolve primary against.
+		addrs, err := s.listenAddrs(nil)
+		if err != nil {
+			return nil, fmt.Errorf("service %s/%s: healthCheckNodePort %d: nodePortAddresses: %w", key.Namespace, key.Name, port, err)
+		}
+		s.bound = addrs
 	}
+	addrs := s.bound
 	for _, a := range addrs {
 		l, err := s.opts.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(int(port))))
 		if err != nil {

@@ -35,18 +35,6 @@ func newLoadIndex(key func(d *dest) (ratio, bool)) *loadIndex {
 	return &loadIndex{key: key, buckets: map[ratio]*bucket{}}
 }
 
-// reset indexes ds from scratch, in list order so that initial ties follow it.
-func (x *loadIndex) reset(ds []*dest) {
-	for _, d := range ds {
-		d.bkt, d.prev, d.next = nil, nil, nil
-	}
-	clear(x.buckets)
-	x.heap = x.heap[:0]
-	for _, d := range ds {
-		x.place(d)
-	}
-}
-
 // place moves d to the bucket of its current key.
 func (x *loadIndex) place(d *dest) {
 	k, ok := x.key(d)

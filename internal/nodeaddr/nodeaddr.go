@@ -117,16 +117,22 @@ func (f Filter) matches(a netip.Addr) bool {
 }
 
 // Primary returns the node's primary addresses: the Node object's first IPv4 and
-// first IPv6 address, or, without a Node object, the first global IPv4 and IPv6
-// address of the local interfaces.
+// first IPv6 address. Without a Node object (the file source) nothing says which
+// address is primary, so every global address of the local interfaces is
+// returned: serving NodePorts on too many addresses beats refusing them on the one
+// clients use. kube-proxy always has a Node object, so it never faces this.
 func Primary(node, local []netip.Addr) []netip.Addr {
-	src := node
-	if len(src) == 0 {
-		src = local
-	}
 	var out []netip.Addr
+	if len(node) == 0 {
+		for _, a := range local {
+			if a = a.Unmap(); usable(a) && !a.IsLoopback() {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
 	for _, want4 := range []bool{true, false} {
-		for _, a := range src {
+		for _, a := range node {
 			a = a.Unmap()
 			if a.Is4() == want4 && usable(a) && !a.IsLoopback() {
 				out = append(out, a)

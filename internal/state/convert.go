@@ -178,10 +178,10 @@ func makeEndpoint(e discovery.Endpoint, ip netip.Addr, port int32, weights map[n
 	if c := e.Conditions; c.Ready != nil {
 		ep.Ready = *c.Ready
 	}
-	ep.Serving = ep.Ready
-	if c := e.Conditions; c.Serving != nil {
-		ep.Serving = *c.Serving
-	}
+	// Unset serving means serving, whatever ready says, as in kube-proxy's
+	// EndpointSliceCache: an all-terminating Service whose slices predate the
+	// serving condition (or whose controller omits it) keeps its fallback endpoints.
+	ep.Serving = e.Conditions.Serving == nil || *e.Conditions.Serving
 	if c := e.Conditions; c.Terminating != nil {
 		ep.Terminating = *c.Terminating
 	}

@@ -36,6 +36,9 @@ type Options struct {
 	// OnChange is called, outside the Tracker's lock, after each event that changed
 	// something, so that a runner can schedule a sync.
 	OnChange func()
+	// DisableExternalIPs drops spec.externalIPs from every ServicePort, so no mode
+	// programs them: the AllowServiceExternalIPs gate off (see ExternalIPsAllowed).
+	DisableExternalIPs bool
 }
 
 // TriggerTimeAnnotation is set by the endpoint controllers on EndpointSlices.
@@ -315,6 +318,9 @@ func (t *Tracker) currentPorts(svcKey string) ([]*ServicePort, bool) {
 	}
 	for _, sp := range ports {
 		sp.Scheduler, sp.SchedulerFlags = name, flags
+		if t.opts.DisableExternalIPs {
+			sp.ExternalIPs = nil
+		}
 	}
 	return ports, true
 }

@@ -477,3 +477,58 @@ func TestLoadBalancerIPModeProxyIsNotCaptured(t *testing.T) {
 		t.Fatalf("LoadBalancerIPs %v, want %v (ipMode Proxy left to the load balancer)", ports[0].LoadBalancerIPs, want)
 	}
 }
+
+// TestServingUnsetIsServing: kube-proxy treats an unset serving condition as
+// serving, so a Service whose only endpoints are terminating with serving unset is
+// still served through the terminating fallback (issue 12, item 7).
+func TestServingUnsetIsServing(t *testing.T) {
+	f, tr := false, true
+	port := int32(80)
+	es := &discovery.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "s", Labels: map[string]string{discovery.LabelServiceName: "svc"}},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports:       []discovery.EndpointPort{{Port: &port}},
+		Endpoints: []discovery.Endpoint{
+			{Addresses: []string{"10.0.0.1"}, Conditions: discovery.EndpointConditions{Ready: &f, Terminating: &tr}},
+			{Addresses: []string{"10.0.0.2"}, Conditions: discovery.EndpointConditions{Ready: &f, Serving: &f, Terminating: &tr}},
+		},
+	}
+	eps := sliceEndpoints(es, nil, "node-a")[""]
+	if len(eps) != 2 || !eps[0].Serving || eps[1].Serving {
+		t.Fatalf("serving = %v, %v; want unset -> true, false -> false", eps[0].Serving, eps[1].Serving)
+	}
+	n := ServicePortName{Namespace: "ns", Name: "svc", Protocol: v1.ProtocolTCP}
+	snap := &Snapshot{
+		Services:  map[ServicePortName]*ServicePort{n: {Name: n, Protocol: v1.ProtocolTCP, Port: 80, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.1")}}},
+		Endpoints: map[ServicePortName][]Endpoint{n: eps},
+	}
+	cat := snap.Categorize(n)
+	if len(cat.Cluster) != 1 || cat.Cluster[0].IP != netip.MustParseAddr("10.0.0.1") {
+		t.Fatalf("cluster endpoints %+v, want the terminating endpoint with serving unset", cat.Cluster)
+	}
+}
+
+// TestExternalIPsGate: with AllowServiceExternalIPs off, no ServicePort carries
+// externalIPs, so no mode programs them; on (the default) they pass through.
+func TestExternalIPsGate(t *testing.T) {
+	if !ExternalIPsAllowed(nil) || !ExternalIPsAllowed(map[string]bool{"Other": false}) {
+		t.Fatal("AllowServiceExternalIPs defaults to true")
+	}
+	if ExternalIPsAllowed(map[string]bool{FeatureAllowServiceExternalIPs: false}) {
+		t.Fatal("gate set false reads as allowed")
+	}
+	svc := testService("ns", "web", "10.96.0.1", func(s *v1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.1"} })
+	for _, disable := range []bool{false, true} {
+		tr := NewTracker(Options{NodeName: "node-a", DisableExternalIPs: disable})
+		tr.UpsertService(svc)
+		snap, _ := tr.Snapshot()
+		if len(snap.Services) != 1 {
+			t.Fatalf("services %v", snap.Services)
+		}
+		for _, sp := range snap.Services {
+			if got := len(sp.ExternalIPs); (got == 0) != disable {
+				t.Fatalf("DisableExternalIPs=%v: externalIPs %v", disable, sp.ExternalIPs)
+			}
+		}
+	}
+}

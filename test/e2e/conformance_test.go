@@ -121,6 +121,10 @@ func conformanceScenarios() []scenario {
 		probes: []probe{
 			{from: fromExternal, addr: "NODE:30106", want: outcome{dropped: true}},
 			{from: fromPod, addr: "10.96.1.6:80", want: outcome{reach: reachAll}},
+			// In-cluster clients of the external address short-circuit to the
+			// cluster-wide endpoints, as in kube-proxy (issue 12, item 3).
+			{from: fromPod, addr: "NODE:30106", want: outcome{reach: reachAll}},
+			{from: fromNode, addr: "NODE:30106", want: outcome{reach: reachAll}},
 		},
 	}, {
 		name: "internalTrafficPolicy Local",
@@ -164,7 +168,14 @@ func everywhere(args ...any) []probe {
 }
 
 func TestConformance(t *testing.T) {
-	forEachMode(t, func(t *testing.T, m mode) {
+	netns.RequireRoot(t)
+	for _, m := range append(append([]mode{}, modes...), userspaceMode()) {
+		t.Run(m.Name, func(t *testing.T) { conformance(t, m) })
+	}
+}
+
+func conformance(t *testing.T, m mode) {
+	{
 		n := newConformanceNode(t, m)
 		for _, sc := range conformanceScenarios() {
 			for _, s := range sc.services(n) {
@@ -193,7 +204,7 @@ func TestConformance(t *testing.T) {
 		t.Run("UDP endpoint replaced", func(t *testing.T) { n.udpReplaced(t) })
 		t.Run("node zone label change under PreferClose", func(t *testing.T) { n.zoneChange(t) })
 		t.Run("Service deleted", func(t *testing.T) { n.deleted(t) })
-	})
+	}
 }
 
 func newConformanceNode(t *testing.T, m mode) *conformanceNode {

@@ -41,6 +41,17 @@ var modes = []mode{
 	nftablesMode(),
 }
 
+// userspaceMode relays in Go: no kernel NAT, the Service addresses go on the
+// node's loopback. It is in the conformance table, not in every e2e test (it has
+// no rules to flush or leave behind).
+func userspaceMode() mode {
+	return mode{Name: "userspace", ProxyMode: "userspace", LocalhostNodePorts: true,
+		Dump: func(t *testing.T, node *netns.NS) string {
+			out, _ := node.Run("ip", "addr")
+			return out
+		}}
+}
+
 // nftablesMode has no sync-period flags of its own: its periods come from the
 // nftables section of a config file (the command-line flags still override the rest).
 func nftablesMode() mode {

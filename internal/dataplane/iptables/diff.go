@@ -10,7 +10,7 @@ import (
 var fixedChainNames = map[string]bool{
 	chainServices: true, chainExternalServices: true, chainNodePorts: true,
 	chainPostrouting: true, chainMarkMasq: true, chainForward: true,
-	chainProxyFirewall: true, chainCanary: true,
+	chainProxyFirewall: true, chainCanary: true, chainFirewall: true,
 }
 
 func ownedChain(name string) bool { return fixedChainNames[name] || isServiceChain(name) }
@@ -69,7 +69,8 @@ func fullDiff(r *Ruleset, kernel kernelState) *restoreBuilder {
 		var stale []string
 		for name := range kt {
 			ref := chainRef{t, name}
-			if !desired[ref] && ownedChain(name) && !isDispatch[ref] && name != chainCanary {
+			// KUBE-FIREWALL may be kubelet's: a sync that does not need it leaves it.
+			if !desired[ref] && ownedChain(name) && !isDispatch[ref] && name != chainCanary && name != chainFirewall {
 				stale = append(stale, name)
 			}
 		}

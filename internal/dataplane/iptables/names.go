@@ -17,6 +17,10 @@ const (
 	chainForward          = "KUBE-FORWARD"
 	chainProxyFirewall    = "KUBE-PROXY-FIREWALL"
 	chainCanary           = "KUBE-PROXY-CANARY"
+	// chainFirewall holds the "block incoming localnet connections" rule. Old
+	// kubelets wrote an identical chain, so kproxy writes it only when it needs it
+	// and never removes it during a sync (only on cleanup).
+	chainFirewall = "KUBE-FIREWALL"
 )
 
 // Prefixes of the per-Service-port and per-endpoint chains.

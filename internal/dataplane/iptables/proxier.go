@@ -38,8 +38,12 @@ type Proxier struct {
 	// applied is what the kernel holds for each ServicePort, as of the last
 	// successful sync. Partial syncs diff against it instead of reading the kernel.
 	applied map[state.ServicePortName]*ServiceRules
-	fixed   map[string]int // rules outside Service chains, by table
-	render  RenderConfig
+	// shared is the last full render without its Services: fixed chains, the
+	// dispatch chains' layout and the jumps (Damaged compares the kernel with it
+	// plus applied).
+	shared Ruleset
+	fixed  map[string]int // rules outside Service chains, by table
+	render RenderConfig
 	// synced is false until a full sync succeeded, and again after a failure.
 	synced bool
 }
@@ -114,11 +118,35 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 	return a, nil
 }
 
-// Damaged implements dataplane.Checker: it checks the canary chains, which
-// disappear when someone deletes the tables' chains, and the jump into nat
-// KUBE-SERVICES, which a plain flush (`iptables -t nat -F`) removes while the empty
-// canary survives.
+// Damaged implements dataplane.Checker: the canary chains and the jump into nat
+// KUBE-SERVICES first (cheap, and what kube-proxy checks), then one iptables-save
+// compared with what kproxy applied, so that any rule or jump changed behind its
+// back (a flushed KUBE-SERVICES, a deleted OUTPUT jump, an edited KUBE-SVC chain)
+// is found. It writes nothing; the full sync that follows writes only the
+// differences.
 func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if bad, err := p.canaryMissing(ctx); bad || err != nil {
+		return true, err
+	}
+	if !p.synced {
+		return true, nil
+	}
+	k, err := readKernel(ctx, p.c.Runner)
+	if err != nil {
+		return true, err
+	}
+	want := p.shared
+	want.Services = p.applied
+	if b := fullDiff(&want, k); !b.Empty() {
+		p.log.Info("rules differ from what kproxy wrote", "tables", b.Written())
+		return true, nil
+	}
+	return false, nil
+}
+
+func (p *Proxier) canaryMissing(ctx context.Context) (bool, error) {
 	for _, t := range []string{tableMangle, tableNAT, tableFilter} {
 		_, ok, err := p.c.Runner.ListChain(ctx, t, chainCanary)
 		if err != nil {
@@ -165,6 +193,8 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) (map[str
 		return nil, err
 	}
 	p.applied = desired.Services
+	p.shared = *desired
+	p.shared.Services = nil
 	p.render = cfg
 	p.fixed = (&Ruleset{Fixed: desired.Fixed, Tail: desired.Tail}).RuleCounts()
 	p.synced = true

@@ -6,11 +6,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/sysctl"
 )
 
 func init() {
@@ -33,12 +33,8 @@ func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !c.Render.NoLocalhostNodePorts {
-		// NodePorts on 127.0.0.1 are DNATed to pod addresses; the kernel routes
-		// such packets only with route_localnet (as kube-proxy sets it).
-		if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644); err != nil {
-			o.Log().Warn("localhost NodePorts will not work: cannot set net.ipv4.conf.all.route_localnet", "err", err)
-		}
+	if err := enableLocalnet(sysctl.New(), &c, o.Log()); err != nil {
+		return nil, fmt.Errorf("iptables mode: %w", err)
 	}
 	c.Runner = ExecRunner{Backend: be}
 	o.Log().Info("iptables mode", "backend", be)

@@ -27,6 +27,11 @@ type RenderConfig struct {
 	NodePortAddresses []netip.Addr
 	// NoLocalhostNodePorts keeps NodePorts off 127.0.0.0/8 (localhostNodePorts false).
 	NoLocalhostNodePorts bool
+	// BlockLocalnet installs filter KUBE-FIREWALL's "block incoming localnet
+	// connections" rule. It must be set whenever route_localnet is (see
+	// LocalnetPolicy): route_localnet alone lets any host on the node's links reach
+	// services bound to 127.0.0.1 (CVE-2020-8558).
+	BlockLocalnet bool
 }
 
 func (c RenderConfig) markMasq() string {

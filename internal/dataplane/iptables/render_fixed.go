@@ -1,5 +1,7 @@
 package iptables
 
+import "net/netip"
+
 // renderFixed returns the chains whose content does not depend on Services, the
 // shared dispatch chains, and the jumps from the built-in chains.
 func renderFixed(cfg RenderConfig) *Ruleset {
@@ -32,7 +34,25 @@ func renderFixed(cfg RenderConfig) *Ruleset {
 		Tail:  map[chainRef][]string{{tableNAT, chainServices}: nodePortTail(cfg)},
 		Jumps: jumps(),
 	}
+	if cfg.BlockLocalnet {
+		r.Fixed = append(r.Fixed, Chain{Table: tableFilter, Name: chainFirewall, Rules: []string{blockLocalnetRule()}})
+		// First in INPUT and OUTPUT, ahead of the health-check ACCEPTs, so nothing
+		// accepts a martian before it is dropped.
+		r.Jumps = append([]Jump{
+			{Table: tableFilter, Chain: "INPUT", Spec: newSpec().jump(chainFirewall)},
+			{Table: tableFilter, Chain: "OUTPUT", Spec: newSpec().jump(chainFirewall)},
+		}, r.Jumps...)
+	}
 	return r
+}
+
+// blockLocalnetRule drops packets to 127.0.0.0/8 that came from elsewhere, unless
+// conntrack knows them: replies, and connections kproxy DNATed (a localhost NodePort
+// from the node itself). Same rule as kube-proxy's, in iptables-save's order.
+func blockLocalnetRule() string {
+	loop := netip.MustParsePrefix("127.0.0.0/8")
+	return newSpec().src(loop, true).add("-d", "127.0.0.0/8").comment("block incoming localnet connections").
+		add("-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT").jump("DROP")
 }
 
 // nodePortTail sends traffic to node addresses into KUBE-NODEPORTS. It must be the
@@ -49,6 +69,9 @@ func nodePortTail(cfg RenderConfig) []string {
 	}
 	var out []string
 	for _, a := range ipv4Only(cfg.NodePortAddresses) {
+		if a.IsLoopback() && cfg.NoLocalhostNodePorts {
+			continue // localhostNodePorts false: no route_localnet, so no DNAT from 127/8
+		}
 		out = append(out, newSpec().dst(a).comment(c).jump(chainNodePorts))
 	}
 	return out

@@ -89,10 +89,10 @@ func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *S
 	p := s.policies(cat)
 	s.dispatchRules(p)
 	if p.usesCluster {
-		s.clusterChain(cat.Cluster)
+		s.policyChain(s.ch.svc, p, cat.Cluster)
 	}
 	if p.usesLocal {
-		s.endpointChoice(s.ch.svl, cat.Local)
+		s.policyChain(s.ch.svl, p, cat.Local)
 	}
 	if p.usesExternal {
 		s.externalChain(p)
@@ -133,7 +133,11 @@ func (s *svcRender) policies(cat state.Categorized) policies {
 	if sp.ExternalPolicyLocal {
 		p.externalPolicyChain, p.hasExternal = s.ch.svl, len(cat.Local) > 0
 	}
-	p.usesExternal = p.hasExternal && sp.ExternallyAccessible()
+	// As kube-proxy: external addresses lead into KUBE-EXT whenever the Service has
+	// endpoints anywhere, even under eTP Local without a local one, so that pods
+	// and the node short-circuit to the cluster-wide endpoints; outside traffic
+	// falls through KUBE-EXT and is dropped in filter KUBE-EXTERNAL-SERVICES.
+	p.usesExternal = len(cat.AllReachable) > 0 && sp.ExternallyAccessible()
 	p.usesFW = p.usesExternal && len(s.lbIPs) > 0 && len(sp.LoadBalancerSourceRanges) > 0
 	p.internalFilter, p.internalComment = filterTarget(cat.HasAny, p.hasInternal, s.name)
 	p.externalFilter, p.externalComment = filterTarget(cat.HasAny, p.hasExternal, s.name)
@@ -172,7 +176,8 @@ func (s *svcRender) dispatchRules(p policies) {
 	for _, ip := range s.externalIPs {
 		if p.usesExternal {
 			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " external IP").jump(s.ch.ext))
-		} else {
+		}
+		if !p.hasExternal {
 			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec().dst(ip), sp.Port, nil, p.externalComment).jump(p.externalFilter))
 		}
 	}
@@ -183,7 +188,8 @@ func (s *svcRender) dispatchRules(p policies) {
 	for _, ip := range s.lbIPs {
 		if p.usesExternal {
 			s.dispatch(tableNAT, chainServices, s.port(s.spec().dst(ip), sp.Port, nil, s.name, " loadbalancer IP").jump(lbTarget))
-		} else {
+		}
+		if !p.hasExternal {
 			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec().dst(ip), sp.Port, nil, p.externalComment).jump(p.externalFilter))
 		}
 		if p.usesFW {
@@ -194,7 +200,8 @@ func (s *svcRender) dispatchRules(p policies) {
 	if sp.NodePort != 0 {
 		if p.usesExternal {
 			s.dispatch(tableNAT, chainNodePorts, s.port(s.spec(), sp.NodePort, nil, s.name).jump(s.ch.ext))
-		} else {
+		}
+		if !p.hasExternal {
 			s.dispatch(tableFilter, chainExternalServices, s.port(s.spec(), sp.NodePort, addrtypeLocal, p.externalComment).jump(p.externalFilter))
 		}
 	}
@@ -203,23 +210,34 @@ func (s *svcRender) dispatchRules(p policies) {
 	}
 }
 
-// clusterChain is KUBE-SVC: masquerade what needs it, then choose an endpoint.
-func (s *svcRender) clusterChain(eps []state.Endpoint) {
+// policyChain is KUBE-SVC (Cluster policy) or KUBE-SVL (Local policy). The chain
+// ClusterIP traffic goes to (internalChain, which is KUBE-SVL under iTP Local) first
+// masquerades what needs it, as kube-proxy does: off-cluster traffic to the
+// ClusterIP (a node, or a client routing the Service range to this node) must come
+// back here, whichever endpoints the policy allows. Then an endpoint is chosen.
+func (s *svcRender) policyChain(chain string, p policies, eps []state.Endpoint) {
 	cfg := s.rc.cfg
-	s.chain(s.ch.svc, 2*len(eps)+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
+	s.chain(chain, 2*len(eps)+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
+	if chain == p.internalChain && p.hasInternal {
+		s.clusterIPMasq(chain)
+	}
+	s.endpointChoice(chain, eps)
+}
+
+func (s *svcRender) clusterIPMasq(chain string) {
+	cfg := s.rc.cfg
 	for _, ip := range s.clusterIPs {
 		switch {
 		case cfg.MasqueradeAll:
-			s.rule(s.ch.svc, s.port(s.spec().dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
+			s.rule(chain, s.port(s.spec().dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
 		case len(cfg.ClusterCIDRs) > 0:
 			for _, cidr := range cfg.ClusterCIDRs {
 				if cidr.Addr().Is4() {
-					s.rule(s.ch.svc, s.port(s.spec().src(cidr, true).dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
+					s.rule(chain, s.port(s.spec().src(cidr, true).dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
 				}
 			}
 		}
 	}
-	s.endpointChoice(s.ch.svc, eps)
 }
 
 // endpointChoice spreads new connections: endpoint i of n matches with probability
@@ -262,7 +280,9 @@ func (s *svcRender) externalChain(p policies) {
 		s.rule(ext, s.spec().comment("masquerade LOCAL traffic for ", s.name, " external destinations").add("-m", "addrtype", "--src-type", "LOCAL").jump(chainMarkMasq))
 		s.rule(ext, s.spec().comment("route LOCAL traffic for ", s.name, " external destinations").add("-m", "addrtype", "--src-type", "LOCAL").jump(s.ch.svc))
 	}
-	s.rule(ext, s.spec().jump(p.externalPolicyChain))
+	if p.hasExternal {
+		s.rule(ext, s.spec().jump(p.externalPolicyChain))
+	}
 }
 
 // firewallChain is KUBE-FW: only the source ranges (and the LB's own addresses)

@@ -42,6 +42,9 @@ var goldenCases = []struct {
 		c.NodePortAddresses = []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("192.168.2.1")}
 	}, svc: newSvc("ns", "np", "http", tcp, "10.96.0.12", 80).ep("10.244.1.2:8080", true, false).
 		with(func(sp *state.ServicePort) { sp.Type = v1.ServiceTypeNodePort; sp.NodePort = 30012 })},
+	{name: "localhost-nodeports", cfg: func(c *RenderConfig) { c.BlockLocalnet = true },
+		svc: newSvc("ns", "np", "http", tcp, "10.96.0.12", 80).ep("10.244.1.2:8080", true, false).
+			with(func(sp *state.ServicePort) { sp.Type = v1.ServiceTypeNodePort; sp.NodePort = 30012 })},
 	{name: "externalip", svc: newSvc("ns", "ext", "http", tcp, "10.96.0.13", 80).ep("10.244.1.2:8080", true, false).
 		with(func(sp *state.ServicePort) { sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("192.0.2.13")} })},
 	{name: "loadbalancer-source-ranges", svc: newSvc("ns", "lb", "https", tcp, "10.96.0.14", 443).ep("10.244.1.2:8443", true, false).

@@ -167,6 +167,44 @@ func TestMissingCanaryForcesFullSync(t *testing.T) {
 	}
 }
 
+// Damage behind kproxy's back that the canaries do not show is found by the
+// periodic check and repaired: a flushed KUBE-SERVICES, a deleted OUTPUT jump, an
+// edited Service chain (kube-proxy leaves these until the next full sync, an hour).
+func TestDamageBehindOurBackIsRepaired(t *testing.T) {
+	for _, tc := range []struct{ name, damage string }{
+		{"flushed KUBE-SERVICES", "*nat\n-F KUBE-SERVICES\nCOMMIT\n"},
+		{"OUTPUT jump deleted", "*nat\n-D OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n"},
+		{"Service chain flushed", "*nat\n-F " + chainsFor(state.ServicePortName{Namespace: "ns", Name: "a", Port: "http", Protocol: tcp}).svc + "\nCOMMIT\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := fakeipt.New()
+			now := time.Unix(1000, 0)
+			p := withCore(NewProxier(Config{Runner: f, Render: testRenderConfig()}), dataplane.CoreOptions{CheckInterval: time.Second, Now: func() time.Time { return now }})
+			a, b := twoServices()
+			if _, err := p.Sync(context.Background(), snapshot(a, b), changes()); err != nil {
+				t.Fatal(err)
+			}
+			good := f.Dump()
+			now = now.Add(2 * time.Second)
+			if st, _ := p.Sync(context.Background(), snapshot(a, b), changes()); !st.Skipped {
+				t.Fatalf("nothing damaged: %+v, want the sync skipped", st)
+			}
+			someoneElse(t, f, tc.damage)
+			if f.Dump() == good {
+				t.Fatal("the damage changed nothing")
+			}
+			now = now.Add(2 * time.Second)
+			st, err := p.Sync(context.Background(), snapshot(a, b), changes())
+			if err != nil || !st.Full {
+				t.Fatalf("want a repairing full sync, got %+v %v", st, err)
+			}
+			if got := f.Dump(); got != good {
+				t.Fatalf("not repaired:\n%s\nwant:\n%s", got, good)
+			}
+		})
+	}
+}
+
 func TestNoLocalEndpointsCounted(t *testing.T) {
 	p := newTestProxier(fakeipt.New())
 	s := newSvc("ns", "itp", "", tcp, "10.96.0.16", 80).ep("10.244.2.2:8080", true, false).

@@ -28,6 +28,7 @@ type nfConn interface {
 	Flush() error
 	ListTableOfFamily(name string, family nftables.TableFamily) (*nftables.Table, error)
 	GetRules(t *nftables.Table, c *nftables.Chain) ([]*nftables.Rule, error)
+	GetSetElements(s *nftables.Set) ([]nftables.SetElement, error)
 	CloseLasting() error
 }
 

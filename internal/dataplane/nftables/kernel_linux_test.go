@@ -41,6 +41,11 @@ func newTestbed(t *testing.T) *testbed {
 		t.Fatal(err)
 	}
 	p.useNetns(tb.proxy.fd)
+	// The test process is not in the proxy namespace: name its addresses, so the
+	// nftables default nodePortAddresses ("primary") resolves to 10.200.0.1.
+	p.localAddrs = func() ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.200.0.1")}, nil
+	}
 	tb.p = p
 	return tb
 }

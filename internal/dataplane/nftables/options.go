@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/nodeaddr"
 )
 
 // defaultMasqueradeBit is kube-proxy's default mark bit (0x4000).
@@ -44,6 +45,11 @@ func configFrom(o dataplane.Options) (nodeConfig, error) {
 		nc.clusterCIDRs = append(nc.clusterCIDRs, p.Masked())
 	}
 	nc.nodePortAddresses = c.NodePortAddresses
+	if len(nc.nodePortAddresses) == 0 {
+		// kube-proxy's nftables default (k8s.io/kube-proxy v0.37 types.go); iptables
+		// and ipvs default to all addresses.
+		nc.nodePortAddresses = nodeaddr.DefaultFor(ModeName)
+	}
 	return nc, nil
 }
 
@@ -59,7 +65,8 @@ func (nc nodeConfig) forFamily(f family, nodePortIPs []netip.Addr) renderOptions
 	if nodePortIPs != nil {
 		o.nodePortIPs = []netip.Addr{}
 		for _, a := range nodePortIPs {
-			if f.matches(a) {
+			// Loopback is served by the localhost relay, never DNATed (see renderNode).
+			if f.matches(a) && !a.IsLoopback() {
 				o.nodePortIPs = append(o.nodePortIPs, a)
 			}
 		}

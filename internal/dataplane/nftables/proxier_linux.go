@@ -30,6 +30,9 @@ type Proxier struct {
 	warned  map[string]bool
 	// nsFD, when not 0, is the network namespace to program (tests).
 	nsFD int
+	// relay serves TCP NodePorts on loopback when nodePortAddresses names it
+	// (kube-proxy 1.37's alpha localhost NodePorts); nil otherwise.
+	relay *LocalhostRelay
 	// lastSynced is the snapshot of the last successful sync, for List, which
 	// runs on other goroutines.
 	lastSynced atomic.Pointer[state.Snapshot]
@@ -55,6 +58,9 @@ func New(o dataplane.Options) (dataplane.Programmer, error) {
 	}
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
 		return nil, fmt.Errorf("nftables mode: the kernel does not answer nf_tables requests (load nf_tables, needs CAP_NET_ADMIN): %w", err)
+	}
+	if p.relay, err = NewLocalhostRelay(o.Config, o.Registerer, o.Log()); err != nil {
+		return nil, fmt.Errorf("nftables mode: %w", err)
 	}
 	return p, nil
 }
@@ -119,6 +125,9 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		return st, errors.Join(errs...)
 	}
 	p.lastSynced.Store(req.Snapshot)
+	if err := p.relay.Update(req); err != nil {
+		p.log.Warn("localhost NodePort relay", "err", err)
+	}
 	return st, nil
 }
 
@@ -177,13 +186,14 @@ func (p *Proxier) warn(frs []*fragment) {
 	}
 }
 
-// Cleanup implements dataplane.Dataplane.
+// Cleanup implements dataplane.Programmer: the localhost relay's listeners and
+// both tables go.
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	for _, t := range p.tables {
 		t.applied = nil
 		t.closeConn()
 	}
-	return p.deleteTables()
+	return errors.Join(p.relay.Close(ctx), p.deleteTables())
 }
 
 // deleteTables removes both of kproxy's tables; missing tables are fine.

@@ -33,7 +33,7 @@ type renderOptions struct {
 func renderNode(o renderOptions) *fragment {
 	f := o.fam
 	fr := &fragment{}
-	for _, s := range []*set{
+	fr.sets = append(fr.sets, []*set{
 		{name: mapServiceIPs, kind: kindServiceKey},
 		{name: mapServiceNodePorts, kind: kindPortKey},
 		{name: mapNoEndpointServices, kind: kindServiceKey},
@@ -44,18 +44,21 @@ func renderNode(o renderOptions) *fragment {
 		{name: mapNodePortEndpoints, kind: kindPortSlotMap},
 		{name: setMasqServices, kind: kindServiceSet},
 		{name: setHairpin, kind: kindPairSet},
-	} {
-		fr.sets = append(fr.sets, s)
-	}
+	}...)
 	for _, a := range o.nodePortIPs {
 		if f.matches(a) {
 			fr.elems = append(fr.elems, elem{set: setNodePortIPs, addr: a})
 		}
 	}
-	nodePortMatch := stmt(fibLocal{daddr: true})
+	// Every local address but loopback: DNAT to a pod address is not routed from
+	// 127.0.0.0/8 without route_localnet, which nftables mode never sets, so a
+	// client of 127.0.0.1:NodePort would hang instead of being refused (as in
+	// kube-proxy's nftables mode; localhost NodePorts are a userspace relay there).
+	nodePortMatch := rule{fibLocal{daddr: true}, addrMatch{fam: f, daddr: true, negate: true, prefix: loopbackPrefix(f)}}
 	if o.nodePortIPs != nil {
-		nodePortMatch = addrInSet{fam: f, daddr: true, set: setNodePortIPs}
+		nodePortMatch = rule{addrInSet{fam: f, daddr: true, set: setNodePortIPs}}
 	}
+	nodePorts := func(v stmt) rule { return append(append(rule{}, nodePortMatch...), v) }
 	newConn := func(v verdict) rule { return rule{ctStateNew{}, v} }
 
 	fr.addChain(&chain{name: "nat-prerouting", base: &hook{"nat", "prerouting", priorityDstNAT},
@@ -89,12 +92,12 @@ func renderNode(o renderOptions) *fragment {
 	}
 	fr.addChain(&chain{name: chainServices, rules: append(masq, []rule{
 		{serviceVmap{fam: f, set: mapServiceIPs}},
-		{nodePortMatch, portVmap{set: mapServiceNodePorts}},
+		nodePorts(portVmap{set: mapServiceNodePorts}),
 	}...)})
 	renderPickChains(f, fr)
 	fr.addChain(&chain{name: chainEndpointsCheck, rules: []rule{
 		{serviceVmap{fam: f, set: mapNoEndpointServices}},
-		{nodePortMatch, portVmap{set: mapNoEndpointNodePort}},
+		nodePorts(portVmap{set: mapNoEndpointNodePort}),
 	}})
 	fr.addChain(&chain{name: chainFirewallCheck, rules: []rule{{serviceVmap{fam: f, set: mapFirewallIPs}}}})
 	// TCP gets a reset: ICMP errors for forwarded packets are rate limited per
@@ -217,7 +220,12 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		externalEps = p.cat.Local
 	}
 	target, targetMap, portMap := "goto "+p.names.external(), mapServiceIPs, mapServiceNodePorts
-	if len(externalEps) == 0 {
+	if len(externalEps) == 0 && shortCircuits(p) {
+		// eTP Local without a local endpoint: pods and the node still reach the
+		// cluster-wide endpoints through the external chain, which drops the rest
+		// (outside traffic) itself, as kube-proxy does.
+		renderExternal(o, p, fr)
+	} else if len(externalEps) == 0 {
 		target, targetMap, portMap = noEndpointVerdict(p.cat.HasAny), mapNoEndpointServices, mapNoEndpointNodePort
 	} else {
 		renderExternal(o, p, fr)
@@ -260,7 +268,19 @@ func renderExternal(o renderOptions, p servicePort, fr *fragment) {
 			rule{fibLocal{}, jumpChain(chainMarkMasq)},
 			rule{fibLocal{}, gotoChain(p.names.service())})
 	}
+	if len(p.cat.Local) == 0 {
+		// Only short-circuited traffic may pass (see shortCircuits).
+		c.rules = append(c.rules, rule{verdictDrop})
+		return
+	}
 	c.rules = append(c.rules, rule{gotoChain(p.names.local())})
+}
+
+// shortCircuits reports whether a Local-policy port without local endpoints still
+// serves in-cluster clients of its external addresses through the cluster-wide
+// endpoints (the service chain exists).
+func shortCircuits(p servicePort) bool {
+	return p.sp.ExternalPolicyLocal && p.sp.UsesClusterEndpoints() && len(p.cat.Cluster) > 0
 }
 
 // renderFirewall restricts load-balancer IPs to loadBalancerSourceRanges.
@@ -318,4 +338,12 @@ func (p servicePort) fam() family {
 		return familyIPv6
 	}
 	return familyIPv4
+}
+
+// loopbackPrefix is the family's loopback network.
+func loopbackPrefix(f family) netip.Prefix {
+	if f.ipv6 {
+		return netip.MustParsePrefix("::1/128")
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
 }

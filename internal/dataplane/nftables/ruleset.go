@@ -1,6 +1,8 @@
 package nftables
 
 import (
+	"net/netip"
+
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -78,3 +80,28 @@ func renderAll(o renderOptions, req *dataplane.Request) *ruleset {
 // ruleCount counts the rules and map elements of the whole table: on the shared
 // path a Service is elements only, so both are what "rules" means here.
 func (rs *ruleset) ruleCount() int { return rs.rules }
+
+// elementCounts counts the elements every set and map of the table holds. Owners
+// may share an element (two Services' hairpin pair of one endpoint): the kernel
+// holds it once.
+func (rs *ruleset) elementCounts() map[string]int {
+	keys := map[elem]struct{}{}
+	count := func(fr *fragment) {
+		if fr == nil {
+			return
+		}
+		for _, e := range fr.elems {
+			e.verdict, e.to = "", netip.AddrPort{} // the key alone
+			keys[e] = struct{}{}
+		}
+	}
+	count(rs.node)
+	for _, fr := range rs.services {
+		count(fr)
+	}
+	out := map[string]int{}
+	for e := range keys {
+		out[e.set]++
+	}
+	return out
+}

@@ -207,14 +207,23 @@ func allChanged(snaps ...*state.Snapshot) state.ChangeSet {
 // testProxier builds a Proxier on a private registry and cleans it up with the test.
 func testProxier(t testing.TB, cfg *kpconfig.KubeProxyConfiguration) (*Proxier, *prometheus.Registry) {
 	t.Helper()
+	return testProxierWith(t, cfg, dataplane.RelayLimits{})
+}
+
+// testProxierWith is testProxier with relay limits. Drain does not set the
+// namespace's tcp_migrate_req (tests share the host's namespace); the handoff
+// test, in a namespace of its own, restores it.
+func testProxierWith(t testing.TB, cfg *kpconfig.KubeProxyConfiguration, lim dataplane.RelayLimits) (*Proxier, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	if cfg == nil {
 		cfg = &kpconfig.KubeProxyConfiguration{}
 	}
-	p, err := New(dataplane.Options{Config: cfg, Registerer: reg})
+	p, err := New(dataplane.Options{Config: cfg, Registerer: reg, Relay: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.enableMigrate = func() (bool, error) { return false, nil }
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

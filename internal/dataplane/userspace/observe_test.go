@@ -92,9 +92,18 @@ func TestListShowsVirtualServicesAndCounters(t *testing.T) {
 	c.Close()
 	held := dialName(t, randLoopback(), s.addr())
 	defer held.Close()
-	eventually(t, "the closed connection's bytes to be counted", func() bool {
+	// Bytes are counted as they are spliced, so wait for the closed connection's
+	// relay to end too.
+	eventually(t, "the closed connection's bytes to be counted and its relay to end", func() bool {
 		vss, _ := p.List(t.Context())
-		return len(vss) == 1 && vss[0].Stats.InBytes == 5 // "ping\n"
+		if len(vss) != 1 || vss[0].Stats.InBytes != 5 { // "ping\n"
+			return false
+		}
+		var active int64
+		for _, rs := range vss[0].RealServers {
+			active += rs.ActiveConn
+		}
+		return active == 1
 	})
 	vss, _ := p.List(t.Context())
 	vs := vss[0]

@@ -3,16 +3,12 @@ package userspace
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 )
-
-// copyChunk is how much one splice round moves before the byte counters are
-// updated, so that long-lived connections show traffic (and rates) while open.
-const copyChunk = 1 << 20
 
 // localSendBuffer bounds the send buffer of a relay socket whose peer is on this
 // node. Spliced pages then reach the receiver while still in cache: on loopback
@@ -22,7 +18,7 @@ const copyChunk = 1 << 20
 const localSendBuffer = 128 << 10
 
 func (p *Proxier) listenTCP(fe *frontend) error {
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(fe.key.addr))
+	ln, err := listenTCPShared(fe.key.addr)
 	if err != nil {
 		return err
 	}
@@ -42,12 +38,13 @@ func (p *Proxier) acceptTCP(fe *frontend) {
 				return
 			}
 			// Out of file descriptors or similar: wait rather than spin.
-			p.log.Warn("accept failed", "service", fe.svc.String(), "address", fe.key.addr.String(), "err", err)
+			p.causes.warn("accept failed", "accept", err, "service", fe.svc.String(), "address", fe.key.addr.String())
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		p.lastAccept.Store(time.Now().UnixNano())
 		p.relays.Add(1)
 		fe.open.Add(1)
 		go p.serveTCP(fe, c)
@@ -65,6 +62,11 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 		reset(client)
 		return
 	}
+	if !p.admit(src.Addr(), "tcp") {
+		reset(client)
+		return
+	}
+	defer p.admission.release(src.Addr())
 	upstream, l := p.dialTCP(fe, src)
 	if upstream == nil {
 		// No endpoint: refuse the way the kernel modes' REJECT does, with a reset.
@@ -81,41 +83,88 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 	}
 	l.established(true)
 	defer l.done()
-	relayTCP(client, upstream, &l.b.stats)
+	idled, err := relayTCP(client, upstream, p.limits.idle, &l.b.stats)
+	if idled {
+		p.relayMetrics.idleClosed()
+	}
+	if err != nil {
+		p.causes.warn("relay failed: connection closed", "relay", err, "service", fe.svc.String())
+	}
 }
+
+// admit takes a connection slot for client, or counts and logs the refusal.
+func (p *Proxier) admit(client netip.Addr, protocol string) bool {
+	r := p.admission.acquire(client)
+	if r == admitted {
+		return true
+	}
+	p.relayMetrics.refusedConn(r, protocol)
+	p.causes.warn("connection cap reached: refusing new connections", r.String(), errCapReached,
+		"reason", r.String(), "protocol", protocol, "client", client.String(),
+		"maxConns", p.limits.maxConns, "maxConnsPerClient", p.limits.perClient)
+	return false
+}
+
+var errCapReached = errors.New("connection cap reached")
 
 // dialTCP connects to an endpoint, trying others when one does not answer, as
 // upstream's userspace proxy did.
 func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (*net.TCPConn, *lease) {
-	d := net.Dialer{Timeout: dialTimeout}
 	for attempt := 0; attempt < 3; attempt++ {
 		l, ok := fe.choose(src, time.Now())
 		if !ok {
 			return nil, nil
 		}
-		// DialTCP with a netip address skips the string parsing and resolver
-		// machinery of Dial: it is a measurable part of a short connection. The
-		// context is not cancelable on purpose: deriving from one costs a
-		// registration per dial, and a pending dial ends within dialTimeout anyway.
-		c, err := d.DialTCP(context.Background(), "tcp", netip.AddrPort{}, l.b.addr)
+		c, err := dialEndpoint(l.b.addr)
 		if err == nil {
 			return c, l
 		}
 		l.failed(src.Addr())
-		p.log.Debug("endpoint unreachable", "service", fe.svc.String(), "endpoint", l.b.addr.String(), "err", err)
-		if p.closed.Load() {
+		p.causes.warn("endpoint unreachable", l.b.addr.String(), err, "service", fe.svc.String(), "endpoint", l.b.addr.String())
+		if p.stopped.Load() {
 			return nil, nil
 		}
 	}
 	return nil, nil
 }
 
-// relayTCP copies both ways until both sides have finished, passing half-closes on.
-// Both arguments stay *net.TCPConn so io.Copy can splice (zero-copy) on Linux.
-func relayTCP(client, upstream *net.TCPConn, st *counters) {
+// endpointDialer connects without binding a local address first. Dialer.DialTCP
+// with a zero netip.AddrPort as local address does bind (to 0.0.0.0:0), and bind
+// picks the source port without knowing the destination: ports that only
+// TIME_WAIT connections to other peers hold are refused, so 20,000 quick
+// connections failed with "bind: address already in use". connect() alone picks a
+// port per destination and may reuse those.
+var endpointDialer = net.Dialer{Timeout: dialTimeout}
+
+func dialEndpoint(a netip.AddrPort) (*net.TCPConn, error) {
+	// The context is not cancelable on purpose: deriving from one costs a
+	// registration per dial, and a pending dial ends within dialTimeout anyway.
+	c, err := endpointDialer.DialContext(context.Background(), "tcp", a.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// relayTCP copies both ways until both sides have finished, passing half-closes
+// on, and reports whether it ended because no byte moved within idle (0: never),
+// and a failure of the relay itself (not of a peer), such as no descriptor left
+// for a pipe.
+func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (idled bool, err error) {
+	r := &tcpRelay{idle: idle}
+	r.touch()
+	if idle > 0 {
+		dl := time.Now().Add(idle)
+		_ = client.SetDeadline(dl)
+		_ = upstream.SetDeadline(dl)
+	}
 	half := func(dst, src *net.TCPConn, n *atomic.Uint64) {
-		if err := copyCounted(dst, src, n); err != nil {
-			// A reset or error on one side ends the other direction too.
+		if err := copyDir(dst, src, r, n); err != nil {
+			var own *relayError
+			if errors.As(err, &own) {
+				r.failure.CompareAndSwap(nil, own)
+			}
+			// A reset, an error or the idle timeout on one side ends both directions.
 			client.Close()
 			upstream.Close()
 			return
@@ -131,21 +180,48 @@ func relayTCP(client, upstream *net.TCPConn, st *counters) {
 	<-done
 	client.Close()
 	upstream.Close()
+	if f := r.failure.Load(); f != nil {
+		err = f
+	}
+	return r.idled.Load(), err
 }
 
-// copyCounted is io.Copy in bounded rounds. io.CopyN hands TCPConn.ReadFrom an
-// io.LimitedReader over the source TCPConn, which the runtime still splices.
-func copyCounted(dst, src *net.TCPConn, n *atomic.Uint64) error {
-	for {
-		k, err := io.CopyN(dst, src, copyChunk)
-		n.Add(uint64(k))
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+// relayError is a failure of the relay itself, as opposed to one of a peer.
+type relayError struct{ err error }
+
+func (e *relayError) Error() string { return e.err.Error() }
+func (e *relayError) Unwrap() error { return e.err }
+
+// tcpRelay is what both directions of one relayed connection share: the time the
+// last byte moved either way, against which each direction's timeouts are judged.
+type tcpRelay struct {
+	idle  time.Duration
+	last  atomic.Int64 // UnixNano
+	idled atomic.Bool
+	// failure is the first relayError of either direction.
+	failure atomic.Pointer[relayError]
+}
+
+func (r *tcpRelay) touch() { r.last.Store(time.Now().UnixNano()) }
+
+// rearm is called when a direction's deadline passed. When the connection moved
+// bytes (in either direction) within the idle timeout, it moves the deadline to
+// idle after that and returns true; otherwise the connection has idled.
+func (r *tcpRelay) rearm(err error, c *net.TCPConn, write bool) bool {
+	if r.idle <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
 	}
+	last := time.Unix(0, r.last.Load())
+	if time.Since(last) >= r.idle {
+		r.idled.Store(true)
+		return false
+	}
+	if write {
+		_ = c.SetWriteDeadline(last.Add(r.idle))
+	} else {
+		_ = c.SetReadDeadline(last.Add(r.idle))
+	}
+	return true
 }
 
 func reset(c *net.TCPConn) {

@@ -35,7 +35,7 @@ type udpFlow struct {
 }
 
 func (p *Proxier) listenUDP(fe *frontend) error {
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(fe.key.addr))
+	c, err := listenUDPShared(fe.key.addr)
 	if err != nil {
 		return err
 	}
@@ -78,13 +78,19 @@ func (u *udpFrontend) flow(src netip.AddrPort) *udpFlow {
 	if u.closed || !u.fe.allows(src.Addr()) {
 		return nil
 	}
+	if !u.p.admit(src.Addr(), "udp") {
+		return nil
+	}
 	l, ok := u.fe.choose(src, time.Now())
 	if !ok {
+		u.p.admission.release(src.Addr())
 		return nil
 	}
 	up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(l.b.addr))
 	if err != nil {
+		u.p.admission.release(src.Addr())
 		l.failed(src.Addr())
+		u.p.causes.warn("endpoint unreachable", l.b.addr.String(), err, "service", u.fe.svc.String(), "endpoint", l.b.addr.String())
 		return nil
 	}
 	l.established(false)
@@ -137,6 +143,7 @@ func (u *udpFrontend) end(f *udpFlow) {
 	u.mu.Unlock()
 	f.up.Close()
 	f.lease.done()
+	u.p.admission.release(f.client.Addr())
 }
 
 // dropFlowsNotIn ends flows whose endpoint is no longer in backends, so that their

@@ -97,6 +97,21 @@ type Proxier struct {
 	conns   connSet
 	closed  atomic.Bool
 	stopEst chan struct{}
+
+	// The relay's bounds (limits.go): caps, idle timeout, their metrics, and the
+	// rate-limited log of relay failures.
+	limits       limits
+	admission    *admission
+	relayMetrics *relayMetrics
+	causes       *causeLog
+	// stopped is set when the listeners close at the end of a drain.
+	stopped atomic.Bool
+	// enableMigrate sets net.ipv4.tcp_migrate_req before a drain closes the
+	// listeners (tests that run outside their own namespace replace it).
+	enableMigrate func() (bool, error)
+	// lastAccept is when the last TCP connection was accepted (UnixNano): a drain
+	// ends early once no connection is open and none came for drainQuiet.
+	lastAccept atomic.Int64
 }
 
 // New builds the userspace dataplane. It fails when the node default scheduler
@@ -110,6 +125,12 @@ func New(o dataplane.Options) (*Proxier, error) {
 		return nil, fmt.Errorf("ipvs.scheduler: %v", err)
 	}
 	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	lim := resolveLimits(o.Relay, nofileLimit())
+	adm := newAdmission(lim)
+	rm, err := newRelayMetrics(o.Registerer, func() float64 { return float64(adm.open()) })
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +149,15 @@ func New(o dataplane.Options) (*Proxier, error) {
 		ourAddrs:     map[netip.Addr]int{},
 		conns:        connSet{m: map[closer]struct{}{}},
 		stopEst:      make(chan struct{}),
+		limits:       lim,
+		admission:    adm,
+		relayMetrics: rm,
+		causes:       newCauseLog(o.Log().With("mode", ModeName)),
 	}
+	p.log.Info("userspace relay limits", "maxConns", lim.maxConns, "maxConnsPerClient", lim.perClient,
+		"idleTimeout", lim.idle, "note", "0 means no limit")
 	p.listen = p.listenSocket
+	p.enableMigrate = enableMigrateReq
 	go p.runEstimator()
 	return p, nil
 }
@@ -143,26 +171,38 @@ var (
 // errClosed is returned by Sync after Drain or Cleanup.
 var errClosed = errors.New("userspace dataplane is shut down")
 
-// Drain stops accepting connections and new UDP flows, then waits until the open
-// TCP relays end, ctx is done, or DrainTimeout passes, whichever comes first; relays
-// still open then are closed. The daemon calls it on SIGTERM (Cleanup calls it too).
+// Drain keeps accepting connections until no TCP connection has been open for
+// drainQuiet or five sixths of its time have passed (DrainTimeout, or less when
+// ctx ends sooner), then closes the listeners and gives the open relays the rest
+// of the time; relays still open then are closed. The daemon calls it on SIGTERM.
+// Listeners share their address with a successor (SO_REUSEPORT, drain.go),
+// and the drain ends early once one listens on every TCP address.
 func (p *Proxier) Drain(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.drainLocked(ctx)
+	return p.drainLocked(ctx, true)
 }
 
-func (p *Proxier) drainLocked(ctx context.Context) error {
+func (p *Proxier) drainLocked(ctx context.Context, keepAccepting bool) error {
 	if p.closed.Swap(true) {
 		return nil
 	}
 	close(p.stopEst)
+	start := time.Now()
+	end := start.Add(DrainTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(end) {
+		end = d
+	}
+	if keepAccepting {
+		p.handOver(p.awaitQuiet(ctx, end.Add(-end.Sub(start)/6)))
+	}
+	p.stopped.Store(true)
 	for _, fe := range p.frontends {
 		fe.close()
 	}
 	done := make(chan struct{})
 	go func() { p.relays.Wait(); close(done) }()
-	timer := time.NewTimer(DrainTimeout)
+	timer := time.NewTimer(time.Until(end))
 	defer timer.Stop()
 	var err error
 	select {
@@ -171,7 +211,7 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timer.C:
-		err = fmt.Errorf("userspace: %d connections still open after %v", p.conns.len(), DrainTimeout)
+		err = fmt.Errorf("userspace: %d connections still open after %v", p.conns.len(), end.Sub(start).Round(time.Millisecond))
 	}
 	p.conns.closeAll()
 	<-done
@@ -182,7 +222,7 @@ func (p *Proxier) drainLocked(ctx context.Context) error {
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	err := p.drainLocked(ctx)
+	err := p.drainLocked(ctx, false)
 	for k, fe := range p.frontends {
 		p.releaseAddr(fe)
 		delete(p.frontends, k)

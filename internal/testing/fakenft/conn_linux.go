@@ -307,3 +307,18 @@ func (c *Conn) GetRules(t *nftables.Table, ch *nftables.Chain) ([]*nftables.Rule
 	}
 	return out, nil
 }
+
+// GetSetElements returns the elements of a set, or ENOENT.
+func (c *Conn) GetSetElements(st *nftables.Set) ([]nftables.SetElement, error) {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	tb := c.k.st.tables[tableKey{st.Table.Family, st.Table.Name}]
+	if tb == nil || tb.sets[st.Name] == nil {
+		return nil, errNotExist
+	}
+	out := make([]nftables.SetElement, 0, len(tb.sets[st.Name].elems))
+	for _, e := range tb.sets[st.Name].elems {
+		out = append(out, e)
+	}
+	return out, nil
+}

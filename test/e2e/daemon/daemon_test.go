@@ -282,7 +282,11 @@ func TestListFromAdminEndpoint(t *testing.T) {
 	}
 }
 
-func TestSIGTERMStopsAcceptingAndDrainsOpenConnections(t *testing.T) {
+// TestSIGTERMKeepsAcceptingWhileDraining: on SIGTERM the userspace relay goes on
+// accepting while a connection is open (so that a successor can take its
+// addresses over without a refusal, see the userspace README), and exits once the
+// last connection has closed and no new one came for a second.
+func TestSIGTERMKeepsAcceptingWhileDraining(t *testing.T) {
 	p, _, s, _ := setup(t, 2, nil)
 	c, err := dial(s.addr())
 	if err != nil {
@@ -291,20 +295,28 @@ func TestSIGTERMStopsAcceptingAndDrainsOpenConnections(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "new connections to be refused after SIGTERM", func() error {
-		if _, err := askBackend(s.addr()); err == nil {
-			return fmt.Errorf("a new connection was still accepted")
+	for i := 0; i < 15; i++ {
+		if _, err := askBackend(s.addr()); err != nil {
+			t.Fatalf("new connection %d after SIGTERM: %v", i, err)
 		}
-		return nil
-	})
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := c.echo("draining"); err != nil {
 		t.Errorf("the open connection broke on SIGTERM: %v", err)
+	}
+	select {
+	case <-p.exited:
+		t.Fatal("kproxy exited while a connection was open")
+	default:
 	}
 	c.Close()
 	select {
 	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		t.Error("kproxy did not exit once its last connection closed")
+	}
+	if _, err := askBackend(s.addr()); err == nil {
+		t.Error("a connection was accepted after kproxy exited")
 	}
 }
 

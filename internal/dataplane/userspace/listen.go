@@ -1,0 +1,39 @@
+package userspace
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"syscall"
+)
+
+// The listeners are opened with SO_REUSEPORT (where the OS has it) so that a
+// restarted kproxy binds the same Service addresses while the old process still
+// drains: the handoff. The kernel spreads new connections over both until the
+// old one closes its listeners; with net.ipv4.tcp_migrate_req (set by Drain, see
+// listen_linux.go) the connections still in the old accept queue then move to
+// the successor instead of being reset. See README.md ("Restarts").
+
+var sharedListen = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = setReusePort(fd) }); err != nil {
+		return err
+	}
+	return serr
+}}
+
+func listenTCPShared(a netip.AddrPort) (*net.TCPListener, error) {
+	ln, err := sharedListen.Listen(context.Background(), "tcp", a.String())
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+func listenUDPShared(a netip.AddrPort) (*net.UDPConn, error) {
+	pc, err := sharedListen.ListenPacket(context.Background(), "udp", a.String())
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}

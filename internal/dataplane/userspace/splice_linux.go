@@ -1,0 +1,203 @@
+package userspace
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// The relay splices each direction socket -> pipe -> socket, so payload never
+// enters the process, like io.Copy between two *net.TCPConn. Unlike io.Copy it
+// takes a pipe only while bytes are in flight: io.Copy holds one pipe per
+// direction for the connection's whole life, blocked in its wait for data, so an
+// idle relayed connection held 6 descriptors (2 sockets, 2 pipes) instead of 2,
+// and the runtime's pipe pool kept them after the connection closed until the
+// garbage collector ran. See README.md ("Descriptors per connection").
+
+// pipeSize is the capacity asked of each pipe: one splice moves up to this much.
+const pipeSize = 1 << 20
+
+// maxIdlePipes bounds the pipes kept for reuse; more are closed when released.
+const maxIdlePipes = 64
+
+type pipe struct {
+	r, w int
+	size int
+}
+
+// pipePool keeps a few empty pipes, so that a busy relay does not create one per
+// burst, without holding more than maxIdlePipes when traffic stops.
+type pipePool struct {
+	mu   sync.Mutex
+	free []*pipe
+	// inUse counts pipes taken and not yet released (for tests and benchmarks).
+	inUse atomic.Int64
+}
+
+var pipes pipePool
+
+func (pp *pipePool) get() (*pipe, error) {
+	pp.mu.Lock()
+	if n := len(pp.free); n > 0 {
+		p := pp.free[n-1]
+		pp.free = pp.free[:n-1]
+		pp.mu.Unlock()
+		pp.inUse.Add(1)
+		return p, nil
+	}
+	pp.mu.Unlock()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, err
+	}
+	p := &pipe{r: fds[0], w: fds[1], size: 64 << 10}
+	// A larger pipe means fewer splice calls per byte; the kernel may refuse it
+	// (pipe-user-pages-soft for unprivileged users), then the default stays.
+	if n, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeSize); err == nil {
+		p.size = n
+	}
+	pp.inUse.Add(1)
+	return p, nil
+}
+
+// put releases a pipe; one that still holds bytes (its connection failed midway)
+// is closed rather than reused.
+func (pp *pipePool) put(p *pipe, empty bool) {
+	pp.inUse.Add(-1)
+	if empty {
+		pp.mu.Lock()
+		if len(pp.free) < maxIdlePipes {
+			pp.free = append(pp.free, p)
+			pp.mu.Unlock()
+			return
+		}
+		pp.mu.Unlock()
+	}
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
+
+// splicer moves one direction's bytes; pending is what sits in the pipe.
+type splicer struct {
+	p       *pipe
+	pending int
+}
+
+// copyDir relays src to dst until src's EOF (nil) or an error. Timeouts within
+// the connection's idle timeout are re-armed (rearm).
+func copyDir(dst, src *net.TCPConn, r *tcpRelay, n *atomic.Uint64) error {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return err
+	}
+	wc, err := dst.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var s splicer
+	defer s.release()
+	for {
+		if s.pending == 0 {
+			eof, err := s.fill(rc)
+			if err != nil {
+				if r.rearm(err, src, false) {
+					continue
+				}
+				return err
+			}
+			if eof {
+				return nil
+			}
+			r.touch()
+		}
+		if err := s.drain(wc, r, n); err != nil {
+			if r.rearm(err, dst, true) {
+				continue
+			}
+			return err
+		}
+	}
+}
+
+// fill waits until src has bytes and splices them into a pipe. It takes the pipe
+// only once bytes are there and gives it back whenever src runs dry, so a
+// connection waiting for data holds no pipe.
+func (s *splicer) fill(rc interface {
+	Read(func(uintptr) bool) error
+}) (eof bool, err error) {
+	var serr error
+	err = rc.Read(func(fd uintptr) bool {
+		if s.p == nil {
+			var perr error
+			if s.p, perr = pipes.get(); perr != nil {
+				serr = &relayError{fmt.Errorf("splice pipe: %w", perr)}
+				return true
+			}
+		}
+		for {
+			k, e := unix.Splice(int(fd), nil, s.p.w, nil, s.p.size, spliceFlags)
+			switch e {
+			case nil:
+				s.pending = int(k)
+				eof = k == 0
+				return true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				s.release()
+				return false // wait until readable, holding no pipe
+			default:
+				serr = e
+				return true
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	return eof, err
+}
+
+// drain splices what the pipe holds into dst, waiting while dst's buffer is full.
+func (s *splicer) drain(wc interface {
+	Write(func(uintptr) bool) error
+}, r *tcpRelay, n *atomic.Uint64) error {
+	var serr error
+	err := wc.Write(func(fd uintptr) bool {
+		for s.pending > 0 {
+			k, e := unix.Splice(s.p.r, nil, int(fd), nil, s.pending, spliceFlags)
+			switch e {
+			case nil:
+				s.pending -= int(k)
+				n.Add(uint64(k))
+				r.touch()
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				serr = e
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *splicer) release() {
+	if s.p != nil {
+		pipes.put(s.p, s.pending == 0)
+		s.p = nil
+	}
+}
+
+// pipesInUse is the number of pipes taken and not given back.
+func pipesInUse() int64 { return pipes.inUse.Load() }
