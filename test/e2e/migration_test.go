@@ -156,39 +156,41 @@ func chainsIn(t *testing.T, node *netns.NS, backend string) string {
 // mode and adopts them (same chain names), so no connection fails at any point; the
 // chains of Services kube-proxy no longer serves go away.
 func TestTakeoverFromKubeProxyIptablesKeepsTraffic(t *testing.T) {
-	forEachMode(t, func(t *testing.T, m mode) {
-		if m.ProxyMode != "iptables" {
-			t.Skip("same-mode takeover of kube-proxy's iptables rules")
-		}
-		backend := strings.TrimPrefix(m.Name, "iptables-")
-		c := newCluster(t, m, 2)
-		rules, svc, stale := kubeProxyRuleset(c.backends)
-		loadKubeProxyRules(t, c.env.Node, backend, rules)
-		// kube-proxy's rules serve on their own before kproxy starts.
-		c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
+	netns.RequireRoot(t)
+	for _, m := range []mode{iptablesMode("nft"), iptablesMode("legacy")} {
+		t.Run(m.Name, func(t *testing.T) { takeOverKubeProxyIptables(t, m) })
+	}
+}
 
-		p := startProber(c.client, "10.96.0.10:80")
-		c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
-		c.start()
-		c.eventually("kube-proxy's leftover chains removed", func() error {
-			saved := chainsIn(t, c.env.Node, backend)
-			for _, ch := range stale {
-				if strings.Contains(saved, ch) {
-					return fmt.Errorf("%s still there", ch)
-				}
+func takeOverKubeProxyIptables(t *testing.T, m mode) {
+	backend := strings.TrimPrefix(m.Name, "iptables-")
+	c := newCluster(t, m, 2)
+	rules, svc, stale := kubeProxyRuleset(c.backends)
+	loadKubeProxyRules(t, c.env.Node, backend, rules)
+	// kube-proxy's rules serve on their own before kproxy starts.
+	c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
+
+	p := startProber(c.client, "10.96.0.10:80")
+	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
+	c.start()
+	c.eventually("kube-proxy's leftover chains removed", func() error {
+		saved := chainsIn(t, c.env.Node, backend)
+		for _, ch := range stale {
+			if strings.Contains(saved, ch) {
+				return fmt.Errorf("%s still there", ch)
 			}
-			return nil
-		})
-		time.Sleep(500 * time.Millisecond) // connections after the takeover, too
-		ok, failed, firstErr := p.finish()
-		if failed > 0 || ok < 10 {
-			t.Fatalf("during takeover: %d connections ok, %d failed (first: %v); want none failed", ok, failed, firstErr)
 		}
-		if saved := chainsIn(t, c.env.Node, backend); !strings.Contains(saved, ":"+svc+" ") {
-			t.Errorf("kproxy renamed kube-proxy's chain %s: kube-proxy could not take the node back in place", svc)
-		}
-		c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
+		return nil
 	})
+	time.Sleep(500 * time.Millisecond) // connections after the takeover, too
+	ok, failed, firstErr := p.finish()
+	if failed > 0 || ok < 10 {
+		t.Fatalf("during takeover: %d connections ok, %d failed (first: %v); want none failed", ok, failed, firstErr)
+	}
+	if saved := chainsIn(t, c.env.Node, backend); !strings.Contains(saved, ":"+svc+" ") {
+		t.Errorf("kproxy renamed kube-proxy's chain %s: kube-proxy could not take the node back in place", svc)
+	}
+	c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
 }
 
 // Starting in nftables mode removes a previous kube-proxy's iptables rules (in both
