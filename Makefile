@@ -6,7 +6,7 @@ VERSION ?= v0.1.0
 IMAGE   ?= kproxy.dev/kproxy:$(VERSION)
 CONTAINER_TOOL ?= docker
 
-.PHONY: all build test test-deps unit vet fmt clean image e2e
+.PHONY: all build test test-deps unit vet fmt clean fuzz fuzz-short image e2e
 
 all: build
 
@@ -22,8 +22,8 @@ test-deps:
 		echo "make test-deps: not root on Debian: not installing packages (kernel tests skip without root)"; \
 	fi
 
-# test also runs vet, the gofmt check and staticcheck, so CI holds the code to them.
-test: test-deps vet
+# test also runs vet, the gofmt check, staticcheck and a short fuzz run, so CI holds the code to them.
+test: test-deps vet fuzz-short
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
 
 # e2e runs test/e2e/apiserver: kproxy against a real kube-apiserver and etcd, which
@@ -35,9 +35,20 @@ e2e:
 	$(GO) vet -tags e2e_apiserver ./test/e2e/apiserver/
 	$(GO) test -count=1 -tags e2e_apiserver -timeout 20m -v ./test/e2e/apiserver/
 
+# fuzz-short explores the manifest decoder for FUZZTIME beyond its seed corpus
+# (internal/source/file/testdata/fuzz), which every `go test` runs anyway.
+FUZZTIME ?= 20s
+fuzz-short:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/source/file/
+
 # unit runs the tests that need neither root nor the kernel's NAT facilities.
 unit:
 	$(GO) test -count=1 -short ./...
+
+# fuzz runs each fuzz target for FUZZTIME (their seed corpora also run in every go
+# test); the config decoder's is not in make test: under heavy load it stalls.
+fuzz: fuzz-short
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/config
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

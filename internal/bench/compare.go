@@ -9,7 +9,7 @@ import (
 
 // PreferredOrder is the column order of the comparison: no kernel rules first,
 // then the O(n) chain walk, then the two O(1) lookups.
-var PreferredOrder = []string{"userspace", "iptables", "nftables", "ipvs"}
+var PreferredOrder = []string{"userspace", "iptables", "nftables", "ipvs", "ebpf"}
 
 // OrderModes puts modes in PreferredOrder, unknown ones after them in the given order.
 func OrderModes(modes []string) []string {

@@ -81,6 +81,11 @@ func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, stageErr(StageNew, err)
 	}
+	undo, err := isolateEBPF(s.Mode)
+	if err != nil {
+		return nil, stageErr(StageNew, fmt.Errorf("mode %s: %w", s.Mode, err))
+	}
+	defer undo()
 	dp, err := dataplane.Build(mode, dataplane.Options{Config: benchConfig(s.Mode), NodeName: "bench-node"})
 	if err != nil {
 		return nil, stageErr(StageNew, fmt.Errorf("mode %s: %w", s.Mode, err))

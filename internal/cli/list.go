@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
 )
 
@@ -46,7 +47,7 @@ table is read directly, with no daemon needed.`,
 	fl.BoolVar(&f.json, "json", false, "print the virtual services as JSON")
 	fl.BoolVar(&f.kernel, "kernel", false, "read the kernel's IPVS table instead of asking the daemon")
 	fl.StringVar(&f.mode, "mode", "", "proxy mode; ipvs implies --kernel")
-	fl.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:10259", "the daemon's admin endpoint (host:port)")
+	fl.StringVar(&f.adminAddress, "admin-address", config.DefaultMetricsBindAddress, "the daemon's metrics address (host:port), which serves GET /list")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for the daemon or the kernel")
 	cmd.MarkFlagsMutuallyExclusive("stats", "rate")
 	return cmd

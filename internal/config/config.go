@@ -1,21 +1,25 @@
 // Package config loads kproxy's configuration: a KubeProxyConfiguration
 // (kubeproxy.config.k8s.io/v1alpha1, the file kube-proxy takes), completed with
-// kube-proxy's defaults, overridden by command-line flags and validated with field
-// paths so that an error says which field is wrong.
+// kube-proxy's defaults and validated with field paths so that an error says which
+// field is wrong. Precedence is kube-proxy's: with --config the file wins over the
+// config flags (logging flags and --hostname-override still apply). Unknown and
+// removed fields are warnings naming the field, as kube-proxy's lenient decoding
+// makes them; a malformed file is an error.
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"reflect"
-	"strconv"
 	"strings"
 
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 	"sigs.k8s.io/yaml"
 )
 
-// APIVersion and Kind are what a config file must declare (when it declares them).
+// APIVersion and Kind are what a config file must declare.
 const (
 	APIVersion = "kubeproxy.config.k8s.io/v1alpha1"
 	Kind       = "KubeProxyConfiguration"
@@ -32,48 +36,128 @@ const (
 // Modes lists the values the mode field accepts ("" means iptables).
 var Modes = []string{ModeIPTables, ModeIPVS, ModeNFTables, ModeUserspace}
 
-// Load reads, strictly decodes and defaults a config file. It does not validate:
-// flags may still override fields, so call Validate on the final result.
-func Load(path string) (*kpconfig.KubeProxyConfiguration, error) {
-	data, err := os.ReadFile(path)
+// Warning is a problem with one field that does not stop kproxy: the field is
+// ignored or replaced, and the operator is told once at start.
+type Warning struct {
+	Field string
+	Msg   string
+}
+
+func (w Warning) String() string { return w.Field + ": " + w.Msg }
+
+// Notes is what decoding a file found besides the configuration itself.
+type Notes struct {
+	// Warnings are unknown, removed or duplicated fields (ignored).
+	Warnings []Warning
+	// Defaulted are fields given as zero that took kube-proxy's default, as
+	// "path=default" (kube-proxy does the same without saying so).
+	Defaulted []string
+}
+
+// MaxFileBytes bounds the config file: kubeadm's is under 2 KiB, and decoding a
+// large document costs many times its size in memory.
+const MaxFileBytes = 1 << 20
+
+// Load reads and decodes a config file. It does not validate: call Validate on
+// the effective configuration.
+func Load(path string) (*kpconfig.KubeProxyConfiguration, Notes, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, Notes{}, err
+	}
+	c, notes, err := Decode(data)
+	if err != nil {
+		return nil, notes, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, notes, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	c, err := Decode(data)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return c, nil
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, MaxFileBytes)
+	}
+	return data, nil
 }
 
-// Decode strictly decodes YAML or JSON into a defaulted KubeProxyConfiguration: an
-// unknown or duplicated field is an error that names it.
-func Decode(data []byte) (*kpconfig.KubeProxyConfiguration, error) {
-	c := &kpconfig.KubeProxyConfiguration{}
-	if unknown := unknownFields(data, reflect.TypeOf(c)); len(unknown) > 0 {
-		return nil, fmt.Errorf("decoding %s: unknown field %s", Kind, quoteAll(unknown))
+// Decode decodes YAML or JSON into a defaulted KubeProxyConfiguration the way
+// kube-proxy does: apiVersion and kind are required; a syntax or type error is
+// fatal; unknown, removed and duplicated fields are warnings naming the field.
+func Decode(data []byte) (*kpconfig.KubeProxyConfiguration, Notes, error) {
+	var notes Notes
+	doc, err := decodeDocument(data)
+	if err != nil {
+		return nil, notes, err
 	}
-	if err := yaml.UnmarshalStrict(data, c); err != nil {
+	if err := checkTypeMeta(doc); err != nil {
+		return nil, notes, err
+	}
+	c := &kpconfig.KubeProxyConfiguration{}
+	if err := yaml.Unmarshal(data, c); err != nil {
+		return nil, notes, cleanDecodeError(err)
+	}
+	notes.Warnings = fieldWarnings(data, doc)
+	notes.Defaulted = zeroDefaulted(doc)
+	SetDefaults(c)
+	return c, notes, nil
+}
+
+// decodeDocument parses the file into a generic object: an empty file, a
+// syntax error or a document that is not an object is an error.
+func decodeDocument(data []byte) (map[string]any, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, FieldError{Path: "apiVersion", Msg: "the config file is empty: apiVersion: " + APIVersion +
+			" and kind: " + Kind + " are required"}
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
 		return nil, cleanDecodeError(err)
 	}
-	if c.APIVersion != "" && c.APIVersion != APIVersion {
-		return nil, FieldError{Path: "apiVersion", Msg: fmt.Sprintf("unsupported %q, want %q", c.APIVersion, APIVersion)}
+	var doc map[string]any
+	if err := json.Unmarshal(js, &doc); err != nil || doc == nil {
+		return nil, fmt.Errorf("decoding %s: the document must be a YAML or JSON object", Kind)
 	}
-	if c.Kind != "" && c.Kind != Kind {
-		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unsupported %q, want %q", c.Kind, Kind)}
+	return doc, nil
+}
+
+// checkTypeMeta requires kube-proxy's apiVersion and kind, as its decoder does.
+func checkTypeMeta(doc map[string]any) error {
+	for _, f := range []struct{ field, want string }{{"apiVersion", APIVersion}, {"kind", Kind}} {
+		v, ok := doc[f.field]
+		if !ok || v == "" {
+			return FieldError{Path: f.field, Msg: fmt.Sprintf("required: want %q", f.want)}
+		}
+		if s, _ := v.(string); s != f.want {
+			return FieldError{Path: f.field, Msg: fmt.Sprintf("unsupported %s, want %q", truncate(fmt.Sprint(v), 64), f.want)}
+		}
 	}
-	SetDefaults(c)
-	return c, nil
+	return nil
 }
 
 // cleanDecodeError strips the layers of wrapping the YAML and JSON decoders add, so
-// the message reads `unknown field "iptables.foo"` rather than three prefixes deep.
+// the message reads `cannot unmarshal ... "iptables.syncPeriod"` rather than three
+// prefixes deep.
 func cleanDecodeError(err error) error {
 	msg := err.Error()
-	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: ", "error converting YAML to JSON: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
-	return fmt.Errorf("decoding %s: %s", Kind, msg)
+	return fmt.Errorf("decoding %s: %s", Kind, truncate(msg, 512))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "...(truncated)"
 }
 
 // Default returns a configuration holding only kube-proxy's defaults.
@@ -89,14 +173,6 @@ func Mode(c *kpconfig.KubeProxyConfiguration) string {
 		return ModeIPTables
 	}
 	return string(c.Mode)
-}
-
-func quoteAll(list []string) string {
-	q := make([]string, len(list))
-	for i, s := range list {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
 }
 
 // Write saves c as YAML that Load reads back unchanged (kube-proxy's --write-config-to).

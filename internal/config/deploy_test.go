@@ -23,11 +23,13 @@ func TestDeployConfigMapLoads(t *testing.T) {
 	if !ok {
 		t.Fatal("deploy/configmap.yaml: data[config.conf] missing")
 	}
-	c, err := Decode([]byte(conf))
+	c, notes, err := Decode([]byte(conf))
 	if err != nil {
 		t.Fatalf("deploy/configmap.yaml: data[config.conf]: %v", err)
 	}
-	SetDefaults(c)
+	if len(notes.Warnings) > 0 {
+		t.Errorf("deploy/configmap.yaml: data[config.conf]: warnings %v", notes.Warnings)
+	}
 	if err := Validate(c); err != nil {
 		t.Fatalf("deploy/configmap.yaml: data[config.conf]: %v", err)
 	}

@@ -55,6 +55,9 @@ func Validate(c *kpconfig.KubeProxyConfiguration) error {
 		v.ipvs(&c.IPVS)
 	}
 	v.conntrack(&c.Conntrack)
+	v.gates(c)
+	v.detectLocal(c)
+	v.logging(c)
 	v.hostPort("healthzBindAddress", c.HealthzBindAddress)
 	v.hostPort("metricsBindAddress", c.MetricsBindAddress)
 	if c.BindAddress != "" {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -38,8 +39,17 @@ type Options struct {
 	ServicesFrom string
 	// Kubeconfig selects the kube source; "" with in-cluster variables set does too.
 	Kubeconfig string
-	// AdminBindAddress serves GET /list for `kproxy list`; "" disables it.
+	// Master overrides the kubeconfig's API server address (--master).
+	Master string
+	// AdminBindAddress is an extra listener for GET /list; "" opens none (/list
+	// is always served on the metrics address).
 	AdminBindAddress string
+	// Flagz, if set, lists the command line's flags for /flagz.
+	Flagz func() map[string]string
+	// Version is reported by /statusz.
+	Version string
+	// SetVerbosity, if set, changes -v while running (PUT /debug/flags/v).
+	SetVerbosity func(v int)
 	// DemoBackends are ip:port addresses to serve tiny demo HTTP/UDP backends on.
 	DemoBackends []string
 	// Relay bounds the userspace mode's connections (--userspace-* flags).
@@ -83,7 +93,11 @@ type daemon struct {
 	tracker *state.Tracker
 	runner  *runner.Runner
 	metrics *metrics.Metrics
-	health  *healthz.Server
+	// modeMetrics are kube-proxy's mode-specific metrics, registered for the
+	// code that does the work to increment.
+	modeMetrics *metrics.ModeMetrics
+	health      *healthz.Server
+	started     time.Time
 }
 
 // Run runs the proxy until ctx is cancelled, then drains and returns. It returns
@@ -106,22 +120,25 @@ func build(o Options) (*daemon, source.Source, error) {
 		o.Registry = prometheus.NewRegistry()
 		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	d := &daemon{o: o, log: o.log(), mode: config.Mode(o.Config)}
+	d := &daemon{o: o, log: o.log(), mode: config.Mode(o.Config), started: time.Now()}
 	m, err := dataplane.Lookup(d.mode)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--proxy-mode: %w", err)
 	}
 	nodeName := NodeName(o.Config)
+	families := ipFamilies(o.Config)
+	d.metrics = metrics.NewForFamilies(o.Registry, families)
+	d.modeMetrics = metrics.RegisterModeMetrics(o.Registry, d.mode)
+	metrics.RegisterComponentMetrics(o.Registry, o.Version, config.FeatureStates(o.Config))
+	o.Registry.MustRegister(metrics.NewConntrackCollector(""))
+	syncPeriod, minSync := config.SyncPeriods(o.Config)
+	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod, Families: families,
+		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
 	rejects := source.NewRejects(o.Registry, d.log)
-	src, err := buildSource(o, nodeName, rejects, d.log)
+	src, err := buildSource(o, nodeName, rejects, d.log, d.health)
 	if err != nil {
 		return nil, nil, err
 	}
-	d.metrics = metrics.New(o.Registry)
-	o.Registry.MustRegister(metrics.NewConntrackCollector(""))
-	syncPeriod, minSync := config.SyncPeriods(o.Config)
-	d.health = healthz.New(healthz.Options{Timeout: 2 * syncPeriod,
-		HealthzTotal: d.metrics.HealthzTotal, LivezTotal: d.metrics.LivezTotal})
 	d.dp, err = dataplane.Build(m, dataplane.Options{Config: o.Config, NodeName: nodeName, Registerer: o.Registry, Logger: d.log,
 		ProxyHealthy: func() bool { return d.health.Health().Healthy }, Relay: o.Relay})
 	if err != nil {
@@ -140,9 +157,30 @@ func build(o Options) (*daemon, source.Source, error) {
 	}
 	applyOOMScoreAdj(o.Config.OOMScoreAdj, d.log)
 	tuneConntrack(string(d.mode), o.Config, d.log)
-	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName,
+	d.log.Info("kproxy starting", "mode", d.mode, "node", nodeName, "ipFamilies", families,
 		"syncPeriod", syncPeriod, "minSyncPeriod", minSync)
 	return d, src, nil
+}
+
+// ipFamilies are the IP families the node serves, as the health and metrics
+// report them: those of clusterCIDR, IPv4 when it is empty.
+func ipFamilies(c *kpconfig.KubeProxyConfiguration) []string {
+	var v4, v6 bool
+	for _, s := range strings.Split(c.ClusterCIDR, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			continue
+		}
+		v4, v6 = v4 || p.Addr().Is4(), v6 || !p.Addr().Is4()
+	}
+	switch {
+	case v4 && v6:
+		return []string{metrics.IPv4, metrics.IPv6}
+	case v6:
+		return []string{metrics.IPv6}
+	default:
+		return []string{metrics.IPv4}
+	}
 }
 
 func (d *daemon) run(ctx context.Context, src source.Source) error {
@@ -181,6 +219,7 @@ func (d *daemon) run(ctx context.Context, src source.Source) error {
 func (d *daemon) wait(ctx context.Context, synced <-chan struct{}, srcErr <-chan error, loopDone chan struct{}) error {
 	select {
 	case <-synced:
+		d.health.SourceSynced()
 		d.log.Info("source synced; starting the sync loop")
 		go func() { d.runner.Loop(ctx); close(loopDone) }()
 		d.runner.Run()

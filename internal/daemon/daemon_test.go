@@ -164,6 +164,7 @@ func startDaemon(t *testing.T, mode string, src *chanSource, mutate func(*Option
 	r := &running{addrs: map[string]string{}, done: make(chan error, 1)}
 	var mu sync.Mutex
 	o := Options{Config: c, Source: src, AdminBindAddress: "127.0.0.1:0",
+		Flagz: func() map[string]string { return map[string]string{"v": "0"} }, Version: "test",
 		Serving: func(name, addr string) { mu.Lock(); r.addrs[name] = addr; mu.Unlock() }}
 	if mutate != nil {
 		mutate(&o)
@@ -246,7 +247,7 @@ func TestDaemonSyncsSourceIntoDataplaneAndServes(t *testing.T) {
 	}
 	_, metrics := get(t, "http://"+r.addrs["metrics"]+"/metrics")
 	for _, want := range []string{"kubeproxy_sync_proxy_rules_service_changes_total 2",
-		"kubeproxy_sync_proxy_rules_endpoint_changes_total 1", "kubeproxy_sync_proxy_rules_last_timestamp_seconds ",
+		"kubeproxy_sync_proxy_rules_endpoint_changes_total 1", "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"} ",
 		"kubeproxy_sync_full_proxy_rules_duration_seconds_count", "kproxy_rejected_objects_total"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -254,6 +255,19 @@ func TestDaemonSyncsSourceIntoDataplaneAndServes(t *testing.T) {
 	}
 	if code, body := get(t, "http://"+r.addrs["admin"]+"/list"); code != http.StatusNotImplemented {
 		t.Errorf("/list for a mode without Lister = %d %q, want 501", code, body)
+	}
+	// kube-proxy 1.37's metrics-server paths; /list is served there too.
+	for path, want := range map[string]string{"/list": "cannot list", "/configz": `{"kubeproxy.config.k8s.io":{`,
+		"/flagz": "kproxy flags", "/statusz": "kproxy statusz", "/metrics/slis": "kubernetes_healthcheck"} {
+		if path == "/metrics/slis" {
+			get(t, "http://"+r.addrs["metrics"]+"/healthz")
+		}
+		if _, body := get(t, "http://"+r.addrs["metrics"]+path); !strings.Contains(body, want) {
+			t.Errorf("metrics %s = %q, want it to contain %q", path, body, want)
+		}
+	}
+	if !strings.Contains(metrics, `kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family="IPv4"}`) {
+		t.Error("/metrics lacks the ip_family label")
 	}
 	r.stop()
 	if err := <-r.done; err != nil {
@@ -356,8 +370,9 @@ func TestHealthzTurnsUnhealthyWhileSyncsFail(t *testing.T) {
 	if code, _ := get(t, "http://"+r.addrs["healthz"]+"/livez"); code != http.StatusServiceUnavailable {
 		t.Errorf("/livez = %d, want 503", code)
 	}
-	if code, _ := get(t, "http://"+r.addrs["metrics"]+"/healthz"); code != http.StatusServiceUnavailable {
-		t.Errorf("metrics /healthz = %d, want 503", code)
+	// The metrics server's /healthz is kube-proxy's generic one: always "ok".
+	if code, body := get(t, "http://"+r.addrs["metrics"]+"/healthz"); code != http.StatusOK || body != "ok" {
+		t.Errorf("metrics /healthz = %d %q, want 200 ok", code, body)
 	}
 }
 
@@ -367,15 +382,17 @@ func TestSourceSelection(t *testing.T) {
 	c := config.Default()
 	c.ClientConnection.Kubeconfig = dir + "/from-config-file"
 	// --services-from wins over a kubeconfig named in the config file.
-	src, err := buildSource(Options{Config: c, ServicesFrom: dir}, "n", nil, nil)
+	src, err := buildSource(Options{Config: c, ServicesFrom: dir}, "n", nil, nil, nil)
 	if err != nil || src == nil {
 		t.Fatalf("file source: %v", err)
 	}
 	// Without it, the config file's clientConnection.kubeconfig is used, as kube-proxy does.
-	if _, err := buildSource(Options{Config: c}, "n", nil, nil); err == nil || !strings.Contains(err.Error(), "from-config-file") {
+	// A missing kubeconfig file is named with the field and the path.
+	_, err = buildSource(Options{Config: c}, "n", nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "clientConnection.kubeconfig (--kubeconfig): "+dir+"/from-config-file: no such file or directory") {
 		t.Errorf("kubeconfig from the config file not used: %v", err)
 	}
-	if _, err := buildSource(Options{Config: c, ServicesFrom: dir, Kubeconfig: "k"}, "n", nil, nil); err == nil ||
+	if _, err := buildSource(Options{Config: c, ServicesFrom: dir, Kubeconfig: "k"}, "n", nil, nil, nil); err == nil ||
 		!strings.Contains(err.Error(), "alternatives") {
 		t.Errorf("both flags: %v", err)
 	}
@@ -460,3 +477,14 @@ func (o *objectCollector) UpsertEndpointSlice(e *discovery.EndpointSlice) {
 func (o *objectCollector) DeleteEndpointSlice(string, string) {}
 func (o *objectCollector) UpsertNode(*v1.Node)                {}
 func (o *objectCollector) DeleteNode(string)                  {}
+
+func TestIPFamiliesFollowClusterCIDR(t *testing.T) {
+	for cidr, want := range map[string]string{"": "IPv4", "10.0.0.0/8": "IPv4", "fd00::/48": "IPv6",
+		"10.0.0.0/8,fd00::/48": "IPv4,IPv6"} {
+		c := config.Default()
+		c.ClusterCIDR = cidr
+		if got := strings.Join(ipFamilies(c), ","); got != want {
+			t.Errorf("clusterCIDR %q: families %s, want %s", cidr, got, want)
+		}
+	}
+}

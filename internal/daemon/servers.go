@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/healthz"
 )
@@ -22,8 +23,7 @@ func (d *daemon) startServers() (stop func(), err error) {
 		h          http.Handler
 	}{
 		{"healthz", c.HealthzBindAddress, d.health.Handler()},
-		{"metrics", c.MetricsBindAddress, healthz.MetricsHandler(healthz.MetricsOptions{
-			Gatherer: d.o.Registry, Mode: d.mode, Health: d.health, Profiling: c.EnableProfiling})},
+		{"metrics", c.MetricsBindAddress, d.metricsHandler()},
 		{"admin", d.o.AdminBindAddress, d.adminHandler()},
 	}
 	var running []*http.Server
@@ -61,6 +61,20 @@ func (d *daemon) startServers() (stop func(), err error) {
 		}
 	}
 	return stop, nil
+}
+
+// metricsHandler serves kube-proxy 1.37's metrics address, plus /list.
+func (d *daemon) metricsHandler() http.Handler {
+	c := d.o.Config
+	o := healthz.MetricsOptions{Gatherer: d.o.Registry, Mode: d.mode, Profiling: c.EnableProfiling,
+		Configz: c, Extra: map[string]http.Handler{"/list": d.adminHandler()}, SetVerbosity: d.o.SetVerbosity}
+	if config.FeatureEnabled(c, config.GateComponentFlagz) {
+		o.Flagz = d.o.Flagz
+	}
+	if config.FeatureEnabled(c, config.GateComponentStatusz) {
+		o.Statusz = &healthz.StatuszInfo{Started: d.started, Version: d.o.Version}
+	}
+	return healthz.MetricsHandler(o)
 }
 
 // adminHandler serves GET /list for `kproxy list`: the dataplane's virtual-server

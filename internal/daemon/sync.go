@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/logging"
 	"kproxy.dev/kproxy/internal/metrics"
 )
 
@@ -47,8 +48,9 @@ func (d *daemon) sync(ctx context.Context) error {
 		d.log.Warn("some Services could not be programmed", "err", err)
 		return err
 	}
-	d.log.Debug("synced", "generation", snap.Generation, "servicePorts", len(snap.Services),
-		"changed", len(cs.Ports), "full", stats.Full, "took", end.Sub(start))
+	// One line per sync at -v=2, as kube-proxy's "SyncProxyRules complete".
+	d.log.Log(ctx, logging.V(2), "SyncProxyRules complete", "elapsed", end.Sub(start), "full", stats.Full,
+		"servicePorts", len(snap.Services), "changed", len(cs.Ports), "generation", snap.Generation)
 	return nil
 }
 

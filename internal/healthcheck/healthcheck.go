@@ -248,6 +248,8 @@ func (s *Server) handler(key Service, srv *svcServer) http.Handler {
 		} else {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		json.NewEncoder(w).Encode(body)
+		// kube-proxy's layout: tab-indented, no trailing newline.
+		b, _ := json.MarshalIndent(body, "", "\t")
+		_, _ = w.Write(b)
 	})
 }

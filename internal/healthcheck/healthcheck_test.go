@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -151,5 +152,28 @@ func TestRefreshSkipsUntouchedChanges(t *testing.T) {
 	}
 	if code, _ := get(t, port); code != 200 {
 		t.Fatalf("full refresh: %d, want 200", code)
+	}
+}
+
+// The body is laid out byte for byte as kube-proxy's, for scripts that match it.
+func TestBodyLayoutIsKubeProxys(t *testing.T) {
+	s := New(Options{Addresses: []string{"127.0.0.1"}})
+	defer s.Close()
+	port := freePort(t)
+	if err := s.Update(map[Service]Entry{{Namespace: "ns", Name: "web"}: {Port: port, LocalEndpoints: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	want := "{\n\t\"service\": {\n\t\t\"namespace\": \"ns\",\n\t\t\"name\": \"web\"\n\t},\n\t\"localEndpoints\": 2,\n\t\"serviceProxyHealthy\": true\n}"
+	if string(b) != want {
+		t.Errorf("body %q, want %q", b, want)
+	}
+	if resp.Header.Get("X-Load-Balancing-Endpoint-Weight") != "2" {
+		t.Errorf("weight header %q", resp.Header.Get("X-Load-Balancing-Endpoint-Weight"))
 	}
 }

@@ -23,6 +23,9 @@ type Options struct {
 	// HealthzTotal and LivezTotal, if set, count responses by code.
 	HealthzTotal *prometheus.CounterVec
 	LivezTotal   *prometheus.CounterVec
+	// Families are the IP families the proxy serves ("IPv4", "IPv6"), each
+	// reported in the body's per-family status; nil means IPv4.
+	Families []string
 }
 
 // Server tracks proxy health. Its methods are safe for concurrent use.
@@ -33,12 +36,16 @@ type Server struct {
 	lastUpdated  time.Time
 	oldestQueued time.Time // zero when no update waits
 	nodeEligible bool
+	source       *SourceStatus
 }
 
 // New returns a Server; a new proxy is healthy and its node eligible.
 func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if len(o.Families) == 0 {
+		o.Families = []string{"IPv4"}
 	}
 	return &Server{o: o, nodeEligible: true}
 }
@@ -69,12 +76,68 @@ func (s *Server) SetNodeEligible(ok bool) {
 	s.nodeEligible = ok
 }
 
-// Status is the JSON body of /healthz and /livez.
+// Status is the JSON body of /healthz and /livez, in kube-proxy 1.37's layout:
+// the overall lastUpdated, currentTime, nodeEligible (/healthz only) and healthy,
+// and a per-family status once the proxy has synced. Source is kproxy's addition.
 type Status struct {
-	LastUpdated  time.Time `json:"lastUpdated"`
-	CurrentTime  time.Time `json:"currentTime"`
-	NodeEligible *bool     `json:"nodeEligible,omitempty"`
-	Healthy      bool      `json:"healthy"`
+	LastUpdated  time.Time                `json:"lastUpdated"`
+	CurrentTime  time.Time                `json:"currentTime"`
+	NodeEligible *bool                    `json:"nodeEligible,omitempty"`
+	Healthy      bool                     `json:"healthy"`
+	Status       map[string]ProxierHealth `json:"status,omitempty"`
+	Source       *SourceStatus            `json:"source,omitempty"`
+}
+
+// ProxierHealth is one IP family's health, as kube-proxy reports each proxier's.
+type ProxierHealth struct {
+	LastUpdated time.Time `json:"lastUpdated"`
+	Healthy     bool      `json:"healthy"`
+}
+
+// SourceStatus says whether the source of Services (the API server's watches)
+// has delivered its initial state, and its last failure: a down API server shows
+// here as well as in the log. It does not make the proxy unhealthy: the rules in
+// place keep serving, as in kube-proxy.
+type SourceStatus struct {
+	Synced bool `json:"synced"`
+	// Watching is false from a failed list or watch until it works again.
+	Watching      bool       `json:"watching"`
+	LastError     string     `json:"lastError,omitempty"`
+	LastErrorTime *time.Time `json:"lastErrorTime,omitempty"`
+}
+
+// SourceSynced records that the source delivered its initial state.
+func (s *Server) SourceSynced() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.source == nil {
+		s.source = &SourceStatus{}
+	}
+	s.source.Synced, s.source.Watching = true, true
+}
+
+// SourceRestored records that the failed watches work again.
+func (s *Server) SourceRestored() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.source != nil {
+		s.source.Watching = true
+	}
+}
+
+// SourceError records a failed list or watch.
+func (s *Server) SourceError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.source == nil {
+		s.source = &SourceStatus{}
+	}
+	now := s.o.Now()
+	msg := err.Error()
+	if len(msg) > 512 {
+		msg = msg[:512] + "...(truncated)"
+	}
+	s.source.LastError, s.source.LastErrorTime, s.source.Watching = msg, &now, false
 }
 
 // Health reports the proxy's health now.
@@ -84,7 +147,18 @@ func (s *Server) Health() Status {
 	now := s.o.Now()
 	healthy := s.oldestQueued.IsZero() || now.Sub(s.oldestQueued) <= s.o.Timeout
 	eligible := s.nodeEligible
-	return Status{LastUpdated: s.lastUpdated, CurrentTime: now, NodeEligible: &eligible, Healthy: healthy}
+	st := Status{LastUpdated: s.lastUpdated, CurrentTime: now, NodeEligible: &eligible, Healthy: healthy}
+	if !s.lastUpdated.IsZero() {
+		st.Status = map[string]ProxierHealth{}
+		for _, f := range s.o.Families {
+			st.Status[f] = ProxierHealth{LastUpdated: s.lastUpdated, Healthy: healthy}
+		}
+	}
+	if s.source != nil {
+		src := *s.source
+		st.Source = &src
+	}
+	return st
 }
 
 // HealthzHandler serves /healthz: 200 when healthy and the node eligible, else 503.
@@ -109,6 +183,10 @@ func writeStatus(w http.ResponseWriter, st Status, ok bool, counter *prometheus.
 	code := http.StatusOK
 	if !ok {
 		code = http.StatusServiceUnavailable
+	} else {
+		// As kube-proxy: a healthy answer's lastUpdated is now, the semantics
+		// older releases had (the sync loop ran); the metrics give the real time.
+		st.LastUpdated = st.CurrentTime
 	}
 	if counter != nil {
 		counter.WithLabelValues(strconv.Itoa(code)).Inc()

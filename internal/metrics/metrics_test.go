@@ -42,11 +42,11 @@ kubeproxy_sync_proxy_rules_endpoint_changes_total 6
 kubeproxy_sync_proxy_rules_service_changes_pending 0
 # HELP kubeproxy_sync_proxy_rules_no_local_endpoints_total Number of services with a Local traffic policy and no endpoints
 # TYPE kubeproxy_sync_proxy_rules_no_local_endpoints_total gauge
-kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"} 0
-kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"} 0
+kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="external"} 0
+kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="internal"} 0
 # HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced
 # TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge
-kubeproxy_sync_proxy_rules_last_timestamp_seconds 1000.001
+kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 1000.001
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"kubeproxy_sync_proxy_rules_service_changes_total", "kubeproxy_sync_proxy_rules_endpoint_changes_total",

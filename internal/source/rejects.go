@@ -13,6 +13,14 @@ import (
 // does not parse at all) rather than one object.
 const KindFile = "File"
 
+// KindOther is the kind label of a rejection whose kind is none of Kinds: a
+// misspelt or unknown kind, or one missing. Labels never come from input, so a flood
+// of garbage kinds cannot create new series.
+const KindOther = "Other"
+
+// Kinds are every value the kind label of kproxy_rejected_objects_total takes.
+var Kinds = []string{"Service", "EndpointSlice", "Node", "List", KindFile, KindOther}
+
 // Rejects logs and counts objects kproxy cannot use, in
 // kproxy_rejected_objects_total{kind}. A nil *Rejects does nothing, so tests and
 // callers that do not care may pass nil.
@@ -31,8 +39,8 @@ func NewRejects(reg prometheus.Registerer, log *slog.Logger) *Rejects {
 		Name: "kproxy_rejected_objects_total",
 		Help: "Objects (or whole manifest files) kproxy could not use, by kind; the last good version keeps serving.",
 	}, []string{"kind"})
-	// The usual kinds start at zero, so that a rate() over them works from the start.
-	for _, k := range []string{"Service", "EndpointSlice", "Node", KindFile} {
+	// Every series exists from the start, so that a rate() over them works at once.
+	for _, k := range Kinds {
 		c.WithLabelValues(k)
 	}
 	if reg != nil {
@@ -48,7 +56,8 @@ func (r *Rejects) Reject(object string, err error) {
 }
 
 // RejectFile reports an object found in file (file may be ""; object may be "" when
-// the whole file is unusable). It logs one line: "file: object: field: problem".
+// the whole file is unusable). It logs one line: "file: object: field: problem",
+// file and object clipped to MaxLoggedBytes, the error to MaxLoggedErrorBytes.
 func (r *Rejects) RejectFile(file, object string, err error) {
 	if r == nil {
 		return
@@ -57,8 +66,9 @@ func (r *Rejects) RejectFile(file, object string, err error) {
 	if object == "" && file != "" {
 		kind = KindFile
 	}
+	file, object = Clip(file), Clip(object)
 	parts := make([]string, 0, 3)
-	for _, p := range []string{file, object, fmt.Sprint(err)} {
+	for _, p := range []string{file, object, ClipTo(fmt.Sprint(err), MaxLoggedErrorBytes)} {
 		if p != "" {
 			parts = append(parts, p)
 		}
@@ -74,22 +84,30 @@ func (r *Rejects) RejectFile(file, object string, err error) {
 	r.counter.WithLabelValues(kind).Inc()
 }
 
-// Count returns how many rejections of kind were counted (for tests and status).
+// Count returns how many rejections of kind were counted (for tests and status);
+// a kind outside Kinds reads the KindOther series.
 func (r *Rejects) Count(kind string) float64 {
 	if r == nil {
 		return 0
 	}
 	var m dto.Metric
-	if err := r.counter.WithLabelValues(kind).Write(&m); err != nil {
+	if err := r.counter.WithLabelValues(fixedKind(kind)).Write(&m); err != nil {
 		return 0
 	}
 	return m.GetCounter().GetValue()
 }
 
+// kindOf maps the kind named in "Kind ns/name" to one of Kinds.
 func kindOf(object string) string {
 	kind, _, _ := strings.Cut(object, " ")
-	if kind == "" {
-		return "Unknown"
+	return fixedKind(kind)
+}
+
+func fixedKind(kind string) string {
+	for _, k := range Kinds {
+		if kind == k {
+			return k
+		}
 	}
-	return kind
+	return KindOther
 }

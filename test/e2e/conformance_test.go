@@ -3,166 +3,50 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
+	"kproxy.dev/kproxy/internal/testing/conformance"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
-// The cross-mode conformance suite: one table of Service scenarios, each asserting
-// the same observable outcome in every mode, from the three places that matter: a
-// pod behind the node, the node itself, and an external host reaching the node.
-// All static scenarios share one node per mode (distinct Service addresses); the
+// The cross-mode conformance suite on the real kernel: the shared table
+// (internal/testing/conformance, which also runs on every mode's fakes) with real
+// traffic from a pod behind the node, the node itself and an external host. All
+// static scenarios share one node per mode (distinct Service addresses); the
 // scenarios that change something run one after another on the same node.
 
-// where a probe starts.
-type where int
-
-const (
-	fromPod where = iota
-	fromNode
-	fromExternal
-)
-
-func (w where) String() string { return [...]string{"pod", "node", "external"}[w] }
-
-// outcome is what a connection attempt must see.
-type outcome struct {
-	// reach names the backends (indexes into conformanceNode.be) that must all
-	// answer, and no other.
-	reach []int
-	// refused: rejected at once (ECONNREFUSED); dropped: no answer at all.
-	refused, dropped bool
-}
-
-// probe is one connection attempt and its expected outcome.
-type probe struct {
-	from where
-	// addr is the destination; "NODE" in it stands for the node's address as
-	// seen from the client.
-	addr string
-	udp  bool
-	want outcome
-}
-
-// scenario is one row of the table.
-type scenario struct {
-	name     string
-	services func(n *conformanceNode) []service
-	probes   []probe
-}
-
-// conformanceNode is one node running kproxy with five backends (be[0..1] on this
-// node for the policies that need local endpoints, be[2..4] elsewhere), a pod
-// that is not an endpoint, an external client and a client outside every
-// loadBalancerSourceRanges.
+// conformanceNode is one node running kproxy with the table's five backends
+// (conformance.Backends: 0 and 1 on this node, 2 to 4 elsewhere), a pod that is
+// not an endpoint and an external client.
 type conformanceNode struct {
 	*cluster
-	be     []*netns.NS
-	pod    *netns.NS
-	denied *netns.NS
+	be  []*netns.NS
+	pod *netns.NS
 }
 
-var reachAll = []int{2, 3, 4}
-
-func conformanceScenarios() []scenario {
-	return []scenario{{
-		name: "ClusterIP with two ports",
-		services: func(n *conformanceNode) []service {
-			return []service{
-				{Name: "multi-http", ClusterIP: "10.96.1.1", Port: 80, Endpoints: n.be[2:]},
-				{Name: "multi-dns", ClusterIP: "10.96.1.1", Port: 53, Protocol: "UDP", Endpoints: n.be[2:]},
-			}
-		},
-		probes: everywhere("10.96.1.1:80", false, outcome{reach: reachAll}, "10.96.1.1:53", true, outcome{reach: reachAll}),
-	}, {
-		name: "NodePort",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "np", ClusterIP: "10.96.1.2", Port: 80, NodePort: 30102, Endpoints: n.be[2:]}}
-		},
-		probes: everywhere("NODE:30102", false, outcome{reach: reachAll}),
-	}, {
-		name: "externalIPs",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "ext", ClusterIP: "10.96.1.3", Port: 80, ExternalIP: "192.0.2.103", Endpoints: n.be[2:]}}
-		},
-		probes: everywhere("192.0.2.103:80", false, outcome{reach: reachAll}),
-	}, {
-		name: "LoadBalancer with loadBalancerSourceRanges",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "lbsr", ClusterIP: "10.96.1.4", Port: 80, NodePort: 30104, LoadBalancerIP: "203.0.113.104",
-				SourceRanges: []string{n.client.IP.String() + "/32"}, Endpoints: n.be[2:]}}
-		},
-		probes: []probe{
-			{from: fromExternal, addr: "203.0.113.104:80", want: outcome{reach: reachAll}},
-			{from: fromPod, addr: "10.96.1.4:80", want: outcome{reach: reachAll}},
-		},
-	}, {
-		name: "externalTrafficPolicy Local with a local endpoint",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "etp", ClusterIP: "10.96.1.5", Port: 80, NodePort: 30105, HealthCheckNodePort: 32105,
-				Local: n.be[:1], Endpoints: []*netns.NS{n.be[0], n.be[2]}}}
-		},
-		probes: []probe{
-			{from: fromExternal, addr: "NODE:30105", want: outcome{reach: []int{0}}},
-			{from: fromPod, addr: "10.96.1.5:80", want: outcome{reach: []int{0, 2}}},
-		},
-	}, {
-		name: "externalTrafficPolicy Local without a local endpoint",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "etp-none", ClusterIP: "10.96.1.6", Port: 80, NodePort: 30106, HealthCheckNodePort: 32106,
-				Endpoints: n.be[2:]}}
-		},
-		probes: []probe{
-			{from: fromExternal, addr: "NODE:30106", want: outcome{dropped: true}},
-			{from: fromPod, addr: "10.96.1.6:80", want: outcome{reach: reachAll}},
-			// In-cluster clients of the external address short-circuit to the
-			// cluster-wide endpoints, as in kube-proxy (issue 12, item 3).
-			{from: fromPod, addr: "NODE:30106", want: outcome{reach: reachAll}},
-			{from: fromNode, addr: "NODE:30106", want: outcome{reach: reachAll}},
-		},
-	}, {
-		name: "internalTrafficPolicy Local",
-		services: func(n *conformanceNode) []service {
-			return []service{
-				{Name: "itp", ClusterIP: "10.96.1.7", Port: 80, InternalLocal: true, Local: n.be[:2], Endpoints: n.be},
-				{Name: "itp-none", ClusterIP: "10.96.1.8", Port: 80, InternalLocal: true, Endpoints: n.be[2:]},
-			}
-		},
-		probes: []probe{
-			{from: fromPod, addr: "10.96.1.7:80", want: outcome{reach: []int{0, 1}}},
-			{from: fromNode, addr: "10.96.1.7:80", want: outcome{reach: []int{0, 1}}},
-			{from: fromPod, addr: "10.96.1.8:80", want: outcome{dropped: true}},
-		},
-	}, {
-		name: "only terminating endpoints",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "term", ClusterIP: "10.96.1.9", Port: 80, Terminating: true, Endpoints: n.be[2:]}}
-		},
-		probes: everywhere("10.96.1.9:80", false, outcome{reach: reachAll}),
-	}, {
-		name: "no endpoints",
-		services: func(n *conformanceNode) []service {
-			return []service{{Name: "none", ClusterIP: "10.96.1.10", Port: 80, NodePort: 30110, Endpoints: []*netns.NS{}}}
-		},
-		probes: append(everywhere("10.96.1.10:80", false, outcome{refused: true}),
-			probe{from: fromExternal, addr: "NODE:30110", want: outcome{refused: true}}),
-	}}
-}
-
-// everywhere makes the same probes from the pod, the node and the external host;
-// pairs of (addr, udp, outcome) may repeat.
-func everywhere(args ...any) []probe {
-	var out []probe
-	for i := 0; i+2 < len(args); i += 3 {
-		for _, w := range []where{fromPod, fromNode, fromExternal} {
-			out = append(out, probe{from: w, addr: args[i].(string), udp: args[i+1].(bool), want: args[i+2].(outcome)})
+// service turns a row of the shared table into this harness's manifest.
+func (n *conformanceNode) service(s conformance.Service) service {
+	out := service{Name: s.Name, ClusterIP: s.ClusterIP, Port: s.Port, NodePort: s.NodePort, ExternalIP: s.ExternalIP,
+		LoadBalancerIP: s.LoadBalancerIP, HealthCheckNodePort: s.HealthCheckNodePort, InternalLocal: s.InternalLocal,
+		Affinity: s.Affinity, Terminating: s.Terminating}
+	if s.UDP {
+		out.Protocol = "UDP"
+	}
+	if s.SourceRangeExternal {
+		out.SourceRanges = []string{n.client.IP.String() + "/32"}
+	}
+	if s.Endpoints != nil {
+		out.Endpoints = []*netns.NS{}
+		for _, i := range s.Endpoints {
+			out.Endpoints = append(out.Endpoints, n.be[i])
 		}
+	}
+	for _, i := range s.Local {
+		out.Local = append(out.Local, n.be[i])
 	}
 	return out
 }
@@ -170,33 +54,27 @@ func everywhere(args ...any) []probe {
 func TestConformance(t *testing.T) {
 	netns.RequireRoot(t)
 	for _, m := range append(append([]mode{}, modes...), userspaceMode()) {
-		t.Run(m.Name, func(t *testing.T) { conformance(t, m) })
+		t.Run(m.Name, func(t *testing.T) { runConformance(t, m) })
 	}
 }
 
-func conformance(t *testing.T, m mode) {
+func runConformance(t *testing.T, m mode) {
 	{
 		n := newConformanceNode(t, m)
-		for _, sc := range conformanceScenarios() {
-			for _, s := range sc.services(n) {
-				n.apply(s.Name, s.manifest())
+		for _, sc := range conformance.Scenarios() {
+			for _, s := range sc.Services {
+				n.apply(s.Name, n.service(s).manifest())
 			}
 		}
 		n.start()
 		n.askUntilAll(n.client, "10.96.1.2:80", n.names(n.be[2:]...))
-		for _, sc := range conformanceScenarios() {
-			t.Run(sc.name, func(t *testing.T) {
-				for _, p := range sc.probes {
-					n.check(t, p)
-				}
-			})
-		}
+		conformance.RunKernel(t, n.kernelNode(), conformance.KnownDifferences[m.ProxyMode])
 		t.Run("health-check node port of eTP Local", func(t *testing.T) {
 			n.eventually("200 with a local endpoint", func() error {
-				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints":1`)
+				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints": 1`)
 			})
 			n.eventually("503 without one", func() error {
-				return n.expectHealth(fmt.Sprintf("http://%s:32106/", n.client.NodeIP), 503, `"localEndpoints":0`)
+				return n.expectHealth(fmt.Sprintf("http://%s:32106/", n.client.NodeIP), 503, `"localEndpoints": 0`)
 			})
 		})
 		t.Run("ClientIP affinity", func(t *testing.T) { n.affinity(t) })
@@ -208,87 +86,40 @@ func conformance(t *testing.T, m mode) {
 }
 
 func newConformanceNode(t *testing.T, m mode) *conformanceNode {
-	c := newCluster(t, m, 5)
+	c := newCluster(t, m, conformance.Backends)
 	n := &conformanceNode{cluster: c, be: c.backends}
 	n.pod = c.env.AddBackend("pod")
-	n.denied = c.env.AddClient("denied")
 	return n
 }
 
-func (n *conformanceNode) client3(w where) *netns.NS {
+func (n *conformanceNode) client3(w conformance.Where) *netns.NS {
 	switch w {
-	case fromPod:
+	case conformance.FromPod:
 		return n.pod
-	case fromNode:
+	case conformance.FromNode:
 		return n.env.Node
 	}
 	return n.client
 }
 
-// target resolves NODE to the node's address on the client's link (the node's
-// own address on the external link for the node itself).
-func (n *conformanceNode) target(p probe) string {
-	if len(p.addr) > 5 && p.addr[:5] == "NODE:" {
-		ip := n.client.NodeIP
-		if p.from == fromPod {
-			ip = n.pod.NodeIP
-		}
-		return ip.String() + p.addr[4:]
-	}
-	return p.addr
-}
-
-func (n *conformanceNode) check(t *testing.T, p probe) {
-	t.Helper()
-	from, addr := n.client3(p.from), n.target(p)
-	label := fmt.Sprintf("from %s to %s", p.from, addr)
-	ask := from.AskTCP
-	if p.udp {
-		ask = from.AskUDP
-	}
-	switch {
-	case p.want.refused:
-		start := time.Now()
-		_, err := ask(addr, 3*time.Second)
-		if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 2*time.Second {
-			t.Errorf("%s: %v after %v, want refused at once", label, err, time.Since(start))
-		}
-	case p.want.dropped:
-		got, err := ask(addr, 700*time.Millisecond)
-		if err == nil || errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("%s: answer %q err %v, want the packet dropped", label, got, err)
-		}
-	default:
-		want := map[string]bool{}
-		for _, i := range p.want.reach {
-			want[n.be[i].Name] = true
-		}
-		seen := map[string]bool{}
-		err := netns.Eventually(t.Context(), 15*time.Second, func() error {
-			for i := 0; i < 12; i++ {
-				got, err := ask(addr, time.Second)
-				if err != nil {
-					return err
-				}
-				if !want[got] {
-					return fmt.Errorf("answer from %q, outside %v", got, want)
-				}
-				seen[got] = true
+// kernelNode places the table on this harness's namespaces: NODE is the node's
+// address on the client's link (the external link for the node itself).
+func (n *conformanceNode) kernelNode() conformance.Node {
+	return conformance.Node{
+		From: func(w conformance.Where) conformance.Asker { return n.client3(w) },
+		NodeIP: func(w conformance.Where) string {
+			if w == conformance.FromPod {
+				return n.pod.NodeIP.String()
 			}
-			if len(seen) < len(want) {
-				return fmt.Errorf("only %v answered, want %v", seen, want)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("%s: %v", label, err)
-		}
+			return n.client.NodeIP.String()
+		},
+		Backend: func(i int) string { return n.be[i].Name },
 	}
 }
 
 func (n *conformanceNode) affinity(t *testing.T) {
 	n.apply("sticky", service{Name: "sticky", ClusterIP: "10.96.1.20", Port: 80, Affinity: true, Endpoints: n.be[2:]}.manifest())
-	for _, w := range []where{fromPod, fromNode, fromExternal} {
+	for _, w := range []conformance.Where{conformance.FromPod, conformance.FromNode, conformance.FromExternal} {
 		from := n.client3(w)
 		var first string
 		n.eventually("first answer", func() (err error) {

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -52,21 +50,12 @@ func userspaceMode() mode {
 		}}
 }
 
-// nftablesMode has no sync-period flags of its own: its periods come from the
-// nftables section of a config file (the command-line flags still override the rest).
+// nftablesMode takes its sync periods from the shared --iptables-*sync-period
+// flags, as kube-proxy's nftables mode does.
 func nftablesMode() mode {
 	return mode{
 		Name:      "nftables",
 		ProxyMode: "nftables",
-		Args: func(t *testing.T) []string {
-			path := filepath.Join(t.TempDir(), "kproxy.yaml")
-			cfg := "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n" +
-				"nftables:\n  syncPeriod: " + syncPeriod + "\n  minSyncPeriod: 0s\n"
-			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return []string{"--config", path}
-		},
 		Flush: func(t *testing.T, node *netns.NS) {
 			node.MustRun(t, "nft", "flush", "table", "ip", "kproxy")
 		},

@@ -197,12 +197,12 @@ func TestHealthCheckNodePort(t *testing.T) {
 		c.apply("lb", lb.manifest())
 		c.start()
 		url := fmt.Sprintf("http://%s:32090/", c.client.NodeIP)
-		c.eventually("health check 200", func() error { return c.expectHealth(url, 200, `"localEndpoints":1`) })
+		c.eventually("health check 200", func() error { return c.expectHealth(url, 200, `"localEndpoints": 1`) })
 		// External traffic to the NodePort reaches the local endpoint.
 		c.askUntilAll(c.client, fmt.Sprintf("%s:30090", c.client.NodeIP), c.names(c.backends...))
 		lb.LocalEndpoints = false
 		c.apply("lb", lb.manifest())
-		c.eventually("health check 503", func() error { return c.expectHealth(url, 503, `"localEndpoints":0`) })
+		c.eventually("health check 503", func() error { return c.expectHealth(url, 503, `"localEndpoints": 0`) })
 	})
 }
 

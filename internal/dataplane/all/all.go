@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "kproxy.dev/kproxy/internal/dataplane"
+	_ "kproxy.dev/kproxy/internal/dataplane/ebpf"
 	_ "kproxy.dev/kproxy/internal/dataplane/iptables"
 	_ "kproxy.dev/kproxy/internal/dataplane/ipvs"
 	_ "kproxy.dev/kproxy/internal/dataplane/nftables"

@@ -47,16 +47,20 @@ func cleanupBackend(ctx context.Context, r Runner) error {
 	return r.Restore(ctx, b.Bytes(), true)
 }
 
-// CleanupAll removes kproxy's chains and jumps from both backends, so that a node
-// can switch modes. A backend whose tools are missing is skipped.
+// CleanupAll removes kproxy's chains and jumps from both backends and both
+// families (iptables and ip6tables), so that a node can switch modes. A backend or
+// family whose tools are missing (or a kernel without IPv6) is skipped.
 func CleanupAll(ctx context.Context) error {
 	var errs []error
 	for _, be := range []Backend{BackendNFT, BackendLegacy} {
-		if countRules(ctx, be) < 0 {
-			continue
-		}
-		if err := cleanupBackend(ctx, ExecRunner{Backend: be}); err != nil {
-			errs = append(errs, fmt.Errorf("iptables cleanup (%s backend): %w", be, err))
+		for _, v6 := range []bool{false, true} {
+			r := ExecRunner{Backend: be, IPv6: v6}
+			if countRules(ctx, r) < 0 {
+				continue
+			}
+			if err := cleanupBackend(ctx, r); err != nil {
+				errs = append(errs, fmt.Errorf("%s cleanup (%s backend): %w", r.bin(""), be, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -63,11 +63,13 @@ func NewProxier(c Config) *Proxier {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxier{c: c, metrics: newMetrics(c.Registerer), log: log,
+	log = log.With("ipFamily", c.Render.family())
+	return &Proxier{c: c, metrics: newMetrics(c.Registerer, c.Render.family()), log: log,
 		applied: map[state.ServicePortName]*ServiceRules{}}
 }
 
-// renderConfig adds the node's NodePort addresses to the static configuration.
+// renderConfig adds the node's NodePort addresses of this family to the static
+// configuration.
 func (p *Proxier) renderConfig(snap *state.Snapshot) (RenderConfig, error) {
 	cfg := p.c.Render
 	cfg.NodePortAddresses = nil
@@ -78,6 +80,11 @@ func (p *Proxier) renderConfig(snap *state.Snapshot) (RenderConfig, error) {
 	if len(p.c.NodePortAddresses) == 0 || f.All {
 		return cfg, nil
 	}
+	if !f.Primary && !f.Localhost && len(cfg.prefixes(f.CIDRs)) == 0 {
+		// As kube-proxy: CIDRs of the other family only leave this family's
+		// NodePorts on every local address.
+		return cfg, nil
+	}
 	local, err := p.c.LocalAddresses()
 	if err != nil {
 		return cfg, err
@@ -86,7 +93,7 @@ func (p *Proxier) renderConfig(snap *state.Snapshot) (RenderConfig, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.NodePortAddresses = append([]netip.Addr{}, addrs...)
+	cfg.NodePortAddresses = append([]netip.Addr{}, cfg.addrs(addrs)...)
 	return cfg, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -37,8 +38,31 @@ func newFromOptions(o dataplane.Options) (dataplane.Programmer, error) {
 		return nil, fmt.Errorf("iptables mode: %w", err)
 	}
 	c.Runner = ExecRunner{Backend: be}
-	o.Log().Info("iptables mode", "backend", be)
-	return NewProxier(c), nil
+	v4 := NewProxier(c)
+	if err := ipv6Usable(ctx, be); err != nil {
+		// Said once, at start: IPv6 Services and endpoints are then ignored.
+		o.Log().Warn("iptables mode: IPv4 only, IPv6 Services are not programmed", "backend", be, "reason", err)
+		return v4, nil
+	}
+	c6 := ipv6Config(c, be)
+	o.Log().Info("iptables mode: dual-stack (one ruleset per family)", "backend", be)
+	if len(c.Render.ClusterCIDRs) > 0 && len(c6.Render.prefixes(c6.Render.ClusterCIDRs)) == 0 {
+		// As kube-proxy: without a cluster CIDR of the family, traffic from
+		// outside the pod network to IPv6 ClusterIPs is not masqueraded.
+		o.Log().Info("clusterCIDR has no IPv6 CIDR: IPv6 ClusterIP traffic is not told apart from pod traffic")
+	}
+	return &dualProxier{v4: v4, v6: NewProxier(c6)}, nil
+}
+
+// ipv6Usable says why the IPv6 Proxier cannot run, nil when it can: the kernel
+// has IPv6 and ip6tables of the backend can read the nat table (kube-proxy's
+// "IPv6 is not supported" check).
+func ipv6Usable(ctx context.Context, be Backend) error {
+	if _, err := os.Stat("/proc/net/if_inet6"); err != nil {
+		return fmt.Errorf("the kernel has no IPv6: %w", err)
+	}
+	_, err := ExecRunner{Backend: be, IPv6: true}.Save(ctx, tableNAT)
+	return err
 }
 
 // configFromOptions maps the KubeProxyConfiguration onto Config.

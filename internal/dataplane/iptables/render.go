@@ -30,8 +30,13 @@ type RenderConfig struct {
 	// BlockLocalnet installs filter KUBE-FIREWALL's "block incoming localnet
 	// connections" rule. It must be set whenever route_localnet is (see
 	// LocalnetPolicy): route_localnet alone lets any host on the node's links reach
-	// services bound to 127.0.0.1 (CVE-2020-8558).
+	// services bound to 127.0.0.1 (CVE-2020-8558). IPv4 only.
 	BlockLocalnet bool
+	// IPv6 renders the ip6tables ruleset: only IPv6 addresses (ClusterIPs, external
+	// and LB IPs, source ranges, endpoints, NodePort addresses, cluster CIDRs),
+	// icmp6 rejects, and no localhost NodePorts. Unset renders IPv4 only. Each
+	// family is a separate Proxier writing its own tables, as in kube-proxy.
+	IPv6 bool
 }
 
 func (c RenderConfig) markMasq() string {
@@ -99,14 +104,4 @@ func (rc *renderCtx) probability(remaining int) string {
 		rc.probs = append(rc.probs, p)
 	}
 	return rc.probs[remaining]
-}
-
-func ipv4Only(addrs []netip.Addr) []netip.Addr {
-	var out []netip.Addr
-	for _, a := range addrs {
-		if a.Unmap().Is4() {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out
 }

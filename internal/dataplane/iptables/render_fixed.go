@@ -34,7 +34,7 @@ func renderFixed(cfg RenderConfig) *Ruleset {
 		Tail:  map[chainRef][]string{{tableNAT, chainServices}: nodePortTail(cfg)},
 		Jumps: jumps(),
 	}
-	if cfg.BlockLocalnet {
+	if cfg.BlockLocalnet && !cfg.IPv6 {
 		r.Fixed = append(r.Fixed, Chain{Table: tableFilter, Name: chainFirewall, Rules: []string{blockLocalnetRule()}})
 		// First in INPUT and OUTPUT, ahead of the health-check ACCEPTs, so nothing
 		// accepts a martian before it is dropped.
@@ -62,15 +62,16 @@ func nodePortTail(cfg RenderConfig) []string {
 	const c = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"
 	if cfg.NodePortAddresses == nil {
 		s := newSpec()
-		if cfg.NoLocalhostNodePorts {
-			s.add("!", "-d", "127.0.0.0/8")
+		if cfg.IPv6 || cfg.NoLocalhostNodePorts {
+			// IPv6 has no route_localnet: ::1 never serves NodePorts (kube-proxy).
+			s.add("!", "-d", cfg.loopback().String())
 		}
 		return []string{s.comment(c).add("-m", "addrtype", "--dst-type", "LOCAL").jump(chainNodePorts)}
 	}
 	var out []string
-	for _, a := range ipv4Only(cfg.NodePortAddresses) {
-		if a.IsLoopback() && cfg.NoLocalhostNodePorts {
-			continue // localhostNodePorts false: no route_localnet, so no DNAT from 127/8
+	for _, a := range cfg.addrs(cfg.NodePortAddresses) {
+		if a.IsLoopback() && (cfg.IPv6 || cfg.NoLocalhostNodePorts) {
+			continue // no route_localnet (localhostNodePorts false, or IPv6): no DNAT from loopback
 		}
 		out = append(out, newSpec().dst(a).comment(c).jump(chainNodePorts))
 	}

@@ -16,7 +16,7 @@ type svcRender struct {
 	proto string // "tcp", "udp", "sctp"
 	ch    portChains
 	out   *ServiceRules
-	// IPv4 addresses of the port (kproxy's iptables mode is single-stack IPv4).
+	// The port's addresses of the family being rendered (RenderConfig.IPv6).
 	clusterIPs, externalIPs, lbIPs []netip.Addr
 	seps                           []sepName
 }
@@ -81,11 +81,18 @@ func (s *svcRender) dispatch(table, chain, spec string) {
 func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *ServiceRules {
 	snap := req.Snapshot
 	sp := snap.Services[n]
+	cfg := rc.cfg
 	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{},
-		clusterIPs: ipv4Only(sp.ClusterIPs), externalIPs: ipv4Only(sp.ExternalIPs), lbIPs: ipv4Only(sp.LoadBalancerIPs)}
+		clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
+	if len(s.clusterIPs) == 0 {
+		// As kube-proxy: a family's proxier ignores Services without a ClusterIP
+		// of its family (single-stack Services of the other family), NodePorts
+		// included.
+		return s.out
+	}
 	s.ch = chainsIn(rc.a, s.name, s.proto)
 	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
-	cat := req.Endpoints(n)
+	cat := rc.endpoints(req, n)
 	p := s.policies(cat)
 	s.dispatchRules(p)
 	if p.usesCluster {
@@ -104,6 +111,20 @@ func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *S
 		s.endpointChain(ep)
 	}
 	return s.out
+}
+
+// endpoints categorises the port's endpoints of the rendered family only, as
+// kube-proxy's per-family proxiers see them: an IPv6 endpoint never reaches the
+// IPv4 rules, and the ready/terminating fallback is decided within the family.
+// The core's shared categorisation is used when every endpoint is of the family.
+func (rc *renderCtx) endpoints(req *dataplane.Request, n state.ServicePortName) state.Categorized {
+	snap := req.Snapshot
+	all := snap.Endpoints[n]
+	eps := rc.cfg.endpoints(all)
+	if len(eps) == len(all) {
+		return req.Endpoints(n)
+	}
+	return state.CategorizeEndpoints(snap.Services[n], eps, snap.Node)
 }
 
 var addrtypeLocal = []string{"-m", "addrtype", "--dst-type", "LOCAL"}
@@ -139,18 +160,18 @@ func (s *svcRender) policies(cat state.Categorized) policies {
 	// falls through KUBE-EXT and is dropped in filter KUBE-EXTERNAL-SERVICES.
 	p.usesExternal = len(cat.AllReachable) > 0 && sp.ExternallyAccessible()
 	p.usesFW = p.usesExternal && len(s.lbIPs) > 0 && len(sp.LoadBalancerSourceRanges) > 0
-	p.internalFilter, p.internalComment = filterTarget(cat.HasAny, p.hasInternal, s.name)
-	p.externalFilter, p.externalComment = filterTarget(cat.HasAny, p.hasExternal, s.name)
+	p.internalFilter, p.internalComment = filterTarget(s.rc.cfg, cat.HasAny, p.hasInternal, s.name)
+	p.externalFilter, p.externalComment = filterTarget(s.rc.cfg, cat.HasAny, p.hasExternal, s.name)
 	return p
 }
 
 // filterTarget is what the filter table does with traffic that has no endpoint:
 // REJECT when the Service has none at all (clients fail fast), DROP when only this
 // node has none under a Local policy (the load balancer should go elsewhere).
-func filterTarget(hasAny, has bool, name string) (string, string) {
+func filterTarget(cfg RenderConfig, hasAny, has bool, name string) (string, string) {
 	switch {
 	case !hasAny:
-		return "REJECT --reject-with icmp-port-unreachable", name + " has no endpoints"
+		return cfg.rejectTarget(), name + " has no endpoints"
 	case !has:
 		return "DROP", name + " has no local endpoints"
 	}
@@ -232,7 +253,7 @@ func (s *svcRender) clusterIPMasq(chain string) {
 			s.rule(chain, s.port(s.spec().dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
 		case len(cfg.ClusterCIDRs) > 0:
 			for _, cidr := range cfg.ClusterCIDRs {
-				if cidr.Addr().Is4() {
+				if cfg.inFamily(cidr.Addr()) {
 					s.rule(chain, s.port(s.spec().src(cidr, true).dst(ip), s.sp.Port, nil, s.name, " cluster IP").jump(chainMarkMasq))
 				}
 			}
@@ -249,7 +270,7 @@ func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
 		secs := strconv.Itoa(int(s.sp.AffinityTimeout.Seconds()))
 		for _, ep := range eps {
 			text, sep := s.sep(ep)
-			s.rule(chain, s.spec().comment(s.name, " -> ", text).add("-m", "recent", "--rcheck", "--seconds", secs, "--reap", "--name", sep, "--mask", "255.255.255.255", "--rsource").jump(sep))
+			s.rule(chain, s.spec().comment(s.name, " -> ", text).add("-m", "recent", "--rcheck", "--seconds", secs, "--reap", "--name", sep, "--mask", s.rc.cfg.recentMask(), "--rsource").jump(sep))
 		}
 	}
 	for i, ep := range eps {
@@ -273,7 +294,7 @@ func (s *svcRender) externalChain(p policies) {
 		// Pods and the node itself reaching an external address are served by any
 		// endpoint, as if they had gone out to the load balancer and back.
 		for _, cidr := range s.rc.cfg.ClusterCIDRs {
-			if cidr.Addr().Is4() {
+			if s.rc.cfg.inFamily(cidr.Addr()) {
 				s.rule(ext, s.spec().src(cidr, false).comment("pod traffic for ", s.name, " external destinations").jump(s.ch.svc))
 			}
 		}
@@ -290,10 +311,10 @@ func (s *svcRender) externalChain(p policies) {
 func (s *svcRender) firewallChain() {
 	fw := s.ch.fw
 	s.chain(fw, len(s.sp.LoadBalancerSourceRanges)+len(s.lbIPs))
-	for _, r := range s.sp.LoadBalancerSourceRanges {
-		if r.Addr().Is4() {
-			s.rule(fw, s.spec().src(r.Masked(), false).comment(s.name, " loadbalancer IP").jump(s.ch.ext))
-		}
+	// Source ranges of the other family allow nothing here: a Service whose
+	// ranges are all IPv4 is closed on its IPv6 LB IPs, not open to everyone.
+	for _, r := range s.rc.cfg.prefixes(s.sp.LoadBalancerSourceRanges) {
+		s.rule(fw, s.spec().src(r, false).comment(s.name, " loadbalancer IP").jump(s.ch.ext))
 	}
 	for _, ip := range s.lbIPs {
 		s.rule(fw, s.spec().addrFlag("-s", ip).comment(s.name, " loadbalancer IP").jump(s.ch.ext))
@@ -307,7 +328,7 @@ func (s *svcRender) endpointChain(ep state.Endpoint) {
 	s.rule(sep, s.spec().addrFlag("-s", ep.IP).comment(s.name).jump(chainMarkMasq))
 	c := s.spec().proto(s.proto).comment(s.name)
 	if s.sp.AffinityTimeout > 0 {
-		c.add("-m", "recent", "--set", "--name", sep, "--mask", "255.255.255.255", "--rsource")
+		c.add("-m", "recent", "--set", "--name", sep, "--mask", s.rc.cfg.recentMask(), "--rsource")
 	}
 	c.add("-m", s.proto)
 	s.rule(sep, c.jump("DNAT", "--to-destination", text))

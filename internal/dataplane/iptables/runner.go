@@ -33,14 +33,20 @@ type Runner interface {
 	ListChain(ctx context.Context, table, chain string) ([]string, bool, error)
 }
 
-// ExecRunner runs the iptables binaries of one backend.
+// ExecRunner runs the iptables binaries of one backend and one family.
 type ExecRunner struct {
 	Backend Backend
+	// IPv6 runs ip6tables-<backend>-restore/-save instead of iptables-*.
+	IPv6 bool
 	// Wrap prefixes every command, e.g. {"ip", "netns", "exec", "NAME"} in tests.
 	Wrap []string
 }
 
+// bin is the tool's binary: iptables-nft-restore, ip6tables-legacy-save, ...
 func (r ExecRunner) bin(tool string) string {
+	if r.IPv6 {
+		return "ip6tables-" + string(r.Backend) + tool
+	}
 	return "iptables-" + string(r.Backend) + tool
 }
 
@@ -64,7 +70,7 @@ func (r ExecRunner) Restore(ctx context.Context, input []byte, noflush bool) err
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return &RestoreError{Err: err, Stderr: strings.TrimSpace(stderr.String()), Context: failureContext(input, stderr.String())}
+		return &RestoreError{Tool: r.bin("-restore"), Err: err, Stderr: strings.TrimSpace(stderr.String()), Context: failureContext(input, stderr.String())}
 	}
 	return nil
 }
@@ -88,7 +94,7 @@ func (r ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
 // ListChain returns the rules of one chain as `iptables -S` prints them, and false
 // when the chain does not exist (iptables exits 1).
 func (r ExecRunner) ListChain(ctx context.Context, table, chain string) ([]string, bool, error) {
-	cmd := r.command(ctx, "iptables-"+string(r.Backend), "-w", "5", "-t", table, "-S", chain)
+	cmd := r.command(ctx, r.bin(""), "-w", "5", "-t", table, "-S", chain)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -104,19 +110,24 @@ func (r ExecRunner) ListChain(ctx context.Context, table, chain string) ([]strin
 	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
 		return nil, false, nil
 	}
-	return nil, false, fmt.Errorf("iptables-%s -t %s -S %s: %w: %s", r.Backend, table, chain, err, stderr.String())
+	return nil, false, fmt.Errorf("%s -t %s -S %s: %w: %s", r.bin(""), table, chain, err, stderr.String())
 }
 
 // RestoreError is a failed iptables-restore, with the input lines around the one
 // it complained about.
 type RestoreError struct {
+	Tool    string // iptables-nft-restore, ip6tables-legacy-restore, ...
 	Err     error
 	Stderr  string
 	Context string
 }
 
 func (e *RestoreError) Error() string {
-	msg := "iptables-restore failed: " + e.Err.Error() + ": " + e.Stderr
+	tool := e.Tool
+	if tool == "" {
+		tool = "iptables-restore"
+	}
+	msg := tool + " failed: " + e.Err.Error() + ": " + e.Stderr
 	if e.Context != "" {
 		msg += "; input near the failure:\n" + e.Context
 	}
@@ -161,8 +172,8 @@ func DetectBackend(ctx context.Context) (Backend, error) {
 	default:
 		return "", fmt.Errorf("%s=%q: want %q or %q", BackendEnv, v, BackendNFT, BackendLegacy)
 	}
-	nft := countRules(ctx, BackendNFT)
-	legacy := countRules(ctx, BackendLegacy)
+	nft := countRules(ctx, ExecRunner{Backend: BackendNFT})
+	legacy := countRules(ctx, ExecRunner{Backend: BackendLegacy})
 	if legacy > nft {
 		return BackendLegacy, nil
 	}
@@ -175,9 +186,10 @@ func DetectBackend(ctx context.Context) (Backend, error) {
 	return BackendNFT, nil
 }
 
-// countRules counts rule and chain lines visible to one backend, -1 if its tool fails.
-func countRules(ctx context.Context, b Backend) int {
-	out, err := exec.CommandContext(ctx, "iptables-"+string(b)+"-save").Output()
+// countRules counts rule and chain lines visible to one backend and family, -1 if
+// its tool fails.
+func countRules(ctx context.Context, r ExecRunner) int {
+	out, err := r.command(ctx, r.bin("-save")).Output()
 	if err != nil {
 		return -1
 	}

@@ -305,7 +305,7 @@ func BenchmarkChooseEndpoint(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					fe := p.frontends[keys[(i*stride)%len(keys)]]
-					l, ok := fe.choose(src, now)
+					l, ok := fe.choose(src, now, &p.classify)
 					if !ok {
 						b.Fatal("no endpoint")
 					}

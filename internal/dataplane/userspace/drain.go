@@ -52,8 +52,9 @@ const successorCheck = 500 * time.Millisecond
 // this process listens on: a new kproxy that took its addresses over.
 func (p *Proxier) successorListening() bool {
 	var addrs []netip.AddrPort
-	for k := range p.frontends {
-		if k.proto == v1.ProtocolTCP {
+	for k, fe := range p.frontends {
+		// A port without endpoints has no listener, here or in the successor.
+		if k.proto == v1.ProtocolTCP && fe.listening {
 			addrs = append(addrs, k.addr)
 		}
 	}

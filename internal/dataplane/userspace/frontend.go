@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	v1 "k8s.io/api/core/v1"
@@ -49,37 +48,50 @@ type frontend struct {
 	// addedAddr is true when kproxy added key.addr to the host for this frontend.
 	addedAddr bool
 
+	// tcp or udp is the socket while the frontend listens (socket.go). These
+	// and listening and closed change only under Proxier.mu.
 	tcp *net.TCPListener
 	udp *udpFrontend
-	cfg atomic.Pointer[feConfig]
+	// listening is true while the frontend has its socket (or, in tests that
+	// replace Proxier.listen, would have).
+	listening bool
+	// closed is set when the frontend stops for good.
+	closed bool
+	cfg    atomic.Pointer[feConfig]
 	// open counts the relays (TCP connections, UDP flows) still running.
-	open      atomic.Int64
-	closeOnce sync.Once
+	open atomic.Int64
 }
 
 // feConfig is what a frontend needs to place a new connection. Sync swaps in a new
 // one; relays keep the one they started with.
 type feConfig struct {
-	sched lb.Scheduler
-	// want and wantFlags are what the Service asked for; sched is the default
-	// scheduler when that could not be built.
-	want      string
-	wantFlags []string
-	flags     []string
-	// list is the backend set in scheduler order, for comparisons and listing.
-	list     []lb.Backend
-	backends map[netip.AddrPort]*backend
-	affinity *affinity
+	// set receives the frontend's connections: the Cluster endpoints, or the
+	// Local ones when the frontend's traffic policy is Local.
+	set *backendSet
+	// inCluster, set only on external frontends (externalIP, load-balancer IP,
+	// NodePort) of a Service with externalTrafficPolicy Local, holds the Cluster
+	// endpoints. Clients in the cluster (a source in clusterCIDR, or one of the
+	// node's own addresses) go there instead of to set, as kube-proxy
+	// short-circuits them: they should not lose the Service because this node has
+	// no local endpoint.
+	inCluster *backendSet
+	// hasAny is true when the Service has a usable endpoint anywhere. A client
+	// left without an endpoint is then dropped (the relay closes without
+	// answering); without any, the listener itself is closed so that clients are
+	// refused, as kube-proxy's REJECT does.
+	hasAny bool
 	// sourceRanges restricts load-balancer frontends to the Service's
 	// loadBalancerSourceRanges; nil allows every client.
 	sourceRanges []netip.Prefix
-	// current maps the endpoints of list to their weights. backends may hold a few
-	// more: those the shared scheduler may still return until updateAfterStore.
-	current map[netip.AddrPort]int
-	// updateAfterStore is set when sched is shared with the config being replaced:
-	// Sync installs the config first and then updates the scheduler, so that every
-	// backend a concurrent Pick returns is in the config the connection loads.
-	updateAfterStore bool
+}
+
+// sets returns the config's backend sets, the primary first.
+func (c *feConfig) sets() [2]*backendSet { return [2]*backendSet{c.set, c.inCluster} }
+
+// listens reports whether the frontend should have a socket: while the Service
+// has an endpoint anywhere, or one this frontend may send to.
+func (c *feConfig) listens() bool {
+	return c.hasAny || !c.set.empty() || !c.inCluster.empty()
 }
 
 // backend is one endpoint as seen from one frontend, with its traffic counters.
@@ -134,18 +146,20 @@ func desiredFrontends(sp *state.ServicePort, nodeAddrs []netip.Addr) []feSpec {
 }
 
 // endpointsFor picks, from state's categorisation, the endpoints a frontend kind
-// sends to: Local ones when the matching traffic policy is Local.
-func endpointsFor(sp *state.ServicePort, kind feKind, c state.Categorized) []state.Endpoint {
+// sends to: Local ones when the matching traffic policy is Local. inCluster is
+// the set for in-cluster clients when it differs by client (see
+// feConfig.inCluster), and nil otherwise.
+func endpointsFor(sp *state.ServicePort, kind feKind, c state.Categorized) (eps []state.Endpoint, inCluster []state.Endpoint, split bool) {
 	if kind == kindClusterIP {
 		if sp.InternalPolicyLocal {
-			return c.Local
+			return c.Local, nil, false
 		}
-		return c.Cluster
+		return c.Cluster, nil, false
 	}
 	if sp.ExternalPolicyLocal {
-		return c.Local
+		return c.Local, c.Cluster, true
 	}
-	return c.Cluster
+	return c.Cluster, nil, false
 }
 
 // schedulerFor returns the algorithm a ServicePort asks for, or the node default.
@@ -156,63 +170,45 @@ func (p *Proxier) schedulerFor(sp *state.ServicePort) (string, []string) {
 	return p.defaultSched, nil
 }
 
-// buildConfig makes the frontend's next config from the current one, keeping the
-// scheduler (and so its connection counters), the affinity table and the backend
+// feWant is what a frontend's config should become.
+type feWant struct {
+	eps, inCluster []state.Endpoint
+	// split: the frontend has an inCluster set.
+	split  bool
+	hasAny bool
+}
+
+// buildConfig makes the frontend's next config from the current one, keeping each
+// set's scheduler (and so its connection counters), affinity table and backend
 // counters of endpoints that stay. It returns nil when nothing changed. An error
 // (a scheduler lb cannot build) still comes with a usable config on the default.
-func (p *Proxier) buildConfig(fe *frontend, svc *service, eps []state.Endpoint) (*feConfig, error) {
+func (p *Proxier) buildConfig(fe *frontend, svc *service, w feWant) (*feConfig, error) {
 	sp := svc.sp
 	var ranges []netip.Prefix
 	if fe.kind == kindLoadBalancer {
 		ranges = sp.LoadBalancerSourceRanges
 	}
-	want, flags := p.schedulerFor(sp)
-	list := make([]lb.Backend, 0, len(eps))
-	for _, e := range eps {
-		list = append(list, lb.Backend{Addr: e.AddrPort(), Weight: e.Weight})
-	}
+	sched, flags := p.schedulerFor(sp)
 	old := fe.cfg.Load()
-	sameSched := old != nil && old.want == want && slices.Equal(old.wantFlags, flags)
-	if sameSched && slices.Equal(old.list, list) && old.affinity.timeoutIs(sp.AffinityTimeout) &&
-		slices.Equal(old.sourceRanges, ranges) {
+	var oldSet, oldIn *backendSet
+	if old != nil {
+		oldSet, oldIn = old.set, old.inCluster
+	}
+	set, err := p.buildSet(svc, oldSet, setWant{sched: sched, flags: flags, eps: w.eps, affinityT: sp.AffinityTimeout})
+	if set == nil {
+		return nil, err
+	}
+	var in *backendSet
+	if w.split {
+		var err2 error
+		if in, err2 = p.buildSet(svc, oldIn, setWant{sched: sched, flags: flags, eps: w.inCluster, affinityT: sp.AffinityTimeout}); in == nil {
+			return nil, err2
+		}
+	}
+	if old != nil && set == oldSet && in == oldIn && old.hasAny == w.hasAny && slices.Equal(old.sourceRanges, ranges) {
 		return nil, nil
 	}
-	next := &feConfig{want: want, wantFlags: flags, list: list, sourceRanges: ranges,
-		backends: make(map[netip.AddrPort]*backend, len(list)), current: make(map[netip.AddrPort]int, len(list))}
-	var err error
-	if sameSched {
-		next.sched, next.flags, next.updateAfterStore = old.sched, old.flags, true
-	} else {
-		next.sched, next.flags, err = p.newScheduler(svc.name, want, flags)
-		if next.sched == nil {
-			return nil, err
-		}
-		next.sched.Update(list)
-	}
-	for i, b := range list {
-		next.current[b.Addr] = b.Weight
-		if old != nil && old.backends[b.Addr] != nil {
-			next.backends[b.Addr] = old.backends[b.Addr]
-			continue
-		}
-		local := eps[i].IsLocal || b.Addr.Addr().IsLoopback()
-		next.backends[b.Addr] = &backend{addr: b.Addr, metric: svc.metrics[b.Addr], local: local}
-	}
-	if sameSched {
-		for _, b := range old.list {
-			if next.backends[b.Addr] == nil {
-				next.backends[b.Addr] = old.backends[b.Addr]
-			}
-		}
-	}
-	if sp.AffinityTimeout > 0 {
-		if old != nil && old.affinity.timeoutIs(sp.AffinityTimeout) {
-			next.affinity = old.affinity
-		} else {
-			next.affinity = newAffinity(sp.AffinityTimeout)
-		}
-	}
-	return next, err
+	return &feConfig{set: set, inCluster: in, hasAny: w.hasAny, sourceRanges: ranges}, err
 }
 
 // newScheduler builds the named algorithm, falling back to the node default (which

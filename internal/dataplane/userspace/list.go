@@ -43,25 +43,39 @@ func (p *Proxier) virtualService(fe *frontend) (dataplane.VirtualService, bool) 
 		Service:           fe.svc.String(),
 		Protocol:          string(fe.key.proto),
 		Address:           fe.key.addr.String(),
-		Scheduler:         cfg.sched.Name(),
-		Flags:             cfg.flags,
+		Scheduler:         cfg.set.sched.Name(),
+		Flags:             cfg.set.flags,
 		PersistentSeconds: int(svc.sp.AffinityTimeout.Seconds()),
 		RealServers:       []dataplane.RealServer{},
 		Stats:             &dataplane.Stats{},
 	}
-	for _, c := range cfg.sched.Counters() {
-		rs := dataplane.RealServer{
-			Address:    c.Addr.String(),
-			Forward:    "Masq",
-			Weight:     c.Weight,
-			ActiveConn: c.Active,
-			InActConn:  c.Inactive,
+	// With an inCluster set (externalTrafficPolicy Local), its endpoints are
+	// real servers of the same virtual service; one in both sets is one row.
+	row := map[string]int{}
+	for _, set := range cfg.sets() {
+		if set == nil {
+			continue
 		}
-		if b := cfg.backends[c.Addr]; b != nil {
-			rs.Stats = b.stats.snapshot()
-			addStats(vs.Stats, rs.Stats)
+		for _, c := range set.sched.Counters() {
+			i, seen := row[c.Addr.String()]
+			if !seen {
+				i = len(vs.RealServers)
+				row[c.Addr.String()] = i
+				vs.RealServers = append(vs.RealServers, dataplane.RealServer{
+					Address: c.Addr.String(), Forward: "Masq", Weight: c.Weight})
+			}
+			rs := &vs.RealServers[i]
+			rs.ActiveConn += c.Active
+			rs.InActConn += c.Inactive
+			if b := set.backends[c.Addr]; b != nil {
+				st := b.stats.snapshot()
+				if rs.Stats == nil {
+					rs.Stats = &dataplane.Stats{}
+				}
+				addStats(rs.Stats, st)
+				addStats(vs.Stats, st)
+			}
 		}
-		vs.RealServers = append(vs.RealServers, rs)
 	}
 	return vs, true
 }

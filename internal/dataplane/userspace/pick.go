@@ -7,61 +7,74 @@ import (
 	"kproxy.dev/kproxy/internal/lb"
 )
 
-// lease is one connection's claim on a backend: it remembers which scheduler
-// counted it, so that Closed reaches the same counters even after a Sync swapped
-// the frontend's config.
+// lease is one connection's claim on a backend: it remembers which set's
+// scheduler counted it, so that Closed reaches the same counters even after a
+// Sync swapped the frontend's config.
 type lease struct {
-	cfg    *feConfig
-	b      *backend
-	active bool
+	set *backendSet
+	b   *backend
+	// inCluster is true when the connection was placed on feConfig.inCluster.
+	inCluster bool
+	active    bool
 }
 
-// choose places a new connection from src: the client's affinity entry when it is
-// still valid and its endpoint still takes connections, else the scheduler's pick.
-// The connection is counted as inactive (half-open, or a UDP flow) until
-// established() moves it.
-func (fe *frontend) choose(src netip.AddrPort, now time.Time) (*lease, bool) {
+// choose places a new connection from src: on the config's inCluster set when
+// it has one and in says the client is in the cluster, else on its set; there
+// on the client's affinity entry when it is still valid and its endpoint still
+// takes connections, else on the scheduler's pick. It reports false when the
+// client has no endpoint. The connection is counted as inactive (half-open, or a
+// UDP flow) until established() moves it.
+func (fe *frontend) choose(src netip.AddrPort, now time.Time, in *classifier) (*lease, bool) {
 	cfg := fe.cfg.Load()
 	if cfg == nil {
 		return nil, false
 	}
-	if cfg.affinity != nil {
-		if addr, ok := cfg.affinity.lookup(src.Addr(), now); ok {
-			if b := cfg.backends[addr]; b != nil && cfg.current[addr] > 0 {
-				return cfg.lease(b, now, src), true
+	short := cfg.inCluster != nil && in.inCluster(src.Addr())
+	set := cfg.set
+	if short {
+		set = cfg.inCluster
+	}
+	if set.affinity != nil {
+		if addr, ok := set.affinity.lookup(src.Addr(), now); ok {
+			if b := set.backends[addr]; b != nil && set.current[addr] > 0 {
+				return set.lease(b, now, src, short), true
 			}
 		}
 	}
-	picked, ok := cfg.sched.Pick(lb.ConnInfo{Src: src, Dst: fe.key.addr, Protocol: string(fe.key.proto)})
+	picked, ok := set.sched.Pick(lb.ConnInfo{Src: src, Dst: fe.key.addr, Protocol: string(fe.key.proto)})
 	if !ok {
 		return nil, false
 	}
-	b := cfg.backends[picked.Addr]
+	b := set.backends[picked.Addr]
 	if b == nil {
 		// A Sync installed a new config between Load and Pick; it updates the
 		// scheduler only after installing it, so the new config has the backend.
-		if cfg = fe.cfg.Load(); cfg.backends[picked.Addr] == nil {
+		cfg = fe.cfg.Load()
+		if set = cfg.set; short {
+			set = cfg.inCluster
+		}
+		if set == nil || set.backends[picked.Addr] == nil {
 			return nil, false
 		}
-		b = cfg.backends[picked.Addr]
+		b = set.backends[picked.Addr]
 	}
-	return cfg.lease(b, now, src), true
+	return set.lease(b, now, src, short), true
 }
 
-func (cfg *feConfig) lease(b *backend, now time.Time, src netip.AddrPort) *lease {
-	if cfg.affinity != nil {
-		cfg.affinity.remember(src.Addr(), b.addr, now)
+func (s *backendSet) lease(b *backend, now time.Time, src netip.AddrPort, inCluster bool) *lease {
+	if s.affinity != nil {
+		s.affinity.remember(src.Addr(), b.addr, now)
 	}
-	cfg.sched.Opened(b.addr, false)
-	return &lease{cfg: cfg, b: b}
+	s.sched.Opened(b.addr, false)
+	return &lease{set: s, b: b, inCluster: inCluster}
 }
 
 // established records a connection that reached its endpoint (TCP): it becomes
 // active for the scheduler, and counts in the statistics and metrics.
 func (l *lease) established(active bool) {
 	if active {
-		l.cfg.sched.Closed(l.b.addr, false)
-		l.cfg.sched.Opened(l.b.addr, true)
+		l.set.sched.Closed(l.b.addr, false)
+		l.set.sched.Opened(l.b.addr, true)
 		l.active = true
 	}
 	l.b.stats.conns.Add(1)
@@ -70,14 +83,14 @@ func (l *lease) established(active bool) {
 
 // failed gives back a lease whose endpoint could not be reached.
 func (l *lease) failed(src netip.Addr) {
-	l.cfg.sched.Closed(l.b.addr, false)
-	if l.cfg.affinity != nil {
-		l.cfg.affinity.forget(src)
+	l.set.sched.Closed(l.b.addr, false)
+	if l.set.affinity != nil {
+		l.set.affinity.forget(src)
 	}
 }
 
 // done ends an established connection.
 func (l *lease) done() {
-	l.cfg.sched.Closed(l.b.addr, l.active)
+	l.set.sched.Closed(l.b.addr, l.active)
 	l.b.metric.closed()
 }

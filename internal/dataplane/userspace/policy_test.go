@@ -44,7 +44,7 @@ func TestExternalTrafficPolicyLocalUsesLocalEndpoints(t *testing.T) {
 	local := ep(a, 1)
 	local.IsLocal = true
 	s.eps = []state.Endpoint{local, ep(b, 1)}
-	p, _ := testProxier(t, nil)
+	p := outsideProxier(t, nil)
 	sn := snap(state.NodeInfo{Name: "n1"}, s)
 	mustSync(t, p, sn, allChanged(sn))
 	if cnt := counts(names(t, netip.Addr{}, netip.AddrPortFrom(ext, uint16(s.sp.Port)), 4)); cnt["local"] != 4 {

@@ -109,24 +109,6 @@ func TestRemovedServiceClosesListenerButKeepsOpenConnections(t *testing.T) {
 	}
 }
 
-func TestNoEndpointsResetsConnection(t *testing.T) {
-	t.Parallel()
-	ip := randLoopback()
-	s := newSvc("empty", v1.ProtocolTCP, ip, freePort(t, "tcp", ip))
-	p, _ := testProxier(t, nil)
-	sn := snap(state.NodeInfo{}, s)
-	mustSync(t, p, sn, allChanged(sn))
-	c, err := net.DialTimeout("tcp", s.addr().String(), time.Second)
-	if err != nil {
-		return // reset before connect() returned: refused, as wanted
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := c.Read(make([]byte, 1)); err == nil || n != 0 {
-		t.Fatalf("read %d bytes, err %v: want the connection closed", n, err)
-	}
-}
-
 func TestSyncIsIdempotentAndKeepsListeners(t *testing.T) {
 	t.Parallel()
 	a := startTCPBackend(t, "A")

@@ -97,11 +97,16 @@ func (p *Proxier) estimate(now time.Time) {
 		if cfg == nil {
 			continue
 		}
-		for _, b := range cfg.backends {
-			b.stats.estimate(now)
-		}
-		if cfg.affinity != nil {
-			cfg.affinity.prune(now)
+		for _, set := range cfg.sets() {
+			if set == nil {
+				continue
+			}
+			for _, b := range set.backends {
+				b.stats.estimate(now)
+			}
+			if set.affinity != nil {
+				set.affinity.prune(now)
+			}
 		}
 	}
 }

@@ -51,6 +51,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		for _, a := range local {
 			p.hostLocal[a.Unmap()] = true
 		}
+		p.classify.setLocal(p.hostLocal)
 		nodeAddrs, err := p.nodePortAddrs(snap)
 		if err != nil {
 			nodeErr = err // keep serving on the last good set
@@ -218,35 +219,38 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 		reachable = append(reachable, e.AddrPort())
 	}
 	p.metrics.syncService(svc, reachable)
+	want := feWant{hasAny: cat.HasAny}
 	var errs []error
 	for _, spec := range desiredFrontends(sp, p.nodeAddrs) {
-		if err := p.syncFrontend(run, svc, spec, endpointsFor(sp, spec.kind, cat)); err != nil {
+		want.eps, want.inCluster, want.split = endpointsFor(sp, spec.kind, cat)
+		if err := p.syncFrontend(run, svc, spec, want); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// syncFrontend makes one listener exist with the right backends.
-func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, eps []state.Endpoint) error {
+// syncFrontend makes one frontend exist with the right backends, listening
+// while it has somewhere to send (socket.go).
+func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, want feWant) error {
 	fe := svc.frontends[spec.key]
 	if fe != nil {
 		fe.kind = spec.kind
-		cfg, err := p.buildConfig(fe, svc, eps)
+		cfg, err := p.buildConfig(fe, svc, want)
 		if cfg != nil {
 			install(fe, cfg)
 			if fe.udp != nil {
-				fe.udp.dropFlowsNotIn(cfg.current)
+				fe.udp.dropFlowsNotIn(cfg)
 			}
 			run.written++
 		}
-		return err
+		return errors.Join(err, p.syncListening(run, svc.name, fe))
 	}
 	if owner := p.frontends[spec.key]; owner != nil {
 		return fmt.Errorf("service %s: %s %s is already served by service %s", svc.name, spec.kind, spec.key, owner.svc)
 	}
 	fe = &frontend{feSpec: spec, svc: svc.name}
-	cfg, cfgErr := p.buildConfig(fe, svc, eps)
+	cfg, cfgErr := p.buildConfig(fe, svc, want)
 	if cfg == nil {
 		return cfgErr
 	}
@@ -260,13 +264,15 @@ func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, eps []st
 	return cfgErr
 }
 
-// open makes the frontend's address local if it must and can, then listens.
+// open makes the frontend's address local if it must and can, then listens if
+// the frontend has somewhere to send. The address is claimed even when it does
+// not listen: connections to it must be refused by this host, not routed away.
 func (p *Proxier) open(run *syncRun, fe *frontend) error {
 	a := fe.key.addr.Addr()
 	if err := p.claimAddr(run, fe, a); err != nil {
 		return err
 	}
-	err := p.listen(fe)
+	_, err := p.setListening(fe, fe.cfg.Load().listens())
 	if err != nil {
 		p.releaseAddr(fe)
 	}
@@ -372,10 +378,17 @@ func (p *Proxier) removeLeftovers() {
 }
 
 // install makes cfg the frontend's config, in the order that keeps a concurrent
-// choose consistent (see feConfig.updateAfterStore).
+// choose consistent (see backendSet.updateAfterStore): sets carried over
+// unchanged are not updated again.
 func install(fe *frontend, cfg *feConfig) {
-	fe.cfg.Store(cfg)
-	if cfg.updateAfterStore {
-		cfg.sched.Update(cfg.list)
+	prev := fe.cfg.Swap(cfg)
+	var was [2]*backendSet
+	if prev != nil {
+		was = prev.sets()
+	}
+	for i, s := range cfg.sets() {
+		if s != was[i] {
+			s.install()
+		}
 	}
 }

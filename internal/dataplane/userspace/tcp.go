@@ -24,15 +24,17 @@ func (p *Proxier) listenTCP(fe *frontend) error {
 	}
 	fe.tcp = ln
 	p.relays.Add(1)
-	go p.acceptTCP(fe)
+	go p.acceptTCP(fe, ln)
 	return nil
 }
 
-func (p *Proxier) acceptTCP(fe *frontend) {
+// acceptTCP serves one listener of fe until it is closed. A frontend may get a
+// new listener later (socket.go), served by a new acceptTCP.
+func (p *Proxier) acceptTCP(fe *frontend, ln *net.TCPListener) {
 	defer p.relays.Done()
 	backoff := 5 * time.Millisecond
 	for {
-		c, err := fe.tcp.AcceptTCP()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -67,10 +69,9 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 		return
 	}
 	defer p.admission.release(src.Addr())
-	upstream, l := p.dialTCP(fe, src)
+	upstream, l, none := p.dialTCP(fe, src)
 	if upstream == nil {
-		// No endpoint: refuse the way the kernel modes' REJECT does, with a reset.
-		reset(client)
+		p.noEndpoint(fe, client, none)
 		return
 	}
 	p.conns.add(upstream)
@@ -107,25 +108,42 @@ func (p *Proxier) admit(client netip.Addr, protocol string) bool {
 
 var errCapReached = errors.New("connection cap reached")
 
+// noEndpoint ends a connection that has no endpoint to go to. When the client
+// has none (none) while the Service has endpoints elsewhere, the kernel modes
+// drop its packets (externalTrafficPolicy or internalTrafficPolicy Local without
+// a local endpoint, for a client outside the cluster): the closest an accepting
+// socket comes is to close without answering, with a FIN and not a reset.
+// Otherwise (no endpoint at all, which a listener sees only in the moment before
+// Sync closes it, or every endpoint unreachable) it is refused with a reset, as
+// the kernel modes' REJECT.
+func (p *Proxier) noEndpoint(fe *frontend, client *net.TCPConn, none bool) {
+	if cfg := fe.cfg.Load(); none && cfg != nil && cfg.hasAny {
+		client.Close()
+		return
+	}
+	reset(client)
+}
+
 // dialTCP connects to an endpoint, trying others when one does not answer, as
-// upstream's userspace proxy did.
-func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (*net.TCPConn, *lease) {
+// upstream's userspace proxy did. none is true when the client had no endpoint
+// to try at all.
+func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (_ *net.TCPConn, _ *lease, none bool) {
 	for attempt := 0; attempt < 3; attempt++ {
-		l, ok := fe.choose(src, time.Now())
+		l, ok := fe.choose(src, time.Now(), &p.classify)
 		if !ok {
-			return nil, nil
+			return nil, nil, attempt == 0
 		}
 		c, err := dialEndpoint(l.b.addr)
 		if err == nil {
-			return c, l
+			return c, l, false
 		}
 		l.failed(src.Addr())
 		p.causes.warn("endpoint unreachable", l.b.addr.String(), err, "service", fe.svc.String(), "endpoint", l.b.addr.String())
 		if p.stopped.Load() {
-			return nil, nil
+			return nil, nil, false
 		}
 	}
-	return nil, nil
+	return nil, nil, false
 }
 
 // endpointDialer connects without binding a local address first. Dialer.DialTCP
@@ -242,16 +260,4 @@ func (fe *frontend) allows(client netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// close stops the frontend from taking new connections; open relays carry on.
-func (fe *frontend) close() {
-	fe.closeOnce.Do(func() {
-		if fe.tcp != nil {
-			fe.tcp.Close()
-		}
-		if fe.udp != nil {
-			fe.udp.close()
-		}
-	})
 }

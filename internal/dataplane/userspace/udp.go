@@ -81,7 +81,7 @@ func (u *udpFrontend) flow(src netip.AddrPort) *udpFlow {
 	if !u.p.admit(src.Addr(), "udp") {
 		return nil
 	}
-	l, ok := u.fe.choose(src, time.Now())
+	l, ok := u.fe.choose(src, time.Now(), &u.p.classify)
 	if !ok {
 		u.p.admission.release(src.Addr())
 		return nil
@@ -146,17 +146,24 @@ func (u *udpFrontend) end(f *udpFlow) {
 	u.p.admission.release(f.client.Addr())
 }
 
-// dropFlowsNotIn ends flows whose endpoint is no longer in backends, so that their
-// clients are placed again, as the kernel modes do by deleting stale UDP conntrack
-// entries.
-func (u *udpFrontend) dropFlowsNotIn(current map[netip.AddrPort]int) {
+// dropFlowsNotIn ends flows whose endpoint is no longer in the set of cfg they
+// were placed on, so that their clients are placed again, as the kernel modes do
+// by deleting stale UDP conntrack entries.
+func (u *udpFrontend) dropFlowsNotIn(cfg *feConfig) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for src, f := range u.flows {
-		if _, ok := current[f.lease.b.addr]; !ok {
-			delete(u.flows, src)
-			f.up.Close()
+		set := cfg.set
+		if f.lease.inCluster {
+			set = cfg.inCluster
 		}
+		if set != nil {
+			if _, ok := set.current[f.lease.b.addr]; ok {
+				continue
+			}
+		}
+		delete(u.flows, src)
+		f.up.Close()
 	}
 }
 

@@ -84,6 +84,8 @@ type Proxier struct {
 	hostLocal map[netip.Addr]bool
 	hostAt    time.Time
 	nodeAddrs []netip.Addr
+	// classify tells in-cluster clients from outside ones (classify.go).
+	classify classifier
 	// ourAddrs counts the frontends using each address kproxy added to the host.
 	ourAddrs map[netip.Addr]int
 	// leftovers are addresses an earlier kproxy added (the daemon keeps them on
@@ -124,6 +126,13 @@ func New(o dataplane.Options) (*Proxier, error) {
 	if err := lb.Validate(def, nil); err != nil {
 		return nil, fmt.Errorf("ipvs.scheduler: %v", err)
 	}
+	var cidrs []netip.Prefix
+	if o.Config != nil {
+		var err error
+		if cidrs, err = parseClusterCIDRs(o.Config.ClusterCIDR); err != nil {
+			return nil, err
+		}
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -156,6 +165,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 	}
 	p.log.Info("userspace relay limits", "maxConns", lim.maxConns, "maxConnsPerClient", lim.perClient,
 		"idleTimeout", lim.idle, "note", "0 means no limit")
+	p.classify.clusterCIDRs, p.classify.loopback = cidrs, true
 	p.listen = p.listenSocket
 	p.enableMigrate = enableMigrateReq
 	go p.runEstimator()

@@ -1,22 +1,21 @@
 package file
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	"kproxy.dev/kproxy/internal/source"
 )
 
 // Kinds this source delivers.
@@ -67,41 +66,56 @@ func (d decoded) object() string {
 // parseResult is everything found in one file.
 type parseResult struct {
 	objects []decoded
-	// unidentified are documents so broken that not even their kind and name are
-	// known; the objects they held cannot be told apart from deleted ones.
-	unidentified []error
+	// unidentified are documents so broken (or so far over a budget) that not even
+	// their objects are known; the objects they held cannot be told apart from
+	// deleted ones.
+	unidentified []docError
 	ignored      []string
 	// docs caches the decoded objects of each fully valid document by its content,
 	// so that editing one object of a large file does not decode all the others.
 	docs map[[sha256.Size]byte][]decoded
 }
 
-// parseFile splits a file into YAML (or JSON) documents, then decodes and validates
-// each; documents found in prev (the previous version's cache) are reused as they are.
+// docError is a document that could not be read; object names the object at fault
+// when it is known ("" otherwise).
+type docError struct {
+	object string
+	err    error
+}
+
+func (e docError) Error() string { return e.err.Error() }
+
+func (res *parseResult) unreadable(object, where string, err error) {
+	res.unidentified = append(res.unidentified, docError{object: object, err: fmt.Errorf("%s: %v", where, err)})
+}
+
+// parseFile splits a file into YAML (or JSON) documents, checks each against the
+// budgets (prescan), then decodes and validates it; documents found in prev (the
+// previous version's cache) are reused as they are.
 func parseFile(data []byte, prev map[[sha256.Size]byte][]decoded) parseResult {
 	res := parseResult{docs: make(map[[sha256.Size]byte][]decoded, len(prev))}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for n := 1; ; n++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return res
-		}
-		if err != nil {
-			res.unidentified = append(res.unidentified, fmt.Errorf("document %d: %v", n, err))
-			return res
-		}
+	err := splitDocuments(data, func(n int, doc []byte) {
 		sum := sha256.Sum256(doc)
 		if objs, ok := prev[sum]; ok {
 			res.objects = append(res.objects, objs...)
 			res.docs[sum] = objs
-			continue
+			return
+		}
+		where := fmt.Sprintf("document %d", n)
+		if object, err := prescan(doc); err != nil {
+			res.unreadable(object, where, err)
+			return
 		}
 		before, unidentified := len(res.objects), len(res.unidentified)
-		res.parseDocument(doc, fmt.Sprintf("document %d", n))
+		res.parseDocument(doc, where)
 		if len(res.unidentified) == unidentified && allGood(res.objects[before:]) {
 			res.docs[sum] = res.objects[before:len(res.objects):len(res.objects)]
 		}
+	})
+	if err != nil {
+		res.unidentified = append(res.unidentified, docError{err: err})
 	}
+	return res
 }
 
 func allGood(objs []decoded) bool {
@@ -125,7 +139,7 @@ type typeAndName struct {
 func (res *parseResult) parseDocument(doc []byte, where string) {
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {
-		res.unidentified = append(res.unidentified, fmt.Errorf("%s: %v", where, err))
+		res.unreadable("", where, err)
 		return
 	}
 	if s := string(bytes.TrimSpace(js)); s == "null" || s == "" {
@@ -133,11 +147,11 @@ func (res *parseResult) parseDocument(doc []byte, where string) {
 	}
 	var id typeAndName
 	if err := json.Unmarshal(js, &id); err != nil {
-		res.unidentified = append(res.unidentified, fmt.Errorf("%s: not a Kubernetes object: %v", where, err))
+		res.unreadable("", where, fmt.Errorf("not a Kubernetes object: %v", err))
 		return
 	}
 	if id.Kind == "" || id.APIVersion == "" {
-		res.unidentified = append(res.unidentified, fmt.Errorf("%s: apiVersion and kind are required", where))
+		res.unreadable("", where, errors.New("apiVersion and kind are required"))
 		return
 	}
 	res.decodeObject(js, id, where)
@@ -148,7 +162,7 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 	obj, gvk, err := deserializer.Decode(js, nil, nil)
 	if err != nil {
 		if runtime.IsNotRegisteredError(err) {
-			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node or List)", id.Kind, id.APIVersion)
+			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node or List)", source.Clip(id.Kind), source.Clip(id.APIVersion))
 			res.add(d)
 			return
 		}
@@ -162,7 +176,7 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 	switch o := obj.(type) {
 	case *v1.List:
 		if d.err != nil {
-			res.unidentified = append(res.unidentified, fmt.Errorf("%s: %v", where, d.err))
+			res.unreadable("", where, d.err)
 			return
 		}
 		res.decodeListItems(o, where)
@@ -179,7 +193,7 @@ func (res *parseResult) decodeListItems(list *v1.List, where string) {
 		itemWhere := fmt.Sprintf("%s item %d", where, i+1)
 		var id typeAndName
 		if err := json.Unmarshal(item.Raw, &id); err != nil || id.Kind == "" || id.APIVersion == "" {
-			res.unidentified = append(res.unidentified, fmt.Errorf("%s: apiVersion and kind are required", itemWhere))
+			res.unreadable("", itemWhere, errors.New("apiVersion and kind are required"))
 			continue
 		}
 		res.decodeObject(item.Raw, id, itemWhere)

@@ -167,13 +167,17 @@ func (s *Source) rescan(st *store) bool {
 	changed := false
 	present := map[string]bool{}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := readManifest(p)
 		if err != nil {
 			if s.isDir && errors.Is(err, os.ErrNotExist) {
 				continue // removed since the listing: treated as deleted
 			}
-			s.log.Warn("cannot read manifest; keeping its last good objects", "file", p, "error", err)
 			present[p] = true
+			if errors.Is(err, errTooBig) {
+				st.refuse(p, err)
+				continue
+			}
+			s.log.Warn("cannot read manifest; keeping its last good objects", "file", p, "error", err)
 			continue
 		}
 		present[p] = true

@@ -5,7 +5,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
+
+	discovery "k8s.io/api/discovery/v1"
 
 	"kproxy.dev/kproxy/internal/source/sourcetest"
 )
@@ -30,6 +33,47 @@ func FuzzLoad(f *testing.F) {
 		st.load("fuzz.yaml", append([]byte(svcWeb+"---\n"), data...))
 		st.sync(h)
 	})
+}
+
+// FuzzDecode feeds arbitrary bytes to the manifest decoder (splitting, pre-scan,
+// decoding, validation). Bad input must be rejected, never panic or hang; decoding
+// must not depend on the document cache; and an accepted EndpointSlice is within
+// MaxSliceEndpoints. Seeds are in testdata/fuzz/FuzzDecode (over-budget inputs
+// among them) and run on every `go test`; `make fuzz-short` explores for a while.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{svcWeb, sliceWeb, "", "{}", "[]", "a: *b\n", "&a [*a]\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > MaxFileBytes {
+			return // never read
+		}
+		first := parseFile(data, nil)
+		again := parseFile(data, first.docs)
+		if got, want := summary(again), summary(first); got != want {
+			t.Fatalf("decoding with the cache differs:\n got %s\nwant %s", got, want)
+		}
+		for _, d := range first.objects {
+			if d.err == nil && d.obj == nil {
+				t.Fatalf("%s: neither an object nor an error", d.object())
+			}
+			if es, ok := d.obj.(*discovery.EndpointSlice); ok && d.err == nil && len(es.Endpoints) > MaxSliceEndpoints {
+				t.Fatalf("%s: %d endpoints accepted", d.object(), len(es.Endpoints))
+			}
+		}
+	})
+}
+
+// summary is what parseFile found, as text to compare.
+func summary(res parseResult) string {
+	var b strings.Builder
+	for _, d := range res.objects {
+		fmt.Fprintf(&b, "%s %v|", d.object(), d.err)
+	}
+	for _, e := range res.unidentified {
+		fmt.Fprintf(&b, "%s %v|", e.object, e.err)
+	}
+	return b.String()
 }
 
 // TestLoadMutatedInputs is a deterministic, bounded fuzz: byte flips, truncations,

@@ -19,7 +19,7 @@ func newRejects(t testing.TB) (*source.Rejects, *syncbuf.Buffer) {
 
 func totalRejects(r *source.Rejects) float64 {
 	n := 0.0
-	for _, k := range []string{"Service", "EndpointSlice", "Node", source.KindFile, "Servce"} {
+	for _, k := range source.Kinds {
 		n += r.Count(k)
 	}
 	return n

@@ -22,6 +22,8 @@ type fileState struct {
 	objects map[objKey]runtime.Object
 	// docs are the decoded valid documents of the last version, for reuse.
 	docs map[[sha256.Size]byte][]decoded
+	// refused is set while the file is over MaxFileBytes (reported once).
+	refused bool
 }
 
 // store turns file contents into Handler calls. It is used by one goroutine.
@@ -59,13 +61,13 @@ func (s *store) load(path string, data []byte) bool {
 	s.forgetIssuesOf(path)
 	res := parseFile(data, old.docs)
 	for _, ig := range res.ignored {
-		s.log.Debug("ignoring an object kproxy does not use", "file", path, "object", ig)
+		s.log.Debug("ignoring an object kproxy does not use", "file", path, "object", source.Clip(ig))
 	}
 	next := &fileState{sum: sum, objects: old.objects, docs: old.docs}
 	if len(res.objects) == 0 && len(res.unidentified) > 0 {
 		// Nothing in the file could be read: keep serving its last good objects.
-		for _, err := range res.unidentified {
-			s.rejects.RejectFile(path, "", fmt.Errorf("does not parse, keeping its last good objects: %v", err))
+		for _, e := range res.unidentified {
+			s.rejects.RejectFile(path, e.object, fmt.Errorf("does not parse, keeping its last good objects: %v", e.err))
 		}
 		s.files[path] = next
 		return true
@@ -76,12 +78,28 @@ func (s *store) load(path string, data []byte) bool {
 	return true
 }
 
+// refuse records that a file is over MaxFileBytes: it is reported once, and its last
+// good objects keep serving until it fits again.
+func (s *store) refuse(path string, err error) {
+	old := s.files[path]
+	if old == nil {
+		old = &fileState{objects: map[objKey]runtime.Object{}}
+		s.files[path] = old
+	}
+	if old.refused {
+		return
+	}
+	old.refused = true
+	old.sum = [sha256.Size]byte{} // read it again once it fits, whatever it holds
+	s.rejects.RejectFile(path, "", fmt.Errorf("%v; keeping its last good objects", err))
+}
+
 // mergeFileObjects builds a file's new object set: its good objects, plus the last
 // good version of each rejected one.
 func (s *store) mergeFileObjects(path string, old map[objKey]runtime.Object, res parseResult) map[objKey]runtime.Object {
 	objs := make(map[objKey]runtime.Object, len(res.objects))
-	for _, err := range res.unidentified {
-		s.rejects.RejectFile(path, "", err)
+	for _, e := range res.unidentified {
+		s.rejects.RejectFile(path, e.object, e.err)
 	}
 	for _, d := range res.objects {
 		if d.err == nil && d.key.Name != "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -13,19 +14,33 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"kproxy.dev/kproxy/internal/source"
 	"kproxy.dev/kproxy/internal/state"
 )
 
 // problems collects field errors of one object; they are reported as one line.
 type problems []string
 
+// maxProblems is how many field errors of one object are spelt out.
+const maxProblems = 10
+
+// add records a field error. Every string argument (a value from the input) is
+// clipped with source.Clip, so a huge value makes a short message.
 func (p *problems) add(path *field.Path, format string, args ...any) {
+	for i, a := range args {
+		if v := reflect.ValueOf(a); v.Kind() == reflect.String {
+			args[i] = source.Clip(v.String())
+		}
+	}
 	*p = append(*p, path.String()+": "+fmt.Sprintf(format, args...))
 }
 
 func (p problems) err() error {
-	if len(p) == 0 {
+	switch {
+	case len(p) == 0:
 		return nil
+	case len(p) > maxProblems:
+		return fmt.Errorf("%s; and %d more", strings.Join(p[:maxProblems], "; "), len(p)-maxProblems)
 	}
 	return errors.New(strings.Join(p, "; "))
 }
@@ -253,6 +268,10 @@ func validateSlice(p *problems, es *discovery.EndpointSlice) {
 		p.add(field.NewPath("metadata", "labels").Key(discovery.LabelServiceName), "required: names the Service the slice belongs to")
 	}
 	at := field.NewPath("addressType")
+	if n := len(es.Endpoints); n > MaxSliceEndpoints {
+		p.add(field.NewPath("endpoints"), "%d entries, more than the %d an EndpointSlice may hold", n, MaxSliceEndpoints)
+		return
+	}
 	switch es.AddressType {
 	case discovery.AddressTypeIPv4, discovery.AddressTypeIPv6, discovery.AddressTypeFQDN:
 		for i, e := range es.Endpoints {

@@ -12,19 +12,64 @@ import (
 // BuildClient returns a clientset from a kubeconfig file, or from the in-cluster
 // service account when kubeconfig is "" (as kube-proxy does).
 func BuildClient(kubeconfig string) (kubernetes.Interface, error) {
-	cfg, err := restConfig(kubeconfig)
+	return BuildClientWith(ClientOptions{Kubeconfig: kubeconfig})
+}
+
+// ClientOptions are kube-proxy's clientConnection settings plus --master.
+type ClientOptions struct {
+	Kubeconfig string
+	// Master overrides the kubeconfig's server address (--master).
+	Master string
+	// QPS and Burst rate-limit requests; 0 keeps client-go's defaults.
+	QPS   float32
+	Burst int
+	// ContentType and AcceptContentTypes; "" means protobuf, as kube-proxy's defaults.
+	ContentType        string
+	AcceptContentTypes string
+}
+
+// BuildClientWith returns a clientset configured as kube-proxy configures its own.
+func BuildClientWith(o ClientOptions) (kubernetes.Interface, error) {
+	cfg, err := restConfigFor(o.Kubeconfig, o.Master)
 	if err != nil {
 		return nil, err
 	}
-	cfg.UserAgent = "kproxy"
-	// Protobuf is what kube-proxy uses: far cheaper to decode for large clusters.
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	applyClientOptions(cfg, o)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building a Kubernetes client: %w", err)
 	}
 	return cs, nil
+}
+
+func applyClientOptions(cfg *rest.Config, o ClientOptions) {
+	cfg.UserAgent = "kproxy"
+	// Protobuf is what kube-proxy uses: far cheaper to decode for large clusters.
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	if o.AcceptContentTypes != "" {
+		cfg.AcceptContentTypes = o.AcceptContentTypes
+	}
+	if o.ContentType != "" {
+		cfg.ContentType = o.ContentType
+	}
+	if o.QPS != 0 {
+		cfg.QPS = o.QPS
+	}
+	if o.Burst != 0 {
+		cfg.Burst = o.Burst
+	}
+}
+
+func restConfigFor(kubeconfig, master string) (*rest.Config, error) {
+	if master == "" {
+		return restConfig(kubeconfig)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags(master, kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--master %s: %w", master, err)
+	}
+	return cfg, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"k8s.io/client-go/rest"
 )
 
 func TestBuildClientFromKubeconfig(t *testing.T) {
@@ -42,5 +44,22 @@ func TestBuildClientErrors(t *testing.T) {
 	_, err = BuildClient("")
 	if err == nil || !strings.Contains(err.Error(), "--kubeconfig") || !strings.Contains(err.Error(), "--services-from") {
 		t.Fatalf("not in cluster: %v", err)
+	}
+}
+
+func TestClientOptionsApplyToTheRestConfig(t *testing.T) {
+	cfg := &rest.Config{}
+	applyClientOptions(cfg, ClientOptions{QPS: 50, Burst: 100, ContentType: "application/json", AcceptContentTypes: "application/json"})
+	if cfg.QPS != 50 || cfg.Burst != 100 || cfg.ContentType != "application/json" || cfg.AcceptContentTypes != "application/json" {
+		t.Errorf("rest config = %+v", cfg)
+	}
+	cfg = &rest.Config{}
+	applyClientOptions(cfg, ClientOptions{})
+	if cfg.ContentType != "application/vnd.kubernetes.protobuf" || cfg.QPS != 0 {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	got, err := restConfigFor("", "https://10.1.2.3:6443")
+	if err != nil || got.Host != "https://10.1.2.3:6443" {
+		t.Errorf("--master without kubeconfig: %v %v", got, err)
 	}
 }

@@ -36,6 +36,11 @@ type Options struct {
 	Resync time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OnWatchError, if set, is told of every failed list or watch (after
+	// client-go's own handling, which logs it through klog), for /healthz.
+	OnWatchError func(error)
+	// OnWatchRestored, if set, is told when a failed watch works again.
+	OnWatchRestored func()
 }
 
 // Source watches a cluster.
@@ -81,15 +86,20 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
 	var regs []cache.ResourceEventHandlerRegistration
-	add := func(inf cache.SharedIndexInformer, e eventHandler) error {
+	add := func(inf cache.SharedIndexInformer, e eventHandler, kind string) error {
+		w := &watchState{s: s, inf: inf, kind: kind}
+		_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+			w.failed(ctx, err)
+		})
 		reg, err := inf.AddEventHandler(e.funcs())
 		regs = append(regs, reg)
 		return err
 	}
-	if err := add(svcFactory.Core().V1().Services().Informer(), serviceHandler(h, s.log)); err != nil {
+	if err := add(svcFactory.Core().V1().Services().Informer(), serviceHandler(h, s.log), "Services"); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), sliceHandler(h, s.log)); err != nil {
+	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), sliceHandler(h, s.log), "EndpointSlices"); err != nil {
 		return fmt.Errorf("endpointslice informer: %w", err)
 	}
 	factories := []informers.SharedInformerFactory{svcFactory}
@@ -98,7 +108,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.NodeName).String()
 			}))
-		if err := add(nodeFactory.Core().V1().Nodes().Informer(), nodeHandler(h, s.opts.NodeName, s.log)); err != nil {
+		if err := add(nodeFactory.Core().V1().Nodes().Informer(), nodeHandler(h, s.opts.NodeName, s.log), "Node"); err != nil {
 			return fmt.Errorf("node informer: %w", err)
 		}
 		factories = append(factories, nodeFactory)

@@ -2,7 +2,9 @@
 // tests: it applies iptables-restore input to its tables the way the real tool does
 // (with or without --noflush) and answers iptables-save and `iptables -S CHAIN` in
 // the tool's format. It records every restore input, so a test can check both what a
-// sync sent and what the "kernel" holds afterwards.
+// sync sent and what the "kernel" holds afterwards. New accepts addresses of either
+// family; NewIPv4 and NewIPv6 refuse the other family's addresses and icmp reject
+// types with the real tools' messages ("invalid mask `128' specified").
 //
 // It implements the Runner interface of internal/dataplane/iptables (Restore, Save,
 // ListChain) and, through Family, the per-family iptables interface of
@@ -46,6 +48,8 @@ type Runner struct {
 	// failNext, when set, makes the next Restore fail without applying anything.
 	failNext error
 	lists    int
+	// family, when set (NewIPv4, NewIPv6), makes restores of the other family fail.
+	family family
 }
 
 // New returns a Runner with no tables loaded: a table appears, with its built-in

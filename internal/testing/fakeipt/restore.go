@@ -165,6 +165,9 @@ func (run *restoreRun) insert(name string, pos int, spec []string) error {
 	if err != nil {
 		return err
 	}
+	if err := run.r.family.check(spec); err != nil {
+		return err
+	}
 	text, err := canonical(spec)
 	if err != nil {
 		return err

@@ -196,7 +196,11 @@ func TestMetricsHealthzLivezProxyMode(t *testing.T) {
 	if err != nil || code != 200 || body != "userspace" {
 		t.Errorf("/proxyMode = %d %q %v", code, body, err)
 	}
-	for _, url := range []string{p.healthz + "/healthz", p.healthz + "/livez", p.metrics + "/healthz"} {
+	// The metrics address's /healthz is kube-proxy's generic one.
+	if code, body, err := httpGet("http://" + p.metrics + "/healthz"); err != nil || code != 200 || body != "ok" {
+		t.Errorf("metrics /healthz = %d %q %v", code, body, err)
+	}
+	for _, url := range []string{p.healthz + "/healthz", p.healthz + "/livez"} {
 		code, body, err := httpGet("http://" + url)
 		if err != nil || code != 200 {
 			t.Errorf("%s = %d %v", url, code, err)
@@ -330,7 +334,7 @@ func TestBadConfigAndMissingSourceFailClearly(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown field":  {[]string{"--config", cfg}, `unknown field "iptables.syncPeriodd"`},
+		"no apiVersion":  {[]string{"--config", cfg}, `apiVersion: required`},
 		"invalid value":  {[]string{"--iptables-sync-period", "-1s"}, "iptables.syncPeriod: must be greater than 0"},
 		"unknown mode":   {[]string{"--proxy-mode", "foo"}, `mode: unknown proxy mode "foo"`},
 		"no source":      {[]string{"--proxy-mode", "userspace", "--healthz-bind-address", "", "--metrics-bind-address", "", "--admin-bind-address", ""}, "--services-from"},

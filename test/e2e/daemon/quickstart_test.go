@@ -68,8 +68,10 @@ func TestQuickstartAsTheREADMERunsIt(t *testing.T) {
 		admin:   fmt.Sprintf("%s:%d", n.ip(2), port()),
 		logs:    &syncbuf.Buffer{},
 	}
-	args = append(args, "--metrics-bind-address", p.metrics, "--healthz-bind-address", p.healthz,
-		"--admin-bind-address", p.admin)
+	// With --config the file wins over the address flags (kube-proxy's precedence),
+	// so the ports move in a copy of the quickstart's config file.
+	args = moveMonitoringPorts(t, args, p.metrics, p.healthz)
+	args = append(args, "--admin-bind-address", p.admin)
 	p.start(t, repoRoot, args)
 	for url, want := range curls {
 		seen := map[string]bool{}
@@ -97,4 +99,29 @@ func TestQuickstartAsTheREADMERunsIt(t *testing.T) {
 	if err != nil || code != 200 || body != "userspace" {
 		t.Errorf("quickstart /proxyMode = %d %q %v", code, body, err)
 	}
+}
+
+// moveMonitoringPorts replaces the --config file in args by a copy whose
+// metricsBindAddress and healthzBindAddress are metrics and healthz.
+func moveMonitoringPorts(t *testing.T, args []string, metrics, healthz string) []string {
+	t.Helper()
+	out := append([]string(nil), args...)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] != "--config" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(repoRoot, out[i+1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := regexp.MustCompile(`(?m)^metricsBindAddress:.*$`).ReplaceAllString(string(b), "metricsBindAddress: "+metrics)
+		conf = regexp.MustCompile(`(?m)^healthzBindAddress:.*$`).ReplaceAllString(conf, "healthzBindAddress: "+healthz)
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out[i+1] = path
+		return out
+	}
+	return append(out, "--metrics-bind-address", metrics, "--healthz-bind-address", healthz)
 }

@@ -1,0 +1,157 @@
+// Package conformance is the cross-mode conformance table: Service scenarios, each
+// with the outcome a connection must see from the three places that matter (a pod
+// behind the node, the node itself, an external host reaching the node). The same
+// table runs against every mode twice: on the real kernel with real traffic
+// (test/e2e, as root) and on each mode's stateful kernel fakes, evaluated with
+// internal/trace (every `go test`; see RunFake).
+package conformance
+
+// Where a probe starts.
+type Where int
+
+// The three places.
+const (
+	FromPod Where = iota
+	FromNode
+	FromExternal
+)
+
+func (w Where) String() string { return [...]string{"pod", "node", "external"}[w] }
+
+// Backends is the number of backends every scenario may use: 0 and 1 run on this
+// node (for the policies that need local endpoints), 2 to 4 elsewhere.
+const Backends = 5
+
+// Service is one test Service with one port. Endpoints are backend indexes; nil
+// means the Service has no EndpointSlice, empty an EndpointSlice without
+// endpoints.
+type Service struct {
+	Name      string
+	ClusterIP string
+	Port      int
+	UDP       bool
+	NodePort  int
+	// ExternalIP is added to spec.externalIPs.
+	ExternalIP string
+	// LoadBalancerIP makes it a LoadBalancer Service with this ingress IP;
+	// SourceRangeExternal limits it to the external client's address.
+	LoadBalancerIP      string
+	SourceRangeExternal bool
+	// HealthCheckNodePort makes it a LoadBalancer Service with
+	// externalTrafficPolicy Local.
+	HealthCheckNodePort int
+	InternalLocal       bool
+	Affinity            bool
+	// Terminating marks every endpoint serving and terminating, not ready.
+	Terminating bool
+	Endpoints   []int
+	// Local are the endpoints on this node.
+	Local []int
+}
+
+// Outcome is what a connection attempt must see: Reach names the backends that
+// must all answer, and no other; Refused is rejected at once (ECONNREFUSED);
+// Dropped is no answer at all.
+type Outcome struct {
+	Reach            []int
+	Refused, Dropped bool
+}
+
+// Probe is one connection attempt. "NODE" in Addr stands for the node's address
+// as the client sees it.
+type Probe struct {
+	From Where
+	Addr string
+	UDP  bool
+	Want Outcome
+}
+
+// Scenario is one row of the table.
+type Scenario struct {
+	Name     string
+	Services []Service
+	Probes   []Probe
+}
+
+var reachAll = []int{2, 3, 4}
+
+// Scenarios is the table. Every Service address is distinct, so all scenarios can
+// be applied to one node at once.
+func Scenarios() []Scenario {
+	return []Scenario{{
+		Name: "ClusterIP with two ports",
+		Services: []Service{
+			{Name: "multi-http", ClusterIP: "10.96.1.1", Port: 80, Endpoints: reachAll},
+			{Name: "multi-dns", ClusterIP: "10.96.1.1", Port: 53, UDP: true, Endpoints: reachAll},
+		},
+		Probes: everywhere("10.96.1.1:80", false, Outcome{Reach: reachAll}, "10.96.1.1:53", true, Outcome{Reach: reachAll}),
+	}, {
+		Name:     "NodePort",
+		Services: []Service{{Name: "np", ClusterIP: "10.96.1.2", Port: 80, NodePort: 30102, Endpoints: reachAll}},
+		Probes:   everywhere("NODE:30102", false, Outcome{Reach: reachAll}),
+	}, {
+		Name:     "externalIPs",
+		Services: []Service{{Name: "ext", ClusterIP: "10.96.1.3", Port: 80, ExternalIP: "192.0.2.103", Endpoints: reachAll}},
+		Probes:   everywhere("192.0.2.103:80", false, Outcome{Reach: reachAll}),
+	}, {
+		Name: "LoadBalancer with loadBalancerSourceRanges",
+		Services: []Service{{Name: "lbsr", ClusterIP: "10.96.1.4", Port: 80, NodePort: 30104, LoadBalancerIP: "203.0.113.104",
+			SourceRangeExternal: true, Endpoints: reachAll}},
+		Probes: []Probe{
+			{From: FromExternal, Addr: "203.0.113.104:80", Want: Outcome{Reach: reachAll}},
+			{From: FromPod, Addr: "10.96.1.4:80", Want: Outcome{Reach: reachAll}},
+		},
+	}, {
+		Name: "externalTrafficPolicy Local with a local endpoint",
+		Services: []Service{{Name: "etp", ClusterIP: "10.96.1.5", Port: 80, NodePort: 30105, HealthCheckNodePort: 32105,
+			Local: []int{0}, Endpoints: []int{0, 2}}},
+		Probes: []Probe{
+			{From: FromExternal, Addr: "NODE:30105", Want: Outcome{Reach: []int{0}}},
+			{From: FromPod, Addr: "10.96.1.5:80", Want: Outcome{Reach: []int{0, 2}}},
+		},
+	}, {
+		Name: "externalTrafficPolicy Local without a local endpoint",
+		Services: []Service{{Name: "etp-none", ClusterIP: "10.96.1.6", Port: 80, NodePort: 30106, HealthCheckNodePort: 32106,
+			Endpoints: reachAll}},
+		Probes: []Probe{
+			{From: FromExternal, Addr: "NODE:30106", Want: Outcome{Dropped: true}},
+			{From: FromPod, Addr: "10.96.1.6:80", Want: Outcome{Reach: reachAll}},
+			// In-cluster clients of the external address short-circuit to the
+			// cluster-wide endpoints, as in kube-proxy (issue 12, item 3).
+			{From: FromPod, Addr: "NODE:30106", Want: Outcome{Reach: reachAll}},
+			{From: FromNode, Addr: "NODE:30106", Want: Outcome{Reach: reachAll}},
+		},
+	}, {
+		Name: "internalTrafficPolicy Local",
+		Services: []Service{
+			{Name: "itp", ClusterIP: "10.96.1.7", Port: 80, InternalLocal: true, Local: []int{0, 1}, Endpoints: []int{0, 1, 2, 3, 4}},
+			{Name: "itp-none", ClusterIP: "10.96.1.8", Port: 80, InternalLocal: true, Endpoints: reachAll},
+		},
+		Probes: []Probe{
+			{From: FromPod, Addr: "10.96.1.7:80", Want: Outcome{Reach: []int{0, 1}}},
+			{From: FromNode, Addr: "10.96.1.7:80", Want: Outcome{Reach: []int{0, 1}}},
+			{From: FromPod, Addr: "10.96.1.8:80", Want: Outcome{Dropped: true}},
+		},
+	}, {
+		Name:     "only terminating endpoints",
+		Services: []Service{{Name: "term", ClusterIP: "10.96.1.9", Port: 80, Terminating: true, Endpoints: reachAll}},
+		Probes:   everywhere("10.96.1.9:80", false, Outcome{Reach: reachAll}),
+	}, {
+		Name:     "no endpoints",
+		Services: []Service{{Name: "none", ClusterIP: "10.96.1.10", Port: 80, NodePort: 30110, Endpoints: []int{}}},
+		Probes: append(everywhere("10.96.1.10:80", false, Outcome{Refused: true}),
+			Probe{From: FromExternal, Addr: "NODE:30110", Want: Outcome{Refused: true}}),
+	}}
+}
+
+// everywhere makes the same probes from the pod, the node and the external host;
+// triples of (addr, udp, outcome) may repeat.
+func everywhere(args ...any) []Probe {
+	var out []Probe
+	for i := 0; i+2 < len(args); i += 3 {
+		for _, w := range []Where{FromPod, FromNode, FromExternal} {
+			out = append(out, Probe{From: w, Addr: args[i].(string), UDP: args[i+1].(bool), Want: args[i+2].(Outcome)})
+		}
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+//go:build linux
+
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kproxy.dev/kproxy/internal/testing/netns"
+)
+
+// Asker makes one connection and returns the answering backend's name
+// (*netns.NS is one).
+type Asker interface {
+	AskTCP(addr string, timeout time.Duration) (string, error)
+	AskUDP(addr string, timeout time.Duration) (string, error)
+}
+
+// Node is what the kernel runner needs of a test topology: where each place
+// connects from and each backend's name as its server answers.
+type Node struct {
+	// From returns where a probe starts.
+	From func(Where) Asker
+	// NodeIP returns the node's address as a client in w sees it.
+	NodeIP func(w Where) string
+	// Backend is backend i's name (its server's answer).
+	Backend func(i int) string
+}
+
+// RunKernel makes every probe of the table with real connections, skipping
+// nothing: a mode's known differences must still differ.
+func RunKernel(t *testing.T, n Node, known []Difference) {
+	for _, sc := range Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			for _, p := range sc.Probes {
+				addr := p.Addr
+				if strings.HasPrefix(addr, "NODE:") {
+					addr = n.NodeIP(p.From) + addr[4:]
+				}
+				from := n.From(p.From)
+				ask := from.AskTCP
+				if p.UDP {
+					ask = from.AskUDP
+				}
+				msg := checkKernel(t.Context(), ask, p.Want, n.Backend, addr)
+				isKnown := false
+				for _, d := range known {
+					isKnown = isKnown || d == Difference{sc.Name, p.From, p.Addr}
+				}
+				switch {
+				case isKnown && msg == "":
+					t.Errorf("from %s to %s: listed as a known difference but conforms now: remove it from the list", p.From, addr)
+				case isKnown:
+					t.Logf("known difference, from %s to %s: %s", p.From, addr, msg)
+				case msg != "":
+					t.Errorf("from %s to %s: %s", p.From, addr, msg)
+				}
+			}
+		})
+	}
+}
+
+// checkKernel makes the probe's connections and says how the outcome differs
+// from want, or "". Reach retries for up to 15 s until every wanted backend
+// answered (rules may still be on their way).
+func checkKernel(ctx context.Context, ask func(string, time.Duration) (string, error), want Outcome, backend func(int) string, addr string) string {
+	switch {
+	case want.Refused:
+		start := time.Now()
+		_, err := ask(addr, 3*time.Second)
+		if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 2*time.Second {
+			return fmt.Sprintf("%v after %v, want refused at once", err, time.Since(start))
+		}
+	case want.Dropped:
+		got, err := ask(addr, 700*time.Millisecond)
+		if err == nil || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Sprintf("answer %q err %v, want the packet dropped", got, err)
+		}
+	default:
+		names := map[string]bool{}
+		for _, i := range want.Reach {
+			names[backend(i)] = true
+		}
+		seen := map[string]bool{}
+		err := netns.Eventually(ctx, 15*time.Second, func() error {
+			for i := 0; i < 12; i++ {
+				got, err := ask(addr, time.Second)
+				if err != nil {
+					return err
+				}
+				if !names[got] {
+					return fmt.Errorf("answer from %q, outside %v", got, keys(names))
+				}
+				seen[got] = true
+			}
+			if len(seen) < len(names) {
+				return fmt.Errorf("only %v answered, want %v", keys(seen), keys(names))
+			}
+			return nil
+		})
+		if err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
