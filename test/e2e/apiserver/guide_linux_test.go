@@ -205,7 +205,7 @@ func testMigrationGuide(t *testing.T, cp *controlPlane) {
 	if strings.TrimSpace(cm.Data["config.conf"]) != strings.TrimSpace(kubeadmConfig) {
 		t.Errorf("kproxy's config.conf is not kube-proxy's:\n%s", cm.Data["config.conf"])
 	}
-	if _, err := config.Decode([]byte(cm.Data["config.conf"])); err != nil {
+	if _, _, err := config.Decode([]byte(cm.Data["config.conf"])); err != nil {
 		t.Errorf("kproxy cannot read the copied config.conf: %v", err)
 	}
 	expectProxies(t, cp, "install", map[string]string{"node-a": "kube-proxy", "node-b": "kube-proxy"})
@@ -219,7 +219,7 @@ func testMigrationGuide(t *testing.T, cp *controlPlane) {
 	cp.runStep(t, dir, "change-mode", steps["change-mode"])
 	cm, err = cp.admin.CoreV1().ConfigMaps("kube-system").Get(ctx, "kproxy", metav1.GetOptions{})
 	must(t, "get ConfigMap kproxy", err)
-	if c, err := config.Decode([]byte(cm.Data["config.conf"])); err != nil || c.Mode != "nftables" {
+	if c, _, err := config.Decode([]byte(cm.Data["config.conf"])); err != nil || c.Mode != "nftables" {
 		t.Errorf("after change-mode: config.conf mode %v (%v), want nftables:\n%s", c, err, cm.Data["config.conf"])
 	}
 	ds, err := cp.admin.AppsV1().DaemonSets("kube-system").Get(ctx, "kproxy", metav1.GetOptions{})

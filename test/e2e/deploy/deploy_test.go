@@ -232,9 +232,12 @@ func TestKubeconfigFromKubeProxyConfigMap(t *testing.T) {
 	if cm == nil || cm.Data[key] == "" {
 		t.Fatalf("--config=%s comes from ConfigMap %q key %q, which deploy/ does not hold", confPath, cmName, key)
 	}
-	conf, err := config.Decode([]byte(cm.Data[key]))
+	conf, notes, err := config.Decode([]byte(cm.Data[key]))
 	if err != nil {
 		t.Fatalf("ConfigMap %s[%s]: %v", cmName, key, err)
+	}
+	if len(notes.Warnings) > 0 {
+		t.Errorf("ConfigMap %s[%s]: fields kproxy ignores: %v", cmName, key, notes.Warnings)
 	}
 
 	kc := flagValue(c, "kubeconfig")
