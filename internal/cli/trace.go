@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kproxy.dev/kproxy/internal/conntrack"
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/trace"
 )
 
@@ -133,7 +134,7 @@ func traceRules(ctx context.Context, f *traceFlags, p trace.Packet) (*trace.Resu
 		return t(ctx, p, o)
 	}
 	if f.mode == "ebpf" {
-		return nil, fmt.Errorf("--mode ebpf: tracing the ebpf mode's maps is not yet supported in this build")
+		return traceEBPF(ctx, p)
 	}
 	return nil, fmt.Errorf("--mode %q: want iptables, nftables, ipvs, userspace or ebpf", f.mode)
 }
@@ -189,4 +190,31 @@ func liveCounts(p trace.Packet) (*trace.LiveInfo, error) {
 		return a.Count > b.Count || (a.Count == b.Count && a.Endpoint < b.Endpoint)
 	})
 	return li, nil
+}
+
+// traceEBPF reads the ebpf mode's pinned maps: a destination they hold is
+// translated at connect()/sendmsg() for the node's processes and pods (socket LB,
+// no packet rule at all); anything else (NodePorts, external IPs, load-balancer
+// IPs, traffic arriving from outside) goes through the mode's nftables rules,
+// traced as nftables mode.
+func traceEBPF(ctx context.Context, p trace.Packet) (*trace.Result, error) {
+	list, ok := dataplane.KernelLister("ebpf")
+	if !ok {
+		return nil, fmt.Errorf("--mode ebpf: this build has no ebpf mode (it needs Linux)")
+	}
+	vss, err := list(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--mode ebpf: reading the pinned maps: %w", err)
+	}
+	r := trace.TraceVirtualServices("ebpf", vss, p, trace.Options{})
+	if p.InInterface == "" && r.Verdict.Kind != "accept" {
+		r.Source = "ebpf socket-LB maps (translated at connect/sendmsg, no DNAT)"
+		return r, nil
+	}
+	nr, err := traceKernel(ctx, "nftables", p)
+	if err != nil {
+		return nil, err
+	}
+	nr.Notes = append(nr.Notes, "ebpf mode: socket LB translates only connections made on the node (its processes and pods); this packet is traced through the mode's nftables rules")
+	return nr, nil
 }

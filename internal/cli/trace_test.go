@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	_ "kproxy.dev/kproxy/internal/dataplane/all" // the modes, as the binary links them
 	"kproxy.dev/kproxy/internal/trace"
 )
 
@@ -64,7 +65,6 @@ func TestTraceRejectsBadFlagsNamingThem(t *testing.T) {
 		{traceFlags{from: "fd00::1", to: "10.96.0.1:80"}, "families"},
 		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", fromFiles: []string{"../trace/testdata/kube-proxy-ipvs.dump"},
 			nodeIPs: []string{"x"}}, "--node-ip"},
-		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", mode: "ebpf"}, "not yet supported"},
 		{traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", mode: "bogus"}, "--mode"},
 	} {
 		c.f.timeout = time.Second
@@ -72,6 +72,17 @@ func TestTraceRejectsBadFlagsNamingThem(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one mentioning %q", c.f, err, c.want)
 		}
+	}
+}
+
+// With no ebpf mode pinned on the node, --mode ebpf says which maps it could
+// not read.
+func TestTraceEBPFWithoutPinnedMapsSaysSo(t *testing.T) {
+	t.Setenv("KPROXY_EBPF_PIN_DIR", t.TempDir())
+	f := traceFlags{from: "10.0.0.1", to: "10.96.0.1:80", mode: "ebpf", timeout: time.Second}
+	err := runTrace(context.Background(), &bytes.Buffer{}, &f)
+	if err == nil || !strings.Contains(err.Error(), "pinned maps") {
+		t.Fatalf("error %v, want one about the pinned maps", err)
 	}
 }
 

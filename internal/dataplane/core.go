@@ -79,7 +79,9 @@ type Core struct {
 	// pending collects the ports changed since prev; a failed sync keeps them.
 	pending     map[state.ServicePortName]struct{}
 	pendingNode bool
-	needFull    bool
+	// pendingCIDRs: the ServiceCIDRs changed since prev (Request.CIDRsChanged).
+	pendingCIDRs bool
+	needFull     bool
 	// retry is set after a PartialError: the mode retries its failed Services
 	// on the next Apply, so the next Sync is not skipped even with no change.
 	retry     bool
@@ -121,6 +123,7 @@ func (c *Core) Sync(ctx context.Context, snap *state.Snapshot, changed state.Cha
 		c.pending[n] = struct{}{}
 	}
 	c.pendingNode = c.pendingNode || changed.NodeChanged
+	c.pendingCIDRs = c.pendingCIDRs || changed.CIDRsChanged
 	req := c.request(ctx, snap)
 	if req == nil {
 		return SyncStats{Skipped: true}, nil
@@ -141,14 +144,14 @@ func (c *Core) Sync(ctx context.Context, snap *state.Snapshot, changed state.Cha
 func (c *Core) request(ctx context.Context, snap *state.Snapshot) *Request {
 	now := c.o.Now()
 	full := c.needFull || now.Sub(c.lastFull) >= c.o.FullSyncPeriod
-	if !full && (len(c.pending) == 0 && !c.pendingNode || now.Sub(c.lastCheck) >= c.o.CheckInterval) {
+	if !full && (len(c.pending) == 0 && !c.pendingNode && !c.pendingCIDRs || now.Sub(c.lastCheck) >= c.o.CheckInterval) {
 		full = c.damaged(ctx, now)
 	}
-	if !full && len(c.pending) == 0 && !c.pendingNode && !c.retry {
+	if !full && len(c.pending) == 0 && !c.pendingNode && !c.pendingCIDRs && !c.retry {
 		return nil
 	}
 	req := NewRequest(snap)
-	req.Full, req.NodeChanged = full, c.pendingNode
+	req.Full, req.NodeChanged, req.CIDRsChanged = full, c.pendingNode, c.pendingCIDRs
 	if c.pendingNode {
 		// The node's labels and addresses feed every port's categorisation
 		// (topology, locality) and NodePort addresses: every port is changed.
@@ -213,6 +216,7 @@ func (c *Core) afterSync(req *Request) {
 	c.synced.Store(snap)
 	c.pending = map[state.ServicePortName]struct{}{}
 	c.pendingNode = false
+	c.pendingCIDRs = false
 }
 
 // RunReconciler runs the conntrack reconciler, if any, until ctx ends.

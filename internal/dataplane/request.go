@@ -16,6 +16,10 @@ type Request struct {
 	// successful sync: NodePort addresses must be recomputed. Changed then names
 	// every port, because categorisation depends on the node.
 	NodeChanged bool
+	// CIDRsChanged says Snapshot.ServiceCIDRs changed since the last successful
+	// sync; no port is marked changed for it (modes that use the prefixes render
+	// them node-wide).
+	CIDRsChanged bool
 	// Changed names the ports added, removed or changed since the last successful
 	// sync; a partial Apply looks at these only.
 	Changed map[state.ServicePortName]struct{}
@@ -45,5 +49,5 @@ func (r *Request) Endpoints(n state.ServicePortName) state.Categorized {
 
 // Changes returns Changed as a ChangeSet (for code written against ChangeSet).
 func (r *Request) Changes() state.ChangeSet {
-	return state.ChangeSet{Ports: r.Changed, NodeChanged: r.NodeChanged}
+	return state.ChangeSet{Ports: r.Changed, NodeChanged: r.NodeChanged, CIDRsChanged: r.CIDRsChanged}
 }

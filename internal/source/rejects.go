@@ -19,7 +19,7 @@ const KindFile = "File"
 const KindOther = "Other"
 
 // Kinds are every value the kind label of kproxy_rejected_objects_total takes.
-var Kinds = []string{"Service", "EndpointSlice", "Node", "List", KindFile, KindOther}
+var Kinds = []string{"Service", "EndpointSlice", "Node", "ServiceCIDR", "List", KindFile, KindOther}
 
 // Rejects logs and counts objects kproxy cannot use, in
 // kproxy_rejected_objects_total{kind}. A nil *Rejects does nothing, so tests and

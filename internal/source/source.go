@@ -1,6 +1,7 @@
-// Package source feeds Kubernetes objects (Services, EndpointSlices, Nodes) into a
-// state.Handler. Two sources exist: file (manifests watched with fsnotify) and kube
-// (client-go informers). Both report objects they cannot use through Rejects.
+// Package source feeds Kubernetes objects (Services, EndpointSlices, Nodes,
+// ServiceCIDRs) into a state.Handler. Two sources exist: file (manifests watched
+// with fsnotify) and kube (client-go informers). Both report objects they cannot
+// use through Rejects.
 package source
 
 import (

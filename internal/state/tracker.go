@@ -31,7 +31,8 @@ type Options struct {
 	// ValidateScheduler checks a kproxy.dev/scheduler annotation; nil accepts any name.
 	ValidateScheduler func(name string, flags []string) error
 	// Reject is told about an object or field kproxy cannot use (for a log line and a
-	// metric). object is "Service ns/name" or "EndpointSlice ns/name".
+	// metric). object is "Service ns/name", "EndpointSlice ns/name" or
+	// "ServiceCIDR name".
 	Reject func(object string, err error)
 	// OnChange is called, outside the Tracker's lock, after each event that changed
 	// something, so that a runner can schedule a sync.
@@ -65,6 +66,9 @@ type Tracker struct {
 	// reported remembers the last problem reported per object, so that rebuilding a
 	// Service (for an endpoint or node change) does not report the same version again.
 	reported map[string]reportedProblem
+	// cidrs holds each ServiceCIDR's prefixes by object name (servicecidr.go).
+	cidrs      map[string][]netip.Prefix
+	cidrsDirty bool
 }
 
 type reportedProblem struct {
@@ -239,11 +243,13 @@ func (t *Tracker) Snapshot() (*Snapshot, ChangeSet) {
 	}
 	// maps.Clone copies the hash table wholesale instead of rehashing every key.
 	next := &Snapshot{
-		Services:   maps.Clone(t.prev.Services),
-		Endpoints:  maps.Clone(t.prev.Endpoints),
-		Node:       t.prev.Node,
-		Generation: t.prev.Generation + 1,
+		Services:     maps.Clone(t.prev.Services),
+		Endpoints:    maps.Clone(t.prev.Endpoints),
+		Node:         t.prev.Node,
+		ServiceCIDRs: t.prev.ServiceCIDRs,
+		Generation:   t.prev.Generation + 1,
 	}
+	cs.CIDRsChanged = t.foldCIDRs(next)
 	if t.nodeDirty {
 		next.Node = nodeInfo(t.node)
 		next.Node.Name = t.opts.NodeName

@@ -127,6 +127,10 @@ type Snapshot struct {
 	Services  map[ServicePortName]*ServicePort
 	Endpoints map[ServicePortName][]Endpoint
 	Node      NodeInfo
+	// ServiceCIDRs are the prefixes of every networking.k8s.io/v1 ServiceCIDR
+	// (spec.cidrs), masked, deduplicated and sorted; nil when none exists. Traffic
+	// to an address inside them that is no ClusterIP is dropped (nftables mode).
+	ServiceCIDRs []netip.Prefix
 	// Generation increases with every snapshot the Tracker produces.
 	Generation uint64
 }
@@ -171,6 +175,8 @@ type ChangeSet struct {
 	TriggerTimes []time.Time
 	// NodeChanged is true when this node's addresses or labels changed.
 	NodeChanged bool
+	// CIDRsChanged is true when the union of the ServiceCIDRs' prefixes changed.
+	CIDRsChanged bool
 }
 
 // Changed reports whether the ServicePort is in the change set.
@@ -180,4 +186,4 @@ func (c ChangeSet) Changed(n ServicePortName) bool {
 }
 
 // Empty reports whether nothing changed.
-func (c ChangeSet) Empty() bool { return len(c.Ports) == 0 && !c.NodeChanged }
+func (c ChangeSet) Empty() bool { return len(c.Ports) == 0 && !c.NodeChanged && !c.CIDRsChanged }

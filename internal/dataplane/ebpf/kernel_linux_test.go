@@ -27,6 +27,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/trace"
 )
 
 // Service addresses are on loopback, with a decoy server on each that answers
@@ -657,4 +658,38 @@ func TestUnderTheCore(t *testing.T) {
 	if vss, err := l.List(context.Background()); err != nil || len(vss) != 1 || len(vss[0].RealServers) != 1 {
 		t.Errorf("list through the core: %+v, %v", vss, err)
 	}
+}
+
+// `kproxy trace --mode ebpf` reads the pinned maps: the traced candidates are
+// exactly the Service's backends, equally likely, and a real connection from the
+// cgroup lands on one of them.
+func TestTraceAgreesWithConnections(t *testing.T) {
+	e := newKenv(t)
+	bs := []*backend{startBackend(t, "127.0.0.2"), startBackend(t, "127.0.0.3")}
+	p := e.proxier(t)
+	t.Cleanup(func() { _ = p.Cleanup(context.Background()) })
+	mustSync(t, p, snapshotOf(svcSpec{name: "ns/web", vip: vip, port: 40080, eps: addrs(bs...)}))
+	vss, err := listPinned(e.pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := trace.TraceVirtualServices("ebpf", vss, trace.Packet{Src: netip.MustParseAddr("127.0.0.1"),
+		Dst: netip.MustParseAddr(vip), DPort: 40080, Proto: "tcp"}, trace.Options{})
+	cands := map[string]float64{}
+	for _, c := range r.Candidates {
+		cands[c.Endpoint] = c.Probability
+	}
+	if len(cands) != 2 || cands[bs[0].ap.String()] != 0.5 || cands[bs[1].ap.String()] != 0.5 {
+		t.Fatalf("traced candidates %v, want both backends at 0.5", r.Candidates)
+	}
+	e.inCgroup(func() {
+		name, c, err := dialName(vip + ":40080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if name != bs[0].name && name != bs[1].name {
+			t.Errorf("the connection reached %q, not a traced candidate", name)
+		}
+	})
 }

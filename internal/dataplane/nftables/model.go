@@ -73,6 +73,8 @@ const (
 	kindPortSlotMap
 	// kindPairSet: addr . addr
 	kindPairSet
+	// kindRangeSet: an interval set of addresses (ServiceCIDR prefixes).
+	kindRangeSet
 )
 
 // set is a named set or verdict map.
@@ -103,6 +105,8 @@ func (s *set) def(f family) string {
 		return fmt.Sprintf("typeof meta l4proto . th dport . numgen random mod 2 : %s daddr . th dport", f.name)
 	case kindPairSet:
 		return "type " + f.addrType + " . " + f.addrType
+	case kindRangeSet:
+		return "type " + f.addrType + "\n\t\tflags interval"
 	}
 	return ""
 }
@@ -119,6 +123,8 @@ type elem struct {
 	slot bool
 	// pair is the second address of a pair-set key.
 	pair netip.Addr
+	// end is the last address of an interval-set element that starts at addr.
+	end netip.Addr
 	// to is the data of a slot map: the endpoint to DNAT to.
 	to netip.AddrPort
 	// verdict is "goto CHAIN", "jump CHAIN", "drop"; empty for plain sets.
@@ -137,6 +143,9 @@ func (e elem) keyText() string {
 		if len(b) > 0 {
 			b = append(b, " . "...)
 		}
+	}
+	if e.end.IsValid() {
+		return rangeText(e.addr, e.end)
 	}
 	if e.addr.IsValid() {
 		b = e.addr.AppendTo(b)

@@ -19,6 +19,7 @@ const (
 	chainReject         = "reject-chain"
 	chainMasquerading   = "masquerading"
 	chainMarkMasq       = "mark-for-masquerade"
+	chainClusterIPs     = "cluster-ips-check"
 
 	mapServiceIPs         = "service-ips"
 	mapServiceNodePorts   = "service-nodeports"
@@ -30,6 +31,8 @@ const (
 	mapNodePortEndpoints  = "nodeport-endpoints"
 	setMasqServices       = "masquerade-services"
 	setHairpin            = "hairpin"
+	setClusterIPs         = "cluster-ips"
+	setServiceCIDRs       = "service-cidrs"
 )
 
 // sharedSets are the node-wide sets and maps; every other set belongs to one
@@ -38,6 +41,7 @@ var sharedSets = map[string]bool{
 	mapServiceIPs: true, mapServiceNodePorts: true, mapNoEndpointServices: true,
 	mapNoEndpointNodePort: true, mapFirewallIPs: true, setNodePortIPs: true,
 	mapServiceEndpoints: true, mapNodePortEndpoints: true, setMasqServices: true, setHairpin: true,
+	setClusterIPs: true, setServiceCIDRs: true,
 }
 
 // maxSharedPick is the largest endpoint count served by the shared pick chains;
@@ -53,6 +57,8 @@ const (
 	priorityDstNAT = -100
 	prioritySrcNAT = 100
 	priorityFilter = priorityDstNAT - 10
+	// priorityFilterPostDNAT sees locally generated packets after nat-output's DNAT.
+	priorityFilterPostDNAT = priorityDstNAT + 10
 )
 
 // portNames derives the per-ServicePort object names. Names are readable (they

@@ -125,6 +125,8 @@ func (b *batch) nfSet(s *set) *nftables.Set {
 	case kindPairSet:
 		ns.KeyType, _ = nftables.ConcatSetType(addrType, addrType)
 		ns.Concatenation = true
+	case kindRangeSet:
+		ns.KeyType, ns.Interval = addrType, true
 	case kindAffinity:
 		ns.KeyType, ns.Dynamic, ns.HasTimeout = addrType, true, true
 		ns.Timeout = time.Duration(s.timeout) * time.Second
@@ -204,6 +206,9 @@ func (b *batch) elems(kinds map[string]setKind, es []elem, add bool) {
 			order = append(order, e.set)
 		}
 		bySet[e.set] = append(bySet[e.set], ne)
+		if end, ok := intervalEnd(e); ok {
+			bySet[e.set] = append(bySet[e.set], end)
+		}
 	}
 	for _, name := range order {
 		ref := b.setRef(name, kinds[name])
@@ -255,6 +260,15 @@ func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 		ne.VerdictData = v
 	}
 	return ne, nil
+}
+
+// intervalEnd is the closing element of an interval: the kernel stores [start,
+// end+1) as two elements. A range reaching the family's last address has none.
+func intervalEnd(e elem) (nftables.SetElement, bool) {
+	if !e.end.IsValid() || !e.end.Next().IsValid() {
+		return nftables.SetElement{}, false
+	}
+	return nftables.SetElement{Key: e.end.Next().AsSlice(), IntervalEnd: true}, true
 }
 
 // commit sends the batch as one transaction; nothing is sent if queuing failed.

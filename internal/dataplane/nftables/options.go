@@ -74,4 +74,22 @@ func (nc nodeConfig) forFamily(f family, nodePortIPs []netip.Addr) renderOptions
 	return o
 }
 
-func (o renderOptions) key() string { return fmt.Sprintf("%+v", o) }
+// key identifies the options whose change needs a full sync; the ServiceCIDRs are
+// left out (their elements are diffed like any other).
+func (o renderOptions) key() string {
+	o.serviceCIDRs = nil
+	return fmt.Sprintf("%+v", o)
+}
+
+// families resolves the render options of both tables for one snapshot.
+func (nc nodeConfig) families(nodePortIPs []netip.Addr, serviceCIDRs []netip.Prefix) []renderOptions {
+	out := []renderOptions{nc.forFamily(familyIPv4, nodePortIPs), nc.forFamily(familyIPv6, nodePortIPs)}
+	for i := range out {
+		for _, p := range serviceCIDRs {
+			if out[i].fam.matches(p.Addr()) {
+				out[i].serviceCIDRs = append(out[i].serviceCIDRs, p)
+			}
+		}
+	}
+	return out
+}

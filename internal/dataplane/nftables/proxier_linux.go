@@ -96,7 +96,7 @@ func (p *Proxier) renderOptions(snap *state.Snapshot) ([]renderOptions, error) {
 			npIPs = []netip.Addr{}
 		}
 	}
-	return []renderOptions{p.cfg.forFamily(familyIPv4, npIPs), p.cfg.forFamily(familyIPv6, npIPs)}, nil
+	return p.cfg.families(npIPs, snap.ServiceCIDRs), nil
 }
 
 // Apply implements dataplane.Programmer: each family's table is synced with one
@@ -241,7 +241,7 @@ func (p *Proxier) renderOptionsPure(snap *state.Snapshot) ([]renderOptions, erro
 			npIPs = []netip.Addr{}
 		}
 	}
-	return []renderOptions{p.cfg.forFamily(familyIPv4, npIPs), p.cfg.forFamily(familyIPv6, npIPs)}, nil
+	return p.cfg.families(npIPs, snap.ServiceCIDRs), nil
 }
 
 // BaselineApply implements dataplane.Bencher: the same ruleset loaded with one plain

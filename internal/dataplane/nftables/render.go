@@ -23,6 +23,9 @@ type renderOptions struct {
 	nodePortIPs []netip.Addr
 	// defaultScheduler applies when a Service names none.
 	defaultScheduler string
+	// serviceCIDRs of this family (Snapshot.ServiceCIDRs): addresses inside them
+	// that are no ClusterIP are dropped. Not part of key: a change is a partial sync.
+	serviceCIDRs []netip.Prefix
 	// mhTableSize fixes the Maglev table size of mh Services (a prime); 0 sizes it
 	// by endpoint count (mhTableSize). Tests use small tables.
 	mhTableSize int
@@ -77,9 +80,12 @@ func renderNode(o renderOptions) *fragment {
 	fr.addChain(&chain{name: "filter-input", base: &hook{"filter", "input", priorityFilter},
 		rules: []rule{newConn(jumpChain(chainEndpointsCheck))}})
 	fr.addChain(&chain{name: "filter-forward", base: &hook{"filter", "forward", priorityFilter},
-		rules: []rule{newConn(jumpChain(chainEndpointsCheck))}})
+		rules: []rule{newConn(jumpChain(chainEndpointsCheck)), newConn(jumpChain(chainClusterIPs))}})
 	fr.addChain(&chain{name: "filter-output", base: &hook{"filter", "output", priorityFilter},
 		rules: []rule{newConn(jumpChain(chainEndpointsCheck)), newConn(jumpChain(chainFirewallCheck))}})
+	// After nat-output: the node's own connections that were not DNATed.
+	fr.addChain(&chain{name: "filter-output-post-dnat", base: &hook{"filter", "output", priorityFilterPostDNAT},
+		rules: []rule{newConn(jumpChain(chainClusterIPs))}})
 
 	var masq []rule
 	switch {
@@ -100,6 +106,7 @@ func renderNode(o renderOptions) *fragment {
 		nodePorts(portVmap{set: mapNoEndpointNodePort}),
 	}})
 	fr.addChain(&chain{name: chainFirewallCheck, rules: []rule{{serviceVmap{fam: f, set: mapFirewallIPs}}}})
+	renderClusterIPsCheck(o, fr)
 	// TCP gets a reset: ICMP errors for forwarded packets are rate limited per
 	// destination host (net.ipv4.icmp_ratelimit), so a client behind the node would
 	// wait for its SYN to time out instead of seeing "connection refused".
@@ -179,6 +186,7 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 	if !ok {
 		return fr
 	}
+	fr.elems = append(fr.elems, clusterIPElem(p.clusterIP))
 	proto := protoName(sp.Protocol)
 	port := uint16(sp.Port)
 	sched := newSchedule(o, sp, fr)

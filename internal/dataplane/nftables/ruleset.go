@@ -101,7 +101,16 @@ func (rs *ruleset) elementCounts() map[string]int {
 	}
 	out := map[string]int{}
 	for e := range keys {
-		out[e.set]++
+		out[e.set] += kernelElems(e)
 	}
 	return out
+}
+
+// kernelElems is how many elements the kernel lists for e: an interval is a start
+// and an end element, unless it reaches the family's last address.
+func kernelElems(e elem) int {
+	if e.end.IsValid() && e.end.Next().IsValid() {
+		return 2
+	}
+	return 1
 }

@@ -9,6 +9,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -23,6 +24,7 @@ const (
 	kindService       = "Service"
 	kindEndpointSlice = "EndpointSlice"
 	kindNode          = "Node"
+	kindServiceCIDR   = "ServiceCIDR"
 )
 
 // Strict decoding turns a misspelt field into an error naming it, as kubectl's
@@ -162,7 +164,7 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 	obj, gvk, err := deserializer.Decode(js, nil, nil)
 	if err != nil {
 		if runtime.IsNotRegisteredError(err) {
-			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node or List)", source.Clip(id.Kind), source.Clip(id.APIVersion))
+			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node, ServiceCIDR or List)", source.Clip(id.Kind), source.Clip(id.APIVersion))
 			res.add(d)
 			return
 		}
@@ -180,7 +182,7 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 			return
 		}
 		res.decodeListItems(o, where)
-	case *v1.Service, *discovery.EndpointSlice, *v1.Node:
+	case *v1.Service, *discovery.EndpointSlice, *v1.Node, *networkingv1.ServiceCIDR:
 		d.obj = obj
 		res.add(d)
 	default:
@@ -208,6 +210,7 @@ func (res *parseResult) unsupported(d decoded, gvk *schema.GroupVersionKind, whe
 		kindService:       "v1",
 		kindEndpointSlice: "discovery.k8s.io/v1",
 		kindNode:          "v1",
+		kindServiceCIDR:   "networking.k8s.io/v1",
 		"List":            "v1",
 	}
 	if v, ours := want[d.key.Kind]; ours {
@@ -228,7 +231,7 @@ func (res *parseResult) add(d decoded) {
 
 func keyOf(id typeAndName) objKey {
 	k := objKey{Kind: id.Kind, Namespace: id.Metadata.Namespace, Name: id.Metadata.Name}
-	if k.Kind == kindNode {
+	if k.Kind == kindNode || k.Kind == kindServiceCIDR {
 		k.Namespace = ""
 	} else if k.Namespace == "" {
 		k.Namespace = v1.NamespaceDefault
@@ -249,6 +252,8 @@ func setDefaultNamespace(obj runtime.Object) {
 			o.Namespace = v1.NamespaceDefault
 		}
 	case *v1.Node:
+		o.Namespace = ""
+	case *networkingv1.ServiceCIDR:
 		o.Namespace = ""
 	}
 }

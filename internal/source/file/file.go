@@ -1,6 +1,7 @@
-// Package file is the manifest source: Services, EndpointSlices and Nodes read from a
-// YAML/JSON file or a directory of them (any `kubectl get svc,endpointslices -A -o
-// yaml` dump works), watched with fsnotify and applied within a second.
+// Package file is the manifest source: Services, EndpointSlices, Nodes and
+// ServiceCIDRs read from a YAML/JSON file or a directory of them (any `kubectl get
+// svc,endpointslices -A -o yaml` dump works), watched with fsnotify and applied
+// within a second.
 //
 // Bad input never stops the proxy: an object that does not decode or validate is
 // reported (file, object, field) through source.Rejects and its last good version

@@ -8,6 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -236,6 +237,10 @@ func upsertObject(h state.Handler, o runtime.Object) {
 		h.UpsertEndpointSlice(o)
 	case *v1.Node:
 		h.UpsertNode(o)
+	case *networkingv1.ServiceCIDR:
+		if ch, ok := h.(state.ServiceCIDRHandler); ok {
+			ch.UpsertServiceCIDR(o)
+		}
 	}
 }
 
@@ -247,12 +252,16 @@ func deleteObject(h state.Handler, k objKey) {
 		h.DeleteEndpointSlice(k.Namespace, k.Name)
 	case kindNode:
 		h.DeleteNode(k.Name)
+	case kindServiceCIDR:
+		if ch, ok := h.(state.ServiceCIDRHandler); ok {
+			ch.DeleteServiceCIDR(k.Name)
+		}
 	}
 }
 
 // kindOrder puts Nodes first, then Services, then EndpointSlices for upserts; the
 // reverse order is used for deletes.
-var kindOrder = map[string]int{kindNode: 0, kindService: 1, kindEndpointSlice: 2}
+var kindOrder = map[string]int{kindNode: 0, kindServiceCIDR: 0, kindService: 1, kindEndpointSlice: 2}
 
 func sortKeys(keys []objKey) {
 	sort.Slice(keys, func(i, j int) bool {

@@ -9,6 +9,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -56,6 +57,8 @@ func validateObject(obj runtime.Object) error {
 		validateSlice(&p, o)
 	case *v1.Node:
 		validateNode(&p, o)
+	case *networkingv1.ServiceCIDR:
+		validateServiceCIDR(&p, o)
 	}
 	return p.err()
 }
@@ -329,5 +332,36 @@ func validateNode(p *problems, n *v1.Node) {
 		if a.Type == v1.NodeInternalIP || a.Type == v1.NodeExternalIP {
 			validateIP(p, field.NewPath("status", "addresses").Index(i).Child("address"), a.Address)
 		}
+	}
+}
+
+// validateServiceCIDR checks spec.cidrs as the API server does: one or two
+// canonical prefixes, one per IP family.
+func validateServiceCIDR(p *problems, sc *networkingv1.ServiceCIDR) {
+	validateName(p, sc.Name, validation.IsDNS1123Subdomain)
+	path := field.NewPath("spec", "cidrs")
+	switch n := len(sc.Spec.CIDRs); {
+	case n == 0:
+		p.add(path, "required")
+	case n > 2:
+		p.add(path, "at most two prefixes (one per IP family), got %d", n)
+	}
+	var fams []bool
+	for i, s := range sc.Spec.CIDRs {
+		pf, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			p.add(path.Index(i), "invalid CIDR %q", s)
+			continue
+		case pf.Addr().Is4In6():
+			p.add(path.Index(i), "%q: IPv4-mapped IPv6 prefixes are not allowed", s)
+			continue
+		case pf.Masked() != pf:
+			p.add(path.Index(i), "%q is not in canonical form (want %s)", s, pf.Masked())
+		}
+		fams = append(fams, pf.Addr().Is4())
+	}
+	if len(fams) == 2 && fams[0] == fams[1] {
+		p.add(path, "the two prefixes must be of different IP families")
 	}
 }

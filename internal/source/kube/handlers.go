@@ -6,6 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -64,6 +65,8 @@ func nameOf(obj any) (namespace, name string, ok bool) {
 		return o.Namespace, o.Name, true
 	case *v1.Node:
 		return "", o.Name, true
+	case *networkingv1.ServiceCIDR:
+		return "", o.Name, true
 	case cache.DeletedFinalStateUnknown:
 		if ns, n, err := cache.SplitMetaNamespaceKey(o.Key); err == nil {
 			return ns, n, true
@@ -115,4 +118,16 @@ func nodeHandler(h state.Handler, nodeName string, log *slog.Logger) eventHandle
 func hasLabel(labels map[string]string, key string) bool {
 	_, ok := labels[key]
 	return ok
+}
+
+func serviceCIDRHandler(h state.ServiceCIDRHandler, log *slog.Logger) eventHandler {
+	return eventHandler{
+		log: log,
+		keep: func(obj any) bool {
+			_, ok := obj.(*networkingv1.ServiceCIDR)
+			return ok
+		},
+		upsert: func(obj any) { h.UpsertServiceCIDR(obj.(*networkingv1.ServiceCIDR)) },
+		remove: func(_, name string) { h.DeleteServiceCIDR(name) },
+	}
 }

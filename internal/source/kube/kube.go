@@ -1,5 +1,6 @@
 // Package kube is the cluster source: client-go informers for Services,
-// EndpointSlices and this node's Node object, feeding a state.Handler, with
+// EndpointSlices, this node's Node object and (for a handler that takes them)
+// networking.k8s.io/v1 ServiceCIDRs, feeding a state.Handler, with
 // kube-proxy's filters (the service-proxy-name label, headless slices).
 package kube
 
@@ -112,6 +113,17 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 			return fmt.Errorf("node informer: %w", err)
 		}
 		factories = append(factories, nodeFactory)
+	}
+	if ch, ok := h.(state.ServiceCIDRHandler); ok {
+		// Like kube-proxy, the first sync does not wait for ServiceCIDRs: they only
+		// add drop rules, and a cluster or role without them must still be served.
+		// For the same reason a failing ServiceCIDR watch is only logged (client-go's
+		// handler), not reported to OnWatchError (health).
+		cidrFactory := informers.NewSharedInformerFactory(s.opts.Client, s.opts.Resync)
+		if _, err := cidrFactory.Networking().V1().ServiceCIDRs().Informer().AddEventHandler(serviceCIDRHandler(ch, s.log).funcs()); err != nil {
+			return fmt.Errorf("servicecidr informer: %w", err)
+		}
+		factories = append(factories, cidrFactory)
 	}
 	for _, f := range factories {
 		f.Start(ctx.Done())

@@ -106,7 +106,8 @@ func start(t *testing.T, objs ...runtime.Object) *fixture {
 	case <-time.After(wait):
 		t.Fatal("synced not called")
 	}
-	f.h.WaitFor(t, wait, "three watches", func() bool { return watches.Load() >= 3 })
+	// Services, EndpointSlices, the Node and ServiceCIDRs.
+	f.h.WaitFor(t, wait, "four watches", func() bool { return watches.Load() >= 4 })
 	return f
 }
 

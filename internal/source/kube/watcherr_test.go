@@ -93,7 +93,7 @@ func TestFailingAPIServerIsLoggedOnce(t *testing.T) {
 	if lines == 0 || !strings.Contains(out.String(), "connection refused") || !strings.HasPrefix(out.String(), "E") {
 		t.Fatalf("the failure is not in the log at the default level:\n%s", out.String())
 	}
-	if lines > 2 { // one per informer (Services, EndpointSlices)
+	if lines > 3 { // one per informer (Services, EndpointSlices, ServiceCIDRs)
 		t.Errorf("%d lines for %d failures: not de-duplicated:\n%s", lines, failures.Load(), out.String())
 	}
 }

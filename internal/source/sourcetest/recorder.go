@@ -10,6 +10,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -23,9 +24,13 @@ type Recorder struct {
 	Services map[string]*v1.Service
 	Slices   map[string]*discovery.EndpointSlice
 	Nodes    map[string]*v1.Node
+	CIDRs    map[string]*networkingv1.ServiceCIDR
 }
 
-var _ state.Handler = (*Recorder)(nil)
+var (
+	_ state.Handler            = (*Recorder)(nil)
+	_ state.ServiceCIDRHandler = (*Recorder)(nil)
+)
 
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder {
@@ -34,6 +39,7 @@ func NewRecorder() *Recorder {
 		Services: map[string]*v1.Service{},
 		Slices:   map[string]*discovery.EndpointSlice{},
 		Nodes:    map[string]*v1.Node{},
+		CIDRs:    map[string]*networkingv1.ServiceCIDR{},
 	}
 }
 
@@ -82,6 +88,23 @@ func (r *Recorder) DeleteNode(name string) {
 	r.record("delete Node "+name, func() { delete(r.Nodes, name) })
 }
 
+// UpsertServiceCIDR implements state.ServiceCIDRHandler.
+func (r *Recorder) UpsertServiceCIDR(sc *networkingv1.ServiceCIDR) {
+	r.record("upsert ServiceCIDR "+sc.Name, func() { r.CIDRs[sc.Name] = sc })
+}
+
+// DeleteServiceCIDR implements state.ServiceCIDRHandler.
+func (r *Recorder) DeleteServiceCIDR(name string) {
+	r.record("delete ServiceCIDR "+name, func() { delete(r.CIDRs, name) })
+}
+
+// ServiceCIDR returns the current ServiceCIDR, or nil.
+func (r *Recorder) ServiceCIDR(name string) *networkingv1.ServiceCIDR {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.CIDRs[name]
+}
+
 // TakeCalls returns the calls recorded since the last TakeCalls and forgets them.
 func (r *Recorder) TakeCalls() []string {
 	r.mu.Lock()
@@ -104,6 +127,9 @@ func (r *Recorder) Keys() []string {
 	}
 	for k := range r.Nodes {
 		out = append(out, "Node "+k)
+	}
+	for k := range r.CIDRs {
+		out = append(out, "ServiceCIDR "+k)
 	}
 	sort.Strings(out)
 	return out
