@@ -1,8 +1,12 @@
 # kproxy: `make test` installs what the tests need (as root on Debian) and runs them all.
 GO      ?= go
 TIMEOUT ?= 40m
+# VERSION tags the image; deploy/daemonset.yaml runs the same tag.
+VERSION ?= v0.1.0
+IMAGE   ?= kproxy.dev/kproxy:$(VERSION)
+CONTAINER_TOOL ?= docker
 
-.PHONY: all build test test-deps unit vet fmt clean fuzz fuzz-short
+.PHONY: all build test test-deps unit vet fmt clean fuzz fuzz-short image e2e
 
 all: build
 
@@ -21,6 +25,15 @@ test-deps:
 # test also runs vet, the gofmt check, staticcheck and a short fuzz run, so CI holds the code to them.
 test: test-deps vet fuzz-short
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+
+# e2e runs test/e2e/apiserver: kproxy against a real kube-apiserver and etcd, which
+# scripts/build-apiserver.sh builds from the Go module proxy and caches by version in
+# $${KPROXY_E2E_CACHE:-/var/cache/kproxy-e2e}. The first run builds for a long time;
+# later runs start at once. CI runs it after `make test`. Needs root (namespaces).
+e2e:
+	sh scripts/build-apiserver.sh
+	$(GO) vet -tags e2e_apiserver ./test/e2e/apiserver/
+	$(GO) test -count=1 -tags e2e_apiserver -timeout 20m -v ./test/e2e/apiserver/
 
 # fuzz-short explores the manifest decoder for FUZZTIME beyond its seed corpus
 # (internal/source/file/testdata/fuzz), which every `go test` runs anyway.
@@ -46,6 +59,10 @@ vet:
 
 fmt:
 	gofmt -w cmd internal test
+
+# image builds the container image (Dockerfile) with docker or podman.
+image:
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:
 	rm -rf bin

@@ -34,3 +34,52 @@ func Cleanup(ctx context.Context, c *kpconfig.KubeProxyConfiguration, out io.Wri
 	}
 	return nil
 }
+
+// othersAtStart names, per mode, the modes whose leftovers kproxy removes when it
+// starts in that mode. It follows kube-proxy (1.29 and later): starting the nftables
+// mode removes the iptables and IPVS modes' rules; starting an iptables-based mode
+// (iptables, ipvs) removes the nftables mode's tables, kube-proxy's `kube-proxy` ones
+// as well as kproxy's. iptables and ipvs share chains (KUBE-SERVICES, ...), and each
+// rewrites the shared ones on its first full sync, so neither clears the other, as in
+// kube-proxy. Every kernel mode also removes the Service addresses a userspace kproxy
+// left on lo. The userspace mode clears nothing: it runs without privileges, and
+// leaves the kernel's rules to `kproxy --cleanup`. A mode not listed clears nothing.
+// Besides, a mode's own CleanupKubeProxy (nftables: the `kube-proxy` tables) runs.
+var othersAtStart = map[string][]string{
+	"nftables": {"iptables", "ipvs", "userspace"},
+	"iptables": {"nftables", "userspace"},
+	"ipvs":     {"nftables", "userspace"},
+}
+
+// OtherModesAtStart lists the modes whose leftovers starting mode removes.
+func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
+
+// CleanupOtherModes removes the rules the other modes (kube-proxy's or kproxy's) left
+// on the node, as kube-proxy does at start, so that a node switching modes keeps no
+// stale rules. Failures are logged, once per mode, and returned joined; the caller
+// goes on starting, as kube-proxy does.
+func CleanupOtherModes(ctx context.Context, mode string, opts dataplane.Options) error {
+	log := opts.Log()
+	var errs []error
+	// kube-proxy's rules of the same mode that this mode does not adopt in place.
+	if m, err := dataplane.Lookup(mode); err == nil && m.CleanupKubeProxy != nil {
+		if err := m.CleanupKubeProxy(ctx, opts); err != nil {
+			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "err", err)
+			errs = append(errs, fmt.Errorf("cleanup kube-proxy's %s rules: %w", mode, err))
+		}
+	}
+	for _, name := range OtherModesAtStart(mode) {
+		m, err := dataplane.Lookup(name)
+		if err != nil || m.Cleanup == nil {
+			continue // not linked into this binary
+		}
+		if err := m.Cleanup(ctx, opts); err != nil {
+			log.Error("removing another proxy mode's rules failed; they may shadow this mode's",
+				"mode", mode, "other", name, "err", err)
+			errs = append(errs, fmt.Errorf("cleanup %s: %w", name, err))
+			continue
+		}
+		log.Debug("removed another proxy mode's leftovers", "mode", mode, "other", name)
+	}
+	return errors.Join(errs...)
+}

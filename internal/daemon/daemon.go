@@ -107,6 +107,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Errors are logged inside: kube-proxy, too, starts after a failed cleanup.
+	_ = CleanupOtherModes(ctx, d.mode, dataplane.Options{Config: d.o.Config, NodeName: NodeName(d.o.Config), Logger: d.log})
 	return d.run(ctx, src)
 }
 

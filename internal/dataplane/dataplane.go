@@ -107,6 +107,10 @@ type Mode struct {
 	// Cleanup removes what this mode (or a kube-proxy in the same layout) left
 	// behind, without a running daemon. It must succeed when there is nothing to do.
 	Cleanup func(ctx context.Context, o Options) error
+	// CleanupKubeProxy, when set, removes what kube-proxy left in the same mode that
+	// this mode does not take over in place (nftables: kube-proxy's own tables). The
+	// daemon runs it at start; modes that share kube-proxy's layout leave it nil.
+	CleanupKubeProxy func(ctx context.Context, o Options) error
 }
 
 var (

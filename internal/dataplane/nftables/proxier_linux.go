@@ -20,10 +20,6 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 )
 
-func init() {
-	dataplane.Register(dataplane.Mode{Name: ModeName, New: New, Cleanup: cleanupMode, KernelNAT: true})
-}
-
 // Proxier is the nftables mode's dataplane.Programmer.
 type Proxier struct {
 	log     *slog.Logger
@@ -199,8 +195,6 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	}
 	return errors.Join(p.relay.Close(ctx), p.deleteTables())
 }
-
-func cleanupMode(ctx context.Context, o dataplane.Options) error { return deleteTables(0) }
 
 // deleteTables removes both of kproxy's tables; missing tables are fine.
 func deleteTables(nsFD int) error {
