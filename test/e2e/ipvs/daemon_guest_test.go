@@ -200,6 +200,9 @@ func TestGuestDaemonServesManifestsInIPVSMode(t *testing.T) {
 				ready = append(ready, e+":8080")
 			}
 		}
+		// positive sorts as strings: so must ready, or two-digit subnets
+		// (10.244.10.2 before 10.244.9.2) never match.
+		sort.Strings(ready)
 		waitKernel(t, "10.96.5.1:80", func(r dataplane.VirtualService) bool {
 			return strings.Join(positive(r), " ") == strings.Join(ready, " ")
 		})
