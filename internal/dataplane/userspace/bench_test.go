@@ -24,35 +24,22 @@ const streamChunk = 128 << 10
 
 // sink counts what it reads from each connection and reports totals on done.
 func startSink(b *testing.B) (netip.AddrPort, chan int64) {
-	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
 	done := make(chan int64, 1)
-	go func() {
+	addr := serveTCP(b, func(c *net.TCPConn) {
+		// Large reads, as a bulk receiver would do: io.Discard reads 8 KiB.
+		var n int64
+		buf := make([]byte, 256<<10)
 		for {
-			c, err := l.Accept()
+			k, err := c.Read(buf)
+			n += int64(k)
 			if err != nil {
-				return
+				break
 			}
-			go func() {
-				// Large reads, as a bulk receiver would do: io.Discard reads 8 KiB.
-				var n int64
-				buf := make([]byte, 256<<10)
-				for {
-					k, err := c.Read(buf)
-					n += int64(k)
-					if err != nil {
-						break
-					}
-				}
-				c.Close()
-				done <- n
-			}()
 		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort(), done
+		c.Close()
+		done <- n
+	})
+	return addr, done
 }
 
 // proxyTo builds a proxier with one Service in front of backend.
