@@ -24,7 +24,7 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	netns.RequireRoot(t)
 	env, r := kernelNS(t, BackendNFT)
 	remote := env.AddBackend("remote-ep") // stands for an endpoint on another node
-	serveClientAddr(t, remote, 8080)
+	remote.ServeClientAddr(t, 8080)
 	pod := env.AddBackend("pod")
 	ext := env.AddClient("ext")
 	// A real node routes everywhere; without a route, outside traffic to the

@@ -4,8 +4,6 @@ package nftables
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -20,24 +18,6 @@ import (
 	tnetns "kproxy.dev/kproxy/internal/testing/netns"
 )
 
-func serveClientAddr(t *testing.T, ns *tnetns.NS, port int) {
-	l, err := ns.Listen("tcp4", fmt.Sprintf(":%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap())
-			c.Close()
-		}
-	}()
-}
-
 // TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits: eTP Local, the
 // only endpoint elsewhere. Pods and the node reaching the NodePort or external IP
 // are served by the cluster-wide endpoint, as in kube-proxy; an outside client is
@@ -46,7 +26,7 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	requireRoot(t)
 	env := tnetns.New(t, "nft-etp")
 	remote := env.AddBackend("remote-ep")
-	serveClientAddr(t, remote, 8080)
+	remote.ServeClientAddr(t, 8080)
 	pod := env.AddBackend("pod")
 	ext := env.AddClient("ext")
 	env.Node.MustRun(t, "ip", "route", "add", "192.0.2.0/24", "via", remote.IP.String())

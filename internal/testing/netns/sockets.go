@@ -119,6 +119,44 @@ func (ns *NS) ServeTCPReply(t testing.TB, port int, reply string) {
 	}()
 }
 
+// ServeTCP6Reply answers every IPv6 TCP connection on port with reply and a
+// newline, then closes it. The listener closes on t.Cleanup.
+func (ns *NS) ServeTCP6Reply(t testing.TB, port int, reply string) {
+	t.Helper()
+	ns.serveOneLine(t, "tcp6", fmt.Sprintf("[::]:%d", port), func(net.Conn) string { return reply })
+}
+
+// ServeClientAddr answers every IPv4 TCP connection on port with the client
+// address the server sees and a newline, then closes it: tests use it to see
+// whether a connection arrived masqueraded. The listener closes on t.Cleanup.
+func (ns *NS) ServeClientAddr(t testing.TB, port int) {
+	t.Helper()
+	ns.serveOneLine(t, "tcp4", fmt.Sprintf(":%d", port), func(c net.Conn) string {
+		return c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String()
+	})
+}
+
+// serveOneLine answers every connection on network/addr with line(c) and a
+// newline, then closes it.
+func (ns *NS) serveOneLine(t testing.TB, network, addr string, line func(c net.Conn) string) {
+	t.Helper()
+	l, err := ns.Listen(network, addr)
+	if err != nil {
+		t.Fatalf("netns: listen %s %s in %s: %v", network, addr, ns.Name, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, line(c))
+			c.Close()
+		}
+	}()
+}
+
 // echoName sends reply on connect, and again for every line the client sends.
 func echoName(c net.Conn, reply string) {
 	defer c.Close()
