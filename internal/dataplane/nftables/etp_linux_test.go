@@ -5,7 +5,6 @@ package nftables
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/conformance"
 	tnetns "kproxy.dev/kproxy/internal/testing/netns"
 )
 
@@ -58,27 +58,5 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	if got, err := pod.AskTCP("10.96.0.30:80", 2*time.Second); err != nil {
 		t.Fatalf("clusterIP: %q %v", got, err)
 	}
-	nodePort := pod.NodeIP.String() + ":30030"
-	for _, c := range []struct {
-		name string
-		from *tnetns.NS
-		addr string
-		want string // "" any
-	}{
-		{"pod to NodePort", pod, nodePort, pod.IP.String()},
-		{"pod to external IP", pod, "192.0.2.30:80", pod.IP.String()},
-		{"node to NodePort", env.Node, nodePort, ""},
-		{"node to external IP", env.Node, "192.0.2.30:80", ""},
-	} {
-		got, err := c.from.AskTCP(c.addr, 2*time.Second)
-		if err != nil || (c.want != "" && got != c.want) {
-			t.Errorf("%s: endpoint saw %q (%v), want %s", c.name, got, err, c.want)
-		}
-	}
-	for _, addr := range []string{ext.NodeIP.String() + ":30030", "192.0.2.30:80"} {
-		got, err := ext.AskTCP(addr, 700*time.Millisecond)
-		if err == nil || !strings.Contains(err.Error(), "timeout") {
-			t.Errorf("outside client to %s: %q, %v; want dropped (timeout)", addr, got, err)
-		}
-	}
+	conformance.CheckExternalPolicyLocalWithoutLocalEndpoint(t, pod, env.Node, ext, 30030, "192.0.2.30")
 }
