@@ -103,20 +103,7 @@ func (ns *NS) ServeTCP(t testing.TB, port int) {
 // ServeTCPReply is ServeTCP with a chosen reply.
 func (ns *NS) ServeTCPReply(t testing.TB, port int, reply string) {
 	t.Helper()
-	l, err := ns.Listen("tcp4", fmt.Sprintf(":%d", port))
-	if err != nil {
-		t.Fatalf("netns: listen tcp %d in %s: %v", port, ns.Name, err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go echoName(c, reply)
-		}
-	}()
+	ns.serveTCP(t, "tcp4", fmt.Sprintf(":%d", port), func(c net.Conn) { go echoName(c, reply) })
 }
 
 // ServeTCP6Reply answers every IPv6 TCP connection on port with reply and a
@@ -140,6 +127,16 @@ func (ns *NS) ServeClientAddr(t testing.TB, port int) {
 // newline, then closes it.
 func (ns *NS) serveOneLine(t testing.TB, network, addr string, line func(c net.Conn) string) {
 	t.Helper()
+	ns.serveTCP(t, network, addr, func(c net.Conn) {
+		fmt.Fprintln(c, line(c))
+		c.Close()
+	})
+}
+
+// serveTCP listens on network/addr in the namespace until the test ends and calls
+// handle, in the accept loop, for every connection.
+func (ns *NS) serveTCP(t testing.TB, network, addr string, handle func(c net.Conn)) {
+	t.Helper()
 	l, err := ns.Listen(network, addr)
 	if err != nil {
 		t.Fatalf("netns: listen %s %s in %s: %v", network, addr, ns.Name, err)
@@ -151,8 +148,7 @@ func (ns *NS) serveOneLine(t testing.TB, network, addr string, line func(c net.C
 			if err != nil {
 				return
 			}
-			fmt.Fprintln(c, line(c))
-			c.Close()
+			handle(c)
 		}
 	}()
 }
