@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,7 +86,7 @@ func FeatureEnabled(c *kpconfig.KubeProxyConfiguration, name string) bool {
 // validateGates reports values kproxy cannot run with: a GA gate set to false, and
 // ipvs mode with KubeProxyIPVS off.
 func (v *validator) gates(c *kpconfig.KubeProxyConfiguration) {
-	for _, name := range sortedKeys(c.FeatureGates) {
+	for _, name := range slices.Sorted(maps.Keys(c.FeatureGates)) {
 		g, ok := knownGates[name]
 		if ok && g.locked && c.FeatureGates[name] != g.def {
 			v.add("featureGates."+name, "cannot set to %t: the feature is GA and locked to %t", c.FeatureGates[name], g.def)
@@ -100,7 +102,7 @@ func (v *validator) gates(c *kpconfig.KubeProxyConfiguration) {
 // to a value kproxy does not honour.
 func gateWarnings(c *kpconfig.KubeProxyConfiguration) []Warning {
 	var out []Warning
-	for _, name := range sortedKeys(c.FeatureGates) {
+	for _, name := range slices.Sorted(maps.Keys(c.FeatureGates)) {
 		g, ok := knownGates[name]
 		switch {
 		case !ok:
@@ -113,15 +115,6 @@ func gateWarnings(c *kpconfig.KubeProxyConfiguration) []Warning {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // gatesFlag is --feature-gates: comma-separated Name=bool pairs, added to a map.
 type gatesFlag struct{ m *map[string]bool }
 
@@ -130,7 +123,7 @@ func (f gatesFlag) String() string {
 		return ""
 	}
 	var parts []string
-	for _, k := range sortedKeys(*f.m) {
+	for _, k := range slices.Sorted(maps.Keys(*f.m)) {
 		parts = append(parts, k+"="+strconv.FormatBool((*f.m)[k]))
 	}
 	return strings.Join(parts, ",")

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
 )
 
 var benchSizes = []int{10, 1000, 100000}
@@ -73,9 +75,9 @@ func benchEach(b *testing.B, body func(b *testing.B, s Scheduler, cs []ConnInfo)
 				}
 				s.Update(benchBackends(n))
 				b.ResetTimer()
-				start := processCPU()
+				start := benchcpu.Now()
 				body(b, s, cs)
-				reportCPU(b, start)
+				benchcpu.Report(b, start)
 			})
 		}
 	}
@@ -89,11 +91,11 @@ func BenchmarkMHRebuild(b *testing.B) {
 			// Two lists that differ in one weight, so that no Update is skipped.
 			lists := [2][]Backend{benchBackends(n), benchBackends(n)}
 			lists[1][0].Weight++
-			start := processCPU()
+			start := benchcpu.Now()
 			for i := 0; b.Loop(); i++ {
 				s.Update(lists[i&1])
 			}
-			reportCPU(b, start)
+			benchcpu.Report(b, start)
 		})
 	}
 }
@@ -110,11 +112,11 @@ func BenchmarkWRRSkewed(b *testing.B) {
 			s, _ := New("wrr", Options{})
 			s.Update(bs)
 			c := client(0)
-			start := processCPU()
+			start := benchcpu.Now()
 			for b.Loop() {
 				s.Pick(c)
 			}
-			reportCPU(b, start)
+			benchcpu.Report(b, start)
 		})
 	}
 }

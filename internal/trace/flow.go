@@ -117,3 +117,35 @@ func (n *notes) add(s string) {
 	n.seen[s] = true
 	n.list = append(n.list, s)
 }
+
+// walkRules passes f through a chain's rules in order, as both iptables and
+// nftables chains are walked. apply gives, for one rule and one flow in play, the
+// flows that come out of it, in order: a flow without a verdict (tv "") goes on to
+// the next rule; one with ret, the chain's return verdict, goes back to the caller
+// with tv cleared; one with any other verdict ends there. Flows that pass the last
+// rule come back after those that ended.
+func walkRules[R any](rules []R, f *flow, ret string, apply func(r R, f *flow) []*flow) []*flow {
+	active := []*flow{f}
+	var out []*flow
+	for _, r := range rules {
+		if len(active) == 0 {
+			break
+		}
+		var next []*flow
+		for _, a := range active {
+			for _, g := range apply(r, a) {
+				switch g.tv {
+				case "":
+					next = append(next, g)
+				case ret:
+					g.tv = ""
+					out = append(out, g)
+				default:
+					out = append(out, g)
+				}
+			}
+		}
+		active = next
+	}
+	return append(out, active...)
+}

@@ -132,36 +132,17 @@ func (ev *iptEval) walk(table, chain string, f *flow, depth int) []*flow {
 		ev.notes.add(fmt.Sprintf("%s/%s: jumps nest deeper than %d (a loop?); stopped there", table, chain, maxDepth))
 		return []*flow{f}
 	}
-	active := []*flow{f}
-	var out []*flow
-	for _, r := range ch.rules {
-		if len(active) == 0 {
-			break
+	return walkRules(ch.rules, f, "RETURN", func(r *iptRule, a *flow) []*flow {
+		hit, miss := ev.match(table, chain, r, a)
+		var res []*flow
+		if miss != nil {
+			res = append(res, miss)
 		}
-		var next []*flow
-		for _, a := range active {
-			hit, miss := ev.match(table, chain, r, a)
-			if miss != nil {
-				next = append(next, miss)
-			}
-			if hit == nil {
-				continue
-			}
-			for _, g := range ev.target(table, chain, r, hit, depth) {
-				switch g.tv {
-				case "":
-					next = append(next, g)
-				case "RETURN":
-					g.tv = ""
-					out = append(out, g)
-				default:
-					out = append(out, g)
-				}
-			}
+		if hit == nil {
+			return res
 		}
-		active = next
-	}
-	return append(out, active...)
+		return append(res, ev.target(table, chain, r, hit, depth)...)
+	})
 }
 
 // match splits f into the branch where r matches and the one where it does not

@@ -8,8 +8,14 @@ func jhashSlot(s nftSel, f *flow) (uint64, bool) {
 	if s.kind != "jhash" || len(s.hashOf) != 1 || s.hashOf[0].kind != "saddr" || !f.src.Is4() {
 		return 0, false
 	}
-	h := lookup3Word(f.src.As4(), s.seed)
-	return uint64(uint32(uint64(h)*s.mod>>32)) + s.offset, true
+	return uint64(JhashScaled(f.src.As4(), s.seed, s.mod)) + s.offset, true
+}
+
+// JhashScaled is the kernel's nft jhash of a 4-byte key (an IPv4 address) with
+// seed, scaled to [0, mod) as the kernel's reciprocal_scale does. Kernel tests use
+// it to predict which slot a client hashes to.
+func JhashScaled(key [4]byte, seed uint32, mod uint64) uint32 {
+	return uint32(uint64(lookup3Word(key, seed)) * mod >> 32)
 }
 
 // lookup3Word is lookup3's jhash for a 4-byte key: the key is read as the kernel

@@ -189,35 +189,17 @@ func (ev *nftEval) walk(c *nftChain, f *flow, depth int) []*flow {
 		ev.notes.add(fmt.Sprintf("chain %s: jumps nest deeper than %d; stopped there", c.name, maxDepth))
 		return []*flow{f}
 	}
-	active := []*flow{f}
-	var out []*flow
-	for _, r := range c.rules {
-		if len(active) == 0 {
-			break
-		}
-		var next []*flow
-		for _, a := range active {
-			for _, o := range ev.rule(c, r, a) {
-				if o.miss {
-					next = append(next, o.f)
-					continue
-				}
-				for _, g := range ev.verdict(c, r, o, depth) {
-					switch g.tv {
-					case "":
-						next = append(next, g)
-					case "return":
-						g.tv = ""
-						out = append(out, g)
-					default:
-						out = append(out, g)
-					}
-				}
+	return walkRules(c.rules, f, "return", func(r *nftRule, a *flow) []*flow {
+		var res []*flow
+		for _, o := range ev.rule(c, r, a) {
+			if o.miss {
+				res = append(res, o.f)
+				continue
 			}
+			res = append(res, ev.verdict(c, r, o, depth)...)
 		}
-		active = next
-	}
-	return append(out, active...)
+		return res
+	})
 }
 
 func (ev *nftEval) stepOf(c *nftChain, r *nftRule, action string, chance float64) Step {

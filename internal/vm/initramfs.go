@@ -56,6 +56,16 @@ func (c *cpioWriter) mkdirAll(dir string) error {
 }
 
 func (c *cpioWriter) file(name string, mode uint32, data []byte) error {
+	return c.entry(name, 0o100000|mode, data)
+}
+
+func (c *cpioWriter) symlink(name, target string) error {
+	return c.entry(name, 0o120777, []byte(target))
+}
+
+// entry adds name once, with its parent directories, the full cpio mode (type
+// and permissions) and data (a file's contents, a symlink's target).
+func (c *cpioWriter) entry(name string, mode uint32, data []byte) error {
 	name = strings.Trim(filepath.Clean(name), "/")
 	if c.files[name] {
 		return nil
@@ -64,31 +74,13 @@ func (c *cpioWriter) file(name string, mode uint32, data []byte) error {
 	if err := c.mkdirAll(filepath.Dir(name)); err != nil {
 		return err
 	}
-	if err := c.header(name, 0o100000|mode, len(data)); err != nil {
+	if err := c.header(name, mode, len(data)); err != nil {
 		return err
 	}
 	if _, err := c.w.Write(data); err != nil {
 		return err
 	}
 	return c.pad(len(data))
-}
-
-func (c *cpioWriter) symlink(name, target string) error {
-	name = strings.Trim(filepath.Clean(name), "/")
-	if c.files[name] {
-		return nil
-	}
-	c.files[name] = true
-	if err := c.mkdirAll(filepath.Dir(name)); err != nil {
-		return err
-	}
-	if err := c.header(name, 0o120777, len(target)); err != nil {
-		return err
-	}
-	if _, err := io.WriteString(c.w, target); err != nil {
-		return err
-	}
-	return c.pad(len(target))
 }
 
 // copyHost adds a host file at the same path. The directory part is resolved (hosts

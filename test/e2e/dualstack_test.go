@@ -12,39 +12,6 @@ import (
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
-// addIPv6 gives the link between the node and ns the addresses fd00:244:<k>::1
-// (node) and ::2 (ns), ns routing IPv6 through the node. The netns helpers give
-// IPv4 only; nodad keeps the addresses from being unusable for a second.
-func addIPv6(t *testing.T, c *cluster, ns *netns.NS, k int) netip.Addr {
-	t.Helper()
-	nodeIP := fmt.Sprintf("fd00:244:%d::1", k)
-	ip := netip.MustParseAddr(fmt.Sprintf("fd00:244:%d::2", k))
-	c.env.Node.MustRun(t, "ip", "-6", "addr", "add", nodeIP+"/64", "dev", ns.NodeLink, "nodad")
-	ns.MustRun(t, "ip", "-6", "addr", "add", ip.String()+"/64", "dev", "eth0", "nodad")
-	ns.MustRun(t, "ip", "-6", "route", "add", "default", "via", nodeIP)
-	return ip
-}
-
-// serveTCP6 answers IPv6 TCP connections on port with the namespace name.
-func serveTCP6(t *testing.T, ns *netns.NS, port int) {
-	t.Helper()
-	l, err := ns.Listen("tcp6", fmt.Sprintf("[::]:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(conn, ns.Name)
-			conn.Close()
-		}
-	}()
-}
-
 // dualStackManifest is a RequireDualStack Service with one EndpointSlice per
 // family, the endpoints of both on another node.
 func dualStackManifest(v4, v6 []netip.Addr) string {
@@ -103,10 +70,10 @@ func TestDualStack(t *testing.T) {
 		var v4, v6 []netip.Addr
 		for i, be := range c.backends {
 			v4 = append(v4, be.IP)
-			v6 = append(v6, addIPv6(t, c, be, i+1))
-			serveTCP6(t, be, backendPort)
+			v6 = append(v6, c.env.AddIPv6(t, be, "244", i+1))
+			be.ServeTCP6Reply(t, backendPort, be.Name)
 		}
-		addIPv6(t, c, pod, len(c.backends)+1)
+		c.env.AddIPv6(t, pod, "244", len(c.backends)+1)
 		// The node's route for the IPv6 Service range, as its default route is
 		// for IPv4 (see newCluster).
 		c.env.Node.MustRun(t, "ip", "-6", "route", "add", "fd00:96::/64", "dev", c.backends[0].NodeLink)

@@ -99,11 +99,18 @@ COMMIT
 // kube-proxy that has just exited leaves it.
 func loadKubeProxyRules(t *testing.T, node *netns.NS, backend, rules string) {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "kube-proxy.rules")
-	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
+	runOnFile(t, node, rules, "iptables-"+backend+"-restore", "--noflush")
+}
+
+// runOnFile writes content to a temporary file and runs cmd in ns with the
+// file's path as its last argument (iptables-restore, nft -f).
+func runOnFile(t *testing.T, ns *netns.NS, content string, cmd ...string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "input")
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	node.MustRun(t, "iptables-"+backend+"-restore", "--noflush", f)
+	ns.MustRun(t, cmd[0], append(cmd[1:], f)...)
 }
 
 // prober (startProber) opens a new connection to addr every few milliseconds until stopped and
@@ -223,14 +230,10 @@ func TestIptablesStartRemovesNftablesTables(t *testing.T) {
 	netns.RequireRoot(t)
 	m := iptablesMode("nft")
 	c := newCluster(t, m, 1)
-	f := filepath.Join(t.TempDir(), "old.nft")
 	old := "table ip kube-proxy {\n chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }\n}\n" +
 		"table ip6 kube-proxy {\n chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }\n}\n" +
 		"table ip kproxy {\n chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }\n}\n"
-	if err := os.WriteFile(f, []byte(old), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.env.Node.MustRun(t, "nft", "-f", f)
+	runOnFile(t, c.env.Node, old, "nft", "-f")
 	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
 	c.start()
 	c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
@@ -275,13 +278,9 @@ func TestStopLeavesKubeProxyLayoutServing(t *testing.T) {
 func TestNftablesStartRemovesKubeProxyTablesAndKeepsItsOwn(t *testing.T) {
 	netns.RequireRoot(t)
 	c := newCluster(t, nftablesMode(), 2)
-	f := filepath.Join(t.TempDir(), "kube-proxy.nft")
 	old := "table ip kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
 		"table ip6 kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n"
-	if err := os.WriteFile(f, []byte(old), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.env.Node.MustRun(t, "nft", "-f", f)
+	runOnFile(t, c.env.Node, old, "nft", "-f")
 	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
 	c.start()
 	c.askUntilAll(c.client, "10.96.0.10:80", c.names(c.backends...))
@@ -302,15 +301,11 @@ func TestNftablesStartRemovesKubeProxyTablesAndKeepsItsOwn(t *testing.T) {
 func TestCleanupFlagRemovesKubeProxyNftablesTables(t *testing.T) {
 	netns.RequireRoot(t)
 	c := newCluster(t, nftablesMode(), 0)
-	f := filepath.Join(t.TempDir(), "tables.nft")
 	tables := "table ip kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
 		"table ip6 kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
 		"table ip kproxy {\n chain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }\n}\n" +
 		"table inet other-firewall {\n chain input { type filter hook input priority 0; policy accept; }\n}\n"
-	if err := os.WriteFile(f, []byte(tables), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.env.Node.MustRun(t, "nft", "-f", f)
+	runOnFile(t, c.env.Node, tables, "nft", "-f")
 	c.runKproxy("--cleanup")
 	out := c.env.Node.MustRun(t, "nft", "list", "tables")
 	if strings.Contains(out, "kube-proxy") || strings.Contains(out, "kproxy") {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
 )
 
 // BenchmarkConnect measures one blocking connect() of a fresh TCP socket (closed
@@ -70,9 +71,9 @@ func BenchmarkColdLoad10k(b *testing.B) {
 		b.StopTimer()
 		p := e.proxier(b)
 		b.StartTimer()
-		c0 := cpuNow()
+		c0 := benchcpu.Now()
 		mustSync(b, p, snap)
-		cpu += cpuNow() - c0
+		cpu += benchcpu.Now() - c0
 		b.StopTimer()
 		if p.table.Len() != 10000 || p.table.Slots() != 30000 {
 			b.Fatalf("loaded %d services, %d slots", p.table.Len(), p.table.Slots())
@@ -126,16 +127,10 @@ func oneServiceChange(b *testing.B, e *kenv, destroy bool) {
 // for a core, CPU time what the work costs.
 type cpuMeter struct{ start time.Duration }
 
-func cpuNow() time.Duration {
-	var ru unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func startCPU() *cpuMeter { return &cpuMeter{start: cpuNow()} }
+func startCPU() *cpuMeter { return &cpuMeter{start: benchcpu.Now()} }
 
 func (m *cpuMeter) report(b *testing.B) {
-	b.ReportMetric(float64((cpuNow()-m.start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	benchcpu.Report(b, m.start)
 }
 
 func svcIndex(s *state.Snapshot, n state.ServicePortName) int {

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -228,7 +229,7 @@ func (o *Ops) upsert(k svcKey, old *installed, f *Frontend, id uint32) {
 		o.DelBackends = append(o.DelBackends, backendKey{ID: id, Slot: uint32(i)})
 	}
 	val := f.value(id)
-	if old != nil && old.val.AffinitySec > 0 && (val.AffinitySec == 0 || !slicesEqual(old.slots, f.Slots)) {
+	if old != nil && old.val.AffinitySec > 0 && (val.AffinitySec == 0 || !slices.Equal(old.slots, f.Slots)) {
 		if val.AffinitySec == 0 {
 			o.sweep(id, nil)
 		} else {
@@ -321,16 +322,4 @@ func removeID(ids []uint32, id uint32) []uint32 {
 		}
 	}
 	return ids
-}
-
-func slicesEqual(a, b []backendValue) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -19,7 +21,7 @@ func cleanupRestore(kernel kernelState) *restoreBuilder {
 	for _, t := range cleanupTables {
 		kt := kernel[t]
 		s := b.table(t)
-		for _, name := range sortedKeys(kt) {
+		for _, name := range slices.Sorted(maps.Keys(kt)) {
 			if ownedChain(name) {
 				s.removeChain(name)
 				continue

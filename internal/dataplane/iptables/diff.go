@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"slices"
 	"sort"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -183,7 +184,7 @@ func diffService(b *restoreBuilder, old, cur *ServiceRules) {
 		kept[c.Name] = true
 		have, ok := oldChains[c.Name]
 		switch {
-		case ok && equalStrings(have, c.Rules):
+		case ok && slices.Equal(have, c.Rules):
 		case ok && replaceInPlace(b.table(c.Table), c.Name, have, c.Rules):
 		default:
 			b.table(c.Table).writeChain(c.Name, c.Rules)
@@ -234,18 +235,6 @@ func replaceInPlace(s *section, chain string, have, want []string) bool {
 	}
 	for _, i := range diff {
 		s.replaceRule(chain, i+1, want[i])
-	}
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
 	}
 	return true
 }

@@ -4,7 +4,6 @@ package iptables
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,39 +13,6 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
-
-// addIPv6 gives the link between the node and ns the addresses fd00:<net>:<k>::1
-// (node side) and ::2 (ns side), with ns routing IPv6 through the node. nodad:
-// duplicate address detection would keep the addresses unusable for a second.
-func addIPv6(t *testing.T, env *netns.Env, ns *netns.NS, net16 string, k int) netip.Addr {
-	t.Helper()
-	nodeIP := fmt.Sprintf("fd00:%s:%d::1", net16, k)
-	ip := netip.MustParseAddr(fmt.Sprintf("fd00:%s:%d::2", net16, k))
-	env.Node.MustRun(t, "ip", "-6", "addr", "add", nodeIP+"/64", "dev", ns.NodeLink, "nodad")
-	ns.MustRun(t, "ip", "-6", "addr", "add", ip.String()+"/64", "dev", "eth0", "nodad")
-	ns.MustRun(t, "ip", "-6", "route", "add", "default", "via", nodeIP)
-	return ip
-}
-
-// serveTCP6 answers every IPv6 TCP connection on port with reply.
-func serveTCP6(t *testing.T, ns *netns.NS, port int, reply string) {
-	t.Helper()
-	l, err := ns.Listen("tcp6", fmt.Sprintf("[::]:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, reply)
-			c.Close()
-		}
-	}()
-}
 
 // ask connects from ns to addr over network and returns the first line.
 func ask(ns *netns.NS, network, addr string) (string, error) {
@@ -81,9 +47,9 @@ func TestKernelDualStackService(t *testing.T) {
 			env := netns.New(t, "iptables-ds")
 			env.Node.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 			pod := env.AddBackend("pod")
-			pod6 := addIPv6(t, env, pod, "244", 1)
+			pod6 := env.AddIPv6(t, pod, "244", 1)
 			pod.ServeTCPReply(t, 8080, "v4 endpoint")
-			serveTCP6(t, pod, 8080, "v6 endpoint")
+			pod.ServeTCP6Reply(t, 8080, "v6 endpoint")
 			// The node has no default route; Service ranges must be routable for
 			// the locally generated packet to reach nat OUTPUT.
 			env.Node.MustRun(t, "ip", "route", "add", "10.96.0.0/16", "dev", pod.NodeLink)

@@ -5,14 +5,13 @@ package iptables
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"testing"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/conformance"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
@@ -24,7 +23,7 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	netns.RequireRoot(t)
 	env, r := kernelNS(t, BackendNFT)
 	remote := env.AddBackend("remote-ep") // stands for an endpoint on another node
-	serveClientAddr(t, remote, 8080)
+	remote.ServeClientAddr(t, 8080)
 	pod := env.AddBackend("pod")
 	ext := env.AddClient("ext")
 	// A real node routes everywhere; without a route, outside traffic to the
@@ -41,29 +40,5 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	if _, err := p.Sync(context.Background(), snapshot(s), changes()); err != nil {
 		t.Fatal(err)
 	}
-	nodePort := pod.NodeIP.String() + ":30030"
-	for _, c := range []struct {
-		name string
-		from *netns.NS
-		addr string
-		want string // the client address the endpoint sees; "" any
-	}{
-		{"pod to NodePort", pod, nodePort, pod.IP.String()},
-		{"pod to external IP", pod, "192.0.2.30:80", pod.IP.String()},
-		// The node's addresses here lie inside the cluster CIDR, so the endpoint may
-		// see either the node's own source or its masqueraded one.
-		{"node to NodePort", env.Node, nodePort, ""},
-		{"node to external IP", env.Node, "192.0.2.30:80", ""},
-	} {
-		got, err := c.from.AskTCP(c.addr, 2*time.Second)
-		if err != nil || (c.want != "" && got != c.want) {
-			t.Errorf("%s: endpoint saw %q (%v), want %s", c.name, got, err, c.want)
-		}
-	}
-	for _, addr := range []string{ext.NodeIP.String() + ":30030", "192.0.2.30:80"} {
-		got, err := ext.AskTCP(addr, 700*time.Millisecond)
-		if err == nil || !strings.Contains(err.Error(), "timeout") {
-			t.Errorf("outside client to %s: %q, %v; want dropped (timeout)", addr, got, err)
-		}
-	}
+	conformance.CheckExternalPolicyLocalWithoutLocalEndpoint(t, pod, env.Node, ext, 30030, "192.0.2.30")
 }

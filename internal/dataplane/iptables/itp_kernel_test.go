@@ -4,8 +4,6 @@ package iptables
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -15,27 +13,6 @@ import (
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
-// serveClientAddr answers every TCP connection on port with the client address
-// the server sees.
-func serveClientAddr(t *testing.T, ns *netns.NS, port int) {
-	l, err := ns.Listen("tcp4", fmt.Sprintf(":%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			ap := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-			fmt.Fprintln(c, ap.Addr().Unmap())
-			c.Close()
-		}
-	}()
-}
-
 // TestKernelInternalPolicyLocalMasqueradesOffClusterClients: with
 // internalTrafficPolicy Local, a client outside the cluster network that routes the
 // Service range to the node reaches the local endpoint masqueraded (the endpoint
@@ -44,7 +21,7 @@ func TestKernelInternalPolicyLocalMasqueradesOffClusterClients(t *testing.T) {
 	netns.RequireRoot(t)
 	env, r := kernelNS(t, BackendNFT)
 	pod := env.AddBackend("pod")
-	serveClientAddr(t, pod, 8080)
+	pod.ServeClientAddr(t, 8080)
 	other := env.AddBackend("other-pod")
 	ext := env.AddClient("ext")
 	s := newSvc("ns", "itp", "http", tcp, "10.96.0.16", 80).ep(pod.IP.String()+":8080", true, true).

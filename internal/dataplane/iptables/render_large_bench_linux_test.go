@@ -6,11 +6,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"syscall"
 	"testing"
-	"time"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
@@ -22,11 +21,11 @@ func BenchmarkRenderLargeService(b *testing.B) {
 			cfg := testRenderConfig()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for i := 0; i < b.N; i++ {
 				Render(snap, cfg)
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -48,13 +47,13 @@ func BenchmarkSyncBesideLargeService(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for i := 0; i < b.N; i++ {
 				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(small.sp.Name)); err != nil || st.Full {
 					b.Fatalf("partial sync: %v", err)
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -68,14 +67,14 @@ func BenchmarkSyncLargeService(b *testing.B) {
 			snap := snapshot(largeService(e))
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for i := 0; i < b.N; i++ {
 				p := newTestProxier(discardRunner{})
 				if _, err := p.Sync(context.Background(), snap, changes()); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
 			s := largeService(e)
@@ -90,7 +89,7 @@ func BenchmarkSyncLargeService(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for i := 0; i < b.N; i++ {
 				st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name))
 				if err != nil {
@@ -100,24 +99,9 @@ func BenchmarkSyncLargeService(b *testing.B) {
 					b.Fatal("one-endpoint change ran a full sync")
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
-}
-
-// processCPU is the CPU time this process has used so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU adds a cpu-ns/op metric: on the shared machine wall time per op
-// includes waiting for a CPU, CPU time does not (it does include the GC's).
-func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkKernelLargeService is a one-endpoint change of one large Service into
@@ -140,13 +124,13 @@ func BenchmarkKernelLargeService(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for i := 0; i < b.N; i++ {
 				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name)); err != nil || st.Full {
 					b.Fatalf("partial sync: %v", err)
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
 }

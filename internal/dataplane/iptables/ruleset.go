@@ -1,10 +1,6 @@
 package iptables
 
-import (
-	"sort"
-
-	"kproxy.dev/kproxy/internal/state"
-)
+import "kproxy.dev/kproxy/internal/state"
 
 // Tables kproxy writes.
 const (
@@ -116,13 +112,4 @@ func (r *Ruleset) sortedServiceNames() []state.ServicePortName {
 	}
 	state.SortNames(names)
 	return names
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -4,10 +4,7 @@ package nftables
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,26 +14,9 @@ import (
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/conformance"
 	tnetns "kproxy.dev/kproxy/internal/testing/netns"
 )
-
-func serveClientAddr(t *testing.T, ns *tnetns.NS, port int) {
-	l, err := ns.Listen("tcp4", fmt.Sprintf(":%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap())
-			c.Close()
-		}
-	}()
-}
 
 // TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits: eTP Local, the
 // only endpoint elsewhere. Pods and the node reaching the NodePort or external IP
@@ -46,7 +26,7 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	requireRoot(t)
 	env := tnetns.New(t, "nft-etp")
 	remote := env.AddBackend("remote-ep")
-	serveClientAddr(t, remote, 8080)
+	remote.ServeClientAddr(t, 8080)
 	pod := env.AddBackend("pod")
 	ext := env.AddClient("ext")
 	env.Node.MustRun(t, "ip", "route", "add", "192.0.2.0/24", "via", remote.IP.String())
@@ -78,27 +58,5 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	if got, err := pod.AskTCP("10.96.0.30:80", 2*time.Second); err != nil {
 		t.Fatalf("clusterIP: %q %v", got, err)
 	}
-	nodePort := pod.NodeIP.String() + ":30030"
-	for _, c := range []struct {
-		name string
-		from *tnetns.NS
-		addr string
-		want string // "" any
-	}{
-		{"pod to NodePort", pod, nodePort, pod.IP.String()},
-		{"pod to external IP", pod, "192.0.2.30:80", pod.IP.String()},
-		{"node to NodePort", env.Node, nodePort, ""},
-		{"node to external IP", env.Node, "192.0.2.30:80", ""},
-	} {
-		got, err := c.from.AskTCP(c.addr, 2*time.Second)
-		if err != nil || (c.want != "" && got != c.want) {
-			t.Errorf("%s: endpoint saw %q (%v), want %s", c.name, got, err, c.want)
-		}
-	}
-	for _, addr := range []string{ext.NodeIP.String() + ":30030", "192.0.2.30:80"} {
-		got, err := ext.AskTCP(addr, 700*time.Millisecond)
-		if err == nil || !strings.Contains(err.Error(), "timeout") {
-			t.Errorf("outside client to %s: %q, %v; want dropped (timeout)", addr, got, err)
-		}
-	}
+	conformance.CheckExternalPolicyLocalWithoutLocalEndpoint(t, pod, env.Node, ext, 30030, "192.0.2.30")
 }

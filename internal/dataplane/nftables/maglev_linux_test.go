@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/trace"
 )
 
 // dialFrom connects from a given source address inside ns and returns the backend.
@@ -67,7 +68,7 @@ func TestKernelMaglevKeepsClientsAndMovesOnlyThoseOfARemovedBackend(t *testing.T
 	predict := func(eps []state.Endpoint, client string) string {
 		fr := renderOne(testOptions(familyIPv4), *s, eps...)
 		slots := selectSlots(fr)
-		slot := kernelJhash(netip.MustParseAddr(client).AsSlice(), seedOf(s.portName().String()), uint32(len(slots)))
+		slot := trace.JhashScaled(netip.MustParseAddr(client).As4(), seedOf(s.portName().String()), uint64(len(slots)))
 		_, ip, _ := strings.Cut(slots[slot], "__")
 		ip, _, _ = strings.Cut(ip, "/")
 		return ip
@@ -122,33 +123,6 @@ func TestKernelMaglevKeepsClientsAndMovesOnlyThoseOfARemovedBackend(t *testing.T
 		t.Fatalf("%d clients of remaining backends moved", moved)
 	}
 	t.Logf("spread %v; clients of remaining backends moved: %d", spread, moved)
-}
-
-// kernelJhash is the kernel's nft jhash expression: Bob Jenkins' jhash (lookup3)
-// over the key bytes with the seed, scaled to [0, mod) by reciprocal_scale.
-func kernelJhash(key []byte, seed, mod uint32) uint32 {
-	rol := func(x uint32, k uint) uint32 { return x<<k | x>>(32-k) }
-	a := 0xdeadbeef + uint32(len(key)) + seed
-	b, c := a, a
-	if len(key) != 4 {
-		panic("kernelJhash: only 4-byte keys")
-	}
-	a += uint32(key[3])<<24 | uint32(key[2])<<16 | uint32(key[1])<<8 | uint32(key[0])
-	c ^= b
-	c -= rol(b, 14)
-	a ^= c
-	a -= rol(c, 11)
-	b ^= a
-	b -= rol(a, 25)
-	c ^= b
-	c -= rol(b, 16)
-	a ^= c
-	a -= rol(c, 4)
-	b ^= a
-	b -= rol(a, 14)
-	c ^= b
-	c -= rol(b, 24)
-	return uint32(uint64(c) * uint64(mod) >> 32)
 }
 
 func TestKernelMaglevPortSpreadsOneClient(t *testing.T) {

@@ -6,12 +6,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"syscall"
 	"testing"
-	"time"
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
 	"kproxy.dev/kproxy/internal/testing/fakenft"
 )
 
@@ -41,11 +40,11 @@ func BenchmarkRenderLargeService(b *testing.B) {
 			req := dataplane.NewRequest(snap)
 			o := testOptions(familyIPv4)
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for b.Loop() {
 				renderAll(o, req)
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -60,14 +59,14 @@ func BenchmarkSyncLargeService(b *testing.B) {
 		moved.Endpoints[n][e/2].IP = netip.MustParseAddr("10.245.0.1")
 		b.Run(fmt.Sprintf("cold/endpoints=%d", e), func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for b.Loop() {
 				p := benchProxier(b, fakenft.New())
 				if _, err := p.Sync(context.Background(), snap, state.ChangeSet{}); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			benchcpu.Report(b, cpu)
 		})
 		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
 			p := benchProxier(b, fakenft.New())
@@ -78,7 +77,7 @@ func BenchmarkSyncLargeService(b *testing.B) {
 			snaps := [2]*state.Snapshot{snap, moved}
 			cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{n: {}}}
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			i := 0
 			for b.Loop() {
 				i++
@@ -90,7 +89,7 @@ func BenchmarkSyncLargeService(b *testing.B) {
 					b.Fatal("one-endpoint change ran a full sync")
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -116,7 +115,7 @@ func BenchmarkSyncBesideLargeService(b *testing.B) {
 			}
 			cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{small.portName(): {}}}
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			i := 0
 			for b.Loop() {
 				i++
@@ -124,7 +123,7 @@ func BenchmarkSyncBesideLargeService(b *testing.B) {
 					b.Fatalf("partial sync: %v", err)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -139,16 +138,6 @@ func benchProxier(b *testing.B, k *fakenft.Kernel) *coreProxier {
 	return p
 }
 
-// processCPU is the CPU time this process has used so far: on the shared machine
-// wall time includes waiting for a CPU, CPU time does not.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkKernelLargeService is the same cold sync and one-endpoint change into
 // the kernel, in a private network namespace (root only).
 //
@@ -161,7 +150,7 @@ func BenchmarkKernelLargeService(b *testing.B) {
 		moved.Endpoints[n][e/2].IP = netip.MustParseAddr("10.245.0.1")
 		b.Run(fmt.Sprintf("cold/endpoints=%d", e), func(b *testing.B) {
 			ns := newNetns(b, "bench")
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for b.Loop() {
 				p, err := newCoreProxier(testDPOptions())
 				if err != nil {
@@ -172,7 +161,7 @@ func BenchmarkKernelLargeService(b *testing.B) {
 					b.Fatalf("full sync: %v (full=%v)", err, st.Full)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			benchcpu.Report(b, cpu)
 		})
 		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
 			ns := newNetns(b, "bench")
@@ -187,7 +176,7 @@ func BenchmarkKernelLargeService(b *testing.B) {
 			}
 			snaps := [2]*state.Snapshot{snap, moved}
 			cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{n: {}}}
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			i := 0
 			for b.Loop() {
 				i++
@@ -197,7 +186,7 @@ func BenchmarkKernelLargeService(b *testing.B) {
 				}
 				b.ReportMetric(float64(st.Written["ip"]), "written/op")
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			benchcpu.Report(b, cpu)
 		})
 	}
 }

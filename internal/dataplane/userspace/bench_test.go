@@ -13,6 +13,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
 )
 
 // The benchmarks compare the relay with direct loopback; docs/performance.md
@@ -24,35 +25,22 @@ const streamChunk = 128 << 10
 
 // sink counts what it reads from each connection and reports totals on done.
 func startSink(b *testing.B) (netip.AddrPort, chan int64) {
-	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
 	done := make(chan int64, 1)
-	go func() {
+	addr := serveTCP(b, func(c *net.TCPConn) {
+		// Large reads, as a bulk receiver would do: io.Discard reads 8 KiB.
+		var n int64
+		buf := make([]byte, 256<<10)
 		for {
-			c, err := l.Accept()
+			k, err := c.Read(buf)
+			n += int64(k)
 			if err != nil {
-				return
+				break
 			}
-			go func() {
-				// Large reads, as a bulk receiver would do: io.Discard reads 8 KiB.
-				var n int64
-				buf := make([]byte, 256<<10)
-				for {
-					k, err := c.Read(buf)
-					n += int64(k)
-					if err != nil {
-						break
-					}
-				}
-				c.Close()
-				done <- n
-			}()
 		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort(), done
+		c.Close()
+		done <- n
+	})
+	return addr, done
 }
 
 // proxyTo builds a proxier with one Service in front of backend.
@@ -80,7 +68,7 @@ func BenchmarkTCPStream(b *testing.B) {
 			}
 			buf := make([]byte, streamChunk)
 			b.SetBytes(streamChunk)
-			cpu0 := cpuTime()
+			cpu0 := benchcpu.Now()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if _, err := c.Write(buf); err != nil {
@@ -91,7 +79,7 @@ func BenchmarkTCPStream(b *testing.B) {
 			got := <-done // everything written has arrived
 			b.StopTimer()
 			// CPU per byte is what a busy node pays, whatever the wall clock says.
-			b.ReportMetric(float64(cpuTime()-cpu0)/(float64(b.N)*streamChunk/(1<<20)), "cpu-ns/MiB")
+			b.ReportMetric(float64(benchcpu.Now()-cpu0)/(float64(b.N)*streamChunk/(1<<20)), "cpu-ns/MiB")
 			c.Close()
 			if got != int64(b.N)*streamChunk {
 				b.Fatalf("sink got %d bytes, want %d", got, int64(b.N)*streamChunk)
@@ -187,7 +175,7 @@ func BenchmarkNewConnection(b *testing.B) {
 			one := make([]byte, 1)
 			failures := 0
 			var first error
-			cpu0 := cpuTime()
+			cpu0 := benchcpu.Now()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if err := shortExchange(target, one); err != nil {
@@ -201,7 +189,7 @@ func BenchmarkNewConnection(b *testing.B) {
 				b.Fatalf("%d of %d connections failed, first: %v", failures, b.N, first)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchcpu.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -301,7 +289,7 @@ func BenchmarkChooseEndpoint(b *testing.B) {
 				}
 				src := netip.MustParseAddrPort("192.168.0.1:40000")
 				now := time.Now()
-				cpu0 := cpuTime()
+				cpu0 := benchcpu.Now()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					fe := p.frontends[keys[(i*stride)%len(keys)]]
@@ -314,7 +302,7 @@ func BenchmarkChooseEndpoint(b *testing.B) {
 				}
 				b.StopTimer()
 				// The machine is shared: CPU time per choice is steadier than wall time.
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(benchcpu.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
@@ -332,9 +320,9 @@ func BenchmarkSync(b *testing.B) {
 				b.StopTimer()
 				p := syncOnlyProxier(b, svcs)
 				b.StartTimer()
-				cpu0 := cpuTime()
+				cpu0 := benchcpu.Now()
 				mustSync(b, p, sn, allChanged(sn))
-				cpu += cpuTime() - cpu0
+				cpu += benchcpu.Now() - cpu0
 			}
 			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 		})
@@ -352,13 +340,13 @@ func BenchmarkSync(b *testing.B) {
 				next[w].Endpoints[one.sp.Name] = one.eps
 				changed = allChanged(snap(state.NodeInfo{}, &one))
 			}
-			cpu0 := cpuTime()
+			cpu0 := benchcpu.Now()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				mustSync(b, p, next[i%2], changed)
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(benchcpu.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -397,13 +385,4 @@ func choiceProxier(b *testing.B, n int) (*Proxier, []feKey) {
 		keys[i] = feKey{v1.ProtocolTCP, s.addr()}
 	}
 	return p, keys
-}
-
-// cpuTime is the user and system CPU time of this process.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

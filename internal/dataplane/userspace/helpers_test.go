@@ -53,6 +53,24 @@ type testBackend struct {
 
 func startTCPBackend(t testing.TB, name string) testBackend {
 	t.Helper()
+	addr := serveTCP(t, func(c *net.TCPConn) {
+		defer c.Close()
+		fmt.Fprintln(c, name)
+		r := bufio.NewReader(c)
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+			fmt.Fprintln(c, name)
+		}
+	})
+	return testBackend{name: name, addr: addr}
+}
+
+// serveTCP listens on a random loopback address until the test ends and runs
+// handle, in a goroutine of its own, for every connection it accepts.
+func serveTCP(t testing.TB, handle func(c *net.TCPConn)) netip.AddrPort {
+	t.Helper()
 	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
 	if err != nil {
 		t.Fatal(err)
@@ -60,24 +78,14 @@ func startTCPBackend(t testing.TB, name string) testBackend {
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
-			c, err := l.Accept()
+			c, err := l.AcceptTCP()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintln(c, name)
-				r := bufio.NewReader(c)
-				for {
-					if _, err := r.ReadString('\n'); err != nil {
-						return
-					}
-					fmt.Fprintln(c, name)
-				}
-			}()
+			go handle(c)
 		}
 	}()
-	return testBackend{name: name, addr: l.Addr().(*net.TCPAddr).AddrPort()}
+	return l.Addr().(*net.TCPAddr).AddrPort()
 }
 
 // startUDPBackend answers each datagram with "name:payload".

@@ -18,25 +18,11 @@ import (
 // its side when the client has closed its own.
 func startEcho(t *testing.T) netip.AddrPort {
 	t.Helper()
-	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.AcceptTCP()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.CloseWrite()
-			}()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort()
+	return serveTCP(t, func(c *net.TCPConn) {
+		defer c.Close()
+		io.Copy(c, c)
+		c.CloseWrite()
+	})
 }
 
 // TestRelayCarriesBytesIntact sends 6 MiB of random bytes through the relay to an

@@ -1,11 +1,9 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/logging"
 	"kproxy.dev/kproxy/internal/source/sourcetest"
+	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
 // A failing API server must reach OnWatchError (and so /healthz) within seconds.
@@ -48,23 +47,10 @@ func TestListFailuresReachOnWatchError(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's and the test's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // A down API server shows in kproxy's log at the default level, through klog,
 // once however often client-go retries.
 func TestFailingAPIServerIsLoggedOnce(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	log := logging.New(logging.Options{ErrOut: &out})
 	logging.RouteKlog(log, 0)
 	defer klog.ClearLogger()
@@ -101,7 +87,7 @@ func TestFailingAPIServerIsLoggedOnce(t *testing.T) {
 // When the API server comes back, the source says so in the log and to
 // OnWatchRestored.
 func TestRestoredWatchIsReported(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	log := logging.New(logging.Options{ErrOut: &out})
 	client := fake.NewClientset(service("default", "web", nil))
 	var calls atomic.Int32

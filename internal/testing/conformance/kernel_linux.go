@@ -109,3 +109,40 @@ func checkKernel(ctx context.Context, ask func(string, time.Duration) (string, e
 	}
 	return ""
 }
+
+// CheckExternalPolicyLocalWithoutLocalEndpoint checks, on the real kernel, a
+// Service with externalTrafficPolicy Local whose only endpoint is on another node
+// and answers with the client address it sees (netns.NS.ServeClientAddr): pods
+// and the node reaching nodePort (on the pod's node address) or externalIP:80 are
+// served by that endpoint, pods with their own address; the outside client ext is
+// dropped (it times out: no reset, so its load balancer moves on), as in
+// kube-proxy. The node's addresses lie inside the cluster CIDR in these
+// topologies, so the endpoint may see either the node's own source or its
+// masqueraded one.
+func CheckExternalPolicyLocalWithoutLocalEndpoint(t *testing.T, pod, node, ext *netns.NS, nodePort int, externalIP string) {
+	t.Helper()
+	podNodePort := fmt.Sprintf("%s:%d", pod.NodeIP, nodePort)
+	external := externalIP + ":80"
+	for _, c := range []struct {
+		name string
+		from *netns.NS
+		addr string
+		want string // the client address the endpoint sees; "" any
+	}{
+		{"pod to NodePort", pod, podNodePort, pod.IP.String()},
+		{"pod to external IP", pod, external, pod.IP.String()},
+		{"node to NodePort", node, podNodePort, ""},
+		{"node to external IP", node, external, ""},
+	} {
+		got, err := c.from.AskTCP(c.addr, 2*time.Second)
+		if err != nil || (c.want != "" && got != c.want) {
+			t.Errorf("%s: endpoint saw %q (%v), want %s", c.name, got, err, c.want)
+		}
+	}
+	for _, addr := range []string{fmt.Sprintf("%s:%d", ext.NodeIP, nodePort), external} {
+		got, err := ext.AskTCP(addr, 700*time.Millisecond)
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("outside client to %s: %q, %v; want dropped (timeout)", addr, got, err)
+		}
+	}
+}

@@ -5,7 +5,8 @@ package fakenft
 import (
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -25,17 +26,17 @@ func (k *Kernel) Dump(family nftables.TableFamily, name string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s\n", familyName(family), name)
-	for _, n := range sortedKeys(tb.chains) {
+	for _, n := range slices.Sorted(maps.Keys(tb.chains)) {
 		c := tb.chains[n]
 		fmt.Fprintf(&b, "\tchain %s%s\n", n, c.baseText())
 		for _, r := range c.rules {
 			b.WriteString("\t\t" + RuleText(r.Exprs) + "\n")
 		}
 	}
-	for _, n := range sortedKeys(tb.sets) {
+	for _, n := range slices.Sorted(maps.Keys(tb.sets)) {
 		s := tb.sets[n]
 		fmt.Fprintf(&b, "\tset %s%s\n", n, setText(&s.meta))
-		keys := sortedKeys(s.elems)
+		keys := slices.Sorted(maps.Keys(s.elems))
 		for _, key := range keys {
 			b.WriteString("\t\t" + elemText(s.elems[key]) + "\n")
 		}
@@ -48,7 +49,7 @@ func (k *Kernel) Chains(family nftables.TableFamily, name string) []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if tb := k.st.tables[tableKey{family, name}]; tb != nil {
-		return sortedKeys(tb.chains)
+		return slices.Sorted(maps.Keys(tb.chains))
 	}
 	return nil
 }
@@ -63,18 +64,9 @@ func (k *Kernel) Elements(family nftables.TableFamily, table, set string) []stri
 		return nil
 	}
 	out := []string{}
-	for _, key := range sortedKeys(tb.sets[set].elems) {
+	for _, key := range slices.Sorted(maps.Keys(tb.sets[set].elems)) {
 		out = append(out, elemText(tb.sets[set].elems[key]))
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

@@ -2,7 +2,12 @@
 
 package fakenft
 
-import "github.com/google/nftables"
+import (
+	"maps"
+	"slices"
+
+	"github.com/google/nftables"
+)
 
 // Table is one table as a netlink dump would return it: what internal/trace's
 // DecodeNetlink reads, so tests can evaluate packets against the fake.
@@ -22,7 +27,7 @@ func (k *Kernel) Tables() []Table {
 	for key, tb := range k.st.tables {
 		t := &nftables.Table{Name: key.name, Family: key.family}
 		nt := Table{Table: t, Rules: map[string][]*nftables.Rule{}, Elements: map[string][]nftables.SetElement{}}
-		for _, name := range sortedKeys(tb.chains) {
+		for _, name := range slices.Sorted(maps.Keys(tb.chains)) {
 			c := tb.chains[name]
 			nt.Chains = append(nt.Chains, &nftables.Chain{Name: name, Table: t, Hooknum: c.hook,
 				Priority: c.priority, Type: c.chainType, Policy: c.policy})
@@ -32,12 +37,12 @@ func (k *Kernel) Tables() []Table {
 				nt.Rules[name] = append(nt.Rules[name], &cp)
 			}
 		}
-		for _, name := range sortedKeys(tb.sets) {
+		for _, name := range slices.Sorted(maps.Keys(tb.sets)) {
 			s := tb.sets[name]
 			meta := s.meta
 			meta.Table = t
 			nt.Sets = append(nt.Sets, &meta)
-			for _, key := range sortedKeys(s.elems) {
+			for _, key := range slices.Sorted(maps.Keys(s.elems)) {
 				nt.Elements[name] = append(nt.Elements[name], s.elems[key])
 			}
 		}

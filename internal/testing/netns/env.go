@@ -140,3 +140,17 @@ func (ns *NS) MustRun(t testing.TB, name string, args ...string) string {
 	}
 	return out
 }
+
+// AddIPv6 gives the link between the node and ns the addresses fd00:<net16>:<k>::1
+// (node side) and ::2 (ns side), with ns routing IPv6 through the node, and returns
+// ns's address. The links are IPv4 only otherwise. nodad: duplicate address
+// detection would keep the addresses unusable for a second.
+func (e *Env) AddIPv6(t testing.TB, ns *NS, net16 string, k int) netip.Addr {
+	t.Helper()
+	nodeIP := fmt.Sprintf("fd00:%s:%d::1", net16, k)
+	ip := netip.MustParseAddr(fmt.Sprintf("fd00:%s:%d::2", net16, k))
+	e.Node.MustRun(t, "ip", "-6", "addr", "add", nodeIP+"/64", "dev", ns.NodeLink, "nodad")
+	ns.MustRun(t, "ip", "-6", "addr", "add", ip.String()+"/64", "dev", "eth0", "nodad")
+	ns.MustRun(t, "ip", "-6", "route", "add", "default", "via", nodeIP)
+	return ip
+}

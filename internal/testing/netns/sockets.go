@@ -103,9 +103,43 @@ func (ns *NS) ServeTCP(t testing.TB, port int) {
 // ServeTCPReply is ServeTCP with a chosen reply.
 func (ns *NS) ServeTCPReply(t testing.TB, port int, reply string) {
 	t.Helper()
-	l, err := ns.Listen("tcp4", fmt.Sprintf(":%d", port))
+	ns.serveTCP(t, "tcp4", fmt.Sprintf(":%d", port), func(c net.Conn) { go echoName(c, reply) })
+}
+
+// ServeTCP6Reply answers every IPv6 TCP connection on port with reply and a
+// newline, then closes it. The listener closes on t.Cleanup.
+func (ns *NS) ServeTCP6Reply(t testing.TB, port int, reply string) {
+	t.Helper()
+	ns.serveOneLine(t, "tcp6", fmt.Sprintf("[::]:%d", port), func(net.Conn) string { return reply })
+}
+
+// ServeClientAddr answers every IPv4 TCP connection on port with the client
+// address the server sees and a newline, then closes it: tests use it to see
+// whether a connection arrived masqueraded. The listener closes on t.Cleanup.
+func (ns *NS) ServeClientAddr(t testing.TB, port int) {
+	t.Helper()
+	ns.serveOneLine(t, "tcp4", fmt.Sprintf(":%d", port), func(c net.Conn) string {
+		return c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String()
+	})
+}
+
+// serveOneLine answers every connection on network/addr with line(c) and a
+// newline, then closes it.
+func (ns *NS) serveOneLine(t testing.TB, network, addr string, line func(c net.Conn) string) {
+	t.Helper()
+	ns.serveTCP(t, network, addr, func(c net.Conn) {
+		fmt.Fprintln(c, line(c))
+		c.Close()
+	})
+}
+
+// serveTCP listens on network/addr in the namespace until the test ends and calls
+// handle, in the accept loop, for every connection.
+func (ns *NS) serveTCP(t testing.TB, network, addr string, handle func(c net.Conn)) {
+	t.Helper()
+	l, err := ns.Listen(network, addr)
 	if err != nil {
-		t.Fatalf("netns: listen tcp %d in %s: %v", port, ns.Name, err)
+		t.Fatalf("netns: listen %s %s in %s: %v", network, addr, ns.Name, err)
 	}
 	t.Cleanup(func() { l.Close() })
 	go func() {
@@ -114,7 +148,7 @@ func (ns *NS) ServeTCPReply(t testing.TB, port int, reply string) {
 			if err != nil {
 				return
 			}
-			go echoName(c, reply)
+			handle(c)
 		}
 	}()
 }
