@@ -222,6 +222,9 @@ func TestKproxyAgainstRealAPIServer(t *testing.T) {
 			t.Errorf("kproxy logged nothing about the broken watches:\n%s", logs)
 		}
 		t.Logf("kproxy on the outage: %s", broke)
+		if !strings.Contains(logs, "watch restored") {
+			t.Errorf("kproxy did not log the watches' recovery (\"watch restored\"):\n%s", logs)
+		}
 	})
 
 	t.Run("deploy manifests accepted by the API server", func(t *testing.T) {
