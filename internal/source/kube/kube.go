@@ -89,6 +89,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
 	var regs []cache.ResourceEventHandlerRegistration
+	var watches []*watchState
 	add := func(inf cache.SharedIndexInformer, t cache.TransformFunc, e eventHandler, kind string) error {
 		if !s.noTransform {
 			if err := inf.SetTransform(t); err != nil {
@@ -96,6 +97,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 			}
 		}
 		w := &watchState{s: s, inf: inf, kind: kind}
+		watches = append(watches, w)
 		_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) {
 			cache.DefaultWatchErrorHandler(ctx, r, err)
 			w.failed(ctx, err)
@@ -151,6 +153,6 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	}
 	s.log.Info("informer caches synced")
 	synced()
-	<-ctx.Done()
+	s.probeAPIServer(ctx, watches)
 	return nil
 }

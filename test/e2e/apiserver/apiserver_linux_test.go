@@ -202,7 +202,14 @@ func TestKproxyAgainstRealAPIServer(t *testing.T) {
 	t.Run("kube-apiserver restarted", func(t *testing.T) {
 		before := len(s.kproxy.logs.String())
 		s.cp.apiserver.stop()
-		time.Sleep(3 * time.Second) // long enough for the watches to break and re-lists to fail
+		brokeRE := regexp.MustCompile(`(?im)^.*(connection refused|watch .*(ended|closed|failed)|failed to (list|watch)).*$`)
+		// Down until kproxy has seen it: a watch that ends cleanly is re-opened
+		// without a word, so the break shows once a re-watch or re-list fails.
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if brokeRE.MatchString(s.kproxy.logs.String()[before:]) {
+				break
+			}
+		}
 		if !s.kproxy.running() {
 			t.Fatalf("kproxy exited when the API server went away:\n%s", s.kproxy.tail(40))
 		}
@@ -216,8 +223,13 @@ func TestKproxyAgainstRealAPIServer(t *testing.T) {
 		if !s.kproxy.running() {
 			t.Fatal("kproxy exited")
 		}
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if strings.Contains(s.kproxy.logs.String()[before:], "watch restored") {
+				break
+			}
+		}
 		logs := s.kproxy.logs.String()[before:]
-		broke := regexp.MustCompile(`(?im)^.*(connection refused|watch .*(ended|closed|failed)|failed to (list|watch)).*$`).FindString(logs)
+		broke := brokeRE.FindString(logs)
 		if broke == "" {
 			t.Errorf("kproxy logged nothing about the broken watches:\n%s", logs)
 		}
