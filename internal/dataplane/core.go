@@ -150,15 +150,18 @@ func (c *Core) request(ctx context.Context, snap *state.Snapshot) *Request {
 	if !full && len(c.pending) == 0 && !c.pendingNode && !c.pendingCIDRs && !c.retry {
 		return nil
 	}
-	req := NewRequest(snap)
-	req.Full, req.NodeChanged, req.CIDRsChanged = full, c.pendingNode, c.pendingCIDRs
+	changed := c.pending
 	if c.pendingNode {
 		// The node's labels and addresses feed every port's categorisation
 		// (topology, locality) and NodePort addresses: every port is changed.
-		req.Changed = c.allPorts(snap)
-	} else {
-		req.Changed = c.pending
+		changed = c.allPorts(snap)
 	}
+	size := len(changed)
+	if full {
+		size = len(snap.Services)
+	}
+	req := newRequest(snap, full, size)
+	req.NodeChanged, req.CIDRsChanged, req.Changed = c.pendingNode, c.pendingCIDRs, changed
 	return req
 }
 
