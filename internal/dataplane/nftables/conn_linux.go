@@ -9,10 +9,11 @@ import (
 	"github.com/google/nftables"
 )
 
-// nfConn is the slice of *nftables.Conn a table sync uses: operations that only
-// queue messages, Flush to send them as one transaction, and the two reads of the
-// cheap self-check. *nftables.Conn implements it; unit tests use the stateful fake in
-// internal/testing/fakenft, which applies a Flush all or nothing as the kernel does.
+// nfConn is what a table sync uses of the kernel: operations that only queue
+// messages, Flush to send them as one transaction, and the reads of the self-check
+// (digest_linux.go). kernelConn (*nftables.Conn plus two reads it lacks) implements
+// it; unit tests use the stateful fake in internal/testing/fakenft, which applies a
+// Flush all or nothing as the kernel does.
 type nfConn interface {
 	AddTable(t *nftables.Table) *nftables.Table
 	DelTable(t *nftables.Table)
@@ -30,9 +31,14 @@ type nfConn interface {
 	GetRules(t *nftables.Table, c *nftables.Chain) ([]*nftables.Rule, error)
 	GetSetElements(s *nftables.Set) ([]nftables.SetElement, error)
 	CloseLasting() error
+	// GenID reads the namespace's ruleset generation (NFT_MSG_GETGEN).
+	GenID() (uint32, error)
+	// DumpRules calls each with every rule of the table: its chain and its
+	// expressions as the kernel encodes them (NFTA_RULE_EXPRESSIONS).
+	DumpRules(t *nftables.Table, each func(chain string, exprs []byte)) error
 }
 
-var _ nfConn = (*nftables.Conn)(nil)
+var _ nfConn = (*kernelConn)(nil)
 
 // dialer opens the connection a table sync keeps; nil means a netlink socket in the
 // table sync's network namespace (openConn).

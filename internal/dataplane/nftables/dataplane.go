@@ -16,15 +16,22 @@ const ModeName = "nftables"
 
 type metrics struct {
 	syncFailures prometheus.Counter
+	checks       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{syncFailures: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
 		Help: "Cumulative nftables sync failures",
-	})}
+	}), checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kproxy_nftables_table_checks_total",
+		Help: "Periodic self-checks of kproxy's nftables tables, by result: unchanged (ruleset generation unchanged, nothing read), verified (read back and intact), damaged (changed outside kproxy, repaired by a full sync)",
+	}, []string{"result"})}
+	for _, r := range []string{"unchanged", "verified", "damaged"} {
+		m.checks.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.syncFailures)
+		reg.MustRegister(m.syncFailures, m.checks)
 	}
 	return m
 }

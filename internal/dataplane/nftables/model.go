@@ -38,6 +38,36 @@ type chain struct {
 	name  string
 	base  *hook // nil for a regular chain
 	rules []rule
+	// sum is the digest of the rules as the kernel lists them, computed once by the
+	// self-check (digest_linux.go): a rendered chain is never modified.
+	sum ruleSum
+}
+
+// ruleSum digests a sequence: how many items and an order-sensitive hash of them.
+type ruleSum struct {
+	n    int
+	h    uint64
+	done bool
+}
+
+// add folds one item into the sum.
+func (s *ruleSum) add(b []byte) {
+	if s.n == 0 {
+		s.h = fnvBasis
+	}
+	s.h = fnvAdd(fnvAdd(s.h, []byte{byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}), b)
+	s.n++
+}
+
+const fnvBasis = 14695981039346656037
+
+// fnvAdd continues an FNV-1a hash over b.
+func fnvAdd(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // rule is a list of statements; the last one usually carries the verdict.

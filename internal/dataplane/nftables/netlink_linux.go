@@ -59,7 +59,7 @@ func nsOptions(nsFD int) []nftables.ConnOption {
 
 // newBatch opens a connection of its own, closed by close (one-off transactions).
 func newBatch(f family, nsFD int) (*batch, error) {
-	conn, err := openConn(nsFD)
+	conn, err := openKernelConn(nsFD)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: open netlink socket: %w", err)
 	}

@@ -38,6 +38,8 @@ type Proxier struct {
 	lastSynced atomic.Pointer[state.Snapshot]
 	// localAddrs lists the node's interface addresses; a field so tests can fake it.
 	localAddrs func() ([]netip.Addr, error)
+	// gate is the self-check's generation gate (digest_linux.go).
+	gate genGate
 }
 
 var (
@@ -109,9 +111,14 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		p.metrics.syncFailures.Inc()
 		return st, fmt.Errorf("nftables sync: %w", err)
 	}
+	g0, gerr := p.generation()
+	commits, allFull := 0, true
 	var errs []error
 	for i, t := range p.tables {
+		before := t.commits
 		full, written, err := p.syncTable(i, t, opts[i], req)
+		commits += t.commits - before
+		allFull = allFull && full
 		st.Full = st.Full || full
 		st.Written[t.fam.name] = written
 		if err != nil {
@@ -120,6 +127,8 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		}
 		st.Rules[t.fam.name] = t.applied.ruleCount()
 	}
+	g1, gerr1 := p.generation()
+	p.afterApply(g0, g1, commits, allFull, len(errs) == 0 && gerr == nil && gerr1 == nil)
 	if len(errs) > 0 {
 		p.metrics.syncFailures.Inc()
 		return st, errors.Join(errs...)
@@ -129,22 +138,6 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		p.log.Warn("localhost NodePort relay", "err", err)
 	}
 	return st, nil
-}
-
-// Damaged implements dataplane.Checker: a table that is gone or was changed
-// behind kproxy's back (tableSync.tableUnchanged).
-func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
-	for _, t := range p.tables {
-		if t.applied == nil {
-			continue
-		}
-		ok, err := t.tableUnchanged()
-		if err != nil || !ok {
-			p.log.Info("nftables table changed outside kproxy or unreadable", "table", t.fam.table(), "err", err)
-			return true, err
-		}
-	}
-	return false, nil
 }
 
 func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane.Request) (bool, int, error) {

@@ -1,8 +1,6 @@
 package nftables
 
 import (
-	"net/netip"
-
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -81,36 +79,13 @@ func renderAll(o renderOptions, req *dataplane.Request) *ruleset {
 // path a Service is elements only, so both are what "rules" means here.
 func (rs *ruleset) ruleCount() int { return rs.rules }
 
-// elementCounts counts the elements every set and map of the table holds. Owners
-// may share an element (two Services' hairpin pair of one endpoint): the kernel
-// holds it once.
-func (rs *ruleset) elementCounts() map[string]int {
-	keys := map[elem]struct{}{}
-	count := func(fr *fragment) {
-		if fr == nil {
-			return
-		}
-		for _, e := range fr.elems {
-			e.verdict, e.to = "", netip.AddrPort{} // the key alone
-			keys[e] = struct{}{}
-		}
-	}
-	count(rs.node)
+// fragmentsUnordered lists the node's fragment and every ServicePort's, in no
+// particular order (for the self-check: no sort).
+func (rs *ruleset) fragmentsUnordered() []*fragment {
+	out := make([]*fragment, 0, len(rs.services)+1)
+	out = append(out, rs.node)
 	for _, fr := range rs.services {
-		count(fr)
-	}
-	out := map[string]int{}
-	for e := range keys {
-		out[e.set] += kernelElems(e)
+		out = append(out, fr)
 	}
 	return out
-}
-
-// kernelElems is how many elements the kernel lists for e: an interval is a start
-// and an end element, unless it reaches the family's last address.
-func kernelElems(e elem) int {
-	if e.end.IsValid() && e.end.Next().IsValid() {
-		return 2
-	}
-	return 1
 }

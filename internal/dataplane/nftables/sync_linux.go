@@ -5,10 +5,7 @@ package nftables
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"os"
-
-	"github.com/google/nftables"
 
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -37,6 +34,9 @@ type tableSync struct {
 	conn nfConn
 	// dial, when set, opens conn instead of a netlink socket (tests).
 	dial dialer
+	// commits counts the transactions committed, for the generation gate
+	// (digest_linux.go).
+	commits int
 }
 
 // batch starts a transaction on the table's lasting connection, opening it first
@@ -56,7 +56,7 @@ func (t *tableSync) open() (nfConn, error) {
 	if t.dial != nil {
 		return t.dial()
 	}
-	return openConn(t.nsFD)
+	return openKernelConn(t.nsFD)
 }
 
 // closeConn drops the lasting connection; the next sync opens a fresh one. Done
@@ -103,6 +103,7 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 		t.closeConn()
 		return b.written, err
 	}
+	t.commits++
 	t.applied = rs
 	t.staleChains, t.staleSets = map[string]bool{}, map[string]bool{}
 	return b.written, nil
@@ -163,6 +164,7 @@ func (t *tableSync) partial(next *ruleset, changes []change) (int, error) {
 		t.closeConn()
 		return b.written, err
 	}
+	t.commits++
 	for name := range d.deletedStale {
 		delete(t.staleChains, name)
 		delete(t.staleSets, name)
@@ -175,73 +177,6 @@ func (t *tableSync) partial(next *ruleset, changes []change) (int, error) {
 	}
 	t.applied = next
 	return b.written, nil
-}
-
-// tableUnchanged checks cheaply that nobody changed the table behind kproxy's back:
-// it must exist with the number of chains and sets kproxy left in it, and the
-// dispatch chain must still hold its rules (a `flush table` keeps chains and sets).
-func (t *tableSync) tableUnchanged() (bool, error) {
-	ok, err := t.checkTable()
-	if err != nil || !ok {
-		t.closeConn() // a full sync follows: start it on a fresh socket
-	}
-	return ok, err
-}
-
-func (t *tableSync) checkTable() (bool, error) {
-	// The lasting connection: a one-off one would wait on close (see conn).
-	b, err := t.batch()
-	if err != nil {
-		return false, err
-	}
-	conn := b.conn
-	tf := nftables.TableFamilyIPv4
-	if t.fam.ipv6 {
-		tf = nftables.TableFamilyIPv6
-	}
-	tbl, err := conn.ListTableOfFamily(tableName, tf)
-	if errors.Is(err, os.ErrNotExist) || (err != nil && isENOENT(err)) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	// google/nftables v0.3.0 decodes NFTA_TABLE_USE in host order; the kernel
-	// sends it big-endian. Accept either reading.
-	if want := uint32(t.expectedUse()); tbl.Use != want && bits.ReverseBytes32(tbl.Use) != want {
-		return false, nil
-	}
-	return t.sharedIntact(conn, tbl, b)
-}
-
-// sharedIntact compares the shared chains' rule counts and the shared maps'
-// element counts with what kproxy applied: `nft flush chain`, `nft flush map` or a
-// deleted element behind kproxy's back shows here. Per-Service chains are left to
-// the hourly full sync: reading each would cost one request per Service.
-func (t *tableSync) sharedIntact(conn nfConn, tbl *nftables.Table, b *batch) (bool, error) {
-	for _, c := range t.applied.node.chains {
-		rules, err := conn.GetRules(tbl, &nftables.Chain{Name: c.name, Table: tbl})
-		if err != nil || len(rules) != len(c.rules) {
-			return false, nil
-		}
-	}
-	want := t.applied.elementCounts()
-	for _, s := range t.applied.node.sets {
-		if s.kind == kindAffinity {
-			continue // the kernel adds these elements itself
-		}
-		ns := b.nfSet(s)
-		ns.Table = tbl
-		elems, err := conn.GetSetElements(ns)
-		if err != nil || len(elems) != want[s.name] {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-func (t *tableSync) expectedUse() int {
-	return len(t.staleChains) + len(t.staleSets) + t.applied.objects
 }
 
 func isENOENT(err error) bool {

@@ -5,8 +5,13 @@ package fakenft
 import (
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // op is one queued operation: what it says and what it does to a state.
@@ -321,4 +326,41 @@ func (c *Conn) GetSetElements(st *nftables.Set) ([]nftables.SetElement, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// GenID returns the ruleset generation: the number of transactions committed.
+func (c *Conn) GenID() (uint32, error) {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	return c.k.gen, nil
+}
+
+// DumpRules calls each with every rule of the table, chains by name, with its
+// expressions encoded as google/nftables sends them (a kernel lists the same
+// expressions in another but equivalent encoding); ENOENT if the table is missing.
+func (c *Conn) DumpRules(t *nftables.Table, each func(chain string, exprs []byte)) error {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	tb, err := lookupTable(c.k.st, t)
+	if err != nil {
+		return err
+	}
+	for _, n := range slices.Sorted(maps.Keys(tb.chains)) {
+		for _, r := range tb.chains[n].rules {
+			attrs := make([]netlink.Attribute, len(r.Exprs))
+			for i, e := range r.Exprs {
+				b, err := expr.Marshal(byte(t.Family), e)
+				if err != nil {
+					return err
+				}
+				attrs[i] = netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: b}
+			}
+			list, err := netlink.MarshalAttributes(attrs)
+			if err != nil {
+				return err
+			}
+			each(n, list)
+		}
+	}
+	return nil
 }

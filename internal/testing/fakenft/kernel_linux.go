@@ -72,6 +72,8 @@ type Kernel struct {
 	st       *state
 	batches  []Batch
 	failNext error
+	// gen is the ruleset generation: every committed transaction increments it.
+	gen uint32
 }
 
 // New returns an empty Kernel.
@@ -124,8 +126,9 @@ func (k *Kernel) commit(ops []op) error {
 				break
 			}
 		}
-		if b.Err == nil {
+		if b.Err == nil && len(ops) > 0 {
 			k.st = next
+			k.gen++
 		}
 	}
 	k.batches = append(k.batches, b)

@@ -1,0 +1,143 @@
+//go:build linux
+
+package nftables
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// kernelConn is the real kernel behind the nfConn seam: google/nftables for the
+// transactions, plus the two reads google/nftables v0.3.0 lacks, sent on a netlink
+// socket of their own: the ruleset generation (NFT_MSG_GETGEN) and one dump of every
+// rule of a table (its GetRules needs a chain name: one request per chain).
+type kernelConn struct {
+	*nftables.Conn
+	nsFD int
+	raw  *netlink.Conn
+}
+
+// openKernelConn opens the lasting connection of a table sync.
+func openKernelConn(nsFD int) (nfConn, error) {
+	c, err := openConn(nsFD)
+	if err != nil {
+		return nil, err
+	}
+	return &kernelConn{Conn: c, nsFD: nsFD}, nil
+}
+
+func (c *kernelConn) rawConn() (*netlink.Conn, error) {
+	if c.raw == nil {
+		raw, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.nsFD})
+		if err != nil {
+			return nil, fmt.Errorf("nftables: open netlink socket: %w", err)
+		}
+		c.raw = raw
+	}
+	return c.raw, nil
+}
+
+// CloseLasting closes both sockets.
+func (c *kernelConn) CloseLasting() error {
+	if c.raw != nil {
+		_ = c.raw.Close()
+		c.raw = nil
+	}
+	return c.Conn.CloseLasting()
+}
+
+// nfgenmsg is the header of every nf_tables message: family, version, resource id.
+func nfgenmsg(fam nftables.TableFamily) []byte { return []byte{byte(fam), unix.NFNETLINK_V0, 0, 0} }
+
+func nftMsgType(m int) netlink.HeaderType {
+	return netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | m)
+}
+
+// GenID returns the nf_tables ruleset generation of the namespace: every committed
+// transaction of any table increments it.
+func (c *kernelConn) GenID() (uint32, error) {
+	raw, err := c.rawConn()
+	if err != nil {
+		return 0, err
+	}
+	msgs, err := raw.Execute(netlink.Message{
+		Header: netlink.Header{Type: nftMsgType(unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   nfgenmsg(unix.AF_UNSPEC),
+	})
+	if err != nil {
+		c.dropRaw()
+		return 0, fmt.Errorf("nftables: read the ruleset generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, err
+		}
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return binary.BigEndian.Uint32(ad.Bytes()), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("nftables: the kernel's generation reply has no id")
+}
+
+// DumpRules reads every rule of the table in one dump and calls each with its
+// chain and expressions exactly as the kernel encodes them.
+func (c *kernelConn) DumpRules(t *nftables.Table, each func(chain string, exprs []byte)) error {
+	raw, err := c.rawConn()
+	if err != nil {
+		return err
+	}
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(t.Name + "\x00")}})
+	if err != nil {
+		return err
+	}
+	msgs, err := raw.Execute(netlink.Message{
+		Header: netlink.Header{Type: nftMsgType(unix.NFT_MSG_GETRULE), Flags: netlink.Request | netlink.Dump},
+		Data:   append(nfgenmsg(t.Family), attrs...),
+	})
+	if err != nil {
+		c.dropRaw()
+		return fmt.Errorf("nftables: dump the rules of table %s: %w", t.Name, err)
+	}
+	for _, m := range msgs {
+		if m.Header.Type != nftMsgType(unix.NFT_MSG_NEWRULE) || len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return err
+		}
+		var chain string
+		var exprs []byte
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_RULE_CHAIN:
+				chain = ad.String()
+			case unix.NFTA_RULE_EXPRESSIONS:
+				exprs = ad.Bytes()
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return err
+		}
+		each(chain, exprs)
+	}
+	return nil
+}
+
+// dropRaw closes the read socket after a failure; the next read opens a new one.
+func (c *kernelConn) dropRaw() {
+	if c.raw != nil {
+		_ = c.raw.Close()
+		c.raw = nil
+	}
+}

@@ -1,0 +1,64 @@
+//go:build linux
+
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
+)
+
+// BenchmarkKernelSelfCheck is the periodic self-check of a 10,000-Service table
+// (3 endpoints each) in the kernel, in a private network namespace (root only):
+// "idle" with the ruleset generation unchanged (the gate: one GETGEN), "digest"
+// after the generation moved (every rule dumped and every set read back and
+// compared). "shared" Services are elements of the shared maps only; "own-chains"
+// ones (session affinity) each have a service chain, three endpoint chains and
+// three affinity sets.
+//
+//	go test ./internal/dataplane/nftables -run '^$' -bench KernelSelfCheck -benchtime 20x
+func BenchmarkKernelSelfCheck(b *testing.B) {
+	requireRoot(b)
+	for _, shape := range []string{"shared", "own-chains"} {
+		snap := bigSnapshot(10000, 3)
+		if shape == "own-chains" {
+			for _, sp := range snap.Services {
+				sp.AffinityTimeout = 600 * time.Second
+			}
+		}
+		ns := newNetns(b, "selfcheck")
+		p, err := newCoreProxier(testDPOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.useNetns(ns.fd)
+		ctx := context.Background()
+		if _, err := p.Sync(ctx, snap, state.ChangeSet{}); err != nil {
+			b.Fatal(err)
+		}
+		check := func(b *testing.B, forget bool) {
+			b.Helper()
+			if forget {
+				p.gate.known = false // as after another table's commit
+			}
+			if bad, err := p.Damaged(ctx); bad || err != nil {
+				b.Fatalf("Damaged: %v, %v", bad, err)
+			}
+		}
+		check(b, true) // the first digest also digests the rendered chains once
+		for _, mode := range []string{"idle", "digest"} {
+			b.Run(fmt.Sprintf("%s/%s/services=10000", shape, mode), func(b *testing.B) {
+				cpu := benchcpu.Now()
+				for b.Loop() {
+					check(b, mode == "digest")
+				}
+				benchcpu.Report(b, cpu)
+			})
+		}
+		_ = p.Cleanup(ctx)
+	}
+}
