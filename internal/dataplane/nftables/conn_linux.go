@@ -29,6 +29,7 @@ type nfConn interface {
 	Flush() error
 	ListTableOfFamily(name string, family nftables.TableFamily) (*nftables.Table, error)
 	GetRules(t *nftables.Table, c *nftables.Chain) ([]*nftables.Rule, error)
+	ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error)
 	GetSetElements(s *nftables.Set) ([]nftables.SetElement, error)
 	CloseLasting() error
 	// GenID reads the namespace's ruleset generation (NFT_MSG_GETGEN).

@@ -94,7 +94,8 @@ func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
 }
 
 // intact compares the kernel's table with what kproxy applied: the table exists
-// with the chains and sets kproxy left in it, every chain holds exactly the rules
+// with the chains and sets kproxy left in it (base chains as declared), every
+// chain holds exactly the rules
 // kproxy wrote (no chain of rules kproxy does not know), and every set and map
 // (but the datapath-filled affinity sets) exactly its elements. It returns what
 // differs first, "" when nothing does.
@@ -116,10 +117,66 @@ func (t *tableSync) intact() (string, error) {
 	if want := uint32(t.expectedUse()); tbl.Use != want && bits.ReverseBytes32(tbl.Use) != want {
 		return fmt.Sprintf("%d chains and sets, want %d", bits.ReverseBytes32(tbl.Use), want), nil
 	}
+	if why, err := t.chainsIntact(b, tbl); err != nil || why != "" {
+		return why, err
+	}
 	if why, err := t.rulesIntact(b.conn, tbl); err != nil || why != "" {
 		return why, err
 	}
 	return t.elementsIntact(b, tbl)
+}
+
+// chainsIntact lists the family's chains once: kproxy's table must hold exactly
+// its chains (the stale ones included), each base chain with its hook, priority,
+// type and policy.
+func (t *tableSync) chainsIntact(b *batch, tbl *nftables.Table) (string, error) {
+	listed, err := b.conn.ListChainsOfTableFamily(tbl.Family)
+	if err != nil {
+		return "", err
+	}
+	got := map[string]*nftables.Chain{}
+	for _, c := range listed {
+		if c.Table != nil && c.Table.Name == tableName {
+			got[c.Name] = c
+		}
+	}
+	want := len(t.staleChains)
+	for name := range t.staleChains {
+		if got[name] == nil {
+			return "chain " + name + " missing", nil
+		}
+	}
+	for _, fr := range t.applied.fragmentsUnordered() {
+		for _, c := range fr.chains {
+			want++
+			g := got[c.name]
+			if g == nil {
+				return "chain " + c.name + " missing", nil
+			}
+			if chainDecl(g) != chainDecl(b.nfChain(c)) {
+				return "chain " + c.name + " is " + chainDecl(g) + ", want " + chainDecl(b.nfChain(c)), nil
+			}
+		}
+	}
+	if len(got) != want {
+		return fmt.Sprintf("%d chains, want %d", len(got), want), nil
+	}
+	return "", nil
+}
+
+// chainDecl is a chain's hook, priority, type and policy; "" for a regular chain.
+func chainDecl(c *nftables.Chain) string {
+	if c.Hooknum == nil {
+		return ""
+	}
+	d := fmt.Sprintf("type %s hook %d", c.Type, *c.Hooknum)
+	if c.Priority != nil {
+		d += fmt.Sprintf(" priority %d", *c.Priority)
+	}
+	if c.Policy != nil {
+		d += fmt.Sprintf(" policy %d", *c.Policy)
+	}
+	return d
 }
 
 // rulesIntact dumps every rule of the table once and compares each chain's digest

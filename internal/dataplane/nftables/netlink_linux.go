@@ -158,6 +158,11 @@ func (b *batch) chainRef(name string) *nftables.Chain {
 }
 
 func (b *batch) addChain(c *chain) {
+	b.conn.AddChain(b.nfChain(c))
+}
+
+// nfChain is the chain as google/nftables declares it (and lists it).
+func (b *batch) nfChain(c *chain) *nftables.Chain {
 	nc := b.chainRef(c.name)
 	if c.base != nil {
 		hooks := map[string]*nftables.ChainHook{"prerouting": nftables.ChainHookPrerouting,
@@ -170,7 +175,7 @@ func (b *batch) addChain(c *chain) {
 		accept := nftables.ChainPolicyAccept
 		nc.Policy = &accept
 	}
-	b.conn.AddChain(nc)
+	return nc
 }
 
 func (b *batch) flushChain(name string) { b.conn.FlushChain(b.chainRef(name)) }

@@ -364,3 +364,22 @@ func (c *Conn) DumpRules(t *nftables.Table, each func(chain string, exprs []byte
 	}
 	return nil
 }
+
+// ListChainsOfTableFamily returns every chain of the family's tables, base chains
+// with their hook, type, priority and policy.
+func (c *Conn) ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error) {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	var out []*nftables.Chain
+	for k, tb := range c.k.st.tables {
+		if k.family != family {
+			continue
+		}
+		for _, n := range slices.Sorted(maps.Keys(tb.chains)) {
+			ch := tb.chains[n]
+			out = append(out, &nftables.Chain{Name: n, Table: &nftables.Table{Name: k.name, Family: family},
+				Hooknum: ch.hook, Type: ch.chainType, Priority: ch.priority, Policy: ch.policy})
+		}
+	}
+	return out, nil
+}
