@@ -37,6 +37,9 @@ type nfConn interface {
 	// DumpRules calls each with every rule of the table: its chain and its
 	// expressions as the kernel encodes them (NFTA_RULE_EXPRESSIONS).
 	DumpRules(t *nftables.Table, each func(chain string, exprs []byte)) error
+	// DumpSetElements calls each with every element of the set: its key, value
+	// (Val, or VerdictData in a verdict map) and interval-end flag.
+	DumpSetElements(s *nftables.Set, each func(e nftables.SetElement)) error
 }
 
 var _ nfConn = (*kernelConn)(nil)

@@ -291,54 +291,55 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 			}
 		}
 	}
-	values := map[string]uint64{} // set|key -> value hash of the first owner
-	ambiguous := map[string]bool{}
-	var order []nftables.SetElement
-	var names []string
+	n := 0
+	for _, fr := range frs {
+		n += len(fr.elems)
+	}
+	// Keyed by a hash of set and key: no string per element.
+	values := make(map[uint64]uint64, n) // set|key -> value hash of the first owner
+	ambiguous := map[uint64]bool{}
 	for _, fr := range frs {
 		for _, e := range fr.elems {
+			s := want[e.set]
 			ne, err := b.nfElem(e)
 			if err != nil {
 				return "", err
 			}
-			k := e.set + "|" + string(ne.Key)
+			k := fnvAdd(fnvAdd(fnvBasis, []byte(e.set)), ne.Key)
 			v := valueHash(ne)
 			if old, seen := values[k]; seen {
-				ambiguous[k] = ambiguous[k] || old != v
+				if old != v && !ambiguous[k] {
+					// Compare this key alone: take back the first owner's value.
+					ambiguous[k] = true
+					if s != nil {
+						s.h += elemHash(ne, true) - elemHashOf(ne.Key, false, old)
+					}
+				}
 				continue
 			}
 			values[k] = v
-			order = append(order, ne)
-			names = append(names, e.set)
-			if end, ok := intervalEnd(e); ok {
-				order = append(order, end)
-				names = append(names, e.set)
+			if s == nil {
+				continue
 			}
-		}
-	}
-	for i, ne := range order {
-		if s := want[names[i]]; s != nil {
-			s.add(elemHash(ne, ambiguous[names[i]+"|"+string(ne.Key)]))
+			s.add(elemHash(ne, false))
+			if end, ok := intervalEnd(e); ok {
+				s.add(elemHash(end, false))
+			}
 		}
 	}
 	for name, s := range sets {
 		ns := b.nfSet(s)
 		ns.Table = tbl
-		elems, err := b.conn.GetSetElements(ns)
-		if err != nil {
-			if isENOENT(err) {
-				return "set " + name + " missing", nil
-			}
-			return "", err
-		}
 		var got elemSum
-		for _, ne := range elems {
-			if ns.DataType == nftables.TypeVerdict {
-				if ne, err = withVerdict(ne); err != nil {
-					return "", fmt.Errorf("set %s: %w", name, err)
-				}
-			}
-			got.add(elemHash(ne, ambiguous[name+"|"+string(ne.Key)]))
+		err := b.conn.DumpSetElements(ns, func(ne nftables.SetElement) {
+			keyOnly := len(ambiguous) > 0 && ambiguous[fnvAdd(fnvAdd(fnvBasis, []byte(name)), ne.Key)]
+			got.add(elemHash(ne, keyOnly))
+		})
+		if isENOENT(err) {
+			return "set " + name + " missing", nil
+		}
+		if err != nil {
+			return "", err
 		}
 		if got != *want[name] {
 			return fmt.Sprintf("elements of set %s (%d, want %d)", name, got.n, want[name].n), nil
@@ -350,20 +351,28 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 // elemHash hashes an element's key, interval-end flag and, unless keyOnly, its
 // value (data or verdict).
 func elemHash(e nftables.SetElement, keyOnly bool) uint64 {
-	h := fnvAdd(fnvBasis, e.Key)
-	if e.IntervalEnd {
+	if keyOnly {
+		return elemHashOf(e.Key, e.IntervalEnd, 0)
+	}
+	return elemHashOf(e.Key, e.IntervalEnd, valueHash(e))
+}
+
+func elemHashOf(key []byte, end bool, value uint64) uint64 {
+	h := fnvAdd(fnvBasis, key)
+	if end {
 		h = fnvAdd(h, []byte{1})
 	}
-	if !keyOnly {
-		h = fnvAdd(h^0xff, binary.BigEndian.AppendUint64(nil, valueHash(e)))
-	}
-	return h
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], value)
+	return fnvAdd(h^0xff, v[:])
 }
 
 func valueHash(e nftables.SetElement) uint64 {
 	h := fnvAdd(fnvBasis, e.Val)
 	if v := e.VerdictData; v != nil {
-		h = fnvAdd(h^0xfe, binary.BigEndian.AppendUint32(nil, uint32(v.Kind)))
+		var k [4]byte
+		binary.BigEndian.PutUint32(k[:], uint32(v.Kind))
+		h = fnvAdd(h^0xfe, k[:])
 		h = fnvAdd(h, []byte(v.Chain))
 	}
 	return h
@@ -373,8 +382,8 @@ func (t *tableSync) expectedUse() int {
 	return len(t.staleChains) + len(t.staleSets) + t.applied.objects
 }
 
-// withVerdict decodes the verdict of a verdict map's element: google/nftables
-// v0.3.0 leaves it in Val, as the kernel's NFTA_VERDICT_CODE and _CHAIN.
+// withVerdict decodes a verdict map element's value, the kernel's
+// NFTA_VERDICT_CODE and _CHAIN held in Val.
 func withVerdict(e nftables.SetElement) (nftables.SetElement, error) {
 	if e.VerdictData != nil || len(e.Val) == 0 {
 		return e, nil

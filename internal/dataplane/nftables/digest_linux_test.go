@@ -41,17 +41,19 @@ func damagedNow(t *testing.T, p *Proxier) (bool, string) {
 }
 
 // digestSnapshot has a Service on the shared path and one with chains of its own
-// (session affinity: service-…, endpoint-… chains and affinity sets), an rr
-// Service (a select map) and a ServiceCIDR-style interval set is left out.
+// (session affinity: service-…, endpoint-… chains and affinity sets) and an rr
+// Service (a select map).
 func digestSnapshot(eps ...string) *state.Snapshot {
 	var list []state.Endpoint
 	for _, a := range eps {
 		list = append(list, ep(a, 8080))
 	}
+	// web and rr both claim external IP 192.0.2.9 port 80: one map element, with
+	// whichever owner's verdict came first.
 	return snapshotOf(map[*spec][]state.Endpoint{
-		{name: "web", clusterIP: "10.96.0.10", port: 80}:                               list,
-		{name: "sticky", clusterIP: "10.96.0.17", port: 80, affinity: 600_000_000_000}: list,
-		{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr"}:               list,
+		{name: "web", clusterIP: "10.96.0.10", port: 80, external: []string{"192.0.2.9"}}:                 list,
+		{name: "sticky", clusterIP: "10.96.0.17", port: 80, affinity: 600_000_000_000}:                    list,
+		{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr", external: []string{"192.0.2.9"}}: list,
 	})
 }
 

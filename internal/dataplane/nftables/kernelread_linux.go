@@ -141,3 +141,95 @@ func (c *kernelConn) dropRaw() {
 		c.raw = nil
 	}
 }
+
+// DumpSetElements reads every element of a set in one dump and calls each with
+// its key, value (data, or verdict of a verdict map) and interval-end flag. The
+// slices point into the reply: each must not keep them.
+func (c *kernelConn) DumpSetElements(s *nftables.Set, each func(e nftables.SetElement)) error {
+	raw, err := c.rawConn()
+	if err != nil {
+		return err
+	}
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(s.Table.Name + "\x00")},
+		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(s.Name + "\x00")},
+	})
+	if err != nil {
+		return err
+	}
+	msgs, err := raw.Execute(netlink.Message{
+		Header: netlink.Header{Type: nftMsgType(unix.NFT_MSG_GETSETELEM), Flags: netlink.Request | netlink.Dump},
+		Data:   append(nfgenmsg(s.Table.Family), attrs...),
+	})
+	if err != nil {
+		c.dropRaw()
+		return fmt.Errorf("nftables: dump the elements of set %s: %w", s.Name, err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return err
+		}
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+				ad.Nested(func(nad *netlink.AttributeDecoder) error {
+					for nad.Next() {
+						nad.Nested(func(ead *netlink.AttributeDecoder) error {
+							e, err := decodeElement(ead)
+							if err == nil {
+								each(e)
+							}
+							return err
+						})
+					}
+					return nil
+				})
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeElement decodes one NFTA_LIST_ELEM of a set element dump.
+func decodeElement(ad *netlink.AttributeDecoder) (nftables.SetElement, error) {
+	var e nftables.SetElement
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_SET_ELEM_KEY:
+			ad.Nested(func(d *netlink.AttributeDecoder) error {
+				for d.Next() {
+					if d.Type() == unix.NFTA_DATA_VALUE {
+						e.Key = d.Bytes()
+					}
+				}
+				return nil
+			})
+		case unix.NFTA_SET_ELEM_DATA:
+			ad.Nested(func(d *netlink.AttributeDecoder) error {
+				for d.Next() {
+					switch d.Type() {
+					case unix.NFTA_DATA_VALUE:
+						e.Val = d.Bytes()
+					case unix.NFTA_DATA_VERDICT:
+						v, err := withVerdict(nftables.SetElement{Val: d.Bytes()})
+						if err != nil {
+							return err
+						}
+						e.VerdictData = v.VerdictData
+					}
+				}
+				return nil
+			})
+		case unix.NFTA_SET_ELEM_FLAGS:
+			e.IntervalEnd = ad.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
+		}
+	}
+	return e, ad.Err()
+}

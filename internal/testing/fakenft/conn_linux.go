@@ -383,3 +383,15 @@ func (c *Conn) ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables
 	}
 	return out, nil
 }
+
+// DumpSetElements calls each with every element of the set, or returns ENOENT.
+func (c *Conn) DumpSetElements(st *nftables.Set, each func(e nftables.SetElement)) error {
+	elems, err := c.GetSetElements(st)
+	if err != nil {
+		return err
+	}
+	for _, e := range elems {
+		each(e)
+	}
+	return nil
+}
