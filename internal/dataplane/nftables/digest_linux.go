@@ -278,7 +278,7 @@ func (s *elemSum) add(h uint64) { s.n++; s.h += h }
 // elementsIntact reads every set and map kproxy filled and compares its elements,
 // keys and values, with the applied ones. A key several owners render with
 // different values (two Services claiming one external IP) holds whichever owner
-// added it first: only its key is compared.
+// added it first: any owner's value is accepted.
 func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error) {
 	frs := t.applied.fragmentsUnordered()
 	want := map[string]*elemSum{}
@@ -297,7 +297,8 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 	}
 	// Keyed by a hash of set and key: no string per element.
 	values := make(map[uint64]uint64, n) // set|key -> value hash of the first owner
-	ambiguous := map[uint64]bool{}
+	// Keys owners render with different values: any owner's value is right.
+	ambiguous := map[uint64]map[uint64]bool{}
 	for _, fr := range frs {
 		for _, e := range fr.elems {
 			s := want[e.set]
@@ -308,12 +309,15 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 			k := fnvAdd(fnvAdd(fnvBasis, []byte(e.set)), ne.Key)
 			v := valueHash(ne)
 			if old, seen := values[k]; seen {
-				if old != v && !ambiguous[k] {
-					// Compare this key alone: take back the first owner's value.
-					ambiguous[k] = true
+				if old != v && ambiguous[k] == nil {
+					// Sum this key alone: take back the first owner's value.
+					ambiguous[k] = map[uint64]bool{old: true}
 					if s != nil {
 						s.h += elemHash(ne, true) - elemHashOf(ne.Key, false, old)
 					}
+				}
+				if ambiguous[k] != nil {
+					ambiguous[k][v] = true
 				}
 				continue
 			}
@@ -331,15 +335,25 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 		ns := b.nfSet(s)
 		ns.Table = tbl
 		var got elemSum
+		foreign := false
 		err := b.conn.DumpSetElements(ns, func(ne nftables.SetElement) {
-			keyOnly := len(ambiguous) > 0 && ambiguous[fnvAdd(fnvAdd(fnvBasis, []byte(name)), ne.Key)]
-			got.add(elemHash(ne, keyOnly))
+			var allowed map[uint64]bool
+			if len(ambiguous) > 0 {
+				allowed = ambiguous[fnvAdd(fnvAdd(fnvBasis, []byte(name)), ne.Key)]
+			}
+			if allowed != nil && !allowed[valueHash(ne)] {
+				foreign = true
+			}
+			got.add(elemHash(ne, allowed != nil))
 		})
 		if isENOENT(err) {
 			return "set " + name + " missing", nil
 		}
 		if err != nil {
 			return "", err
+		}
+		if foreign {
+			return "elements of set " + name + ": a shared key holds no owner's value", nil
 		}
 		if got != *want[name] {
 			return fmt.Sprintf("elements of set %s (%d, want %d)", name, got.n, want[name].n), nil

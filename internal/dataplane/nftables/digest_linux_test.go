@@ -3,11 +3,13 @@
 package nftables
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -152,6 +154,17 @@ func TestSelfCheckGateAndDigest(t *testing.T) {
 			r.Chain = &nftables.Chain{Name: endpoint, Table: tbl}
 			c.AddRule(&r)
 		}},
+		{"shared element given no owner's verdict", func(c *fakenft.Conn) {
+			set := &nftables.Set{Table: tbl, Name: mapServiceIPs}
+			elems, _ := c.GetSetElements(set)
+			for _, e := range elems {
+				if bytes.HasPrefix(e.Key, []byte{192, 0, 2, 9}) { // the external IP both claim
+					_ = c.SetDeleteElements(set, []nftables.SetElement{e})
+					e.VerdictData = &expr.Verdict{Kind: expr.VerdictDrop}
+					_ = c.SetAddElements(set, []nftables.SetElement{e})
+				}
+			}
+		}},
 		{"chain deleted and another added", func(c *fakenft.Conn) {
 			c.FlushChain(&nftables.Chain{Name: svc, Table: tbl})
 			c.AddChain(&nftables.Chain{Name: "intruder", Table: tbl})
@@ -161,6 +174,11 @@ func TestSelfCheckGateAndDigest(t *testing.T) {
 			set := &nftables.Set{Table: tbl, Name: mapServiceIPs}
 			elems, _ := c.GetSetElements(set)
 			e := elems[0]
+			for _, x := range elems {
+				if bytes.HasPrefix(x.Key, []byte{10, 96, 0, 10}) { // web's ClusterIP
+					e = x
+				}
+			}
 			_ = c.SetDeleteElements(set, []nftables.SetElement{e})
 			v := *e.VerdictData
 			if v.Chain = svc; e.VerdictData.Chain == svc {
