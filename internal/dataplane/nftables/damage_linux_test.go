@@ -32,6 +32,7 @@ func TestKernelDamageIsRepaired(t *testing.T) {
 		{"map element changed, count kept", "10.96.0.10:80", fixed(
 			"delete element ip kproxy service-ips { 10.96.0.10 . tcp . 80 }",
 			"add element ip kproxy service-ips { 10.96.0.10 . tcp . 80 : drop }")},
+		{"base chain policy changed", "10.96.0.10:80", fixed("chain ip kproxy filter-input { policy drop ; }")},
 		{"flushed per-Service chain", "10.96.0.17:80", func(_ *testing.T, _ *testbed, c damageChains) []string {
 			return []string{"flush chain ip kproxy " + quote(c.service)}
 		}},
