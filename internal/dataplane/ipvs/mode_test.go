@@ -190,3 +190,21 @@ func TestJumpRulesCheckedOnceAndIPv6OnlyWhenUsed(t *testing.T) {
 		t.Fatalf("IPv6 virtual server %+v", s)
 	}
 }
+
+// The IPv6 tools are ip6tables*, not "ip6iptables*" (which made every sync of a
+// dual-stack node fail on the real kernel).
+func TestToolNamesPerFamily(t *testing.T) {
+	for _, tc := range []struct {
+		v6         bool
+		name, want string
+	}{
+		{false, "iptables-restore", "iptables-restore"},
+		{true, "iptables-restore", "ip6tables-restore"},
+		{true, "iptables-save", "ip6tables-save"},
+		{true, "iptables", "ip6tables"},
+	} {
+		if got := tool(tc.v6, tc.name); got != tc.want {
+			t.Errorf("tool(%v, %q) = %q, want %q", tc.v6, tc.name, got, tc.want)
+		}
+	}
+}
