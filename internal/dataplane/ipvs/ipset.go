@@ -29,6 +29,9 @@ const (
 	setNodePortLocalSCTP      = "KUBE-NODE-PORT-LOCAL-SCTP-HASH"
 	setHealthCheckNodePort    = "KUBE-HEALTH-CHECK-NODE-PORT"
 	setIPVSIPs                = "KUBE-IPVS-IPS"
+	// kproxy's own (policy.go): Local policies without a local endpoint.
+	setClusterIPNoLocal = "KUBE-CLUSTER-IP-NO-LOCAL"
+	setExternalNoLocal  = "KUBE-EXTERNAL-NO-LOCAL"
 )
 
 // setDef is one ipset's type and comment.
@@ -55,6 +58,8 @@ var setDefs = []setDef{
 	{setNodePortLocalSCTP, "hash:ip,port", "Kubernetes nodeport SCTP port with externalTrafficPolicy=local with type 'hash ip:port'"},
 	{setHealthCheckNodePort, "bitmap:port", "Kubernetes health check node port"},
 	{setIPVSIPs, "hash:ip", "Addresses on kube-ipvs0, for filtering traffic to their unserved ports"},
+	{setClusterIPNoLocal, "hash:ip,port", "cluster IP + port with internalTrafficPolicy=Local and no local endpoint"},
+	{setExternalNoLocal, "hash:ip,port", "external address + port with externalTrafficPolicy=Local and no local endpoint"},
 }
 
 // setName is the family-specific name of a base set, decided by the family of a.

@@ -138,6 +138,9 @@ func TestRulesMatchTheSets(t *testing.T) {
 		"-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ",
 		"-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000",
 		"-A KUBE-SOURCE-RANGES-FIREWALL -m set --match-set KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src -j RETURN",
+		"-A KUBE-PROXY-FIREWALL -m conntrack --ctstate NEW -m set --match-set KUBE-EXTERNAL-NO-LOCAL dst,dst -j KUBE-EXTERNAL-NO-LOCAL",
+		"-A KUBE-EXTERNAL-NO-LOCAL -s 10.244.0.0/16 -m comment --comment \"pods short-circuit to cluster-wide endpoints\" -j RETURN",
+		"-A KUBE-NODE-PORT -p tcp -m addrtype --src-type LOCAL -m set --match-set KUBE-NODE-PORT-LOCAL-TCP dst -j KUBE-MARK-MASQ",
 	} {
 		if !strings.Contains(v4, want+"\n") {
 			t.Errorf("rules lack %q", want)
@@ -146,6 +149,12 @@ func TestRulesMatchTheSets(t *testing.T) {
 	v6 := renderRules(rulesOptions{V6: true, MasqueradeAll: true, MasqueradeBit: 14})
 	if !strings.Contains(v6, "--match-set KUBE6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ") || strings.Contains(v6, " KUBE-CLUSTER-IP ") {
 		t.Errorf("IPv6 rules must use the KUBE6- sets:\n%s", v6)
+	}
+	// No IPv6 cluster CIDR: only the node is short-circuited, pods are not told
+	// apart from outside clients.
+	if strings.Contains(v6, "-A KUBE-EXTERNAL-NO-LOCAL -s ") || !strings.Contains(v6, "--match-set KUBE6-EXTERNAL-NO-LOCAL dst,dst -j KUBE-EXTERNAL-NO-LOCAL") ||
+		!strings.Contains(v6, "-A KUBE-EXTERNAL-NO-LOCAL -m addrtype --src-type LOCAL") {
+		t.Errorf("IPv6 KUBE-EXTERNAL-NO-LOCAL:\n%s", v6)
 	}
 	if !strings.Contains(renderCreate(true), "create KUBE6-CLUSTER-IP hash:ip,port family inet6") {
 		t.Error("IPv6 sets must be inet6")
@@ -179,5 +188,23 @@ func TestJumpRulesCheckedOnceAndIPv6OnlyWhenUsed(t *testing.T) {
 	}
 	if s := f.vs(key("[fd00::10]:80", protoTCP)); s == nil || s.Netmask != 128 {
 		t.Fatalf("IPv6 virtual server %+v", s)
+	}
+}
+
+// The IPv6 tools are ip6tables*, not "ip6iptables*" (which made every sync of a
+// dual-stack node fail on the real kernel).
+func TestToolNamesPerFamily(t *testing.T) {
+	for _, tc := range []struct {
+		v6         bool
+		name, want string
+	}{
+		{false, "iptables-restore", "iptables-restore"},
+		{true, "iptables-restore", "ip6tables-restore"},
+		{true, "iptables-save", "ip6tables-save"},
+		{true, "iptables", "ip6tables"},
+	} {
+		if got := tool(tc.v6, tc.name); got != tc.want {
+			t.Errorf("tool(%v, %q) = %q, want %q", tc.v6, tc.name, got, tc.want)
+		}
 	}
 }

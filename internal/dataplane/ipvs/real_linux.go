@@ -127,9 +127,11 @@ func (execIPSet) Destroy(ctx context.Context, names []string) error {
 // execIptables implements Iptables with iptables-restore and iptables.
 type execIptables struct{}
 
+// tool names the iptables tool of a family: iptables-restore is
+// ip6tables-restore for IPv6.
 func tool(v6 bool, name string) string {
 	if v6 {
-		return "ip6" + name
+		return strings.Replace(name, "iptables", "ip6tables", 1)
 	}
 	return name
 }

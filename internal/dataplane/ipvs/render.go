@@ -63,29 +63,35 @@ func renderPort(sp *state.ServicePort, cat state.Categorized, o renderOptions) (
 	if warn != "" {
 		m.Warnings = append(m.Warnings, warn)
 	}
-	internal, external := cat.Cluster, cat.Cluster
-	if sp.InternalPolicyLocal {
-		internal = cat.Local
-	}
-	if sp.ExternalPolicyLocal {
-		external = cat.Local
-	}
+	pol := policyFor(sp, cat)
+	internal, external := pol.internal, pol.external
 	port := uint16(sp.Port)
 	lower := strings.ToLower(string(sp.Protocol))
 	ipPort := func(a netip.Addr) string { return a.String() + "," + lower + ":" + strconv.Itoa(int(sp.Port)) }
+	// dropOutside records an external address whose outside clients are dropped.
+	dropOutside := func(a netip.Addr, entry string) {
+		if pol.dropOutside {
+			m.Sets = append(m.Sets, setEntry{setName(setExternalNoLocal, a), entry})
+		}
+	}
 
 	for _, ip := range sp.ClusterIPs {
 		m.add(tmpl, vsKey{ip, port, proto}, internal)
 		m.Addrs = append(m.Addrs, ip)
 		m.Sets = append(m.Sets, setEntry{setName(setClusterIP, ip), ipPort(ip)})
+		if pol.dropInternal {
+			m.Sets = append(m.Sets, setEntry{setName(setClusterIPNoLocal, ip), ipPort(ip)})
+		}
 	}
 	for _, ip := range sp.ExternalIPs {
 		m.add(tmpl, vsKey{ip, port, proto}, external)
+		dropOutside(ip, ipPort(ip))
 		m.Addrs = append(m.Addrs, ip)
 		m.Sets = append(m.Sets, setEntry{setName(pick(sp.ExternalPolicyLocal, setExternalIPLocal, setExternalIP), ip), ipPort(ip)})
 	}
 	for _, ip := range sp.LoadBalancerIPs {
 		m.add(tmpl, vsKey{ip, port, proto}, external)
+		dropOutside(ip, ipPort(ip))
 		m.Addrs = append(m.Addrs, ip)
 		m.Sets = append(m.Sets, setEntry{setName(setLoadBalancer, ip), ipPort(ip)})
 		if sp.ExternalPolicyLocal {
@@ -102,6 +108,11 @@ func renderPort(sp *state.ServicePort, cat state.Categorized, o renderOptions) (
 	}
 	if sp.NodePort != 0 {
 		m.renderNodePort(sp, tmpl, external, o.NodePortAddrs)
+		for _, a := range o.NodePortAddrs {
+			if !a.IsLoopback() && familyServed(sp, a) {
+				dropOutside(a, a.String()+","+lower+":"+strconv.Itoa(int(sp.NodePort)))
+			}
+		}
 	}
 	if sp.HealthCheckNodePort != 0 {
 		for _, fam := range families(sp) {

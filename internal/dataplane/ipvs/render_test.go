@@ -48,7 +48,7 @@ func TestRenderLocalPoliciesSCTPAndHealthCheck(t *testing.T) {
 			"KUBE-EXTERNAL-IP-LOCAL 203.0.113.1,tcp:80", "KUBE-LOAD-BALANCER-LOCAL 198.18.0.1,tcp:80",
 			"KUBE-NODE-PORT-LOCAL-TCP 30001", "KUBE-HEALTH-CHECK-NODE-PORT 32000",
 		},
-		noSets: []string{"KUBE-EXTERNAL-IP 203.0.113.1", "KUBE-NODE-PORT-TCP 30001"},
+		noSets: []string{"KUBE-EXTERNAL-IP 203.0.113.1", "KUBE-NODE-PORT-TCP 30001", "NO-LOCAL"},
 		wantDests: map[vsKey][]string{
 			key("10.96.0.1:80", protoTCP):      {"10.1.0.1:80", "10.1.0.2:80"},
 			key("203.0.113.1:80", protoTCP):    {"10.1.0.1:80"},
@@ -119,5 +119,54 @@ func TestRenderLocalPoliciesSCTPAndHealthCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A Local policy that finds no local endpoint while the Service has endpoints
+// elsewhere: the external virtual servers hold the cluster-wide endpoints (for
+// in-cluster clients) and every external address is listed for the filter to
+// drop outside clients; the ClusterIP of internalTrafficPolicy Local stays
+// without real servers and is listed to be dropped for everyone.
+func TestRenderLocalPolicyWithoutLocalEndpoint(t *testing.T) {
+	node := []netip.Addr{netip.MustParseAddr("192.168.7.2"), netip.MustParseAddr("127.0.0.1")}
+	remote := []state.Endpoint{ep("10.1.0.2:80", 1), ep("10.1.0.3:80", 1)}
+	sp := clusterIP("loc", "10.96.0.1", 80, v1.ProtocolTCP)
+	sp.Type, sp.NodePort, sp.HealthCheckNodePort = v1.ServiceTypeLoadBalancer, 30001, 32000
+	sp.ExternalPolicyLocal, sp.InternalPolicyLocal = true, true
+	sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("203.0.113.1")}
+	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.1")}
+	m, err := renderPort(sp, state.CategorizeEndpoints(sp, remote, state.NodeInfo{}), renderOptions{NodePortAddrs: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := entries(m)
+	for _, w := range []string{
+		"KUBE-EXTERNAL-NO-LOCAL 203.0.113.1,tcp:80", "KUBE-EXTERNAL-NO-LOCAL 198.18.0.1,tcp:80",
+		"KUBE-EXTERNAL-NO-LOCAL 192.168.7.2,tcp:30001", "KUBE-CLUSTER-IP-NO-LOCAL 10.96.0.1,tcp:80",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("sets lack %q:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, "NO-LOCAL 127.0.0.1") || strings.Contains(got, "EXTERNAL-NO-LOCAL 10.96.0.1") {
+		t.Errorf("a loopback NodePort or the ClusterIP is listed as external:\n%s", got)
+	}
+	for _, vs := range m.Servers {
+		want := 2
+		if vs.Key.Addr == netip.MustParseAddr("10.96.0.1") {
+			want = 0
+		}
+		if len(vs.Dests) != want {
+			t.Errorf("%s: real servers %v, want %d", vs.Key, vs.Dests, want)
+		}
+	}
+
+	// Without any endpoint nothing is dropped: every address is refused.
+	m, err = renderPort(sp, state.CategorizeEndpoints(sp, nil, state.NodeInfo{}), renderOptions{NodePortAddrs: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(m); strings.Contains(got, "NO-LOCAL") {
+		t.Errorf("a Service without endpoints is listed to be dropped:\n%s", got)
 	}
 }

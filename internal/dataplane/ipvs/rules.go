@@ -20,6 +20,7 @@ const (
 	chainSourceRangesFW    = "KUBE-SOURCE-RANGES-FIREWALL"
 	chainIPVSFilter        = "KUBE-IPVS-FILTER"
 	chainNodePortFilter    = "KUBE-NODE-PORT"
+	chainExternalNoLocal   = "KUBE-EXTERNAL-NO-LOCAL"
 	defaultMasqueradeBit   = 14
 	commentServicesPortals = "kubernetes service portals"
 )
@@ -84,18 +85,27 @@ func renderRules(o rulesOptions) string {
 			}
 		}
 	}
+	// The node's own connections to externalTrafficPolicy Local addresses are
+	// masqueraded, as kube-proxy's iptables and nftables modes do ("masquerade
+	// LOCAL traffic"): the source the node picks for a kube-ipvs0 address is that
+	// address, which no remote endpoint can answer.
+	local := "-m addrtype --src-type LOCAL"
+	w("-A %s %s -m set --match-set %s dst,dst -j %s", chainServices, local, n(setExternalIPLocal), chainMarkMasq)
 	w("-A %s -m set --match-set %s dst,dst -j %s", chainServices, n(setExternalIP), chainMarkMasq)
 	w("-A %s -m set --match-set %s dst,dst -j %s", chainServices, n(setLoadBalancer), chainLoadBalancer)
 	w("-A %s -m addrtype --dst-type LOCAL -j %s", chainServices, chainNodePort)
+	w("-A %s %s -j %s", chainLoadBalancer, local, chainMarkMasq)
 	w("-A %s -m set --match-set %s dst,dst -j RETURN", chainLoadBalancer, n(setLoadBalancerLocal))
 	w("-A %s -j %s", chainLoadBalancer, chainMarkMasq)
 	for _, p := range []struct{ proto, local, all string }{
 		{"tcp", setNodePortLocalTCP, setNodePortTCP},
 		{"udp", setNodePortLocalUDP, setNodePortUDP},
 	} {
+		w("-A %s -p %s %s -m set --match-set %s dst -j %s", chainNodePort, p.proto, local, n(p.local), chainMarkMasq)
 		w("-A %s -p %s -m set --match-set %s dst -j RETURN", chainNodePort, p.proto, n(p.local))
 		w("-A %s -p %s -m set --match-set %s dst -j %s", chainNodePort, p.proto, n(p.all), chainMarkMasq)
 	}
+	w("-A %s -p sctp %s -m set --match-set %s dst,dst -j %s", chainNodePort, local, n(setNodePortLocalSCTP), chainMarkMasq)
 	w("-A %s -p sctp -m set --match-set %s dst,dst -j RETURN", chainNodePort, n(setNodePortLocalSCTP))
 	w("-A %s -p sctp -m set --match-set %s dst,dst -j %s", chainNodePort, n(setNodePortSCTP), chainMarkMasq)
 	w("COMMIT")
@@ -110,6 +120,19 @@ func renderRules(o rulesOptions) string {
 	w("-A %s -m set --match-set %s dst,dst -j %s", chainProxyFirewall, n(setLoadBalancerFW), chainSourceRangesFW)
 	w("-A %s -m set --match-set %s dst,dst,src -j RETURN", chainSourceRangesFW, n(setLoadBalancerSourceCIDR))
 	w("-A %s -m comment --comment \"source not in loadBalancerSourceRanges\" -j DROP", chainSourceRangesFW)
+	// Local policies without a local endpoint (policy.go): new connections are
+	// dropped before IPVS (LOCAL_IN) sees them, from everyone for a ClusterIP,
+	// from outside the cluster for an external address.
+	w("-A %s -m conntrack --ctstate NEW -m set --match-set %s dst,dst -m comment --comment \"internalTrafficPolicy Local without a local endpoint\" -j DROP",
+		chainProxyFirewall, n(setClusterIPNoLocal))
+	w("-A %s -m conntrack --ctstate NEW -m set --match-set %s dst,dst -j %s", chainProxyFirewall, n(setExternalNoLocal), chainExternalNoLocal)
+	for _, c := range o.ClusterCIDRs {
+		if c.Addr().Is6() == o.V6 {
+			w("-A %s -s %s -m comment --comment \"pods short-circuit to cluster-wide endpoints\" -j RETURN", chainExternalNoLocal, c)
+		}
+	}
+	w("-A %s %s -m comment --comment \"the node short-circuits to cluster-wide endpoints\" -j RETURN", chainExternalNoLocal, local)
+	w("-A %s -m comment --comment \"externalTrafficPolicy Local without a local endpoint\" -j DROP", chainExternalNoLocal)
 	for _, s := range []string{setLoadBalancer, setClusterIP, setExternalIP, setExternalIPLocal} {
 		w("-A %s -m set --match-set %s dst,dst -j RETURN", chainIPVSFilter, n(s))
 	}
@@ -148,5 +171,5 @@ func natChains() []string {
 }
 
 func filterChains() []string {
-	return []string{chainForward, chainProxyFirewall, chainSourceRangesFW, chainIPVSFilter, chainNodePortFilter}
+	return []string{chainForward, chainProxyFirewall, chainSourceRangesFW, chainIPVSFilter, chainNodePortFilter, chainExternalNoLocal}
 }

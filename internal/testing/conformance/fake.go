@@ -119,18 +119,11 @@ func (s Service) model(a Addrs) (*state.ServicePort, []state.Endpoint) {
 }
 
 // KnownDifferences are, by mode, the probes a mode is known to answer
-// differently from the table (docs/compatibility.md): ipvs leaves a virtual
-// server without real servers when a Local policy finds no local endpoint, which
-// rejects instead of dropping, and does not short-circuit in-cluster clients of
-// an eTP=Local NodePort. Both runners check that each still differs.
-var KnownDifferences = map[string][]Difference{
-	"ipvs": {
-		{Scenario: "externalTrafficPolicy Local without a local endpoint", From: FromExternal, Addr: "NODE:30106"},
-		{Scenario: "externalTrafficPolicy Local without a local endpoint", From: FromPod, Addr: "NODE:30106"},
-		{Scenario: "externalTrafficPolicy Local without a local endpoint", From: FromNode, Addr: "NODE:30106"},
-		{Scenario: "internalTrafficPolicy Local", From: FromPod, Addr: "10.96.1.8:80"},
-	},
-}
+// differently from the table (docs/compatibility.md). Both runners check that
+// each still differs. None is known now: ipvs, the last mode listed, drops and
+// short-circuits Local policies without a local endpoint as the table says
+// (internal/dataplane/ipvs/policy.go).
+var KnownDifferences = map[string][]Difference{}
 
 // Tracer evaluates one packet against what a mode programmed into its fakes.
 type Tracer func(p trace.Packet, o trace.Options) (*trace.Result, error)
