@@ -50,6 +50,8 @@ type Ops struct {
 	AffinitySweep map[uint32]map[backendValue]bool
 	// changes are applied to the Table by Commit once the kernel took the ops.
 	changes []change
+	// installs holds the new entries of changes, allocated together.
+	installs []installed
 }
 
 // Len is the number of map entries the ops write or delete.
@@ -151,6 +153,7 @@ func (t *Table) Adopt(svcs map[svcKey]svcValue, backends map[backendKey]backendV
 // holds is refused. An incremental Plan costs O(changed), not O(Services).
 func (t *Table) Plan(want Desired, scope Scope) (*Ops, []error) {
 	ops := &Ops{DelBackends: t.orphans}
+	ops.presize(want, len(t.cur) == 0)
 	var errs []error
 	if scope.All {
 		for k, in := range t.cur {
@@ -187,6 +190,25 @@ func (t *Table) Plan(want Desired, scope Scope) (*Ops, []error) {
 		ops.upsert(k, old, f, id)
 	}
 	return ops, errs
+}
+
+// presize makes room for the ops of want, so that a cold load of 10,000
+// Services does not grow its slices (and the garbage) one doubling at a time.
+// Into empty maps (cold) every entry is written; otherwise few change.
+func (o *Ops) presize(want Desired, cold bool) {
+	o.changes = make([]change, 0, len(want))
+	o.installs = make([]installed, 0, len(want))
+	if !cold {
+		return
+	}
+	slots := 0
+	for _, f := range want {
+		slots += len(f.Slots)
+	}
+	o.BackendKeys = make([]backendKey, 0, slots)
+	o.BackendVals = make([]backendValue, 0, slots)
+	o.ServiceKeys = make([]svcKey, 0, len(want))
+	o.ServiceVals = make([]svcValue, 0, len(want))
 }
 
 func (o *Ops) sweep(id uint32, keep []backendValue) {
@@ -240,7 +262,8 @@ func (o *Ops) upsert(k svcKey, old *installed, f *Frontend, id uint32) {
 		o.ServiceKeys = append(o.ServiceKeys, k)
 		o.ServiceVals = append(o.ServiceVals, val)
 	}
-	o.changes = append(o.changes, change{key: k, old: old, new: &installed{id: id, val: val, slots: f.Slots, front: f}})
+	o.installs = append(o.installs, installed{id: id, val: val, slots: f.Slots, front: f})
+	o.changes = append(o.changes, change{key: k, old: old, new: &o.installs[len(o.installs)-1]})
 }
 
 // Commit records that the kernel holds what ops describe. It returns the backends
@@ -254,6 +277,9 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 		t.byPort = make(map[state.ServicePortName][]svcKey, n)
 		t.epRef = make(map[netip.AddrPort]int, 3*n)
 	}
+	// The ports' key lists start in one shared array, each capped at one key
+	// (a dual-stack port's second key moves it out).
+	slab := make([]svcKey, 0, len(ops.changes))
 	var gone []netip.AddrPort
 	for _, c := range ops.changes {
 		if c.old != nil {
@@ -267,7 +293,7 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 		if c.new != nil {
 			t.slots += len(c.new.slots)
 			t.ref(c.new, 1)
-			t.byPort[c.new.front.Port] = append(t.byPort[c.new.front.Port], c.key)
+			slab = t.index(c.new.front.Port, c.key, slab)
 			t.cur[c.key] = c.new
 			if c.new.id >= t.nextID {
 				t.nextID = c.new.id + 1
@@ -289,6 +315,19 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 		}
 	}
 	return gone
+}
+
+// index records that port wrote k, taking a new port's list from slab.
+func (t *Table) index(port state.ServicePortName, k svcKey, slab []svcKey) []svcKey {
+	keys := t.byPort[port]
+	if len(keys) == 0 && len(slab) < cap(slab) {
+		slab = append(slab, k)
+		keys = slab[len(slab)-1 : len(slab) : len(slab)]
+	} else {
+		keys = append(keys, k)
+	}
+	t.byPort[port] = keys
+	return slab
 }
 
 func (t *Table) unindex(k svcKey, in *installed) {
