@@ -72,8 +72,10 @@ type Table struct {
 	nextID uint32
 	free   []uint32
 	// epRef counts the frontends that use each backend, to find backends no
-	// frontend uses any more (their sockets get destroyed).
-	epRef   map[netip.AddrPort]int
+	// frontend uses any more (their sockets get destroyed). Keyed by the map
+	// encoding, which has no pointer: half the size of netip.AddrPort's entries,
+	// and nothing for the GC to scan.
+	epRef   map[backendValue]int32
 	orphans []backendKey
 	// slots is the number of backend entries of all Services.
 	slots int
@@ -102,7 +104,7 @@ func (s Scope) has(in *installed) bool {
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[netip.AddrPort]int{},
+	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[backendValue]int32{},
 		byPort: map[state.ServicePortName][]svcKey{}}
 }
 
@@ -275,7 +277,7 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 		n := len(ops.changes)
 		t.cur = make(map[svcKey]*installed, n)
 		t.byPort = make(map[state.ServicePortName][]svcKey, n)
-		t.epRef = make(map[netip.AddrPort]int, 3*n)
+		t.epRef = make(map[backendValue]int32, 3*n)
 	}
 	// The ports' key lists start in one shared array, each capped at one key
 	// (a dual-stack port's second key moves it out).
@@ -308,9 +310,9 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 			continue
 		}
 		for _, ep := range c.old.endpoints() {
-			if n, ok := t.epRef[ep]; ok && n <= 0 {
+			if n, ok := t.epRef[newBackend(ep)]; ok && n <= 0 {
 				gone = append(gone, ep)
-				delete(t.epRef, ep) // reported once
+				delete(t.epRef, newBackend(ep)) // reported once
 			}
 		}
 	}
@@ -348,9 +350,9 @@ func (t *Table) unindex(k svcKey, in *installed) {
 	}
 }
 
-func (t *Table) ref(in *installed, d int) {
+func (t *Table) ref(in *installed, d int32) {
 	for _, ep := range in.endpoints() {
-		t.epRef[ep] += d
+		t.epRef[newBackend(ep)] += d
 	}
 }
 
