@@ -156,11 +156,7 @@ func (c *Core) request(ctx context.Context, snap *state.Snapshot) *Request {
 		// (topology, locality) and NodePort addresses: every port is changed.
 		changed = c.allPorts(snap)
 	}
-	size := len(changed)
-	if full {
-		size = len(snap.Services)
-	}
-	req := newRequest(snap, full, size)
+	req := &Request{Snapshot: snap, Full: full}
 	req.NodeChanged, req.CIDRsChanged, req.Changed = c.pendingNode, c.pendingCIDRs, changed
 	return req
 }

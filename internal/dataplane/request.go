@@ -24,32 +24,45 @@ type Request struct {
 	// sync; a partial Apply looks at these only.
 	Changed map[state.ServicePortName]struct{}
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// cats keeps the categorisation of the ports with many endpoints.
 	cats map[state.ServicePortName]state.Categorized
 }
 
 // NewRequest returns a full request for snap, e.g. for a pure render.
 func NewRequest(snap *state.Snapshot) *Request {
-	return newRequest(snap, true, len(snap.Services))
+	return &Request{Snapshot: snap, Full: true}
 }
 
-// newRequest sizes the categorisation cache for the ports the sync will read:
-// growing it one port at a time cost a cold load of 10,000 Services more than
-// the categorisation itself.
-func newRequest(snap *state.Snapshot, full bool, ports int) *Request {
-	return &Request{Snapshot: snap, Full: full, cats: make(map[state.ServicePortName]state.Categorized, ports)}
-}
+// cacheFrom is the number of endpoints from which a port's categorisation is kept
+// for the rest of the sync. Below it, categorising again costs less than a cache
+// lookup and insert (no allocation: the result shares the Snapshot's array).
+// Caching every port made a cold load of 10,000 Services x 3 endpoints in the
+// ebpf mode spend as much in the cache as in categorising.
+const cacheFrom = 16
 
 // Endpoints returns the port's endpoints categorised for cluster and local
-// traffic (state.CategorizeEndpoints), computed once per sync. It is the only way a
-// mode learns which endpoints traffic may reach; safe for concurrent use.
+// traffic (state.CategorizeEndpoints), computed once per sync for a port with
+// many endpoints. It is the only way a mode learns which endpoints traffic may
+// reach; safe for concurrent use.
 func (r *Request) Endpoints(n state.ServicePortName) state.Categorized {
+	snap := r.Snapshot
+	sp, eps := snap.Services[n], snap.Endpoints[n]
+	if sp == nil {
+		return state.Categorized{}
+	}
+	if len(eps) < cacheFrom {
+		return state.CategorizeEndpoints(sp, eps, snap.Node)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c, ok := r.cats[n]; ok {
 		return c
 	}
-	c := r.Snapshot.Categorize(n)
+	c := state.CategorizeEndpoints(sp, eps, snap.Node)
+	if r.cats == nil {
+		r.cats = map[state.ServicePortName]state.Categorized{}
+	}
 	r.cats[n] = c
 	return c
 }

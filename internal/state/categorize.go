@@ -3,7 +3,9 @@ package state
 // Categorized is the result of endpoint categorisation for one ServicePort, with
 // kube-proxy's semantics (pkg/proxy/topology.go): ready endpoints first, falling back
 // to serving+terminating ones when none are ready, separately for cluster and local
-// traffic, and topology hints when every ready endpoint carries them.
+// traffic, and topology hints when every ready endpoint carries them. Its slices
+// may share the Snapshot's array (FilterEndpoints): like the Snapshot's values,
+// they are never modified.
 type Categorized struct {
 	// Cluster receives traffic whose policy is Cluster.
 	Cluster []Endpoint
@@ -32,11 +34,11 @@ func CategorizeEndpoints(sp *ServicePort, eps []Endpoint, node NodeInfo) Categor
 	if sp.UsesClusterEndpoints() {
 		topo := topologyFilter(eps, node)
 		useTopology = topo != nil
-		c.Cluster = filterEndpoints(eps, func(e Endpoint) bool {
+		c.Cluster = FilterEndpoints(eps, func(e *Endpoint) bool {
 			return e.Ready && (topo == nil || topo(e))
 		})
 		if len(c.Cluster) == 0 {
-			c.Cluster = filterEndpoints(eps, servingTerminating)
+			c.Cluster = FilterEndpoints(eps, servingTerminating)
 		}
 		c.HasAny = len(c.Cluster) > 0
 	}
@@ -50,7 +52,7 @@ func CategorizeEndpoints(sp *ServicePort, eps []Endpoint, node NodeInfo) Categor
 		case e.Ready:
 			c.HasAny = true
 			localReady = localReady || e.IsLocal
-		case servingTerminating(e):
+		case servingTerminating(&e):
 			c.HasAny = true
 			localTerminating = localTerminating || e.IsLocal
 		}
@@ -58,10 +60,10 @@ func CategorizeEndpoints(sp *ServicePort, eps []Endpoint, node NodeInfo) Categor
 	usedTerminating := false
 	switch {
 	case localReady:
-		c.Local = filterEndpoints(eps, func(e Endpoint) bool { return e.Ready && e.IsLocal })
+		c.Local = FilterEndpoints(eps, func(e *Endpoint) bool { return e.Ready && e.IsLocal })
 	case localTerminating:
 		usedTerminating = true
-		c.Local = filterEndpoints(eps, func(e Endpoint) bool { return e.IsLocal && servingTerminating(e) })
+		c.Local = FilterEndpoints(eps, func(e *Endpoint) bool { return e.IsLocal && servingTerminating(e) })
 	}
 	if !sp.UsesClusterEndpoints() {
 		c.AllReachable = c.Local
@@ -76,13 +78,29 @@ func CategorizeEndpoints(sp *ServicePort, eps []Endpoint, node NodeInfo) Categor
 	return c
 }
 
-func servingTerminating(e Endpoint) bool { return e.Serving && e.Terminating }
+func servingTerminating(e *Endpoint) bool { return e.Serving && e.Terminating }
 
-func filterEndpoints(eps []Endpoint, keep func(Endpoint) bool) []Endpoint {
-	var out []Endpoint
-	for _, e := range eps {
-		if keep(e) {
-			out = append(out, e)
+// FilterEndpoints returns the endpoints keep accepts, nil for none. When it
+// accepts all, the usual case, it returns eps itself (capped, so an append
+// copies) instead of a copy: categorising 10,000 Services allocated mostly
+// these copies. Callers never modify the result, as they never modify eps.
+func FilterEndpoints(eps []Endpoint, keep func(*Endpoint) bool) []Endpoint {
+	n := 0
+	for i := range eps {
+		if keep(&eps[i]) {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return nil
+	case len(eps):
+		return eps[:n:n]
+	}
+	out := make([]Endpoint, 0, n)
+	for i := range eps {
+		if keep(&eps[i]) {
+			out = append(out, eps[i])
 		}
 	}
 	return out
@@ -105,14 +123,14 @@ func mergeEndpoints(a, b []Endpoint) []Endpoint {
 // topologyFilter returns the hint filter that decides for these endpoints, or nil.
 // Hints decide when every ready endpoint carries a hint of one kind and one of them
 // names this node (PreferSameNode, tried first) or this node's zone.
-func topologyFilter(eps []Endpoint, node NodeInfo) func(Endpoint) bool {
+func topologyFilter(eps []Endpoint, node NodeInfo) func(*Endpoint) bool {
 	nodeHints := func(e Endpoint) []string { return e.NodeHints }
 	zoneHints := func(e Endpoint) []string { return e.ZoneHints }
 	if hintsUsable(eps, nodeHints, node.Name) {
-		return func(e Endpoint) bool { return contains(e.NodeHints, node.Name) }
+		return func(e *Endpoint) bool { return contains(e.NodeHints, node.Name) }
 	}
 	if hintsUsable(eps, zoneHints, node.Zone) {
-		return func(e Endpoint) bool { return contains(e.ZoneHints, node.Zone) }
+		return func(e *Endpoint) bool { return contains(e.ZoneHints, node.Zone) }
 	}
 	return nil
 }

@@ -203,3 +203,22 @@ func TestSnapshotCategorize(t *testing.T) {
 		t.Fatalf("missing port %+v", got)
 	}
 }
+
+func TestFilterEndpointsSharesOnlyWhenAllKept(t *testing.T) {
+	in := eps(readyEP(1), terminating(2), readyEP(3))
+	all := FilterEndpoints(in, func(*Endpoint) bool { return true })
+	if len(all) != 3 || &all[0] != &in[0] || cap(all) != 3 {
+		t.Errorf("all kept: want in itself, capped at its length; got len %d cap %d", len(all), cap(all))
+	}
+	ready := FilterEndpoints(in, func(e *Endpoint) bool { return e.Ready })
+	if got := names(ready); !reflect.DeepEqual(got, []string{"10.0.0.1:80", "10.0.0.3:80"}) {
+		t.Errorf("ready: %v", got)
+	}
+	ready[0].Port = 1
+	if in[0].Port != 80 {
+		t.Error("a filtered copy shares the input's array")
+	}
+	if none := FilterEndpoints(in, func(*Endpoint) bool { return false }); none != nil {
+		t.Errorf("none kept: %v, want nil", none)
+	}
+}

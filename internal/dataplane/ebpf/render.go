@@ -57,45 +57,59 @@ type RenderOptions struct {
 // Render computes the map contents of the whole snapshot. It is pure. Errors name
 // the ServicePorts that could not be rendered; every other port is in Desired.
 func Render(snap *state.Snapshot, o RenderOptions) (Desired, []error) {
-	names := make([]state.ServicePortName, 0, len(snap.Services))
-	for n := range snap.Services {
-		names = append(names, n)
+	r := renderer{snap: snap, o: o, d: make(Desired, len(snap.Services))}
+	for n, sp := range snap.Services {
+		r.add(n, sp)
 	}
-	return RenderPorts(snap, names, o)
+	return r.d, r.errs
 }
 
 // RenderPorts computes the map contents of the named ServicePorts.
 func RenderPorts(snap *state.Snapshot, names []state.ServicePortName, o RenderOptions) (Desired, []error) {
-	d := make(Desired, len(names))
-	var errs []error
+	r := renderer{snap: snap, o: o, d: make(Desired, len(names))}
 	for _, n := range names {
-		fs, err := RenderPort(snap, n, o)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, f := range fs {
-			prev, dup := d[f.Key]
-			if !dup {
-				d[f.Key] = f
-				continue
-			}
-			// Whatever the order of names, the lesser ServicePort keeps the address.
-			loser := f
-			if lessPort(f.Port, prev.Port) {
-				d[f.Key], loser = f, prev
-			}
-			errs = append(errs, &PortError{loser.Port, fmt.Errorf("%s %s is also used by %s",
-				protoName(f.Key.Proto), f.Key.addrPort(), d[f.Key].Port)})
-		}
+		r.add(n, snap.Services[n])
 	}
-	return d, errs
+	return r.d, r.errs
 }
 
-// RenderPort computes the frontends of one ServicePort: one per ClusterIP. Ports
-// that socket LB does not handle (SCTP, headless) render to nothing.
-func RenderPort(snap *state.Snapshot, name state.ServicePortName, o RenderOptions) ([]*Frontend, error) {
-	sp := snap.Services[name]
+// renderer renders ServicePorts one after the other into d, reusing its scratch
+// space: a cold load renders 10,000 of them.
+type renderer struct {
+	snap *state.Snapshot
+	o    RenderOptions
+	d    Desired
+	errs []error
+	bs   []lb.Backend // scratch of setBackends
+}
+
+// add renders one ServicePort into d. Whatever the order of the ports, the lesser
+// ServicePort keeps an address two of them claim.
+func (r *renderer) add(n state.ServicePortName, sp *state.ServicePort) {
+	fs, err := r.port(n, sp)
+	if err != nil {
+		r.errs = append(r.errs, err)
+		return
+	}
+	for i := range fs {
+		f := &fs[i]
+		prev, dup := r.d[f.Key]
+		if !dup {
+			r.d[f.Key] = f
+			continue
+		}
+		loser := f
+		if lessPort(f.Port, prev.Port) {
+			r.d[f.Key], loser = f, prev
+		}
+		r.errs = append(r.errs, &PortError{loser.Port, fmt.Errorf("%s %s is also used by %s",
+			protoName(f.Key.Proto), f.Key.addrPort(), r.d[f.Key].Port)})
+	}
+}
+
+// port computes the frontends of one ServicePort: one per ClusterIP. Ports that
+// socket LB does not handle (SCTP, headless) render to nothing.
+func (r *renderer) port(name state.ServicePortName, sp *state.ServicePort) ([]Frontend, error) {
 	if sp == nil {
 		return nil, nil
 	}
@@ -103,31 +117,31 @@ func RenderPort(snap *state.Snapshot, name state.ServicePortName, o RenderOption
 	if !ok || sp.Port <= 0 || sp.Port > 65535 {
 		return nil, nil
 	}
-	sched, flags, err := scheduler(sp, o)
+	sched, flags, err := scheduler(sp, r.o)
 	if err != nil {
 		return nil, &PortError{name, err}
 	}
 	var cat state.Categorized
-	if o.Endpoints != nil {
-		cat = o.Endpoints(name)
+	if r.o.Endpoints != nil {
+		cat = r.o.Endpoints(name)
 	} else {
-		cat = snap.Categorize(name)
+		cat = r.snap.Categorize(name)
 	}
 	eps := cat.Cluster
 	if sp.InternalPolicyLocal {
 		eps = cat.Local
 	}
-	var out []*Frontend
+	// One allocation for the frontends of the port (a Desired entry points into it).
+	out := make([]Frontend, 0, len(sp.ClusterIPs))
 	for _, ip := range sp.ClusterIPs {
 		if !ip.IsValid() || ip.IsUnspecified() {
 			continue
 		}
-		f := &Frontend{Key: newSvcKey(ip, uint16(sp.Port), proto), Port: name,
-			Sched: sched, Flags: flags, AffinitySec: affinitySeconds(sp)}
-		if err := f.setBackends(sameFamily(eps, ip.Is4())); err != nil {
+		out = append(out, Frontend{Key: newSvcKey(ip, uint16(sp.Port), proto), Port: name,
+			Sched: sched, Flags: flags, AffinitySec: affinitySeconds(sp)})
+		if err := r.setBackends(&out[len(out)-1], sameFamily(eps, ip.Is4())); err != nil {
 			return nil, &PortError{name, err}
 		}
-		out = append(out, f)
 	}
 	return out, nil
 }
@@ -194,18 +208,20 @@ func sameFamily(eps []state.Endpoint, v4 bool) []state.Endpoint {
 	return out
 }
 
-// setBackends fills Slots and Endpoints from the chosen endpoints.
-func (f *Frontend) setBackends(eps []state.Endpoint) error {
-	bs := make([]lb.Backend, 0, len(eps))
+// setBackends fills f's Slots and Endpoints from the chosen endpoints.
+func (r *renderer) setBackends(f *Frontend, eps []state.Endpoint) error {
+	bs := r.bs[:0]
 	f.Endpoints = make([]netip.AddrPort, 0, len(eps))
+	seen := distinct(len(eps))
 	for _, e := range eps {
 		ap := netip.AddrPortFrom(e.IP.Unmap(), uint16(e.Port))
-		if e.Weight < 0 || slices.Contains(f.Endpoints, ap) {
+		if e.Weight < 0 || seen(f.Endpoints, ap) {
 			continue
 		}
 		bs = append(bs, lb.Backend{Addr: ap, Weight: e.Weight})
 		f.Endpoints = append(f.Endpoints, ap)
 	}
+	r.bs = bs
 	if f.Sched == schedMaglev {
 		table, err := lb.MaglevTable(bs, MaglevTableSize)
 		if err != nil {
@@ -219,6 +235,22 @@ func (f *Frontend) setBackends(eps []state.Endpoint) error {
 	}
 	f.Slots = weightedSlots(bs)
 	return nil
+}
+
+// distinct returns a test of whether ap is among the addresses accepted so far
+// (which it then records): a scan of them for a few endpoints, a set for many.
+func distinct(n int) func(accepted []netip.AddrPort, ap netip.AddrPort) bool {
+	if n <= 16 {
+		return func(accepted []netip.AddrPort, ap netip.AddrPort) bool { return slices.Contains(accepted, ap) }
+	}
+	set := make(map[netip.AddrPort]struct{}, n)
+	return func(_ []netip.AddrPort, ap netip.AddrPort) bool {
+		if _, ok := set[ap]; ok {
+			return true
+		}
+		set[ap] = struct{}{}
+		return false
+	}
 }
 
 // weightedSlots gives each backend weight/gcd slots (at most maxSlotsPerEndpoint),

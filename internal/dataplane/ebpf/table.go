@@ -50,6 +50,8 @@ type Ops struct {
 	AffinitySweep map[uint32]map[backendValue]bool
 	// changes are applied to the Table by Commit once the kernel took the ops.
 	changes []change
+	// installs holds the new entries of changes, allocated together.
+	installs []installed
 }
 
 // Len is the number of map entries the ops write or delete.
@@ -70,8 +72,10 @@ type Table struct {
 	nextID uint32
 	free   []uint32
 	// epRef counts the frontends that use each backend, to find backends no
-	// frontend uses any more (their sockets get destroyed).
-	epRef   map[netip.AddrPort]int
+	// frontend uses any more (their sockets get destroyed). Keyed by the map
+	// encoding, which has no pointer: half the size of netip.AddrPort's entries,
+	// and nothing for the GC to scan.
+	epRef   map[backendValue]int32
 	orphans []backendKey
 	// slots is the number of backend entries of all Services.
 	slots int
@@ -100,7 +104,7 @@ func (s Scope) has(in *installed) bool {
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[netip.AddrPort]int{},
+	return &Table{cur: map[svcKey]*installed{}, nextID: 1, epRef: map[backendValue]int32{},
 		byPort: map[state.ServicePortName][]svcKey{}}
 }
 
@@ -151,6 +155,7 @@ func (t *Table) Adopt(svcs map[svcKey]svcValue, backends map[backendKey]backendV
 // holds is refused. An incremental Plan costs O(changed), not O(Services).
 func (t *Table) Plan(want Desired, scope Scope) (*Ops, []error) {
 	ops := &Ops{DelBackends: t.orphans}
+	ops.presize(want, len(t.cur) == 0)
 	var errs []error
 	if scope.All {
 		for k, in := range t.cur {
@@ -187,6 +192,25 @@ func (t *Table) Plan(want Desired, scope Scope) (*Ops, []error) {
 		ops.upsert(k, old, f, id)
 	}
 	return ops, errs
+}
+
+// presize makes room for the ops of want, so that a cold load of 10,000
+// Services does not grow its slices (and the garbage) one doubling at a time.
+// Into empty maps (cold) every entry is written; otherwise few change.
+func (o *Ops) presize(want Desired, cold bool) {
+	o.changes = make([]change, 0, len(want))
+	o.installs = make([]installed, 0, len(want))
+	if !cold {
+		return
+	}
+	slots := 0
+	for _, f := range want {
+		slots += len(f.Slots)
+	}
+	o.BackendKeys = make([]backendKey, 0, slots)
+	o.BackendVals = make([]backendValue, 0, slots)
+	o.ServiceKeys = make([]svcKey, 0, len(want))
+	o.ServiceVals = make([]svcValue, 0, len(want))
 }
 
 func (o *Ops) sweep(id uint32, keep []backendValue) {
@@ -240,7 +264,8 @@ func (o *Ops) upsert(k svcKey, old *installed, f *Frontend, id uint32) {
 		o.ServiceKeys = append(o.ServiceKeys, k)
 		o.ServiceVals = append(o.ServiceVals, val)
 	}
-	o.changes = append(o.changes, change{key: k, old: old, new: &installed{id: id, val: val, slots: f.Slots, front: f}})
+	o.installs = append(o.installs, installed{id: id, val: val, slots: f.Slots, front: f})
+	o.changes = append(o.changes, change{key: k, old: old, new: &o.installs[len(o.installs)-1]})
 }
 
 // Commit records that the kernel holds what ops describe. It returns the backends
@@ -252,8 +277,11 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 		n := len(ops.changes)
 		t.cur = make(map[svcKey]*installed, n)
 		t.byPort = make(map[state.ServicePortName][]svcKey, n)
-		t.epRef = make(map[netip.AddrPort]int, 3*n)
+		t.epRef = make(map[backendValue]int32, 3*n)
 	}
+	// The ports' key lists start in one shared array, each capped at one key
+	// (a dual-stack port's second key moves it out).
+	slab := make([]svcKey, 0, len(ops.changes))
 	var gone []netip.AddrPort
 	for _, c := range ops.changes {
 		if c.old != nil {
@@ -267,7 +295,7 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 		if c.new != nil {
 			t.slots += len(c.new.slots)
 			t.ref(c.new, 1)
-			t.byPort[c.new.front.Port] = append(t.byPort[c.new.front.Port], c.key)
+			slab = t.index(c.new.front.Port, c.key, slab)
 			t.cur[c.key] = c.new
 			if c.new.id >= t.nextID {
 				t.nextID = c.new.id + 1
@@ -282,13 +310,26 @@ func (t *Table) Commit(ops *Ops) []netip.AddrPort {
 			continue
 		}
 		for _, ep := range c.old.endpoints() {
-			if n, ok := t.epRef[ep]; ok && n <= 0 {
+			if n, ok := t.epRef[newBackend(ep)]; ok && n <= 0 {
 				gone = append(gone, ep)
-				delete(t.epRef, ep) // reported once
+				delete(t.epRef, newBackend(ep)) // reported once
 			}
 		}
 	}
 	return gone
+}
+
+// index records that port wrote k, taking a new port's list from slab.
+func (t *Table) index(port state.ServicePortName, k svcKey, slab []svcKey) []svcKey {
+	keys := t.byPort[port]
+	if len(keys) == 0 && len(slab) < cap(slab) {
+		slab = append(slab, k)
+		keys = slab[len(slab)-1 : len(slab) : len(slab)]
+	} else {
+		keys = append(keys, k)
+	}
+	t.byPort[port] = keys
+	return slab
 }
 
 func (t *Table) unindex(k svcKey, in *installed) {
@@ -309,9 +350,9 @@ func (t *Table) unindex(k svcKey, in *installed) {
 	}
 }
 
-func (t *Table) ref(in *installed, d int) {
+func (t *Table) ref(in *installed, d int32) {
 	for _, ep := range in.endpoints() {
-		t.epRef[ep] += d
+		t.epRef[newBackend(ep)] += d
 	}
 }
 

@@ -163,7 +163,7 @@ func narrow(o renderOptions, sp *state.ServicePort, cat state.Categorized) (serv
 		}
 	}
 	keep := func(eps []state.Endpoint) []state.Endpoint {
-		return filterEndpoints(eps, func(e *state.Endpoint) bool { return f.matches(e.IP) })
+		return state.FilterEndpoints(eps, func(e *state.Endpoint) bool { return f.matches(e.IP) })
 	}
 	p.cat = state.Categorized{Cluster: keep(cat.Cluster), Local: keep(cat.Local),
 		AllReachable: keep(cat.AllReachable), HasAny: cat.HasAny}

@@ -26,28 +26,7 @@ func renderPickChains(f family, fr *fragment) {
 }
 
 func liveEndpoints(eps []state.Endpoint) []state.Endpoint {
-	return filterEndpoints(eps, func(e *state.Endpoint) bool { return e.Weight != 0 })
-}
-
-// filterEndpoints returns the endpoints keep accepts. When it accepts all, the
-// usual case, it returns eps itself instead of a copy: a Service with 10,000
-// endpoints is rendered on every change to it, and the copies were a third of
-// its render's allocations. Callers never modify the result.
-func filterEndpoints(eps []state.Endpoint, keep func(*state.Endpoint) bool) []state.Endpoint {
-	for i := range eps {
-		if keep(&eps[i]) {
-			continue
-		}
-		out := make([]state.Endpoint, i, len(eps)-1)
-		copy(out, eps[:i])
-		for j := i + 1; j < len(eps); j++ {
-			if keep(&eps[j]) {
-				out = append(out, eps[j])
-			}
-		}
-		return out
-	}
-	return eps
+	return state.FilterEndpoints(eps, func(e *state.Endpoint) bool { return e.Weight != 0 })
 }
 
 // sharedPickFits reports whether the ServicePort can use the shared pick chains.
