@@ -3,8 +3,11 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 )
@@ -38,4 +41,15 @@ func parseVmHWM(status []byte) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("no VmHWM line in /proc/self/status")
+}
+
+// writeHeapProfile writes a pprof heap profile to path (inuse_space and
+// alloc_space, after a GC so the live heap is current).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	return errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
 }

@@ -113,11 +113,6 @@ func ChildMain(ctx context.Context, specJSON string, stdout, progress io.Writer)
 	} else if res, err := Measure(ctx, s, progress); err != nil {
 		reply = ChildReply{Error: err.Error(), Stage: StageOf(err)}
 	} else {
-		if rss, err := peakRSS(); err == nil {
-			res.PeakRSSBytes = &rss
-		} else {
-			fmt.Fprintf(progress, "peak RSS not read: %v\n", err)
-		}
 		reply = ChildReply{Result: res}
 	}
 	return json.NewEncoder(stdout).Encode(reply)
