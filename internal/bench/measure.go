@@ -80,6 +80,7 @@ func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, stageErr(StageSetup, err)
 	}
+	say("workload built; %s", memoryNow())
 	mode, err := dataplane.Lookup(s.Mode)
 	if err != nil {
 		return nil, stageErr(StageNew, err)
@@ -142,7 +143,7 @@ func (m *measurer) run(ctx context.Context) error {
 func (m *measurer) memory() {
 	if rss, err := peakRSS(); err == nil {
 		m.res.PeakRSSBytes = &rss
-		m.say("peak RSS after the syncs: %.1f MiB", float64(rss)/(1<<20))
+		m.say("after the syncs: %s", memoryNow())
 	} else {
 		m.say("peak RSS not read: %v", err)
 	}
@@ -172,7 +173,7 @@ func (m *measurer) fullSync(ctx context.Context, snap *state.Snapshot, cs state.
 	}
 	m.res.FullSyncSeconds = d.Seconds()
 	m.res.Rules = st.TotalRules()
-	m.say("cold full sync: %.3fs, %d rules", m.res.FullSyncSeconds, m.res.Rules)
+	m.say("cold full sync: %.3fs, %d rules; %s", m.res.FullSyncSeconds, m.res.Rules, memoryNow())
 	return nil
 }
 

@@ -72,9 +72,12 @@ func newTableSync(f family) *tableSync {
 	return &tableSync{fam: f, staleChains: map[string]bool{}, staleSets: map[string]bool{}, kinds: map[string]setKind{}}
 }
 
+// forget drops the model of what was applied: the next sync is full.
+func (t *tableSync) forget() { t.applied, t.refs = nil, nil }
+
 // full replaces the table with rs in one transaction.
 func (t *tableSync) full(rs *ruleset) (int, error) {
-	t.applied = nil
+	t.forget()
 	b, err := t.batch()
 	if err != nil {
 		return 0, err
