@@ -13,6 +13,7 @@ import (
 // queue messages, Flush to send them as one transaction, and the two reads of the
 // cheap self-check. *nftables.Conn implements it; unit tests use the stateful fake in
 // internal/testing/fakenft, which applies a Flush all or nothing as the kernel does.
+// SetAddElements and SetDeleteElements must not keep vals: elemWriter reuses it.
 type nfConn interface {
 	AddTable(t *nftables.Table) *nftables.Table
 	DelTable(t *nftables.Table)
