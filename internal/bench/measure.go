@@ -29,6 +29,9 @@ type Spec struct {
 	Netns string `json:"netns"`
 	// Connects is the number of TCP connects per target Service; 0 skips lookup cost.
 	Connects int `json:"connects"`
+	// MemProfile, when set, is where the child writes a pprof heap profile (live
+	// heap and every allocation since start) right after the syncs.
+	MemProfile string `json:"memProfile,omitempty"`
 }
 
 // Stage names where a measurement failed, so `bench compare` can tell a mode the
@@ -77,6 +80,7 @@ func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, stageErr(StageSetup, err)
 	}
+	say("workload built; %s", memoryNow())
 	mode, err := dataplane.Lookup(s.Mode)
 	if err != nil {
 		return nil, stageErr(StageNew, err)
@@ -107,17 +111,14 @@ type measurer struct {
 	snap *state.Snapshot
 }
 
+// run measures the syncs first and reads the peak RSS right after them, before
+// the bench's own extra work (a render whose result is thrown away, the baseline's
+// nft/iptables-restore script), so that peak_rss_bytes is what the daemon itself
+// needs: the Tracker with the workload, the cold full sync and the changes.
 func (m *measurer) run(ctx context.Context) error {
 	b, benchable := dataplane.As[dataplane.Bencher](m.dp)
 	snap, cs := m.w.Initial()
 	m.snap = snap
-	if benchable {
-		if err := m.render(b, snap); err != nil {
-			return err
-		}
-	} else {
-		m.say("mode does not implement dataplane.Bencher: render and baseline are not measured (null)")
-	}
 	if err := m.fullSync(ctx, snap, cs); err != nil {
 		return err
 	}
@@ -127,10 +128,31 @@ func (m *measurer) run(ctx context.Context) error {
 	if err := m.partialSyncs(ctx); err != nil {
 		return err
 	}
-	if benchable {
-		return m.baseline(ctx, b, snap)
+	m.memory()
+	if !benchable {
+		m.say("mode does not implement dataplane.Bencher: render and baseline are not measured (null)")
+		return nil
 	}
-	return nil
+	if err := m.render(b, snap); err != nil {
+		return err
+	}
+	return m.baseline(ctx, b, snap)
+}
+
+// memory records the peak RSS so far and writes the heap profile if asked for.
+func (m *measurer) memory() {
+	if rss, err := peakRSS(); err == nil {
+		m.res.PeakRSSBytes = &rss
+		m.say("after the syncs: %s", memoryNow())
+	} else {
+		m.say("peak RSS not read: %v", err)
+	}
+	if m.spec.MemProfile == "" {
+		return
+	}
+	if err := writeHeapProfile(m.spec.MemProfile); err != nil {
+		m.say("heap profile not written: %v", err)
+	}
 }
 
 func (m *measurer) render(b dataplane.Bencher, snap *state.Snapshot) error {
@@ -151,7 +173,7 @@ func (m *measurer) fullSync(ctx context.Context, snap *state.Snapshot, cs state.
 	}
 	m.res.FullSyncSeconds = d.Seconds()
 	m.res.Rules = st.TotalRules()
-	m.say("cold full sync: %.3fs, %d rules", m.res.FullSyncSeconds, m.res.Rules)
+	m.say("cold full sync: %.3fs, %d rules; %s", m.res.FullSyncSeconds, m.res.Rules, memoryNow())
 	return nil
 }
 

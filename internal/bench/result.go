@@ -21,8 +21,10 @@ type Result struct {
 	// process itself, and of the tools it ran (iptables-restore, nft, ipset).
 	CPUKproxySeconds float64 `json:"cpu_kproxy_seconds"`
 	CPUToolsSeconds  float64 `json:"cpu_tools_seconds"`
-	// PeakRSSBytes is the measuring process's peak resident set (VmHWM) at the end:
-	// kproxy's Tracker holding the workload, the dataplane's model, the syncs.
+	// PeakRSSBytes is the measuring process's peak resident set (VmHWM) right after
+	// the cold full sync and the one-Service changes: kproxy's Tracker holding the
+	// workload, the dataplane's model, the syncs; not the bench's own render and
+	// baseline, which come after.
 	// It is null where it was not read (results from before it existed).
 	PeakRSSBytes *int64 `json:"peak_rss_bytes"`
 

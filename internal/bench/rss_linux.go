@@ -3,8 +3,11 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 )
@@ -38,4 +41,42 @@ func parseVmHWM(status []byte) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("no VmHWM line in /proc/self/status")
+}
+
+// memoryNow is the memory lines of /proc/self/status worth a progress line: the
+// peak (VmHWM) and the current resident set, anonymous (heap, stacks) and mapped
+// from files (the binary's pages the process touched), for example
+// "VmHWM 175.6 MiB, VmRSS 160.2 MiB, RssAnon 120.1 MiB, RssFile 40.1 MiB".
+func memoryNow() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		f := strings.Fields(rest)
+		if !ok || len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		switch name {
+		case "VmHWM", "VmRSS", "RssAnon", "RssFile":
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				parts = append(parts, fmt.Sprintf("%s %.1f MiB", name, float64(kb)/1024))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeHeapProfile writes a pprof heap profile to path (inuse_space and
+// alloc_space, after a GC so the live heap is current).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	return errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
 }

@@ -81,7 +81,12 @@ func runChild(ctx context.Context, env *Env, exe string, s Spec, progress io.Wri
 		cmd.Stderr = io.Discard
 	}
 	// The connect client must not be interrupted by the runtime's preemption signal.
-	cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
+	// A GODEBUG of the caller (gctrace=1, say) is kept.
+	godebug := "asyncpreemptoff=1"
+	if v := os.Getenv("GODEBUG"); v != "" {
+		godebug = v + "," + godebug
+	}
+	cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
 	if err := env.Start(cmd); err != nil {
 		return nil, stageErr(StageSetup, fmt.Errorf("start %s in %s: %w", exe, env.NodeName, err))
 	}
@@ -113,11 +118,6 @@ func ChildMain(ctx context.Context, specJSON string, stdout, progress io.Writer)
 	} else if res, err := Measure(ctx, s, progress); err != nil {
 		reply = ChildReply{Error: err.Error(), Stage: StageOf(err)}
 	} else {
-		if rss, err := peakRSS(); err == nil {
-			res.PeakRSSBytes = &rss
-		} else {
-			fmt.Fprintf(progress, "peak RSS not read: %v\n", err)
-		}
 		reply = ChildReply{Result: res}
 	}
 	return json.NewEncoder(stdout).Encode(reply)

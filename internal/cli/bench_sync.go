@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ type benchSyncFlags struct {
 	endpoints   int
 	partialRuns int
 	json        bool
+	memProfile  string
 }
 
 func newBenchSyncCommand() *cobra.Command {
@@ -56,6 +58,7 @@ baseline as null.`,
 	fl.IntVar(&f.endpoints, "endpoints", 3, "endpoints per Service")
 	fl.IntVar(&f.partialRuns, "partial-runs", 3, "one-Service changes to time (the median is reported)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per number of Services")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a pprof heap profile of the measuring process after the syncs to `FILE` (FILE.N per number of Services N when several)")
 	_ = cmd.MarkFlagRequired("mode")
 	return cmd
 }
@@ -86,6 +89,13 @@ func runBenchSync(cmd *cobra.Command, f *benchSyncFlags) error {
 	if err := checkBenchArgs(f.services, f.endpoints); err != nil {
 		return err
 	}
+	if f.memProfile != "" {
+		abs, err := filepath.Abs(f.memProfile)
+		if err != nil {
+			return fmt.Errorf("--memprofile: %w", err)
+		}
+		f.memProfile = abs
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	progress := cmd.ErrOrStderr()
@@ -93,7 +103,11 @@ func runBenchSync(cmd *cobra.Command, f *benchSyncFlags) error {
 	for i, n := range f.services {
 		fmt.Fprintf(progress, "[%d/%d] %s, %s Services x %d endpoints\n", i+1, len(f.services), f.mode, bench.FormatCount(n), f.endpoints)
 		start := time.Now()
-		res, err := bench.Run(ctx, bench.Spec{Mode: f.mode, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns}, bench.RunOptions{Progress: progress})
+		spec := bench.Spec{Mode: f.mode, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, MemProfile: f.memProfile}
+		if f.memProfile != "" && len(f.services) > 1 {
+			spec.MemProfile = fmt.Sprintf("%s.%d", f.memProfile, n)
+		}
+		res, err := bench.Run(ctx, spec, bench.RunOptions{Progress: progress})
 		if err != nil {
 			return fmt.Errorf("bench sync --mode %s at %d Services: %w", f.mode, n, err)
 		}

@@ -14,6 +14,7 @@ import (
 // (digest_linux.go). kernelConn (*nftables.Conn plus two reads it lacks) implements
 // it; unit tests use the stateful fake in internal/testing/fakenft, which applies a
 // Flush all or nothing as the kernel does.
+// SetAddElements and SetDeleteElements must not keep vals: elemWriter reuses it.
 type nfConn interface {
 	AddTable(t *nftables.Table) *nftables.Table
 	DelTable(t *nftables.Table)

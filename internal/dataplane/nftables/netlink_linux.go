@@ -197,38 +197,74 @@ func (b *batch) addRules(c *chain) {
 // elemChunk keeps one element message under the 64 KiB a netlink attribute holds.
 const elemChunk = 400
 
+// elemWriter queues element messages as elements come, elemChunk per message and
+// set, reusing one buffer per set: a full sync of 10,000 Services never holds a
+// second copy of its ~100,000 elements (as library structures) beside the model.
+type elemWriter struct {
+	b       *batch
+	kinds   map[string]setKind
+	add     bool
+	pending map[string][]nftables.SetElement
+	// order is the sets in first-use order, so messages come out in a stable order.
+	order []string
+}
+
+func (b *batch) elemWriter(kinds map[string]setKind, add bool) *elemWriter {
+	return &elemWriter{b: b, kinds: kinds, add: add, pending: map[string][]nftables.SetElement{}}
+}
+
+// put queues e (and an interval's end element).
+func (w *elemWriter) put(e elem) {
+	ne, err := w.b.nfElem(e)
+	if err != nil {
+		w.b.fail(err)
+		return
+	}
+	list, ok := w.pending[e.set]
+	if !ok {
+		w.order = append(w.order, e.set)
+		list = make([]nftables.SetElement, 0, elemChunk+1)
+	}
+	list = append(list, ne)
+	if end, ok := intervalEnd(e); ok {
+		list = append(list, end)
+	}
+	if len(list) >= elemChunk {
+		w.send(e.set, list)
+		list = list[:0]
+	}
+	w.pending[e.set] = list
+}
+
+// send queues one message; the library marshals list at once, so it can be reused.
+func (w *elemWriter) send(set string, list []nftables.SetElement) {
+	if len(list) == 0 {
+		return
+	}
+	ref := w.b.setRef(set, w.kinds[set])
+	if w.add {
+		w.b.fail(w.b.conn.SetAddElements(ref, list))
+	} else {
+		w.b.fail(w.b.conn.SetDeleteElements(ref, list))
+	}
+	w.b.written += len(list)
+}
+
+// close queues what is left.
+func (w *elemWriter) close() {
+	for _, set := range w.order {
+		w.send(set, w.pending[set])
+		w.pending[set] = nil
+	}
+}
+
 // elems adds or deletes elements, grouped per set.
 func (b *batch) elems(kinds map[string]setKind, es []elem, add bool) {
-	bySet := map[string][]nftables.SetElement{}
-	var order []string
+	w := b.elemWriter(kinds, add)
 	for _, e := range es {
-		ne, err := b.nfElem(e)
-		if err != nil {
-			b.fail(err)
-			continue
-		}
-		if _, ok := bySet[e.set]; !ok {
-			order = append(order, e.set)
-		}
-		bySet[e.set] = append(bySet[e.set], ne)
-		if end, ok := intervalEnd(e); ok {
-			bySet[e.set] = append(bySet[e.set], end)
-		}
+		w.put(e)
 	}
-	for _, name := range order {
-		ref := b.setRef(name, kinds[name])
-		list := bySet[name]
-		for len(list) > 0 {
-			n := min(len(list), elemChunk)
-			if add {
-				b.fail(b.conn.SetAddElements(ref, list[:n]))
-			} else {
-				b.fail(b.conn.SetDeleteElements(ref, list[:n]))
-			}
-			b.written += n
-			list = list[n:]
-		}
-	}
+	w.close()
 }
 
 func (b *batch) nfElem(e elem) (nftables.SetElement, error) {

@@ -142,6 +142,9 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 
 func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane.Request) (bool, int, error) {
 	if req.Full || t.applied == nil || p.optKeys[i] != o.key() {
+		// The old model goes before the new one is rendered: a periodic full
+		// sync would otherwise hold both (full forgets it anyway).
+		t.forget()
 		rs := renderAll(o, req)
 		p.warn(rs.fragmentsInOrder())
 		written, err := t.full(rs)

@@ -180,14 +180,17 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 	if !ok {
 		return fr
 	}
-	fr.elems = append(fr.elems, clusterIPElem(p.clusterIP))
-	proto := protoName(sp.Protocol)
-	port := uint16(sp.Port)
 	sched := newSchedule(o, sp, fr)
 	if live := liveEndpoints(p.cat.Cluster); sharedPickFits(p, sched, live) {
+		// Sized exactly: the model keeps every fragment until the next change.
+		fr.elems = make([]elem, 0, 1+sharedElemCount(p, len(live)))
+		fr.elems = append(fr.elems, clusterIPElem(p.clusterIP))
 		renderShared(o, p, live, fr)
 		return fr
 	}
+	fr.elems = append(fr.elems, clusterIPElem(p.clusterIP))
+	proto := protoName(sp.Protocol)
+	port := uint16(sp.Port)
 
 	for _, ep := range p.cat.AllReachable {
 		renderEndpoint(o, p, ep, fr)

@@ -58,6 +58,18 @@ func pickChains(o renderOptions, p servicePort, n int, fr *fragment) (pick, exte
 	return pick, external, nodePort
 }
 
+// sharedElemCount is how many elements renderShared renders for p with n endpoints.
+func sharedElemCount(p servicePort, n int) int {
+	c := 2 + n + len(p.external)*(1+n) + n // ClusterIP, masquerade, slots, external, hairpin
+	if p.sp.NodePort != 0 {
+		c += 1 + n
+	}
+	if len(p.ranges) > 0 {
+		c += len(p.lbIPs)
+	}
+	return c
+}
+
 // renderShared renders a ServicePort on the shared path: elements only (plus a
 // firewall chain when it has loadBalancerSourceRanges, and its own pick chains past
 // maxSharedPick endpoints).

@@ -72,9 +72,12 @@ func newTableSync(f family) *tableSync {
 	return &tableSync{fam: f, staleChains: map[string]bool{}, staleSets: map[string]bool{}, kinds: map[string]setKind{}}
 }
 
+// forget drops the model of what was applied: the next sync is full.
+func (t *tableSync) forget() { t.applied, t.refs = nil, nil }
+
 // full replaces the table with rs in one transaction.
 func (t *tableSync) full(rs *ruleset) (int, error) {
-	t.applied = nil
+	t.forget()
 	b, err := t.batch()
 	if err != nil {
 		return 0, err
@@ -96,9 +99,7 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 			b.addRules(c)
 		}
 	}
-	var elems []elem
-	elems, t.refs = dedupElems(frs)
-	b.elems(t.kinds, elems, true)
+	t.refs = queueElems(b, t.kinds, frs, rs.rules)
 	if err := b.commit(); err != nil {
 		t.closeConn()
 		return b.written, err
@@ -109,21 +110,22 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	return b.written, nil
 }
 
-// dedupElems keeps one element per key: several owners may render the same one
-// (see diff.resolveRefs) and the kernel refuses duplicates. It also returns how many
-// owners each key has.
-func dedupElems(frs []*fragment) ([]elem, map[string]int) {
-	refs := map[string]int{}
-	var out []elem
+// queueElems queues every element once, as it goes: several owners may render the
+// same one (see diff.resolveRefs) and the kernel refuses duplicates. It returns how
+// many owners each key has; size is about the number of elements.
+func queueElems(b *batch, kinds map[string]setKind, frs []*fragment, size int) map[string]int {
+	refs := make(map[string]int, size)
+	w := b.elemWriter(kinds, true)
 	for _, fr := range frs {
 		for _, e := range fr.elems {
 			k := e.key()
 			if refs[k]++; refs[k] == 1 {
-				out = append(out, e)
+				w.put(e)
 			}
 		}
 	}
-	return out, refs
+	w.close()
+	return refs
 }
 
 // change is one owner's old and new fragment.
