@@ -103,9 +103,20 @@ func (n *conformanceNode) client3(w conformance.Where) *netns.NS {
 }
 
 // kernelNode places the table on this harness's namespaces: NODE is the node's
-// address on the client's link (the external link for the node itself).
+// address on the client's link (the external link for the node itself, which is
+// also the address the node connects from: its default route is on that link).
+// A masqueraded or relayed connection reaches backend i from the node's address
+// on i's link.
 func (n *conformanceNode) kernelNode() conformance.Node {
 	return conformance.Node{
+		Mode: n.m.ProxyMode,
+		ClientIP: func(w conformance.Where) string {
+			if w == conformance.FromNode {
+				return n.client.NodeIP.String()
+			}
+			return n.client3(w).IP.String()
+		},
+		NodeIPToward: func(i int) string { return n.be[i].NodeIP.String() },
 		From: func(w conformance.Where) conformance.Asker { return n.client3(w) },
 		NodeIP: func(w conformance.Where) string {
 			if w == conformance.FromPod {

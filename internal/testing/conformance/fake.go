@@ -215,7 +215,7 @@ func expect(t *testing.T, m FakeMode, addr string, udp bool, want Outcome) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg := want.check(r, udp); msg != "" {
+	if msg := want.check(r, udp, SeenUnset); msg != "" {
 		t.Errorf("from pod to %s: %s", addr, msg)
 	}
 }
@@ -314,7 +314,7 @@ func RunProbes(t *testing.T, tr Tracer, known ...Difference) {
 				if err != nil {
 					t.Fatalf("trace from %s to %s: %v", p.From, p.Addr, err)
 				}
-				msg := p.Want.check(r, p.UDP)
+				msg := p.Want.check(r, p.UDP, p.WantSeen(r.Mode))
 				isKnown := slices.Contains(known, Difference{sc.Name, p.From, p.Addr})
 				switch {
 				case isKnown && msg == "":
@@ -356,8 +356,10 @@ func (p Probe) packet() trace.Packet {
 	return pkt
 }
 
-// check says how r differs from the outcome, or "".
-func (o Outcome) check(r *trace.Result, udp bool) string {
+// check says how r differs from the outcome, or "": the candidates, and the
+// client address each one's endpoint sees (seen; SeenUnset: not checked), which
+// trace derives from the masquerade or SNAT on its path.
+func (o Outcome) check(r *trace.Result, udp bool, seen Seen) string {
 	switch {
 	case o.Refused:
 		if r.Verdict.Kind != "reject" {
@@ -381,6 +383,9 @@ func (o Outcome) check(r *trace.Result, udp bool) string {
 			if c.Verdict != "dnat" || !want[c.Endpoint] || c.Probability <= 0 {
 				return fmt.Sprintf("candidate %s %s (p=%.3f), want DNAT to one of %v", c.Verdict, c.Endpoint, c.Probability, keys(want))
 			}
+			if got := seenOf(c); seen != SeenUnset && got != seen {
+				return fmt.Sprintf("endpoint %s sees %s, want %s", c.Endpoint, got, seen)
+			}
 			got[c.Endpoint] = true
 		}
 		if len(got) != len(want) {
@@ -388,6 +393,14 @@ func (o Outcome) check(r *trace.Result, udp bool) string {
 		}
 	}
 	return ""
+}
+
+// seenOf is the client address a candidate's endpoint sees.
+func seenOf(c trace.Candidate) Seen {
+	if c.Masquerade {
+		return SeenNode
+	}
+	return SeenClient
 }
 
 func keys(m map[string]bool) []string {
