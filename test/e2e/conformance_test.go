@@ -117,7 +117,7 @@ func (n *conformanceNode) kernelNode() conformance.Node {
 			return n.client3(w).IP.String()
 		},
 		NodeIPToward: func(i int) string { return n.be[i].NodeIP.String() },
-		From: func(w conformance.Where) conformance.Asker { return n.client3(w) },
+		From:         func(w conformance.Where) conformance.Asker { return n.client3(w) },
 		NodeIP: func(w conformance.Where) string {
 			if w == conformance.FromPod {
 				return n.pod.NodeIP.String()
