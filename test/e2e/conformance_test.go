@@ -77,6 +77,7 @@ func runConformance(t *testing.T, m mode) {
 				return n.expectHealth(fmt.Sprintf("http://%s:32106/", n.client.NodeIP), 503, `"localEndpoints": 0`)
 			})
 		})
+		t.Run("hairpin", func(t *testing.T) { n.hairpin(t) })
 		t.Run("ClientIP affinity", func(t *testing.T) { n.affinity(t) })
 		t.Run("UDP port gaining its first endpoint", func(t *testing.T) { n.udpGainsEndpoint(t) })
 		t.Run("UDP endpoint replaced", func(t *testing.T) { n.udpReplaced(t) })
@@ -126,6 +127,22 @@ func (n *conformanceNode) kernelNode() conformance.Node {
 		},
 		Backend: func(i int) string { return n.be[i].Name },
 	}
+}
+
+// hairpin: an endpoint (backend 2) connecting to its own Service reaches every
+// endpoint; the one it reaches is itself sees it masqueraded (the node's address
+// on its link), the others see its own address, as in kube-proxy. userspace's
+// relay shows every endpoint the node's address (conformance.ModeSeen).
+func (n *conformanceNode) hairpin(t *testing.T) {
+	self := n.be[2]
+	want := map[string]string{}
+	for _, be := range n.be[2:] {
+		want[be.Name] = self.IP.String()
+		if be == self || conformance.ModeSeen[n.m.ProxyMode] == conformance.SeenNode {
+			want[be.Name] = be.NodeIP.String()
+		}
+	}
+	askSourcesOver(t, self, "tcp4", "10.96.1.1:80", want)
 }
 
 func (n *conformanceNode) affinity(t *testing.T) {

@@ -101,18 +101,18 @@ func runDualStack(t *testing.T, m mode) {
 				want4[be.Name], want6[be.Name] = from.own4.String(), from.own6.String()
 			}
 		}
-		askSourcesOver(c, from.ns, "tcp4", "10.96.3.1:80", want4)
-		askSourcesOver(c, from.ns, "tcp6", "[fd00:96::3:1]:80", want6)
+		askSourcesOver(t, from.ns, "tcp4", "10.96.3.1:80", want4)
+		askSourcesOver(t, from.ns, "tcp6", "[fd00:96::3:1]:80", want6)
 	}
 }
 
 // askSourcesOver connects over network ("tcp4", "tcp6") until every endpoint
 // in want (name: the client address it must see) answered, each seeing its
 // address.
-func askSourcesOver(c *cluster, from *netns.NS, network, addr string, want map[string]string) {
-	c.t.Helper()
+func askSourcesOver(t *testing.T, from *netns.NS, network, addr string, want map[string]string) {
+	t.Helper()
 	seen := map[string]bool{}
-	c.eventually(fmt.Sprintf("answers over %s from every endpoint of %s (from %s)", network, addr, from.Name), func() error {
+	err := netns.Eventually(t.Context(), 15*time.Second, func() error {
 		for i := 0; i < 20; i++ {
 			got, src, err := from.AskTCPSource(network, addr, time.Second)
 			if err != nil {
@@ -132,4 +132,7 @@ func askSourcesOver(c *cluster, from *netns.NS, network, addr string, want map[s
 		}
 		return nil
 	})
+	if err != nil {
+		t.Errorf("over %s to %s from %s: %v", network, addr, from.Name, err)
+	}
 }

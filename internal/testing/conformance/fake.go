@@ -166,6 +166,7 @@ func RunFake(t *testing.T, m FakeMode) {
 			t.Errorf("no-local counts %v, want internal=1 external=1", st.NoLocalEndpoints)
 		}
 	})
+	t.Run("hairpin", func(t *testing.T) { hairpin(t, m) })
 	t.Run("node zone label change under PreferClose", func(t *testing.T) { zoneChange(t, m, snap) })
 	t.Run("UDP port gaining its first endpoint", func(t *testing.T) { udpGains(t, m, snap) })
 	t.Run("UDP endpoint replaced", func(t *testing.T) { udpReplaced(t, m, snap) })
@@ -217,6 +218,30 @@ func expect(t *testing.T, m FakeMode, addr string, udp bool, want Outcome) {
 	}
 	if msg := want.check(r, udp, SeenUnset); msg != "" {
 		t.Errorf("from pod to %s: %s", addr, msg)
+	}
+}
+
+// hairpin: an endpoint reaching its own Service is masqueraded when the
+// connection comes back to itself (it would otherwise answer itself directly),
+// and keeps its address towards the other endpoints, as in kube-proxy.
+func hairpin(t *testing.T, m FakeMode) {
+	pkt := trace.Packet{Src: BackendIP(2), InInterface: "veth3", Dst: netip.MustParseAddr("10.96.1.1"), DPort: 80, Proto: "tcp"}
+	r, err := m.Trace(pkt, trace.Options{LocalAddrs: NodeAddrs(), LocalKnown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := (Outcome{Reach: reachAll}).check(r, false, SeenUnset); msg != "" {
+		t.Fatal(msg)
+	}
+	self := netip.AddrPortFrom(BackendIP(2), TCPPort).String()
+	for _, c := range r.Candidates {
+		want := SeenClient
+		if c.Endpoint == self {
+			want = SeenNode
+		}
+		if got := seenOf(c); got != want {
+			t.Errorf("endpoint %s sees %s of the endpoint %s, want %s", c.Endpoint, got, BackendIP(2), want)
+		}
 	}
 }
 
