@@ -84,9 +84,11 @@ func runDualStack(t *testing.T, m mode) {
 		be.ServeTCP6Reply(t, backendPort, be.Name)
 	}
 	pod6 := c.env.AddIPv6(t, pod, "244", len(c.backends)+1)
-	// The node's route for the IPv6 Service range, as its default route is
-	// for IPv4 (see newCluster).
-	c.env.Node.MustRun(t, "ip", "-6", "route", "add", "fd00:96::/64", "dev", c.backends[0].NodeLink)
+	// The node's route for the IPv6 Service range, through the outside client
+	// as its IPv4 default route (see newCluster): the node then connects from
+	// an address outside the cluster CIDR, in both families.
+	client6 := c.env.AddIPv6(t, c.client, "168", len(c.backends)+2)
+	c.env.Node.MustRun(t, "ip", "-6", "route", "add", "fd00:96::/64", "via", client6.String())
 	c.apply("dual", dualStackManifest(v4, v6))
 	c.start("--cluster-cidr", clusterCIDR+",fd00:244::/32")
 	relayed := m.ProxyMode == "userspace"
