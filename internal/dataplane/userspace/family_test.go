@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -18,24 +17,13 @@ import (
 // endpoint over IPv6.)
 func TestDualStackFrontendsKeepToTheirFamily(t *testing.T) {
 	t.Parallel()
-	a := startTCPBackend(t, "A")
-	l, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "B")
-			c.Close()
-		}
-	}()
-	b := testBackend{name: "B", addr: l.Addr().(*net.TCPAddr).AddrPort()}
 	six := netip.MustParseAddr("::1")
+	if l, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	a, b := startTCPBackend(t, "A"), startTCPBackendOn(t, six, "B")
 	port := freePort(t, "tcp", six)
 	ip4 := randLoopback()
 	s := newSvc("dual", v1.ProtocolTCP, ip4, port, a, b)
