@@ -63,14 +63,12 @@ endpoints:
 // family, each endpoint seeing the client address kube-proxy would give it: the
 // pod's own address (the cluster CIDR has a prefix per family), the node
 // masqueraded to its address on the endpoint's link; in userspace mode the
-// relay's, that same node address, for every client; in ebpf mode the socket
-// is connected straight to the endpoint, so pods keep their address and the
-// node shows the address it routes from, which is that same node address. Its
-// IPv6 EndpointSlice does
+// relay's, that same node address, for every client. (ebpf mode is not here:
+// the daemon does not accept --proxy-mode ebpf yet.) Its IPv6 EndpointSlice does
 // not keep IPv4 from being programmed (it did in iptables mode, issue 12 item 2).
 func TestDualStack(t *testing.T) {
 	netns.RequireRoot(t)
-	for _, m := range append(append([]mode{}, modes...), userspaceMode(), ebpfMode(t)) {
+	for _, m := range append(append([]mode{}, modes...), userspaceMode()) {
 		t.Run(m.Name, func(t *testing.T) { runDualStack(t, m) })
 	}
 }
@@ -106,10 +104,8 @@ func runDualStack(t *testing.T, m mode) {
 				want4[be.Name], want6[be.Name] = from.own4.String(), from.own6.String()
 			}
 		}
-		m.clients(func() {
-			askSourcesOver(t, from.ns, "tcp4", "10.96.3.1:80", want4)
-			askSourcesOver(t, from.ns, "tcp6", "[fd00:96::3:1]:80", want6)
-		})
+		askSourcesOver(t, from.ns, "tcp4", "10.96.3.1:80", want4)
+		askSourcesOver(t, from.ns, "tcp6", "[fd00:96::3:1]:80", want6)
 	}
 }
 

@@ -3,17 +3,9 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"golang.org/x/sys/unix"
-
-	"kproxy.dev/kproxy/internal/dataplane/ebpf"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
@@ -38,18 +30,6 @@ type mode struct {
 	// Args, when set, returns extra kproxy arguments for the mode (before the
 	// test's own).
 	Args func(t *testing.T) []string
-	// Clients, when set, runs the test's client calls: ebpf runs them in the
-	// cgroup its programs attach to.
-	Clients func(fn func())
-}
-
-// clients runs fn as the mode's clients must run.
-func (m mode) clients(fn func()) {
-	if m.Clients == nil {
-		fn()
-		return
-	}
-	m.Clients(fn)
 }
 
 // modes lists every mode the suite covers; add an entry to cover a new one.
@@ -66,58 +46,6 @@ func userspaceMode() mode {
 	return mode{Name: "userspace", ProxyMode: "userspace", LocalhostNodePorts: true,
 		Dump: func(t *testing.T, node *netns.NS) string {
 			out, _ := node.Run("ip", "addr")
-			return out
-		}}
-}
-
-// ebpfMode balances east-west traffic in the socket calls of the processes of
-// one cgroup: a child cgroup made for the test, which the test process joins
-// while its clients connect (Clients); its pins go to a private bpffs.
-func ebpfMode(t *testing.T) mode {
-	netns.RequireRoot(t)
-	bpffs := t.TempDir()
-	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs on %s: %v", bpffs, err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
-	root, err := ebpf.FindCgroup2()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := filepath.Join(root, fmt.Sprintf("kproxy-e2e-conform-%d", os.Getpid()))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Fatalf("create child cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		for range 100 {
-			if err := os.Remove(cg); err == nil || os.IsNotExist(err) {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("remove cgroup %s: still busy", cg)
-	})
-	own, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leave := filepath.Join(root, strings.TrimSpace(strings.TrimPrefix(string(own), "0::")), "cgroup.procs")
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	return mode{Name: "ebpf", ProxyMode: "ebpf",
-		Env: []string{ebpf.EnvCgroup + "=" + cg, ebpf.EnvPinDir + "=" + filepath.Join(bpffs, "kproxy")},
-		Clients: func(fn func()) {
-			if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0o644); err != nil {
-				t.Fatalf("join cgroup: %v", err)
-			}
-			defer func() {
-				if err := os.WriteFile(leave, pid, 0o644); err != nil {
-					t.Fatalf("leave cgroup: %v", err)
-				}
-			}()
-			fn()
-		},
-		Dump: func(t *testing.T, node *netns.NS) string {
-			out, _ := node.Run("nft", "list", "ruleset")
 			return out
 		}}
 }
