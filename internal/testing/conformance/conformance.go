@@ -1,6 +1,7 @@
 // Package conformance is the cross-mode conformance table: Service scenarios, each
 // with the outcome a connection must see from the three places that matter (a pod
-// behind the node, the node itself, an external host reaching the node). The same
+// behind the node, the node itself, an external host reaching the node): the
+// endpoints reached and the client address each sees, or refused, or dropped. The same
 // table runs against every mode twice: on the real kernel with real traffic
 // (test/e2e, as root) and on each mode's stateful kernel fakes, evaluated with
 // internal/trace (every `go test`; see RunFake).

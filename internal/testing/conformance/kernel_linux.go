@@ -63,7 +63,12 @@ type asker func(addr string, timeout time.Duration) (name, src string, err error
 func (n Node) asker(p Probe) asker {
 	from := n.From(p.From)
 	if n.ClientIP != nil && n.NodeIPToward != nil {
-		sa := from.(SourceAsker)
+		sa, ok := from.(SourceAsker)
+		if !ok {
+			return func(string, time.Duration) (string, string, error) {
+				return "", "", fmt.Errorf("the client in %s (%T) cannot learn the address its server saw: not a SourceAsker", p.From, from)
+			}
+		}
 		if p.UDP {
 			return func(a string, t time.Duration) (string, string, error) { return sa.AskUDPSource("udp4", a, t) }
 		}
