@@ -63,12 +63,7 @@ type asker func(addr string, timeout time.Duration) (name, src string, err error
 func (n Node) asker(p Probe) asker {
 	from := n.From(p.From)
 	if n.ClientIP != nil && n.NodeIPToward != nil {
-		sa, ok := from.(SourceAsker)
-		if !ok {
-			return func(string, time.Duration) (string, string, error) {
-				return "", "", fmt.Errorf("the client in %s (%T) cannot learn the address its server saw: not a SourceAsker", p.From, from)
-			}
-		}
+		sa := from.(SourceAsker) // RunKernel checked
 		if p.UDP {
 			return func(a string, t time.Duration) (string, string, error) { return sa.AskUDPSource("udp4", a, t) }
 		}
@@ -87,6 +82,13 @@ func (n Node) asker(p Probe) asker {
 // RunKernel makes every probe of the table with real connections, skipping
 // nothing: a mode's known differences must still differ.
 func RunKernel(t *testing.T, n Node, known []Difference) {
+	if n.ClientIP != nil && n.NodeIPToward != nil {
+		for _, w := range []Where{FromPod, FromNode, FromExternal} {
+			if _, ok := n.From(w).(SourceAsker); !ok {
+				t.Fatalf("the client in %s (%T) cannot learn the address its server saw: not a SourceAsker", w, n.From(w))
+			}
+		}
+	}
 	for _, sc := range Scenarios() {
 		t.Run(sc.Name, func(t *testing.T) {
 			for _, p := range sc.Probes {
