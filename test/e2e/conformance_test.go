@@ -77,6 +77,7 @@ func runConformance(t *testing.T, m mode) {
 				return n.expectHealth(fmt.Sprintf("http://%s:32106/", n.client.NodeIP), 503, `"localEndpoints": 0`)
 			})
 		})
+		t.Run("hairpin", func(t *testing.T) { n.hairpin(t) })
 		t.Run("ClientIP affinity", func(t *testing.T) { n.affinity(t) })
 		t.Run("UDP port gaining its first endpoint", func(t *testing.T) { n.udpGainsEndpoint(t) })
 		t.Run("UDP endpoint replaced", func(t *testing.T) { n.udpReplaced(t) })
@@ -103,10 +104,21 @@ func (n *conformanceNode) client3(w conformance.Where) *netns.NS {
 }
 
 // kernelNode places the table on this harness's namespaces: NODE is the node's
-// address on the client's link (the external link for the node itself).
+// address on the client's link (the external link for the node itself, which is
+// also the address the node connects from: its default route is on that link).
+// A masqueraded or relayed connection reaches backend i from the node's address
+// on i's link.
 func (n *conformanceNode) kernelNode() conformance.Node {
 	return conformance.Node{
-		From: func(w conformance.Where) conformance.Asker { return n.client3(w) },
+		Mode: n.m.ProxyMode,
+		ClientIP: func(w conformance.Where) string {
+			if w == conformance.FromNode {
+				return n.client.NodeIP.String()
+			}
+			return n.client3(w).IP.String()
+		},
+		NodeIPToward: func(i int) string { return n.be[i].NodeIP.String() },
+		From:         func(w conformance.Where) conformance.Asker { return n.client3(w) },
 		NodeIP: func(w conformance.Where) string {
 			if w == conformance.FromPod {
 				return n.pod.NodeIP.String()
@@ -115,6 +127,22 @@ func (n *conformanceNode) kernelNode() conformance.Node {
 		},
 		Backend: func(i int) string { return n.be[i].Name },
 	}
+}
+
+// hairpin: an endpoint (backend 2) connecting to its own Service reaches every
+// endpoint; the one it reaches is itself sees it masqueraded (the node's address
+// on its link), the others see its own address, as in kube-proxy. userspace's
+// relay shows every endpoint the node's address (conformance.ModeSeen).
+func (n *conformanceNode) hairpin(t *testing.T) {
+	self := n.be[2]
+	want := map[string]string{}
+	for _, be := range n.be[2:] {
+		want[be.Name] = self.IP.String()
+		if be == self || conformance.ModeSeen[n.m.ProxyMode] == conformance.SeenNode {
+			want[be.Name] = be.NodeIP.String()
+		}
+	}
+	askSourcesOver(t, self, "tcp4", "10.96.1.1:80", want)
 }
 
 func (n *conformanceNode) affinity(t *testing.T) {

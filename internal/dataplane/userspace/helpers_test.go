@@ -53,7 +53,13 @@ type testBackend struct {
 
 func startTCPBackend(t testing.TB, name string) testBackend {
 	t.Helper()
-	addr := serveTCP(t, func(c *net.TCPConn) {
+	return startTCPBackendOn(t, randLoopback(), name)
+}
+
+// startTCPBackendOn is startTCPBackend on address a (::1 for IPv6).
+func startTCPBackendOn(t testing.TB, a netip.Addr, name string) testBackend {
+	t.Helper()
+	addr := serveTCPOn(t, a, func(c *net.TCPConn) {
 		defer c.Close()
 		fmt.Fprintln(c, name)
 		r := bufio.NewReader(c)
@@ -71,7 +77,13 @@ func startTCPBackend(t testing.TB, name string) testBackend {
 // handle, in a goroutine of its own, for every connection it accepts.
 func serveTCP(t testing.TB, handle func(c *net.TCPConn)) netip.AddrPort {
 	t.Helper()
-	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(randLoopback(), 0)))
+	return serveTCPOn(t, randLoopback(), handle)
+}
+
+// serveTCPOn is serveTCP on address a.
+func serveTCPOn(t testing.TB, a netip.Addr, handle func(c *net.TCPConn)) netip.AddrPort {
+	t.Helper()
+	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}

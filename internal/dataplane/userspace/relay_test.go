@@ -207,7 +207,7 @@ func TestIPv6ClusterIP(t *testing.T) {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
 	l.Close()
-	a := startTCPBackend(t, "A")
+	a := startTCPBackendOn(t, v6, "A")
 	s := newSvc("v6", v1.ProtocolTCP, v6, freePort(t, "tcp", v6), a)
 	p, _ := testProxier(t, nil)
 	sn := snap(state.NodeInfo{}, s)

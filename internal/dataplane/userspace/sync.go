@@ -219,15 +219,30 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 		reachable = append(reachable, e.AddrPort())
 	}
 	p.metrics.syncService(svc, reachable)
-	want := feWant{hasAny: cat.HasAny}
 	var errs []error
 	for _, spec := range desiredFrontends(sp, p.nodeAddrs) {
-		want.eps, want.inCluster, want.split = endpointsFor(sp, spec.kind, cat)
+		c := familyCategorized(run.snap, sp, n, cat, spec.key.addr.Addr())
+		want := feWant{hasAny: c.HasAny}
+		want.eps, want.inCluster, want.split = endpointsFor(sp, spec.kind, c)
 		if err := p.syncFrontend(run, svc, spec, want); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// familyCategorized is cat for a frontend on address a: only the endpoints of
+// a's family, as kube-proxy runs one proxier per family (a dual-stack Service's
+// IPv4 ClusterIP never reaches its IPv6 endpoints; with none of its own family
+// it refuses). cat is used as it is when every endpoint is of a's family.
+func familyCategorized(snap *state.Snapshot, sp *state.ServicePort, n state.ServicePortName, cat state.Categorized, a netip.Addr) state.Categorized {
+	all := snap.Endpoints[n]
+	is4 := a.Unmap().Is4()
+	other := func(e state.Endpoint) bool { return e.IP.Unmap().Is4() != is4 }
+	if !slices.ContainsFunc(all, other) {
+		return cat
+	}
+	return state.CategorizeEndpoints(sp, slices.DeleteFunc(slices.Clone(all), other), snap.Node)
 }
 
 // syncFrontend makes one frontend exist with the right backends, listening

@@ -1,6 +1,7 @@
 // Package conformance is the cross-mode conformance table: Service scenarios, each
 // with the outcome a connection must see from the three places that matter (a pod
-// behind the node, the node itself, an external host reaching the node). The same
+// behind the node, the node itself, an external host reaching the node): the
+// endpoints reached and the client address each sees, or refused, or dropped. The same
 // table runs against every mode twice: on the real kernel with real traffic
 // (test/e2e, as root) and on each mode's stateful kernel fakes, evaluated with
 // internal/trace (every `go test`; see RunFake).
@@ -50,11 +51,44 @@ type Service struct {
 }
 
 // Outcome is what a connection attempt must see: Reach names the backends that
-// must all answer, and no other; Refused is rejected at once (ECONNREFUSED);
-// Dropped is no answer at all.
+// must all answer, and no other, each seeing the client address Seen; Refused is
+// rejected at once (ECONNREFUSED); Dropped is no answer at all.
 type Outcome struct {
 	Reach            []int
+	Seen             Seen
 	Refused, Dropped bool
+}
+
+// Seen is the client address an endpoint sees.
+type Seen int
+
+const (
+	// SeenUnset is for outcomes that reach no endpoint.
+	SeenUnset Seen = iota
+	// SeenClient is the client's own address: not source-NATed. For the node
+	// itself, the address it connected from.
+	SeenClient
+	// SeenNode is the node's address towards the endpoint: the connection was
+	// masqueraded (or relayed from the node, in userspace mode).
+	SeenNode
+)
+
+func (s Seen) String() string {
+	return [...]string{"unset", "the client's own address", "the node's address (masqueraded)"}[s]
+}
+
+// ModeSeen overrides the table's Seen for every probe of a mode, where the mode
+// differs from kube-proxy by design (docs/compatibility.md, "client address
+// seen"): userspace relays every connection from the node, so every endpoint
+// sees the node's address, as kube-proxy's old userspace mode did.
+var ModeSeen = map[string]Seen{"userspace": SeenNode}
+
+// WantSeen is the client address the probe's endpoints must see in mode.
+func (p Probe) WantSeen(mode string) Seen {
+	if s, ok := ModeSeen[mode]; ok && p.Want.Seen != SeenUnset {
+		return s
+	}
+	return p.Want.Seen
 }
 
 // Probe is one connection attempt. "NODE" in Addr stands for the node's address
@@ -75,6 +109,23 @@ type Scenario struct {
 
 var reachAll = []int{2, 3, 4}
 
+// Where kube-proxy 1.37 (iptables, nftables and ipvs alike, with clusterCIDR
+// set and masqueradeAll off) masquerades, and so what each probe's endpoint
+// sees:
+//   - ClusterIP: traffic from outside clusterCIDR (the node, a routed external
+//     host) is masqueraded; pods keep their address. Under iTP Local too.
+//   - NodePort, externalIPs, LoadBalancer IPs with eTP Cluster: every client is
+//     masqueraded, pods included (the external chain masquerades first).
+//   - eTP Local: outside clients keep their address; pods short-circuited to the
+//     cluster-wide endpoints keep theirs; the node's own traffic is masqueraded.
+var (
+	// clusterIP: pods unchanged, the node and the external host masqueraded.
+	clusterIP = [3]Seen{SeenClient, SeenNode, SeenNode}
+	// external: an external destination under eTP Cluster, masqueraded from
+	// everywhere.
+	external = [3]Seen{SeenNode, SeenNode, SeenNode}
+)
+
 // Scenarios is the table. Every Service address is distinct, so all scenarios can
 // be applied to one node at once.
 func Scenarios() []Scenario {
@@ -84,30 +135,32 @@ func Scenarios() []Scenario {
 			{Name: "multi-http", ClusterIP: "10.96.1.1", Port: 80, Endpoints: reachAll},
 			{Name: "multi-dns", ClusterIP: "10.96.1.1", Port: 53, UDP: true, Endpoints: reachAll},
 		},
-		Probes: everywhere("10.96.1.1:80", false, Outcome{Reach: reachAll}, "10.96.1.1:53", true, Outcome{Reach: reachAll}),
+		Probes: append(everywhere("10.96.1.1:80", false, Outcome{Reach: reachAll}, clusterIP),
+			everywhere("10.96.1.1:53", true, Outcome{Reach: reachAll}, clusterIP)...),
 	}, {
 		Name:     "NodePort",
 		Services: []Service{{Name: "np", ClusterIP: "10.96.1.2", Port: 80, NodePort: 30102, Endpoints: reachAll}},
-		Probes:   everywhere("NODE:30102", false, Outcome{Reach: reachAll}),
+		Probes:   everywhere("NODE:30102", false, Outcome{Reach: reachAll}, external),
 	}, {
 		Name:     "externalIPs",
 		Services: []Service{{Name: "ext", ClusterIP: "10.96.1.3", Port: 80, ExternalIP: "192.0.2.103", Endpoints: reachAll}},
-		Probes:   everywhere("192.0.2.103:80", false, Outcome{Reach: reachAll}),
+		Probes:   everywhere("192.0.2.103:80", false, Outcome{Reach: reachAll}, external),
 	}, {
 		Name: "LoadBalancer with loadBalancerSourceRanges",
 		Services: []Service{{Name: "lbsr", ClusterIP: "10.96.1.4", Port: 80, NodePort: 30104, LoadBalancerIP: "203.0.113.104",
 			SourceRangeExternal: true, Endpoints: reachAll}},
 		Probes: []Probe{
-			{From: FromExternal, Addr: "203.0.113.104:80", Want: Outcome{Reach: reachAll}},
-			{From: FromPod, Addr: "10.96.1.4:80", Want: Outcome{Reach: reachAll}},
+			{From: FromExternal, Addr: "203.0.113.104:80", Want: Outcome{Reach: reachAll, Seen: SeenNode}},
+			{From: FromPod, Addr: "10.96.1.4:80", Want: Outcome{Reach: reachAll, Seen: SeenClient}},
 		},
 	}, {
 		Name: "externalTrafficPolicy Local with a local endpoint",
 		Services: []Service{{Name: "etp", ClusterIP: "10.96.1.5", Port: 80, NodePort: 30105, HealthCheckNodePort: 32105,
 			Local: []int{0}, Endpoints: []int{0, 2}}},
 		Probes: []Probe{
-			{From: FromExternal, Addr: "NODE:30105", Want: Outcome{Reach: []int{0}}},
-			{From: FromPod, Addr: "10.96.1.5:80", Want: Outcome{Reach: []int{0, 2}}},
+			// The point of eTP Local: the endpoint sees the outside client.
+			{From: FromExternal, Addr: "NODE:30105", Want: Outcome{Reach: []int{0}, Seen: SeenClient}},
+			{From: FromPod, Addr: "10.96.1.5:80", Want: Outcome{Reach: []int{0, 2}, Seen: SeenClient}},
 		},
 	}, {
 		Name: "externalTrafficPolicy Local without a local endpoint",
@@ -115,11 +168,12 @@ func Scenarios() []Scenario {
 			Endpoints: reachAll}},
 		Probes: []Probe{
 			{From: FromExternal, Addr: "NODE:30106", Want: Outcome{Dropped: true}},
-			{From: FromPod, Addr: "10.96.1.6:80", Want: Outcome{Reach: reachAll}},
+			{From: FromPod, Addr: "10.96.1.6:80", Want: Outcome{Reach: reachAll, Seen: SeenClient}},
 			// In-cluster clients of the external address short-circuit to the
-			// cluster-wide endpoints, as in kube-proxy (issue 12, item 3).
-			{From: FromPod, Addr: "NODE:30106", Want: Outcome{Reach: reachAll}},
-			{From: FromNode, Addr: "NODE:30106", Want: Outcome{Reach: reachAll}},
+			// cluster-wide endpoints, as in kube-proxy (issue 12, item 3): pods
+			// with their own address, the node masqueraded.
+			{From: FromPod, Addr: "NODE:30106", Want: Outcome{Reach: reachAll, Seen: SeenClient}},
+			{From: FromNode, Addr: "NODE:30106", Want: Outcome{Reach: reachAll, Seen: SeenNode}},
 		},
 	}, {
 		Name: "internalTrafficPolicy Local",
@@ -128,30 +182,32 @@ func Scenarios() []Scenario {
 			{Name: "itp-none", ClusterIP: "10.96.1.8", Port: 80, InternalLocal: true, Endpoints: reachAll},
 		},
 		Probes: []Probe{
-			{From: FromPod, Addr: "10.96.1.7:80", Want: Outcome{Reach: []int{0, 1}}},
-			{From: FromNode, Addr: "10.96.1.7:80", Want: Outcome{Reach: []int{0, 1}}},
+			{From: FromPod, Addr: "10.96.1.7:80", Want: Outcome{Reach: []int{0, 1}, Seen: SeenClient}},
+			// Off-cluster traffic to the ClusterIP is masqueraded under iTP
+			// Local too (issue 12, item 8).
+			{From: FromNode, Addr: "10.96.1.7:80", Want: Outcome{Reach: []int{0, 1}, Seen: SeenNode}},
 			{From: FromPod, Addr: "10.96.1.8:80", Want: Outcome{Dropped: true}},
 		},
 	}, {
 		Name:     "only terminating endpoints",
 		Services: []Service{{Name: "term", ClusterIP: "10.96.1.9", Port: 80, Terminating: true, Endpoints: reachAll}},
-		Probes:   everywhere("10.96.1.9:80", false, Outcome{Reach: reachAll}),
+		Probes:   everywhere("10.96.1.9:80", false, Outcome{Reach: reachAll}, clusterIP),
 	}, {
 		Name:     "no endpoints",
 		Services: []Service{{Name: "none", ClusterIP: "10.96.1.10", Port: 80, NodePort: 30110, Endpoints: []int{}}},
-		Probes: append(everywhere("10.96.1.10:80", false, Outcome{Refused: true}),
+		Probes: append(everywhere("10.96.1.10:80", false, Outcome{Refused: true}, [3]Seen{}),
 			Probe{From: FromExternal, Addr: "NODE:30110", Want: Outcome{Refused: true}}),
 	}}
 }
 
-// everywhere makes the same probes from the pod, the node and the external host;
-// triples of (addr, udp, outcome) may repeat.
-func everywhere(args ...any) []Probe {
+// everywhere makes the same probe from the pod, the node and the external host,
+// the endpoints seeing seen[From].
+func everywhere(addr string, udp bool, want Outcome, seen [3]Seen) []Probe {
 	var out []Probe
-	for i := 0; i+2 < len(args); i += 3 {
-		for _, w := range []Where{FromPod, FromNode, FromExternal} {
-			out = append(out, Probe{From: w, Addr: args[i].(string), UDP: args[i+1].(bool), Want: args[i+2].(Outcome)})
-		}
+	for _, w := range []Where{FromPod, FromNode, FromExternal} {
+		o := want
+		o.Seen = seen[w]
+		out = append(out, Probe{From: w, Addr: addr, UDP: udp, Want: o})
 	}
 	return out
 }

@@ -159,6 +159,7 @@ func RunFake(t *testing.T, m FakeMode) {
 			t.Errorf("no-local counts %v, want internal=1 external=1", st.NoLocalEndpoints)
 		}
 	})
+	t.Run("hairpin", func(t *testing.T) { hairpin(t, m) })
 	t.Run("node zone label change under PreferClose", func(t *testing.T) { zoneChange(t, m, snap) })
 	t.Run("UDP port gaining its first endpoint", func(t *testing.T) { udpGains(t, m, snap) })
 	t.Run("UDP endpoint replaced", func(t *testing.T) { udpReplaced(t, m, snap) })
@@ -208,8 +209,32 @@ func expect(t *testing.T, m FakeMode, addr string, udp bool, want Outcome) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg := want.check(r, udp); msg != "" {
+	if msg := want.check(r, udp, SeenUnset); msg != "" {
 		t.Errorf("from pod to %s: %s", addr, msg)
+	}
+}
+
+// hairpin: an endpoint reaching its own Service is masqueraded when the
+// connection comes back to itself (it would otherwise answer itself directly),
+// and keeps its address towards the other endpoints, as in kube-proxy.
+func hairpin(t *testing.T, m FakeMode) {
+	pkt := trace.Packet{Src: BackendIP(2), InInterface: "veth3", Dst: netip.MustParseAddr("10.96.1.1"), DPort: 80, Proto: "tcp"}
+	r, err := m.Trace(pkt, trace.Options{LocalAddrs: NodeAddrs(), LocalKnown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := (Outcome{Reach: reachAll}).check(r, false, SeenUnset); msg != "" {
+		t.Fatal(msg)
+	}
+	self := netip.AddrPortFrom(BackendIP(2), TCPPort).String()
+	for _, c := range r.Candidates {
+		want := SeenClient
+		if c.Endpoint == self {
+			want = SeenNode
+		}
+		if got := seenOf(c); got != want {
+			t.Errorf("endpoint %s sees %s of the endpoint %s, want %s", c.Endpoint, got, BackendIP(2), want)
+		}
 	}
 }
 
@@ -307,7 +332,7 @@ func RunProbes(t *testing.T, tr Tracer, known ...Difference) {
 				if err != nil {
 					t.Fatalf("trace from %s to %s: %v", p.From, p.Addr, err)
 				}
-				msg := p.Want.check(r, p.UDP)
+				msg := p.Want.check(r, p.UDP, p.WantSeen(r.Mode))
 				isKnown := slices.Contains(known, Difference{sc.Name, p.From, p.Addr})
 				switch {
 				case isKnown && msg == "":
@@ -349,8 +374,10 @@ func (p Probe) packet() trace.Packet {
 	return pkt
 }
 
-// check says how r differs from the outcome, or "".
-func (o Outcome) check(r *trace.Result, udp bool) string {
+// check says how r differs from the outcome, or "": the candidates, and the
+// client address each one's endpoint sees (seen; SeenUnset: not checked), which
+// trace derives from the masquerade or SNAT on its path.
+func (o Outcome) check(r *trace.Result, udp bool, seen Seen) string {
 	switch {
 	case o.Refused:
 		if r.Verdict.Kind != "reject" {
@@ -374,6 +401,9 @@ func (o Outcome) check(r *trace.Result, udp bool) string {
 			if c.Verdict != "dnat" || !want[c.Endpoint] || c.Probability <= 0 {
 				return fmt.Sprintf("candidate %s %s (p=%.3f), want DNAT to one of %v", c.Verdict, c.Endpoint, c.Probability, keys(want))
 			}
+			if got := seenOf(c); seen != SeenUnset && got != seen {
+				return fmt.Sprintf("endpoint %s sees %s, want %s", c.Endpoint, got, seen)
+			}
 			got[c.Endpoint] = true
 		}
 		if len(got) != len(want) {
@@ -381,6 +411,14 @@ func (o Outcome) check(r *trace.Result, udp bool) string {
 		}
 	}
 	return ""
+}
+
+// seenOf is the client address a candidate's endpoint sees.
+func seenOf(c trace.Candidate) Seen {
+	if c.Masquerade {
+		return SeenNode
+	}
+	return SeenClient
 }
 
 func keys(m map[string]bool) []string {

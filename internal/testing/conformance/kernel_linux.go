@@ -21,6 +21,13 @@ type Asker interface {
 	AskUDP(addr string, timeout time.Duration) (string, error)
 }
 
+// SourceAsker also learns the client address the answering server saw
+// (*netns.NS is one, with servers of netns.NS.ServeTCP and ServeUDP).
+type SourceAsker interface {
+	AskTCPSource(network, addr string, timeout time.Duration) (name, src string, err error)
+	AskUDPSource(network, addr string, timeout time.Duration) (name, src string, err error)
+}
+
 // Node is what the kernel runner needs of a test topology: where each place
 // connects from and each backend's name as its server answers.
 type Node struct {
@@ -30,11 +37,58 @@ type Node struct {
 	NodeIP func(w Where) string
 	// Backend is backend i's name (its server's answer).
 	Backend func(i int) string
+	// Mode is the proxy mode, for the table's per-mode client addresses
+	// (ModeSeen).
+	Mode string
+	// ClientIP is the address a client in w connects from, and NodeIPToward
+	// the node's address on the link to backend i: what an endpoint sees of a
+	// masqueraded or relayed connection. With both set, every answer's client
+	// address is checked, and every From must be a SourceAsker.
+	ClientIP     func(w Where) string
+	NodeIPToward func(i int) string
+}
+
+// seenAddr is the address an endpoint, backend i, sees of a client in w.
+func (n Node) seenAddr(s Seen, w Where, i int) string {
+	if s == SeenNode {
+		return n.NodeIPToward(i)
+	}
+	return n.ClientIP(w)
+}
+
+// asker is how a probe asks: the answering backend's name and, when sources are
+// checked, the client address it saw ("" otherwise).
+type asker func(addr string, timeout time.Duration) (name, src string, err error)
+
+func (n Node) asker(p Probe) asker {
+	from := n.From(p.From)
+	if n.ClientIP != nil && n.NodeIPToward != nil {
+		sa := from.(SourceAsker) // RunKernel checked
+		if p.UDP {
+			return func(a string, t time.Duration) (string, string, error) { return sa.AskUDPSource("udp4", a, t) }
+		}
+		return func(a string, t time.Duration) (string, string, error) { return sa.AskTCPSource("tcp4", a, t) }
+	}
+	ask := from.AskTCP
+	if p.UDP {
+		ask = from.AskUDP
+	}
+	return func(a string, t time.Duration) (string, string, error) {
+		name, err := ask(a, t)
+		return name, "", err
+	}
 }
 
 // RunKernel makes every probe of the table with real connections, skipping
 // nothing: a mode's known differences must still differ.
 func RunKernel(t *testing.T, n Node, known []Difference) {
+	if n.ClientIP != nil && n.NodeIPToward != nil {
+		for _, w := range []Where{FromPod, FromNode, FromExternal} {
+			if _, ok := n.From(w).(SourceAsker); !ok {
+				t.Fatalf("the client in %s (%T) cannot learn the address its server saw: not a SourceAsker", w, n.From(w))
+			}
+		}
+	}
 	for _, sc := range Scenarios() {
 		t.Run(sc.Name, func(t *testing.T) {
 			for _, p := range sc.Probes {
@@ -42,12 +96,7 @@ func RunKernel(t *testing.T, n Node, known []Difference) {
 				if strings.HasPrefix(addr, "NODE:") {
 					addr = n.NodeIP(p.From) + addr[4:]
 				}
-				from := n.From(p.From)
-				ask := from.AskTCP
-				if p.UDP {
-					ask = from.AskUDP
-				}
-				msg := checkKernel(t.Context(), ask, p.Want, n.Backend, addr)
+				msg := n.checkKernel(t.Context(), p, addr)
 				isKnown := false
 				for _, d := range known {
 					isKnown = isKnown || d == Difference{sc.Name, p.From, p.Addr}
@@ -65,36 +114,44 @@ func RunKernel(t *testing.T, n Node, known []Difference) {
 	}
 }
 
-// checkKernel makes the probe's connections and says how the outcome differs
-// from want, or "". Reach retries for up to 15 s until every wanted backend
-// answered (rules may still be on their way).
-func checkKernel(ctx context.Context, ask func(string, time.Duration) (string, error), want Outcome, backend func(int) string, addr string) string {
+// checkKernel makes the probe's connections to addr and says how the outcome
+// differs from the probe's, or "". Reach retries for up to 15 s until every
+// wanted backend answered, each seeing the wanted client address (rules may
+// still be on their way).
+func (n Node) checkKernel(ctx context.Context, p Probe, addr string) string {
+	ask, want := n.asker(p), p.Want
 	switch {
 	case want.Refused:
 		start := time.Now()
-		_, err := ask(addr, 3*time.Second)
+		_, _, err := ask(addr, 3*time.Second)
 		if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 2*time.Second {
 			return fmt.Sprintf("%v after %v, want refused at once", err, time.Since(start))
 		}
 	case want.Dropped:
-		got, err := ask(addr, 700*time.Millisecond)
+		got, _, err := ask(addr, 700*time.Millisecond)
 		if err == nil || errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Sprintf("answer %q err %v, want the packet dropped", got, err)
 		}
 	default:
-		names := map[string]bool{}
+		names, index := map[string]bool{}, map[string]int{}
 		for _, i := range want.Reach {
-			names[backend(i)] = true
+			names[n.Backend(i)], index[n.Backend(i)] = true, i
 		}
 		seen := map[string]bool{}
 		err := netns.Eventually(ctx, 15*time.Second, func() error {
 			for i := 0; i < 12; i++ {
-				got, err := ask(addr, time.Second)
+				got, src, err := ask(addr, time.Second)
 				if err != nil {
 					return err
 				}
 				if !names[got] {
 					return fmt.Errorf("answer from %q, outside %v", got, keys(names))
+				}
+				if n.ClientIP != nil && n.NodeIPToward != nil {
+					s := p.WantSeen(n.Mode)
+					if w := n.seenAddr(s, p.From, index[got]); src != w {
+						return fmt.Errorf("%s saw the client as %s, want %s (%s)", got, src, w, s)
+					}
 				}
 				seen[got] = true
 			}

@@ -94,7 +94,8 @@ func (ns *NS) DialFrom(network, local, addr string, timeout time.Duration) (net.
 
 // ServeTCP answers every TCP connection on port with the namespace name and a newline,
 // then keeps the connection open until the client closes it (so tests can hold an
-// established connection). The listener closes on t.Cleanup.
+// established connection). A client line "src?" is answered with the name and the
+// client address the server sees (AskTCPSource). The listener closes on t.Cleanup.
 func (ns *NS) ServeTCP(t testing.TB, port int) {
 	t.Helper()
 	ns.ServeTCPReply(t, port, ns.Name)
@@ -106,11 +107,10 @@ func (ns *NS) ServeTCPReply(t testing.TB, port int, reply string) {
 	ns.serveTCP(t, "tcp4", fmt.Sprintf(":%d", port), func(c net.Conn) { go echoName(c, reply) })
 }
 
-// ServeTCP6Reply answers every IPv6 TCP connection on port with reply and a
-// newline, then closes it. The listener closes on t.Cleanup.
+// ServeTCP6Reply is ServeTCPReply over IPv6.
 func (ns *NS) ServeTCP6Reply(t testing.TB, port int, reply string) {
 	t.Helper()
-	ns.serveOneLine(t, "tcp6", fmt.Sprintf("[::]:%d", port), func(net.Conn) string { return reply })
+	ns.serveTCP(t, "tcp6", fmt.Sprintf("[::]:%d", port), func(c net.Conn) { go echoName(c, reply) })
 }
 
 // ServeClientAddr answers every IPv4 TCP connection on port with the client
@@ -153,7 +153,8 @@ func (ns *NS) serveTCP(t testing.TB, network, addr string, handle func(c net.Con
 	}()
 }
 
-// echoName sends reply on connect, and again for every line the client sends.
+// echoName sends reply on connect, and again for every line the client sends;
+// the line "src?" gets reply and the client's address (answer).
 func echoName(c net.Conn, reply string) {
 	defer c.Close()
 	if _, err := fmt.Fprintln(c, reply); err != nil {
@@ -161,16 +162,40 @@ func echoName(c net.Conn, reply string) {
 	}
 	r := bufio.NewReader(c)
 	for {
-		if _, err := r.ReadString('\n'); err != nil {
+		line, err := r.ReadString('\n')
+		if err != nil {
 			return
 		}
-		if _, err := fmt.Fprintln(c, reply); err != nil {
+		if _, err := fmt.Fprintln(c, answer(reply, []byte(line), c.RemoteAddr())); err != nil {
 			return
 		}
 	}
 }
 
-// ServeUDP answers every datagram on port with the namespace name. It returns a stop
+// srcQuery asks a server for the client address it sees.
+const srcQuery = "src?"
+
+// answer is what a server named name answers to a line or datagram: the name,
+// followed by the client's address when asked for it.
+func answer(name string, query []byte, from net.Addr) string {
+	if strings.TrimSpace(string(query)) != srcQuery {
+		return name
+	}
+	var ip net.IP
+	switch a := from.(type) {
+	case *net.TCPAddr:
+		ip = a.IP
+	case *net.UDPAddr:
+		ip = a.IP
+	}
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	return name + " " + ip.String()
+}
+
+// ServeUDP answers every datagram on port with the namespace name (and the
+// client's address when the datagram is "src?", AskUDPSource). It returns a stop
 // function (also called on t.Cleanup) so tests can take a backend away.
 func (ns *NS) ServeUDP(t testing.TB, port int) (stop func()) {
 	t.Helper()
@@ -182,11 +207,11 @@ func (ns *NS) ServeUDP(t testing.TB, port int) (stop func()) {
 	go func() {
 		buf := make([]byte, 2048)
 		for {
-			_, from, err := c.ReadFrom(buf)
+			n, from, err := c.ReadFrom(buf)
 			if err != nil {
 				return
 			}
-			c.WriteTo([]byte(ns.Name+"\n"), from)
+			c.WriteTo([]byte(answer(ns.Name, buf[:n], from)+"\n"), from)
 		}
 	}()
 	return func() { c.Close() }
@@ -211,6 +236,49 @@ func (ns *NS) AskUDP(addr string, timeout time.Duration) (string, error) {
 	}
 	defer c.Close()
 	return AskConn(c, timeout)
+}
+
+// AskTCPSource connects to addr from inside the namespace (network "tcp4" or
+// "tcp6") and returns the answering server's name and the client address it saw
+// (servers of ServeTCP and ServeTCP6Reply).
+func (ns *NS) AskTCPSource(network, addr string, timeout time.Duration) (name, src string, err error) {
+	c, err := ns.Dial(network, addr, timeout)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	if _, err := ReadLine(c, timeout); err != nil {
+		return "", "", err
+	}
+	return askSource(c, timeout)
+}
+
+// AskUDPSource sends one datagram to addr from inside the namespace (network
+// "udp4" or "udp6") and returns the answering server's name and the client
+// address it saw (servers of ServeUDP).
+func (ns *NS) AskUDPSource(network, addr string, timeout time.Duration) (name, src string, err error) {
+	c, err := ns.Dial(network, addr, timeout)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	return askSource(c, timeout)
+}
+
+// askSource asks the server at the other end of c for the client address it sees.
+func askSource(c net.Conn, timeout time.Duration) (name, src string, err error) {
+	if _, err := c.Write([]byte(srcQuery + "\n")); err != nil {
+		return "", "", err
+	}
+	line, err := ReadLine(c, timeout)
+	if err != nil {
+		return "", "", err
+	}
+	i := strings.LastIndexByte(line, ' ')
+	if i < 0 {
+		return "", "", fmt.Errorf("answer %q names no client address", line)
+	}
+	return line[:i], line[i+1:], nil
 }
 
 // AskConn sends one line on an open connection and returns the reply line.
