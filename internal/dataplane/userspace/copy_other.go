@@ -32,5 +32,10 @@ func copyDir(dst, src *net.TCPConn, r *tcpRelay, n *atomic.Uint64) error {
 	}
 }
 
+// pipePool is empty: only Linux splices.
+type pipePool struct{}
+
+var pipes pipePool
+
 // pipesInUse is 0: only Linux splices.
 func pipesInUse() int64 { return 0 }
