@@ -3,12 +3,15 @@
 package userspace
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"syscall"
 	"testing"
 	"time"
+
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
 )
 
 // BenchmarkTCPStreamPaired measures the relay's single-stream throughput against
@@ -24,38 +27,90 @@ func BenchmarkTCPStreamPaired(b *testing.B) {
 			directSink, directDone := startSink(b)
 			relaySink, relayDone := startSink(b)
 			var relay netip.AddrPort
+			var relayCPU func() time.Duration
 			if where == "process" {
-				relay = startRelayProcess(b, relaySink, 0).addr
+				rp := startRelayProcess(b, relaySink, 0, -1)
+				relay = rp.addr
+				relayCPU = func() time.Duration {
+					d, err := benchcpu.Of(rp.pid)
+					if err != nil {
+						b.Fatal(err)
+					}
+					return d
+				}
 			} else {
 				relay = proxyTo(b, relaySink)
 			}
-			pairedStreams(b, directSink, directDone, relay, relayDone)
+			pairedStreams(b, directSink, directDone, relay, relayDone, relayCPU)
 		})
 	}
 }
 
-func pairedStreams(b *testing.B, directSink netip.AddrPort, directDone chan int64, relay netip.AddrPort, relayDone chan int64) {
+// BenchmarkRelaySendBuffer compares send buffers of the relay's sockets towards
+// same-node peers (localSendBuffer) in one run: a direct stream and one through
+// each of three relay processes, 16 MiB each per op, in rotating order.
+// "sb128K/direct" is the throughput through the relay with 128 KiB (the default)
+// over direct; 0 is the kernel's autotuning.
+func BenchmarkRelaySendBuffer(b *testing.B) {
 	const round = 16 << 20
+	variants := []int{-1, 128 << 10, 0, 1 << 20} // -1: direct
+	targets := make([]netip.AddrPort, len(variants))
+	dones := make([]chan int64, len(variants))
+	for j, v := range variants {
+		targets[j], dones[j] = startSink(b)
+		if v >= 0 {
+			targets[j] = startRelayProcess(b, targets[j], 0, v).addr
+		}
+	}
+	tot := make([]time.Duration, len(variants))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k := range variants {
+			j := (k + i) % len(variants)
+			tot[j] += sendStream(b, targets[j], dones[j], round)
+		}
+	}
+	b.StopTimer()
+	for j, v := range variants {
+		if v >= 0 {
+			b.ReportMetric(tot[0].Seconds()/tot[j].Seconds(), fmt.Sprintf("sb%dK/direct", v>>10))
+		}
+	}
+}
+
+// sendStream sends size bytes over a new connection to to, half-closes and
+// waits for the sink to report them all (done); it returns the time taken.
+func sendStream(b *testing.B, to netip.AddrPort, done chan int64, size int) time.Duration {
 	buf := make([]byte, streamChunk)
-	send := func(to netip.AddrPort, done chan int64) time.Duration {
-		start := time.Now()
-		c, err := net.Dial("tcp", to.String())
-		if err != nil {
+	start := time.Now()
+	c, err := net.Dial("tcp", to.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for sent := 0; sent < size; sent += len(buf) {
+		if _, err := c.Write(buf); err != nil {
 			b.Fatal(err)
 		}
-		defer c.Close()
-		for sent := 0; sent < round; sent += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				b.Fatal(err)
-			}
-		}
-		c.(*net.TCPConn).CloseWrite()
-		if got := <-done; got != round {
-			b.Fatalf("sink got %d bytes, want %d", got, round)
-		}
-		return time.Since(start)
 	}
-	var direct, relayed time.Duration
+	c.(*net.TCPConn).CloseWrite()
+	if got := <-done; got != int64(size) {
+		b.Fatalf("sink got %d bytes, want %d", got, size)
+	}
+	return time.Since(start)
+}
+
+// pairedStreams runs BenchmarkTCPStreamPaired's rounds. With relayCPU (the relay
+// process's CPU time so far) it also reports the CPU time per MiB of the relay,
+// and of this process: the clients and sinks of both streams.
+func pairedStreams(b *testing.B, directSink netip.AddrPort, directDone chan int64, relay netip.AddrPort, relayDone chan int64, relayCPU func() time.Duration) {
+	const round = 16 << 20
+	send := func(to netip.AddrPort, done chan int64) time.Duration { return sendStream(b, to, done, round) }
+	var direct, relayed, relayCPU0 time.Duration
+	if relayCPU != nil {
+		relayCPU0 = relayCPU()
+	}
+	cpu0 := benchcpu.Now()
 	b.SetBytes(2 * round)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -72,6 +127,10 @@ func pairedStreams(b *testing.B, directSink netip.AddrPort, directDone chan int6
 	b.ReportMetric(mib/direct.Seconds(), "direct-MiB/s")
 	b.ReportMetric(mib/relayed.Seconds(), "relay-MiB/s")
 	b.ReportMetric(direct.Seconds()/relayed.Seconds(), "relay/direct")
+	if relayCPU != nil {
+		b.ReportMetric(float64((relayCPU()-relayCPU0).Microseconds())/mib, "relay-cpu-us/MiB")
+		b.ReportMetric(float64((benchcpu.Now()-cpu0).Microseconds())/(2*mib), "ends-cpu-us/MiB")
+	}
 }
 
 // concurrentSpare is what BenchmarkConcurrentConnections leaves of the descriptor
@@ -98,7 +157,7 @@ func BenchmarkConcurrentConnections(b *testing.B) {
 	}
 	n := min(10000, (int(min(lim.Cur, 1<<30))-concurrentSpare)/2)
 	backend := startTCPBackend(b, "A")
-	relay := startRelayProcess(b, backend.addr, n)
+	relay := startRelayProcess(b, backend.addr, n, -1)
 	for i := 0; i < b.N; i++ {
 		fds0 := countFDs(b, relay.pid)
 		start := time.Now()

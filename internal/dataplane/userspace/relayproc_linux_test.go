@@ -23,7 +23,7 @@ import (
 )
 
 // relayChildEnv makes the test binary a relay process (TestMain): the value is
-// "ADDR,BACKEND,MAXCONNS". Benchmarks run the relay in a process of its own, as
+// "ADDR,BACKEND,MAXCONNS[,SENDBUFFER]" (SENDBUFFER replaces localSendBuffer). Benchmarks run the relay in a process of its own, as
 // kproxy runs apart from its clients and endpoints, so that the relay's
 // descriptors can be counted alone and its threads are scheduled as a daemon's.
 const relayChildEnv = "KPROXY_USERSPACE_RELAY_CHILD"
@@ -42,8 +42,14 @@ func TestMain(m *testing.M) {
 }
 
 // runRelayChild relays ADDR to BACKEND until its standard input closes.
-func runRelayChild(spec string) error {
+func runRelayChild(spec string) (err error) {
 	f := strings.Split(spec, ",")
+	if len(f) == 4 {
+		if localSendBuffer, err = strconv.Atoi(f[3]); err != nil {
+			return err
+		}
+		f = f[:3]
+	}
 	if len(f) != 3 {
 		return fmt.Errorf("%s=%q: want ADDR,BACKEND,MAXCONNS", relayChildEnv, spec)
 	}
@@ -83,13 +89,18 @@ type relayProcess struct {
 
 // startRelayProcess runs a relay in front of backend in a child process (the test
 // binary again) with a cap of maxConns connections (0: the default), and stops
-// it when the benchmark ends.
-func startRelayProcess(t testing.TB, backend netip.AddrPort, maxConns int) relayProcess {
+// it when the benchmark ends. sendBuffer, when not negative, replaces
+// localSendBuffer (0: the kernel's autotuning).
+func startRelayProcess(t testing.TB, backend netip.AddrPort, maxConns, sendBuffer int) relayProcess {
 	t.Helper()
 	ip := randLoopback()
 	addr := netip.AddrPortFrom(ip, uint16(freePort(t, "tcp", ip)))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", relayChildEnv, addr, backend, maxConns))
+	spec := fmt.Sprintf("%s,%s,%d", addr, backend, maxConns)
+	if sendBuffer >= 0 {
+		spec += "," + strconv.Itoa(sendBuffer)
+	}
+	cmd.Env = append(os.Environ(), relayChildEnv+"="+spec)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
