@@ -36,6 +36,3 @@ func copyDir(dst, src *net.TCPConn, r *tcpRelay, n *atomic.Uint64) error {
 type pipePool struct{}
 
 var pipes pipePool
-
-// pipesInUse is 0: only Linux splices.
-func pipesInUse() int64 { return 0 }

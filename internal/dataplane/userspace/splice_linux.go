@@ -248,6 +248,3 @@ func copyOnce(dst, src *net.TCPConn, r *tcpRelay, n *atomic.Uint64) (eof bool, e
 	}
 	return false, err
 }
-
-// pipesInUse is the number of pipes taken and not given back.
-func pipesInUse() int64 { return pipes.inUse.Load() }
