@@ -2,11 +2,8 @@ package userspace
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -88,54 +85,6 @@ func BenchmarkTCPStream(b *testing.B) {
 	}
 }
 
-// BenchmarkTCPStreamPaired measures the relay's single-stream throughput against
-// direct loopback in the same run: each op sends 16 MiB over a new direct
-// connection and 16 MiB over a new relayed one (alternating which goes first), so
-// that both see the same load on a shared machine. relay/direct is the ratio of
-// throughputs over the whole run.
-func BenchmarkTCPStreamPaired(b *testing.B) {
-	const round = 16 << 20
-	directSink, directDone := startSink(b)
-	relaySink, relayDone := startSink(b)
-	relay := proxyTo(b, relaySink)
-	buf := make([]byte, streamChunk)
-	send := func(to netip.AddrPort, done chan int64) time.Duration {
-		start := time.Now()
-		c, err := net.Dial("tcp", to.String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		for sent := 0; sent < round; sent += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				b.Fatal(err)
-			}
-		}
-		c.(*net.TCPConn).CloseWrite()
-		if got := <-done; got != round {
-			b.Fatalf("sink got %d bytes, want %d", got, round)
-		}
-		return time.Since(start)
-	}
-	var direct, relayed time.Duration
-	b.SetBytes(2 * round)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if i%2 == 0 {
-			direct += send(directSink, directDone)
-			relayed += send(relay, relayDone)
-		} else {
-			relayed += send(relay, relayDone)
-			direct += send(directSink, directDone)
-		}
-	}
-	b.StopTimer()
-	mib := float64(b.N) * round / (1 << 20)
-	b.ReportMetric(mib/direct.Seconds(), "direct-MiB/s")
-	b.ReportMetric(mib/relayed.Seconds(), "relay-MiB/s")
-	b.ReportMetric(direct.Seconds()/relayed.Seconds(), "relay/direct")
-}
-
 // startGreeter writes one byte to each connection and closes it first, so the
 // TIME_WAIT state stays on the server side and client ports do not run out.
 func startGreeter(b testing.TB) netip.AddrPort {
@@ -192,83 +141,6 @@ func BenchmarkNewConnection(b *testing.B) {
 			b.ReportMetric(float64(benchcpu.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// BenchmarkConcurrentConnections opens 10,000 connections through the relay,
-// each answered by its endpoint, and holds them all open; it reports the
-// descriptors the relay holds per idle connection. Clients, relay and endpoints
-// share this process, which so needs 4 descriptors per connection (the relay's
-// share is 2). The benchmark raises RLIMIT_NOFILE to 50,000 when it can
-// (CAP_SYS_RESOURCE); otherwise it opens as many as fit in the limit it has and
-// says so. Run it once:
-//
-//	go test -run '^$' -bench ConcurrentConnections -benchtime 1x ./internal/dataplane/userspace/
-func BenchmarkConcurrentConnections(b *testing.B) {
-	n := 10000
-	if limit := raiseNofile(b, 50000); limit < 4*uint64(n)+2048 {
-		n = int(limit-2048) / 4
-		b.Logf("RLIMIT_NOFILE is %d and cannot be raised: %d connections (4 descriptors each in this process)", limit, n)
-	}
-	backend := startTCPBackend(b, "A")
-	target := proxyTo(b, backend.addr)
-	clients := make([]netip.Addr, 64) // the default per-client cap is an eighth of the global one
-	for i := range clients {
-		clients[i] = randLoopback()
-	}
-	for i := 0; i < b.N; i++ {
-		fds0 := openFDs(b)
-		pipes0 := pipesInUse()
-		start := time.Now()
-		conns := make([]net.Conn, 0, n)
-		for j := 0; j < n; j++ {
-			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: clients[j%len(clients)].AsSlice()}}
-			c, err := d.Dial("tcp", target.String())
-			if err != nil {
-				b.Fatalf("connection %d: %v", j, err)
-			}
-			conns = append(conns, c)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			line := make([]byte, 2)
-			if _, err := io.ReadFull(c, line); err != nil || string(line) != "A\n" {
-				b.Fatalf("connection %d: endpoint answered %q, %v", j, line, err)
-			}
-		}
-		opened := time.Since(start)
-		// Client and endpoint hold one descriptor each; the rest is the relay's.
-		relayFDs := float64(openFDs(b)-fds0-2*n) / float64(n)
-		b.ReportMetric(relayFDs, "relay-fds/conn")
-		b.ReportMetric(float64(pipesInUse()-pipes0), "pipes-in-use")
-		b.ReportMetric(float64(n)/opened.Seconds(), "conns/s")
-		b.ReportMetric(float64(n), "conns")
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-}
-
-// raiseNofile raises the descriptor limit to want if it can and returns the
-// limit in force.
-func raiseNofile(b *testing.B, want uint64) uint64 {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-		b.Fatal(err)
-	}
-	if r.Cur >= want {
-		return r.Cur
-	}
-	up := syscall.Rlimit{Cur: want, Max: max(r.Max, want)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); err != nil {
-		return r.Cur
-	}
-	return want
-}
-
-func openFDs(b *testing.B) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		b.Skipf("no /proc/self/fd: %v", err)
-	}
-	return len(ents)
 }
 
 // BenchmarkChooseEndpoint is the per-connection cost of finding a Service's

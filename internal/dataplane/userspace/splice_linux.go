@@ -1,7 +1,9 @@
 package userspace
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,8 @@ type pipePool struct {
 	free []*pipe
 	// inUse counts pipes taken and not yet released (for tests and benchmarks).
 	inUse atomic.Int64
+	// pipe2 makes a pipe; nil means unix.Pipe2 (tests make it fail).
+	pipe2 func(fds []int, flags int) error
 }
 
 var pipes pipePool
@@ -50,7 +54,11 @@ func (pp *pipePool) get() (*pipe, error) {
 	}
 	pp.mu.Unlock()
 	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+	pipe2 := pp.pipe2
+	if pipe2 == nil {
+		pipe2 = unix.Pipe2
+	}
+	if err := pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, err
 	}
 	p := &pipe{r: fds[0], w: fds[1], size: 64 << 10}
@@ -84,9 +92,14 @@ const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 
 // splicer moves one direction's bytes; pending is what sits in the pipe.
 type splicer struct {
+	pool    *pipePool
 	p       *pipe
 	pending int
 }
+
+// errNoPipe is a pipe that could not be made, typically for want of a
+// descriptor (EMFILE, ENFILE): the relay then copies through a buffer.
+var errNoPipe = errors.New("no splice pipe")
 
 // copyDir relays src to dst until src's EOF (nil) or an error. Timeouts within
 // the connection's idle timeout are re-armed (rearm).
@@ -99,11 +112,18 @@ func copyDir(dst, src *net.TCPConn, r *tcpRelay, n *atomic.Uint64) error {
 	if err != nil {
 		return err
 	}
-	var s splicer
+	s := splicer{pool: r.pipes}
 	defer s.release()
 	for {
 		if s.pending == 0 {
 			eof, err := s.fill(rc)
+			if errors.Is(err, errNoPipe) {
+				// No descriptor for a pipe (the connection caps leave room for
+				// pipes by default, but an operator may raise them): move what
+				// src has through a buffer, which needs none, and try a pipe
+				// again for the next burst.
+				eof, err = copyOnce(dst, src, r, n)
+			}
 			if err != nil {
 				if r.rearm(err, src, false) {
 					continue
@@ -134,8 +154,8 @@ func (s *splicer) fill(rc interface {
 	err = rc.Read(func(fd uintptr) bool {
 		if s.p == nil {
 			var perr error
-			if s.p, perr = pipes.get(); perr != nil {
-				serr = &relayError{fmt.Errorf("splice pipe: %w", perr)}
+			if s.p, perr = s.pool.get(); perr != nil {
+				serr = fmt.Errorf("%w: %w", errNoPipe, perr)
 				return true
 			}
 		}
@@ -194,10 +214,37 @@ func (s *splicer) drain(wc interface {
 
 func (s *splicer) release() {
 	if s.p != nil {
-		pipes.put(s.p, s.pending == 0)
+		s.pool.put(s.p, s.pending == 0)
 		s.p = nil
 	}
 }
 
-// pipesInUse is the number of pipes taken and not given back.
-func pipesInUse() int64 { return pipes.inUse.Load() }
+// copyBufs are the buffers of copyOnce.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// copyOnce waits until src has bytes (or its end) and copies what one read
+// returns to dst through a buffer. Deadlines within the idle timeout are
+// re-armed as in copyDir.
+func copyOnce(dst, src *net.TCPConn, r *tcpRelay, n *atomic.Uint64) (eof bool, err error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	k, err := src.Read(*bp)
+	if k > 0 {
+		r.touch()
+	}
+	for off := 0; off < k; {
+		w, werr := dst.Write((*bp)[off:k])
+		off += w
+		n.Add(uint64(w))
+		if w > 0 {
+			r.touch()
+		}
+		if werr != nil && !r.rearm(werr, dst, true) {
+			return false, werr
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return false, err
+}

@@ -30,9 +30,15 @@ func startEcho(t *testing.T) netip.AddrPort {
 // and the end must pass both ways.
 func TestRelayCarriesBytesIntact(t *testing.T) {
 	t.Parallel()
+	p, _ := testProxier(t, nil)
+	echoIntact(t, p)
+}
+
+// echoIntact is TestRelayCarriesBytesIntact through p.
+func echoIntact(t *testing.T, p *Proxier) {
+	t.Helper()
 	ip := randLoopback()
 	s := newSvc("echo", v1.ProtocolTCP, ip, freePort(t, "tcp", ip), testBackend{addr: startEcho(t)})
-	p, _ := testProxier(t, nil)
 	sn := snap(state.NodeInfo{}, s)
 	mustSync(t, p, sn, allChanged(sn))
 	c, err := net.DialTimeout("tcp", s.addr().String(), 5*time.Second)

@@ -15,7 +15,7 @@ import (
 // this cut the CPU per relayed byte by about a third (docs/performance.md). Peers on
 // other nodes keep the kernel's autotuning, which a fixed buffer would cap at
 // buffer/RTT.
-const localSendBuffer = 128 << 10
+var localSendBuffer = 128 << 10
 
 func (p *Proxier) listenTCP(fe *frontend) error {
 	ln, err := listenTCPShared(fe.key.addr)
@@ -76,20 +76,16 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 	}
 	p.conns.add(upstream)
 	defer p.conns.remove(upstream)
-	if l.b.local {
+	if l.b.local && localSendBuffer > 0 {
 		_ = upstream.SetWriteBuffer(localSendBuffer)
 	}
-	if src.Addr().IsLoopback() {
+	if src.Addr().IsLoopback() && localSendBuffer > 0 {
 		_ = client.SetWriteBuffer(localSendBuffer)
 	}
 	l.established(true)
 	defer l.done()
-	idled, err := relayTCP(client, upstream, p.limits.idle, &l.b.stats)
-	if idled {
+	if relayTCP(client, upstream, p.limits.idle, &l.b.stats, p.pipes) {
 		p.relayMetrics.idleClosed()
-	}
-	if err != nil {
-		p.causes.warn("relay failed: connection closed", "relay", err, "service", fe.svc.String())
 	}
 }
 
@@ -165,11 +161,10 @@ func dialEndpoint(a netip.AddrPort) (*net.TCPConn, error) {
 }
 
 // relayTCP copies both ways until both sides have finished, passing half-closes
-// on, and reports whether it ended because no byte moved within idle (0: never),
-// and a failure of the relay itself (not of a peer), such as no descriptor left
-// for a pipe.
-func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (idled bool, err error) {
-	r := &tcpRelay{idle: idle}
+// on, and reports whether it ended because no byte moved within idle (0: never).
+// pp lends splice pipes; without one (no descriptor left) bytes are copied.
+func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters, pp *pipePool) (idled bool) {
+	r := &tcpRelay{idle: idle, pipes: pp}
 	r.touch()
 	if idle > 0 {
 		dl := time.Now().Add(idle)
@@ -178,10 +173,6 @@ func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (
 	}
 	half := func(dst, src *net.TCPConn, n *atomic.Uint64) {
 		if err := copyDir(dst, src, r, n); err != nil {
-			var own *relayError
-			if errors.As(err, &own) {
-				r.failure.CompareAndSwap(nil, own)
-			}
 			// A reset, an error or the idle timeout on one side ends both directions.
 			client.Close()
 			upstream.Close()
@@ -198,26 +189,16 @@ func relayTCP(client, upstream *net.TCPConn, idle time.Duration, st *counters) (
 	<-done
 	client.Close()
 	upstream.Close()
-	if f := r.failure.Load(); f != nil {
-		err = f
-	}
-	return r.idled.Load(), err
+	return r.idled.Load()
 }
-
-// relayError is a failure of the relay itself, as opposed to one of a peer.
-type relayError struct{ err error }
-
-func (e *relayError) Error() string { return e.err.Error() }
-func (e *relayError) Unwrap() error { return e.err }
 
 // tcpRelay is what both directions of one relayed connection share: the time the
 // last byte moved either way, against which each direction's timeouts are judged.
 type tcpRelay struct {
 	idle  time.Duration
+	pipes *pipePool
 	last  atomic.Int64 // UnixNano
 	idled atomic.Bool
-	// failure is the first relayError of either direction.
-	failure atomic.Pointer[relayError]
 }
 
 func (r *tcpRelay) touch() { r.last.Store(time.Now().UnixNano()) }

@@ -114,6 +114,9 @@ type Proxier struct {
 	// lastAccept is when the last TCP connection was accepted (UnixNano): a drain
 	// ends early once no connection is open and none came for drainQuiet.
 	lastAccept atomic.Int64
+	// pipes lends the relays their splice pipes (Linux; shared by every Proxier
+	// unless a test gives one its own).
+	pipes *pipePool
 }
 
 // New builds the userspace dataplane. It fails when the node default scheduler
@@ -162,6 +165,7 @@ func New(o dataplane.Options) (*Proxier, error) {
 		admission:    adm,
 		relayMetrics: rm,
 		causes:       newCauseLog(o.Log().With("mode", ModeName)),
+		pipes:        &pipes,
 	}
 	p.log.Info("userspace relay limits", "maxConns", lim.maxConns, "maxConnsPerClient", lim.perClient,
 		"idleTimeout", lim.idle, "note", "0 means no limit")

@@ -95,8 +95,16 @@ func writeManifest(t *testing.T, dir string, m manifest) {
 // SIGTERM when the test ends.
 func startDaemon(t *testing.T, dir string) *syncbuf.Buffer {
 	t.Helper()
+	logs, _ := startDaemonMode(t, dir, "ipvs")
+	return logs
+}
+
+// startDaemonMode is startDaemon in another proxy mode; it also returns the
+// daemon's process.
+func startDaemonMode(t *testing.T, dir, mode string) (*syncbuf.Buffer, *os.Process) {
+	t.Helper()
 	logs := &syncbuf.Buffer{}
-	cmd := exec.Command(kproxyBinary, "--proxy-mode", "ipvs", "--services-from", dir,
+	cmd := exec.Command(kproxyBinary, "--proxy-mode", mode, "--services-from", dir,
 		"--hostname-override", "vm-node", "--cluster-cidr", "10.244.0.0/16",
 		"--ipvs-min-sync-period", "100ms", "--v", "4",
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256")
@@ -118,7 +126,7 @@ func startDaemon(t *testing.T, dir string) *syncbuf.Buffer {
 			t.Logf("kproxy logs:\n%s", logs.String())
 		}
 	})
-	return logs
+	return logs, cmd.Process
 }
 
 // waitKernel waits until the kernel's row for address satisfies ok.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +27,14 @@ func TestIPVSInVM(t *testing.T) {
 	for guest, host := range extraBinaries(t) {
 		files[guest] = host
 	}
+	timeout := vmTimeout(t)
 	res, err := vm.Run(context.Background(), k, vm.Options{
 		Files:   files,
-		Timeout: 15 * time.Minute,
+		Timeout: timeout,
 		Console: console(),
-		Script: `export KPROXY_IN_VM=1
+		Script: `export KPROXY_IN_VM=1` + guestEnv() + `
 cd /tmp
-/usr/local/bin/e2e.test -test.v -test.run '` + guestRun() + `' -test.timeout 12m`,
+/usr/local/bin/e2e.test -test.v -test.run '` + guestRun() + `' -test.timeout ` + (timeout - 3*time.Minute).String(),
 	})
 	if res != nil {
 		t.Logf("guest output (%v):\n%s", res.Elapsed.Round(time.Second), res.Output)
@@ -59,6 +61,28 @@ func guestRun() string {
 		return r
 	}
 	return "^TestGuest"
+}
+
+// vmTimeout bounds the boot: 15 minutes, or $KPROXY_VM_TIMEOUT (a duration, at
+// least 5m) for longer measurements.
+func vmTimeout(t *testing.T) time.Duration {
+	s := os.Getenv("KPROXY_VM_TIMEOUT")
+	if s == "" {
+		return 15 * time.Minute
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 5*time.Minute {
+		t.Fatalf("KPROXY_VM_TIMEOUT=%q: want a duration of at least 5m", s)
+	}
+	return d
+}
+
+// guestEnv passes the host's $KPROXY_RELAY_CONNS on to the guest tests.
+func guestEnv() string {
+	if n, err := strconv.Atoi(os.Getenv("KPROXY_RELAY_CONNS")); err == nil && n > 0 {
+		return " KPROXY_RELAY_CONNS=" + strconv.Itoa(n)
+	}
+	return ""
 }
 
 // console streams the guest console to stderr with KPROXY_VM_CONSOLE=1.
