@@ -25,11 +25,12 @@ func init() {
 }
 
 type benchSyncFlags struct {
-	mode        string
-	services    []int
-	endpoints   int
-	partialRuns int
-	json        bool
+	mode         string
+	services     []int
+	endpoints    int
+	partialRuns  int
+	endpointRuns int
+	json         bool
 }
 
 func newBenchSyncCommand() *cobra.Command {
@@ -55,6 +56,7 @@ baseline as null.`,
 	fl.IntSliceVar(&f.services, "services", []int{1000}, "numbers of Services, comma separated")
 	fl.IntVar(&f.endpoints, "endpoints", 3, "endpoints per Service")
 	fl.IntVar(&f.partialRuns, "partial-runs", 3, "one-Service changes to time (the median is reported)")
+	fl.IntVar(&f.endpointRuns, "endpoint-runs", 0, "one-endpoint changes to time (the median is reported; 0: none)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per number of Services")
 	_ = cmd.MarkFlagRequired("mode")
 	return cmd
@@ -93,7 +95,7 @@ func runBenchSync(cmd *cobra.Command, f *benchSyncFlags) error {
 	for i, n := range f.services {
 		fmt.Fprintf(progress, "[%d/%d] %s, %s Services x %d endpoints\n", i+1, len(f.services), f.mode, bench.FormatCount(n), f.endpoints)
 		start := time.Now()
-		res, err := bench.Run(ctx, bench.Spec{Mode: f.mode, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns}, bench.RunOptions{Progress: progress})
+		res, err := bench.Run(ctx, bench.Spec{Mode: f.mode, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns}, bench.RunOptions{Progress: progress})
 		if err != nil {
 			return fmt.Errorf("bench sync --mode %s at %d Services: %w", f.mode, n, err)
 		}
