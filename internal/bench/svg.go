@@ -102,7 +102,8 @@ func writeChart(out io.Writer, title string, panels []chartPanel, legend []chart
 			rows = max(rows, len(p.lines))
 		}
 	}
-	width := len(panels) * (panelW + marginL + marginR)
+	// About 7 px per character of the 14 px title, so a long title is not cut.
+	width := max(len(panels)*(panelW+marginL+marginR), 20+7*len(title))
 	height := panelH + marginT + marginB + 30 + 20*rows
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
