@@ -228,7 +228,7 @@ func TestBenchScaleRestartable(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil || r.Endpoints != 150 || r.EndpointChangeSeconds == nil || *r.EndpointChangeSeconds <= 0 || r.PeakRSSBytes == nil {
 		t.Fatalf("endpoints row %s: %v, want a timed one-endpoint change and a peak RSS", b, err)
 	}
-	if !strings.Contains(out, "| nftables") || !strings.Contains(progress, "[1/6] nftables, 20 Services x 2 endpoints: done in") {
+	if !strings.Contains(out, "| nftables") || !strings.Contains(progress, "[1/6] userspace, 20 Services x 2 endpoints: done in") {
 		t.Errorf("table or progress missing:\n%s\n%s", out, progress)
 	}
 	for _, f := range []string{"cold-sync.svg", "service-change.svg", "endpoint-change.svg", "peak-rss.svg", "cpu.svg", "endpoints.svg", "table.md", "scale.json"} {
