@@ -32,6 +32,13 @@ type Spec struct {
 	// MemProfile, when set, is where the child writes a pprof heap profile (live
 	// heap and every allocation since start) right after the syncs.
 	MemProfile string `json:"memProfile,omitempty"`
+	// EndpointRuns is how many one-endpoint changes (one endpoint of one Service
+	// moved, nothing else) to time, median reported; 0 measures none.
+	EndpointRuns int `json:"endpointRuns,omitempty"`
+	// NoServiceChange skips the one-Service changes, which add a Service of
+	// Endpoints endpoints: the endpoints-per-Service series wants only the
+	// one-endpoint change of its single large Service.
+	NoServiceChange bool `json:"noServiceChange,omitempty"`
 }
 
 // Stage names where a measurement failed, so `bench compare` can tell a mode the
@@ -125,7 +132,12 @@ func (m *measurer) run(ctx context.Context) error {
 	if m.spec.Connects > 0 {
 		m.connect()
 	}
-	if err := m.partialSyncs(ctx); err != nil {
+	if !m.spec.NoServiceChange {
+		if err := m.partialSyncs(ctx); err != nil {
+			return err
+		}
+	}
+	if err := m.endpointChanges(ctx); err != nil {
 		return err
 	}
 	m.memory()
@@ -190,6 +202,27 @@ func (m *measurer) partialSyncs(ctx context.Context) error {
 	}
 	m.res.PartialSyncSeconds = median(m.res.PartialSyncRuns)
 	m.say("one-Service change: %.4fs (median of %d)", m.res.PartialSyncSeconds, runs)
+	return nil
+}
+
+// endpointChanges times Spec.EndpointRuns syncs that each move one endpoint of
+// one existing Service: the change whose cost should not grow with the size of
+// that Service or of the cluster.
+func (m *measurer) endpointChanges(ctx context.Context) error {
+	if m.spec.EndpointRuns < 1 {
+		return nil
+	}
+	for i := 0; i < m.spec.EndpointRuns; i++ {
+		m.say("one-endpoint change %d/%d", i+1, m.spec.EndpointRuns)
+		snap, cs := m.w.MoveEndpoint()
+		_, d, err := m.timedSync(ctx, snap, cs)
+		if err != nil {
+			return stageErr(StageSync, fmt.Errorf("one-endpoint change: %w", err))
+		}
+		m.res.EndpointChangeRuns = append(m.res.EndpointChangeRuns, d.Seconds())
+	}
+	m.res.EndpointChangeSeconds = ptr(median(m.res.EndpointChangeRuns))
+	m.say("one-endpoint change: %.4fs (median of %d)", *m.res.EndpointChangeSeconds, m.spec.EndpointRuns)
 	return nil
 }
 

@@ -17,6 +17,10 @@ type Result struct {
 	// PartialSyncRuns lists every one-Service change measured; PartialSyncSeconds
 	// is their median.
 	PartialSyncRuns []float64 `json:"partial_sync_runs_seconds,omitempty"`
+	// EndpointChangeSeconds is the median of one-endpoint changes (one endpoint
+	// of one existing Service moved, nothing else), null when not measured.
+	EndpointChangeSeconds *float64  `json:"endpoint_change_seconds,omitempty"`
+	EndpointChangeRuns    []float64 `json:"endpoint_change_runs_seconds,omitempty"`
 	// CPU seconds (user+system) during the full and partial syncs: of the kproxy
 	// process itself, and of the tools it ran (iptables-restore, nft, ipset).
 	CPUKproxySeconds float64 `json:"cpu_kproxy_seconds"`

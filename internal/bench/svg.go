@@ -43,17 +43,82 @@ const (
 // WriteSVG draws the comparison. title goes above the panels (command, date).
 func WriteSVG(out io.Writer, c *Comparison, title string) error {
 	modes := c.Modes()
-	width := len(plotPanels) * (panelW + marginL + marginR)
-	height := panelH + marginT + marginB + 30 + 20*len(modes)
+	var panels []chartPanel
+	for _, p := range plotPanels {
+		panels = append(panels, comparePanel(c, modes, p))
+	}
+	var legend []chartLine
+	for _, m := range modes {
+		label := m
+		if strings.HasSuffix(m, " (vm)") {
+			label = strings.TrimSuffix(m, " (vm)") + " (measured in the qemu VM, emulated: slower)"
+		}
+		legend = append(legend, chartLine{mode: m, label: label, color: modeColor(modes, m)})
+	}
+	return writeChart(out, title, panels, legend)
+}
+
+// comparePanel is one metric of the comparison, one line per column.
+func comparePanel(c *Comparison, modes []string, p plotPanel) chartPanel {
+	cp := chartPanel{title: p.title, xLabel: "Services", yFormat: formatSecondsTick}
+	for _, m := range modes {
+		l := chartLine{mode: m, label: m, color: modeColor(modes, m)}
+		for _, n := range c.Sizes() {
+			r := c.find(m, n)
+			if r == nil {
+				continue
+			}
+			if v := p.value(r); v != nil && *v > 0 {
+				l.pts = append(l.pts, [2]float64{float64(n), *v})
+			}
+		}
+		cp.lines = append(cp.lines, l)
+	}
+	return cp
+}
+
+func formatSecondsTick(v float64) string { return FormatSeconds(&v) }
+
+// chartPanel is one log-log panel: a metric against a count, one line per mode.
+type chartPanel struct {
+	title, xLabel string
+	yFormat       func(float64) string
+	lines         []chartLine
+}
+
+// chartLine is one polyline; mode is its data-mode attribute, label its legend.
+type chartLine struct {
+	mode, label, color string
+	pts                [][2]float64
+}
+
+// writeChart draws the panels side by side. With a legend, it is drawn once
+// under all panels; without one, each panel has its own legend of its lines'
+// labels (which then can carry per-panel figures, such as a fitted exponent).
+func writeChart(out io.Writer, title string, panels []chartPanel, legend []chartLine) error {
+	rows := len(legend)
+	if legend == nil {
+		for _, p := range panels {
+			rows = max(rows, len(p.lines))
+		}
+	}
+	// About 7 px per character of the 14 px title, so a long title is not cut.
+	width := max(len(panels)*(panelW+marginL+marginR), 20+7*len(title))
+	height := panelH + marginT + marginB + 30 + 20*rows
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
 	fmt.Fprintf(&b, `<text x="10" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
-	for i, p := range plotPanels {
-		x0 := i*(panelW+marginL+marginR) + marginL
-		drawPanel(&b, c, modes, p, float64(x0), marginT)
+	for i, p := range panels {
+		x0 := float64(i*(panelW+marginL+marginR) + marginL)
+		drawPanel(&b, p, x0, marginT)
+		if legend == nil {
+			drawLegend(&b, p.lines, x0-marginL+10, panelH+marginT+marginB)
+		}
 	}
-	drawLegend(&b, modes, 10, panelH+marginT+marginB)
+	if legend != nil {
+		drawLegend(&b, legend, 10, panelH+marginT+marginB)
+	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(out, b.String())
 	return err
@@ -126,13 +191,11 @@ func (a logAxis) ticks() []float64 {
 	return out
 }
 
-func drawPanel(b *strings.Builder, c *Comparison, modes []string, p plotPanel, x0, y0 float64) {
+func drawPanel(b *strings.Builder, p chartPanel, x0, y0 float64) {
 	var xs, ys []float64
-	for i := range c.Results {
-		r := &c.Results[i]
-		if v := p.value(r); v != nil && *v > 0 {
-			xs = append(xs, float64(r.Services))
-			ys = append(ys, *v)
+	for _, l := range p.lines {
+		for _, pt := range l.pts {
+			xs, ys = append(xs, pt[0]), append(ys, pt[1])
 		}
 	}
 	xa, ya := newLogAxis(xs), newLogAxis(ys)
@@ -145,43 +208,34 @@ func drawPanel(b *strings.Builder, c *Comparison, modes []string, p plotPanel, x
 	for _, t := range ya.ticks() {
 		y := py(t)
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x0, y, x0+panelW, y)
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-5, y+4, html.EscapeString(FormatSeconds(&t)))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-5, y+4, html.EscapeString(p.yFormat(t)))
 	}
 	for _, t := range xa.ticks() {
 		x := px(t)
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x, y0, x, y0+panelH)
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x, y0+panelH+16, FormatCount(int(t)))
 	}
-	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">Services</text>`+"\n", x0+panelW/2, y0+panelH+34)
-	for _, m := range modes {
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x0+panelW/2, y0+panelH+34, html.EscapeString(p.xLabel))
+	for _, l := range p.lines {
 		var pts []string
-		for _, n := range c.Sizes() {
-			r := c.find(m, n)
-			if r == nil {
-				continue
-			}
-			if v := p.value(r); v != nil && *v > 0 {
-				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(float64(n)), py(*v)))
+		for _, pt := range l.pts {
+			if pt[0] > 0 && pt[1] > 0 {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(pt[0]), py(pt[1])))
 			}
 		}
-		col := modeColor(modes, m)
-		fmt.Fprintf(b, `<polyline data-mode="%s" points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", html.EscapeString(m), strings.Join(pts, " "), col, dash(m))
+		fmt.Fprintf(b, `<polyline data-mode="%s" points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", html.EscapeString(l.mode), strings.Join(pts, " "), l.color, dash(l.mode))
 		for _, pt := range pts {
 			xy := strings.SplitN(pt, ",", 2)
-			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], col)
+			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], l.color)
 		}
 	}
 	b.WriteString("</g>\n")
 }
 
-func drawLegend(b *strings.Builder, modes []string, x, y float64) {
-	for i, m := range modes {
+func drawLegend(b *strings.Builder, lines []chartLine, x, y float64) {
+	for i, l := range lines {
 		yy := y + float64(i)*20
-		label := m
-		if strings.HasSuffix(m, " (vm)") {
-			label = strings.TrimSuffix(m, " (vm)") + " (measured in the qemu VM, emulated: slower)"
-		}
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"%s/>`+"\n", x, yy, x+30, yy, modeColor(modes, m), dash(m))
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", x+40, yy+4, html.EscapeString(label))
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"%s/>`+"\n", x, yy, x+30, yy, l.color, dash(l.mode))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", x+40, yy+4, html.EscapeString(l.label))
 	}
 }

@@ -26,6 +26,8 @@ type VMOptions struct {
 	Endpoints   int
 	Connects    int
 	PartialRuns int
+	// EndpointRuns is Spec.EndpointRuns: one-endpoint changes timed per size.
+	EndpointRuns int
 	// Progress receives the guest's console (boot messages and progress lines).
 	Progress io.Writer
 	// Timeout bounds the whole boot; 0 means 60 minutes (the guest is emulated).
@@ -96,8 +98,8 @@ func vmScript(o VMOptions) string {
 	for _, n := range o.Services {
 		sizes = append(sizes, strconv.Itoa(n))
 	}
-	args := fmt.Sprintf("--modes %s --services %s --endpoints %d --connects %d --partial-runs %d --json",
-		strings.Join(o.Modes, ","), strings.Join(sizes, ","), o.Endpoints, o.Connects, o.PartialRuns)
+	args := fmt.Sprintf("--modes %s --services %s --endpoints %d --connects %d --partial-runs %d --endpoint-runs %d --json",
+		strings.Join(o.Modes, ","), strings.Join(sizes, ","), o.Endpoints, o.Connects, o.PartialRuns, o.EndpointRuns)
 	// stderr (progress, skip reasons) goes to the script's output, which is the
 	// console: live progress on the host, and a skipped mode's reason in Output.
 	return fmt.Sprintf(`/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json

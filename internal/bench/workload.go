@@ -98,6 +98,15 @@ func (w *Workload) Change() (*state.Snapshot, state.ChangeSet) {
 	return w.tracker.Snapshot()
 }
 
+// MoveEndpoint moves one endpoint of one existing Service to a new address and
+// changes nothing else: the "one endpoint changed" step. Successive calls walk
+// the Services round robin.
+func (w *Workload) MoveEndpoint() (*state.Snapshot, state.ChangeSet) {
+	w.moveEndpoint(w.moved % w.opts.Services)
+	w.moved++
+	return w.tracker.Snapshot()
+}
+
 // ServiceName is the name of Service i; zero padding keeps name order and index
 // order the same, so Service 0 sorts first and Service N-1 last.
 func ServiceName(i int) string { return fmt.Sprintf("svc-%06d", i) }

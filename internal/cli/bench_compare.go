@@ -26,16 +26,17 @@ import (
 func init() { registerBenchCommand(newBenchCompareCommand) }
 
 type benchCompareFlags struct {
-	services    []int
-	endpoints   int
-	modes       []string
-	connects    int
-	partialRuns int
-	json        bool
-	plot        string
-	vm          bool
-	vmModes     []string
-	fromJSON    string
+	services     []int
+	endpoints    int
+	modes        []string
+	connects     int
+	partialRuns  int
+	endpointRuns int
+	json         bool
+	plot         string
+	vm           bool
+	vmModes      []string
+	fromJSON     string
 }
 
 func newBenchCompareCommand() *cobra.Command {
@@ -66,6 +67,7 @@ may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 	fl.StringSliceVar(&f.modes, "modes", nil, "modes to measure, comma separated (default: every registered mode)")
 	fl.IntVar(&f.connects, "connects", 1000, "new TCP connections timed per target Service")
 	fl.IntVar(&f.partialRuns, "partial-runs", 3, "one-Service changes to time (the median is reported)")
+	fl.IntVar(&f.endpointRuns, "endpoint-runs", 0, "one-endpoint changes to time (the median is reported; 0: none)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per mode and number of Services")
 	fl.StringVar(&f.plot, "plot", "", "write an SVG chart to this file")
 	fl.BoolVar(&f.vm, "vm", false, "measure ipvs inside the qemu test VM")
@@ -175,7 +177,7 @@ func measureLocal(ctx context.Context, f *benchCompareFlags, modes []string, pro
 			}
 			fmt.Fprintf(progress, "[%d/%d] %s, %s Services x %d endpoints\n", k, total, m, bench.FormatCount(n), f.endpoints)
 			start := time.Now()
-			spec := bench.Spec{Mode: m, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, Connects: f.connects}
+			spec := bench.Spec{Mode: m, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, Connects: f.connects}
 			res, err := bench.Run(ctx, spec, bench.RunOptions{Progress: progress})
 			if err != nil {
 				reason := err.Error()
@@ -207,7 +209,7 @@ func measureInVM(ctx context.Context, f *benchCompareFlags, c *bench.Comparison,
 	fmt.Fprintf(progress, "[vm] booting the test VM to measure %s (emulated: slow)\n", strings.Join(f.vmModes, ", "))
 	results, err := bench.RunInVM(ctx, bench.VMOptions{
 		Modes: f.vmModes, Services: f.services, Endpoints: f.endpoints,
-		Connects: f.connects, PartialRuns: f.partialRuns, Progress: progress,
+		Connects: f.connects, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, Progress: progress,
 	})
 	if err != nil {
 		c.Skipped = append(c.Skipped, bench.Skipped{Mode: strings.Join(f.vmModes, ",") + " (vm)", Reason: err.Error()})

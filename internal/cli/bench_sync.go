@@ -26,12 +26,13 @@ func init() {
 }
 
 type benchSyncFlags struct {
-	mode        string
-	services    []int
-	endpoints   int
-	partialRuns int
-	json        bool
-	memProfile  string
+	mode         string
+	services     []int
+	endpoints    int
+	partialRuns  int
+	endpointRuns int
+	json         bool
+	memProfile   string
 }
 
 func newBenchSyncCommand() *cobra.Command {
@@ -57,6 +58,7 @@ baseline as null.`,
 	fl.IntSliceVar(&f.services, "services", []int{1000}, "numbers of Services, comma separated")
 	fl.IntVar(&f.endpoints, "endpoints", 3, "endpoints per Service")
 	fl.IntVar(&f.partialRuns, "partial-runs", 3, "one-Service changes to time (the median is reported)")
+	fl.IntVar(&f.endpointRuns, "endpoint-runs", 0, "one-endpoint changes to time (the median is reported; 0: none)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per number of Services")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a pprof heap profile of the measuring process after the syncs to `FILE` (FILE.N per number of Services N when several)")
 	_ = cmd.MarkFlagRequired("mode")
@@ -103,7 +105,7 @@ func runBenchSync(cmd *cobra.Command, f *benchSyncFlags) error {
 	for i, n := range f.services {
 		fmt.Fprintf(progress, "[%d/%d] %s, %s Services x %d endpoints\n", i+1, len(f.services), f.mode, bench.FormatCount(n), f.endpoints)
 		start := time.Now()
-		spec := bench.Spec{Mode: f.mode, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, MemProfile: f.memProfile}
+		spec := bench.Spec{Mode: f.mode, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, MemProfile: f.memProfile}
 		if f.memProfile != "" && len(f.services) > 1 {
 			spec.MemProfile = fmt.Sprintf("%s.%d", f.memProfile, n)
 		}

@@ -128,7 +128,7 @@ func (c *Core) Sync(ctx context.Context, snap *state.Snapshot, changed state.Cha
 	if req == nil {
 		return SyncStats{Skipped: true}, nil
 	}
-	applied, err := c.p.Apply(ctx, req)
+	applied, err := c.apply(ctx, req)
 	stats := SyncStats{Full: req.Full || applied.Full, Rules: applied.Rules, Written: applied.Written}
 	if err != nil && !IsPartial(err) {
 		c.needFull = true
@@ -138,6 +138,90 @@ func (c *Core) Sync(ctx context.Context, snap *state.Snapshot, changed state.Cha
 	c.retry = err != nil
 	stats.NoLocalEndpoints = c.noLocalCounts()
 	return stats, err
+}
+
+// LargePortEndpoints is the endpoint count from which a changed port counts as
+// large: a partial sync applies it after the other changed ports, so a small
+// change that arrived in the same batch as a change to a Service of 10,000 or
+// 100,000 endpoints reaches the kernel without waiting for that Service's render
+// and apply.
+const LargePortEndpoints = 1000
+
+// apply hands req to the mode: in two Applies when it is a partial sync whose
+// changed ports include both large and small ones (small first), else in one.
+// Node and ServiceCIDR changes and full syncs are never split: they are
+// node-wide.
+func (c *Core) apply(ctx context.Context, req *Request) (Applied, error) {
+	if req.Full || req.NodeChanged || req.CIDRsChanged {
+		return c.p.Apply(ctx, req)
+	}
+	small, large := splitLarge(req.Snapshot, c.prev, req.Changed)
+	if len(small) == 0 || len(large) == 0 {
+		return c.p.Apply(ctx, req)
+	}
+	first := &Request{Snapshot: req.Snapshot}
+	first.Changed = small
+	a1, err1 := c.p.Apply(ctx, first)
+	if err1 != nil && !IsPartial(err1) {
+		return a1, err1
+	}
+	second := &Request{Snapshot: req.Snapshot}
+	second.Changed = large
+	a2, err2 := c.p.Apply(ctx, second)
+	a2.Full = a2.Full || a1.Full
+	a2.Written = addCounts(a1.Written, a2.Written)
+	if err2 != nil && !IsPartial(err2) {
+		return a2, err2
+	}
+	return a2, joinPartial(err1, err2)
+}
+
+// splitLarge separates the changed ports with at least LargePortEndpoints
+// endpoints, now or in the previous sync (a shrinking Service is as slow to
+// rewrite), from the others.
+func splitLarge(snap, prev *state.Snapshot, changed map[state.ServicePortName]struct{}) (small, large map[state.ServicePortName]struct{}) {
+	small = make(map[state.ServicePortName]struct{}, len(changed))
+	large = map[state.ServicePortName]struct{}{}
+	for n := range changed {
+		size := len(snap.Endpoints[n])
+		if prev != nil {
+			size = max(size, len(prev.Endpoints[n]))
+		}
+		if size >= LargePortEndpoints {
+			large[n] = struct{}{}
+		} else {
+			small[n] = struct{}{}
+		}
+	}
+	return small, large
+}
+
+func addCounts(a, b map[string]int) map[string]int {
+	if len(a) == 0 {
+		return b
+	}
+	out := make(map[string]int, len(a)+len(b))
+	for k, v := range a {
+		out[k] += v
+	}
+	for k, v := range b {
+		out[k] += v
+	}
+	return out
+}
+
+// joinPartial merges the PartialErrors (or nils) of the two Applies of a split sync.
+func joinPartial(a, b error) error {
+	var errs []error
+	for _, e := range []error{a, b} {
+		if pe, ok := e.(*PartialError); ok && pe != nil {
+			errs = append(errs, pe.Errs...)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &PartialError{Errs: errs}
 }
 
 // request decides what this sync must do, or returns nil when nothing.

@@ -205,3 +205,39 @@ func TestBenchCompareFromJSON(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestBenchScaleRestartable runs a tiny scale series of two modes for real, then
+// again: the second run measures nothing (every point has its row) and still
+// writes the table and one chart per cost.
+func TestBenchScaleRestartable(t *testing.T) {
+	needRoot(t)
+	modes := []string{"nftables", "userspace"}
+	dir := t.TempDir()
+	args := []string{"bench", "scale", "--modes", strings.Join(modes, ","), "--services", "20,30", "--endpoints", "2",
+		"--one-service-endpoints", "150", "--partial-runs", "1", "--endpoint-runs", "1", "--out", dir}
+	out, progress, err := kproxy(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress)
+	}
+	rows, _ := filepath.Glob(filepath.Join(dir, "*-*x*.json"))
+	if len(rows) != 6 {
+		t.Fatalf("%d row files %v, want 6 (2 modes x 2 sizes + 2 endpoint points)", len(rows), rows)
+	}
+	var r bench.Result
+	b, _ := os.ReadFile(filepath.Join(dir, "endpoints-nftables-1x150.json"))
+	if err := json.Unmarshal(b, &r); err != nil || r.Endpoints != 150 || r.EndpointChangeSeconds == nil || *r.EndpointChangeSeconds <= 0 || r.PeakRSSBytes == nil {
+		t.Fatalf("endpoints row %s: %v, want a timed one-endpoint change and a peak RSS", b, err)
+	}
+	if !strings.Contains(out, "| nftables") || !strings.Contains(progress, "[1/6] userspace, 20 Services x 2 endpoints: done in") {
+		t.Errorf("table or progress missing:\n%s\n%s", out, progress)
+	}
+	for _, f := range []string{"cold-sync.svg", "service-change.svg", "endpoint-change.svg", "peak-rss.svg", "cpu.svg", "endpoints.svg", "table.md", "scale.json"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	_, progress, err = kproxy(t, args...)
+	if err != nil || strings.Count(progress, "done before, skipped") != 6 || strings.Contains(progress, ": start") {
+		t.Fatalf("re-run: %v; want all 6 points skipped:\n%s", err, progress)
+	}
+}
