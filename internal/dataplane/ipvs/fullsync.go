@@ -60,10 +60,24 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 	var errs []error
 	errs = append(errs, p.reconcileAddrs(desired, bound))
 	wanted := map[vsKey]bool{}
+	var fresh, again []*virtualServer
 	for _, m := range desired {
 		for _, vs := range m.Servers {
+			switch {
+			case wanted[vs.Key]:
+				again = append(again, vs) // two Services claim it: the last wins, as before
+			case p.servers[vs.Key] == nil:
+				fresh = append(fresh, vs) // created below, in one batch
+			default:
+				again = append(again, vs)
+			}
 			wanted[vs.Key] = true
-			errs = append(errs, p.applyServer(vs.Key, vs))
+		}
+	}
+	errs = append(errs, p.createServers(fresh)...)
+	for _, vs := range again {
+		if err := p.applyServer(vs.Key, vs); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", vs.Owner, err))
 		}
 	}
 	for key := range kernel {
@@ -126,12 +140,16 @@ func (p *Proxier) reconcileAddrs(desired map[state.ServicePortName]*portModel, b
 			}
 		}
 	}
+	var add []netip.Addr
 	for a := range p.addrs {
 		if !have[a] {
-			p.written++
-			if err := p.k.Links.AddAddr(DummyLink, a); err != nil {
-				errs = append(errs, fmt.Errorf("bind %s to %s: %w", a, DummyLink, err))
-			}
+			add = append(add, a)
+		}
+	}
+	p.written += len(add)
+	for i, err := range p.k.Links.AddAddrs(DummyLink, add) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bind %s to %s: %w", add[i], DummyLink, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -31,6 +31,8 @@ type Links interface {
 	// Addrs lists the addresses on the link; an absent link has none.
 	Addrs(name string) ([]netip.Addr, error)
 	AddAddr(name string, a netip.Addr) error
+	// AddAddrs binds many addresses at once (a full sync's); one error per address.
+	AddAddrs(name string, addrs []netip.Addr) []error
 	DelAddr(name string, a netip.Addr) error
 	// DeleteLink removes the link; an absent link is not an error.
 	DeleteLink(name string) error
@@ -67,7 +69,10 @@ type Sysctl interface {
 
 // Kernel bundles the kernel interfaces; tests replace each with a fake.
 type Kernel struct {
-	IPVS     IPVS
+	IPVS IPVS
+	// Batch creates a full sync's new virtual and real servers in few netlink
+	// messages; nil creates them one by one through IPVS.
+	Batch    IPVSBatch
 	Links    Links
 	IPSet    IPSet
 	Iptables Iptables

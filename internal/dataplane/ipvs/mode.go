@@ -34,8 +34,12 @@ func New(o dataplane.Options) (dataplane.Programmer, error) {
 	if err != nil {
 		return nil, err
 	}
+	batch, err := newNetlinkBatch()
+	if err != nil {
+		return nil, fmt.Errorf("ipvs: %w", err)
+	}
 	k := Kernel{
-		IPVS: h, Links: netlinkLinks{}, IPSet: execIPSet{}, Iptables: execIptables{}, Sysctl: procSysctl{},
+		IPVS: h, Batch: batch, Links: netlinkLinks{}, IPSet: execIPSet{}, Iptables: execIptables{}, Sysctl: procSysctl{},
 		LocalAddrs: nodeaddr.LocalAddresses,
 	}
 	strictARP := o.Config != nil && o.Config.IPVS.StrictARP

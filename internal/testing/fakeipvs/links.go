@@ -53,6 +53,15 @@ func (l *Links) AddAddr(name string, a netip.Addr) error {
 	return nil
 }
 
+// AddAddrs adds each address as AddAddr does.
+func (l *Links) AddAddrs(name string, addrs []netip.Addr) []error {
+	errs := make([]error, len(addrs))
+	for i, a := range addrs {
+		errs[i] = l.AddAddr(name, a)
+	}
+	return errs
+}
+
 // DelAddr removes an address; the link must exist, the address need not (as in the
 // netlink implementation).
 func (l *Links) DelAddr(name string, a netip.Addr) error {
