@@ -247,10 +247,17 @@ func (ns *NS) AskTCPSource(network, addr string, timeout time.Duration) (name, s
 		return "", "", err
 	}
 	defer c.Close()
+	return AskTCPSourceConn(c, timeout)
+}
+
+// AskTCPSourceConn reads the greeting of a ServeTCP server on an open
+// connection, then asks it for the client address it sees (AskTCPSource, for
+// connections dialled outside a namespace of this package).
+func AskTCPSourceConn(c net.Conn, timeout time.Duration) (name, src string, err error) {
 	if _, err := ReadLine(c, timeout); err != nil {
 		return "", "", err
 	}
-	return askSource(c, timeout)
+	return AskSource(c, timeout)
 }
 
 // AskUDPSource sends one datagram to addr from inside the namespace (network
@@ -262,11 +269,12 @@ func (ns *NS) AskUDPSource(network, addr string, timeout time.Duration) (name, s
 		return "", "", err
 	}
 	defer c.Close()
-	return askSource(c, timeout)
+	return AskSource(c, timeout)
 }
 
-// askSource asks the server at the other end of c for the client address it sees.
-func askSource(c net.Conn, timeout time.Duration) (name, src string, err error) {
+// AskSource asks the server at the other end of c (ServeUDP, or ServeTCP after
+// its greeting) for its name and the client address it sees.
+func AskSource(c net.Conn, timeout time.Duration) (name, src string, err error) {
 	if _, err := c.Write([]byte(srcQuery + "\n")); err != nil {
 		return "", "", err
 	}

@@ -15,7 +15,8 @@ import (
 
 // The cross-mode conformance table on IPVS in the VM, with real traffic from a
 // pod behind the node, the node itself (the VM's root namespace) and an external
-// host. ipvs's known differences (conformance.KnownDifferences) must still differ.
+// host, each endpoint answering with the client address it saw (the table's
+// Seen). ipvs's known differences (conformance.KnownDifferences) must still differ.
 func TestGuestConformance(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
@@ -34,7 +35,20 @@ func TestGuestConformance(t *testing.T) {
 	if _, err := dp.Sync(bg, snap, all); err != nil {
 		t.Fatalf("sync: %v", err)
 	}
+	// The node's own probes all want the node's address towards the endpoint
+	// (SeenNode), so its ClientIP is never what an endpoint must see.
 	conformance.RunKernel(t, conformance.Node{
+		Mode: "ipvs",
+		ClientIP: func(w conformance.Where) string {
+			switch w {
+			case conformance.FromPod:
+				return pod.IP.String()
+			case conformance.FromNode:
+				return client.NodeIP.String()
+			}
+			return client.IP.String()
+		},
+		NodeIPToward: func(i int) string { return backends[i].NodeIP.String() },
 		From: func(w conformance.Where) conformance.Asker {
 			switch w {
 			case conformance.FromPod:
@@ -73,4 +87,22 @@ func (vmRoot) AskUDP(addr string, timeout time.Duration) (string, error) {
 	}
 	defer c.Close()
 	return netns.AskConn(c, timeout)
+}
+
+func (vmRoot) AskTCPSource(network, addr string, timeout time.Duration) (name, src string, err error) {
+	c, err := net.DialTimeout(network, addr, timeout)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	return netns.AskTCPSourceConn(c, timeout)
+}
+
+func (vmRoot) AskUDPSource(network, addr string, timeout time.Duration) (name, src string, err error) {
+	c, err := net.DialTimeout(network, addr, timeout)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	return netns.AskSource(c, timeout)
 }
