@@ -87,7 +87,7 @@ func (e *ebpfNode) pins(t *testing.T, before map[string]bool) []string {
 
 // The real daemon in --proxy-mode ebpf: a client in the attach cgroup reaches every
 // endpoint of a ClusterIP by socket LB, a Service without endpoints is refused, and
-// --cleanup leaves no pin.
+// starting the nftables mode unpins the ebpf mode, and --cleanup leaves no pin.
 func TestEBPFModeDaemon(t *testing.T) {
 	netns.RequireRoot(t)
 	e := newEBPFNode(t)
@@ -126,6 +126,32 @@ func TestEBPFModeDaemon(t *testing.T) {
 	if len(e.pins(t, before)) == 0 {
 		t.Fatal("no pins while the ebpf mode runs: the cleanup check would prove nothing")
 	}
+	c.stop()
+	if len(e.pins(t, before)) == 0 {
+		t.Fatal("no pins after the ebpf mode stopped: restarts would have a gap")
+	}
+
+	// Starting the nftables mode detaches and unpins the ebpf mode, whose socket LB
+	// would bypass its rules.
+	c.m.ProxyMode = "nftables"
+	c.start()
+	c.eventually("ebpf pins removed by the nftables mode's start", func() error {
+		if left := e.pins(t, before); len(left) != 0 {
+			return fmt.Errorf("still pinned: %v", left)
+		}
+		return nil
+	})
+	c.stop()
+
+	c.m.ProxyMode = "ebpf"
+	c.start()
+	c.eventually("ebpf mode serving again", func() error {
+		got, err := e.ask(c.env.Node, "10.96.0.10:80")
+		if err == nil && !want[got] {
+			err = fmt.Errorf("unexpected answer %q", got)
+		}
+		return err
+	})
 	c.stop()
 	c.runKproxy("--cleanup")
 	if left := e.pins(t, before); len(left) != 0 {
