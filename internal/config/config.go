@@ -25,16 +25,31 @@ const (
 	Kind       = "KubeProxyConfiguration"
 )
 
-// Proxy modes. ModeUserspace is kproxy's extension of the Mode field.
+// Proxy modes. ModeUserspace and ModeEBPF are kproxy's extensions of the Mode
+// field.
 const (
 	ModeIPTables  = "iptables"
 	ModeIPVS      = "ipvs"
 	ModeNFTables  = "nftables"
 	ModeUserspace = "userspace"
+	// ModeEBPF is socket load balancing for east-west traffic, with the nftables
+	// mode's rules (kproxy's nftables table) for north-south traffic.
+	ModeEBPF = "ebpf"
 )
 
 // Modes lists the values the mode field accepts ("" means iptables).
-var Modes = []string{ModeIPTables, ModeIPVS, ModeNFTables, ModeUserspace}
+var Modes = []string{ModeIPTables, ModeIPVS, ModeNFTables, ModeUserspace, ModeEBPF}
+
+// SettingsMode is the mode whose settings (the config section's sync periods,
+// nodePortAddresses' default, conntrack tuning, mode metrics) apply to mode: the
+// ebpf mode runs the nftables mode for north-south traffic, so it takes the
+// nftables mode's; every other mode takes its own.
+func SettingsMode(mode string) string {
+	if mode == ModeEBPF {
+		return ModeNFTables
+	}
+	return mode
+}
 
 // Warning is a problem with one field that does not stop kproxy: the field is
 // ignored or replaced, and the operator is told once at start.

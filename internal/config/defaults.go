@@ -105,9 +105,10 @@ func defaultDuration(p *metav1.Duration, v time.Duration) {
 }
 
 // SyncPeriods returns the syncPeriod and minSyncPeriod that apply to mode. The
-// userspace mode uses the iptables ones, as kube-proxy's userspace proxier did.
+// userspace mode uses the iptables ones, as kube-proxy's userspace proxier did; the
+// ebpf mode the nftables ones (SettingsMode).
 func SyncPeriods(c *kpconfig.KubeProxyConfiguration) (sync, min time.Duration) {
-	switch Mode(c) {
+	switch SettingsMode(Mode(c)) {
 	case ModeIPVS:
 		return c.IPVS.SyncPeriod.Duration, c.IPVS.MinSyncPeriod.Duration
 	case ModeNFTables:

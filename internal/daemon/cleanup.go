@@ -43,12 +43,18 @@ func Cleanup(ctx context.Context, c *kpconfig.KubeProxyConfiguration, out io.Wri
 // rewrites the shared ones on its first full sync, so neither clears the other, as in
 // kube-proxy. Every kernel mode also removes the Service addresses a userspace kproxy
 // left on lo. The userspace mode clears nothing: it runs without privileges, and
-// leaves the kernel's rules to `kproxy --cleanup`. A mode not listed clears nothing.
+// leaves the kernel's rules to `kproxy --cleanup`. The ebpf mode (kproxy's own) runs
+// the nftables mode's table (the same `kproxy` table) for north-south traffic, so it
+// clears what the nftables mode clears but not the nftables mode; starting any other
+// kernel mode detaches and unpins the ebpf mode's programs and maps (nothing when the
+// pin directory is absent), whose socket LB would otherwise bypass the new mode's
+// rules. A mode not listed clears nothing.
 // Besides, a mode's own CleanupKubeProxy (nftables: the `kube-proxy` tables) runs.
 var othersAtStart = map[string][]string{
-	"nftables": {"iptables", "ipvs", "userspace"},
-	"iptables": {"nftables", "userspace"},
-	"ipvs":     {"nftables", "userspace"},
+	"nftables": {"iptables", "ipvs", "userspace", "ebpf"},
+	"iptables": {"nftables", "userspace", "ebpf"},
+	"ipvs":     {"nftables", "userspace", "ebpf"},
+	"ebpf":     {"iptables", "ipvs", "userspace"},
 }
 
 // OtherModesAtStart lists the modes whose leftovers starting mode removes.

@@ -16,10 +16,12 @@ import (
 // ones, those the nftables tables; iptables and ipvs leave each other alone.
 func TestOtherModesAtStartFollowKubeProxy(t *testing.T) {
 	for mode, want := range map[string]struct{ clears, keeps []string }{
-		"nftables":  {clears: []string{"iptables", "ipvs"}, keeps: []string{"nftables"}},
-		"iptables":  {clears: []string{"nftables"}, keeps: []string{"iptables", "ipvs"}},
-		"ipvs":      {clears: []string{"nftables"}, keeps: []string{"iptables", "ipvs"}},
-		"userspace": {keeps: []string{"iptables", "ipvs", "nftables", "userspace"}},
+		"nftables":  {clears: []string{"iptables", "ipvs", "ebpf"}, keeps: []string{"nftables"}},
+		"iptables":  {clears: []string{"nftables", "ebpf"}, keeps: []string{"iptables", "ipvs"}},
+		"ipvs":      {clears: []string{"nftables", "ebpf"}, keeps: []string{"iptables", "ipvs"}},
+		"userspace": {keeps: []string{"iptables", "ipvs", "nftables", "userspace", "ebpf"}},
+		// The ebpf mode's north-south part is the nftables mode's `kproxy` table.
+		"ebpf": {clears: []string{"iptables", "ipvs"}, keeps: []string{"nftables", "ebpf"}},
 	} {
 		got := OtherModesAtStart(mode)
 		for _, m := range want.clears {

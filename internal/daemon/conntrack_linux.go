@@ -7,6 +7,7 @@ import (
 
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/conntrack"
 )
 
@@ -14,8 +15,8 @@ import (
 // does, for the modes that NAT in the kernel. A failure is logged, not fatal: the
 // proxy works with the kernel's defaults.
 func tuneConntrack(mode string, c *kpconfig.KubeProxyConfiguration, log *slog.Logger) {
-	switch mode {
-	case "iptables", "nftables", "ipvs":
+	switch config.SettingsMode(mode) {
+	case config.ModeIPTables, config.ModeNFTables, config.ModeIPVS:
 	default:
 		return
 	}

@@ -28,11 +28,12 @@ type ModeMetrics struct {
 }
 
 // RegisterModeMetrics registers the metrics above that kube-proxy 1.37 registers
-// for mode on reg and returns them.
+// for mode on reg and returns them. The ebpf mode has the nftables mode's, as its
+// north-south part is that mode (config.SettingsMode).
 func RegisterModeMetrics(reg prometheus.Registerer, mode string) *ModeMetrics {
 	m := &ModeMetrics{}
 	var cs []prometheus.Collector
-	switch mode {
+	switch config.SettingsMode(mode) {
 	case config.ModeIPTables:
 		m.IPTablesCTStateInvalidDroppedPackets = NewReadCounter("kubeproxy_iptables_ct_state_invalid_dropped_packets_total",
 			"packets dropped by iptables to work around conntrack problems", nil)

@@ -1,6 +1,10 @@
 package nodeaddr
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"kproxy.dev/kproxy/internal/config"
+)
 
 var ipv4Loopback = netip.MustParsePrefix("127.0.0.0/8")
 
@@ -58,9 +62,10 @@ func (f Filter) overlaps(p netip.Prefix) bool {
 }
 
 // DefaultFor is the nodePortAddresses a mode uses when the config leaves it empty,
-// as kube-proxy 1.37: "primary" in nftables mode, every address (nil) otherwise.
+// as kube-proxy 1.37: "primary" in nftables mode (and the ebpf mode, whose
+// NodePorts are the nftables mode's), every address (nil) otherwise.
 func DefaultFor(mode string) []string {
-	if mode == "nftables" {
+	if config.SettingsMode(mode) == config.ModeNFTables {
 		return []string{KeywordPrimary}
 	}
 	return nil

@@ -49,8 +49,10 @@ func TestNamesLoopback(t *testing.T) {
 }
 
 func TestDefaultFor(t *testing.T) {
-	if d := DefaultFor("nftables"); len(d) != 1 || d[0] != "primary" {
-		t.Errorf("nftables default %q, want [primary]", d)
+	for _, m := range []string{"nftables", "ebpf"} {
+		if d := DefaultFor(m); len(d) != 1 || d[0] != "primary" {
+			t.Errorf("%s default %q, want [primary]", m, d)
+		}
 	}
 	for _, m := range []string{"iptables", "ipvs", "userspace"} {
 		if d := DefaultFor(m); d != nil {

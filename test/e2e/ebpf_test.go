@@ -1,0 +1,160 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"kproxy.dev/kproxy/internal/testing/netns"
+)
+
+// ebpfNode is what the ebpf mode needs to run away from the host's cgroup root: a
+// child cgroup v2 (on a private cgroup2 mount, which `ip netns exec`'s remount of
+// /sys does not hide) and a private bpffs for the pins.
+type ebpfNode struct {
+	cgroup string
+	bpffs  string
+	pinDir string
+}
+
+func newEBPFNode(t *testing.T) *ebpfNode {
+	t.Helper()
+	cgmnt, bpffs := t.TempDir(), t.TempDir()
+	if err := unix.Mount("cgroup2", cgmnt, "cgroup2", 0, ""); err != nil {
+		t.Fatalf("mount cgroup2 on %s: %v", cgmnt, err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(cgmnt, unix.MNT_DETACH) })
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs on %s: %v", bpffs, err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
+	cg := filepath.Join(cgmnt, fmt.Sprintf("kproxy-ebpfmode-e2e-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatalf("create child cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		for range 100 {
+			if err := os.Remove(cg); err == nil || os.IsNotExist(err) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("remove cgroup %s: still busy", cg)
+	})
+	return &ebpfNode{cgroup: cg, bpffs: bpffs, pinDir: filepath.Join(bpffs, "kproxy")}
+}
+
+// ask connects from a process in the child cgroup, inside the node namespace, to
+// addr and returns the first line the server sent, or the shell's error.
+func (e *ebpfNode) ask(node *netns.NS, addr string) (string, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	cg, err := os.Open(e.cgroup)
+	if err != nil {
+		return "", err
+	}
+	defer cg.Close()
+	cmd := exec.Command("ip", "netns", "exec", node.Name, "timeout", "3", "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/%s/%s && head -n1 <&3", host, port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// pins lists what is on the private bpffs besides what it had at the start (the
+// kernel's own maps.debug and progs.debug).
+func (e *ebpfNode) pins(t *testing.T, before map[string]bool) []string {
+	var left []string
+	filepath.WalkDir(e.bpffs, func(p string, d os.DirEntry, err error) error {
+		if err == nil && p != e.bpffs && !before[p] {
+			left = append(left, p)
+		}
+		return nil
+	})
+	return left
+}
+
+// The real daemon in --proxy-mode ebpf: a client in the attach cgroup reaches every
+// endpoint of a ClusterIP by socket LB, a Service without endpoints is refused, and
+// starting the nftables mode unpins the ebpf mode, and --cleanup leaves no pin.
+func TestEBPFModeDaemon(t *testing.T) {
+	netns.RequireRoot(t)
+	e := newEBPFNode(t)
+	m := mode{Name: "ebpf", ProxyMode: "ebpf",
+		Env: []string{"KPROXY_EBPF_CGROUP=" + e.cgroup, "KPROXY_EBPF_PIN_DIR=" + e.pinDir}}
+	c := newCluster(t, m, 3)
+	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
+	c.apply("empty", service{Name: "empty", ClusterIP: "10.96.0.12", Port: 80, Endpoints: []*netns.NS{}}.manifest())
+	before := map[string]bool{}
+	for _, p := range e.pins(t, nil) {
+		before[p] = true
+	}
+	c.start()
+
+	want := c.names(c.backends...)
+	seen := map[string]bool{}
+	c.eventually("answers from every endpoint of 10.96.0.10:80 in the cgroup", func() error {
+		for range 12 {
+			got, err := e.ask(c.env.Node, "10.96.0.10:80")
+			if err != nil {
+				return err
+			}
+			if !want[got] {
+				return fmt.Errorf("unexpected answer %q", got)
+			}
+			seen[got] = true
+		}
+		if len(seen) < len(want) {
+			return fmt.Errorf("only %v answered, want %v", seen, want)
+		}
+		return nil
+	})
+	if _, err := e.ask(c.env.Node, "10.96.0.12:80"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Service without endpoints: %v, want connection refused", err)
+	}
+	if len(e.pins(t, before)) == 0 {
+		t.Fatal("no pins while the ebpf mode runs: the cleanup check would prove nothing")
+	}
+	c.stop()
+	if len(e.pins(t, before)) == 0 {
+		t.Fatal("no pins after the ebpf mode stopped: restarts would have a gap")
+	}
+
+	// Starting the nftables mode detaches and unpins the ebpf mode, whose socket LB
+	// would bypass its rules.
+	c.m.ProxyMode = "nftables"
+	c.start()
+	c.eventually("ebpf pins removed by the nftables mode's start", func() error {
+		if left := e.pins(t, before); len(left) != 0 {
+			return fmt.Errorf("still pinned: %v", left)
+		}
+		return nil
+	})
+	c.stop()
+
+	c.m.ProxyMode = "ebpf"
+	c.start()
+	c.eventually("ebpf mode serving again", func() error {
+		got, err := e.ask(c.env.Node, "10.96.0.10:80")
+		if err == nil && !want[got] {
+			err = fmt.Errorf("unexpected answer %q", got)
+		}
+		return err
+	})
+	c.stop()
+	c.runKproxy("--cleanup")
+	if left := e.pins(t, before); len(left) != 0 {
+		t.Fatalf("left on bpffs after --cleanup: %v", left)
+	}
+}
