@@ -195,10 +195,17 @@ func (c *cluster) names(bs ...*netns.NS) map[string]bool {
 // askUntilAll asks addr until every wanted backend answered, or fails.
 func (c *cluster) askUntilAll(from *netns.NS, addr string, want map[string]bool) {
 	c.t.Helper()
+	c.askWithUntilAll(addr, want, func() (string, error) { return from.AskTCP(addr, time.Second) })
+}
+
+// askWithUntilAll calls ask (a client asking addr which backend it is) until every
+// wanted backend answered, or fails.
+func (c *cluster) askWithUntilAll(addr string, want map[string]bool, ask func() (string, error)) {
+	c.t.Helper()
 	seen := map[string]bool{}
 	c.eventually("answers from every endpoint of "+addr, func() error {
 		for i := 0; i < 20; i++ {
-			got, err := from.AskTCP(addr, time.Second)
+			got, err := ask()
 			if err != nil {
 				return err
 			}

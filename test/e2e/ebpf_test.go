@@ -103,22 +103,8 @@ func TestEBPFModeDaemon(t *testing.T) {
 	c.start()
 
 	want := c.names(c.backends...)
-	seen := map[string]bool{}
-	c.eventually("answers from every endpoint of 10.96.0.10:80 in the cgroup", func() error {
-		for range 12 {
-			got, err := e.ask(c.env.Node, "10.96.0.10:80")
-			if err != nil {
-				return err
-			}
-			if !want[got] {
-				return fmt.Errorf("unexpected answer %q", got)
-			}
-			seen[got] = true
-		}
-		if len(seen) < len(want) {
-			return fmt.Errorf("only %v answered, want %v", seen, want)
-		}
-		return nil
+	c.askWithUntilAll("10.96.0.10:80 in the cgroup", want, func() (string, error) {
+		return e.ask(c.env.Node, "10.96.0.10:80")
 	})
 	if _, err := e.ask(c.env.Node, "10.96.0.12:80"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Service without endpoints: %v, want connection refused", err)
