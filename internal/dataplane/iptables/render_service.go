@@ -295,7 +295,7 @@ func (s *svcRender) dispatchRules(p policies) {
 // back here, whichever endpoints the policy allows. Then an endpoint is chosen.
 func (s *svcRender) policyChain(chain string, p policies, eps []state.Endpoint) {
 	cfg := s.rc.cfg
-	s.chain(chain, 2*len(eps)+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
+	s.chain(chain, s.choiceRules(len(eps))+len(s.clusterIPs)*max(1, len(cfg.ClusterCIDRs)))
 	if chain == p.internalChain && p.hasInternal {
 		s.clusterIPMasq(chain)
 	}
@@ -319,10 +319,12 @@ func (s *svcRender) clusterIPMasq(chain string) {
 }
 
 // endpointChoice spreads new connections: endpoint i of n matches with probability
-// 1/(n-i), the last unconditionally. ClientIP affinity first sends a client back to
-// the endpoint it used recently.
+// 1/(n-i), the last unconditionally, or, past bucketAbove endpoints, through
+// bucket chains (bucketChoice). ClientIP affinity first sends a client back to the
+// endpoint it used recently (those checks stay in the policy chain, one per
+// endpoint, ahead of the choice).
 func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
-	s.chain(chain, 2*len(eps))
+	s.chain(chain, s.choiceRules(len(eps)))
 	if s.sp.AffinityTimeout > 0 {
 		secs := strconv.Itoa(int(s.sp.AffinityTimeout.Seconds()))
 		for _, ep := range eps {
@@ -330,6 +332,16 @@ func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
 			s.rule(chain, s.spec().comment(s.name, " -> ", text).add("-m", "recent", "--rcheck", "--seconds", secs, "--reap", "--name", sep, "--mask", s.rc.cfg.recentMask(), "--rsource").jump(sep))
 		}
 	}
+	if len(eps) > bucketAbove {
+		s.bucketChoice(chain, eps)
+		return
+	}
+	s.flatChoice(chain, eps)
+}
+
+// flatChoice jumps to endpoint i of n with probability 1/(n-i), the last
+// unconditionally: kube-proxy's layout.
+func (s *svcRender) flatChoice(chain string, eps []state.Endpoint) {
 	for i, ep := range eps {
 		text, sep := s.sep(ep)
 		c := s.spec().comment(s.name, " -> ", text)

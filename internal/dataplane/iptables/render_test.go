@@ -88,24 +88,29 @@ func TestRenderGolden(t *testing.T) {
 			if c.cfg != nil {
 				c.cfg(&cfg)
 			}
-			got := string(FullText(Render(snapshot(c.svc), cfg)))
-			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if got != string(want) {
-				t.Errorf("rendered rules differ from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
-			}
+			checkGolden(t, c.name, string(FullText(Render(snapshot(c.svc), cfg))))
 		})
+	}
+}
+
+// checkGolden compares a rendering with testdata/NAME.golden (-update rewrites it).
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if got != string(want) {
+		t.Errorf("rendered rules differ from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
 

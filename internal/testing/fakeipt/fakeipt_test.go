@@ -208,3 +208,20 @@ func TestExecChecksInsertsAndDeletes(t *testing.T) {
 		t.Fatal("deleting an absent rule must fail")
 	}
 }
+
+func TestReplaceByNumber(t *testing.T) {
+	r := New()
+	mustRestore(t, r, "*nat\n:KUBE-X - [0:0]\n-A KUBE-X -j RETURN\n-A KUBE-X -j ACCEPT\n-A KUBE-X -j DROP\nCOMMIT\n")
+	mustRestore(t, r, "*nat\n-R KUBE-X 2 -j MARK --set-xmark 0x4000/0x4000\nCOMMIT\n")
+	if got := strings.Join(r.Rules("nat", "KUBE-X"), ";"); got != "-j RETURN;-j MARK --set-xmark 0x4000/0x4000;-j DROP" {
+		t.Fatalf("after -R 2: %s", got)
+	}
+	for _, bad := range []string{"-R KUBE-X 4 -j DROP", "-R KUBE-X 0 -j DROP", "-R KUBE-X -j DROP", "-R KUBE-X 1 -j KUBE-MISSING"} {
+		if err := r.Restore(ctx, []byte("*nat\n"+bad+"\nCOMMIT\n"), true); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	if got := strings.Join(r.Rules("nat", "KUBE-X"), ";"); got != "-j RETURN;-j MARK --set-xmark 0x4000/0x4000;-j DROP" {
+		t.Fatalf("failed replaces changed the chain: %s", got)
+	}
+}

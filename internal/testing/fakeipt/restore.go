@@ -137,6 +137,8 @@ func (run *restoreRun) command(args []string) error {
 		return run.insert(name, pos, rest)
 	case "-D", "--delete":
 		return run.delete(name, rest)
+	case "-R", "--replace":
+		return run.replace(name, rest)
 	case "-N", "--new-chain":
 		return run.newChain(name)
 	case "-X", "--delete-chain":
@@ -213,6 +215,31 @@ func (run *restoreRun) delete(name string, spec []string) error {
 		}
 	}
 	return fmt.Errorf("bad rule (does a matching rule exist in that chain?): -D %s %s", name, text)
+}
+
+// replace replaces the rule at a 1-based number (iptables -R CHAIN N spec).
+func (run *restoreRun) replace(name string, args []string) error {
+	c, err := run.chain(name)
+	if err != nil {
+		return err
+	}
+	var n int
+	if len(args) > 0 {
+		n, err = strconv.Atoi(args[0])
+	}
+	if len(args) == 0 || err != nil {
+		return fmt.Errorf("-R %s needs a rule number", name)
+	}
+	if n < 1 || n > len(c.rules) {
+		return fmt.Errorf("index of replacement too big (%d in chain %s)", n, name)
+	}
+	old := c.rules[n-1]
+	c.rules = append(c.rules[:n-1], c.rules[n:]...)
+	if err := run.insert(name, n, args[1:]); err != nil {
+		c.rules = append(c.rules[:n-1], append([]rule{old}, c.rules[n-1:]...)...)
+		return err
+	}
+	return nil
 }
 
 func (run *restoreRun) newChain(name string) error {
