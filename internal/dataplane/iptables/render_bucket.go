@@ -60,14 +60,28 @@ func (s *svcRender) bucketChain(chain string, i int) string {
 // bucket rules, instead of (in iptables-nft-restore) reading or writing all n.
 func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 	nb := bucketCount(len(eps))
-	members := make([][]state.Endpoint, nb)
-	for _, ep := range eps {
+	// A counting sort of endpoint indices by bucket, keeping their order within
+	// each bucket: order[first[b]:first[b+1]] are bucket b's endpoints.
+	of := make([]int32, len(eps))
+	first := make([]int, nb+1)
+	for i, ep := range eps {
 		_, sep := s.sep(ep)
 		b := bucketOf(sep, nb)
-		members[b] = append(members[b], ep)
+		of[i] = int32(b)
+		first[b+1]++
+	}
+	for b := 1; b <= nb; b++ {
+		first[b] += first[b-1]
+	}
+	order := make([]int32, len(eps))
+	next := append([]int(nil), first[:nb]...)
+	for i, b := range of {
+		order[next[b]] = int32(i)
+		next[b]++
 	}
 	remaining := len(eps)
-	for b, m := range members {
+	for b := 0; b < nb; b++ {
+		m := order[first[b]:first[b+1]]
 		if len(m) == 0 {
 			continue
 		}
@@ -79,7 +93,7 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 		s.rule(chain, c.jump(name))
 		remaining -= len(m)
 		s.chain(name, len(m))
-		s.flatChoice(name, m)
+		s.flatChoice(name, len(m), func(j int) state.Endpoint { return eps[m[j]] })
 	}
 }
 

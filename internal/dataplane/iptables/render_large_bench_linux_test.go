@@ -106,31 +106,59 @@ func BenchmarkSyncLargeService(b *testing.B) {
 
 // BenchmarkKernelLargeService is a one-endpoint change of one large Service into
 // the kernel (nf_tables backend, a private namespace; root only): render, diff and
-// iptables-restore of its KUBE-SVC chain and the two KUBE-SEP chains.
+// iptables-restore (cpu-ns/op is kproxy's CPU, child-cpu-ns/op that of
+// iptables-nft-restore, the kernel's work for its netlink calls included).
+// "one-endpoint" moves one endpoint to a new address (one
+// KUBE-SEP chain goes, one comes); "add-remove" alternately removes one endpoint
+// and adds it back. Each runs with kube-proxy's flat KUBE-SVC chain
+// (layout=flat) and with bucket chains (layout=buckets; the threshold is set
+// to half the size), one after the other, so that their ratio comes from one
+// run on a noisy machine.
 //
 //	go test ./internal/dataplane/iptables -run '^$' -bench KernelLargeService -benchtime 5x
 func BenchmarkKernelLargeService(b *testing.B) {
-	for _, e := range largeServiceSizes {
-		b.Run(fmt.Sprintf("one-endpoint/endpoints=%d", e), func(b *testing.B) {
-			env := netns.New(b, "ipt-bench")
-			r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
-			s := largeService(e)
-			moved := largeService(e)
-			moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
-			snaps := [2]*state.Snapshot{snapshot(s), snapshot(moved)}
-			p := newTestProxier(r)
-			ctx := context.Background()
-			if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
-				b.Fatal(err)
+	for _, e := range append([]int{100}, largeServiceSizes...) {
+		s := largeService(e)
+		moved := largeService(e)
+		moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
+		removed := largeService(e)
+		removed.eps = append(removed.eps[:e/2:e/2], removed.eps[e/2+1:]...)
+		for _, kind := range []struct {
+			name  string
+			other *svc
+		}{{"one-endpoint", moved}, {"add-remove", removed}} {
+			for _, layout := range []string{"flat", "buckets"} {
+				b.Run(fmt.Sprintf("%s/endpoints=%d/layout=%s", kind.name, e, layout), func(b *testing.B) {
+					above := e
+					if layout == "buckets" {
+						above = e / 2
+					}
+					withBucketAbove(b, above)
+					benchKernelChange(b, s, kind.other)
+				})
 			}
-			b.ResetTimer()
-			cpu := benchcpu.Now()
-			for i := 0; i < b.N; i++ {
-				if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(s.sp.Name)); err != nil || st.Full {
-					b.Fatalf("partial sync: %v", err)
-				}
-			}
-			benchcpu.Report(b, cpu)
-		})
+		}
 	}
+}
+
+// benchKernelChange syncs from into a fresh namespace, then alternates partial
+// syncs between to and from.
+func benchKernelChange(b *testing.B, from, to *svc) {
+	env := netns.New(b, "ipt-bucket-bench")
+	r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
+	snaps := [2]*state.Snapshot{snapshot(from), snapshot(to)}
+	p := newTestProxier(r)
+	ctx := context.Background()
+	if _, err := p.Sync(ctx, snaps[0], changes()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	cpu, child := benchcpu.Now(), benchcpu.Children()
+	for i := 0; i < b.N; i++ {
+		if st, err := p.Sync(ctx, snaps[(i+1)%2], changes(from.sp.Name)); err != nil || st.Full {
+			b.Fatalf("partial sync: %v", err)
+		}
+	}
+	benchcpu.Report(b, cpu)
+	benchcpu.ReportChildren(b, child)
 }

@@ -336,17 +336,17 @@ func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
 		s.bucketChoice(chain, eps)
 		return
 	}
-	s.flatChoice(chain, eps)
+	s.flatChoice(chain, len(eps), func(i int) state.Endpoint { return eps[i] })
 }
 
-// flatChoice jumps to endpoint i of n with probability 1/(n-i), the last
+// flatChoice jumps to endpoint i of n (at(i)) with probability 1/(n-i), the last
 // unconditionally: kube-proxy's layout.
-func (s *svcRender) flatChoice(chain string, eps []state.Endpoint) {
-	for i, ep := range eps {
-		text, sep := s.sep(ep)
+func (s *svcRender) flatChoice(chain string, n int, at func(int) state.Endpoint) {
+	for i := 0; i < n; i++ {
+		text, sep := s.sep(at(i))
 		c := s.spec().comment(s.name, " -> ", text)
-		if i < len(eps)-1 {
-			c.add("-m", "statistic", "--mode", "random", "--probability", s.rc.probability(len(eps)-i))
+		if i < n-1 {
+			c.add("-m", "statistic", "--mode", "random", "--probability", s.rc.probability(n-i))
 		}
 		s.rule(chain, c.jump(sep))
 	}

@@ -2,6 +2,7 @@ package benchcpu
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -27,5 +28,22 @@ func TestOfCountsThisProcess(t *testing.T) {
 	}
 	if _, err := Of(1 << 30); err == nil {
 		t.Fatal("Of of a process that does not exist: no error")
+	}
+}
+
+// TestChildrenCountsEndedChildren runs a child that burns CPU and checks that
+// Children grew by about its CPU time once it was waited for.
+func TestChildrenCountsEndedChildren(t *testing.T) {
+	before := Children()
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	used := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if used < 20*time.Millisecond {
+		t.Fatalf("the child used only %v", used)
+	}
+	if d := Children() - before; d < used-10*time.Millisecond {
+		t.Fatalf("Children grew by %v while a child used %v", d, used)
 	}
 }
