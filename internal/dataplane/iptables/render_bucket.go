@@ -64,9 +64,10 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 	// each bucket: order[first[b]:first[b+1]] are bucket b's endpoints.
 	of := make([]int32, len(eps))
 	first := make([]int, nb+1)
+	texts, seps := make([]string, len(eps)), make([]string, len(eps))
 	for i, ep := range eps {
-		_, sep := s.sep(ep)
-		b := bucketOf(sep, nb)
+		texts[i], seps[i] = s.sep(ep)
+		b := bucketOf(seps[i], nb)
 		of[i] = int32(b)
 		first[b+1]++
 	}
@@ -93,7 +94,7 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 		s.rule(chain, c.jump(name))
 		remaining -= len(m)
 		s.chain(name, len(m))
-		s.flatChoice(name, len(m), func(j int) state.Endpoint { return eps[m[j]] })
+		s.flatChoice(name, len(m), func(j int) (string, string) { return texts[m[j]], seps[m[j]] })
 	}
 }
 

@@ -336,14 +336,14 @@ func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
 		s.bucketChoice(chain, eps)
 		return
 	}
-	s.flatChoice(chain, len(eps), func(i int) state.Endpoint { return eps[i] })
+	s.flatChoice(chain, len(eps), func(i int) (string, string) { return s.sep(eps[i]) })
 }
 
-// flatChoice jumps to endpoint i of n (at(i)) with probability 1/(n-i), the last
-// unconditionally: kube-proxy's layout.
-func (s *svcRender) flatChoice(chain string, n int, at func(int) state.Endpoint) {
+// flatChoice jumps to endpoint i of n (at(i) is its address text and KUBE-SEP
+// chain) with probability 1/(n-i), the last unconditionally: kube-proxy's layout.
+func (s *svcRender) flatChoice(chain string, n int, at func(int) (text, sep string)) {
 	for i := 0; i < n; i++ {
-		text, sep := s.sep(at(i))
+		text, sep := at(i)
 		c := s.spec().comment(s.name, " -> ", text)
 		if i < n-1 {
 			c.add("-m", "statistic", "--mode", "random", "--probability", s.rc.probability(n-i))
