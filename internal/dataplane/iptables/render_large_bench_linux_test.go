@@ -162,3 +162,39 @@ func benchKernelChange(b *testing.B, from, to *svc) {
 	benchcpu.Report(b, cpu)
 	benchcpu.ReportChildren(b, child)
 }
+
+// BenchmarkKernelRestoreFloor is what any restore costs next to one large
+// Service (nf_tables backend, a private namespace; root only), whatever it
+// writes: "declare" only creates an empty chain; "one-rule" also appends one
+// rule to it (a chain nothing jumps to). The difference is the kernel's work on
+// commit once a rule was added, which grows with the rules in the table, not
+// with what the restore writes: the floor under any one-endpoint change.
+//
+//	go test ./internal/dataplane/iptables -run '^$' -bench KernelRestoreFloor -benchtime 10x
+func BenchmarkKernelRestoreFloor(b *testing.B) {
+	for _, e := range append([]int{100}, largeServiceSizes...) {
+		for _, kind := range []string{"declare", "one-rule"} {
+			b.Run(fmt.Sprintf("endpoints=%d/%s", e, kind), func(b *testing.B) {
+				env := netns.New(b, "ipt-bucket-floor")
+				r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
+				p := newTestProxier(r)
+				ctx := context.Background()
+				if _, err := p.Sync(ctx, snapshot(largeService(e)), changes()); err != nil {
+					b.Fatal(err)
+				}
+				in := []byte("*nat\n:KUBE-FLOOR - [0:0]\nCOMMIT\n")
+				if kind == "one-rule" {
+					in = []byte("*nat\n:KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -j RETURN\nCOMMIT\n")
+				}
+				b.ResetTimer()
+				child := benchcpu.Children()
+				for i := 0; i < b.N; i++ {
+					if err := r.Restore(ctx, in, true); err != nil {
+						b.Fatal(err)
+					}
+				}
+				benchcpu.ReportChildren(b, child)
+			})
+		}
+	}
+}
