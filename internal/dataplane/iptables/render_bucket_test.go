@@ -317,3 +317,66 @@ func TestRenderGoldenBuckets(t *testing.T) {
 	sticky := web().with(func(sp *state.ServicePort) { sp.AffinityTimeout = 600 * time.Second })
 	checkGolden(t, "buckets-affinity", string(FullText(Render(snapshot(sticky), testRenderConfig()))))
 }
+
+// TestBucketThresholdCrossingAndStaleChains grows a Service past the (lowered)
+// threshold and shrinks it back with partial syncs on the stateful fake, then
+// deletes it: after each step the tables are exactly what a fresh full sync
+// writes, and no bucket chain outlives the Service. A restarted proxier's first
+// (full) sync also removes the bucket chains of a Service that went away while it
+// was down.
+func TestBucketThresholdCrossingAndStaleChains(t *testing.T) {
+	withBucketAbove(t, 10)
+	other := newSvc("ns", "other", "http", tcp, "10.96.0.9", 80).ep("10.244.9.9:80", true, false)
+	steps := []*svc{largeService(10), largeService(11), largeService(40), largeService(10)}
+	f := fakeipt.New()
+	p := newTestProxier(f)
+	ctx := context.Background()
+	if _, err := p.Sync(ctx, snapshot(steps[0], other), changes()); err != nil {
+		t.Fatal(err)
+	}
+	name := steps[0].sp.Name
+	for i, s := range steps[1:] {
+		if st, err := p.Sync(ctx, snapshot(s, other), changes(name)); err != nil || st.Full {
+			t.Fatalf("step %d: partial sync: %+v %v", i+1, st, err)
+		}
+		fresh := fakeipt.New()
+		if _, err := newTestProxier(fresh).Sync(ctx, snapshot(s, other), changes()); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := f.Dump(), fresh.Dump(); !reflect.DeepEqual(orderFree(got), orderFree(want)) {
+			t.Fatalf("step %d (%d endpoints): tables differ from a fresh full sync\n(partial input:\n%s)", i+1, len(s.eps), f.LastInput())
+		}
+	}
+	svcChains := func(r *fakeipt.Runner) []string {
+		var out []string
+		for _, c := range r.Chains("nat") {
+			if strings.HasPrefix(c, prefixSvc) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	if _, err := p.Sync(ctx, snapshot(largeService(40), other), changes(name)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(svcChains(f)); n < 3 {
+		t.Fatalf("%d KUBE-SVC chains with 40 endpoints above a threshold of 10, want buckets", n)
+	}
+	if _, err := p.Sync(ctx, snapshot(other), changes(name)); err != nil {
+		t.Fatal(err)
+	}
+	if got := svcChains(f); len(got) != 1 || got[0] != chainsFor(other.sp.Name).svc {
+		t.Fatalf("after deleting the Service: KUBE-SVC chains %v, want only the other Service's", got)
+	}
+
+	restarted := fakeipt.New()
+	if _, err := newTestProxier(restarted).Sync(ctx, snapshot(largeService(40), other), changes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newTestProxier(restarted).Sync(ctx, snapshot(other), changes()); err != nil {
+		t.Fatal(err)
+	}
+	if got := svcChains(restarted); len(got) != 1 || got[0] != chainsFor(other.sp.Name).svc {
+		t.Fatalf("a restarted proxier left KUBE-SVC chains %v, want only the other Service's", got)
+	}
+}
