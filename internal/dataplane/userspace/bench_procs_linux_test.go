@@ -1,0 +1,352 @@
+//go:build linux
+
+package userspace
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"kproxy.dev/kproxy/internal/testing/benchcpu"
+)
+
+// benchRoleEnv makes the test binary one process of BenchmarkTCPStreamProcesses
+// (TestMain): "sink ADDR", "client" or "refrelay ADDR BACKEND".
+const benchRoleEnv = "KPROXY_USERSPACE_BENCH_ROLE"
+
+// BenchmarkTCPStreamProcesses is one bulk stream with every party in a process
+// of its own, as on a node: a client, a sink (the endpoint) and, between them,
+// nothing (direct), kproxy's relay, or ref: the smallest relay that can be
+// written (two blocking splice loops on locked threads, same pipe and send
+// buffer as kproxy's), the floor for a relay process on this kernel. Each op
+// sends 64 MiB over a new connection of each kind, in rotating order, so all
+// three see the same load; "kproxy/direct" and "ref/direct" are throughput
+// ratios over the whole run. It also reports each process's CPU time per MiB
+// (client, sink, relay: c, s, x) and context switches per MiB (cs), whose sum
+// bounds the throughput when the cores are busy:
+//
+//	go test -c -o /tmp/us.test ./internal/dataplane/userspace/
+//	/tmp/us.test -test.run '^$' -test.bench TCPStreamProcesses -test.benchtime 8x -test.count 3
+func BenchmarkTCPStreamProcesses(b *testing.B) {
+	const round = 64 << 20
+	sinkIP := randLoopback()
+	sinkAddr := netip.AddrPortFrom(sinkIP, uint16(freePort(b, "tcp", sinkIP)))
+	sink := startBenchChild(b, "sink "+sinkAddr.String())
+	client := startBenchChild(b, "client")
+	refIP := randLoopback()
+	refAddr := netip.AddrPortFrom(refIP, uint16(freePort(b, "tcp", refIP)))
+	ref := startBenchChild(b, fmt.Sprintf("refrelay %s %s", refAddr, sinkAddr))
+	kp := startRelayProcess(b, sinkAddr, 0, -1)
+
+	type variant struct {
+		name    string
+		to      netip.AddrPort
+		pid     int // the relay's; 0 for none
+		secs    float64
+		c, s, x time.Duration
+		cs      [3]int64
+	}
+	vs := []*variant{{name: "direct", to: sinkAddr}, {name: "kproxy", to: kp.addr, pid: kp.pid}, {name: "ref", to: refAddr, pid: ref.pid}}
+	run := func(v *variant) {
+		var x0 time.Duration
+		var xcs0 int64
+		if v.pid != 0 {
+			x0, xcs0 = procCPU(b, v.pid), ctxSwitches(b, v.pid)
+		}
+		f := client.ask(b, fmt.Sprintf("%s %d", v.to, round)) // elapsed-ns cpu-ns cs
+		g := sink.line(b)                                     // bytes cpu-ns cs
+		if g[0] != round {
+			b.Fatalf("%s: sink got %d bytes, want %d", v.name, g[0], round)
+		}
+		v.secs += float64(f[0]) / 1e9
+		v.c += time.Duration(f[1])
+		v.s += time.Duration(g[1])
+		v.cs[0] += f[2]
+		v.cs[1] += g[2]
+		if v.pid != 0 {
+			v.x += procCPU(b, v.pid) - x0
+			v.cs[2] += ctxSwitches(b, v.pid) - xcs0
+		}
+	}
+	b.SetBytes(int64(len(vs)) * round)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k := range vs {
+			run(vs[(i+k)%len(vs)])
+		}
+	}
+	b.StopTimer()
+	mib := float64(b.N) * round / (1 << 20)
+	perMiB := func(d time.Duration) float64 { return float64(d.Microseconds()) / mib }
+	for _, v := range vs {
+		if v.name != "direct" {
+			b.ReportMetric(vs[0].secs/v.secs, v.name+"/direct")
+		}
+		b.ReportMetric(perMiB(v.c), v.name+"-c-us/MiB")
+		b.ReportMetric(perMiB(v.s), v.name+"-s-us/MiB")
+		b.ReportMetric(float64(v.cs[0]+v.cs[1])/mib, v.name+"-cs+s-cs/MiB")
+		if v.pid != 0 {
+			b.ReportMetric(perMiB(v.x), v.name+"-x-us/MiB")
+			b.ReportMetric(float64(v.cs[2])/mib, v.name+"-x-cs/MiB")
+		}
+	}
+}
+
+// benchChild is a process of BenchmarkTCPStreamProcesses.
+type benchChild struct {
+	pid int
+	in  io.Writer
+	out *bufio.Reader
+}
+
+func startBenchChild(b *testing.B, role string) *benchChild {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchRoleEnv+"="+role)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		in.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	c := &benchChild{pid: cmd.Process.Pid, in: in, out: bufio.NewReader(out)}
+	if l, err := c.out.ReadString('\n'); strings.TrimSpace(l) != relayReady {
+		b.Fatalf("%s: %q, %v", role, l, err)
+	}
+	return c
+}
+
+func (c *benchChild) ask(b *testing.B, req string) []int64 {
+	if _, err := fmt.Fprintln(c.in, req); err != nil {
+		b.Fatal(err)
+	}
+	return c.line(b)
+}
+
+// line reads one line of integers.
+func (c *benchChild) line(b *testing.B) []int64 {
+	l, err := c.out.ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	var v []int64
+	for _, f := range strings.Fields(l) {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			b.Fatalf("child said %q", l)
+		}
+		v = append(v, n)
+	}
+	if len(v) != 3 {
+		b.Fatalf("child said %q", l)
+	}
+	return v
+}
+
+func procCPU(b *testing.B, pid int) time.Duration {
+	d, err := benchcpu.Of(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// ctxSwitches sums the context switches of pid's threads.
+func ctxSwitches(b *testing.B, pid int) int64 {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, e := range ents {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, e.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && strings.HasSuffix(f[0], "ctxt_switches:") {
+				k, _ := strconv.ParseInt(f[1], 10, 64)
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+// selfUsage is this process's CPU time and context switches so far.
+func selfUsage() (time.Duration, int64) {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
+}
+
+// runBenchChild is the body of a BenchmarkTCPStreamProcesses process.
+func runBenchChild(role string) error {
+	f := strings.Fields(role)
+	switch {
+	case len(f) == 2 && f[0] == "sink":
+		return benchSink(f[1])
+	case len(f) == 1 && f[0] == "client":
+		return benchClient()
+	case len(f) == 3 && f[0] == "refrelay":
+		return refRelay(f[1], f[2])
+	}
+	return fmt.Errorf("%s=%q: unknown role", benchRoleEnv, role)
+}
+
+// benchSink reads each connection to its end with large reads, as startSink, and
+// then prints the bytes, CPU time and context switches it took.
+func benchSink(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(relayReady)
+	buf := make([]byte, 256<<10)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		cpu0, cs0 := selfUsage()
+		var n int64
+		for {
+			k, err := c.Read(buf)
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
+		c.Close()
+		cpu, cs := selfUsage()
+		fmt.Println(n, int64(cpu-cpu0), cs-cs0)
+	}
+}
+
+// benchClient serves requests "ADDR BYTES" on standard input: it sends BYTES in
+// streamChunk writes over a new connection, half-closes, waits for the peer's
+// close (the sink has read all) and prints the time, CPU time and context
+// switches it took.
+func benchClient() error {
+	fmt.Println(relayReady)
+	buf := make([]byte, streamChunk)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var addr string
+		var size int
+		if _, err := fmt.Sscan(in.Text(), &addr, &size); err != nil {
+			return err
+		}
+		cpu0, cs0 := selfUsage()
+		start := time.Now()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		for sent := 0; sent < size; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				return err
+			}
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+		c.Close()
+		el := time.Since(start)
+		cpu, cs := selfUsage()
+		fmt.Println(el.Nanoseconds(), int64(cpu-cpu0), cs-cs0)
+	}
+	return in.Err()
+}
+
+// refRelay is the reference relay: per connection, two threads each splice one
+// direction socket -> pipe -> socket with blocking calls, with kproxy's pipe size
+// and, towards the (local) backend, its send buffer.
+func refRelay(addr, backend string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(relayReady)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			u, err := net.Dial("tcp", backend)
+			if err != nil {
+				c.Close()
+				return
+			}
+			_ = u.(*net.TCPConn).SetWriteBuffer(localSendBuffer)
+			// File returns blocking duplicates of the sockets.
+			cf, _ := c.(*net.TCPConn).File()
+			uf, _ := u.(*net.TCPConn).File()
+			c.Close()
+			u.Close()
+			done := make(chan struct{})
+			go func() { blockingSplice(uf, cf); close(done) }()
+			blockingSplice(cf, uf)
+			<-done
+			cf.Close()
+			uf.Close()
+		}()
+	}
+}
+
+func blockingSplice(dst, src *os.File) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	size, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
+	if err != nil {
+		size = 64 << 10
+	}
+	defer unix.Shutdown(int(dst.Fd()), unix.SHUT_WR)
+	for {
+		k, err := unix.Splice(int(src.Fd()), nil, p[1], nil, size, unix.SPLICE_F_MOVE)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || k == 0 {
+			return
+		}
+		for k > 0 {
+			w, err := unix.Splice(p[0], nil, int(dst.Fd()), nil, int(k), unix.SPLICE_F_MOVE)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			k -= w
+		}
+	}
+}
