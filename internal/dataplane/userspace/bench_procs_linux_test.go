@@ -34,7 +34,9 @@ const benchRoleEnv = "KPROXY_USERSPACE_BENCH_ROLE"
 // three see the same load; "kproxy/direct" and "ref/direct" are throughput
 // ratios over the whole run. It also reports each process's CPU time per MiB
 // (client, sink, relay: c, s, x) and context switches per MiB (cs), whose sum
-// bounds the throughput when the cores are busy:
+// bounds the throughput when the cores are busy. With $KPROXY_BENCH_BASE_RELAY,
+// the test binary of another version of this package (built from main, say),
+// that version's relay is a fourth variant, "base":
 //
 //	go test -c -o /tmp/us.test ./internal/dataplane/userspace/
 //	/tmp/us.test -test.run '^$' -test.bench TCPStreamProcesses -test.benchtime 8x -test.count 3
@@ -58,6 +60,10 @@ func BenchmarkTCPStreamProcesses(b *testing.B) {
 		cs      [3]int64
 	}
 	vs := []*variant{{name: "direct", to: sinkAddr}, {name: "kproxy", to: kp.addr, pid: kp.pid}, {name: "ref", to: refAddr, pid: ref.pid}}
+	if bin := os.Getenv("KPROXY_BENCH_BASE_RELAY"); bin != "" {
+		base := startRelayProcessFrom(b, bin, sinkAddr, 0, -1)
+		vs = append(vs, &variant{name: "base", to: base.addr, pid: base.pid})
+	}
 	run := func(v *variant) {
 		var x0 time.Duration
 		var xcs0 int64

@@ -95,13 +95,15 @@ const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 // spliceFlags has SPLICE_F_NONBLOCK, so it returns EAGAIN rather than wait.
 //
 // It is a raw system call, which the scheduler does not see. Through
-// syscall.Syscall (unix.Splice) every splice into a socket longer than
-// sysmon's 20 us tick (one carries the TCP transmit of up to a pipe's worth of
-// bytes and, on loopback, the receiver's protocol work: 50-100 us here) made
-// sysmon take the P away and start another thread, which found nothing to do
-// and went back to sleep: about 12% of the relay's CPU in sysmon and 3 more
-// context switches per relayed MiB. A raw call holds its P for at most that
-// long, and never waits. docs/performance.md, "Relay CPU per MiB".
+// syscall.Syscall (unix.Splice) each call entered the scheduler's syscall
+// state, and the relay parks often enough (waiting for data or buffer space)
+// that the runtime's sysmon thread was usually asleep: entering a system call
+// woke it (a futex wake-up, a context switch), and it then polled in 20 us
+// sleeps while splices ran. In a relay process that was 12% of its CPU
+// (runtime.sysmon) and 3 of its 8 context switches per relayed MiB. A raw call
+// holds its P for as long as the splice runs (the TCP transmit of at most a
+// pipe's worth, well under a millisecond) and never waits.
+// docs/performance.md, "Relay CPU per MiB".
 func splice(rfd, wfd, n int) (int, error) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), spliceFlags)
 	if e != 0 {
