@@ -290,6 +290,7 @@ func benchClient() error {
 // direction socket -> pipe -> socket with blocking calls, with kproxy's pipe size
 // and, towards the (local) backend, its send buffer.
 func refRelay(addr, backend string) error {
+	runtime.GOMAXPROCS(64) // two threads per connection hold a P each
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -322,6 +323,16 @@ func refRelay(addr, backend string) error {
 	}
 }
 
+// rawSplice is a blocking splice the Go scheduler does not see (as in a C
+// program): each thread holds a P while it waits, so refRelay raises GOMAXPROCS.
+func rawSplice(rfd, wfd, n int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), unix.SPLICE_F_MOVE)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
 func blockingSplice(dst, src *os.File) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -337,7 +348,7 @@ func blockingSplice(dst, src *os.File) {
 	}
 	defer unix.Shutdown(int(dst.Fd()), unix.SHUT_WR)
 	for {
-		k, err := unix.Splice(int(src.Fd()), nil, p[1], nil, size, unix.SPLICE_F_MOVE)
+		k, err := rawSplice(int(src.Fd()), p[1], size)
 		if err == unix.EINTR {
 			continue
 		}
@@ -345,7 +356,7 @@ func blockingSplice(dst, src *os.File) {
 			return
 		}
 		for k > 0 {
-			w, err := unix.Splice(p[0], nil, int(dst.Fd()), nil, int(k), unix.SPLICE_F_MOVE)
+			w, err := rawSplice(p[0], int(dst.Fd()), k)
 			if err == unix.EINTR {
 				continue
 			}
