@@ -288,7 +288,7 @@ func benchClient() error {
 
 // refRelay is the reference relay: per connection, two threads each splice one
 // direction socket -> pipe -> socket with blocking calls, with kproxy's pipe size
-// and, towards the (local) backend, its send buffer.
+// and its buffers towards local peers (sizeLocal).
 func refRelay(addr, backend string) error {
 	runtime.GOMAXPROCS(64) // two threads per connection hold a P each
 	l, err := net.Listen("tcp", addr)
@@ -307,7 +307,8 @@ func refRelay(addr, backend string) error {
 				c.Close()
 				return
 			}
-			_ = u.(*net.TCPConn).SetWriteBuffer(localSendBuffer)
+			sizeLocal(c.(*net.TCPConn))
+			sizeLocal(u.(*net.TCPConn))
 			// File returns blocking duplicates of the sockets.
 			cf, _ := c.(*net.TCPConn).File()
 			uf, _ := u.(*net.TCPConn).File()
