@@ -22,34 +22,47 @@ import (
 )
 
 // benchRoleEnv makes the test binary one process of BenchmarkTCPStreamProcesses
-// (TestMain): "sink ADDR", "client" or "refrelay ADDR BACKEND".
+// (TestMain): "sink ADDR", "source ADDR BYTES", "client" or
+// "refrelay ADDR BACKEND".
 const benchRoleEnv = "KPROXY_USERSPACE_BENCH_ROLE"
 
 // BenchmarkTCPStreamProcesses is one bulk stream with every party in a process
-// of its own, as on a node: a client, a sink (the endpoint) and, between them,
-// nothing (direct), kproxy's relay, or ref: the smallest relay that can be
-// written (two blocking splice loops on locked threads, same pipe and send
-// buffer as kproxy's), the floor for a relay process on this kernel. Each op
-// sends 64 MiB over a new connection of each kind, in rotating order, so all
-// three see the same load; "kproxy/direct" and "ref/direct" are throughput
-// ratios over the whole run. It also reports each process's CPU time per MiB
-// (client, sink, relay: c, s, x) and context switches per MiB (cs), whose sum
-// bounds the throughput when the cores are busy. With $KPROXY_BENCH_BASE_RELAY,
-// the test binary of another version of this package (built from main, say),
-// that version's relay is a fourth variant, "base":
+// of its own, as on a node: a client, a server (the endpoint) and, between them,
+// nothing (direct), kproxy's relay, or ref: a minimal relay (two blocking splice
+// loops on locked threads, same pipe and socket buffers as kproxy's), meant as
+// the floor for a relay process on this kernel (it costs more than kproxy's:
+// blocking waits wake it more often). "up" sends from the client to a sink, "down"
+// from a source to the client. Each op moves 64 MiB over a new connection of each
+// kind, in rotating order, so all see the same load; "kproxy/direct" and
+// "ref/direct" are throughput ratios over the whole run. It also reports each
+// process's CPU time per MiB (client, server, relay: c, s, x) and context
+// switches per MiB (cs), whose sum bounds the throughput when the cores are
+// busy. With $KPROXY_BENCH_BASE_RELAY, the test binary of another version of
+// this package (built from main, say), that version's relay is one more
+// variant, "base":
 //
 //	go test -c -o /tmp/us.test ./internal/dataplane/userspace/
 //	/tmp/us.test -test.run '^$' -test.bench TCPStreamProcesses -test.benchtime 8x -test.count 3
 func BenchmarkTCPStreamProcesses(b *testing.B) {
+	for _, dir := range []string{"up", "down"} {
+		b.Run(dir, func(b *testing.B) { streamProcesses(b, dir) })
+	}
+}
+
+func streamProcesses(b *testing.B, dir string) {
 	const round = 64 << 20
-	sinkIP := randLoopback()
-	sinkAddr := netip.AddrPortFrom(sinkIP, uint16(freePort(b, "tcp", sinkIP)))
-	sink := startBenchChild(b, "sink "+sinkAddr.String())
+	srvIP := randLoopback()
+	srvAddr := netip.AddrPortFrom(srvIP, uint16(freePort(b, "tcp", srvIP)))
+	role := "sink " + srvAddr.String()
+	if dir == "down" {
+		role = fmt.Sprintf("source %s %d", srvAddr, round)
+	}
+	server := startBenchChild(b, role)
 	client := startBenchChild(b, "client")
 	refIP := randLoopback()
 	refAddr := netip.AddrPortFrom(refIP, uint16(freePort(b, "tcp", refIP)))
-	ref := startBenchChild(b, fmt.Sprintf("refrelay %s %s", refAddr, sinkAddr))
-	kp := startRelayProcess(b, sinkAddr, 0, -1)
+	ref := startBenchChild(b, fmt.Sprintf("refrelay %s %s", refAddr, srvAddr))
+	kp := startRelayProcess(b, srvAddr, 0, -1)
 
 	type variant struct {
 		name    string
@@ -59,9 +72,9 @@ func BenchmarkTCPStreamProcesses(b *testing.B) {
 		c, s, x time.Duration
 		cs      [3]int64
 	}
-	vs := []*variant{{name: "direct", to: sinkAddr}, {name: "kproxy", to: kp.addr, pid: kp.pid}, {name: "ref", to: refAddr, pid: ref.pid}}
+	vs := []*variant{{name: "direct", to: srvAddr}, {name: "kproxy", to: kp.addr, pid: kp.pid}, {name: "ref", to: refAddr, pid: ref.pid}}
 	if bin := os.Getenv("KPROXY_BENCH_BASE_RELAY"); bin != "" {
-		base := startRelayProcessFrom(b, bin, sinkAddr, 0, -1)
+		base := startRelayProcessFrom(b, bin, srvAddr, 0, -1)
 		vs = append(vs, &variant{name: "base", to: base.addr, pid: base.pid})
 	}
 	run := func(v *variant) {
@@ -70,16 +83,16 @@ func BenchmarkTCPStreamProcesses(b *testing.B) {
 		if v.pid != 0 {
 			x0, xcs0 = procCPU(b, v.pid), ctxSwitches(b, v.pid)
 		}
-		f := client.ask(b, fmt.Sprintf("%s %d", v.to, round)) // elapsed-ns cpu-ns cs
-		g := sink.line(b)                                     // bytes cpu-ns cs
-		if g[0] != round {
-			b.Fatalf("%s: sink got %d bytes, want %d", v.name, g[0], round)
+		f := client.ask(b, fmt.Sprintf("%s %d %s", v.to, round, dir)) // bytes elapsed-ns cpu-ns cs
+		g := server.line(b)                                           // bytes elapsed-ns cpu-ns cs
+		if f[0] != round || g[0] != round {
+			b.Fatalf("%s: client moved %d bytes, server %d, want %d", v.name, f[0], g[0], round)
 		}
-		v.secs += float64(f[0]) / 1e9
-		v.c += time.Duration(f[1])
-		v.s += time.Duration(g[1])
-		v.cs[0] += f[2]
-		v.cs[1] += g[2]
+		v.secs += float64(f[1]) / 1e9
+		v.c += time.Duration(f[2])
+		v.s += time.Duration(g[2])
+		v.cs[0] += f[3]
+		v.cs[1] += g[3]
 		if v.pid != 0 {
 			v.x += procCPU(b, v.pid) - x0
 			v.cs[2] += ctxSwitches(b, v.pid) - xcs0
@@ -165,7 +178,7 @@ func (c *benchChild) line(b *testing.B) []int64 {
 		}
 		v = append(v, n)
 	}
-	if len(v) != 3 {
+	if len(v) != 4 {
 		b.Fatalf("child said %q", l)
 	}
 	return v
@@ -214,6 +227,12 @@ func runBenchChild(role string) error {
 	switch {
 	case len(f) == 2 && f[0] == "sink":
 		return benchSink(f[1])
+	case len(f) == 3 && f[0] == "source":
+		size, err := strconv.Atoi(f[2])
+		if err != nil {
+			return err
+		}
+		return benchSource(f[1], size)
 	case len(f) == 1 && f[0] == "client":
 		return benchClient()
 	case len(f) == 3 && f[0] == "refrelay":
@@ -222,47 +241,78 @@ func runBenchChild(role string) error {
 	return fmt.Errorf("%s=%q: unknown role", benchRoleEnv, role)
 }
 
-// benchSink reads each connection to its end with large reads, as startSink, and
-// then prints the bytes, CPU time and context switches it took.
+// benchSink reads each connection to its end (readAll) and then prints the
+// bytes, time, CPU time and context switches it took.
 func benchSink(addr string) error {
+	return benchServe(addr, func(c net.Conn) int64 { return readAll(c) })
+}
+
+// benchSource writes size bytes to each connection (writeAll), closes it and
+// prints what benchSink prints.
+func benchSource(addr string, size int) error {
+	return benchServe(addr, func(c net.Conn) int64 { return writeAll(c, size) })
+}
+
+func benchServe(addr string, serve func(net.Conn) int64) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	fmt.Println(relayReady)
-	buf := make([]byte, 256<<10)
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return err
 		}
 		cpu0, cs0 := selfUsage()
-		var n int64
-		for {
-			k, err := c.Read(buf)
-			n += int64(k)
-			if err != nil {
-				break
-			}
-		}
+		start := time.Now()
+		n := serve(c)
 		c.Close()
+		el := time.Since(start)
 		cpu, cs := selfUsage()
-		fmt.Println(n, int64(cpu-cpu0), cs-cs0)
+		fmt.Println(n, el.Nanoseconds(), int64(cpu-cpu0), cs-cs0)
 	}
 }
 
-// benchClient serves requests "ADDR BYTES" on standard input: it sends BYTES in
-// streamChunk writes over a new connection, half-closes, waits for the peer's
-// close (the sink has read all) and prints the time, CPU time and context
-// switches it took.
+// readAll reads c to its end with large reads, as a bulk receiver (startSink).
+func readAll(c net.Conn) int64 {
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		k, err := c.Read(buf)
+		n += int64(k)
+		if err != nil {
+			return n
+		}
+	}
+}
+
+// writeAll writes size bytes to c in streamChunk writes.
+func writeAll(c net.Conn, size int) int64 {
+	buf := make([]byte, streamChunk)
+	var n int64
+	for n < int64(size) {
+		k, err := c.Write(buf)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	return n
+}
+
+// benchClient serves requests "ADDR BYTES up|down" on standard input. up: it
+// sends BYTES over a new connection (writeAll), half-closes and waits for the
+// peer's close (the sink has read all); down: it reads the connection to its end
+// (readAll). It prints the bytes moved, the time, CPU time and context switches
+// it took.
 func benchClient() error {
 	fmt.Println(relayReady)
-	buf := make([]byte, streamChunk)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		var addr string
+		var addr, dir string
 		var size int
-		if _, err := fmt.Sscan(in.Text(), &addr, &size); err != nil {
+		if _, err := fmt.Sscan(in.Text(), &addr, &size, &dir); err != nil {
 			return err
 		}
 		cpu0, cs0 := selfUsage()
@@ -271,17 +321,18 @@ func benchClient() error {
 		if err != nil {
 			return err
 		}
-		for sent := 0; sent < size; sent += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				return err
-			}
+		var n int64
+		if dir == "up" {
+			n = writeAll(c, size)
+			_ = c.(*net.TCPConn).CloseWrite()
+			_, _ = io.Copy(io.Discard, c)
+		} else {
+			n = readAll(c)
 		}
-		_ = c.(*net.TCPConn).CloseWrite()
-		_, _ = io.Copy(io.Discard, c)
 		c.Close()
 		el := time.Since(start)
 		cpu, cs := selfUsage()
-		fmt.Println(el.Nanoseconds(), int64(cpu-cpu0), cs-cs0)
+		fmt.Println(n, el.Nanoseconds(), int64(cpu-cpu0), cs-cs0)
 	}
 	return in.Err()
 }
