@@ -17,10 +17,11 @@ import (
 // still in cache: the send buffer the pages the relay splices towards the
 // receiver (on loopback a third less CPU per relayed byte), the receive buffer
 // what a sender can queue at the relay. The relay is the slowest of three
-// processes on a stream, so with autotuning its receive queue grew to megabytes:
-// the sender wrote every byte into a fresh, cold page. With 512 KiB the sender's
-// CPU per MiB fell by about a third and the relayed stream's throughput rose from
-// 0.61x to 0.74-0.78x direct (docs/performance.md, "Relay CPU per MiB").
+// processes on a stream, so with autotuning its receive queue grew to megabytes
+// and the sender, most likely writing into fresh, cold pages, spent a third more
+// CPU per MiB. With 512 KiB the relayed stream rose from about 0.6x to 0.74-0.78x
+// direct in interleaved runs of BenchmarkTCPStreamProcesses/up
+// (docs/performance.md, "Relay CPU per MiB").
 var (
 	localSendBuffer    = 128 << 10
 	localReceiveBuffer = 512 << 10
