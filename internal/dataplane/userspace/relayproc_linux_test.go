@@ -38,6 +38,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if role := os.Getenv(benchRoleEnv); role != "" {
+		if err := runBenchChild(role); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -93,9 +100,16 @@ type relayProcess struct {
 // localSendBuffer (0: the kernel's autotuning).
 func startRelayProcess(t testing.TB, backend netip.AddrPort, maxConns, sendBuffer int) relayProcess {
 	t.Helper()
+	return startRelayProcessFrom(t, os.Args[0], backend, maxConns, sendBuffer)
+}
+
+// startRelayProcessFrom is startRelayProcess with the relay of bin, a test
+// binary of this package (another build of it, to compare two versions).
+func startRelayProcessFrom(t testing.TB, bin string, backend netip.AddrPort, maxConns, sendBuffer int) relayProcess {
+	t.Helper()
 	ip := randLoopback()
 	addr := netip.AddrPortFrom(ip, uint16(freePort(t, "tcp", ip)))
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(bin, "-test.run=^$")
 	spec := fmt.Sprintf("%s,%s,%d", addr, backend, maxConns)
 	if sendBuffer >= 0 {
 		spec += "," + strconv.Itoa(sendBuffer)

@@ -90,6 +90,28 @@ func (pp *pipePool) put(p *pipe, empty bool) {
 
 const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 
+// splice moves up to n bytes from rfd to wfd without blocking: every descriptor
+// it is given is non-blocking (the runtime's sockets, pipes made O_NONBLOCK) and
+// spliceFlags has SPLICE_F_NONBLOCK, so it returns EAGAIN rather than wait.
+//
+// It is a raw system call, which the scheduler does not see. Through
+// syscall.Syscall (unix.Splice) each call entered the scheduler's syscall
+// state, and the relay parks often enough (waiting for data or buffer space)
+// that the runtime's sysmon thread was usually asleep: entering a system call
+// woke it (a futex wake-up, a context switch), and it then polled in 20 us
+// sleeps while splices ran. In a relay process that was 12% of its CPU
+// (runtime.sysmon) and 3 of its 8 context switches per relayed MiB. A raw call
+// holds its P for as long as the splice runs (the TCP transmit of at most a
+// pipe's worth, well under a millisecond) and never waits.
+// docs/performance.md, "Relay CPU per MiB".
+func splice(rfd, wfd, n int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), spliceFlags)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
 // splicer moves one direction's bytes; pending is what sits in the pipe.
 type splicer struct {
 	pool    *pipePool
@@ -160,7 +182,7 @@ func (s *splicer) fill(rc interface {
 			}
 		}
 		for {
-			k, e := unix.Splice(int(fd), nil, s.p.w, nil, s.p.size, spliceFlags)
+			k, e := splice(int(fd), s.p.w, s.p.size)
 			switch e {
 			case nil:
 				s.pending = int(k)
@@ -190,7 +212,7 @@ func (s *splicer) drain(wc interface {
 	var serr error
 	err := wc.Write(func(fd uintptr) bool {
 		for s.pending > 0 {
-			k, e := unix.Splice(s.p.r, nil, int(fd), nil, s.pending, spliceFlags)
+			k, e := splice(s.p.r, int(fd), s.pending)
 			switch e {
 			case nil:
 				s.pending -= int(k)

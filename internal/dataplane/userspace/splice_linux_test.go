@@ -3,10 +3,16 @@
 package userspace
 
 import (
+	"bufio"
+	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
 )
 
 // TestRelayCopiesWhenNoPipeCanBeMade runs TestRelayCarriesBytesIntact with a
@@ -27,5 +33,54 @@ func TestRelayCopiesWhenNoPipeCanBeMade(t *testing.T) {
 	}
 	if n := p.pipes.inUse.Load(); n != 0 {
 		t.Fatalf("%d pipes counted in use, none could be made", n)
+	}
+}
+
+// TestRelayFixesBuffersTowardLocalPeers checks the sockets of a connection from a
+// loopback client to an endpoint on this node: both have the fixed send and
+// receive buffers (the kernel reports twice the value set), not the kernel's
+// autotuned ones, which let megabytes queue at the relay.
+func TestRelayFixesBuffersTowardLocalPeers(t *testing.T) {
+	t.Parallel()
+	backend := startTCPBackend(t, "A")
+	ip := randLoopback()
+	s := newSvc("buffers", v1.ProtocolTCP, ip, freePort(t, "tcp", ip), backend)
+	p, _ := testProxier(t, nil)
+	sn := snap(state.NodeInfo{}, s)
+	mustSync(t, p, sn, allChanged(sn))
+	c, err := net.DialTimeout("tcp", s.addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "A\n" {
+		t.Fatalf("endpoint answered %q, %v", line, err)
+	}
+	var socks []*net.TCPConn
+	p.conns.mu.Lock()
+	for k := range p.conns.m {
+		socks = append(socks, k.(*net.TCPConn))
+	}
+	p.conns.mu.Unlock()
+	if len(socks) != 2 {
+		t.Fatalf("the relay holds %d sockets, want the client's and the endpoint's", len(socks))
+	}
+	for _, sock := range socks {
+		rc, err := sock.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var snd, rcv int
+		var serr, rerr error
+		if err := rc.Control(func(fd uintptr) {
+			snd, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+			rcv, rerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+		}); err != nil || serr != nil || rerr != nil {
+			t.Fatal(err, serr, rerr)
+		}
+		if snd != 2*localSendBuffer || rcv != 2*localReceiveBuffer {
+			t.Errorf("relay socket %v -> %v: SO_SNDBUF %d, SO_RCVBUF %d; want %d and %d",
+				sock.LocalAddr(), sock.RemoteAddr(), snd, rcv, 2*localSendBuffer, 2*localReceiveBuffer)
+		}
 	}
 }
