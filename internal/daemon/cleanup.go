@@ -49,7 +49,8 @@ func Cleanup(ctx context.Context, c *kpconfig.KubeProxyConfiguration, out io.Wri
 // kernel mode detaches and unpins the ebpf mode's programs and maps (nothing when the
 // pin directory is absent), whose socket LB would otherwise bypass the new mode's
 // rules. A mode not listed clears nothing.
-// Besides, a mode's own CleanupKubeProxy (nftables: the `kube-proxy` tables) runs.
+// Besides, the CleanupKubeProxy of the mode whose rules the starting mode writes
+// (RulesModeOf: nftables' removes the `kube-proxy` tables) runs.
 var othersAtStart = map[string][]string{
 	"nftables": {"iptables", "ipvs", "userspace", "ebpf"},
 	"iptables": {"nftables", "userspace", "ebpf"},
@@ -60,6 +61,21 @@ var othersAtStart = map[string][]string{
 // OtherModesAtStart lists the modes whose leftovers starting mode removes.
 func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
 
+// rulesOf names, per mode that writes another mode's rules, that mode: the ebpf
+// mode programs north-south traffic with the nftables mode's `kproxy` table, so
+// kube-proxy's nftables tables left on the node would shadow it exactly as they
+// shadow the nftables mode, and must go at its start too.
+var rulesOf = map[string]string{"ebpf": "nftables"}
+
+// RulesModeOf is the mode whose kernel rules starting mode writes: itself unless
+// it borrows another's (rulesOf). Its CleanupKubeProxy runs at start.
+func RulesModeOf(mode string) string {
+	if m, ok := rulesOf[mode]; ok {
+		return m
+	}
+	return mode
+}
+
 // CleanupOtherModes removes the rules the other modes (kube-proxy's or kproxy's) left
 // on the node, as kube-proxy does at start, so that a node switching modes keeps no
 // stale rules. Failures are logged, once per mode, and returned joined; the caller
@@ -67,11 +83,13 @@ func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
 func CleanupOtherModes(ctx context.Context, mode string, opts dataplane.Options) error {
 	log := opts.Log()
 	var errs []error
-	// kube-proxy's rules of the same mode that this mode does not adopt in place.
-	if m, err := dataplane.Lookup(mode); err == nil && m.CleanupKubeProxy != nil {
+	// kube-proxy's rules of the same mode (or of the mode whose rules this one
+	// writes) that kproxy does not adopt in place.
+	rules := RulesModeOf(mode)
+	if m, err := dataplane.Lookup(rules); err == nil && m.CleanupKubeProxy != nil {
 		if err := m.CleanupKubeProxy(ctx, opts); err != nil {
-			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "err", err)
-			errs = append(errs, fmt.Errorf("cleanup kube-proxy's %s rules: %w", mode, err))
+			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "rules", rules, "err", err)
+			errs = append(errs, fmt.Errorf("cleanup kube-proxy's %s rules: %w", rules, err))
 		}
 	}
 	for _, name := range OtherModesAtStart(mode) {

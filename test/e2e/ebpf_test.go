@@ -85,9 +85,12 @@ func (e *ebpfNode) pins(t *testing.T, before map[string]bool) []string {
 	return left
 }
 
-// The real daemon in --proxy-mode ebpf: a client in the attach cgroup reaches every
-// endpoint of a ClusterIP by socket LB, a Service without endpoints is refused, and
-// starting the nftables mode unpins the ebpf mode, and --cleanup leaves no pin.
+// The real daemon in --proxy-mode ebpf: its start removes what kube-proxy left (its
+// nftables tables, which would shadow the nftables mode's table the ebpf mode uses
+// for north-south traffic, and its iptables rules, in both backends), a client in
+// the attach cgroup reaches every endpoint of a ClusterIP by socket LB, a Service
+// without endpoints is refused, starting the nftables mode unpins the ebpf mode,
+// and --cleanup leaves no pin.
 func TestEBPFModeDaemon(t *testing.T) {
 	netns.RequireRoot(t)
 	e := newEBPFNode(t)
@@ -96,6 +99,12 @@ func TestEBPFModeDaemon(t *testing.T) {
 	c := newCluster(t, m, 3)
 	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
 	c.apply("empty", service{Name: "empty", ClusterIP: "10.96.0.12", Port: 80, Endpoints: []*netns.NS{}}.manifest())
+	kubeProxyTables := "table ip kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
+		"table ip6 kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n"
+	runOnFile(t, c.env.Node, kubeProxyTables, "nft", "-f")
+	rules, _, _ := kubeProxyRuleset(c.backends)
+	loadKubeProxyRules(t, c.env.Node, "nft", rules)
+	loadKubeProxyRules(t, c.env.Node, "legacy", rules)
 	before := map[string]bool{}
 	for _, p := range e.pins(t, nil) {
 		before[p] = true
@@ -106,6 +115,13 @@ func TestEBPFModeDaemon(t *testing.T) {
 	c.askWithUntilAll("10.96.0.10:80 in the cgroup", want, func() (string, error) {
 		return e.ask(c.env.Node, "10.96.0.10:80")
 	})
+	// The cleanup runs before the first sync, so it is done once traffic flows.
+	if out := c.env.Node.MustRun(t, "nft", "list", "tables"); strings.Contains(out, "kube-proxy") {
+		t.Errorf("kube-proxy's nftables tables left after kproxy started in ebpf mode:\n%s", out)
+	}
+	if left := iptablesMode("nft").Leftovers(t, c.env.Node); left != "" {
+		t.Errorf("kube-proxy's iptables rules left after kproxy started in ebpf mode:\n%s", left)
+	}
 	if _, err := e.ask(c.env.Node, "10.96.0.12:80"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Service without endpoints: %v, want connection refused", err)
 	}
