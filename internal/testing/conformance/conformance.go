@@ -200,6 +200,43 @@ func Scenarios() []Scenario {
 	}}
 }
 
+// MasqueradeAllScenarios is the table for a node whose configuration sets
+// masqueradeAll (iptables.masqueradeAll, nftables.masqueradeAll, --masquerade-all;
+// the ipvs mode reads iptables.masqueradeAll): kube-proxy then marks every packet
+// to a ClusterIP for masquerade, whatever its source, so every endpoint sees the
+// node's address from pods too (iTP Local included: the mark is in the chain
+// ClusterIP traffic uses). Nothing else changes: the external addresses of an eTP
+// Local Service keep outside clients' addresses. masqueradeAll is node-wide, so
+// these Services run on a node of their own (addresses 10.96.2.x, distinct from
+// Scenarios' anyway).
+func MasqueradeAllScenarios() []Scenario {
+	all := [3]Seen{SeenNode, SeenNode, SeenNode}
+	return []Scenario{{
+		Name: "masqueradeAll: ClusterIP",
+		Services: []Service{
+			{Name: "masq-http", ClusterIP: "10.96.2.1", Port: 80, Endpoints: reachAll},
+			{Name: "masq-dns", ClusterIP: "10.96.2.1", Port: 53, UDP: true, Endpoints: reachAll},
+		},
+		Probes: append(everywhere("10.96.2.1:80", false, Outcome{Reach: reachAll}, all),
+			Probe{From: FromPod, Addr: "10.96.2.1:53", UDP: true, Want: Outcome{Reach: reachAll, Seen: SeenNode}}),
+	}, {
+		Name: "masqueradeAll: internalTrafficPolicy Local",
+		Services: []Service{{Name: "masq-itp", ClusterIP: "10.96.2.2", Port: 80, InternalLocal: true,
+			Local: []int{0, 1}, Endpoints: []int{0, 1, 2}}},
+		Probes: []Probe{{From: FromPod, Addr: "10.96.2.2:80", Want: Outcome{Reach: []int{0, 1}, Seen: SeenNode}}},
+	}, {
+		Name: "masqueradeAll: externalTrafficPolicy Local",
+		Services: []Service{{Name: "masq-etp", ClusterIP: "10.96.2.3", Port: 80, NodePort: 30203, HealthCheckNodePort: 32203,
+			Local: []int{0}, Endpoints: []int{0, 2}}},
+		Probes: []Probe{
+			// masqueradeAll is about ClusterIPs: the outside client of an eTP
+			// Local NodePort keeps its address.
+			{From: FromExternal, Addr: "NODE:30203", Want: Outcome{Reach: []int{0}, Seen: SeenClient}},
+			{From: FromPod, Addr: "10.96.2.3:80", Want: Outcome{Reach: []int{0, 2}, Seen: SeenNode}},
+		},
+	}}
+}
+
 // everywhere makes the same probe from the pod, the node and the external host,
 // the endpoints seeing seen[From].
 func everywhere(addr string, udp bool, want Outcome, seen [3]Seen) []Probe {
