@@ -84,6 +84,24 @@ func runConformance(t *testing.T, m mode) {
 		t.Run("node zone label change under PreferClose", func(t *testing.T) { n.zoneChange(t) })
 		t.Run("Service deleted", func(t *testing.T) { n.deleted(t) })
 	}
+	if m.ProxyMode != "userspace" { // the relay masquerades everything anyway
+		t.Run("masqueradeAll", func(t *testing.T) { runMasqueradeAll(t, m) })
+	}
+}
+
+// runMasqueradeAll runs conformance.MasqueradeAllScenarios on a node of its own
+// started with --masquerade-all (a node-wide setting).
+func runMasqueradeAll(t *testing.T, m mode) {
+	n := newConformanceNode(t, m)
+	scs := conformance.MasqueradeAllScenarios()
+	for _, sc := range scs {
+		for _, s := range sc.Services {
+			n.apply(s.Name, n.service(s).manifest())
+		}
+	}
+	n.start("--masquerade-all")
+	n.askUntilAll(n.client, "10.96.2.1:80", n.names(n.be[2:]...))
+	conformance.RunKernelOf(t, n.kernelNode(), scs, conformance.KnownDifferences[m.ProxyMode])
 }
 
 func newConformanceNode(t *testing.T, m mode) *conformanceNode {
