@@ -354,7 +354,7 @@ func RunProbesOf(t *testing.T, tr Tracer, scs []Scenario, known ...Difference) {
 				if err != nil {
 					t.Fatalf("trace from %s to %s: %v", p.From, p.Addr, err)
 				}
-				msg := p.Want.check(r, p.UDP, p.WantSeen(r.Mode))
+				msg := p.WantIn(r.Mode).check(r, p.UDP, p.WantSeen(r.Mode))
 				isKnown := slices.Contains(known, Difference{sc.Name, p.From, p.Addr})
 				switch {
 				case isKnown && msg == "":

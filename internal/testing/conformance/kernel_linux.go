@@ -127,7 +127,7 @@ func RunKernelOf(t *testing.T, n Node, scs []Scenario, known []Difference) {
 // wanted backend answered, each seeing the wanted client address (rules may
 // still be on their way).
 func (n Node) checkKernel(ctx context.Context, p Probe, addr string) string {
-	ask, want := n.asker(p), p.Want
+	ask, want := n.asker(p), p.WantIn(n.Mode)
 	switch {
 	case want.Refused:
 		start := time.Now()
