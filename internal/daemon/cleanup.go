@@ -9,6 +9,7 @@ import (
 
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
 )
 
@@ -50,7 +51,7 @@ func Cleanup(ctx context.Context, c *kpconfig.KubeProxyConfiguration, out io.Wri
 // pin directory is absent), whose socket LB would otherwise bypass the new mode's
 // rules. A mode not listed clears nothing.
 // Besides, the CleanupKubeProxy of the mode whose rules the starting mode writes
-// (RulesModeOf: nftables' removes the `kube-proxy` tables) runs.
+// (rulesModeOf: nftables' removes the `kube-proxy` tables) runs.
 var othersAtStart = map[string][]string{
 	"nftables": {"iptables", "ipvs", "userspace", "ebpf"},
 	"iptables": {"nftables", "userspace", "ebpf"},
@@ -61,20 +62,12 @@ var othersAtStart = map[string][]string{
 // OtherModesAtStart lists the modes whose leftovers starting mode removes.
 func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
 
-// rulesOf names, per mode that writes another mode's rules, that mode: the ebpf
-// mode programs north-south traffic with the nftables mode's `kproxy` table, so
-// kube-proxy's nftables tables left on the node would shadow it exactly as they
-// shadow the nftables mode, and must go at its start too.
-var rulesOf = map[string]string{"ebpf": "nftables"}
-
-// RulesModeOf is the mode whose kernel rules starting mode writes: itself unless
-// it borrows another's (rulesOf). Its CleanupKubeProxy runs at start.
-func RulesModeOf(mode string) string {
-	if m, ok := rulesOf[mode]; ok {
-		return m
-	}
-	return mode
-}
+// rulesModeOf is the mode whose kernel rules starting mode writes, whose
+// CleanupKubeProxy therefore runs at its start: config.SettingsMode (the ebpf mode
+// writes the nftables mode's `kproxy` table for north-south traffic, so
+// kube-proxy's nftables tables would shadow it as they shadow the nftables mode).
+// A variable for tests.
+var rulesModeOf = config.SettingsMode
 
 // CleanupOtherModes removes the rules the other modes (kube-proxy's or kproxy's) left
 // on the node, as kube-proxy does at start, so that a node switching modes keeps no
@@ -85,7 +78,7 @@ func CleanupOtherModes(ctx context.Context, mode string, opts dataplane.Options)
 	var errs []error
 	// kube-proxy's rules of the same mode (or of the mode whose rules this one
 	// writes) that kproxy does not adopt in place.
-	rules := RulesModeOf(mode)
+	rules := rulesModeOf(mode)
 	if m, err := dataplane.Lookup(rules); err == nil && m.CleanupKubeProxy != nil {
 		if err := m.CleanupKubeProxy(ctx, opts); err != nil {
 			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "rules", rules, "err", err)

@@ -78,17 +78,22 @@ func TestCleanupOtherModesRunsEachOthersCleanup(t *testing.T) {
 // nftables tables do not shadow it; it never runs that mode's Cleanup (its own live
 // rules).
 func TestCleanupOtherModesRunsTheRulesModesKubeProxyCleanup(t *testing.T) {
-	if got := RulesModeOf("ebpf"); got != "nftables" {
-		t.Errorf("RulesModeOf(ebpf) = %q, want nftables: kube-proxy's nftables tables would stay at an ebpf start", got)
+	if got := rulesModeOf("ebpf"); got != "nftables" {
+		t.Errorf("rulesModeOf(ebpf) = %q, want nftables: kube-proxy's nftables tables would stay at an ebpf start", got)
 	}
 	for _, m := range []string{"nftables", "iptables", "ipvs", "userspace"} {
-		if got := RulesModeOf(m); got != m {
-			t.Errorf("RulesModeOf(%s) = %q, want itself", m, got)
+		if got := rulesModeOf(m); got != m {
+			t.Errorf("rulesModeOf(%s) = %q, want itself", m, got)
 		}
 	}
-	rulesOf["start-borrower"] = "start-self"
+	defer func(f func(string) string) { rulesModeOf = f }(rulesModeOf)
+	rulesModeOf = func(m string) string {
+		if m == "start-borrower" {
+			return "start-self"
+		}
+		return m
+	}
 	othersAtStart["start-borrower"] = []string{"start-other-ok"}
-	defer delete(rulesOf, "start-borrower")
 	defer delete(othersAtStart, "start-borrower")
 	startCleaned = nil
 	if err := CleanupOtherModes(t.Context(), "start-borrower", dataplane.Options{}); err != nil {
