@@ -72,6 +72,12 @@ func runConformance(t *testing.T, m mode) {
 		n.start()
 		n.askUntilAll(n.client, "10.96.1.2:80", n.names(n.be[2:]...))
 		conformance.RunKernel(t, n.kernelNode(), conformance.KnownDifferences[m.ProxyMode])
+		if m.ebpf != nil {
+			t.Run("pod's ClusterIP flows socket-LB'd", func(t *testing.T) {
+				noDNATedFlows(t, n.env.Node, n.pod.IP.String(), "10.96.1.1", conformance.TCPPort)
+				noDNATedFlows(t, n.env.Node, n.pod.IP.String(), "10.96.1.1", conformance.UDPPort)
+			})
+		}
 		t.Run("health-check node port of eTP Local", func(t *testing.T) {
 			n.eventually("200 with a local endpoint", func() error {
 				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints": 1`)

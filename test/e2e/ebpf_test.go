@@ -98,6 +98,27 @@ func (e *ebpfNode) inCgroup(f func() error) error {
 	return f()
 }
 
+// noDNATedFlows fails t when the node's conntrack table holds a flow to vip (from
+// src, when given) that was DNATed to an endpoint's port: a connection socket LB
+// translated in connect() never carried the Service address, while the nftables
+// rules leave such entries. Attempts made before the first sync may have left
+// un-NATed entries; those do not count.
+func noDNATedFlows(t *testing.T, node *netns.NS, src, vip string, endpointPort int) {
+	t.Helper()
+	fam := "ipv4"
+	if strings.Contains(vip, ":") {
+		fam = "ipv6"
+	}
+	args := []string{"-L", "-f", fam, "-d", vip}
+	if src != "" {
+		args = append(args, "-s", src)
+	}
+	out, _ := node.Run("conntrack", args...)
+	if strings.Contains(out, fmt.Sprintf("sport=%d ", endpointPort)) {
+		t.Errorf("flows to the Service address %s were DNATed, not socket-LB'd:\n%s", vip, out)
+	}
+}
+
 // cgroupClient is a client namespace whose sockets are created in the attach
 // cgroup (a conformance.Asker and SourceAsker).
 type cgroupClient struct {
