@@ -41,9 +41,10 @@ const (
 var Modes = []string{ModeIPTables, ModeIPVS, ModeNFTables, ModeUserspace, ModeEBPF}
 
 // SettingsMode is the mode whose settings (the config section's sync periods,
-// nodePortAddresses' default, conntrack tuning, mode metrics) apply to mode: the
-// ebpf mode runs the nftables mode for north-south traffic, so it takes the
-// nftables mode's; every other mode takes its own.
+// nodePortAddresses' default, conntrack tuning, mode metrics, and kube-proxy's
+// rules removed at start) apply to mode: the ebpf mode runs the nftables mode for
+// north-south traffic, so it takes the nftables mode's; every other mode takes
+// its own.
 func SettingsMode(mode string) string {
 	if mode == ModeEBPF {
 		return ModeNFTables

@@ -51,3 +51,26 @@ func TestSettingsMode(t *testing.T) {
 		}
 	}
 }
+
+// masqueradeAll cannot reach socket-LB'd connections: the ebpf mode says so at
+// start rather than pretend; other modes honour it silently.
+func TestEBPFModeWarnsThatMasqueradeAllSkipsSocketLB(t *testing.T) {
+	for _, body := range []string{"mode: ebpf\nnftables:\n  masqueradeAll: true\n", "mode: ebpf\niptables:\n  masqueradeAll: true\n"} {
+		c, _, err := decodeBody(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := warningsByField(Ignored(c))["nftables.masqueradeAll"]; !strings.Contains(msg, "socket LB") {
+			t.Errorf("%q: warning %q, want one saying socket LB is not masqueraded", body, msg)
+		}
+	}
+	for _, body := range []string{"mode: ebpf\n", "mode: nftables\nnftables:\n  masqueradeAll: true\n"} {
+		c, _, err := decodeBody(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, ok := warningsByField(Ignored(c))["nftables.masqueradeAll"]; ok {
+			t.Errorf("%q: unexpected warning %q", body, msg)
+		}
+	}
+}

@@ -23,6 +23,11 @@ func Ignored(c *kpconfig.KubeProxyConfiguration) []Warning {
 	out = append(out, detectLocalWarnings(c)...)
 	out = append(out, gateWarnings(c)...)
 	out = append(out, loggingWarnings(c)...)
+	if Mode(c) == ModeEBPF && (c.NFTables.MasqueradeAll || c.IPTables.MasqueradeAll) {
+		out = append(out, Warning{"nftables.masqueradeAll", "ebpf mode: pods and the node reach ClusterIP endpoints " +
+			"directly (socket LB, no NAT), so masqueradeAll applies only to the traffic the nftables rules handle " +
+			"(outside clients, NodePorts, externalIPs, LoadBalancer IPs)"})
+	}
 	if c.ShowHiddenMetricsForVersion != "" {
 		out = append(out, Warning{"showHiddenMetricsForVersion", "kproxy hides no metrics; ignored"})
 	}

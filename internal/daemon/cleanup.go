@@ -9,6 +9,7 @@ import (
 
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 
+	"kproxy.dev/kproxy/internal/config"
 	"kproxy.dev/kproxy/internal/dataplane"
 )
 
@@ -49,7 +50,8 @@ func Cleanup(ctx context.Context, c *kpconfig.KubeProxyConfiguration, out io.Wri
 // kernel mode detaches and unpins the ebpf mode's programs and maps (nothing when the
 // pin directory is absent), whose socket LB would otherwise bypass the new mode's
 // rules. A mode not listed clears nothing.
-// Besides, a mode's own CleanupKubeProxy (nftables: the `kube-proxy` tables) runs.
+// Besides, the CleanupKubeProxy of the mode whose rules the starting mode writes
+// (rulesModeOf: nftables' removes the `kube-proxy` tables) runs.
 var othersAtStart = map[string][]string{
 	"nftables": {"iptables", "ipvs", "userspace", "ebpf"},
 	"iptables": {"nftables", "userspace", "ebpf"},
@@ -60,6 +62,13 @@ var othersAtStart = map[string][]string{
 // OtherModesAtStart lists the modes whose leftovers starting mode removes.
 func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
 
+// rulesModeOf is the mode whose kernel rules starting mode writes, whose
+// CleanupKubeProxy therefore runs at its start: config.SettingsMode (the ebpf mode
+// writes the nftables mode's `kproxy` table for north-south traffic, so
+// kube-proxy's nftables tables would shadow it as they shadow the nftables mode).
+// A variable for tests.
+var rulesModeOf = config.SettingsMode
+
 // CleanupOtherModes removes the rules the other modes (kube-proxy's or kproxy's) left
 // on the node, as kube-proxy does at start, so that a node switching modes keeps no
 // stale rules. Failures are logged, once per mode, and returned joined; the caller
@@ -67,11 +76,13 @@ func OtherModesAtStart(mode string) []string { return othersAtStart[mode] }
 func CleanupOtherModes(ctx context.Context, mode string, opts dataplane.Options) error {
 	log := opts.Log()
 	var errs []error
-	// kube-proxy's rules of the same mode that this mode does not adopt in place.
-	if m, err := dataplane.Lookup(mode); err == nil && m.CleanupKubeProxy != nil {
+	// kube-proxy's rules of the same mode (or of the mode whose rules this one
+	// writes) that kproxy does not adopt in place.
+	rules := rulesModeOf(mode)
+	if m, err := dataplane.Lookup(rules); err == nil && m.CleanupKubeProxy != nil {
 		if err := m.CleanupKubeProxy(ctx, opts); err != nil {
-			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "err", err)
-			errs = append(errs, fmt.Errorf("cleanup kube-proxy's %s rules: %w", mode, err))
+			log.Error("removing kube-proxy's rules of the same mode failed; they may shadow kproxy's", "mode", mode, "rules", rules, "err", err)
+			errs = append(errs, fmt.Errorf("cleanup kube-proxy's %s rules: %w", rules, err))
 		}
 	}
 	for _, name := range OtherModesAtStart(mode) {

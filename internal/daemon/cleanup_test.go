@@ -50,6 +50,7 @@ func init() {
 	dataplane.Register(dataplane.Mode{Name: "start-other-stuck", Cleanup: record("start-other-stuck", errors.New("chain busy"))})
 	dataplane.Register(dataplane.Mode{Name: "start-self", Cleanup: record("start-self", nil),
 		CleanupKubeProxy: record("start-self-kube-proxy", nil)})
+	dataplane.Register(dataplane.Mode{Name: "start-borrower"})
 }
 
 // CleanupOtherModes runs the starting mode's CleanupKubeProxy and each listed mode's
@@ -69,5 +70,36 @@ func TestCleanupOtherModesRunsEachOthersCleanup(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "other=start-other-stuck") {
 		t.Errorf("want one error line naming start-other-stuck, got %d:\n%s", n, logs.String())
+	}
+}
+
+// A mode that writes another mode's rules (ebpf: the nftables mode's table for
+// north-south traffic) runs that mode's CleanupKubeProxy at start, so kube-proxy's
+// nftables tables do not shadow it; it never runs that mode's Cleanup (its own live
+// rules).
+func TestCleanupOtherModesRunsTheRulesModesKubeProxyCleanup(t *testing.T) {
+	if got := rulesModeOf("ebpf"); got != "nftables" {
+		t.Errorf("rulesModeOf(ebpf) = %q, want nftables: kube-proxy's nftables tables would stay at an ebpf start", got)
+	}
+	for _, m := range []string{"nftables", "iptables", "ipvs", "userspace"} {
+		if got := rulesModeOf(m); got != m {
+			t.Errorf("rulesModeOf(%s) = %q, want itself", m, got)
+		}
+	}
+	defer func(f func(string) string) { rulesModeOf = f }(rulesModeOf)
+	rulesModeOf = func(m string) string {
+		if m == "start-borrower" {
+			return "start-self"
+		}
+		return m
+	}
+	othersAtStart["start-borrower"] = []string{"start-other-ok"}
+	defer delete(othersAtStart, "start-borrower")
+	startCleaned = nil
+	if err := CleanupOtherModes(t.Context(), "start-borrower", dataplane.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"start-self-kube-proxy", "start-other-ok"}; !slices.Equal(startCleaned, want) {
+		t.Errorf("cleaned %v, want %v", startCleaned, want)
 	}
 }

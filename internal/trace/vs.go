@@ -74,8 +74,10 @@ func findVS(vss []dataplane.VirtualService, want netip.AddrPort, proto string) *
 var hashSchedulers = map[string]bool{"sh": true, "dh": true, "mh": true, "mh-port": true}
 
 // TraceVirtualServices traces p through a table of virtual services: the IPVS
-// table (mode "ipvs") or the userspace relays (mode "userspace"). Each real server
-// is a candidate with its share of new connections by weight.
+// table (mode "ipvs"), the userspace relays (mode "userspace", which connect to
+// the endpoint from the node: masqueraded) or the ebpf mode's socket-LB maps (mode
+// "ebpf": not NATed). Each real server is a candidate with its share of new
+// connections by weight.
 func TraceVirtualServices(mode string, vss []dataplane.VirtualService, p Packet, o Options) *Result {
 	r := &Result{Mode: mode, Packet: packetInfo(p)}
 	var n notes
@@ -111,9 +113,12 @@ func TraceVirtualServices(mode string, vss []dataplane.VirtualService, p Packet,
 	case vs.Scheduler != "rr" && vs.Scheduler != "wrr" && vs.Scheduler != "random":
 		n.add("scheduler " + vs.Scheduler + " also weighs the current connection counts; the probabilities are the weight shares")
 	}
-	if mode == "ipvs" {
+	switch mode {
+	case "ipvs":
 		n.add("IPVS rewrites the destination (Masq); source NAT is decided by kube-proxy's iptables rules and ipsets (KUBE-POSTROUTING, KUBE-LOOP-BACK), not traced without the iptables-save text")
-	} else {
+	case "ebpf":
+		n.add("socket LB connects the client's socket to the endpoint itself (no NAT): the endpoint sees the client's own address")
+	default:
 		r.Masquerade = true
 		for i := range r.Candidates {
 			r.Candidates[i].Masquerade = true

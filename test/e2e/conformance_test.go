@@ -56,6 +56,9 @@ func TestConformance(t *testing.T) {
 	for _, m := range append(append([]mode{}, modes...), userspaceMode()) {
 		t.Run(m.Name, func(t *testing.T) { runConformance(t, m) })
 	}
+	// Socket LB for ClusterIPs from pods and the node (in the attach cgroup), the
+	// nftables mode's rules for the rest and for the external host (outside it).
+	t.Run("ebpf", func(t *testing.T) { runConformance(t, newEBPFNode(t).mode()) })
 }
 
 func runConformance(t *testing.T, m mode) {
@@ -69,6 +72,12 @@ func runConformance(t *testing.T, m mode) {
 		n.start()
 		n.askUntilAll(n.client, "10.96.1.2:80", n.names(n.be[2:]...))
 		conformance.RunKernel(t, n.kernelNode(), conformance.KnownDifferences[m.ProxyMode])
+		if m.ebpf != nil {
+			t.Run("pod's ClusterIP flows socket-LB'd", func(t *testing.T) {
+				noDNATedFlows(t, n.env.Node, n.pod.IP.String(), "10.96.1.1", conformance.TCPPort)
+				noDNATedFlows(t, n.env.Node, n.pod.IP.String(), "10.96.1.1", conformance.UDPPort)
+			})
+		}
 		t.Run("health-check node port of eTP Local", func(t *testing.T) {
 			n.eventually("200 with a local endpoint", func() error {
 				return n.expectHealth(fmt.Sprintf("http://%s:32105/", n.client.NodeIP), 200, `"localEndpoints": 1`)
@@ -79,11 +88,37 @@ func runConformance(t *testing.T, m mode) {
 		})
 		t.Run("hairpin", func(t *testing.T) { n.hairpin(t) })
 		t.Run("ClientIP affinity", func(t *testing.T) { n.affinity(t) })
-		t.Run("UDP port gaining its first endpoint", func(t *testing.T) { n.udpGainsEndpoint(t) })
-		t.Run("UDP endpoint replaced", func(t *testing.T) { n.udpReplaced(t) })
+		// A socket-LB'd UDP socket is connected to the endpoint itself: it never
+		// holds an un-NATed flow, and one to a removed endpoint is destroyed
+		// (ebpf.TestChangeIsAppliedAndRemovedBackendSocketsDestroyed), not
+		// moved to the replacement.
+		if m.ebpf == nil {
+			t.Run("UDP port gaining its first endpoint", func(t *testing.T) { n.udpGainsEndpoint(t) })
+			t.Run("UDP endpoint replaced", func(t *testing.T) { n.udpReplaced(t) })
+		}
 		t.Run("node zone label change under PreferClose", func(t *testing.T) { n.zoneChange(t) })
 		t.Run("Service deleted", func(t *testing.T) { n.deleted(t) })
 	}
+	// The relay masquerades everything anyway; socket LB NATs nothing, so
+	// masqueradeAll reaches only what the nftables part handles.
+	if m.ProxyMode != "userspace" && m.ebpf == nil {
+		t.Run("masqueradeAll", func(t *testing.T) { runMasqueradeAll(t, m) })
+	}
+}
+
+// runMasqueradeAll runs conformance.MasqueradeAllScenarios on a node of its own
+// started with --masquerade-all (a node-wide setting).
+func runMasqueradeAll(t *testing.T, m mode) {
+	n := newConformanceNode(t, m)
+	scs := conformance.MasqueradeAllScenarios()
+	for _, sc := range scs {
+		for _, s := range sc.Services {
+			n.apply(s.Name, n.service(s).manifest())
+		}
+	}
+	n.start("--masquerade-all")
+	n.askUntilAll(n.client, "10.96.2.1:80", n.names(n.be[2:]...))
+	conformance.RunKernelOf(t, n.kernelNode(), scs, conformance.KnownDifferences[m.ProxyMode])
 }
 
 func newConformanceNode(t *testing.T, m mode) *conformanceNode {
@@ -91,6 +126,15 @@ func newConformanceNode(t *testing.T, m mode) *conformanceNode {
 	n := &conformanceNode{cluster: c, be: c.backends}
 	n.pod = c.env.AddBackend("pod")
 	return n
+}
+
+// from is where a probe in w connects from: in the ebpf mode, pods and the node
+// connect from inside the attach cgroup, the external host from outside.
+func (n *conformanceNode) from(w conformance.Where) conformance.Asker {
+	if e := n.m.ebpf; e != nil && w != conformance.FromExternal {
+		return cgroupClient{e: e, ns: n.client3(w)}
+	}
+	return n.client3(w)
 }
 
 func (n *conformanceNode) client3(w conformance.Where) *netns.NS {
@@ -118,7 +162,7 @@ func (n *conformanceNode) kernelNode() conformance.Node {
 			return n.client3(w).IP.String()
 		},
 		NodeIPToward: func(i int) string { return n.be[i].NodeIP.String() },
-		From:         func(w conformance.Where) conformance.Asker { return n.client3(w) },
+		From:         n.from,
 		NodeIP: func(w conformance.Where) string {
 			if w == conformance.FromPod {
 				return n.pod.NodeIP.String()
@@ -132,15 +176,21 @@ func (n *conformanceNode) kernelNode() conformance.Node {
 // hairpin: an endpoint (backend 2) connecting to its own Service reaches every
 // endpoint; the one it reaches is itself sees it masqueraded (the node's address
 // on its link), the others see its own address, as in kube-proxy. userspace's
-// relay shows every endpoint the node's address (conformance.ModeSeen).
+// relay shows every endpoint the node's address (conformance.ModeSeen). In the
+// ebpf mode the endpoint is a pod in the attach cgroup: socket LB connects it to
+// itself directly, so it sees its own address too (no NAT, nothing to undo).
 func (n *conformanceNode) hairpin(t *testing.T) {
 	self := n.be[2]
 	want := map[string]string{}
 	for _, be := range n.be[2:] {
 		want[be.Name] = self.IP.String()
-		if be == self || conformance.ModeSeen[n.m.ProxyMode] == conformance.SeenNode {
+		if n.m.ebpf == nil && (be == self || conformance.ModeSeen[n.m.ProxyMode] == conformance.SeenNode) {
 			want[be.Name] = be.NodeIP.String()
 		}
+	}
+	if e := n.m.ebpf; e != nil {
+		_ = e.inCgroup(func() error { askSourcesOver(t, self, "tcp4", "10.96.1.1:80", want); return nil })
+		return
 	}
 	askSourcesOver(t, self, "tcp4", "10.96.1.1:80", want)
 }
@@ -148,7 +198,7 @@ func (n *conformanceNode) hairpin(t *testing.T) {
 func (n *conformanceNode) affinity(t *testing.T) {
 	n.apply("sticky", service{Name: "sticky", ClusterIP: "10.96.1.20", Port: 80, Affinity: true, Endpoints: n.be[2:]}.manifest())
 	for _, w := range []conformance.Where{conformance.FromPod, conformance.FromNode, conformance.FromExternal} {
-		from := n.client3(w)
+		from := n.from(w)
 		var first string
 		n.eventually("first answer", func() (err error) {
 			first, err = from.AskTCP("10.96.1.20:80", time.Second)
@@ -216,10 +266,12 @@ func (n *conformanceNode) zoneChange(t *testing.T) {
 		Zones: map[*netns.NS]string{n.be[2]: "z1", n.be[3]: "z2"}}
 	n.apply("node", nodeManifest("z1"))
 	n.apply(zoned.Name, zoned.manifest())
-	n.askUntilAll(n.pod, "10.96.1.23:80", n.names(n.be[2]))
+	pod := n.from(conformance.FromPod)
+	ask := func() (string, error) { return pod.AskTCP("10.96.1.23:80", time.Second) }
+	n.askWithUntilAll("10.96.1.23:80", n.names(n.be[2]), ask)
 	n.apply("node", nodeManifest("z2"))
 	n.eventually("traffic follows the node's new zone", func() error {
-		got, err := n.pod.AskTCP("10.96.1.23:80", time.Second)
+		got, err := ask()
 		if err != nil {
 			return err
 		}
@@ -228,7 +280,7 @@ func (n *conformanceNode) zoneChange(t *testing.T) {
 		}
 		return nil
 	})
-	n.askUntilAll(n.pod, "10.96.1.23:80", n.names(n.be[3]))
+	n.askWithUntilAll("10.96.1.23:80", n.names(n.be[3]), ask)
 }
 
 func nodeManifest(zone string) string {
@@ -240,12 +292,13 @@ func nodeManifest(zone string) string {
 func (n *conformanceNode) deleted(t *testing.T) {
 	gone := service{Name: "gone", ClusterIP: "10.96.1.24", Port: 80, Endpoints: n.be[2:]}
 	n.apply(gone.Name, gone.manifest())
-	n.askUntilAll(n.pod, "10.96.1.24:80", n.names(n.be[2:]...))
+	pod := n.from(conformance.FromPod)
+	n.askWithUntilAll("10.96.1.24:80", n.names(n.be[2:]...), func() (string, error) { return pod.AskTCP("10.96.1.24:80", time.Second) })
 	if err := os.Remove(n.dir + "/" + gone.Name + ".yaml"); err != nil {
 		t.Fatal(err)
 	}
 	n.eventually("no endpoint answers a deleted Service", func() error {
-		if got, err := n.pod.AskTCP("10.96.1.24:80", 500*time.Millisecond); err == nil {
+		if got, err := pod.AskTCP("10.96.1.24:80", 500*time.Millisecond); err == nil {
 			return fmt.Errorf("answer from %q", got)
 		}
 		return nil

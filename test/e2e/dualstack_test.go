@@ -63,14 +63,18 @@ endpoints:
 // family, each endpoint seeing the client address kube-proxy would give it: the
 // pod's own address (the cluster CIDR has a prefix per family), the node
 // masqueraded to its address on the endpoint's link; in userspace mode the
-// relay's, that same node address, for every client. (ebpf mode is not here:
-// the daemon does not accept --proxy-mode ebpf yet.) Its IPv6 EndpointSlice does
-// not keep IPv4 from being programmed (it did in iptables mode, issue 12 item 2).
+// relay's, that same node address, for every client. In ebpf mode the node and
+// the pod connect from the attach cgroup: socket LB (connect4 and connect6)
+// connects them to the endpoint itself, the pod with its own address, the node
+// with its address on the endpoint's link (routing's choice, the same address a
+// masquerade gives here). Its IPv6 EndpointSlice does not keep IPv4 from being
+// programmed (it did in iptables mode, issue 12 item 2).
 func TestDualStack(t *testing.T) {
 	netns.RequireRoot(t)
 	for _, m := range append(append([]mode{}, modes...), userspaceMode()) {
 		t.Run(m.Name, func(t *testing.T) { runDualStack(t, m) })
 	}
+	t.Run("ebpf", func(t *testing.T) { runDualStack(t, newEBPFNode(t).mode()) })
 }
 
 func runDualStack(t *testing.T, m mode) {
@@ -104,8 +108,20 @@ func runDualStack(t *testing.T, m mode) {
 				want4[be.Name], want6[be.Name] = from.own4.String(), from.own6.String()
 			}
 		}
-		askSourcesOver(t, from.ns, "tcp4", "10.96.3.1:80", want4)
-		askSourcesOver(t, from.ns, "tcp6", "[fd00:96::3:1]:80", want6)
+		ask := func() error {
+			askSourcesOver(t, from.ns, "tcp4", "10.96.3.1:80", want4)
+			askSourcesOver(t, from.ns, "tcp6", "[fd00:96::3:1]:80", want6)
+			return nil
+		}
+		if m.ebpf != nil {
+			_ = m.ebpf.inCgroup(ask)
+		} else {
+			_ = ask()
+		}
+	}
+	if m.ebpf != nil {
+		noDNATedFlows(t, c.env.Node, "", "10.96.3.1", backendPort)
+		noDNATedFlows(t, c.env.Node, "", "fd00:96::3:1", backendPort)
 	}
 }
 

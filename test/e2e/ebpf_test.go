@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,10 @@ type ebpfNode struct {
 	cgroup string
 	bpffs  string
 	pinDir string
+	// home is the cgroup.procs file of the test process's own cgroup, on the
+	// private mount, for inCgroup to go back to.
+	home string
+	mu   sync.Mutex
 }
 
 func newEBPFNode(t *testing.T) *ebpfNode {
@@ -50,7 +56,94 @@ func newEBPFNode(t *testing.T) *ebpfNode {
 		}
 		t.Errorf("remove cgroup %s: still busy", cg)
 	})
-	return &ebpfNode{cgroup: cg, bpffs: bpffs, pinDir: filepath.Join(bpffs, "kproxy")}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := ""
+	for _, l := range strings.Split(string(self), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			home = filepath.Join(cgmnt, p, "cgroup.procs")
+		}
+	}
+	if home == "" {
+		t.Fatalf("no cgroup v2 line in /proc/self/cgroup:\n%s", self)
+	}
+	return &ebpfNode{cgroup: cg, bpffs: bpffs, pinDir: filepath.Join(bpffs, "kproxy"), home: home}
+}
+
+// mode is the ebpf mode attached to this node's cgroup and pinned on its bpffs.
+func (e *ebpfNode) mode() mode {
+	nft := nftablesMode()
+	return mode{Name: "ebpf", ProxyMode: "ebpf", ebpf: e, Dump: nft.Dump,
+		Env: []string{"KPROXY_EBPF_CGROUP=" + e.cgroup, "KPROXY_EBPF_PIN_DIR=" + e.pinDir}}
+}
+
+// inCgroup runs f with the test process in the attach cgroup, then moves it back:
+// the sockets f creates are load-balanced by the programs, as a pod's or the
+// node's are in a cluster whose cgroup root carries them (an outside host's are
+// not). Callers are sequential; the mutex only keeps two from interleaving.
+func (e *ebpfNode) inCgroup(f func() error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(e.cgroup, "cgroup.procs"), pid, 0o644); err != nil {
+		return fmt.Errorf("join the attach cgroup: %w", err)
+	}
+	defer func() {
+		if err := os.WriteFile(e.home, pid, 0o644); err != nil {
+			panic(fmt.Sprintf("leave the attach cgroup for %s: %v", e.home, err))
+		}
+	}()
+	return f()
+}
+
+// noDNATedFlows fails t when the node's conntrack table holds a flow to vip (from
+// src, when given) that was DNATed to an endpoint's port: a connection socket LB
+// translated in connect() never carried the Service address, while the nftables
+// rules leave such entries. Attempts made before the first sync may have left
+// un-NATed entries; those do not count.
+func noDNATedFlows(t *testing.T, node *netns.NS, src, vip string, endpointPort int) {
+	t.Helper()
+	fam := "ipv4"
+	if strings.Contains(vip, ":") {
+		fam = "ipv6"
+	}
+	args := []string{"-L", "-f", fam, "-d", vip}
+	if src != "" {
+		args = append(args, "-s", src)
+	}
+	out, _ := node.Run("conntrack", args...)
+	if strings.Contains(out, fmt.Sprintf("sport=%d ", endpointPort)) {
+		t.Errorf("flows to the Service address %s were DNATed, not socket-LB'd:\n%s", vip, out)
+	}
+}
+
+// cgroupClient is a client namespace whose sockets are created in the attach
+// cgroup (a conformance.Asker and SourceAsker).
+type cgroupClient struct {
+	e  *ebpfNode
+	ns *netns.NS
+}
+
+func (c cgroupClient) AskTCP(addr string, timeout time.Duration) (name string, err error) {
+	err = c.e.inCgroup(func() error { name, err = c.ns.AskTCP(addr, timeout); return err })
+	return name, err
+}
+
+func (c cgroupClient) AskUDP(addr string, timeout time.Duration) (name string, err error) {
+	err = c.e.inCgroup(func() error { name, err = c.ns.AskUDP(addr, timeout); return err })
+	return name, err
+}
+
+func (c cgroupClient) AskTCPSource(network, addr string, timeout time.Duration) (name, src string, err error) {
+	err = c.e.inCgroup(func() error { name, src, err = c.ns.AskTCPSource(network, addr, timeout); return err })
+	return name, src, err
+}
+
+func (c cgroupClient) AskUDPSource(network, addr string, timeout time.Duration) (name, src string, err error) {
+	err = c.e.inCgroup(func() error { name, src, err = c.ns.AskUDPSource(network, addr, timeout); return err })
+	return name, src, err
 }
 
 // ask connects from a process in the child cgroup, inside the node namespace, to
@@ -85,17 +178,24 @@ func (e *ebpfNode) pins(t *testing.T, before map[string]bool) []string {
 	return left
 }
 
-// The real daemon in --proxy-mode ebpf: a client in the attach cgroup reaches every
-// endpoint of a ClusterIP by socket LB, a Service without endpoints is refused, and
-// starting the nftables mode unpins the ebpf mode, and --cleanup leaves no pin.
+// The real daemon in --proxy-mode ebpf: its start removes what kube-proxy left (its
+// nftables tables, which would shadow the nftables mode's table the ebpf mode uses
+// for north-south traffic, and its iptables rules, in both backends), a client in
+// the attach cgroup reaches every endpoint of a ClusterIP by socket LB, a Service
+// without endpoints is refused, starting the nftables mode unpins the ebpf mode,
+// and --cleanup leaves no pin.
 func TestEBPFModeDaemon(t *testing.T) {
 	netns.RequireRoot(t)
 	e := newEBPFNode(t)
-	m := mode{Name: "ebpf", ProxyMode: "ebpf",
-		Env: []string{"KPROXY_EBPF_CGROUP=" + e.cgroup, "KPROXY_EBPF_PIN_DIR=" + e.pinDir}}
-	c := newCluster(t, m, 3)
+	c := newCluster(t, e.mode(), 3)
 	c.apply("web", service{Name: "web", ClusterIP: "10.96.0.10", Port: 80, Endpoints: c.backends}.manifest())
 	c.apply("empty", service{Name: "empty", ClusterIP: "10.96.0.12", Port: 80, Endpoints: []*netns.NS{}}.manifest())
+	kubeProxyTables := "table ip kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n" +
+		"table ip6 kube-proxy {\n chain filter-input { type filter hook input priority -110; policy accept; }\n}\n"
+	runOnFile(t, c.env.Node, kubeProxyTables, "nft", "-f")
+	rules, _, _ := kubeProxyRuleset(c.backends)
+	loadKubeProxyRules(t, c.env.Node, "nft", rules)
+	loadKubeProxyRules(t, c.env.Node, "legacy", rules)
 	before := map[string]bool{}
 	for _, p := range e.pins(t, nil) {
 		before[p] = true
@@ -106,6 +206,13 @@ func TestEBPFModeDaemon(t *testing.T) {
 	c.askWithUntilAll("10.96.0.10:80 in the cgroup", want, func() (string, error) {
 		return e.ask(c.env.Node, "10.96.0.10:80")
 	})
+	// The cleanup runs before the first sync, so it is done once traffic flows.
+	if out := c.env.Node.MustRun(t, "nft", "list", "tables"); strings.Contains(out, "kube-proxy") {
+		t.Errorf("kube-proxy's nftables tables left after kproxy started in ebpf mode:\n%s", out)
+	}
+	if left := iptablesMode("nft").Leftovers(t, c.env.Node); left != "" {
+		t.Errorf("kube-proxy's iptables rules left after kproxy started in ebpf mode:\n%s", left)
+	}
 	if _, err := e.ask(c.env.Node, "10.96.0.12:80"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Service without endpoints: %v, want connection refused", err)
 	}

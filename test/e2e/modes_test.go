@@ -30,6 +30,9 @@ type mode struct {
 	// Args, when set, returns extra kproxy arguments for the mode (before the
 	// test's own).
 	Args func(t *testing.T) []string
+	// ebpf is the cgroup and bpffs of the ebpf mode (nil in other modes): pods
+	// and the node connect from inside its cgroup.
+	ebpf *ebpfNode
 }
 
 // modes lists every mode the suite covers; add an entry to cover a new one.

@@ -17,10 +17,20 @@ import (
 // servers, ipsets and iptables rules a sync leaves, evaluated packet by packet
 // with internal/trace.
 func TestConformanceOnFakes(t *testing.T) {
-	f := newFixture(t, proxierOptions{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(conformance.ClusterCIDR)}})
+	conformance.RunFake(t, fakeConformanceMode(t, false))
+}
+
+// The masqueradeAll table, on a proxier of its own (the setting is node-wide).
+func TestConformanceMasqueradeAllOnFakes(t *testing.T) {
+	conformance.RunFakeMasqueradeAll(t, fakeConformanceMode(t, true))
+}
+
+func fakeConformanceMode(t *testing.T, masqueradeAll bool) conformance.FakeMode {
+	f := newFixture(t, proxierOptions{MasqueradeAll: masqueradeAll,
+		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(conformance.ClusterCIDR)}})
 	f.p.k.LocalAddrs = func() ([]netip.Addr, error) { return conformance.NodeAddrs(), nil }
 	ctx := context.Background()
-	conformance.RunFake(t, conformance.FakeMode{
+	return conformance.FakeMode{
 		Sync: func(snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
 			f.snap = snap
 			return f.core.Sync(ctx, snap, cs)
@@ -45,5 +55,5 @@ func TestConformanceOnFakes(t *testing.T) {
 		},
 		Conntrack: f.ct,
 		Known:     conformance.KnownDifferences["ipvs"],
-	})
+	}
 }

@@ -19,12 +19,27 @@ import (
 // leaves in it, read as netlink would and evaluated packet by packet with
 // internal/trace.
 func TestConformanceOnFakes(t *testing.T) {
+	conformance.RunFake(t, fakeConformanceMode(t, testDPOptions()))
+}
+
+// The masqueradeAll table, on a proxier of its own (the setting is node-wide).
+func TestConformanceMasqueradeAllOnFakes(t *testing.T) {
+	o := testDPOptions()
+	o.Config.NFTables.MasqueradeAll = true
+	conformance.RunFakeMasqueradeAll(t, fakeConformanceMode(t, o))
+}
+
+func fakeConformanceMode(t *testing.T, o dataplane.Options) conformance.FakeMode {
 	k := fakenft.New()
-	p := fakeProxier(t, k)
+	p, err := newCoreProxier(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.useConns(func() (nfConn, error) { return k.Conn(), nil })
 	p.localAddrs = func() ([]netip.Addr, error) { return conformance.NodeAddrs(), nil }
 	ct := &fakeconntrack.Table{}
 	p.core = dataplane.NewCore(p.Proxier, dataplane.CoreOptions{Conntrack: ct})
-	conformance.RunFake(t, conformance.FakeMode{
+	return conformance.FakeMode{
 		Sync: func(snap *state.Snapshot, cs state.ChangeSet) (dataplane.SyncStats, error) {
 			return p.Sync(context.Background(), snap, cs)
 		},
@@ -37,5 +52,5 @@ func TestConformanceOnFakes(t *testing.T) {
 		},
 		Conntrack: ct,
 		Known:     conformance.KnownDifferences["nftables"],
-	})
+	}
 }

@@ -55,11 +55,15 @@ func Snapshot() *state.Snapshot {
 
 // SnapshotFor holds every scenario's Services, as the Tracker would build them,
 // with the given addresses.
-func SnapshotFor(a Addrs) *state.Snapshot {
+func SnapshotFor(a Addrs) *state.Snapshot { return SnapshotOf(Scenarios(), a) }
+
+// SnapshotOf holds the Services of scs (Scenarios, MasqueradeAllScenarios), as the
+// Tracker would build them, with the given addresses.
+func SnapshotOf(scs []Scenario, a Addrs) *state.Snapshot {
 	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
 		Endpoints: map[state.ServicePortName][]state.Endpoint{},
 		Node:      state.NodeInfo{Name: NodeName}}
-	for _, sc := range Scenarios() {
+	for _, sc := range scs {
 		for _, s := range sc.Services {
 			sp, eps := s.model(a)
 			snap.Services[sp.Name] = sp
@@ -164,6 +168,18 @@ func RunFake(t *testing.T, m FakeMode) {
 	t.Run("UDP port gaining its first endpoint", func(t *testing.T) { udpGains(t, m, snap) })
 	t.Run("UDP endpoint replaced", func(t *testing.T) { udpReplaced(t, m, snap) })
 	t.Run("Service deleted", func(t *testing.T) { deleted(t, m, snap) })
+}
+
+// RunFakeMasqueradeAll runs MasqueradeAllScenarios on a mode's fakes whose
+// configuration sets masqueradeAll (a proxier of its own: the setting is
+// node-wide).
+func RunFakeMasqueradeAll(t *testing.T, m FakeMode) {
+	t.Helper()
+	snap := SnapshotOf(MasqueradeAllScenarios(), Addrs{Backend: BackendIP, External: netip.MustParseAddr(externalIP)})
+	if _, err := m.Sync(snap, allChanged(snap)); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	RunProbesOf(t, m.Trace, MasqueradeAllScenarios(), m.Known...)
 }
 
 func allChanged(snap *state.Snapshot) state.ChangeSet {
@@ -323,8 +339,14 @@ type Difference struct {
 // its stateful fakes for Snapshot(), by evaluating them with internal/trace.
 func RunProbes(t *testing.T, tr Tracer, known ...Difference) {
 	t.Helper()
+	RunProbesOf(t, tr, Scenarios(), known...)
+}
+
+// RunProbesOf is RunProbes for the scenarios scs (the fakes hold SnapshotOf(scs)).
+func RunProbesOf(t *testing.T, tr Tracer, scs []Scenario, known ...Difference) {
+	t.Helper()
 	opts := trace.Options{LocalAddrs: NodeAddrs(), LocalKnown: true}
-	for _, sc := range Scenarios() {
+	for _, sc := range scs {
 		t.Run(sc.Name, func(t *testing.T) {
 			for _, p := range sc.Probes {
 				pkt := p.packet()
@@ -332,7 +354,7 @@ func RunProbes(t *testing.T, tr Tracer, known ...Difference) {
 				if err != nil {
 					t.Fatalf("trace from %s to %s: %v", p.From, p.Addr, err)
 				}
-				msg := p.Want.check(r, p.UDP, p.WantSeen(r.Mode))
+				msg := p.WantIn(r.Mode).check(r, p.UDP, p.WantSeen(r.Mode))
 				isKnown := slices.Contains(known, Difference{sc.Name, p.From, p.Addr})
 				switch {
 				case isKnown && msg == "":

@@ -82,6 +82,14 @@ func (n Node) asker(p Probe) asker {
 // RunKernel makes every probe of the table with real connections, skipping
 // nothing: a mode's known differences must still differ.
 func RunKernel(t *testing.T, n Node, known []Difference) {
+	t.Helper()
+	RunKernelOf(t, n, Scenarios(), known)
+}
+
+// RunKernelOf is RunKernel for the scenarios scs (MasqueradeAllScenarios on a
+// node with masqueradeAll set).
+func RunKernelOf(t *testing.T, n Node, scs []Scenario, known []Difference) {
+	t.Helper()
 	if n.ClientIP != nil && n.NodeIPToward != nil {
 		for _, w := range []Where{FromPod, FromNode, FromExternal} {
 			if _, ok := n.From(w).(SourceAsker); !ok {
@@ -89,7 +97,7 @@ func RunKernel(t *testing.T, n Node, known []Difference) {
 			}
 		}
 	}
-	for _, sc := range Scenarios() {
+	for _, sc := range scs {
 		t.Run(sc.Name, func(t *testing.T) {
 			for _, p := range sc.Probes {
 				addr := p.Addr
@@ -119,7 +127,7 @@ func RunKernel(t *testing.T, n Node, known []Difference) {
 // wanted backend answered, each seeing the wanted client address (rules may
 // still be on their way).
 func (n Node) checkKernel(ctx context.Context, p Probe, addr string) string {
-	ask, want := n.asker(p), p.Want
+	ask, want := n.asker(p), p.WantIn(n.Mode)
 	switch {
 	case want.Refused:
 		start := time.Now()

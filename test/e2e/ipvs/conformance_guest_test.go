@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
+
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 	"kproxy.dev/kproxy/internal/testing/conformance"
 	"kproxy.dev/kproxy/internal/testing/netns"
@@ -17,27 +20,20 @@ import (
 // pod behind the node, the node itself (the VM's root namespace) and an external
 // host, each endpoint answering with the client address it saw (the table's
 // Seen). ipvs's known differences (conformance.KnownDifferences) must still differ.
+// Then the masqueradeAll table on a dataplane of its own, in the same topology.
 func TestGuestConformance(t *testing.T) {
 	requireVM(t)
 	tp := &topology{t: t}
 	backends := tp.backends("cf-be", conformance.Backends, true)
 	client := tp.add("cf-cl", "192.168")
 	pod := tp.add("cf-pod", "10.244")
-	dp := newDataplane(t, "")
-	snap := conformance.SnapshotFor(conformance.Addrs{
+	addrs := conformance.Addrs{
 		Backend:  func(i int) netip.Addr { return backends[i].IP },
 		External: client.IP,
-	})
-	all := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for n := range snap.Services {
-		all.Ports[n] = struct{}{}
-	}
-	if _, err := dp.Sync(bg, snap, all); err != nil {
-		t.Fatalf("sync: %v", err)
 	}
 	// The node's own probes all want the node's address towards the endpoint
 	// (SeenNode), so its ClientIP is never what an endpoint must see.
-	conformance.RunKernel(t, conformance.Node{
+	node := conformance.Node{
 		Mode: "ipvs",
 		ClientIP: func(w conformance.Where) string {
 			switch w {
@@ -65,7 +61,33 @@ func TestGuestConformance(t *testing.T) {
 			return client.NodeIP.String()
 		},
 		Backend: func(i int) string { return backends[i].Name },
-	}, conformance.KnownDifferences["ipvs"])
+	}
+	cfg := &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}
+	dp := newDataplaneConfig(t, cfg)
+	syncAll(t, dp, conformance.SnapshotOf(conformance.Scenarios(), addrs))
+	conformance.RunKernel(t, node, conformance.KnownDifferences["ipvs"])
+	if err := dp.Cleanup(bg); err != nil {
+		t.Fatalf("cleanup before the masqueradeAll run: %v", err)
+	}
+	t.Run("masqueradeAll", func(t *testing.T) {
+		cfg := &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}
+		cfg.IPTables.MasqueradeAll = true // the ipvs mode reads the iptables section's
+		dp := newDataplaneConfig(t, cfg)
+		scs := conformance.MasqueradeAllScenarios()
+		syncAll(t, dp, conformance.SnapshotOf(scs, addrs))
+		conformance.RunKernelOf(t, node, scs, conformance.KnownDifferences["ipvs"])
+	})
+}
+
+func syncAll(t *testing.T, dp dataplane.Dataplane, snap *state.Snapshot) {
+	t.Helper()
+	all := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
+	for n := range snap.Services {
+		all.Ports[n] = struct{}{}
+	}
+	if _, err := dp.Sync(bg, snap, all); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
 }
 
 // vmRoot connects from the VM's root namespace, the node.

@@ -28,6 +28,12 @@ func newDataplane(t *testing.T, scheduler string) dataplane.Dataplane {
 	t.Helper()
 	cfg := &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}
 	cfg.IPVS.Scheduler = scheduler
+	return newDataplaneConfig(t, cfg)
+}
+
+// newDataplaneConfig is newDataplane with a whole configuration.
+func newDataplaneConfig(t *testing.T, cfg *kpconfig.KubeProxyConfiguration) dataplane.Dataplane {
+	t.Helper()
 	p, err := ipvsdp.New(dataplane.Options{Config: cfg})
 	if err != nil {
 		t.Fatalf("ipvs.New: %v", err)
