@@ -30,6 +30,9 @@ type netlinkAddrs struct {
 	root    bool
 	link    netlink.Link
 	created bool
+	// h keeps one netlink socket for the adds and removes: the package-level
+	// calls open one per request (socket, bind, epoll registration).
+	h *netlink.Handle
 	// added holds what this manager put on the host, and how (an address from
 	// an earlier kproxy that added addresses is removed as an address).
 	added map[netip.Addr]addedAs
@@ -107,15 +110,31 @@ func localRoute(link netlink.Link, a netip.Addr) *netlink.Route {
 	}
 }
 
+// handle returns the manager's netlink handle, opening it on first use.
+func (m *netlinkAddrs) handle() (*netlink.Handle, error) {
+	if m.h == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("opening a netlink socket: %w", err)
+		}
+		m.h = h
+	}
+	return m.h, nil
+}
+
 func (m *netlinkAddrs) add(a netip.Addr) error {
 	if err := m.ensureLink(); err != nil {
 		return err
 	}
-	how, err := asRoute, error(nil)
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	how := asRoute
 	if a.Is4() {
-		err = netlink.RouteAdd(localRoute(m.link, a))
+		err = h.RouteAdd(localRoute(m.link, a))
 	} else {
-		how, err = asIfAddr, netlink.AddrAdd(m.link, hostAddr(a, m.onLo()))
+		how, err = asIfAddr, h.AddrAdd(m.link, hostAddr(a, m.onLo()))
 	}
 	if errors.Is(err, syscall.EEXIST) {
 		return nil // someone else's address: not ours to remove later
@@ -133,14 +152,17 @@ func (m *netlinkAddrs) remove(a netip.Addr) error {
 		return nil
 	}
 	delete(m.added, a)
-	var err error
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
 	if how == asRoute {
-		err = netlink.RouteDel(localRoute(m.link, a))
+		err = h.RouteDel(localRoute(m.link, a))
 		if errors.Is(err, syscall.ESRCH) {
 			err = nil
 		}
 	} else {
-		err = netlink.AddrDel(m.link, hostAddr(a, m.onLo()))
+		err = h.AddrDel(m.link, hostAddr(a, m.onLo()))
 	}
 	if err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from %s: %w", a, m.link.Attrs().Name, err)
@@ -158,6 +180,10 @@ func (m *netlinkAddrs) cleanup() error {
 			errs = append(errs, fmt.Errorf("deleting %s: %w", dummyLink, err))
 		}
 		m.link, m.created = nil, false
+	}
+	if m.h != nil {
+		m.h.Close()
+		m.h = nil
 	}
 	return errors.Join(errs...)
 }
