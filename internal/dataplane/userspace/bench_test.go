@@ -278,12 +278,16 @@ func BenchmarkSyncLargeService(b *testing.B) {
 		b.Run(fmt.Sprintf("endpoints=%d/endpoint", n), func(b *testing.B) {
 			p := syncOnlyProxier(b, nil)
 			mustSync(b, p, sn, allChanged(sn))
-			// Two snapshots that differ in the address of one endpoint.
+			// Two snapshots that differ in the address of one endpoint: it
+			// leaves the middle and comes back at the end, keeping the list
+			// sorted as the Tracker gives it.
 			var next [2]*state.Snapshot
 			for w := range next {
 				one := *s
-				one.eps = slices.Clone(s.eps)
-				one.eps[n/2].IP = netip.AddrFrom4([4]byte{10, 250, 0, byte(w)})
+				one.eps = slices.Delete(slices.Clone(s.eps), n/2, n/2+1)
+				moved := s.eps[n/2]
+				moved.IP = netip.AddrFrom4([4]byte{10, 250, 0, byte(w)})
+				one.eps = append(one.eps, moved)
 				next[w] = snap(state.NodeInfo{}, &one)
 			}
 			cpu0 := benchcpu.Now()

@@ -1,7 +1,9 @@
 package userspace
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,5 +149,32 @@ func TestRatesFromCountersOverTime(t *testing.T) {
 	c.estimate(t0.Add(4 * time.Second))
 	if st := c.snapshot(); st.CPS != 0 || st.Conns != 10 {
 		t.Fatalf("idle interval: cps %v conns %d, want 0 and 10", st.CPS, st.Conns)
+	}
+}
+
+// TestMetricsSyncSweepsGoneEndpoints: series follow the endpoint set through
+// swaps of equal size and duplicates, which the sweep must not mistake for
+// "nothing gone".
+func TestMetricsSyncSweepsGoneEndpoints(t *testing.T) {
+	t.Parallel()
+	a, b, c := netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:80"), netip.MustParseAddrPort("10.0.0.3:80")
+	svc := &service{metrics: map[netip.AddrPort]*backendMetric{}}
+	var m *metrics
+	for i, step := range []struct{ reach, want []netip.AddrPort }{
+		{[]netip.AddrPort{a, b}, []netip.AddrPort{a, b}},
+		{[]netip.AddrPort{a, c}, []netip.AddrPort{a, c}},    // same size, one swapped
+		{[]netip.AddrPort{a, a, c}, []netip.AddrPort{a, c}}, // a duplicate
+		{[]netip.AddrPort{b, b}, []netip.AddrPort{b}},       // duplicates hide two gone
+		{nil, nil},
+	} {
+		held := svc.metrics[a]
+		m.syncService(svc, step.reach)
+		got := slices.SortedFunc(maps.Keys(svc.metrics), netip.AddrPort.Compare)
+		if !slices.Equal(got, step.want) {
+			t.Fatalf("step %d: series for %v, want %v", i, got, step.want)
+		}
+		if held != nil && slices.Contains(step.want, a) && svc.metrics[a] != held {
+			t.Fatalf("step %d: the series of a staying endpoint was replaced", i)
+		}
 	}
 }
