@@ -175,14 +175,23 @@ func (e elem) key() string {
 
 func (e elem) keyText() string {
 	// Built by hand: full syncs compute this for every element.
-	b := make([]byte, 0, 64)
-	sep := func() {
-		if len(b) > 0 {
-			b = append(b, " . "...)
-		}
-	}
 	if e.end.IsValid() {
 		return rangeText(e.addr, e.end)
+	}
+	return string(e.appendKeyText(make([]byte, 0, 64)))
+}
+
+// appendKeyText appends keyText to b, so that a caller with a buffer of its own
+// allocates nothing.
+func (e elem) appendKeyText(b []byte) []byte {
+	if e.end.IsValid() {
+		return append(b, rangeText(e.addr, e.end)...)
+	}
+	start := len(b)
+	sep := func() {
+		if len(b) > start {
+			b = append(b, " . "...)
+		}
 	}
 	if e.addr.IsValid() {
 		b = e.addr.AppendTo(b)
@@ -201,10 +210,10 @@ func (e elem) keyText() string {
 		b = append(b, " . "...)
 		b = strconv.AppendUint(b, uint64(e.index), 10)
 	}
-	if len(b) == 0 {
-		return fmt.Sprintf("0x%08x", e.index)
+	if len(b) == start {
+		return fmt.Appendf(b, "0x%08x", e.index)
 	}
-	return string(b)
+	return b
 }
 
 func (e elem) text() string {
