@@ -81,7 +81,7 @@ func TestDiffEndpointMovedRewritesOnlyItsSlot(t *testing.T) {
 
 func TestElemRefIsTheKeyWithoutTheValue(t *testing.T) {
 	a := netip.MustParseAddr("10.96.0.1")
-	base := elem{set: mapServiceIPs, addr: a, proto: "tcp", port: 80, verdict: "goto pick-1"}
+	base := elem{set: mapServiceIPs, addr: a, proto: l4TCP, port: 80, verdict: "goto pick-1"}
 	var buf []byte
 	same := base
 	same.verdict = "goto pick-2"
@@ -89,14 +89,14 @@ func TestElemRefIsTheKeyWithoutTheValue(t *testing.T) {
 		t.Errorf("%s and %s: different references for one kernel element", base.text(), same.text())
 	}
 	others := []elem{
-		{set: setMasqServices, addr: a, proto: "tcp", port: 80},
-		{set: mapServiceIPs, addr: a, proto: "udp", port: 80},
-		{set: mapServiceIPs, addr: a, proto: "tcp", port: 81},
-		{set: mapServiceIPs, addr: netip.MustParseAddr("10.96.0.2"), proto: "tcp", port: 80},
-		{set: mapServiceEndpoints, addr: a, proto: "tcp", port: 80, slot: true, index: 1},
-		{set: mapServiceEndpoints, addr: a, proto: "tcp", port: 80, slot: true, index: 2},
-		{set: setHairpin, addr: a, pair: a},
-		{set: setHairpin, addr: a, pair: netip.MustParseAddr("10.96.0.2")},
+		{set: setMasqServices, addr: a, proto: l4TCP, port: 80},
+		{set: mapServiceIPs, addr: a, proto: l4UDP, port: 80},
+		{set: mapServiceIPs, addr: a, proto: l4TCP, port: 81},
+		{set: mapServiceIPs, addr: netip.MustParseAddr("10.96.0.2"), proto: l4TCP, port: 80},
+		{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 1},
+		{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 2},
+		pairElem(setHairpin, a, a),
+		pairElem(setHairpin, a, netip.MustParseAddr("10.96.0.2")),
 	}
 	seen := map[elemRef]string{base.ref(&buf): base.key()}
 	for _, e := range others {
