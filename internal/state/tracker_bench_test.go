@@ -8,6 +8,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+
+	"kproxy.dev/kproxy/internal/testing/benchmem"
 )
 
 // benchTracker returns a Tracker holding n Services with one slice of two endpoints
@@ -82,7 +84,7 @@ func BenchmarkTrackerColdMemory(b *testing.B) {
 	}
 	var live uint64
 	for b.Loop() {
-		base := liveHeap()
+		base := benchmem.LiveHeap()
 		tr := NewTracker(Options{NodeName: "node-a"})
 		for i := range n {
 			tr.UpsertService(svcs[i])
@@ -92,17 +94,9 @@ func BenchmarkTrackerColdMemory(b *testing.B) {
 			b.Fatalf("%d ServicePorts, want %d", len(snap.Services), n)
 		}
 		b.StopTimer()
-		live = liveHeap() - base
+		live = benchmem.LiveHeap() - base
 		runtime.KeepAlive(tr)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(live)/(1<<20), "live-MiB")
-}
-
-// liveHeap is the heap in use after a collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }

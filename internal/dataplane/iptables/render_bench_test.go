@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchmem"
 )
 
 // benchSnapshot is n ClusterIP Services with e endpoints each, the kernel-baseline
@@ -93,22 +94,14 @@ func BenchmarkPartialSyncsRetained(b *testing.B) {
 		if _, err := p.Sync(context.Background(), snap, changes()); err != nil {
 			b.Fatal(err)
 		}
-		base := liveHeap()
+		base := benchmem.LiveHeap()
 		for i := range syncs {
 			if _, err := p.Sync(context.Background(), snap, changes(names[i])); err != nil {
 				b.Fatal(err)
 			}
 		}
-		grown = float64(liveHeap()-base) / syncs / 1024
+		grown = float64(benchmem.LiveHeap()-base) / syncs / 1024
 		runtime.KeepAlive(p)
 	}
 	b.ReportMetric(grown, "KiB/sync")
-}
-
-// liveHeap is the heap in use after a collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchmem"
 )
 
 // BenchmarkKernelFullSyncMemory is the memory of one cold full sync of 10,000
@@ -24,7 +25,7 @@ func BenchmarkKernelFullSyncMemory(b *testing.B) {
 	ctx := context.Background()
 	var live uint64
 	for b.Loop() {
-		base := liveHeap()
+		base := benchmem.LiveHeap()
 		p, err := newCoreProxier(testDPOptions())
 		if err != nil {
 			b.Fatal(err)
@@ -34,18 +35,11 @@ func BenchmarkKernelFullSyncMemory(b *testing.B) {
 			b.Fatalf("full sync: %v (full=%v)", err, st.Full)
 		}
 		b.StopTimer()
-		live = liveHeap() - base
+		live = benchmem.LiveHeap() - base
 		runtime.KeepAlive(p)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(live)/(1<<20), "live-MiB")
-}
-
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // BenchmarkKernelPartialSyncsRetained is the heap that one-Service partial syncs
@@ -73,7 +67,7 @@ func BenchmarkKernelPartialSyncsRetained(b *testing.B) {
 		if _, err := p.Sync(ctx, snap, state.ChangeSet{}); err != nil {
 			b.Fatal(err)
 		}
-		base := liveHeap()
+		base := benchmem.LiveHeap()
 		for i := range syncs {
 			// Another version of the snapshot, so the Service really changes.
 			next := *snap
@@ -85,7 +79,7 @@ func BenchmarkKernelPartialSyncsRetained(b *testing.B) {
 			}
 			snap = &next
 		}
-		grown = float64(int64(liveHeap())-int64(base)) / syncs / 1024
+		grown = float64(int64(benchmem.LiveHeap())-int64(base)) / syncs / 1024
 		runtime.KeepAlive(p)
 	}
 	b.ReportMetric(grown, "KiB/sync")
