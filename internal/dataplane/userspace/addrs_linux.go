@@ -18,14 +18,14 @@ import (
 )
 
 // netlinkAddrs makes Service addresses local on kproxy0, or on lo on kernels
-// without dummy links. An IPv4 address becomes a /32 route of type local in the
-// local table (protocol routeProto), not an interface address: the kernel walks
-// a device's whole address list (and re-checks every route of the device) on
-// each address added or removed, so 10,000 ClusterIPs as addresses cost O(n²),
-// while a route is one trie insert. The address is then as local as an
-// interface address for bind, routing and replies (traffic to it is delivered
-// to this host with itself as source). IPv6 stays an interface address: binding
-// an IPv6 address that only a route makes local needs IPV6_FREEBIND.
+// without dummy links. An address becomes a /32 or /128 route of type local in
+// the local table (protocol routeProto), not an interface address: the kernel
+// walks a device's whole address list (and, for IPv4, re-checks every route of
+// the device) on each address added or removed, so 10,000 ClusterIPs as
+// addresses cost O(n²), while a route is one trie insert. The address is then as
+// local as an interface address for routing and replies (traffic to it is
+// delivered to this host with itself as source), and for bind: IPv4 as is,
+// IPv6 with IPV6_FREEBIND, which the listeners set (listen.go).
 type netlinkAddrs struct {
 	root    bool
 	link    netlink.Link
@@ -98,7 +98,7 @@ func hostAddr(a netip.Addr, lo bool) *netlink.Addr {
 	return nl
 }
 
-// localRoute is the route that makes a (IPv4) local on link.
+// localRoute is the route that makes a local on link.
 func localRoute(link netlink.Link, a netip.Addr) *netlink.Route {
 	return &netlink.Route{
 		LinkIndex: link.Attrs().Index,
@@ -130,19 +130,14 @@ func (m *netlinkAddrs) add(a netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	how := asRoute
-	if a.Is4() {
-		err = h.RouteAdd(localRoute(m.link, a))
-	} else {
-		how, err = asIfAddr, h.AddrAdd(m.link, hostAddr(a, m.onLo()))
-	}
+	err = h.RouteAdd(localRoute(m.link, a))
 	if errors.Is(err, syscall.EEXIST) {
 		return nil // someone else's address: not ours to remove later
 	}
 	if err != nil {
 		return fmt.Errorf("adding %s to %s: %w", a, m.link.Attrs().Name, err)
 	}
-	m.added[a] = how
+	m.added[a] = asRoute
 	return nil
 }
 
@@ -243,9 +238,9 @@ func (m *netlinkAddrs) adopted(out []netip.Addr, a netip.Addr, how addedAs) []ne
 	return append(out, a)
 }
 
-// ourRoutes lists the local routes kproxy added (IPv4 Service addresses).
+// ourRoutes lists the local routes kproxy added (Service addresses).
 func ourRoutes() ([]netlink.Route, error) {
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL,
 		&netlink.Route{Table: unix.RT_TABLE_LOCAL, Protocol: routeProto},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {

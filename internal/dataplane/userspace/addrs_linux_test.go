@@ -55,7 +55,11 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	s := newSvc("web", v1.ProtocolTCP, clusterIP, 80, a)
 	s2 := newSvc("udp", v1.ProtocolUDP, clusterIP, 53, startUDPBackend(t, "U"))
 	s3 := newSvc("other", v1.ProtocolTCP, other, 80, a)
-	sn := snap(state.NodeInfo{}, s, s2, s3)
+	// An IPv6 ClusterIP is a local route too, which the listener binds with
+	// IPV6_FREEBIND; it relays to an IPv6 endpoint (its own family).
+	six := netip.MustParseAddr("fd00:96::10")
+	s6 := newSvc("six", v1.ProtocolTCP, six, 80, startTCPBackendOn(t, netip.IPv6Loopback(), "B6"))
+	sn := snap(state.NodeInfo{}, s, s2, s3, s6)
 	mustSync(t, p, sn, allChanged(sn))
 	// The IPv4 ClusterIP is made local by a route, not an interface address.
 	if l := linkHolding(t, clusterIP); l != "" {
@@ -80,6 +84,12 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	if got := names(t, netip.Addr{}, s.addr(), 1)[0]; got != "A" {
 		t.Fatalf("ClusterIP on %s answered %q, want A", link, got)
 	}
+	if l := linkHolding(t, six); l != "" || routeHolding(t, six) != link {
+		t.Fatalf("IPv6 ClusterIP %s: address on %q, route on %q; want only a route on %s", six, l, routeHolding(t, six), link)
+	}
+	if got := names(t, netip.Addr{}, s6.addr(), 1)[0]; got != "B6" {
+		t.Fatalf("IPv6 ClusterIP answered %q, want B6", got)
+	}
 	// Removing one of the two ports on the address keeps it; removing the Service
 	// that alone used another address removes that one.
 	sn2 := snap(state.NodeInfo{}, s)
@@ -103,8 +113,10 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	if err := p.Cleanup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if l := routeHolding(t, clusterIP); l != "" {
-		t.Fatalf("Cleanup left the route of %s on %s", clusterIP, l)
+	for _, a := range []netip.Addr{clusterIP, six} {
+		if l := routeHolding(t, a); l != "" {
+			t.Fatalf("Cleanup left the route of %s on %s", a, l)
+		}
 	}
 	if _, err := netlink.LinkByName(dummyLink); err == nil {
 		t.Fatalf("Cleanup left %s", dummyLink)
