@@ -2,6 +2,7 @@ package userspace
 
 import (
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -175,6 +176,31 @@ func TestMetricsSyncSweepsGoneEndpoints(t *testing.T) {
 		}
 		if held != nil && slices.Contains(step.want, a) && svc.metrics[a] != held {
 			t.Fatalf("step %d: the series of a staying endpoint was replaced", i)
+		}
+	}
+	// Random lists, mostly sorted (the merge), sometimes not (the sweep).
+	rng := rand.New(rand.NewPCG(5, 6))
+	for step := 0; step < 500; step++ {
+		var reach []netip.AddrPort
+		for k := range 20 {
+			if rng.IntN(3) == 0 {
+				reach = append(reach, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(k)}), 80))
+			}
+		}
+		if rng.IntN(5) == 0 && len(reach) > 1 {
+			reach = append(reach, reach[0]) // a repeat, out of order
+		}
+		before := maps.Clone(svc.metrics)
+		m.syncService(svc, reach)
+		want := slices.Compact(slices.SortedFunc(slices.Values(reach), netip.AddrPort.Compare))
+		got := slices.SortedFunc(maps.Keys(svc.metrics), netip.AddrPort.Compare)
+		if !slices.Equal(got, want) {
+			t.Fatalf("random step %d: series for %v, want %v", step, got, want)
+		}
+		for a, bm := range before {
+			if svc.metrics[a] != nil && svc.metrics[a] != bm {
+				t.Fatalf("random step %d: the series of %s, which stayed, was replaced", step, a)
+			}
 		}
 	}
 }
