@@ -171,6 +171,9 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 	}
 	s.ch = chainsIn(rc.a, s.name, s.proto)
 	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
+	if len(snap.Endpoints[n]) > bucketAbove {
+		s.seps = make([]sepName, 0, len(snap.Endpoints[n]))
+	}
 	cat := rc.endpoints(req, n)
 	p := s.policies(cat)
 	s.dispatchRules(p)
