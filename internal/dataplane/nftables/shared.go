@@ -92,7 +92,7 @@ func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fra
 // send its addresses to them.
 func renderSharedFixed(o renderOptions, p servicePort, n int, fr *fragment) {
 	sp := p.sp
-	proto, port := protoName(sp.Protocol), uint16(sp.Port)
+	proto, port := l4Of(sp.Protocol), uint16(sp.Port)
 	pick, externalPick, nodePortPick := pickChains(o, p, n, fr)
 	fr.elems = append(fr.elems,
 		elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick},

@@ -25,13 +25,13 @@ import (
 type slotShape struct {
 	clusterIP netip.Addr
 	external  []netip.Addr
-	proto     string
+	proto     l4
 	port      uint16
 	nodePort  uint16
 }
 
 func newSlotShape(p servicePort) slotShape {
-	return slotShape{clusterIP: p.clusterIP, external: p.external, proto: protoName(p.sp.Protocol),
+	return slotShape{clusterIP: p.clusterIP, external: p.external, proto: l4Of(p.sp.Protocol),
 		port: uint16(p.sp.Port), nodePort: uint16(p.sp.NodePort)}
 }
 
@@ -58,7 +58,7 @@ func (s slotShape) appendSlot(es []elem, i uint32, to netip.AddrPort) []elem {
 	if s.nodePort != 0 {
 		es = append(es, elem{set: mapNodePortEndpoints, proto: s.proto, port: s.nodePort, slot: true, index: i, to: to})
 	}
-	return append(es, elem{set: setHairpin, addr: to.Addr(), pair: to.Addr()})
+	return append(es, pairElem(setHairpin, to.Addr(), to.Addr()))
 }
 
 // slotLayout is kept with a large shared-path Service's fragment: where its slot
@@ -204,11 +204,11 @@ func (fr *fragment) applySlots(plan slotPlan) *elemDelta {
 	d := &elemDelta{}
 	// The hairpin pairs go with the endpoints, not with the slots.
 	for _, ap := range plan.gone {
-		d.del = append(d.del, elem{set: setHairpin, addr: ap.Addr(), pair: ap.Addr()})
+		d.del = append(d.del, pairElem(setHairpin, ap.Addr(), ap.Addr()))
 		delete(l.at, ap)
 	}
 	for _, ap := range plan.added {
-		d.add = append(d.add, elem{set: setHairpin, addr: ap.Addr(), pair: ap.Addr()})
+		d.add = append(d.add, pairElem(setHairpin, ap.Addr(), ap.Addr()))
 	}
 	for i, to := range plan.set {
 		if i < oldN {
