@@ -24,30 +24,29 @@ import (
 
 // renderReuse is what a large port's render keeps for the next one.
 type renderReuse struct {
+	names   *sepCache
+	chains  []Chain
+	chainAt map[string]int
+}
+
+// sepCache holds the names and KUBE-SEP chain of every endpoint a large port's
+// renders met, across renders: both depend only on the port (name, protocol,
+// affinity) and the endpoint, so an entry never goes wrong, and one of an endpoint
+// that left is merely unused (pruned when they outnumber the endpoints).
+type sepCache struct {
 	// affinity is the port's session affinity timeout, which KUBE-SEP chains
-	// depend on; every other input of a chain is in its name.
+	// depend on; every other input is in the chain's name.
 	affinity time.Duration
-	seps     []sepName
-	sepAt    map[netip.AddrPort]int
-	chains   []Chain
-	chainAt  map[string]int
+	at       map[netip.AddrPort]*sepName
+}
+
+func newSepCache(sp *state.ServicePort, size int) *sepCache {
+	return &sepCache{affinity: sp.AffinityTimeout, at: make(map[netip.AddrPort]*sepName, size)}
 }
 
 // fits reports whether chains of r can be reused for a render of sp (r may be nil).
 func (r *renderReuse) fits(sp *state.ServicePort) bool {
-	return r != nil && r.affinity == sp.AffinityTimeout
-}
-
-// sep returns an endpoint's names from the previous render.
-func (r *renderReuse) sep(ap netip.AddrPort) (sepName, bool) {
-	if r == nil || r.sepAt == nil {
-		return sepName{}, false
-	}
-	i, ok := r.sepAt[ap]
-	if !ok {
-		return sepName{}, false
-	}
-	return r.seps[i], true
+	return r != nil && r.names.affinity == sp.AffinityTimeout
 }
 
 // chain returns a chain of the previous render by name.
@@ -74,16 +73,29 @@ func (s *svcRender) take(c Chain) {
 	s.addChain(c)
 }
 
-// reuseChain takes the KUBE-SEP chain name from the previous render, if there.
-func (s *svcRender) reuseChain(name string) bool {
-	if s.prev == nil || s.chainIndex(name) >= 0 {
+// reuseChain adds the endpoint's KUBE-SEP chain name from the cache, if rendered
+// before.
+func (s *svcRender) reuseChain(ap netip.AddrPort, name string) bool {
+	if s.names == nil {
 		return false
 	}
-	c, ok := s.prev.chain(name)
-	if ok {
-		s.take(c)
+	n := s.names.at[ap]
+	if n == nil || n.chain == nil || s.chainIndex(name) >= 0 {
+		return false
 	}
-	return ok
+	s.take(Chain{Table: tableNAT, Name: name, Rules: n.chain})
+	return true
+}
+
+// keepChain records the endpoint's KUBE-SEP chain name, just rendered, in the
+// cache.
+func (s *svcRender) keepChain(ap netip.AddrPort, name string) {
+	if s.names == nil {
+		return
+	}
+	if n, i := s.names.at[ap], s.chainIndex(name); n != nil && i >= 0 {
+		n.chain = s.out.Chains[i].Rules
+	}
 }
 
 // reuseBucket takes bucket chain name from the previous render when it jumps to
@@ -109,9 +121,26 @@ func (s *svcRender) reuseBucket(name string, m []int32, seps []string) bool {
 // keepForReuse keeps the names and chains of a port with more than bucketAbove
 // endpoints for the next render.
 func (s *svcRender) keepForReuse(endpoints int) {
-	if endpoints <= bucketAbove {
+	if s.names == nil || endpoints <= bucketAbove {
 		return
 	}
-	s.out.reuse = &renderReuse{affinity: s.sp.AffinityTimeout, seps: s.seps, sepAt: s.sepAt,
-		chains: s.out.Chains, chainAt: s.chainAt}
+	if len(s.names.at) > 2*endpoints+64 {
+		s.names = s.names.pruned(s.out.Chains)
+	}
+	s.out.reuse = &renderReuse{names: s.names, chains: s.out.Chains, chainAt: s.chainAt}
+}
+
+// pruned is a cache of the entries whose KUBE-SEP chain is among chains.
+func (c *sepCache) pruned(chains []Chain) *sepCache {
+	live := make(map[string]bool, len(chains))
+	for _, ch := range chains {
+		live[ch.Name] = true
+	}
+	out := &sepCache{affinity: c.affinity, at: make(map[netip.AddrPort]*sepName, len(chains))}
+	for ap, n := range c.at {
+		if live[n.name] {
+			out.at[ap] = n
+		}
+	}
+	return out
 }

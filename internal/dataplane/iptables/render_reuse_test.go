@@ -122,3 +122,31 @@ func TestPartialSyncAfterReuseMatchesFreshSync(t *testing.T) {
 		}
 	}
 }
+
+// TestSepCacheStaysBounded replaces every endpoint of a bucketed Service several
+// times over: the names kept across renders are pruned to about the endpoints
+// in use, and each render still equals a fresh one.
+func TestSepCacheStaysBounded(t *testing.T) {
+	withBucketAbove(t, 100)
+	const n = 200
+	cfg := testRenderConfig()
+	s := largeService(n)
+	prev := Render(snapshot(s), cfg).Services[s.sp.Name]
+	for round := 1; round <= 4; round++ {
+		next := &svc{sp: s.sp}
+		for k := range n {
+			next.ep(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(240 + round), byte(k >> 8), byte(k)}), 8080).String(), true, false)
+		}
+		s = next
+		snap := snapshot(s)
+		got := newRenderCtx(cfg).serviceAfter(dataplane.NewRequest(snap), s.sp.Name, prev)
+		want := Render(snap, cfg).Services[s.sp.Name]
+		if !reflect.DeepEqual(got.Chains, want.Chains) {
+			t.Fatalf("round %d: the render from the previous one differs from a fresh render", round)
+		}
+		if size := len(got.reuse.names.at); size > 2*n+64 {
+			t.Fatalf("round %d: %d endpoint names kept for %d endpoints", round, size, n)
+		}
+		prev = got
+	}
+}

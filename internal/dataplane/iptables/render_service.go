@@ -27,6 +27,10 @@ type svcRender struct {
 	// prev is the previous render of this port, whose chains an endpoint that
 	// stays reuses (render_reuse.go); nil on a full render.
 	prev *renderReuse
+	// names, for a port with more than bucketAbove endpoints, holds every
+	// endpoint's names and KUBE-SEP chain across renders (render_reuse.go); seps
+	// and sepAt are then not used.
+	names *sepCache
 }
 
 // scanLimit is the length up to which chains and endpoint names are found by a
@@ -37,6 +41,8 @@ type sepName struct {
 	ep   netip.AddrPort
 	text string // "ip:port"
 	name string
+	// chain is the endpoint's KUBE-SEP rules once rendered (sepCache only).
+	chain []string
 }
 
 func (s *svcRender) spec() *spec { return s.rc.a.spec() }
@@ -44,12 +50,12 @@ func (s *svcRender) spec() *spec { return s.rc.a.spec() }
 // sep returns the endpoint's address text and chain name, computed once.
 func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
 	ap := ep.AddrPort()
-	if i := s.sepIndex(ap); i >= 0 {
+	if s.names != nil {
+		if n := s.names.at[ap]; n != nil {
+			return n.text, n.name
+		}
+	} else if i := s.sepIndex(ap); i >= 0 {
 		return s.seps[i].text, s.seps[i].name
-	}
-	if n, ok := s.prev.sep(ap); ok {
-		s.addSep(n)
-		return n.text, n.name
 	}
 	t := s.spec()
 	t.a.reserve(&t.start, 64)
@@ -59,6 +65,10 @@ func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
 	c.a.reserve(&c.start, 64)
 	c.a.chunk = appendHashName(c.a.chunk, prefixSep, s.name, s.proto, text)
 	name = c.str()
+	if s.names != nil {
+		s.names.at[ap] = &sepName{ep: ap, text: text, name: name}
+		return text, name
+	}
 	s.addSep(sepName{ep: ap, text: text, name: name})
 	return text, name
 }
@@ -162,6 +172,9 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 		clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
 	if prev != nil && prev.reuse.fits(sp) {
 		s.prev = prev.reuse
+		s.names = prev.reuse.names
+	} else if len(snap.Endpoints[n]) > bucketAbove {
+		s.names = newSepCache(sp, len(snap.Endpoints[n]))
 	}
 	if len(s.clusterIPs) == 0 {
 		// As kube-proxy: a family's proxier ignores Services without a ClusterIP
@@ -171,9 +184,6 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 	}
 	s.ch = chainsIn(rc.a, s.name, s.proto)
 	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
-	if len(snap.Endpoints[n]) > bucketAbove {
-		s.seps = make([]sepName, 0, len(snap.Endpoints[n]))
-	}
 	cat := rc.endpoints(req, n)
 	p := s.policies(cat)
 	s.dispatchRules(p)
@@ -419,9 +429,10 @@ func (s *svcRender) firewallChain() {
 // endpointChain is KUBE-SEP: masquerade hairpin traffic and DNAT.
 func (s *svcRender) endpointChain(ep state.Endpoint) {
 	text, sep := s.sep(ep)
-	if s.reuseChain(sep) {
+	if s.reuseChain(ep.AddrPort(), sep) {
 		return
 	}
+	defer s.keepChain(ep.AddrPort(), sep)
 	s.chain(sep, 2)
 	s.rule(sep, s.spec().addrFlag("-s", ep.IP).comment(s.name).jump(chainMarkMasq))
 	c := s.spec().proto(s.proto).comment(s.name)
