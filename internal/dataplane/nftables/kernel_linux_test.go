@@ -455,6 +455,17 @@ func TestKernelListShowsEffectiveScheduler(t *testing.T) {
 	}
 }
 
+func TestVerdictMapSizeIsTwiceTheElementsAsAPowerOfTwo(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want uint32
+	}{{0, 1024}, {512, 1024}, {513, 2048}, {100000, 262144}, {131072, 262144}, {131073, 524288}} {
+		if got := verdictMapSize(c.n); got != c.want {
+			t.Errorf("verdictMapSize(%d) = %d, want %d", c.n, got, c.want)
+		}
+	}
+}
+
 // TestKernelServiceIPsGrowsPastItsSize: service-ips is declared with a size (the
 // kernel's fixed hash, cheaper to validate); Services added past it by partial
 // syncs make the kernel refuse the element, and that sync turns full, declaring

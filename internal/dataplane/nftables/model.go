@@ -115,7 +115,8 @@ type set struct {
 	kind    setKind
 	timeout int // seconds, kindAffinity only
 	// size, when not 0, is the set's declared maximum number of elements
-	// (NFTA_SET_DESC_SIZE); only full syncs set it, see verdictMapSize.
+	// (NFTA_SET_DESC_SIZE); only full syncs set it, on the shared verdict maps
+	// (see verdictMapSize).
 	size uint32
 }
 

@@ -162,7 +162,7 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 	changes = append(changes, change{old: t.applied.node, new: node})
 	written, err := t.partial(foldServices(t.applied, node, updated), changes)
 	if errors.Is(err, unix.ENFILE) {
-		// service-ips is full (see verdictMapSize): a full sync declares it larger.
+		// A shared verdict map is full (see verdictMapSize): a full sync declares it larger.
 		fw, err := p.fullTable(i, t, o, req)
 		return true, written + fw, err
 	}

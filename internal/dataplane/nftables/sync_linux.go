@@ -85,13 +85,13 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	b.resetTable()
 	frs := rs.fragmentsInOrder()
 	t.kinds = map[string]setKind{}
-	svcIPs := countElems(frs, mapServiceIPs)
+	sizes := sharedMapSizes(frs)
 	for _, fr := range frs {
 		for _, s := range fr.sets {
 			t.kinds[s.name] = s.kind
-			if s.name == mapServiceIPs {
+			if n, ok := sizes[s.name]; ok {
 				sized := *s
-				sized.size = verdictMapSize(svcIPs)
+				sized.size = verdictMapSize(n)
 				s = &sized
 			}
 			b.addSet(s)
@@ -116,11 +116,12 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	return b.written, nil
 }
 
-// verdictMapSizeMin is the smallest declared size of service-ips (a variable so
-// tests can make it overflow).
-var verdictMapSizeMin = 4096
+// verdictMapSizeMin is the smallest declared size of the shared verdict maps
+// (a variable so tests can make one overflow).
+var verdictMapSizeMin = 1024
 
-// verdictMapSize is the size declared for service-ips at a full sync holding n
+// verdictMapSize is the size declared for a shared verdict map (service-ips,
+// service-nodeports, no-endpoint-*, firewall-ips) at a full sync holding n
 // elements: twice n, rounded up to a power of two. With a size the kernel keeps
 // the map in its fixed-size hash (nft_hash) instead of the resizable rhashtable,
 // and that matters for every commit that adds a `goto` element or rule: the
@@ -138,17 +139,25 @@ func verdictMapSize(n int) uint32 {
 	return uint32(size)
 }
 
-// countElems counts the elements of the named set in frs (owners may repeat one).
-func countElems(frs []*fragment, name string) int {
-	n := 0
+// sharedMapSizes counts the elements of each shared verdict map in frs (a key
+// several owners render counts once per owner: an upper bound).
+func sharedMapSizes(frs []*fragment) map[string]int {
+	counts := map[string]int{}
 	for _, fr := range frs {
-		for _, e := range fr.elems {
-			if e.set == name {
-				n++
+		for _, s := range fr.sets {
+			if s.kind == kindServiceKey || s.kind == kindPortKey {
+				counts[s.name] = 0
 			}
 		}
 	}
-	return n
+	for _, fr := range frs {
+		for _, e := range fr.elems {
+			if n, ok := counts[e.set]; ok {
+				counts[e.set] = n + 1
+			}
+		}
+	}
+	return counts
 }
 
 // queueElems queues every element once, as it goes: several owners may render the
