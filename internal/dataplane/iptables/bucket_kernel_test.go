@@ -18,8 +18,10 @@ import (
 // 12 ports) in bucketCount(12) = 4 buckets. Connections from the node and from a
 // pod to the ClusterIP reach every endpoint. Removing one endpoint writes only the
 // KUBE-SVC chain, one bucket chain and the removed KUBE-SEP chain, after which the
-// endpoint is never chosen; adding it back writes the same three; and a full sync
-// afterwards finds nothing to repair (the bucket probabilities round-trip).
+// endpoint is never chosen; adding it back writes the same three; after a move
+// of one endpoint to another port connections reach the new one and never the
+// old; and a full sync afterwards finds nothing to repair (the bucket
+// probabilities round-trip).
 func TestKernelBucketsReachEveryEndpoint(t *testing.T) {
 	netns.RequireRoot(t)
 	withBucketAbove(t, 4)
@@ -35,14 +37,19 @@ func TestKernelBucketsReachEveryEndpoint(t *testing.T) {
 			const n = 12
 			all := newSvc("ns", "big", "http", tcp, "10.96.0.40", 80)
 			less := newSvc("ns", "big", "http", tcp, "10.96.0.40", 80)
+			moved := newSvc("ns", "big", "http", tcp, "10.96.0.40", 80)
 			for k := 0; k < n; k++ {
 				port := 8080 + k
 				pod.ServeTCPReply(t, port, fmt.Sprint(port))
 				all.ep(fmt.Sprintf("%s:%d", pod.IP, port), true, false)
 				if k != 5 {
 					less.ep(fmt.Sprintf("%s:%d", pod.IP, port), true, false)
+					moved.ep(fmt.Sprintf("%s:%d", pod.IP, port), true, false)
+				} else {
+					moved.ep(fmt.Sprintf("%s:%d", pod.IP, 8080+n), true, false)
 				}
 			}
+			pod.ServeTCPReply(t, 8080+n, fmt.Sprint(8080+n))
 			p := newTestProxier(r)
 			ctx := context.Background()
 			if _, err := p.Sync(ctx, snapshot(all), changes()); err != nil {
@@ -68,6 +75,16 @@ func TestKernelBucketsReachEveryEndpoint(t *testing.T) {
 			}
 			checkTouched(t, r.restores[len(r.restores)-1], top, removedSep)
 			reachAll(t, []*netns.NS{env.Node, client}, "10.96.0.40:80", n, "")
+
+			// A move (the partial render reuses every other chain): the
+			// endpoint's old port is never chosen again, its new one is.
+			if st, err := p.Sync(ctx, snapshot(moved), changes(all.sp.Name)); err != nil || st.Full {
+				t.Fatalf("partial sync: %+v %v", st, err)
+			}
+			reachAll(t, []*netns.NS{env.Node, client}, "10.96.0.40:80", n, "8085")
+			if st, err := p.Sync(ctx, snapshot(all), changes(all.sp.Name)); err != nil || st.Full {
+				t.Fatalf("partial sync: %+v %v", st, err)
+			}
 
 			before := r.count()
 			p.core.Invalidate()

@@ -3,6 +3,7 @@ package iptables
 import (
 	"slices"
 	"sort"
+	"unsafe"
 
 	"kproxy.dev/kproxy/internal/state"
 )
@@ -175,23 +176,19 @@ func diffService(b *restoreBuilder, old, cur *ServiceRules) {
 	if cur == nil {
 		cur = &ServiceRules{}
 	}
-	oldChains := make(map[string][]string, len(old.Chains))
-	for _, c := range old.Chains {
-		oldChains[c.Name] = c.Rules
-	}
-	kept := map[string]bool{}
+	oldChain := old.chainLookup()
 	for _, c := range cur.Chains {
-		kept[c.Name] = true
-		have, ok := oldChains[c.Name]
+		have, ok := oldChain(c.Name)
 		switch {
-		case ok && slices.Equal(have, c.Rules):
+		case ok && sameChainRules(have, c.Rules):
 		case ok && replaceInPlace(b.table(c.Table), c.Name, have, c.Rules):
 		default:
 			b.table(c.Table).writeChain(c.Name, c.Rules)
 		}
 	}
+	curChain := cur.chainLookup()
 	for _, c := range old.Chains {
-		if !kept[c.Name] {
+		if _, kept := curChain(c.Name); !kept {
 			b.table(c.Table).removeChain(c.Name)
 		}
 	}
@@ -210,6 +207,34 @@ func diffService(b *restoreBuilder, old, cur *ServiceRules) {
 		if !curSet[d] {
 			b.table(d.Table).deleteRule(d.Chain, d.Spec)
 		}
+	}
+}
+
+// sameChainRules reports whether two renderings of a chain have the same rules:
+// at once when they share them (a chain reused by the render).
+func sameChainRules(a, b []string) bool {
+	if len(a) == len(b) && (len(a) == 0 || unsafe.SliceData(a) == unsafe.SliceData(b)) {
+		return true
+	}
+	return slices.Equal(a, b)
+}
+
+// chainLookup finds the port's chains by name: through the render's index when
+// it kept one (render_reuse.go), else through a map built here.
+func (sr *ServiceRules) chainLookup() func(string) ([]string, bool) {
+	if r := sr.reuse; r != nil && r.chainAt != nil {
+		return func(name string) ([]string, bool) {
+			c, ok := r.chain(name)
+			return c.Rules, ok
+		}
+	}
+	m := make(map[string][]string, len(sr.Chains))
+	for _, c := range sr.Chains {
+		m[c.Name] = c.Rules
+	}
+	return func(name string) ([]string, bool) {
+		rules, ok := m[name]
+		return rules, ok
 	}
 }
 

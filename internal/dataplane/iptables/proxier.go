@@ -215,7 +215,7 @@ func (p *Proxier) partialSync(ctx context.Context, req *dataplane.Request) (bool
 	next := make(map[state.ServicePortName]*ServiceRules, len(req.Changed))
 	for n := range req.Changed {
 		if req.Snapshot.Services[n] != nil {
-			next[n] = rc.service(req, n)
+			next[n] = rc.serviceAfter(req, n, p.applied[n])
 		} else {
 			next[n] = nil
 		}

@@ -93,6 +93,9 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 		}
 		s.rule(chain, c.jump(name))
 		remaining -= len(m)
+		if s.reuseBucket(name, m, seps) {
+			continue
+		}
 		s.chain(name, len(m))
 		s.flatChoice(name, len(m), func(j int) (string, string) { return texts[m[j]], seps[m[j]] })
 	}

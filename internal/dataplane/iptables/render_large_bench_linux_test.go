@@ -164,17 +164,39 @@ func benchKernelChange(b *testing.B, from, to *svc) {
 }
 
 // BenchmarkKernelRestoreFloor is what any restore costs next to one large
-// Service (nf_tables backend, a private namespace; root only), whatever it
-// writes: "declare" only creates an empty chain; "one-rule" also appends one
-// rule to it (a chain nothing jumps to). The difference is the kernel's work on
+// Service (nf_tables backend, a private namespace; root only), by what it
+// writes into a chain KUBE-FLOOR nothing jumps to:
+//
+//   - declare: only (re)declares the empty chain;
+//   - no-verdict: appends a rule that matches a source address and has no
+//     target (payload, cmp and counter expressions only);
+//   - return: appends "-j RETURN" (an immediate verdict);
+//   - jump: appends "-j KUBE-MARK-MASQ" (a jump to a chain);
+//   - dnat: appends a DNAT rule as a KUBE-SEP chain has it;
+//   - replace: replaces ("-R") the chain's only rule, "-j RETURN", in place;
+//   - delete: deletes that rule ("-D"), and a second restore appends it back
+//     (both timed: the cost of one is the difference with "return").
+//
+// The difference between "declare" and the others is the kernel's work on
 // commit once a rule was added, which grows with the rules in the table, not
 // with what the restore writes: the floor under any one-endpoint change.
 //
 //	go test ./internal/dataplane/iptables -run '^$' -bench KernelRestoreFloor -benchtime 10x
 func BenchmarkKernelRestoreFloor(b *testing.B) {
+	kinds := []struct {
+		name        string
+		setup, each string
+	}{
+		{"declare", "", ":KUBE-FLOOR - [0:0]\n"},
+		{"no-verdict", "", ":KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -s 10.1.2.3/32\n"},
+		{"return", "", ":KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -j RETURN\n"},
+		{"jump", "", ":KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -j KUBE-MARK-MASQ\n"},
+		{"dnat", "", ":KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -p tcp -m tcp -j DNAT --to-destination 10.1.2.3:8080\n"},
+		{"replace", ":KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -j RETURN\n", "-R KUBE-FLOOR 1 -j RETURN\n"},
+	}
 	for _, e := range append([]int{100}, largeServiceSizes...) {
-		for _, kind := range []string{"declare", "one-rule"} {
-			b.Run(fmt.Sprintf("endpoints=%d/%s", e, kind), func(b *testing.B) {
+		for _, kind := range kinds {
+			b.Run(fmt.Sprintf("endpoints=%d/%s", e, kind.name), func(b *testing.B) {
 				env := netns.New(b, "ipt-bucket-floor")
 				r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
 				p := newTestProxier(r)
@@ -182,10 +204,12 @@ func BenchmarkKernelRestoreFloor(b *testing.B) {
 				if _, err := p.Sync(ctx, snapshot(largeService(e)), changes()); err != nil {
 					b.Fatal(err)
 				}
-				in := []byte("*nat\n:KUBE-FLOOR - [0:0]\nCOMMIT\n")
-				if kind == "one-rule" {
-					in = []byte("*nat\n:KUBE-FLOOR - [0:0]\n-A KUBE-FLOOR -j RETURN\nCOMMIT\n")
+				if kind.setup != "" {
+					if err := r.Restore(ctx, []byte("*nat\n"+kind.setup+"COMMIT\n"), true); err != nil {
+						b.Fatal(err)
+					}
 				}
+				in := []byte("*nat\n" + kind.each + "COMMIT\n")
 				b.ResetTimer()
 				child := benchcpu.Children()
 				for i := 0; i < b.N; i++ {

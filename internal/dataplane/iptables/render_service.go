@@ -24,6 +24,13 @@ type svcRender struct {
 	// every rule made the render quadratic (issue 16).
 	chainAt map[string]int
 	sepAt   map[netip.AddrPort]int
+	// prev is the previous render of this port, whose chains an endpoint that
+	// stays reuses (render_reuse.go); nil on a full render.
+	prev *renderReuse
+	// names, for a port with more than bucketAbove endpoints, holds every
+	// endpoint's names and KUBE-SEP chain across renders (render_reuse.go); seps
+	// and sepAt are then not used.
+	names *sepCache
 }
 
 // scanLimit is the length up to which chains and endpoint names are found by a
@@ -34,6 +41,8 @@ type sepName struct {
 	ep   netip.AddrPort
 	text string // "ip:port"
 	name string
+	// chain is the endpoint's KUBE-SEP rules once rendered (sepCache only).
+	chain []string
 }
 
 func (s *svcRender) spec() *spec { return s.rc.a.spec() }
@@ -41,7 +50,11 @@ func (s *svcRender) spec() *spec { return s.rc.a.spec() }
 // sep returns the endpoint's address text and chain name, computed once.
 func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
 	ap := ep.AddrPort()
-	if i := s.sepIndex(ap); i >= 0 {
+	if s.names != nil {
+		if n := s.names.at[ap]; n != nil {
+			return n.text, n.name
+		}
+	} else if i := s.sepIndex(ap); i >= 0 {
 		return s.seps[i].text, s.seps[i].name
 	}
 	t := s.spec()
@@ -52,17 +65,26 @@ func (s *svcRender) sep(ep state.Endpoint) (text, name string) {
 	c.a.reserve(&c.start, 64)
 	c.a.chunk = appendHashName(c.a.chunk, prefixSep, s.name, s.proto, text)
 	name = c.str()
-	s.seps = append(s.seps, sepName{ep: ap, text: text, name: name})
+	if s.names != nil {
+		s.names.at[ap] = &sepName{ep: ap, text: text, name: name}
+		return text, name
+	}
+	s.addSep(sepName{ep: ap, text: text, name: name})
+	return text, name
+}
+
+// addSep records an endpoint's names and indexes them.
+func (s *svcRender) addSep(n sepName) {
+	s.seps = append(s.seps, n)
 	switch {
 	case s.sepAt != nil:
-		s.sepAt[ap] = len(s.seps) - 1
+		s.sepAt[n.ep] = len(s.seps) - 1
 	case len(s.seps) > scanLimit:
 		s.sepAt = make(map[netip.AddrPort]int, max(2*len(s.seps), cap(s.out.Chains)))
 		for i, x := range s.seps {
 			s.sepAt[x.ep] = i
 		}
 	}
-	return text, name
 }
 
 func (s *svcRender) sepIndex(ap netip.AddrPort) int {
@@ -136,11 +158,24 @@ func (s *svcRender) dispatch(table, chain, spec string) {
 // service renders one ServicePort, following kube-proxy's iptables proxier: the
 // endpoint sets come from state's categorisation, never from here.
 func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *ServiceRules {
+	return rc.serviceAfter(req, n, nil)
+}
+
+// serviceAfter renders one ServicePort whose previous render (with the same
+// RenderConfig) was prev, which may be nil: chains that come out the same are
+// taken from prev instead of being rendered again (render_reuse.go).
+func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortName, prev *ServiceRules) *ServiceRules {
 	snap := req.Snapshot
 	sp := snap.Services[n]
 	cfg := rc.cfg
 	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{},
 		clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
+	if prev != nil && prev.reuse.fits(sp) {
+		s.prev = prev.reuse
+		s.names = prev.reuse.names
+	} else if len(snap.Endpoints[n]) > bucketAbove {
+		s.names = newSepCache(sp, len(snap.Endpoints[n]))
+	}
 	if len(s.clusterIPs) == 0 {
 		// As kube-proxy: a family's proxier ignores Services without a ClusterIP
 		// of its family (single-stack Services of the other family), NodePorts
@@ -167,6 +202,7 @@ func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *S
 	for _, ep := range cat.AllReachable {
 		s.endpointChain(ep)
 	}
+	s.keepForReuse(len(cat.AllReachable))
 	return s.out
 }
 
@@ -393,6 +429,10 @@ func (s *svcRender) firewallChain() {
 // endpointChain is KUBE-SEP: masquerade hairpin traffic and DNAT.
 func (s *svcRender) endpointChain(ep state.Endpoint) {
 	text, sep := s.sep(ep)
+	if s.reuseChain(ep.AddrPort(), sep) {
+		return
+	}
+	defer s.keepChain(ep.AddrPort(), sep)
 	s.chain(sep, 2)
 	s.rule(sep, s.spec().addrFlag("-s", ep.IP).comment(s.name).jump(chainMarkMasq))
 	c := s.spec().proto(s.proto).comment(s.name)

@@ -36,6 +36,9 @@ type ServiceRules struct {
 	// Chains are the port's own chains (KUBE-SVC/SVL/EXT/FW/SEP), all in nat.
 	Chains   []Chain
 	Dispatch []DispatchRule
+	// reuse, for a port with more than bucketAbove endpoints, lets the next
+	// partial sync's render take its unchanged chains from these (render_reuse.go).
+	reuse *renderReuse
 }
 
 // ruleCount counts rules by table.

@@ -47,8 +47,9 @@ func newDiff(t *tableSync, live map[string]bool) *diff {
 	return d
 }
 
-// add records the operations turning old into new; either may be nil.
-func (d *diff) add(old, new *fragment) {
+// add records the operations turning old into new; either may be nil. A non-nil
+// delta stands for the difference of their elements.
+func (d *diff) add(old, new *fragment, delta *elemDelta) {
 	if old == nil {
 		old = &fragment{}
 	}
@@ -102,6 +103,11 @@ func (d *diff) add(old, new *fragment) {
 		if !newChains[c.name] {
 			d.newStaleChains = append(d.newStaleChains, c.name)
 		}
+	}
+	if delta != nil {
+		d.delElems = append(d.delElems, delta.del...)
+		d.addElems = append(d.addElems, delta.add...)
+		return
 	}
 	d.diffElems(old.elems, new.elems, newSets)
 }

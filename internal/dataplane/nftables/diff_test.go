@@ -14,7 +14,7 @@ func testDiff(refs refCounts, changes ...[2]*fragment) *diff {
 	t := &tableSync{staleChains: map[string]bool{}, staleSets: map[string]bool{}, kinds: map[string]setKind{}}
 	d := newDiff(t, map[string]bool{})
 	for _, c := range changes {
-		d.add(c[0], c[1])
+		d.add(c[0], c[1], nil)
 	}
 	d.resolveRefs(refs)
 	return d

@@ -23,9 +23,13 @@ func TestKernelLargeService(t *testing.T) {
 		iTP   bool
 		flags []string
 		pick  string
+		// maxRemove bounds the objects written when 5 endpoints leave. The
+		// select map numbers its elements in endpoint order, so there the slots
+		// after the first removed one are all rewritten (no bound).
+		maxRemove int
 	}{
-		{"own-pick-chain", false, nil, fmt.Sprintf("numgen random mod %d map @%s", n, mapServiceEndpoints)},
-		{"select-map", true, []string{"local"}, fmt.Sprintf("numgen random mod %d vmap @select-", n)},
+		{"own-pick-chain", false, nil, fmt.Sprintf("numgen random mod %d map @%s", n, mapServiceEndpoints), 60},
+		{"select-map", true, []string{"local"}, fmt.Sprintf("numgen random mod %d vmap @select-", n), 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tb := newTestbed(t)
@@ -64,6 +68,33 @@ func TestKernelLargeService(t *testing.T) {
 			listing = tb.proxy.exec(t, "nft", "list", "table", "ip", "kproxy")
 			if !strings.Contains(listing, "10.201.0.250") {
 				t.Fatalf("the moved endpoint is not in the table:\n%s", firstLines(listing, 60))
+			}
+
+			// Five endpoints leave from the middle: on the shared path the last
+			// slots' endpoints move into their slots (slots.go) and only those are
+			// rewritten; connections reach the remaining endpoints only.
+			removed := map[string]bool{}
+			for _, e := range eps[20:25] {
+				removed[e.IP.String()] = true
+			}
+			eps = append(eps[:20:20], eps[25:]...)
+			st = tb.sync(t, snapshotOf(map[*spec][]state.Endpoint{s: eps}), s.portName())
+			if st.Full || (c.maxRemove > 0 && st.Written["ip"] > c.maxRemove) {
+				t.Fatalf("removing 5 of %d endpoints: full=%v written=%v, want a partial sync of a few objects",
+					n, st.Full, st.Written)
+			}
+			remaining := map[string]bool{}
+			for _, e := range eps {
+				remaining[e.IP.String()] = true
+			}
+			got = count(tb.connect(t, "10.96.0.30:80", 30))
+			for addr := range got {
+				if removed[addr] || !remaining[addr] {
+					t.Fatalf("after removing 5 endpoints a connection reached %s: %v", addr, got)
+				}
+			}
+			if len(got) < 10 {
+				t.Fatalf("30 connections reached only %d of %d endpoints: %v", len(got), len(eps), got)
 			}
 		})
 	}

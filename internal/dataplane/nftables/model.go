@@ -292,6 +292,9 @@ type fragment struct {
 	elems  []elem
 	// warnings are logged once per render (e.g. a scheduler falling back).
 	warnings []string
+	// slots, for a large shared-path Service, says where its per-endpoint elements
+	// are (slots.go); nil otherwise.
+	slots *slotLayout
 }
 
 func (fr *fragment) addChain(c *chain) *chain { fr.chains = append(fr.chains, c); return c }

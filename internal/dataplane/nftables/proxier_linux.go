@@ -151,12 +151,14 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 	changes := make([]change, 0, len(req.Changed)+1)
 	for n := range req.Changed {
 		var fr *fragment
+		var delta *elemDelta
+		old := t.applied.services[n]
 		if sp := snap.Services[n]; sp != nil {
-			fr = renderService(o, sp, req.Endpoints(n))
+			fr, delta = renderServiceUpdate(o, old, sp, req.Endpoints(n))
 			p.warn([]*fragment{fr})
 		}
 		updated[n] = fr
-		changes = append(changes, change{old: t.applied.services[n], new: fr})
+		changes = append(changes, change{old: old, new: fr, elems: delta})
 	}
 	node := renderNode(o)
 	changes = append(changes, change{old: t.applied.node, new: node})

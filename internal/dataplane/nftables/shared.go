@@ -60,9 +60,9 @@ func pickChains(o renderOptions, p servicePort, n int, fr *fragment) (pick, exte
 
 // sharedElemCount is how many elements renderShared renders for p with n endpoints.
 func sharedElemCount(p servicePort, n int) int {
-	c := 2 + n + len(p.external)*(1+n) + n // ClusterIP, masquerade, slots, external, hairpin
+	c := 2 + len(p.external) + n*newSlotShape(p).width() // ClusterIP, masquerade, external; slots
 	if p.sp.NodePort != 0 {
-		c += 1 + n
+		c++
 	}
 	if len(p.ranges) > 0 {
 		c += len(p.lbIPs)
@@ -72,39 +72,38 @@ func sharedElemCount(p servicePort, n int) int {
 
 // renderShared renders a ServicePort on the shared path: elements only (plus a
 // firewall chain when it has loadBalancerSourceRanges, and its own pick chains past
-// maxSharedPick endpoints).
+// maxSharedPick endpoints). The elements that do not depend on the endpoints come
+// first, then one group of elements per slot (slots.go), so that a change of a few
+// endpoints of a large Service rewrites a few groups (renderServiceUpdate).
 func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fragment) {
+	renderSharedFixed(o, p, len(live), fr)
+	fixed := len(fr.elems)
+	shape := newSlotShape(p)
+	for i, e := range live {
+		fr.elems = shape.appendSlot(fr.elems, uint32(i), e.AddrPort())
+	}
+	if len(live) > maxSharedPick {
+		fr.slots = &slotLayout{fixed: fixed, shape: shape}
+	}
+}
+
+// renderSharedFixed renders what of a shared-path ServicePort with n endpoints does
+// not depend on which endpoints they are: the pick chains and the elements that
+// send its addresses to them.
+func renderSharedFixed(o renderOptions, p servicePort, n int, fr *fragment) {
 	sp := p.sp
-	n := len(live)
 	proto, port := l4Of(sp.Protocol), uint16(sp.Port)
 	pick, externalPick, nodePortPick := pickChains(o, p, n, fr)
-	slots := func(set string, addr *state.Endpoint, nodePort uint16) {
-		for i, e := range live {
-			s := elem{set: set, proto: proto, port: port, slot: true, index: uint32(i), to: e.AddrPort()}
-			if addr != nil {
-				s.addr = addr.IP
-			} else {
-				s.port = nodePort
-			}
-			fr.elems = append(fr.elems, s)
-		}
-	}
 	fr.elems = append(fr.elems,
 		elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick},
 		elem{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port})
-	slots(mapServiceEndpoints, &state.Endpoint{IP: p.clusterIP}, 0)
 	for _, a := range p.external {
 		fr.elems = append(fr.elems, elem{set: mapServiceIPs, addr: a, proto: proto, port: port,
 			verdict: "goto " + externalPick})
-		slots(mapServiceEndpoints, &state.Endpoint{IP: a}, 0)
 	}
 	if sp.NodePort != 0 {
 		fr.elems = append(fr.elems, elem{set: mapServiceNodePorts, proto: proto, port: uint16(sp.NodePort),
 			verdict: "goto " + nodePortPick})
-		slots(mapNodePortEndpoints, nil, uint16(sp.NodePort))
-	}
-	for _, e := range live {
-		fr.elems = append(fr.elems, pairElem(setHairpin, e.IP, e.IP))
 	}
 	renderFirewall(o, p, func(set string, a netip.Addr, v string) elem {
 		return elem{set: set, addr: a, proto: proto, port: port, verdict: v}

@@ -179,9 +179,12 @@ func queueElems(b *batch, kinds map[string]setKind, frs []*fragment, size int) r
 	return refs
 }
 
-// change is one owner's old and new fragment.
+// change is one owner's old and new fragment. elems, when set, is the element
+// difference the render computed (renderServiceUpdate); the fragments' elements
+// are then not compared.
 type change struct {
 	old, new *fragment
+	elems    *elemDelta
 }
 
 // partial sends the difference of the given owners and deletes what earlier syncs
@@ -204,7 +207,7 @@ func (t *tableSync) partial(next *ruleset, changes []change) (int, error) {
 	}
 	d := newDiff(t, live)
 	for _, ch := range changes {
-		d.add(ch.old, ch.new)
+		d.add(ch.old, ch.new, ch.elems)
 	}
 	d.resolveRefs(t.refs)
 	if d.empty() {
