@@ -150,6 +150,7 @@ func measureScalePoint(ctx context.Context, f *benchScaleFlags, p bench.ScalePoi
 		Mode: p.Mode, Services: p.Services, Endpoints: p.Endpoints,
 		PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns,
 		NoServiceChange: p.Series == bench.SeriesEndpoints,
+		NoBaseline:      true,
 	}
 	if f.vm && p.Mode == "ipvs" {
 		if p.Series == bench.SeriesEndpoints {

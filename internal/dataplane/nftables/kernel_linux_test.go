@@ -454,3 +454,54 @@ func TestKernelListShowsEffectiveScheduler(t *testing.T) {
 		t.Fatalf("List: %v, want %v (lc falls back to random)", got, want)
 	}
 }
+
+func TestVerdictMapSizeIsTwiceTheElementsAsAPowerOfTwo(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want uint32
+	}{{0, 1024}, {512, 1024}, {513, 2048}, {100000, 262144}, {131072, 262144}, {131073, 524288}} {
+		if got := verdictMapSize(c.n); got != c.want {
+			t.Errorf("verdictMapSize(%d) = %d, want %d", c.n, got, c.want)
+		}
+	}
+}
+
+// TestKernelServiceIPsGrowsPastItsSize: service-ips is declared with a size (the
+// kernel's fixed hash, cheaper to validate); Services added past it by partial
+// syncs make the kernel refuse the element, and that sync turns full, declaring
+// the map larger, with every Service reachable.
+func TestKernelServiceIPsGrowsPastItsSize(t *testing.T) {
+	defer func(n int) { verdictMapSizeMin = n }(verdictMapSizeMin)
+	verdictMapSizeMin = 2
+	tb := newTestbed(t)
+	specs := map[*spec][]state.Endpoint{{name: "s0", clusterIP: "10.96.0.10", port: 80}: backendEndpoints()[:1]}
+	tb.sync(t, snapshotOf(specs))
+	if l := tb.proxy.exec(t, "nft", "list", "map", "ip", "kproxy", mapServiceIPs); !strings.Contains(l, "size 2") {
+		t.Fatalf("service-ips after a full sync of one Service, want size 2:\n%s", l)
+	}
+	full := 0
+	for i := 1; i <= 4; i++ {
+		s := &spec{name: fmt.Sprintf("s%d", i), clusterIP: fmt.Sprintf("10.96.0.%d", 10+i), port: 80}
+		specs[s] = backendEndpoints()[1:2]
+		if st := tb.sync(t, snapshotOf(specs), s.portName()); st.Full {
+			full++
+		}
+	}
+	// 1 -> 2 elements fits; the 3rd overflows (full sync, size 8); 4 and 5 fit.
+	if full != 1 {
+		t.Errorf("%d of 4 Service additions synced fully, want 1 (the one past the size)", full)
+	}
+	if l := tb.proxy.exec(t, "nft", "list", "map", "ip", "kproxy", mapServiceIPs); !strings.Contains(l, "size 8") {
+		t.Errorf("service-ips after growing to 5 Services, want size 8:\n%s", l)
+	}
+	for i := 0; i <= 4; i++ {
+		addr := fmt.Sprintf("10.96.0.%d:80", 10+i)
+		want := backends[1]
+		if i == 0 {
+			want = backends[0]
+		}
+		if c := count(tb.connect(t, addr, 2)); c[want] != 2 {
+			t.Errorf("%s reached %v, want %s", addr, c, want)
+		}
+	}
+}

@@ -114,6 +114,10 @@ type set struct {
 	name    string
 	kind    setKind
 	timeout int // seconds, kindAffinity only
+	// size, when not 0, is the set's declared maximum number of elements
+	// (NFTA_SET_DESC_SIZE); only full syncs set it, on the shared verdict maps
+	// (see verdictMapSize).
+	size uint32
 }
 
 // def is how the set is declared, used to notice a changed declaration.

@@ -93,7 +93,7 @@ func (b *batch) nfSet(s *set) *nftables.Set {
 	if ns, ok := b.sets[s.name]; ok {
 		return ns
 	}
-	ns := &nftables.Set{Table: b.table, Name: s.name}
+	ns := &nftables.Set{Table: b.table, Name: s.name, Size: s.size}
 	addrType := nftables.TypeIPAddr
 	if b.fam.ipv6 {
 		addrType = nftables.TypeIP6Addr

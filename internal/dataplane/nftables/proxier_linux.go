@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/nodeaddr"
@@ -142,15 +143,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 
 func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane.Request) (bool, int, error) {
 	if req.Full || t.applied == nil || p.optKeys[i] != o.key() {
-		// The old model goes before the new one is rendered: a periodic full
-		// sync would otherwise hold both (full forgets it anyway).
-		t.forget()
-		rs := renderAll(o, req)
-		p.warn(rs.fragmentsInOrder())
-		written, err := t.full(rs)
-		if err == nil {
-			p.optKeys[i] = o.key()
-		}
+		written, err := p.fullTable(i, t, o, req)
 		return true, written, err
 	}
 	snap := req.Snapshot
@@ -170,7 +163,26 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 	node := renderNode(o)
 	changes = append(changes, change{old: t.applied.node, new: node})
 	written, err := t.partial(foldServices(t.applied, node, updated), changes)
+	if errors.Is(err, unix.ENFILE) {
+		// A shared verdict map is full (see verdictMapSize): a full sync declares it larger.
+		fw, err := p.fullTable(i, t, o, req)
+		return true, written + fw, err
+	}
 	return false, written, err
+}
+
+// fullTable replaces table i with a fresh render of req.
+func (p *Proxier) fullTable(i int, t *tableSync, o renderOptions, req *dataplane.Request) (int, error) {
+	// The old model goes before the new one is rendered: a periodic full
+	// sync would otherwise hold both (full forgets it anyway).
+	t.forget()
+	rs := renderAll(o, req)
+	p.warn(rs.fragmentsInOrder())
+	written, err := t.full(rs)
+	if err == nil {
+		p.optKeys[i] = o.key()
+	}
+	return written, err
 }
 
 func (p *Proxier) warn(frs []*fragment) {

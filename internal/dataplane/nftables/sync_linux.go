@@ -85,9 +85,15 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	b.resetTable()
 	frs := rs.fragmentsInOrder()
 	t.kinds = map[string]setKind{}
+	sizes := sharedMapSizes(frs)
 	for _, fr := range frs {
 		for _, s := range fr.sets {
 			t.kinds[s.name] = s.kind
+			if n, ok := sizes[s.name]; ok {
+				sized := *s
+				sized.size = verdictMapSize(n)
+				s = &sized
+			}
 			b.addSet(s)
 		}
 		for _, c := range fr.chains {
@@ -108,6 +114,50 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 	t.applied = rs
 	t.staleChains, t.staleSets = map[string]bool{}, map[string]bool{}
 	return b.written, nil
+}
+
+// verdictMapSizeMin is the smallest declared size of the shared verdict maps
+// (a variable so tests can make one overflow).
+var verdictMapSizeMin = 1024
+
+// verdictMapSize is the size declared for a shared verdict map (service-ips,
+// service-nodeports, no-endpoint-*, firewall-ips) at a full sync holding n
+// elements: twice n, rounded up to a power of two. With a size the kernel keeps
+// the map in its fixed-size hash (nft_hash) instead of the resizable rhashtable,
+// and that matters for every commit that adds a `goto` element or rule: the
+// kernel then validates the whole table, walking every element of every verdict
+// map, and the rhashtable walk is the slow one. Measured with `nft` in a network
+// namespace (kernel 6.18, docs/performance.md): one element added to a map of
+// 100,000 commits in 42 ms (rhashtable) against 8.7 ms (sized). A map that
+// fills up refuses the next element (ENFILE); Proxier.syncTable then syncs fully,
+// which declares it larger.
+func verdictMapSize(n int) uint32 {
+	size := verdictMapSizeMin
+	for size < 2*n {
+		size *= 2
+	}
+	return uint32(size)
+}
+
+// sharedMapSizes counts the elements of each shared verdict map in frs (a key
+// several owners render counts once per owner: an upper bound).
+func sharedMapSizes(frs []*fragment) map[string]int {
+	counts := map[string]int{}
+	for _, fr := range frs {
+		for _, s := range fr.sets {
+			if s.kind == kindServiceKey || s.kind == kindPortKey {
+				counts[s.name] = 0
+			}
+		}
+	}
+	for _, fr := range frs {
+		for _, e := range fr.elems {
+			if n, ok := counts[e.set]; ok {
+				counts[e.set] = n + 1
+			}
+		}
+	}
+	return counts
 }
 
 // queueElems queues every element once, as it goes: several owners may render the
