@@ -40,6 +40,10 @@ type Proxier struct {
 	localAddrs func() ([]netip.Addr, error)
 	// gate is the self-check's generation gate (digest_linux.go).
 	gate genGate
+	// watch follows the namespace's nf_tables announcements (watch_linux.go);
+	// nil when not running. noWatch turns it off (tests of the read-back).
+	watch   *nftWatch
+	noWatch bool
 }
 
 var (
@@ -111,6 +115,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		p.metrics.syncFailures.Inc()
 		return st, fmt.Errorf("nftables sync: %w", err)
 	}
+	p.watchTables()
 	g0, gerr := p.generation()
 	commits, allFull := 0, true
 	var errs []error
@@ -187,6 +192,8 @@ func (p *Proxier) warn(frs []*fragment) {
 // Cleanup implements dataplane.Programmer: the localhost relay's listeners and
 // both tables go.
 func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.watch.close()
+	p.watch = nil
 	for _, t := range p.tables {
 		t.applied = nil
 		t.closeConn()
