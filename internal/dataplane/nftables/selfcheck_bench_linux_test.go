@@ -112,10 +112,11 @@ func benchSelfCheck(b *testing.B, shape string) {
 // BenchmarkKernelFullSyncWatch is what the event watch adds to kproxy's own
 // writes: each iteration runs one cold full sync of 10,000 Services x 3 endpoints
 // with the watch and one without (alternately first), each into an emptied private
-// namespace (root only). With the watch, the kernel builds a notification of every
-// element and the watch reads them all: the sync counts until the watch has read
-// its last generation. Reported per sync: wall and process CPU (user + system, the
-// kernel's work for our requests and the watch's reading included) of each.
+// namespace (root only). The watch is closed during kproxy's commits (else the
+// kernel builds a notification of every element and the watch reads them all) and
+// restarted after: the sync counts until the restarted watch answers. Reported per
+// sync: wall and process CPU (user + system, the kernel's work for our requests
+// included) of each.
 //
 //	go test ./internal/dataplane/nftables -run '^$' -bench KernelFullSyncWatch -benchtime 5x
 func BenchmarkKernelFullSyncWatch(b *testing.B) {
