@@ -12,20 +12,47 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"kproxy.dev/kproxy/internal/dataplane"
 )
 
-// netlinkAddrs adds addresses to kproxy0, or to lo on kernels without dummy links.
+// netlinkAddrs makes Service addresses local on kproxy0, or on lo on kernels
+// without dummy links. An address becomes a /32 or /128 route of type local in
+// the local table (protocol routeProto), not an interface address: the kernel
+// walks a device's whole address list (and, for IPv4, re-checks every route of
+// the device) on each address added or removed, so 10,000 ClusterIPs as
+// addresses cost O(n²), while a route is one trie insert. The address is then as
+// local as an interface address for routing and replies (traffic to it is
+// delivered to this host with itself as source), and for bind: IPv4 as is,
+// IPv6 with IPV6_FREEBIND, which the listeners set (listen.go).
 type netlinkAddrs struct {
 	root    bool
 	link    netlink.Link
 	created bool
-	added   map[netip.Addr]bool
+	// h keeps one netlink socket for the adds and removes: the package-level
+	// calls open one per request (socket, bind, epoll registration).
+	h *netlink.Handle
+	// added holds what this manager put on the host, and how (an address from
+	// an earlier kproxy that added addresses is removed as an address).
+	added map[netip.Addr]addedAs
 }
 
+// addedAs says how an address was made local.
+type addedAs uint8
+
+const (
+	asRoute addedAs = iota
+	asIfAddr
+)
+
+// routeProto marks kproxy's local routes (rtm_protocol; not in
+// /etc/iproute2/rt_protos), so that a restart and `kproxy --cleanup` find them:
+// `ip route show table local proto 107`.
+const routeProto = netlink.RouteProtocol(107)
+
 func newAddrManager(root bool) addrManager {
-	return &netlinkAddrs{root: root, added: map[netip.Addr]bool{}}
+	return &netlinkAddrs{root: root, added: map[netip.Addr]addedAs{}}
 }
 
 func (m *netlinkAddrs) canAdd() bool { return m.root }
@@ -71,27 +98,67 @@ func hostAddr(a netip.Addr, lo bool) *netlink.Addr {
 	return nl
 }
 
+// localRoute is the route that makes a local on link.
+func localRoute(link netlink.Link, a netip.Addr) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: link.Attrs().Index,
+		Dst:       &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())},
+		Type:      unix.RTN_LOCAL,
+		Table:     unix.RT_TABLE_LOCAL,
+		Scope:     netlink.SCOPE_HOST,
+		Protocol:  routeProto,
+	}
+}
+
+// handle returns the manager's netlink handle, opening it on first use.
+func (m *netlinkAddrs) handle() (*netlink.Handle, error) {
+	if m.h == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("opening a netlink socket: %w", err)
+		}
+		m.h = h
+	}
+	return m.h, nil
+}
+
 func (m *netlinkAddrs) add(a netip.Addr) error {
 	if err := m.ensureLink(); err != nil {
 		return err
 	}
-	err := netlink.AddrAdd(m.link, hostAddr(a, m.onLo()))
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	err = h.RouteAdd(localRoute(m.link, a))
 	if errors.Is(err, syscall.EEXIST) {
 		return nil // someone else's address: not ours to remove later
 	}
 	if err != nil {
 		return fmt.Errorf("adding %s to %s: %w", a, m.link.Attrs().Name, err)
 	}
-	m.added[a] = true
+	m.added[a] = asRoute
 	return nil
 }
 
 func (m *netlinkAddrs) remove(a netip.Addr) error {
-	if !m.added[a] {
+	how, ok := m.added[a]
+	if !ok {
 		return nil
 	}
 	delete(m.added, a)
-	err := netlink.AddrDel(m.link, hostAddr(a, m.onLo()))
+	h, err := m.handle()
+	if err != nil {
+		return err
+	}
+	if how == asRoute {
+		err = h.RouteDel(localRoute(m.link, a))
+		if errors.Is(err, syscall.ESRCH) {
+			err = nil
+		}
+	} else {
+		err = h.AddrDel(m.link, hostAddr(a, m.onLo()))
+	}
 	if err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from %s: %w", a, m.link.Attrs().Name, err)
 	}
@@ -109,6 +176,10 @@ func (m *netlinkAddrs) cleanup() error {
 		}
 		m.link, m.created = nil, false
 	}
+	if m.h != nil {
+		m.h.Close()
+		m.h = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -124,7 +195,7 @@ func (m *netlinkAddrs) adopt() ([]netip.Addr, error) {
 		}
 		m.link = l
 		for _, a := range addrs {
-			out = append(out, addrOf(a))
+			out = m.adopted(out, addrOf(a), asIfAddr)
 		}
 	} else {
 		lo, err := netlink.LinkByName("lo")
@@ -138,14 +209,44 @@ func (m *netlinkAddrs) adopt() ([]netip.Addr, error) {
 		for _, a := range addrs {
 			if a.Label == loLabel {
 				m.link = lo
-				out = append(out, addrOf(a))
+				out = m.adopted(out, addrOf(a), asIfAddr)
 			}
 		}
 	}
-	for _, a := range out {
-		m.added[a] = true
+	routes, err := ourRoutes()
+	if err != nil {
+		return out, err
+	}
+	for _, r := range routes {
+		if m.link == nil {
+			if m.link, err = netlink.LinkByIndex(r.LinkIndex); err != nil {
+				return out, fmt.Errorf("finding the link of route %s: %w", r.Dst, err)
+			}
+		}
+		if r.LinkIndex != m.link.Attrs().Index {
+			continue // on a link kproxy does not use: not its route to remove
+		}
+		if ip, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+			out = m.adopted(out, ip.Unmap(), asRoute)
+		}
 	}
 	return out, nil
+}
+
+func (m *netlinkAddrs) adopted(out []netip.Addr, a netip.Addr, how addedAs) []netip.Addr {
+	m.added[a] = how
+	return append(out, a)
+}
+
+// ourRoutes lists the local routes kproxy added (Service addresses).
+func ourRoutes() ([]netlink.Route, error) {
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL,
+		&netlink.Route{Table: unix.RT_TABLE_LOCAL, Protocol: routeProto},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return nil, fmt.Errorf("listing kproxy's local routes: %w", err)
+	}
+	return routes, nil
 }
 
 func addrOf(a netlink.Addr) netip.Addr {
@@ -154,13 +255,24 @@ func addrOf(a netlink.Addr) netip.Addr {
 }
 
 // cleanupLeftovers is `kproxy --cleanup` for this mode: without a daemon's memory,
-// it removes kproxy0 and the lo addresses labelled lo:kproxy. IPv6 addresses on lo
-// carry no label and are left alone.
+// it removes kproxy's local routes (protocol routeProto), kproxy0 and the lo
+// addresses labelled lo:kproxy. IPv6 addresses on lo carry no label and are left
+// alone.
 func cleanupLeftovers(_ context.Context, o dataplane.Options) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
 	var errs []error
+	routes, err := ourRoutes()
+	errs = append(errs, err)
+	for _, r := range routes {
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("removing local route %s: %w", r.Dst, err))
+		}
+	}
+	if len(routes) > 0 {
+		o.Log().Info("removed leftover Service address routes", "routes", len(routes))
+	}
 	if l, err := netlink.LinkByName(dummyLink); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			errs = append(errs, fmt.Errorf("deleting %s: %w", dummyLink, err))

@@ -38,11 +38,16 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 		return
 	}
 	a := startTCPBackend(t, "A")
-	// An earlier run left two addresses: one a Service still uses, one it does not.
+	// An earlier run (of a version that added addresses) left two addresses: one
+	// a Service still uses, one it does not; and one (newer) left a local route
+	// that no Service uses.
 	for _, ip := range []string{"10.96.77.11/32", "10.96.77.99/32"} {
 		if out, err := exec.Command("ip", "addr", "add", ip, "dev", "lo", "label", loLabel).CombinedOutput(); err != nil {
 			t.Fatalf("ip addr add %s: %v: %s", ip, err, out)
 		}
+	}
+	if out, err := exec.Command("ip", "route", "add", "local", "10.96.77.98/32", "dev", "lo", "table", "local", "proto", "107").CombinedOutput(); err != nil {
+		t.Fatalf("ip route add: %v: %s", err, out)
 	}
 	p, _ := testProxier(t, nil)
 	clusterIP := netip.MustParseAddr("10.96.77.10")
@@ -50,11 +55,19 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	s := newSvc("web", v1.ProtocolTCP, clusterIP, 80, a)
 	s2 := newSvc("udp", v1.ProtocolUDP, clusterIP, 53, startUDPBackend(t, "U"))
 	s3 := newSvc("other", v1.ProtocolTCP, other, 80, a)
-	sn := snap(state.NodeInfo{}, s, s2, s3)
+	// An IPv6 ClusterIP is a local route too, which the listener binds with
+	// IPV6_FREEBIND; it relays to an IPv6 endpoint (its own family).
+	six := netip.MustParseAddr("fd00:96::10")
+	s6 := newSvc("six", v1.ProtocolTCP, six, 80, startTCPBackendOn(t, netip.IPv6Loopback(), "B6"))
+	sn := snap(state.NodeInfo{}, s, s2, s3, s6)
 	mustSync(t, p, sn, allChanged(sn))
-	link := linkHolding(t, clusterIP)
+	// The IPv4 ClusterIP is made local by a route, not an interface address.
+	if l := linkHolding(t, clusterIP); l != "" {
+		t.Fatalf("ClusterIP %s is an address of %s, want a local route only", clusterIP, l)
+	}
+	link := routeHolding(t, clusterIP)
 	if link == "" {
-		t.Fatalf("ClusterIP %s is on no link after Sync", clusterIP)
+		t.Fatalf("ClusterIP %s has no kproxy local route after Sync", clusterIP)
 	}
 	if _, err := netlink.LinkByName(dummyLink); err == nil && link != dummyLink {
 		t.Fatalf("%s exists but the address went to %s", dummyLink, link)
@@ -65,14 +78,23 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	if l := linkHolding(t, netip.MustParseAddr("10.96.77.99")); l != "" {
 		t.Fatalf("the first Sync left an unused address of an earlier run on %s", l)
 	}
+	if l := routeHolding(t, netip.MustParseAddr("10.96.77.98")); l != "" {
+		t.Fatalf("the first Sync left an unused route of an earlier run on %s", l)
+	}
 	if got := names(t, netip.Addr{}, s.addr(), 1)[0]; got != "A" {
 		t.Fatalf("ClusterIP on %s answered %q, want A", link, got)
+	}
+	if l := linkHolding(t, six); l != "" || routeHolding(t, six) != link {
+		t.Fatalf("IPv6 ClusterIP %s: address on %q, route on %q; want only a route on %s", six, l, routeHolding(t, six), link)
+	}
+	if got := names(t, netip.Addr{}, s6.addr(), 1)[0]; got != "B6" {
+		t.Fatalf("IPv6 ClusterIP answered %q, want B6", got)
 	}
 	// Removing one of the two ports on the address keeps it; removing the Service
 	// that alone used another address removes that one.
 	sn2 := snap(state.NodeInfo{}, s)
 	mustSync(t, p, sn2, allChanged(sn))
-	if linkHolding(t, clusterIP) == "" {
+	if routeHolding(t, clusterIP) == "" {
 		t.Fatal("address removed while a Service port still uses it")
 	}
 	if l := linkHolding(t, other); l != "" {
@@ -85,15 +107,39 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	if got := names(t, netip.Addr{}, s4.addr(), 1)[0]; got != "A" {
 		t.Fatalf("re-added ClusterIP answered %q, want A", got)
 	}
+	if routeHolding(t, other) == "" {
+		t.Fatalf("re-added ClusterIP %s has no local route", other)
+	}
 	if err := p.Cleanup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if l := linkHolding(t, clusterIP); l != "" {
-		t.Fatalf("Cleanup left %s on %s", clusterIP, l)
+	for _, a := range []netip.Addr{clusterIP, six} {
+		if l := routeHolding(t, a); l != "" {
+			t.Fatalf("Cleanup left the route of %s on %s", a, l)
+		}
 	}
 	if _, err := netlink.LinkByName(dummyLink); err == nil {
 		t.Fatalf("Cleanup left %s", dummyLink)
 	}
+}
+
+// routeHolding returns the link of kproxy's local route to a, or "".
+func routeHolding(t *testing.T, a netip.Addr) string {
+	t.Helper()
+	routes, err := ourRoutes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if ip, ok := netip.AddrFromSlice(r.Dst.IP); ok && ip.Unmap() == a {
+			l, err := netlink.LinkByIndex(r.LinkIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l.Attrs().Name
+		}
+	}
+	return ""
 }
 
 // linkHolding returns the link that has address a, or "".
@@ -123,6 +169,8 @@ func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
 		env := netns.New(t, "userspace")
 		env.Node.MustRun(t, "ip", "addr", "add", "10.96.5.5/32", "dev", "lo", "label", loLabel)
 		env.Node.MustRun(t, "ip", "addr", "add", "10.96.5.6/32", "dev", "lo")
+		env.Node.MustRun(t, "ip", "route", "add", "local", "10.96.5.7/32", "dev", "lo", "table", "local", "proto", "107")
+		env.Node.MustRun(t, "ip", "route", "add", "local", "10.96.5.8/32", "dev", "lo", "table", "local")
 		cmd := env.Node.Command(os.Args[0], "-test.run=^TestCleanupLeftoversRemovesLabelledLoAddresses$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS") {
@@ -138,5 +186,12 @@ func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
 	}
 	if l := linkHolding(t, netip.MustParseAddr("10.96.5.6")); l != "lo" {
 		t.Fatal("cleanup removed an address kproxy did not label")
+	}
+	if l := routeHolding(t, netip.MustParseAddr("10.96.5.7")); l != "" {
+		t.Fatalf("kproxy's leftover local route still on %s", l)
+	}
+	out, err := exec.Command("ip", "route", "show", "table", "local", "10.96.5.8").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "10.96.5.8") {
+		t.Fatalf("cleanup removed a local route kproxy did not add (err %v): %q", err, out)
 	}
 }

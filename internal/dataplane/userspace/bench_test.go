@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -257,4 +258,55 @@ func choiceProxier(b *testing.B, n int) (*Proxier, []feKey) {
 		keys[i] = feKey{v1.ProtocolTCP, s.addr()}
 	}
 	return p, keys
+}
+
+// BenchmarkSyncLargeService is one Service with n endpoints: "cold" from empty,
+// "endpoint" for one endpoint of it moved (the change whose cost should grow
+// with the change, not with the Service).
+func BenchmarkSyncLargeService(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		s := largeService(n)
+		sn := snap(state.NodeInfo{}, s)
+		b.Run(fmt.Sprintf("endpoints=%d/cold", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				p := syncOnlyProxier(b, nil)
+				b.StartTimer()
+				mustSync(b, p, sn, allChanged(sn))
+			}
+		})
+		b.Run(fmt.Sprintf("endpoints=%d/endpoint", n), func(b *testing.B) {
+			p := syncOnlyProxier(b, nil)
+			mustSync(b, p, sn, allChanged(sn))
+			// Two snapshots that differ in the address of one endpoint: it
+			// leaves the middle and comes back at the end, keeping the list
+			// sorted as the Tracker gives it.
+			var next [2]*state.Snapshot
+			for w := range next {
+				one := *s
+				one.eps = slices.Delete(slices.Clone(s.eps), n/2, n/2+1)
+				moved := s.eps[n/2]
+				moved.IP = netip.AddrFrom4([4]byte{10, 250, 0, byte(w)})
+				one.eps = append(one.eps, moved)
+				next[w] = snap(state.NodeInfo{}, &one)
+			}
+			cpu0 := benchcpu.Now()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				mustSync(b, p, next[i%2], allChanged(sn))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(benchcpu.Now()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// largeService is one ClusterIP Service with n endpoints.
+func largeService(n int) *svc {
+	s := newSvc("large", v1.ProtocolTCP, netip.MustParseAddr("10.96.0.1"), 80)
+	for i := 0; i < n; i++ {
+		s.eps = append(s.eps, state.Endpoint{IP: netip.AddrFrom4([4]byte{10, 244, byte(i >> 8), byte(i)}),
+			Port: 8080, Ready: true, Serving: true, Weight: 1})
+	}
+	return s
 }

@@ -41,10 +41,15 @@ func (c *classifier) inCluster(a netip.Addr) bool {
 	return false
 }
 
-// setLocal publishes the host's addresses.
-func (c *classifier) setLocal(addrs map[netip.Addr]bool) {
-	m := make(map[netip.Addr]struct{}, len(addrs))
+// setLocal publishes the host's addresses: its interface addresses, and ours,
+// the Service addresses kproxy made local (IPv4 ones are local routes, which no
+// interface lists; addrs_linux.go).
+func (c *classifier) setLocal(addrs map[netip.Addr]bool, ours map[netip.Addr]int) {
+	m := make(map[netip.Addr]struct{}, len(addrs)+len(ours))
 	for a := range addrs {
+		m[a] = struct{}{}
+	}
+	for a := range ours {
 		m[a] = struct{}{}
 	}
 	c.local.Store(&m)

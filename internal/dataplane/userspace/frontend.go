@@ -110,6 +110,8 @@ type service struct {
 	frontends map[feKey]*frontend
 	// metrics holds the per-endpoint metric series of this ServicePort.
 	metrics map[netip.AddrPort]*backendMetric
+	// metricsGen counts the syncs of metrics (metrics.syncService).
+	metricsGen uint64
 }
 
 // desiredFrontends lists the listeners a ServicePort needs on this node.

@@ -14,9 +14,17 @@ import (
 // listen_linux.go) the connections still in the old accept queue then move to
 // the successor instead of being reset. See README.md ("Restarts").
 
-var sharedListen = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+// IPv6 listeners are also free-binding: an IPv6 Service address kproxy made
+// local with a local route (addrs_linux.go) is not an interface address, and
+// without it bind fails. Every listener's address is local by then (loopback,
+// the host's, or routed), so it changes nothing else.
+var sharedListen = net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
 	var serr error
-	if err := c.Control(func(fd uintptr) { serr = setReusePort(fd) }); err != nil {
+	if err := c.Control(func(fd uintptr) {
+		if serr = setReusePort(fd); serr == nil && (network == "tcp6" || network == "udp6") {
+			serr = setFreebind6(fd)
+		}
+	}); err != nil {
 		return err
 	}
 	return serr

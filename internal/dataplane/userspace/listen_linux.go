@@ -15,6 +15,15 @@ func setReusePort(fd uintptr) error {
 	return nil
 }
 
+// setFreebind6 lets an IPv6 socket bind an address that only a local route
+// makes local (IPV6_FREEBIND, Linux 4.15+).
+func setFreebind6(fd uintptr) error {
+	if err := unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1); err != nil {
+		return fmt.Errorf("IPV6_FREEBIND: %w", err)
+	}
+	return nil
+}
+
 // migrateReqSysctl makes the kernel move the connections waiting in a closing
 // listener's queue (and half-open ones) to another listener of its SO_REUSEPORT
 // group instead of resetting them (Linux 5.14+). It is per network namespace.

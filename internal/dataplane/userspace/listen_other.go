@@ -8,6 +8,9 @@ import "errors"
 // process has closed them.
 func setReusePort(uintptr) error { return nil }
 
+// setFreebind6 is needed only for the IPv6 routes kproxy adds on Linux.
+func setFreebind6(uintptr) error { return nil }
+
 func enableMigrateReq() (bool, error) {
 	return false, errors.New("connection migration between listeners needs Linux")
 }

@@ -19,6 +19,8 @@ type metrics struct {
 type backendMetric struct {
 	total  prometheus.Counter
 	active prometheus.Gauge
+	// seen is the service's metricsGen of the last sync that found the endpoint.
+	seen uint64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -61,23 +63,33 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 }
 
 // syncService makes svc's series match the endpoints it may reach: new endpoints get
-// series, gone ones lose theirs.
+// series, gone ones lose theirs. Entries are stamped with the sync's generation
+// and the unstamped ones swept, so no set of the endpoints is built per sync.
 func (m *metrics) syncService(svc *service, reachable []netip.AddrPort) {
-	keep := make(map[netip.AddrPort]bool, len(reachable))
+	svc.metricsGen++
+	gen := svc.metricsGen
+	fresh := 0 // distinct endpoints of reachable
 	for _, a := range reachable {
-		keep[a] = true
-		if svc.metrics[a] != nil {
+		if bm := svc.metrics[a]; bm != nil {
+			if bm.seen != gen { // not a duplicate in reachable
+				bm.seen = gen
+				fresh++
+			}
 			continue
 		}
-		bm := &backendMetric{}
+		bm := &backendMetric{seen: gen}
 		if m != nil {
 			bm.total = m.total.WithLabelValues(svc.name.String(), a.String())
 			bm.active = m.active.WithLabelValues(svc.name.String(), a.String())
 		}
 		svc.metrics[a] = bm
+		fresh++
 	}
-	for a := range svc.metrics {
-		if !keep[a] {
+	if fresh == len(svc.metrics) {
+		return // every entry was seen: nothing to sweep
+	}
+	for a, bm := range svc.metrics {
+		if bm.seen != gen {
 			m.delete(svc, a)
 		}
 	}

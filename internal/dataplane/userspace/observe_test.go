@@ -1,7 +1,10 @@
 package userspace
 
 import (
+	"maps"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,5 +150,57 @@ func TestRatesFromCountersOverTime(t *testing.T) {
 	c.estimate(t0.Add(4 * time.Second))
 	if st := c.snapshot(); st.CPS != 0 || st.Conns != 10 {
 		t.Fatalf("idle interval: cps %v conns %d, want 0 and 10", st.CPS, st.Conns)
+	}
+}
+
+// TestMetricsSyncSweepsGoneEndpoints: series follow the endpoint set through
+// swaps of equal size and duplicates, which the sweep must not mistake for
+// "nothing gone".
+func TestMetricsSyncSweepsGoneEndpoints(t *testing.T) {
+	t.Parallel()
+	a, b, c := netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:80"), netip.MustParseAddrPort("10.0.0.3:80")
+	svc := &service{metrics: map[netip.AddrPort]*backendMetric{}}
+	var m *metrics
+	for i, step := range []struct{ reach, want []netip.AddrPort }{
+		{[]netip.AddrPort{a, b}, []netip.AddrPort{a, b}},
+		{[]netip.AddrPort{a, c}, []netip.AddrPort{a, c}},    // same size, one swapped
+		{[]netip.AddrPort{a, a, c}, []netip.AddrPort{a, c}}, // a duplicate
+		{[]netip.AddrPort{b, b}, []netip.AddrPort{b}},       // duplicates hide two gone
+		{nil, nil},
+	} {
+		held := svc.metrics[a]
+		m.syncService(svc, step.reach)
+		got := slices.SortedFunc(maps.Keys(svc.metrics), netip.AddrPort.Compare)
+		if !slices.Equal(got, step.want) {
+			t.Fatalf("step %d: series for %v, want %v", i, got, step.want)
+		}
+		if held != nil && slices.Contains(step.want, a) && svc.metrics[a] != held {
+			t.Fatalf("step %d: the series of a staying endpoint was replaced", i)
+		}
+	}
+	// Random lists, mostly sorted (the merge), sometimes not (the sweep).
+	rng := rand.New(rand.NewPCG(5, 6))
+	for step := 0; step < 500; step++ {
+		var reach []netip.AddrPort
+		for k := range 20 {
+			if rng.IntN(3) == 0 {
+				reach = append(reach, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(k)}), 80))
+			}
+		}
+		if rng.IntN(5) == 0 && len(reach) > 1 {
+			reach = append(reach, reach[0]) // a repeat, out of order
+		}
+		before := maps.Clone(svc.metrics)
+		m.syncService(svc, reach)
+		want := slices.Compact(slices.SortedFunc(slices.Values(reach), netip.AddrPort.Compare))
+		got := slices.SortedFunc(maps.Keys(svc.metrics), netip.AddrPort.Compare)
+		if !slices.Equal(got, want) {
+			t.Fatalf("random step %d: series for %v, want %v", step, got, want)
+		}
+		for a, bm := range before {
+			if svc.metrics[a] != nil && svc.metrics[a] != bm {
+				t.Fatalf("random step %d: the series of %s, which stayed, was replaced", step, a)
+			}
+		}
 	}
 }

@@ -51,7 +51,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		for _, a := range local {
 			p.hostLocal[a.Unmap()] = true
 		}
-		p.classify.setLocal(p.hostLocal)
+		p.classify.setLocal(p.hostLocal, p.ourAddrs)
 		nodeAddrs, err := p.nodePortAddrs(snap)
 		if err != nil {
 			nodeErr = err // keep serving on the last good set
