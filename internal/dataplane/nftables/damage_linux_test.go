@@ -85,11 +85,12 @@ func TestKernelDamageIsRepaired(t *testing.T) {
 	}
 }
 
-// Another table's commit moves the generation: the check reads kproxy's tables
-// back, finds them intact (also after partial syncs, which rewrite chains) and
-// applies nothing.
+// Another table's commit moves the generation: without the event watch
+// (watch_linux.go), the check reads kproxy's tables back, finds them intact (also
+// after partial syncs, which rewrite chains) and applies nothing.
 func TestKernelForeignCommitIsVerifiedNotRepaired(t *testing.T) {
 	tb := newTestbed(t)
+	tb.p.noWatch = true
 	tb.p.core = dataplane.NewCore(tb.p.Proxier, dataplane.CoreOptions{CheckInterval: time.Nanosecond})
 	specs := map[*spec][]state.Endpoint{
 		{name: "web", clusterIP: "10.96.0.10", port: 80}:                                                  backendEndpoints(),

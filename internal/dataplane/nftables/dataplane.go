@@ -25,9 +25,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Cumulative nftables sync failures",
 	}), checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kproxy_nftables_table_checks_total",
-		Help: "Periodic self-checks of kproxy's nftables tables, by result: unchanged (ruleset generation unchanged, nothing read), verified (read back and intact), damaged (changed outside kproxy, repaired by a full sync)",
+		Help: "Periodic self-checks of kproxy's nftables tables, by result: unchanged (ruleset generation unchanged, nothing read), other-tables (generation moved, but the nf_tables change notifications show only other tables changed, nothing read), verified (read back and intact), damaged (changed outside kproxy, repaired by a full sync)",
 	}, []string{"result"})}
-	for _, r := range []string{"unchanged", "verified", "damaged"} {
+	for _, r := range []string{"unchanged", "other-tables", "verified", "damaged"} {
 		m.checks.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -16,15 +16,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The self-check (dataplane.Checker) in two steps:
+// The self-check (dataplane.Checker) in three steps:
 //
 //  1. The gate. nf_tables numbers every committed transaction of the network
 //     namespace (the ruleset generation). After each Apply, kproxy records the
 //     generation if its own commits explain every step since the last state it
 //     knows to be intact. A check that finds the same generation knows nothing was
 //     committed since, by anyone: one tiny netlink request, nothing else.
-//  2. The digest, when the generation moved (another firewall user's commit moves
-//     it too): kproxy's tables are read back, every rule (one dump per table) and
+//  2. The event watch (watch_linux.go), when the generation moved: if every
+//     commit since the gate's was announced and none named kproxy's tables,
+//     they were another firewall user's, and the gate moves on.
+//  3. The digest, when the watch cannot tell or a commit named kproxy's tables:
+//     kproxy's tables are read back, every rule (one dump per table) and
 //     the elements of every set, and compared with what kproxy applied. Intact, the
 //     new generation becomes the gate's; otherwise the core repairs with a full sync.
 
@@ -64,6 +67,7 @@ func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
 	if !applied {
 		return false, nil
 	}
+	p.watchTables() // restarts a watch that stopped
 	gen, err := p.generation()
 	if err != nil {
 		p.tables[0].closeConn()
@@ -71,6 +75,13 @@ func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
 	}
 	if p.gate.known && p.gate.gen == gen {
 		p.metrics.checks.WithLabelValues("unchanged").Inc()
+		return false, nil
+	}
+	// Every commit since the gate's was announced and none named kproxy's tables:
+	// another firewall user's, nothing to read.
+	if p.gate.known && p.watch.untouched(p.gate.gen, gen) {
+		p.gate.gen = gen
+		p.metrics.checks.WithLabelValues("other-tables").Inc()
 		return false, nil
 	}
 	for _, t := range p.tables {

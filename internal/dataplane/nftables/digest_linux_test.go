@@ -19,7 +19,7 @@ import (
 // checks returns how many self-checks ended with each result.
 func checks(p *Proxier) map[string]int {
 	out := map[string]int{}
-	for _, r := range []string{"unchanged", "verified", "damaged"} {
+	for _, r := range []string{"unchanged", "other-tables", "verified", "damaged"} {
 		out[r] = int(testutil.ToFloat64(p.metrics.checks.WithLabelValues(r)))
 	}
 	return out

@@ -47,6 +47,7 @@ func newTestbed(t *testing.T) *testbed {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.200.0.1")}, nil
 	}
 	tb.p = p
+	t.Cleanup(func() { p.watch.close() })
 	return tb
 }
 

@@ -41,6 +41,10 @@ type Proxier struct {
 	localAddrs func() ([]netip.Addr, error)
 	// gate is the self-check's generation gate (digest_linux.go).
 	gate genGate
+	// watch follows the namespace's nf_tables announcements (watch_linux.go);
+	// nil when not running. noWatch turns it off (tests of the read-back).
+	watch   *nftWatch
+	noWatch bool
 }
 
 var (
@@ -112,6 +116,13 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		p.metrics.syncFailures.Inc()
 		return st, fmt.Errorf("nftables sync: %w", err)
 	}
+	// kproxy's own commits are not announced to its watch: with nobody listening
+	// the kernel builds no notification of each element (a cold full sync of
+	// 10,000 Services took 1.6x the CPU with the watch reading them). The gate
+	// accounts for these commits; the watch restarts at g1 (a commit by anyone
+	// in the meantime leaves it behind the gate: the next check reads back).
+	p.watch.close()
+	p.watch = nil
 	g0, gerr := p.generation()
 	commits, allFull := 0, true
 	var errs []error
@@ -130,6 +141,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 	}
 	g1, gerr1 := p.generation()
 	p.afterApply(g0, g1, commits, allFull, len(errs) == 0 && gerr == nil && gerr1 == nil)
+	p.watchTables()
 	if len(errs) > 0 {
 		p.metrics.syncFailures.Inc()
 		return st, errors.Join(errs...)
@@ -199,6 +211,8 @@ func (p *Proxier) warn(frs []*fragment) {
 // Cleanup implements dataplane.Programmer: the localhost relay's listeners and
 // both tables go.
 func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.watch.close()
+	p.watch = nil
 	for _, t := range p.tables {
 		t.applied = nil
 		t.closeConn()
