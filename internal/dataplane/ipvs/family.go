@@ -22,15 +22,14 @@ func (p *Proxier) ensureFamily(ctx context.Context, v6 bool) error {
 		return fmt.Errorf("create ipsets (ipv6=%v): %w", v6, err)
 	}
 	text := renderRules(rulesOptions{V6: v6, MasqueradeAll: p.o.MasqueradeAll, ClusterCIDRs: p.o.ClusterCIDRs, MasqueradeBit: p.o.MasqueradeBit})
-	if text != p.rules[i] {
-		if err := p.k.Iptables.Restore(ctx, v6, text); err != nil {
-			return fmt.Errorf("iptables-restore (ipv6=%v): %w", v6, err)
-		}
-		p.rules[i] = text
+	write := text
+	if text == p.rules[i] {
+		write = ""
 	}
-	if err := ensureJumps(ctx, p.k.Iptables, v6); err != nil {
+	if err := loadRules(ctx, p.k.Iptables, v6, write); err != nil {
 		return err
 	}
+	p.rules[i] = text
 	p.ready[i] = true
 	return nil
 }
@@ -45,57 +44,75 @@ func (p *Proxier) ensureFamilies(ctx context.Context, m *portModel) error {
 	return nil
 }
 
-// ensureJumps inserts the jump rules missing from the built-in chains. One
-// iptables-save per family finds the present ones; the rules it shows certainly
-// absent (no rule of that chain jumps to that target in any form) are inserted
-// together by one iptables-restore --noflush, in jumpRules order as one by one.
-// A rule whose chain jumps to its target in another form than expected, or every
-// rule when iptables-save failed, is checked with -C before it is inserted, so an
+// loadRules writes the rules (text; "" when they are loaded already) and inserts
+// the jump rules missing from the built-in chains, with one iptables-save and one
+// iptables-restore --noflush per family. The jumps iptables-save shows certainly
+// absent (no rule of that chain jumps to that target in any form) go into the
+// same restore as the rules, in jumpRules order as one by one. A rule whose chain
+// jumps to its target in another form than expected, or every rule when
+// iptables-save failed, is checked with -C before it is inserted, so an
 // unexpected save format can cost time but never duplicate a rule. A cold sync
-// thus runs two processes here instead of 16 (`iptables -C` and `-I` per rule),
-// each of which loads the whole ruleset.
-func ensureJumps(ctx context.Context, ipt Iptables, v6 bool) error {
+// thus runs two iptables processes, not 18 (restore, save, then `iptables -C` and
+// `-I` per jump), each of which loads the whole ruleset.
+func loadRules(ctx context.Context, ipt Iptables, v6 bool, text string) error {
 	saved, err := ipt.Save(ctx, v6)
-	var absent []jumpRule
+	var absent, unsure []jumpRule
 	for _, j := range jumpRules {
 		switch {
 		case err == nil && strings.Contains(saved, j.saveLine()):
-			continue
 		case err == nil && !jumpsTo(saved, j):
 			absent = append(absent, j)
 		default:
-			if err := ipt.EnsureRule(ctx, v6, j.Table, j.Chain, j.Args); err != nil {
-				return fmt.Errorf("jump to %s from %s/%s: %w", j.target(), j.Table, j.Chain, err)
-			}
+			unsure = append(unsure, j)
 		}
 	}
-	if len(absent) == 0 {
-		return nil
+	if text != "" || len(absent) > 0 {
+		if err := ipt.Restore(ctx, v6, withJumps(text, absent)); err != nil {
+			return fmt.Errorf("iptables-restore (ipv6=%v): %w", v6, err)
+		}
 	}
-	if err := ipt.Restore(ctx, v6, renderJumps(absent)); err != nil {
-		return fmt.Errorf("insert %d jump rules: %w", len(absent), err)
+	for _, j := range unsure {
+		if err := ipt.EnsureRule(ctx, v6, j.Table, j.Chain, j.Args); err != nil {
+			return fmt.Errorf("jump to %s from %s/%s: %w", j.target(), j.Table, j.Chain, err)
+		}
 	}
 	return nil
 }
 
-// renderJumps is the iptables-restore --noflush input inserting rules at the top
-// of their built-in chains (which restore leaves alone, not being declared).
-func renderJumps(rules []jumpRule) string {
+// withJumps adds to iptables-restore input (rules: table sections each ending
+// in COMMIT, or "") lines inserting the jump rules at the top of their built-in
+// chains, which restore --noflush leaves alone, not being declared: at the end of
+// their table's section, after our chains they jump to are declared, or in a
+// section of their own.
+func withJumps(rules string, jumps []jumpRule) string {
 	var b strings.Builder
-	for _, table := range []string{"nat", "filter"} {
-		head := false
-		for _, j := range rules {
-			if j.Table != table {
-				continue
-			}
-			if !head {
-				b.WriteString("*" + table + "\n")
-				head = true
-			}
-			b.WriteString(j.line("-I"))
+	done := map[string]bool{}
+	for _, sec := range strings.SplitAfter(rules, "COMMIT\n") {
+		table, _, _ := strings.Cut(strings.TrimPrefix(sec, "*"), "\n")
+		body, ok := strings.CutSuffix(sec, "COMMIT\n")
+		if !ok || done[table] {
+			b.WriteString(sec)
+			continue
 		}
-		if head {
-			b.WriteString("COMMIT\n")
+		b.WriteString(body)
+		b.WriteString(jumpLines(jumps, table))
+		b.WriteString("COMMIT\n")
+		done[table] = true
+	}
+	for _, table := range []string{"nat", "filter"} {
+		if lines := jumpLines(jumps, table); !done[table] && lines != "" {
+			b.WriteString("*" + table + "\n" + lines + "COMMIT\n")
+		}
+	}
+	return b.String()
+}
+
+// jumpLines are the -I lines of the jumps of one table.
+func jumpLines(jumps []jumpRule, table string) string {
+	var b strings.Builder
+	for _, j := range jumps {
+		if j.Table == table {
+			b.WriteString(j.line("-I"))
 		}
 	}
 	return b.String()

@@ -11,10 +11,10 @@ import (
 )
 
 // TestBatchedJumpsRoundTripRealIptables loads the IPVS-mode sets, rules and the jump
-// rules into the real iptables of a private namespace: the one batched
-// iptables-restore must be accepted, iptables-save must print every jump exactly
+// rules into the real iptables of a private namespace: the one iptables-restore
+// of rules and jumps must be accepted, iptables-save must print every jump exactly
 // as saveLine expects (else each full sync would fall back to -C/-I), and a
-// second ensureJumps must add nothing.
+// second loadRules must add nothing.
 func TestBatchedJumpsRoundTripRealIptables(t *testing.T) {
 	env := netns.New(t, "ipvsjump")
 	ctx := context.Background()
@@ -34,10 +34,7 @@ func TestBatchedJumpsRoundTripRealIptables(t *testing.T) {
 		if err := (execIPSet{}).Restore(ctx, renderCreate(false)); err != nil {
 			return err
 		}
-		if err := ipt.Restore(ctx, false, renderRules(rulesOptions{MasqueradeBit: defaultMasqueradeBit})); err != nil {
-			return err
-		}
-		return ensureJumps(ctx, ipt, false)
+		return loadRules(ctx, ipt, false, renderRules(rulesOptions{MasqueradeBit: defaultMasqueradeBit}))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +44,10 @@ func TestBatchedJumpsRoundTripRealIptables(t *testing.T) {
 			t.Errorf("iptables-save does not show %q once:\n%s", strings.TrimSpace(j.saveLine()), first)
 		}
 	}
-	if err := env.Node.Do(func() error { return ensureJumps(ctx, ipt, false) }); err != nil {
+	if err := env.Node.Do(func() error { return loadRules(ctx, ipt, false, "") }); err != nil {
 		t.Fatal(err)
 	}
 	if again := save(); strings.Count(again, "\n-A ") != strings.Count(first, "\n-A ") {
-		t.Errorf("a second ensureJumps changed the rules:\n%s\nbefore:\n%s", again, first)
+		t.Errorf("a second loadRules changed the rules:\n%s\nbefore:\n%s", again, first)
 	}
 }
