@@ -151,6 +151,12 @@ func SliceServiceName(es *discovery.EndpointSlice) string {
 // weights may be nil.
 func sliceEndpoints(es *discovery.EndpointSlice, weights map[netip.Addr]int, nodeName string) map[string][]Endpoint {
 	out := map[string][]Endpoint{}
+	appendSliceEndpoints(out, es, weights, nodeName)
+	return out
+}
+
+// appendSliceEndpoints appends the slice's endpoints to out, per port name.
+func appendSliceEndpoints(out map[string][]Endpoint, es *discovery.EndpointSlice, weights map[netip.Addr]int, nodeName string) {
 	for _, p := range es.Ports {
 		if p.Port == nil {
 			continue
@@ -170,7 +176,6 @@ func sliceEndpoints(es *discovery.EndpointSlice, weights map[netip.Addr]int, nod
 			out[name] = append(out[name], makeEndpoint(e, ip, *p.Port, weights, nodeName))
 		}
 	}
-	return out
 }
 
 func makeEndpoint(e discovery.Endpoint, ip netip.Addr, port int32, weights map[netip.Addr]int, nodeName string) Endpoint {

@@ -5,7 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"reflect"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,10 +50,12 @@ const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 type Tracker struct {
 	opts Options
 
-	mu          sync.Mutex
-	services    map[string]*v1.Service
-	slices      map[string]*discovery.EndpointSlice
-	slicesBySvc map[string]map[string]struct{}
+	mu       sync.Mutex
+	services map[string]*v1.Service
+	slices   map[string]*discovery.EndpointSlice
+	// slicesBySvc lists each Service's slice keys: a slice rather than a set, as
+	// nearly every Service has one or a few (a map each was 4.5 MiB at 10,000).
+	slicesBySvc map[string][]string
 	node        *v1.Node
 	dirty       map[string]struct{}
 	nodeDirty   bool
@@ -84,7 +86,7 @@ func NewTracker(o Options) *Tracker {
 		opts:        o,
 		services:    map[string]*v1.Service{},
 		slices:      map[string]*discovery.EndpointSlice{},
-		slicesBySvc: map[string]map[string]struct{}{},
+		slicesBySvc: map[string][]string{},
 		dirty:       map[string]struct{}{},
 		portNames:   map[string][]ServicePortName{},
 		reported:    map[string]reportedProblem{},
@@ -140,10 +142,7 @@ func (t *Tracker) UpsertEndpointSlice(es *discovery.EndpointSlice) {
 		}
 		t.slices[k] = es
 		svcKey := key(es.Namespace, SliceServiceName(es))
-		if t.slicesBySvc[svcKey] == nil {
-			t.slicesBySvc[svcKey] = map[string]struct{}{}
-		}
-		t.slicesBySvc[svcKey][k] = struct{}{}
+		t.slicesBySvc[svcKey] = append(t.slicesBySvc[svcKey], k)
 		t.dirty[svcKey] = struct{}{}
 		t.epEvents++
 		if ts, err := time.Parse(time.RFC3339Nano, es.Annotations[TriggerTimeAnnotation]); err == nil {
@@ -171,9 +170,15 @@ func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
 
 func (t *Tracker) unindexSlice(k string, es *discovery.EndpointSlice) {
 	svcKey := key(es.Namespace, SliceServiceName(es))
-	delete(t.slicesBySvc[svcKey], k)
-	if len(t.slicesBySvc[svcKey]) == 0 {
+	keys := t.slicesBySvc[svcKey]
+	if i := slices.Index(keys, k); i >= 0 {
+		keys[i] = keys[len(keys)-1]
+		keys = keys[:len(keys)-1]
+	}
+	if len(keys) == 0 {
 		delete(t.slicesBySvc, svcKey)
+	} else {
+		t.slicesBySvc[svcKey] = keys
 	}
 	t.dirty[svcKey] = struct{}{}
 }
@@ -332,36 +337,43 @@ func (t *Tracker) currentPorts(svcKey string) ([]*ServicePort, bool) {
 }
 
 // endpointsFor merges every slice of a Service into deduplicated, sorted endpoints
-// per port name.
+// per port name. Of endpoints with the same address and port (one pod in two
+// slices, while the controller moves it), the first ready one wins, else the last.
 func (t *Tracker) endpointsFor(svcKey string) map[string][]Endpoint {
-	merged := map[string]map[netip.AddrPort]Endpoint{}
-	for sk := range t.slicesBySvc[svcKey] {
+	out := map[string][]Endpoint{}
+	for _, sk := range t.slicesBySvc[svcKey] {
 		es := t.slices[sk]
 		weights, err := ParseWeights(es.Annotations[AnnotationWeights])
 		if err != nil {
 			t.reject("EndpointSlice "+sk, es, fmt.Errorf("metadata.annotations[%s]: %v", AnnotationWeights, err))
 			weights = nil
 		}
-		for port, eps := range sliceEndpoints(es, weights, t.opts.NodeName) {
-			if merged[port] == nil {
-				merged[port] = map[netip.AddrPort]Endpoint{}
-			}
-			for _, e := range eps {
-				if old, dup := merged[port][e.AddrPort()]; dup && old.Ready {
-					continue
-				}
-				merged[port][e.AddrPort()] = e
-			}
-		}
+		appendSliceEndpoints(out, es, weights, t.opts.NodeName)
 	}
-	out := make(map[string][]Endpoint, len(merged))
-	for port, m := range merged {
-		list := make([]Endpoint, 0, len(m))
-		for _, e := range m {
-			list = append(list, e)
+	for port, list := range out {
+		out[port] = dedupEndpoints(list)
+	}
+	return out
+}
+
+// dedupEndpoints sorts list by address and port and keeps one endpoint of each:
+// the first ready one in list's order, else the last. The result is sized exactly:
+// the Snapshot keeps it.
+func dedupEndpoints(list []Endpoint) []Endpoint {
+	slices.SortStableFunc(list, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
+	out := list[:0]
+	for i := 0; i < len(list); {
+		j, pick := i+1, i
+		for ; j < len(list) && list[j].AddrPort() == list[i].AddrPort(); j++ {
+			if !list[pick].Ready {
+				pick = j
+			}
 		}
-		sort.Slice(list, func(i, j int) bool { return list[i].AddrPort().Compare(list[j].AddrPort()) < 0 })
-		out[port] = list
+		out = append(out, list[pick])
+		i = j
+	}
+	if cap(out) > len(out) {
+		return slices.Clone(out)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -529,6 +530,51 @@ func TestExternalIPsGate(t *testing.T) {
 			if got := len(sp.ExternalIPs); (got == 0) != disable {
 				t.Fatalf("DisableExternalIPs=%v: externalIPs %v", disable, sp.ExternalIPs)
 			}
+		}
+	}
+}
+
+func TestTrackerSliceIndexFollowsUpdatesAndDeletes(t *testing.T) {
+	tr, _ := newTestTracker(t, "")
+	tr.UpsertService(testService("ns", "web", "10.0.0.1"))
+	ports := map[string]int32{"http": 80}
+	for i, name := range []string{"web-a", "web-b", "web-c"} {
+		tr.UpsertEndpointSlice(testSlice("ns", name, "web", ports, ready(fmt.Sprintf("10.1.0.%d", i+1))))
+	}
+	// An update replaces the slice's endpoints; it must not be indexed twice.
+	tr.UpsertEndpointSlice(testSlice("ns", "web-b", "web", ports, ready("10.1.0.9")))
+	tr.DeleteEndpointSlice("ns", "web-a")
+	snap, _ := tr.Snapshot()
+	if got := endpointStrings(snap.Endpoints[portName("ns", "web", "http")]); !reflect.DeepEqual(got, []string{"10.1.0.3:80", "10.1.0.9:80"}) {
+		t.Fatalf("endpoints %v, want web-b's new one and web-c's", got)
+	}
+	if keys := tr.slicesBySvc["ns/web"]; len(keys) != 2 {
+		t.Fatalf("index %v, want web-b and web-c once each", keys)
+	}
+	tr.DeleteEndpointSlice("ns", "web-b")
+	tr.DeleteEndpointSlice("ns", "web-c")
+	if _, ok := tr.slicesBySvc["ns/web"]; ok {
+		t.Fatal("a Service without slices is still indexed")
+	}
+}
+
+// TestDedupEndpointsPrefersTheFirstReadyElseTheLast pins the merge of one address in
+// several slices (a pod moving between slices).
+func TestDedupEndpointsPrefersTheFirstReadyElseTheLast(t *testing.T) {
+	ip := netip.MustParseAddr("10.1.0.1")
+	e := func(zone string, ready bool) Endpoint { return Endpoint{IP: ip, Port: 80, Ready: ready, Zone: zone} }
+	other := Endpoint{IP: netip.MustParseAddr("10.1.0.0"), Port: 80, Ready: true}
+	for _, c := range []struct {
+		in   []Endpoint
+		want string
+	}{
+		{[]Endpoint{e("a", false), e("b", true), e("c", true)}, "b"},
+		{[]Endpoint{e("a", true), e("b", false)}, "a"},
+		{[]Endpoint{e("a", false), e("b", false)}, "b"},
+	} {
+		got := dedupEndpoints(append([]Endpoint{}, append(c.in, other)...))
+		if len(got) != 2 || !reflect.DeepEqual(got[0], other) || got[1].Zone != c.want || len(got) != cap(got) {
+			t.Errorf("%v: got %v (cap %d), want 10.1.0.0 then the copy from %s, sized exactly", c.in, got, cap(got), c.want)
 		}
 	}
 }

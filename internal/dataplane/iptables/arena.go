@@ -12,12 +12,23 @@ type arena struct {
 	cur   spec
 }
 
-const arenaChunk = 256 << 10
+// Chunks grow from arenaFirstChunk to arenaChunk bytes, doubling: an arena that
+// holds a few rules (a partial sync's, a fixed rule's own) keeps a few KiB alive
+// rather than a whole chunk for as long as any of its rules is applied.
+const (
+	arenaFirstChunk = 4 << 10
+	arenaChunk      = 256 << 10
+)
+
+// nextChunk is the size of the chunk after the current one.
+func (a *arena) nextChunk() int {
+	return min(arenaChunk, max(arenaFirstChunk, 2*cap(a.chunk)))
+}
 
 // begin starts a new string and returns its start offset in the current chunk.
 func (a *arena) begin() int {
 	if cap(a.chunk)-len(a.chunk) < 1024 {
-		a.chunk = make([]byte, 0, arenaChunk)
+		a.chunk = make([]byte, 0, a.nextChunk())
 	}
 	return len(a.chunk)
 }
@@ -29,7 +40,7 @@ func (a *arena) reserve(start *int, n int) {
 		return
 	}
 	partial := a.chunk[*start:]
-	size := max(arenaChunk, 2*(len(partial)+n))
+	size := max(a.nextChunk(), 2*(len(partial)+n))
 	fresh := make([]byte, 0, size)
 	fresh = append(fresh, partial...)
 	a.chunk = fresh

@@ -244,7 +244,7 @@ func (p *Proxier) restore(ctx context.Context, b *restoreBuilder) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := p.c.Runner.Restore(ctx, b.Bytes(), true); err != nil {
+	if err := restoreWith(ctx, p.c.Runner, b); err != nil {
 		return fmt.Errorf("iptables: %w", err)
 	}
 	return nil

@@ -1,6 +1,9 @@
 package iptables
 
-import "strconv"
+import (
+	"io"
+	"strconv"
+)
 
 // zeroCountersAbove is the number of lines in one table section above which the
 // section starts with -Z. iptables-nft-restore 1.8.9 with --noflush keeps a sorted
@@ -122,40 +125,93 @@ func (b *restoreBuilder) render(noflush bool) []byte {
 	// Sized exactly up front: at 10,000 Services the input is about 16 MB, and
 	// growing a buffer (plus one concatenated string per declared chain) cost
 	// about as much CPU as writing it.
-	buf := make([]byte, 0, b.size(noflush))
+	lw := &lineWriter{buf: make([]byte, 0, b.size(noflush))}
+	b.write(noflush, lw)
+	return lw.buf
+}
+
+// restoreChunk is how much of the input WriteTo holds before writing it out.
+const restoreChunk = 64 << 10
+
+// WriteTo writes the same input as Bytes to w, about restoreChunk bytes at a time,
+// so that the whole input (16 MB at 10,000 Services) is never in memory at once.
+func (b *restoreBuilder) WriteTo(w io.Writer) (int64, error) {
+	lw := &lineWriter{buf: make([]byte, 0, restoreChunk+4<<10), w: w}
+	b.write(true, lw)
+	lw.flush()
+	return lw.n, lw.err
+}
+
+// lineWriter collects restore input in buf; with a writer it passes buf on whenever
+// a line ends past restoreChunk bytes, and stops at the first error.
+type lineWriter struct {
+	buf []byte
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (lw *lineWriter) endLine() {
+	lw.buf = append(lw.buf, '\n')
+	if lw.w != nil && len(lw.buf) >= restoreChunk {
+		lw.flush()
+	}
+}
+
+func (lw *lineWriter) flush() {
+	if lw.w == nil || len(lw.buf) == 0 {
+		return
+	}
+	if lw.err == nil {
+		n, err := lw.w.Write(lw.buf)
+		lw.n += int64(n)
+		lw.err = err
+	}
+	lw.buf = lw.buf[:0]
+}
+
+// write renders the input into lw, line by line.
+func (b *restoreBuilder) write(noflush bool, lw *lineWriter) {
 	for _, t := range []string{tableMangle, tableFilter, tableNAT} {
 		s := b.sections[t]
 		if s == nil || s.empty() {
 			continue
 		}
-		buf = append(append(append(buf, '*'), t...), '\n')
+		lw.buf = append(append(lw.buf, '*'), t...)
+		lw.endLine()
 		if noflush && s.lines() > zeroCountersAbove {
-			buf = append(buf, "-Z\n"...)
+			lw.buf = append(lw.buf, "-Z"...)
+			lw.endLine()
 		}
 		for _, c := range s.declare {
-			buf = append(append(append(buf, ':'), c...), " - [0:0]\n"...)
+			lw.buf = append(append(append(lw.buf, ':'), c...), " - [0:0]"...)
+			lw.endLine()
 		}
 		for _, l := range s.deletes {
-			buf = append(append(buf, l...), '\n')
+			lw.buf = append(lw.buf, l...)
+			lw.endLine()
 		}
 		for _, l := range s.replaces {
-			buf = append(append(buf, l...), '\n')
+			lw.buf = append(lw.buf, l...)
+			lw.endLine()
 		}
 		for _, c := range s.rules {
 			for _, r := range c.Rules {
-				buf = append(append(append(append(buf, "-A "...), c.Name...), ' '), r...)
-				buf = append(buf, '\n')
+				lw.buf = append(append(append(append(lw.buf, "-A "...), c.Name...), ' '), r...)
+				lw.endLine()
 			}
 		}
 		for _, l := range s.inserts {
-			buf = append(append(buf, l...), '\n')
+			lw.buf = append(lw.buf, l...)
+			lw.endLine()
 		}
 		for _, c := range s.remove {
-			buf = append(append(append(buf, "-X "...), c...), '\n')
+			lw.buf = append(append(lw.buf, "-X "...), c...)
+			lw.endLine()
 		}
-		buf = append(buf, "COMMIT\n"...)
+		lw.buf = append(lw.buf, "COMMIT"...)
+		lw.endLine()
 	}
-	return buf
 }
 
 // size is the exact length of render's output.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,6 +32,27 @@ type Runner interface {
 	Save(ctx context.Context, table string) ([]byte, error)
 	// ListChain returns a chain's rules ("-A ..." lines), and whether it exists.
 	ListChain(ctx context.Context, table, chain string) ([]string, bool, error)
+}
+
+// restoreInput is restore input that can be written out piecewise (see
+// streamRestorer) or rendered whole.
+type restoreInput interface {
+	io.WriterTo
+	Bytes() []byte
+}
+
+// streamRestorer is a Runner that writes the input to iptables-restore as it is
+// rendered, so that the whole of it (16 MB at 10,000 Services) is never held.
+type streamRestorer interface {
+	restoreStream(ctx context.Context, input restoreInput, noflush bool) error
+}
+
+// restoreWith feeds input to r, as a stream when r takes one.
+func restoreWith(ctx context.Context, r Runner, input restoreInput) error {
+	if s, ok := r.(streamRestorer); ok {
+		return s.restoreStream(ctx, input, true)
+	}
+	return r.Restore(ctx, input.Bytes(), true)
 }
 
 // ExecRunner runs the iptables binaries of one backend and one family.
@@ -71,6 +93,41 @@ func (r ExecRunner) Restore(ctx context.Context, input []byte, noflush bool) err
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return &RestoreError{Tool: r.bin("-restore"), Err: err, Stderr: strings.TrimSpace(stderr.String()), Context: failureContext(input, stderr.String())}
+	}
+	return nil
+}
+
+// restoreStream is Restore with the input written to the tool's stdin as it is
+// rendered. iptables-restore commits each table at its COMMIT line, so a stream cut
+// short commits no more than a whole input the tool rejects halfway; a stream
+// that cannot be written out kills the tool before it reads to the end. A failure
+// renders the input again to quote the lines around the one iptables names.
+func (r ExecRunner) restoreStream(ctx context.Context, input restoreInput, noflush bool) error {
+	args := []string{"-w", "5", "--counters"}
+	if noflush {
+		args = []string{"-w", "5", "--noflush", "--counters"}
+	}
+	cmd := r.command(ctx, r.bin("-restore"), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		return &RestoreError{Tool: r.bin("-restore"), Err: err}
+	}
+	_, werr := input.WriteTo(stdin)
+	if werr != nil {
+		_ = cmd.Process.Kill()
+	}
+	_ = stdin.Close()
+	err = cmd.Wait()
+	if err == nil && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		return &RestoreError{Tool: r.bin("-restore"), Err: err, Stderr: strings.TrimSpace(stderr.String()), Context: failureContext(input.Bytes(), stderr.String())}
 	}
 	return nil
 }

@@ -182,17 +182,18 @@ func (d *diff) empty() bool {
 // (a hairpin pair of an endpoint shared by Services, an external IP two Services
 // claim) is added for the first owner and deleted with the last. Deletes are
 // counted before adds, so an owner changing an element's value rewrites it.
-func (d *diff) resolveRefs(refs map[string]int) {
+func (d *diff) resolveRefs(refs refCounts) {
 	var dels, adds []elem
+	var buf []byte
 	for _, e := range d.delElems {
-		k := e.key()
+		k := e.ref(&buf)
 		if refs[k]--; refs[k] <= 0 {
 			delete(refs, k)
 			dels = append(dels, e)
 		}
 	}
 	for _, e := range d.addElems {
-		k := e.key()
+		k := e.ref(&buf)
 		if refs[k]++; refs[k] == 1 {
 			adds = append(adds, e)
 		}

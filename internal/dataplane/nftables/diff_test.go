@@ -3,13 +3,14 @@
 package nftables
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
 	"kproxy.dev/kproxy/internal/state"
 )
 
-func testDiff(refs map[string]int, changes ...[2]*fragment) *diff {
+func testDiff(refs refCounts, changes ...[2]*fragment) *diff {
 	t := &tableSync{staleChains: map[string]bool{}, staleSets: map[string]bool{}, kinds: map[string]setKind{}}
 	d := newDiff(t, map[string]bool{})
 	for _, c := range changes {
@@ -32,10 +33,11 @@ func TestDiffSharedElementStaysWhileAnotherOwnerNeedsIt(t *testing.T) {
 	shared := ep("10.244.1.1", 8080)
 	a := renderOne(o, spec{name: "a", clusterIP: "10.96.0.1", port: 80}, shared)
 	b := renderOne(o, spec{name: "b", clusterIP: "10.96.0.2", port: 80}, shared)
-	refs := map[string]int{}
+	refs := refCounts{}
+	var buf []byte
 	for _, fr := range []*fragment{a, b} {
 		for _, e := range fr.elems {
-			refs[e.key()]++
+			refs[e.ref(&buf)]++
 		}
 	}
 	d := testDiff(refs, [2]*fragment{a, nil})
@@ -55,7 +57,7 @@ func TestDiffUnchangedIsEmpty(t *testing.T) {
 	o := testOptions(familyIPv4)
 	s := spec{name: "rr", clusterIP: "10.96.0.1", port: 80, scheduler: "rr", nodePort: 30001}
 	eps := []state.Endpoint{ep("10.244.1.1", 80), ep("10.244.1.2", 80)}
-	d := testDiff(map[string]int{}, [2]*fragment{renderOne(o, s, eps...), renderOne(o, s, eps...)})
+	d := testDiff(refCounts{}, [2]*fragment{renderOne(o, s, eps...), renderOne(o, s, eps...)})
 	if !d.empty() {
 		t.Fatalf("diff of identical renderings is not empty: %+v", d)
 	}
@@ -66,7 +68,7 @@ func TestDiffEndpointMovedRewritesOnlyItsSlot(t *testing.T) {
 	s := spec{name: "web", clusterIP: "10.96.0.1", port: 80}
 	before := renderOne(o, s, ep("10.244.1.1", 80), ep("10.244.1.2", 80))
 	after := renderOne(o, s, ep("10.244.1.1", 80), ep("10.244.1.3", 80))
-	d := testDiff(map[string]int{}, [2]*fragment{before, after})
+	d := testDiff(refCounts{}, [2]*fragment{before, after})
 	if len(d.addChains)+len(d.ruleChains)+len(d.flushChains) != 0 {
 		t.Fatalf("an endpoint move on the shared path touched chains: %+v", d)
 	}
@@ -74,5 +76,34 @@ func TestDiffEndpointMovedRewritesOnlyItsSlot(t *testing.T) {
 		if e.set == mapServiceEndpoints && e.to.Addr().String() != "10.244.1.3" {
 			t.Fatalf("unexpected slot rewrite %s", e.text())
 		}
+	}
+}
+
+func TestElemRefIsTheKeyWithoutTheValue(t *testing.T) {
+	a := netip.MustParseAddr("10.96.0.1")
+	base := elem{set: mapServiceIPs, addr: a, proto: l4TCP, port: 80, verdict: "goto pick-1"}
+	var buf []byte
+	same := base
+	same.verdict = "goto pick-2"
+	if base.ref(&buf) != same.ref(&buf) {
+		t.Errorf("%s and %s: different references for one kernel element", base.text(), same.text())
+	}
+	others := []elem{
+		{set: setMasqServices, addr: a, proto: l4TCP, port: 80},
+		{set: mapServiceIPs, addr: a, proto: l4UDP, port: 80},
+		{set: mapServiceIPs, addr: a, proto: l4TCP, port: 81},
+		{set: mapServiceIPs, addr: netip.MustParseAddr("10.96.0.2"), proto: l4TCP, port: 80},
+		{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 1},
+		{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 2},
+		pairElem(setHairpin, a, a),
+		pairElem(setHairpin, a, netip.MustParseAddr("10.96.0.2")),
+	}
+	seen := map[elemRef]string{base.ref(&buf): base.key()}
+	for _, e := range others {
+		r := e.ref(&buf)
+		if k, dup := seen[r]; dup {
+			t.Errorf("%s and %s share a reference", k, e.key())
+		}
+		seen[r] = e.key()
 	}
 }

@@ -77,7 +77,7 @@ func TestMHRemovalRewritesOnlyMovedSlots(t *testing.T) {
 			owned++
 		}
 	}
-	d := testDiff(map[string]int{}, [2]*fragment{before, after})
+	d := testDiff(refCounts{}, [2]*fragment{before, after})
 	rewritten := 0
 	for _, e := range d.addElems {
 		if strings.HasPrefix(e.set, "select-") {

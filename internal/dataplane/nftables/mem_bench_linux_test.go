@@ -4,10 +4,12 @@ package nftables
 
 import (
 	"context"
+	"maps"
 	"runtime"
 	"testing"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/benchmem"
 )
 
 // BenchmarkKernelFullSyncMemory is the memory of one cold full sync of 10,000
@@ -23,7 +25,7 @@ func BenchmarkKernelFullSyncMemory(b *testing.B) {
 	ctx := context.Background()
 	var live uint64
 	for b.Loop() {
-		base := liveHeap()
+		base := benchmem.LiveHeap()
 		p, err := newCoreProxier(testDPOptions())
 		if err != nil {
 			b.Fatal(err)
@@ -33,16 +35,52 @@ func BenchmarkKernelFullSyncMemory(b *testing.B) {
 			b.Fatalf("full sync: %v (full=%v)", err, st.Full)
 		}
 		b.StopTimer()
-		live = liveHeap() - base
+		live = benchmem.LiveHeap() - base
 		runtime.KeepAlive(p)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(live)/(1<<20), "live-MiB")
 }
 
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+// BenchmarkKernelPartialSyncsRetained is the heap that one-Service partial syncs
+// leave alive between two full syncs (a private namespace, root only): each
+// changes another Service of 1,000. KiB/sync is the live heap's growth per sync.
+//
+//	go test ./internal/dataplane/nftables -run '^$' -bench KernelPartialSyncsRetained -benchtime 1x
+func BenchmarkKernelPartialSyncsRetained(b *testing.B) {
+	requireRoot(b)
+	const syncs = 300
+	snap := bigSnapshot(1000, 3)
+	var names []state.ServicePortName
+	for n := range snap.Services {
+		names = append(names, n)
+	}
+	ns := newNetns(b, "memp")
+	ctx := context.Background()
+	var grown float64
+	for b.Loop() {
+		p, err := newCoreProxier(testDPOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.useNetns(ns.fd)
+		if _, err := p.Sync(ctx, snap, state.ChangeSet{}); err != nil {
+			b.Fatal(err)
+		}
+		base := benchmem.LiveHeap()
+		for i := range syncs {
+			// Another version of the snapshot, so the Service really changes.
+			next := *snap
+			next.Endpoints = maps.Clone(snap.Endpoints)
+			next.Endpoints[names[i]] = snap.Endpoints[names[i]][:2]
+			st, err := p.Sync(ctx, &next, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{names[i]: {}}})
+			if err != nil || st.Full {
+				b.Fatalf("partial sync: %v (full=%v)", err, st.Full)
+			}
+			snap = &next
+		}
+		grown = float64(int64(benchmem.LiveHeap())-int64(base)) / syncs / 1024
+		runtime.KeepAlive(p)
+	}
+	b.ReportMetric(grown, "KiB/sync")
 }

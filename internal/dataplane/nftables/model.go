@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	v1 "k8s.io/api/core/v1"
 )
 
 // family is one of the two tables kproxy owns: "ip kproxy" or "ip6 kproxy".
@@ -143,18 +145,20 @@ func (s *set) def(f family) string {
 
 // elem is one element of a named set or map. Exactly the fields the set kind uses
 // are set.
+// Kept small: the model holds every element (~91,000 at 10,000 Services x 3
+// endpoints) until the next full sync.
 type elem struct {
 	set   string
 	addr  netip.Addr
-	proto string // "tcp", "udp", "sctp"
 	port  uint16
-	index uint32
+	proto l4
 	// slot puts index into the key after protocol and port (slot maps).
 	slot bool
-	// pair is the second address of a pair-set key.
-	pair netip.Addr
-	// end is the last address of an interval-set element that starts at addr.
-	end netip.Addr
+	// interval says addr2 is the last address of an interval-set element that
+	// starts at addr; otherwise a valid addr2 is the second address of a pair-set key.
+	interval bool
+	index    uint32
+	addr2    netip.Addr
 	// to is the data of a slot map: the endpoint to DNAT to.
 	to netip.AddrPort
 	// verdict is "goto CHAIN", "jump CHAIN", "drop"; empty for plain sets.
@@ -173,27 +177,86 @@ func (e elem) key() string {
 	return e.set + "|" + e.keyText()
 }
 
+// pairElem is an element of a pair set (addr . second).
+func pairElem(set string, addr, second netip.Addr) elem {
+	return elem{set: set, addr: addr, addr2: second}
+}
+
+// rangeElem is an element of an interval set: start to end, both included.
+func rangeElem(set string, start, end netip.Addr) elem {
+	return elem{set: set, addr: start, addr2: end, interval: true}
+}
+
+// pair is the second address of a pair-set key, or the zero Addr.
+func (e elem) pair() netip.Addr {
+	if e.interval {
+		return netip.Addr{}
+	}
+	return e.addr2
+}
+
+// end is the last address of an interval-set element, or the zero Addr.
+func (e elem) end() netip.Addr {
+	if !e.interval {
+		return netip.Addr{}
+	}
+	return e.addr2
+}
+
+// l4 is an element's transport protocol; l4None for elements without one.
+type l4 uint8
+
+const (
+	l4None l4 = iota
+	l4TCP
+	l4UDP
+	l4SCTP
+)
+
+// l4Of is the element protocol of a ServicePort's (TCP, UDP or SCTP).
+func l4Of(p v1.Protocol) l4 {
+	switch p {
+	case v1.ProtocolUDP:
+		return l4UDP
+	case v1.ProtocolSCTP:
+		return l4SCTP
+	}
+	return l4TCP
+}
+
+// String is the protocol as nft writes it: "tcp", "udp", "sctp".
+func (p l4) String() string { return [...]string{"", "tcp", "udp", "sctp"}[p] }
+
 func (e elem) keyText() string {
 	// Built by hand: full syncs compute this for every element.
-	b := make([]byte, 0, 64)
+	if e.interval {
+		return rangeText(e.addr, e.addr2)
+	}
+	return string(e.appendKeyText(make([]byte, 0, 64)))
+}
+
+// appendKeyText appends keyText to b, so that a caller with a buffer of its own
+// allocates nothing.
+func (e elem) appendKeyText(b []byte) []byte {
+	if e.interval {
+		return append(b, rangeText(e.addr, e.addr2)...)
+	}
+	start := len(b)
 	sep := func() {
-		if len(b) > 0 {
+		if len(b) > start {
 			b = append(b, " . "...)
 		}
-	}
-	if e.end.IsValid() {
-		return rangeText(e.addr, e.end)
 	}
 	if e.addr.IsValid() {
 		b = e.addr.AppendTo(b)
 	}
-	if e.pair.IsValid() {
+	if e.addr2.IsValid() {
 		sep()
-		b = e.pair.AppendTo(b)
+		b = e.addr2.AppendTo(b)
 	}
-	if e.proto != "" {
+	if e.proto != l4None {
 		sep()
-		b = append(b, e.proto...)
+		b = append(b, e.proto.String()...)
 		b = append(b, " . "...)
 		b = strconv.AppendUint(b, uint64(e.port), 10)
 	}
@@ -201,10 +264,10 @@ func (e elem) keyText() string {
 		b = append(b, " . "...)
 		b = strconv.AppendUint(b, uint64(e.index), 10)
 	}
-	if len(b) == 0 {
-		return fmt.Sprintf("0x%08x", e.index)
+	if len(b) == start {
+		return fmt.Appendf(b, "0x%08x", e.index)
 	}
-	return string(b)
+	return b
 }
 
 func (e elem) text() string {

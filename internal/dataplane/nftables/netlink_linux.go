@@ -270,18 +270,18 @@ func (b *batch) elems(kinds map[string]setKind, es []elem, add bool) {
 func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 	var key []byte
 	switch {
-	case e.proto != "":
+	case e.proto != l4None:
 		if e.addr.IsValid() {
 			key = append(key, e.addr.AsSlice()...)
 		}
-		key = append(key, protoNumbers[e.proto], 0, 0, 0)
+		key = append(key, protoNumbers[e.proto.String()], 0, 0, 0)
 		key = binary.BigEndian.AppendUint16(key, e.port)
 		key = append(key, 0, 0)
 		if e.slot {
 			key = append(key, hostU32(e.index)...)
 		}
-	case e.pair.IsValid():
-		key = append(e.addr.AsSlice(), e.pair.AsSlice()...)
+	case e.pair().IsValid():
+		key = append(e.addr.AsSlice(), e.pair().AsSlice()...)
 	case e.addr.IsValid():
 		key = e.addr.AsSlice()
 	default:
@@ -306,10 +306,10 @@ func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 // intervalEnd is the closing element of an interval: the kernel stores [start,
 // end+1) as two elements. A range reaching the family's last address has none.
 func intervalEnd(e elem) (nftables.SetElement, bool) {
-	if !e.end.IsValid() || !e.end.Next().IsValid() {
+	if !e.end().IsValid() || !e.end().Next().IsValid() {
 		return nftables.SetElement{}, false
 	}
-	return nftables.SetElement{Key: e.end.Next().AsSlice(), IntervalEnd: true}, true
+	return nftables.SetElement{Key: e.end().Next().AsSlice(), IntervalEnd: true}, true
 }
 
 // commit sends the batch as one transaction; nothing is sent if queuing failed.

@@ -189,7 +189,7 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		return fr
 	}
 	fr.elems = append(fr.elems, clusterIPElem(p.clusterIP))
-	proto := protoName(sp.Protocol)
+	proto := l4Of(sp.Protocol)
 	port := uint16(sp.Port)
 
 	for _, ep := range p.cat.AllReachable {

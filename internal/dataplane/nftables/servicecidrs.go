@@ -20,7 +20,7 @@ func renderClusterIPsCheck(o renderOptions, fr *fragment) {
 		&set{name: setClusterIPs, kind: kindAddrSet},
 		&set{name: setServiceCIDRs, kind: kindRangeSet})
 	for _, r := range mergeRanges(o.serviceCIDRs) {
-		fr.elems = append(fr.elems, elem{set: setServiceCIDRs, addr: r.start, end: r.end})
+		fr.elems = append(fr.elems, rangeElem(setServiceCIDRs, r.start, r.end))
 	}
 	fr.addChain(&chain{name: chainClusterIPs, rules: []rule{
 		// Plain reject, as kube-proxy: ICMP port unreachable, TCP included.

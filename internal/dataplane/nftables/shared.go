@@ -76,7 +76,7 @@ func sharedElemCount(p servicePort, n int) int {
 func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fragment) {
 	sp := p.sp
 	n := len(live)
-	proto, port := protoName(sp.Protocol), uint16(sp.Port)
+	proto, port := l4Of(sp.Protocol), uint16(sp.Port)
 	pick, externalPick, nodePortPick := pickChains(o, p, n, fr)
 	slots := func(set string, addr *state.Endpoint, nodePort uint16) {
 		for i, e := range live {
@@ -104,7 +104,7 @@ func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fra
 		slots(mapNodePortEndpoints, nil, uint16(sp.NodePort))
 	}
 	for _, e := range live {
-		fr.elems = append(fr.elems, elem{set: setHairpin, addr: e.IP, pair: e.IP})
+		fr.elems = append(fr.elems, pairElem(setHairpin, e.IP, e.IP))
 	}
 	renderFirewall(o, p, func(set string, a netip.Addr, v string) elem {
 		return elem{set: set, addr: a, proto: proto, port: port, verdict: v}

@@ -25,7 +25,7 @@ type tableSync struct {
 	// kinds remembers each set's kind, for element operations.
 	kinds map[string]setKind
 	// refs counts the owners of each element key (see diff.resolveRefs).
-	refs map[string]int
+	refs refCounts
 	// conn stays open from sync to sync. Closing an nf_tables netlink socket makes
 	// the kernel wait for the release of what earlier commits deleted (an RCU grace
 	// period, 5-25 ms measured here, whatever the table size), and that wait was
@@ -113,12 +113,13 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 // queueElems queues every element once, as it goes: several owners may render the
 // same one (see diff.resolveRefs) and the kernel refuses duplicates. It returns how
 // many owners each key has; size is about the number of elements.
-func queueElems(b *batch, kinds map[string]setKind, frs []*fragment, size int) map[string]int {
-	refs := make(map[string]int, size)
+func queueElems(b *batch, kinds map[string]setKind, frs []*fragment, size int) refCounts {
+	refs := make(refCounts, size)
+	var buf []byte
 	w := b.elemWriter(kinds, true)
 	for _, fr := range frs {
 		for _, e := range fr.elems {
-			k := e.key()
+			k := e.ref(&buf)
 			if refs[k]++; refs[k] == 1 {
 				w.put(e)
 			}
