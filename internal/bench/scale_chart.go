@@ -128,7 +128,7 @@ func scaleLine(rows []ScaleRow, s Series, mode string, endpoints int, c ScaleCos
 	var pts [][2]float64
 	for i := range rows {
 		r := &rows[i]
-		if r.Series != s || r.Mode != mode || (s == SeriesServices && r.Endpoints != endpoints) {
+		if r.Series != s || r.Column() != mode || (s == SeriesServices && r.Endpoints != endpoints) {
 			continue
 		}
 		if v := c.Value(&r.Result); v != nil && *v > 0 {
@@ -139,12 +139,13 @@ func scaleLine(rows []ScaleRow, s Series, mode string, endpoints int, c ScaleCos
 	return pts
 }
 
-// scaleModes lists the modes of a series in PreferredOrder.
+// scaleModes lists the modes of a series in PreferredOrder, a mode measured in
+// the VM as its own column ("ipvs (vm)"): its times are emulated, not this host's.
 func scaleModes(rows []ScaleRow, s Series) []string {
 	var modes []string
 	for _, r := range rows {
 		if r.Series == s {
-			modes = append(modes, r.Mode)
+			modes = append(modes, r.Column())
 		}
 	}
 	return OrderModes(modes)
@@ -292,7 +293,7 @@ func WriteScaleTable(out io.Writer, rows []ScaleRow) error {
 func sortedRows(rows []ScaleRow, s Series, mode string, endpoints int) []ScaleRow {
 	var out []ScaleRow
 	for _, r := range rows {
-		if r.Series == s && r.Mode == mode && (s != SeriesServices || r.Endpoints == endpoints) {
+		if r.Series == s && r.Column() == mode && (s != SeriesServices || r.Endpoints == endpoints) {
 			out = append(out, r)
 		}
 	}

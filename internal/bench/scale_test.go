@@ -201,3 +201,30 @@ func TestScaleSVGLegendCarriesExponent(t *testing.T) {
 		t.Errorf("table lacks the exponent row or the RSS of 100k:\n%s", table.String())
 	}
 }
+
+// A row measured in the VM is its own column, never mistaken for this host's.
+func TestScaleRowsFromTheVMAreMarked(t *testing.T) {
+	f := &fakeMeasure{}
+	var rows []ScaleRow
+	for _, p := range ScalePoints([]string{"iptables", "ipvs"}, []int{1000, 10_000}, []int{3}, nil) {
+		r, _ := f.measure(context.Background(), p)
+		if p.Mode == "ipvs" {
+			r.Where = "vm"
+		}
+		rows = append(rows, ScaleRow{Series: p.Series, Result: *r})
+	}
+	var table bytes.Buffer
+	if err := WriteScaleTable(&table, rows); err != nil {
+		t.Fatal(err)
+	}
+	if n := regexp.MustCompile(`(?m)^\| ipvs \(vm\) +\| 1`).FindAllString(table.String(), -1); len(n) != 2 || strings.Contains(table.String(), "| ipvs  ") {
+		t.Errorf("want two services rows of \"ipvs (vm)\" and none of plain ipvs:\n%s", table.String())
+	}
+	var buf bytes.Buffer
+	if err := WriteScaleSVG(&buf, rows, ServiceCosts[0], "t"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `data-mode="ipvs (vm)"`) {
+		t.Errorf("the chart has no line for \"ipvs (vm)\":\n%s", buf.String())
+	}
+}

@@ -170,16 +170,28 @@ func TestJumpRulesCheckedOnceAndIPv6OnlyWhenUsed(t *testing.T) {
 	f := newFixture(t, proxierOptions{})
 	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
 	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
-	if f.ipt.EnsureCalls() != len(jumpRules) {
-		t.Fatalf("%d jump rules inserted, want %d", f.ipt.EnsureCalls(), len(jumpRules))
+	if n := f.jumpRulesIn(false); n != len(jumpRules) {
+		t.Fatalf("%d jump rules present, want %d", n, len(jumpRules))
+	}
+	// Absent from iptables-save, they are inserted by the restore of the rules,
+	// not by `iptables -C`/`-I` each.
+	restores := len(f.ipt.V4.Restores())
+	if f.ipt.EnsureCalls() != 0 || restores != 1 || strings.Count(f.ipt.V4.LastInput(), "\n-I ") != len(jumpRules) {
+		t.Fatalf("%d iptables -C/-I calls and %d restores on a cold sync, want 0 and 1 with the rules and %d jumps:\n%s",
+			f.ipt.EnsureCalls(), restores, len(jumpRules), f.ipt.V4.LastInput())
 	}
 	if f.jumpRulesIn(true) != 0 || f.ipset.Exists("KUBE6-CLUSTER-IP") || len(f.ipt.V6.Restores()) != 0 {
 		t.Fatal("an IPv4-only node must not get IPv6 rules or sets")
 	}
 	f.p.needFull = true
 	f.sync(state.ChangeSet{})
-	if f.ipt.EnsureCalls() != len(jumpRules) {
-		t.Fatalf("a full sync re-inserted jump rules present in iptables-save (%d)", f.ipt.EnsureCalls())
+	for _, r := range f.ipt.V4.Restores()[restores:] {
+		if strings.Contains(r.Input, "\n-I ") {
+			t.Errorf("a full sync re-inserted jump rules present in iptables-save:\n%s", r.Input)
+		}
+	}
+	if f.ipt.EnsureCalls() != 0 || f.jumpRulesIn(false) != len(jumpRules) {
+		t.Fatalf("a full sync checked jump rules present in iptables-save (%d -C/-I calls)", f.ipt.EnsureCalls())
 	}
 	v6 := clusterIP("web6", "fd00::10", 80, v1.ProtocolTCP)
 	f.sync(f.set(v6.Name, v6, ep("[fd00:1::1]:80", 1)))
@@ -188,6 +200,59 @@ func TestJumpRulesCheckedOnceAndIPv6OnlyWhenUsed(t *testing.T) {
 	}
 	if s := f.vs(key("[fd00::10]:80", protoTCP)); s == nil || s.Netmask != 128 {
 		t.Fatalf("IPv6 virtual server %+v", s)
+	}
+}
+
+// The batched jumps go to the top of their built-in chains, before rules that
+// were there, in the same order as inserting them one by one; a jump to our
+// chain in another form than ours (here without its comment) is checked with
+// -C and gets ours inserted, once.
+func TestJumpRulesGoFirstAndOddFormsAreChecked(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	r := f.ipt.V4
+	for _, rule := range [][]string{
+		{"nat", "-A", "PREROUTING", "-j", "ACCEPT"},
+		{"filter", "-A", "INPUT", "-j", "ACCEPT"},
+		{"nat", "-N", chainPostrouting},
+		{"nat", "-A", "POSTROUTING", "-j", chainPostrouting},
+	} {
+		if err := r.Exec(rule[0], rule[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
+	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	if f.jumpRulesIn(false) != len(jumpRules) {
+		t.Fatalf("%d of %d jump rules present", f.jumpRulesIn(false), len(jumpRules))
+	}
+	if f.ipt.EnsureCalls() != 1 {
+		t.Errorf("%d -C/-I calls, want 1 (POSTROUTING, which jumps to %s without our comment)", f.ipt.EnsureCalls(), chainPostrouting)
+	}
+	chain := func(tbl, c string) []string {
+		rules, _, err := r.ListChain(context.Background(), tbl, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rules
+	}
+	if got := chain("nat", "PREROUTING"); len(got) != 2 || got[0] != strings.TrimSpace(jumpRules[0].saveLine()) {
+		t.Errorf("nat PREROUTING %q: our jump must come first, once", got)
+	}
+	// One by one, -I puts the last rule of jumpRules for a chain first.
+	var want []string
+	for _, j := range jumpRules {
+		if j.Table == "filter" && j.Chain == "INPUT" {
+			want = append([]string{strings.TrimSpace(j.saveLine())}, want...)
+		}
+	}
+	want = append(want, "-A INPUT -j ACCEPT")
+	if got := chain("filter", "INPUT"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("filter INPUT:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	f.p.needFull = true
+	f.sync(state.ChangeSet{})
+	if got := chain("nat", "POSTROUTING"); len(got) != 2 {
+		t.Errorf("nat POSTROUTING after a second full sync %q: want ours and the other one", got)
 	}
 }
 
