@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"kproxy.dev/kproxy/internal/testing/golden"
 )
 
 func sampleComparison() *Comparison {
@@ -36,7 +38,7 @@ func TestCompareTable(t *testing.T) {
 	if err := WriteCompareTable(&buf, sampleComparison()); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "compare-table.txt", buf.Bytes())
+	golden.Check(t, "compare-table.txt", buf.Bytes())
 	out := buf.String()
 	header := ""
 	for _, l := range strings.Split(out, "\n") {

@@ -3,32 +3,12 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"kproxy.dev/kproxy/internal/testing/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 func sampleResults() []Result {
 	return []Result{
@@ -47,7 +27,7 @@ func TestResultJSONFieldNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "results.json", append(b, '\n'))
+	golden.Check(t, "results.json", append(b, '\n'))
 	var generic []map[string]any
 	if err := json.Unmarshal(b, &generic); err != nil {
 		t.Fatal(err)
@@ -67,7 +47,7 @@ func TestSyncTable(t *testing.T) {
 	if err := WriteSyncTable(&buf, sampleResults()); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "sync-table.txt", buf.Bytes())
+	golden.Check(t, "sync-table.txt", buf.Bytes())
 	if !strings.Contains(buf.String(), "15,012") || !strings.Contains(buf.String(), "1.06x") {
 		t.Errorf("table lacks the rule count or the full/baseline ratio:\n%s", buf.String())
 	}

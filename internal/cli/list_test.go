@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/testing/golden"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files of kproxy list")
 
 // sampleList is deliberately out of order: formatList must sort like ipvsadm.
 func sampleList() []dataplane.VirtualService {
@@ -61,19 +57,7 @@ func TestFormatListGolden(t *testing.T) {
 		if err := formatList(&buf, sampleList(), tc.f); err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join("testdata", tc.file)
-		if *updateGolden {
-			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test ./internal/cli -run Golden -update)", err)
-		}
-		if buf.String() != string(want) {
-			t.Errorf("%s differs:\n--- got\n%s--- want\n%s", tc.file, buf.String(), want)
-		}
+		golden.Check(t, tc.file, buf.Bytes())
 	}
 }
 

@@ -2,14 +2,13 @@ package trace
 
 import (
 	"bytes"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	"kproxy.dev/kproxy/internal/testing/golden"
+)
 
 type goldenCase struct {
 	name  string
@@ -67,20 +66,7 @@ func runGolden(t *testing.T, cases []goldenCase, trace func(string, Packet, Opti
 
 func compareGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; got:\n%s", path, got)
-	}
+	golden.Check(t, name+".golden", got)
 }
 
 // wantVerdict checks the verdict and the candidate endpoints with their

@@ -3,8 +3,6 @@ package iptables
 import (
 	"context"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,19 +77,7 @@ func TestRenderGoldenIPv6(t *testing.T) {
 				c.cfg(&cfg)
 			}
 			got := string(FullText(Render(snapshot(c.svc), cfg)))
-			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if got != string(want) {
-				t.Errorf("rendered rules differ from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
-			}
+			checkGolden(t, c.name, got)
 		})
 	}
 }

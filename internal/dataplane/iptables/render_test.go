@@ -1,10 +1,7 @@
 package iptables
 
 import (
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +9,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const (
 	tcp = v1.ProtocolTCP
@@ -96,22 +92,7 @@ func TestRenderGolden(t *testing.T) {
 // checkGolden compares a rendering with testdata/NAME.golden (-update rewrites it).
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if got != string(want) {
-		t.Errorf("rendered rules differ from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	golden.Check(t, name+".golden", []byte(got))
 }
 
 func TestProbabilitiesSpreadEvenly(t *testing.T) {

@@ -1,11 +1,8 @@
 package nftables
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +10,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // spec describes a test ServicePort compactly.
 type spec struct {
@@ -103,23 +99,7 @@ func testOptions(f family) renderOptions {
 // checkGolden compares got with testdata/NAME.golden (or rewrites it with -update).
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s: rendered transaction differs from golden file\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
-	}
+	golden.Check(t, name+".golden", []byte(got))
 }
 
 // bigSnapshot has n ClusterIP Services with e endpoints each, as `kproxy bench` builds.
