@@ -173,26 +173,26 @@ func (n *conformanceNode) kernelNode() conformance.Node {
 	}
 }
 
-// hairpin: an endpoint (backend 2) connecting to its own Service reaches every
+// hairpin: an endpoint on this node (backend 0) connecting to its own Service reaches every
 // endpoint; the one it reaches is itself sees it masqueraded (the node's address
 // on its link), the others see its own address, as in kube-proxy. userspace's
 // relay shows every endpoint the node's address (conformance.ModeSeen). In the
 // ebpf mode the endpoint is a pod in the attach cgroup: socket LB connects it to
 // itself directly, so it sees its own address too (no NAT, nothing to undo).
 func (n *conformanceNode) hairpin(t *testing.T) {
-	self := n.be[2]
+	self := n.be[0] // on this node, an endpoint of "etp" (10.96.1.5) with be[2]
 	want := map[string]string{}
-	for _, be := range n.be[2:] {
+	for _, be := range []*netns.NS{n.be[0], n.be[2]} {
 		want[be.Name] = self.IP.String()
 		if n.m.ebpf == nil && (be == self || conformance.ModeSeen[n.m.ProxyMode] == conformance.SeenNode) {
 			want[be.Name] = be.NodeIP.String()
 		}
 	}
 	if e := n.m.ebpf; e != nil {
-		_ = e.inCgroup(func() error { askSourcesOver(t, self, "tcp4", "10.96.1.1:80", want); return nil })
+		_ = e.inCgroup(func() error { askSourcesOver(t, self, "tcp4", "10.96.1.5:80", want); return nil })
 		return
 	}
-	askSourcesOver(t, self, "tcp4", "10.96.1.1:80", want)
+	askSourcesOver(t, self, "tcp4", "10.96.1.5:80", want)
 }
 
 func (n *conformanceNode) affinity(t *testing.T) {

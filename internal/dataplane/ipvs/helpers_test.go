@@ -64,6 +64,13 @@ func ep(addr string, weight int) state.Endpoint {
 	return state.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Ready: true, Serving: true, Weight: weight}
 }
 
+// localEp is an endpoint on this node.
+func localEp(addr string, weight int) state.Endpoint {
+	e := ep(addr, weight)
+	e.IsLocal = true
+	return e
+}
+
 func clusterIP(name, ip string, port int32, proto v1.Protocol) *state.ServicePort {
 	return &state.ServicePort{
 		Name: spName(name, proto), Type: v1.ServiceTypeClusterIP, Protocol: proto,

@@ -119,8 +119,14 @@ func renderPort(sp *state.ServicePort, cat state.Categorized, o renderOptions) (
 			m.Sets = append(m.Sets, setEntry{setName(setHealthCheckNodePort, fam), strconv.Itoa(int(sp.HealthCheckNodePort))})
 		}
 	}
+	// Hairpin masquerade: only an endpoint on this node can reach itself through
+	// this node's virtual servers, so only local endpoints get an entry, as in
+	// kube-proxy: the set is bounded by the node's pods, not by the cluster's
+	// endpoints (ipset's maxelem is 65536).
 	for _, ep := range cat.AllReachable {
-		m.Sets = append(m.Sets, setEntry{setName(setLoopBack, ep.IP), fmt.Sprintf("%s,%s:%d,%s", ep.IP, lower, ep.Port, ep.IP)})
+		if ep.IsLocal {
+			m.Sets = append(m.Sets, setEntry{setName(setLoopBack, ep.IP), fmt.Sprintf("%s,%s:%d,%s", ep.IP, lower, ep.Port, ep.IP)})
+		}
 	}
 	for _, a := range m.Addrs {
 		m.Sets = append(m.Sets, setEntry{setName(setIPVSIPs, a), a.String()})

@@ -83,7 +83,9 @@ func TestRenderLocalPoliciesSCTPAndHealthCheck(t *testing.T) {
 			sp.Type, sp.NodePort = v1.ServiceTypeNodePort, 30004
 			return sp
 		},
-		wantSets: []string{"KUBE-NODE-PORT-UDP 30004", "KUBE-LOOP-BACK 10.1.0.2,udp:80,10.1.0.2"},
+		// Hairpin masquerade for the local endpoint only (as kube-proxy).
+		wantSets: []string{"KUBE-NODE-PORT-UDP 30004", "KUBE-LOOP-BACK 10.1.0.1,udp:80,10.1.0.1"},
+		noSets:   []string{"KUBE-LOOP-BACK 10.1.0.2"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			sp := tc.sp()

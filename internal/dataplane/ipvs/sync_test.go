@@ -26,7 +26,7 @@ func TestSyncProgramsEveryServiceAddress(t *testing.T) {
 	sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("203.0.113.5")}
 	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.9")}
 	sp.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
-	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:8080", 1), ep("10.1.0.2:8080", 1)))
+	f.sync(f.set(sp.Name, sp, localEp("10.1.0.1:8080", 1), ep("10.1.0.2:8080", 1)))
 
 	want := map[string]int{"10.1.0.1:8080": 1, "10.1.0.2:8080": 1}
 	for _, k := range []vsKey{key("10.96.0.10:80", protoTCP), key("203.0.113.5:80", protoTCP), key("198.18.0.9:80", protoTCP), key("192.168.7.2:30080", protoTCP)} {
@@ -61,6 +61,11 @@ func TestSyncProgramsEveryServiceAddress(t *testing.T) {
 		if !f.ipset.Has(e.Set, e.Entry) {
 			t.Errorf("ipset %s lacks %s", e.Set, e.Entry)
 		}
+	}
+	// Only a local endpoint can hairpin through this node: the remote one has no
+	// KUBE-LOOP-BACK entry (kube-proxy's IPVS mode adds local endpoints only).
+	if f.ipset.Has(setLoopBack, "10.1.0.2,tcp:8080,10.1.0.2") {
+		t.Error("ipset KUBE-LOOP-BACK holds the remote endpoint 10.1.0.2")
 	}
 }
 
@@ -407,9 +412,9 @@ func TestUnchangedSetEntriesAreNotRewrittenAndFilterSetOrdered(t *testing.T) {
 	f := newFixture(t, proxierOptions{})
 	sp := clusterIP("web", "10.96.0.1", 80, v1.ProtocolTCP)
 	sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.0.1")}
-	f.sync(f.set(sp.Name, sp, ep("10.1.0.1:80", 1)))
+	f.sync(f.set(sp.Name, sp, localEp("10.1.0.1:80", 1)))
 	n := len(f.ipset.Restores())
-	f.sync(f.set(sp.Name, sp, ep("10.1.0.2:80", 1)))
+	f.sync(f.set(sp.Name, sp, localEp("10.1.0.2:80", 1)))
 	got := strings.Join(f.ipset.Restores()[n:], "")
 	if strings.Contains(got, "KUBE-CLUSTER-IP") || strings.Contains(got, "KUBE-IPVS-IPS") {
 		t.Fatalf("an endpoint change rewrote the Service's address entries:\n%s", got)
