@@ -26,12 +26,20 @@ func TestKernelDamageIsRepaired(t *testing.T) {
 		// damage returns the nft commands that do it, given the chain names.
 		damage func(t *testing.T, tb *testbed, c damageChains) []string
 	}{
-		{"flushed service-ips map", "10.96.0.10:80", fixed("flush map ip kproxy service-ips")},
+		// web is on the shared path (plain sets pick-ips, pick-1-ips and the
+		// dispatch chain pick), sticky has chains of its own (service-ips).
+		{"flushed service-ips map", "10.96.0.17:80", fixed("flush map ip kproxy service-ips")},
 		{"flushed nat-output chain", "10.96.0.10:80", fixed("flush chain ip kproxy nat-output")},
-		{"deleted element", "10.96.0.10:80", fixed("delete element ip kproxy service-ips { 10.96.0.10 . tcp . 80 }")},
-		{"map element changed, count kept", "10.96.0.10:80", fixed(
-			"delete element ip kproxy service-ips { 10.96.0.10 . tcp . 80 }",
-			"add element ip kproxy service-ips { 10.96.0.10 . tcp . 80 : drop }")},
+		{"deleted element", "10.96.0.17:80", fixed("delete element ip kproxy service-ips { 10.96.0.17 . tcp . 80 }")},
+		{"map element changed, count kept", "10.96.0.17:80", fixed(
+			"delete element ip kproxy service-ips { 10.96.0.17 . tcp . 80 }",
+			"add element ip kproxy service-ips { 10.96.0.17 . tcp . 80 : drop }")},
+		{"flushed pick-ips set", "10.96.0.10:80", fixed("flush set ip kproxy pick-ips")},
+		{"deleted pick-1-ips element", "10.96.0.10:80", fixed("delete element ip kproxy pick-1-ips { 10.96.0.10 . tcp . 80 }")},
+		{"pick-1-ips element replaced, count kept", "10.96.0.10:80", fixed(
+			"delete element ip kproxy pick-1-ips { 10.96.0.10 . tcp . 80 }",
+			"add element ip kproxy pick-1-ips { 10.96.0.99 . tcp . 80 }")},
+		{"flushed pick dispatch chain", "10.96.0.10:80", fixed("flush chain ip kproxy pick")},
 		{"base chain policy changed", "10.96.0.10:80", fixed("chain ip kproxy filter-input { policy drop ; }")},
 		{"flushed per-Service chain", "10.96.0.17:80", func(_ *testing.T, _ *testbed, c damageChains) []string {
 			return []string{"flush chain ip kproxy " + quote(c.service)}

@@ -66,6 +66,12 @@ func stmtExprs(s stmt) ([]expr.Any, error) {
 			&expr.Payload{DestRegister: reg32Base + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: s.set},
 		}, nil
+	case portInSet:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Payload{DestRegister: reg32Base + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: s.set},
+		}, nil
 	case fibLocal:
 		return []expr.Any{
 			&expr.Fib{Register: 1, FlagDADDR: s.daddr, FlagSADDR: !s.daddr, ResultADDRTYPE: true},

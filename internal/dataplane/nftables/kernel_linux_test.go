@@ -470,19 +470,20 @@ func TestVerdictMapSizeIsTwiceTheElementsAsAPowerOfTwo(t *testing.T) {
 // TestKernelServiceIPsGrowsPastItsSize: service-ips is declared with a size (the
 // kernel's fixed hash, cheaper to validate); Services added past it by partial
 // syncs make the kernel refuse the element, and that sync turns full, declaring
-// the map larger, with every Service reachable.
+// the map larger, with every Service reachable. The Services use rr: only Services
+// with chains of their own are service-ips elements (shared.go).
 func TestKernelServiceIPsGrowsPastItsSize(t *testing.T) {
 	defer func(n int) { verdictMapSizeMin = n }(verdictMapSizeMin)
 	verdictMapSizeMin = 2
 	tb := newTestbed(t)
-	specs := map[*spec][]state.Endpoint{{name: "s0", clusterIP: "10.96.0.10", port: 80}: backendEndpoints()[:1]}
+	specs := map[*spec][]state.Endpoint{{name: "s0", clusterIP: "10.96.0.10", port: 80, scheduler: "rr"}: backendEndpoints()[:1]}
 	tb.sync(t, snapshotOf(specs))
 	if l := tb.proxy.exec(t, "nft", "list", "map", "ip", "kproxy", mapServiceIPs); !strings.Contains(l, "size 2") {
 		t.Fatalf("service-ips after a full sync of one Service, want size 2:\n%s", l)
 	}
 	full := 0
 	for i := 1; i <= 4; i++ {
-		s := &spec{name: fmt.Sprintf("s%d", i), clusterIP: fmt.Sprintf("10.96.0.%d", 10+i), port: 80}
+		s := &spec{name: fmt.Sprintf("s%d", i), clusterIP: fmt.Sprintf("10.96.0.%d", 10+i), port: 80, scheduler: "rr"}
 		specs[s] = backendEndpoints()[1:2]
 		if st := tb.sync(t, snapshotOf(specs), s.portName()); st.Full {
 			full++

@@ -107,6 +107,8 @@ const (
 	kindPairSet
 	// kindRangeSet: an interval set of addresses (ServiceCIDR prefixes).
 	kindRangeSet
+	// kindPortSet: inet_proto . inet_service
+	kindPortSet
 )
 
 // set is a named set or verdict map.
@@ -135,6 +137,8 @@ func (s *set) def(f family) string {
 		return fmt.Sprintf("type %s\n\t\tflags dynamic,timeout\n\t\ttimeout %ds", f.addrType, s.timeout)
 	case kindServiceSet:
 		return "type " + f.addrType + " . inet_proto . inet_service"
+	case kindPortSet:
+		return "type inet_proto . inet_service"
 	case kindSlotMap:
 		return fmt.Sprintf("typeof %s daddr . meta l4proto . th dport . numgen random mod 2 : %s daddr . th dport", f.name, f.name)
 	case kindPortSlotMap:

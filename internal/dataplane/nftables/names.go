@@ -33,6 +33,14 @@ const (
 	setHairpin            = "hairpin"
 	setClusterIPs         = "cluster-ips"
 	setServiceCIDRs       = "service-cidrs"
+
+	// The shared path's dispatch (shared.go): plain sets, no verdict.
+	setPickIPs           = "pick-ips"
+	setExternalPickIPs   = "external-pick-ips"
+	setNodePortPickPorts = "nodeport-pick-ports"
+	chainPick            = "pick"
+	chainExternalPick    = "external-pick"
+	chainNodePortPick    = "nodeport-pick"
 )
 
 // sharedSets are the node-wide sets and maps; every other set belongs to one
@@ -42,6 +50,13 @@ var sharedSets = map[string]bool{
 	mapNoEndpointNodePort: true, mapFirewallIPs: true, setNodePortIPs: true,
 	mapServiceEndpoints: true, mapNodePortEndpoints: true, setMasqServices: true, setHairpin: true,
 	setClusterIPs: true, setServiceCIDRs: true,
+	setPickIPs: true, setExternalPickIPs: true, setNodePortPickPorts: true,
+}
+
+func init() {
+	for n := 1; n <= maxSharedPick; n++ {
+		sharedSets[pickSet(n)], sharedSets[externalPickSet(n)], sharedSets[nodePortPickSet(n)] = true, true, true
+	}
 }
 
 // maxSharedPick is the largest endpoint count served by the shared pick chains;
@@ -51,6 +66,11 @@ const maxSharedPick = 128
 func pickChain(n int) string         { return fmt.Sprintf("pick-%d", n) }
 func externalPickChain(n int) string { return fmt.Sprintf("external-pick-%d", n) }
 func nodePortPickChain(n int) string { return fmt.Sprintf("nodeport-pick-%d", n) }
+
+// The plain sets naming the shared-path Services with n endpoints (shared.go).
+func pickSet(n int) string         { return fmt.Sprintf("pick-%d-ips", n) }
+func externalPickSet(n int) string { return fmt.Sprintf("external-pick-%d-ips", n) }
+func nodePortPickSet(n int) string { return fmt.Sprintf("nodeport-pick-%d-ports", n) }
 
 // Numeric priorities: nft 1.0.6 rejects the name dstnat outside prerouting.
 const (

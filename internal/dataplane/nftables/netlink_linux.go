@@ -114,6 +114,9 @@ func (b *batch) nfSet(s *set) *nftables.Set {
 	case kindServiceSet:
 		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService)
 		ns.Concatenation = true
+	case kindPortSet:
+		ns.KeyType, _ = nftables.ConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		ns.Concatenation = true
 	case kindSlotMap:
 		ns.KeyType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
 		ns.DataType, _ = nftables.ConcatSetType(addrType, nftables.TypeInetService)

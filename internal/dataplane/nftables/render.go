@@ -96,9 +96,14 @@ func renderNode(o renderOptions) *fragment {
 		masq = []rule{{addrMatch{fam: f, negate: true, prefix: o.clusterCIDRs[0]},
 			serviceInSet{fam: f, set: setMasqServices}, jumpChain(chainMarkMasq)}}
 	}
+	// Services with chains of their own are verdict elements of service-ips and
+	// service-nodeports; those of the shared path are plain-set elements (shared.go).
 	fr.addChain(&chain{name: chainServices, rules: append(masq, []rule{
 		{serviceVmap{fam: f, set: mapServiceIPs}},
+		{serviceInSet{fam: f, set: setPickIPs}, gotoChain(chainPick)},
+		{serviceInSet{fam: f, set: setExternalPickIPs}, gotoChain(chainExternalPick)},
 		nodePorts(portVmap{set: mapServiceNodePorts}),
+		append(nodePorts(portInSet{set: setNodePortPickPorts}), gotoChain(chainNodePortPick)),
 	}...)})
 	renderPickChains(f, fr)
 	fr.addChain(&chain{name: chainEndpointsCheck, rules: []rule{

@@ -76,6 +76,47 @@ func TestRenderNodeGolden(t *testing.T) {
 	checkGolden(t, "node-fib-local", strings.Join(fragmentLines(o.fam, renderNode(o)), "\n")+"\n")
 }
 
+// A shared-path Service (ClusterIP, external IP, load-balancer IP, NodePort) up to
+// maxSharedPick endpoints is plain-set and data-map elements only: adding,
+// removing or changing it commits no rule and no goto/jump element, so the kernel
+// does not validate the table (shared.go). Past maxSharedPick it has chains of
+// its own and verdict elements; sharedElemCount is exact on both sides.
+func TestRenderSharedPathHasNoVerdict(t *testing.T) {
+	o := testOptions(familyIPv4)
+	s := spec{name: "web", clusterIP: "10.96.0.10", port: 80, nodePort: 30080,
+		external: []string{"192.0.2.10"}, lbIPs: []string{"198.51.100.7"}}
+	for _, n := range []int{1, 5, maxSharedPick, maxSharedPick + 1} {
+		var eps []state.Endpoint
+		for i := range n {
+			eps = append(eps, ep(fmt.Sprintf("10.244.%d.%d", i/250, 1+i%250), 8080))
+		}
+		fr := renderOne(o, s, eps...)
+		var verdicts []string
+		sets := map[string]int{}
+		for _, e := range fr.elems {
+			if e.verdict != "" {
+				verdicts = append(verdicts, e.text())
+			}
+			sets[e.set]++
+		}
+		shared := n <= maxSharedPick
+		if shared && (len(verdicts) > 0 || len(fr.chains) > 0) {
+			t.Errorf("%d endpoints: verdict elements %v, chains %d; want none", n, verdicts, len(fr.chains))
+		}
+		if !shared && len(verdicts) != 4 {
+			t.Errorf("%d endpoints (own chains): verdict elements %v, want 4", n, verdicts)
+		}
+		if shared && (sets[pickSet(n)] != 1 || sets[externalPickSet(n)] != 2 || sets[nodePortPickSet(n)] != 1 ||
+			sets[setPickIPs] != 1 || sets[setExternalPickIPs] != 2 || sets[setNodePortPickPorts] != 1) {
+			t.Errorf("%d endpoints: elements per set %v", n, sets)
+		}
+		p, _ := narrow(o, s.servicePort(), state.Categorized{})
+		if got, want := len(fr.elems), 1+sharedElemCount(p, n); got != want { // + cluster-ips
+			t.Errorf("%d endpoints: %d elements, sharedElemCount says %d", n, got, want)
+		}
+	}
+}
+
 func TestRenderOtherFamilyIsEmpty(t *testing.T) {
 	fr := renderOne(testOptions(familyIPv6), spec{name: "web", clusterIP: "10.96.0.10", port: 80}, ep("10.244.1.1", 80))
 	if len(fr.chains)+len(fr.elems)+len(fr.sets) != 0 {

@@ -8,15 +8,46 @@ import (
 
 // The shared path. Most Services are ClusterIP/NodePort/LoadBalancer Services with
 // random choice, Cluster traffic policies and no affinity. They get no chain of their
-// own: their map elements send them to shared chains pick-N (N = endpoint count),
-// which DNAT through the service-endpoints data map. Changing such a Service only
-// adds and deletes elements, and the kernel's validation of the table at commit
-// (a walk of every chain reachable from the base chains, triggered by any new rule
-// or jump) stays small however many Services there are.
+// own and no verdict: they are elements of plain sets only. Chain services sends a
+// packet whose address, protocol and port are in pick-ips (ClusterIPs),
+// external-pick-ips (external and load-balancer IPs) or nodeport-pick-ports
+// (NodePorts) to the dispatch chain pick, external-pick or nodeport-pick, whose
+// rule n goes to the shared chain pick-n (external-pick-n, nodeport-pick-n) when
+// the key is in the set pick-n-ips (external-pick-n-ips, nodeport-pick-n-ports):
+// the Service has n endpoints. The pick chains DNAT through the service-endpoints
+// data map.
+//
+// Why no verdict: a commit that adds a goto/jump element or any rule makes the
+// kernel validate the whole table, walking every element of every verdict map
+// reachable from the base chains (nft_lookup_validate). With one `goto pick-n`
+// element per Service in service-ips that walk grew with the number of Services
+// (14 ms per one-Service change at 100,000, docs/performance.md); plain-set
+// elements trigger no validation. The dispatch chains and sets are written by the
+// full sync and never change. (One data map from the key to n and a constant
+// verdict map from n to pick-n, chained through a register, would cost one lookup
+// less per new connection, but nft 1.0.6 aborts listing such a rule.)
+//
+// Cost per new connection to such a Service: the gate set lookup plus one set
+// lookup per rule of the dispatch chain up to n (rules ordered by n); other
+// traffic pays the gate lookups only.
 
-// renderPickChains renders the shared chains for 1..maxSharedPick endpoints.
+// renderPickChains renders the shared chains for 1..maxSharedPick endpoints, the
+// dispatch chains and the sets they test.
 func renderPickChains(f family, fr *fragment) {
+	fr.sets = append(fr.sets, &set{name: setPickIPs, kind: kindServiceSet},
+		&set{name: setExternalPickIPs, kind: kindServiceSet}, &set{name: setNodePortPickPorts, kind: kindPortSet})
+	dispatch := fr.addChain(&chain{name: chainPick})
+	externalDispatch := fr.addChain(&chain{name: chainExternalPick})
+	nodePortDispatch := fr.addChain(&chain{name: chainNodePortPick})
 	for n := 1; n <= maxSharedPick; n++ {
+		fr.sets = append(fr.sets, &set{name: pickSet(n), kind: kindServiceSet},
+			&set{name: externalPickSet(n), kind: kindServiceSet}, &set{name: nodePortPickSet(n), kind: kindPortSet})
+		dispatch.rules = append(dispatch.rules, rule{serviceInSet{fam: f, set: pickSet(n)}, gotoChain(pickChain(n))})
+		externalDispatch.rules = append(externalDispatch.rules,
+			rule{serviceInSet{fam: f, set: externalPickSet(n)}, gotoChain(externalPickChain(n))})
+		nodePortDispatch.rules = append(nodePortDispatch.rules,
+			rule{portInSet{set: nodePortPickSet(n)}, gotoChain(nodePortPickChain(n))})
+
 		pick := rule{slotDnat{fam: f, mod: uint32(n), set: mapServiceEndpoints}}
 		fr.addChain(&chain{name: pickChain(n), rules: []rule{pick}})
 		fr.addChain(&chain{name: externalPickChain(n), rules: []rule{{jumpChain(chainMarkMasq)}, pick}})
@@ -36,14 +67,12 @@ func sharedPickFits(p servicePort, sched schedule, live []state.Endpoint) bool {
 		!(sp.ExternallyAccessible() && sp.ExternalPolicyLocal) && len(live) >= 1
 }
 
-// pickChains names the chains a shared-path ServicePort's map elements go to: the
-// shared pick-N chains up to maxSharedPick endpoints, past that chains of its own
-// with the same single slotDnat rule (mod N), so that a Service with 10,000
-// endpoints is still 10,000 data-map elements and not 10,000 chains.
-func pickChains(o renderOptions, p servicePort, n int, fr *fragment) (pick, external, nodePort string) {
-	if n <= maxSharedPick {
-		return pickChain(n), externalPickChain(n), nodePortPickChain(n)
-	}
+// ownPickChains renders the pick chains of a shared-path ServicePort with more
+// than maxSharedPick endpoints: chains of its own with the shared chains' single
+// slotDnat rule (mod n), so that a Service with 10,000 endpoints is still 10,000
+// data-map elements and not 10,000 chains. Its addresses go to them through
+// verdict elements (service-ips, service-nodeports).
+func ownPickChains(o renderOptions, p servicePort, n int, fr *fragment) (pick, external, nodePort string) {
 	f := o.fam
 	pick, external, nodePort = p.names.service(), p.names.external(), p.names.nodePort()
 	slot := rule{slotDnat{fam: f, mod: uint32(n), set: mapServiceEndpoints}}
@@ -60,10 +89,14 @@ func pickChains(o renderOptions, p servicePort, n int, fr *fragment) (pick, exte
 
 // sharedElemCount is how many elements renderShared renders for p with n endpoints.
 func sharedElemCount(p servicePort, n int) int {
-	c := 2 + len(p.external) + n*newSlotShape(p).width() // ClusterIP, masquerade, external; slots
+	keys := 1 + len(p.external) // ClusterIP, external
 	if p.sp.NodePort != 0 {
-		c++
+		keys++
 	}
+	if n <= maxSharedPick {
+		keys *= 2 // the gate set and the set of n
+	}
+	c := 1 + keys + n*newSlotShape(p).width() // masquerade, keys, slots
 	if len(p.ranges) > 0 {
 		c += len(p.lbIPs)
 	}
@@ -88,22 +121,35 @@ func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fra
 }
 
 // renderSharedFixed renders what of a shared-path ServicePort with n endpoints does
-// not depend on which endpoints they are: the pick chains and the elements that
-// send its addresses to them.
+// not depend on which endpoints they are: the elements that send its addresses to
+// the pick chains (and its own pick chains past maxSharedPick).
 func renderSharedFixed(o renderOptions, p servicePort, n int, fr *fragment) {
 	sp := p.sp
 	proto, port := l4Of(sp.Protocol), uint16(sp.Port)
-	pick, externalPick, nodePortPick := pickChains(o, p, n, fr)
-	fr.elems = append(fr.elems,
-		elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick},
-		elem{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port})
-	for _, a := range p.external {
-		fr.elems = append(fr.elems, elem{set: mapServiceIPs, addr: a, proto: proto, port: port,
-			verdict: "goto " + externalPick})
-	}
-	if sp.NodePort != 0 {
-		fr.elems = append(fr.elems, elem{set: mapServiceNodePorts, proto: proto, port: uint16(sp.NodePort),
-			verdict: "goto " + nodePortPick})
+	fr.elems = append(fr.elems, elem{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port})
+	if n <= maxSharedPick {
+		key := func(set string, a netip.Addr) elem { return elem{set: set, addr: a, proto: proto, port: port} }
+		fr.elems = append(fr.elems, key(setPickIPs, p.clusterIP), key(pickSet(n), p.clusterIP))
+		for _, a := range p.external {
+			fr.elems = append(fr.elems, key(setExternalPickIPs, a), key(externalPickSet(n), a))
+		}
+		if sp.NodePort != 0 {
+			np := uint16(sp.NodePort)
+			fr.elems = append(fr.elems, elem{set: setNodePortPickPorts, proto: proto, port: np},
+				elem{set: nodePortPickSet(n), proto: proto, port: np})
+		}
+	} else {
+		pick, externalPick, nodePortPick := ownPickChains(o, p, n, fr)
+		fr.elems = append(fr.elems,
+			elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick})
+		for _, a := range p.external {
+			fr.elems = append(fr.elems, elem{set: mapServiceIPs, addr: a, proto: proto, port: port,
+				verdict: "goto " + externalPick})
+		}
+		if sp.NodePort != 0 {
+			fr.elems = append(fr.elems, elem{set: mapServiceNodePorts, proto: proto, port: uint16(sp.NodePort),
+				verdict: "goto " + nodePortPick})
+		}
 	}
 	renderFirewall(o, p, func(set string, a netip.Addr, v string) elem {
 		return elem{set: set, addr: a, proto: proto, port: port, verdict: v}

@@ -63,6 +63,11 @@ type portVmap struct{ set string }
 
 func (s portVmap) text() string { return "meta l4proto . th dport vmap @" + s.set }
 
+// portInSet matches protocol and destination port against a set (NodePorts).
+type portInSet struct{ set string }
+
+func (s portInSet) text() string { return "meta l4proto . th dport @" + s.set }
+
 // fibLocal matches packets whose source or destination address is local to the node.
 type fibLocal struct{ daddr bool }
 

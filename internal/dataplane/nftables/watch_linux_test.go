@@ -82,7 +82,7 @@ func TestKernelWatchSkipsOtherTables(t *testing.T) {
 	}
 	// kproxy's table damaged, alone and in one transaction with another table.
 	for _, script := range []string{
-		"flush map ip kproxy service-ips",
+		"flush set ip kproxy pick-ips",
 		"add table ip other2; flush chain ip kproxy nat-output",
 	} {
 		r, st := checkAfter(t, tb, snap, script)
@@ -157,7 +157,7 @@ func TestKernelWatchLostFallsBackToReadBack(t *testing.T) {
 		for tb.p.watch.running() {
 			time.Sleep(time.Millisecond)
 		}
-		if r, st := checkAfter(t, tb, snap, "flush map ip kproxy service-ips"); r != "damaged" || !st.Full {
+		if r, st := checkAfter(t, tb, snap, "flush set ip kproxy pick-ips"); r != "damaged" || !st.Full {
 			t.Fatalf("damage with the watch down: check %s, sync %+v", r, st)
 		}
 	})
