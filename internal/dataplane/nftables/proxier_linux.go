@@ -172,8 +172,13 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 		updated[n] = fr
 		changes = append(changes, change{old: old, new: fr, elems: delta})
 	}
-	node := renderNode(o)
-	changes = append(changes, change{old: t.applied.node, new: node})
+	// The node fragment (base, dispatch and pick chains, shared sets) depends on
+	// o only; with the same key, only its ServiceCIDR elements can differ.
+	node := t.applied.node
+	if !serviceCIDRsRendered(o, node) {
+		node = renderNode(o)
+		changes = append(changes, change{old: t.applied.node, new: node})
+	}
 	written, err := t.partial(foldServices(t.applied, node, updated), changes)
 	if errors.Is(err, unix.ENFILE) {
 		// A shared verdict map is full (see verdictMapSize): a full sync declares it larger.

@@ -105,7 +105,6 @@ func renderNode(o renderOptions) *fragment {
 		nodePorts(portVmap{set: mapServiceNodePorts}),
 		append(nodePorts(portInSet{set: setNodePortPickPorts}), gotoChain(chainNodePortPick)),
 	}...)})
-	renderPickChains(f, fr)
 	fr.addChain(&chain{name: chainEndpointsCheck, rules: []rule{
 		{serviceVmap{fam: f, set: mapNoEndpointServices}},
 		nodePorts(portVmap{set: mapNoEndpointNodePort}),
@@ -125,6 +124,10 @@ func renderNode(o renderOptions) *fragment {
 		{masquerade{}},
 	}})
 	fr.addChain(&chain{name: chainMarkMasq, rules: []rule{{markOp{mark: o.masqMark}}}})
+	// Last: the kernel finds a set by name walking the table's sets in the order
+	// they were added, once per element message, and the sets every change
+	// writes (cluster-ips, hairpin, ...) come first that way.
+	renderPickChains(f, fr)
 	return fr
 }
 

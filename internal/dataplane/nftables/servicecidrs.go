@@ -29,6 +29,24 @@ func renderClusterIPsCheck(o renderOptions, fr *fragment) {
 	}})
 }
 
+// serviceCIDRsRendered reports whether node, a node fragment rendered with options
+// of the same key as o, holds the service-cidrs elements o renders: then
+// renderNode(o) would render node again (key leaves only the ServiceCIDRs out).
+func serviceCIDRsRendered(o renderOptions, node *fragment) bool {
+	want := mergeRanges(o.serviceCIDRs)
+	i := 0
+	for _, e := range node.elems {
+		if e.set != setServiceCIDRs {
+			continue
+		}
+		if i == len(want) || e != rangeElem(setServiceCIDRs, want[i].start, want[i].end) {
+			return false
+		}
+		i++
+	}
+	return i == len(want)
+}
+
 // clusterIPElem is the cluster-ips element every ServicePort of a ClusterIP renders.
 func clusterIPElem(a netip.Addr) elem { return elem{set: setClusterIPs, addr: a} }
 

@@ -74,3 +74,32 @@ func TestRenderServiceAddsClusterIP(t *testing.T) {
 		t.Fatalf("a Service without endpoints left its ClusterIP out of cluster-ips: %v", fragmentLines(familyIPv4, fr))
 	}
 }
+
+// A partial sync reuses the applied node fragment unless the ServiceCIDRs it was
+// rendered with differ from the new ones (serviceCIDRsRendered).
+func TestServiceCIDRsRenderedComparesTheIntervals(t *testing.T) {
+	o := testOptions(familyIPv4)
+	o.serviceCIDRs = prefixes("10.96.0.0/16", "10.98.0.0/24")
+	node := renderNode(o)
+	for _, c := range []struct {
+		cidrs []netip.Prefix
+		want  bool
+	}{
+		{prefixes("10.96.0.0/16", "10.98.0.0/24"), true},
+		{prefixes("10.98.0.0/24", "10.96.0.0/16", "10.96.1.0/24"), true}, // same intervals once merged
+		{prefixes("10.96.0.0/16"), false},
+		{prefixes("10.96.0.0/16", "10.98.0.0/23"), false},
+		{prefixes("10.96.0.0/16", "10.98.0.0/24", "10.99.0.0/24"), false},
+		{nil, false},
+	} {
+		n := o
+		n.serviceCIDRs = c.cidrs
+		if got := serviceCIDRsRendered(n, node); got != c.want {
+			t.Errorf("%v against a node of %v: %v, want %v", c.cidrs, o.serviceCIDRs, got, c.want)
+		}
+	}
+	o.serviceCIDRs = nil
+	if !serviceCIDRsRendered(o, renderNode(o)) {
+		t.Error("no ServiceCIDRs against a node rendered without any: false, want true")
+	}
+}
