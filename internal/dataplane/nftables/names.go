@@ -15,6 +15,7 @@ import (
 const (
 	chainServices       = "services"
 	chainEndpointsCheck = "service-endpoints-check"
+	chainNodePortsCheck = "nodeport-endpoints-check"
 	chainFirewallCheck  = "firewall-check"
 	chainReject         = "reject-chain"
 	chainMasquerading   = "masquerading"
@@ -23,8 +24,12 @@ const (
 
 	mapServiceIPs         = "service-ips"
 	mapServiceNodePorts   = "service-nodeports"
-	mapNoEndpointServices = "no-endpoint-services"
-	mapNoEndpointNodePort = "no-endpoint-nodeports"
+	// Services without a usable endpoint: plain sets, no verdict (see
+	// renderNoEndpointCheck).
+	setNoEndpointReject      = "no-endpoint-reject-ips"
+	setNoEndpointDrop        = "no-endpoint-drop-ips"
+	setNoEndpointRejectPorts = "no-endpoint-reject-ports"
+	setNoEndpointDropPorts   = "no-endpoint-drop-ports"
 	mapFirewallIPs        = "firewall-ips"
 	setNodePortIPs        = "nodeport-ips"
 	mapServiceEndpoints   = "service-endpoints"
@@ -46,8 +51,8 @@ const (
 // sharedSets are the node-wide sets and maps; every other set belongs to one
 // ServicePort and goes away with it.
 var sharedSets = map[string]bool{
-	mapServiceIPs: true, mapServiceNodePorts: true, mapNoEndpointServices: true,
-	mapNoEndpointNodePort: true, mapFirewallIPs: true, setNodePortIPs: true,
+	mapServiceIPs: true, mapServiceNodePorts: true, setNoEndpointReject: true, setNoEndpointDrop: true,
+	setNoEndpointRejectPorts: true, setNoEndpointDropPorts: true, mapFirewallIPs: true, setNodePortIPs: true,
 	mapServiceEndpoints: true, mapNodePortEndpoints: true, setMasqServices: true, setHairpin: true,
 	setClusterIPs: true, setServiceCIDRs: true,
 	setPickIPs: true, setExternalPickIPs: true, setNodePortPickPorts: true,

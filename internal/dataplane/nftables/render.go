@@ -39,8 +39,10 @@ func renderNode(o renderOptions) *fragment {
 	fr.sets = append(fr.sets, []*set{
 		{name: mapServiceIPs, kind: kindServiceKey},
 		{name: mapServiceNodePorts, kind: kindPortKey},
-		{name: mapNoEndpointServices, kind: kindServiceKey},
-		{name: mapNoEndpointNodePort, kind: kindPortKey},
+		{name: setNoEndpointReject, kind: kindServiceSet},
+		{name: setNoEndpointDrop, kind: kindServiceSet},
+		{name: setNoEndpointRejectPorts, kind: kindPortSet},
+		{name: setNoEndpointDropPorts, kind: kindPortSet},
 		{name: mapFirewallIPs, kind: kindServiceKey},
 		{name: setNodePortIPs, kind: kindAddrSet},
 		{name: mapServiceEndpoints, kind: kindSlotMap},
@@ -105,9 +107,16 @@ func renderNode(o renderOptions) *fragment {
 		nodePorts(portVmap{set: mapServiceNodePorts}),
 		append(nodePorts(portInSet{set: setNodePortPickPorts}), gotoChain(chainNodePortPick)),
 	}...)})
+	// Plain sets and constant rules, as the shared path: a Service losing its
+	// last endpoint commits no verdict (shared.go says why that matters).
 	fr.addChain(&chain{name: chainEndpointsCheck, rules: []rule{
-		{serviceVmap{fam: f, set: mapNoEndpointServices}},
-		nodePorts(portVmap{set: mapNoEndpointNodePort}),
+		{serviceInSet{fam: f, set: setNoEndpointReject}, gotoChain(chainReject)},
+		{serviceInSet{fam: f, set: setNoEndpointDrop}, verdictDrop},
+		nodePorts(gotoChain(chainNodePortsCheck)),
+	}})
+	fr.addChain(&chain{name: chainNodePortsCheck, rules: []rule{
+		{portInSet{set: setNoEndpointRejectPorts}, gotoChain(chainReject)},
+		{portInSet{set: setNoEndpointDropPorts}, verdictDrop},
 	}})
 	fr.addChain(&chain{name: chainFirewallCheck, rules: []rule{{serviceVmap{fam: f, set: mapFirewallIPs}}}})
 	renderClusterIPsCheck(o, fr)
@@ -223,7 +232,8 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		fr.elems = append(fr.elems, key(mapServiceIPs, p.clusterIP, "goto "+internal),
 			key(setMasqServices, p.clusterIP, ""))
 	} else {
-		fr.elems = append(fr.elems, key(mapNoEndpointServices, p.clusterIP, noEndpointVerdict(p.cat.HasAny)))
+		ips, _ := noEndpointSets(p.cat.HasAny)
+		fr.elems = append(fr.elems, key(ips, p.clusterIP, ""))
 	}
 	if !sp.ExternallyAccessible() || (len(p.external) == 0 && sp.NodePort == 0) {
 		return fr
@@ -239,7 +249,8 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		// (outside traffic) itself, as kube-proxy does.
 		renderExternal(o, p, fr)
 	} else if len(externalEps) == 0 {
-		target, targetMap, portMap = noEndpointVerdict(p.cat.HasAny), mapNoEndpointServices, mapNoEndpointNodePort
+		targetMap, portMap = noEndpointSets(p.cat.HasAny)
+		target = "" // set elements
 	} else {
 		renderExternal(o, p, fr)
 	}
@@ -253,13 +264,14 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 	return fr
 }
 
-// noEndpointVerdict rejects when the Service has no endpoint anywhere, and drops when
+// noEndpointSets are the sets of a Service's addresses and NodePort when it has no
+// usable endpoint: rejected when it has no endpoint anywhere, dropped when
 // endpoints exist but none may take this traffic (Local policy, none on this node).
-func noEndpointVerdict(hasAny bool) string {
+func noEndpointSets(hasAny bool) (ips, ports string) {
 	if hasAny {
-		return "drop"
+		return setNoEndpointDrop, setNoEndpointDropPorts
 	}
-	return "goto " + chainReject
+	return setNoEndpointReject, setNoEndpointRejectPorts
 }
 
 // renderExternal renders the entry chain of traffic to NodePorts, external IPs and

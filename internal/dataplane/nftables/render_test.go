@@ -117,6 +117,42 @@ func TestRenderSharedPathHasNoVerdict(t *testing.T) {
 	}
 }
 
+// A Service without a usable endpoint is plain-set elements too: rejected when it
+// has no endpoint anywhere, dropped when its Local policy leaves none here.
+func TestRenderNoEndpointsHasNoVerdict(t *testing.T) {
+	o := testOptions(familyIPv4)
+	for _, c := range []struct {
+		name     string
+		s        spec
+		eps      []state.Endpoint
+		ips, pts string
+	}{
+		{"none anywhere", spec{name: "empty", clusterIP: "10.96.0.11", port: 80, nodePort: 30011,
+			external: []string{"192.0.2.11"}}, nil, setNoEndpointReject, setNoEndpointRejectPorts},
+		// (eTP Local without a local endpoint keeps its external chain: in-cluster
+		// clients of the external addresses still reach the Service.)
+		{"none local (iTP Local)", spec{name: "local", clusterIP: "10.96.0.12", port: 80, iTPLocal: true},
+			[]state.Endpoint{ep("10.244.2.1", 80)}, setNoEndpointDrop, ""},
+	} {
+		fr := renderOne(o, c.s, c.eps...)
+		got := map[string]int{}
+		for _, e := range fr.elems {
+			if e.verdict != "" {
+				t.Errorf("%s: verdict element %s", c.name, e.text())
+			}
+			got[e.set]++
+		}
+		wantIPs, wantPorts := 1+len(c.s.external), 0
+		if c.s.nodePort != 0 {
+			wantPorts = 1
+		}
+		if got[c.ips] != wantIPs || (c.pts != "" && got[c.pts] != wantPorts) || len(fr.chains) != 0 {
+			t.Errorf("%s: elements per set %v and %d chains; want %d in %s, %d in %s, no chain",
+				c.name, got, len(fr.chains), wantIPs, c.ips, wantPorts, c.pts)
+		}
+	}
+}
+
 func TestRenderOtherFamilyIsEmpty(t *testing.T) {
 	fr := renderOne(testOptions(familyIPv6), spec{name: "web", clusterIP: "10.96.0.10", port: 80}, ep("10.244.1.1", 80))
 	if len(fr.chains)+len(fr.elems)+len(fr.sets) != 0 {
