@@ -22,22 +22,22 @@ const (
 	chainMarkMasq       = "mark-for-masquerade"
 	chainClusterIPs     = "cluster-ips-check"
 
-	mapServiceIPs         = "service-ips"
-	mapServiceNodePorts   = "service-nodeports"
+	mapServiceIPs       = "service-ips"
+	mapServiceNodePorts = "service-nodeports"
 	// Services without a usable endpoint: plain sets, no verdict (see
-	// renderNoEndpointCheck).
+	// service-endpoints-check in renderNode).
 	setNoEndpointReject      = "no-endpoint-reject-ips"
 	setNoEndpointDrop        = "no-endpoint-drop-ips"
 	setNoEndpointRejectPorts = "no-endpoint-reject-ports"
 	setNoEndpointDropPorts   = "no-endpoint-drop-ports"
-	mapFirewallIPs        = "firewall-ips"
-	setNodePortIPs        = "nodeport-ips"
-	mapServiceEndpoints   = "service-endpoints"
-	mapNodePortEndpoints  = "nodeport-endpoints"
-	setMasqServices       = "masquerade-services"
-	setHairpin            = "hairpin"
-	setClusterIPs         = "cluster-ips"
-	setServiceCIDRs       = "service-cidrs"
+	mapFirewallIPs           = "firewall-ips"
+	setNodePortIPs           = "nodeport-ips"
+	mapServiceEndpoints      = "service-endpoints"
+	mapNodePortEndpoints     = "nodeport-endpoints"
+	setMasqServices          = "masquerade-services"
+	setHairpin               = "hairpin"
+	setClusterIPs            = "cluster-ips"
+	setServiceCIDRs          = "service-cidrs"
 
 	// The shared path's dispatch (shared.go): plain sets, no verdict.
 	setPickIPs           = "pick-ips"
