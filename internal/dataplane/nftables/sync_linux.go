@@ -121,7 +121,7 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 var verdictMapSizeMin = 1024
 
 // verdictMapSize is the size declared for a shared verdict map (service-ips,
-// service-nodeports, no-endpoint-*, firewall-ips) at a full sync holding n
+// service-nodeports, firewall-ips) at a full sync holding n
 // elements: twice n, rounded up to a power of two. With a size the kernel keeps
 // the map in its fixed-size hash (nft_hash) instead of the resizable rhashtable,
 // and that matters for every commit that adds a `goto` element or rule: the
@@ -130,7 +130,9 @@ var verdictMapSizeMin = 1024
 // namespace (kernel 6.18, docs/performance.md): one element added to a map of
 // 100,000 commits in 42 ms (rhashtable) against 8.7 ms (sized). A map that
 // fills up refuses the next element (ENFILE); Proxier.syncTable then syncs fully,
-// which declares it larger.
+// which declares it larger. (Most Services are no element of these maps any
+// more: the shared path and the Services without endpoints are plain-set
+// elements, shared.go.)
 func verdictMapSize(n int) uint32 {
 	size := verdictMapSizeMin
 	for size < 2*n {
