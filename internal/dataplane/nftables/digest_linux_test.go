@@ -53,9 +53,9 @@ func digestSnapshot(eps ...string) *state.Snapshot {
 	// web and rr both claim external IP 192.0.2.9 port 80: one map element, with
 	// whichever owner's verdict came first.
 	return snapshotOf(map[*spec][]state.Endpoint{
-		{name: "web", clusterIP: "10.96.0.10", port: 80, external: []string{"192.0.2.9"}}:                 list,
-		{name: "sticky", clusterIP: "10.96.0.17", port: 80, affinity: 600_000_000_000}:                    list,
-		{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr", external: []string{"192.0.2.9"}}: list,
+		{name: "web", clusterIP: "10.96.0.10", port: 80, nodePort: 30080, external: []string{"192.0.2.9"}}: list,
+		{name: "sticky", clusterIP: "10.96.0.17", port: 80, affinity: 600_000_000_000}:                     list,
+		{name: "rr", clusterIP: "10.96.0.12", port: 80, scheduler: "rr", external: []string{"192.0.2.9"}}:  list,
 	})
 }
 
@@ -164,6 +164,17 @@ func TestSelfCheckGateAndDigest(t *testing.T) {
 					_ = c.SetAddElements(set, []nftables.SetElement{e})
 				}
 			}
+		}},
+		{"shared-path NodePort moved to another endpoint count's set", func(c *fakenft.Conn) {
+			from := &nftables.Set{Table: tbl, Name: nodePortPickSet(3)}
+			elems, _ := c.GetSetElements(from)
+			_ = c.SetDeleteElements(from, elems)
+			_ = c.SetAddElements(&nftables.Set{Table: tbl, Name: nodePortPickSet(2)}, elems)
+		}},
+		{"shared-path ClusterIP deleted from the gate set", func(c *fakenft.Conn) {
+			set := &nftables.Set{Table: tbl, Name: setPickIPs}
+			elems, _ := c.GetSetElements(set)
+			_ = c.SetDeleteElements(set, elems)
 		}},
 		{"chain deleted and another added", func(c *fakenft.Conn) {
 			c.FlushChain(&nftables.Chain{Name: svc, Table: tbl})
