@@ -2,9 +2,7 @@ package iptables
 
 import (
 	"io"
-	"slices"
 	"strconv"
-	"strings"
 )
 
 // zeroCountersAbove is the number of lines in one table section above which the
@@ -14,16 +12,6 @@ import (
 // instead (kernel-baseline.md: about 100x faster). Small restores skip it because
 // zeroing also resets every counter in the table.
 const zeroCountersAbove = 1000
-
-// descendingAbove is the number of chain declarations in one table section above
-// which they are written in descending name order. iptables-nft-restore 1.8.9
-// inserts every chain it creates into its name-sorted chain list by walking the
-// list, and a new chain smaller than all the others is found at the first step:
-// declaring 40,000 chains in a fresh nat table took 10.9 s of CPU in hash order,
-// 3.0 s in ascending and 0.5 s in descending order (docs/performance.md). The
-// order of declarations means nothing to the result; small restores keep the
-// order they were built in (the goldens).
-const descendingAbove = 1000
 
 // section is what one restore writes to one table, kept in the order the lines
 // must appear: declarations (which create or empty a chain under --noflush), rule
@@ -194,9 +182,6 @@ func (b *restoreBuilder) write(noflush bool, lw *lineWriter) {
 		if noflush && s.lines() > zeroCountersAbove {
 			lw.buf = append(lw.buf, "-Z"...)
 			lw.endLine()
-		}
-		if len(s.declare) > descendingAbove {
-			slices.SortFunc(s.declare, func(a, b string) int { return strings.Compare(b, a) })
 		}
 		for _, c := range s.declare {
 			lw.buf = append(append(append(lw.buf, ':'), c...), " - [0:0]"...)
