@@ -105,10 +105,11 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 		}
 		s.chain(name, len(m))
 		s.flatChoice(name, len(m), func(j int) (string, string) {
-			if i := m[j]; targets[i] != seps[i] {
+			i := m[j]
+			if targets[i] != seps[i] {
 				return texts[i], "" // folded
 			}
-			return texts[m[j]], seps[m[j]]
+			return texts[i], seps[i]
 		})
 	}
 }

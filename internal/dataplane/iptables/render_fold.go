@@ -12,11 +12,11 @@ import "kproxy.dev/kproxy/internal/state"
 //
 //	-p tcp -m comment --comment "ns/svc:port -> ip:port" -m statistic --mode random --probability p -j DNAT --to-destination ip:port
 //
-// (the last one without the statistic match). iptables-nft-restore looks every
-// chain name up in a 512-bucket hash (docs/performance.md), so the cold sync is
-// quadratic in the number of chains; folding leaves about one chain per Service
-// instead of one per endpoint, and a smaller table for nf_tables to validate on
-// every commit.
+// (the last one without the statistic match). iptables-nft-restore's chain
+// lookups make a cold sync grow with the square of the number of chains
+// (docs/performance.md); folding leaves about one chain per Service instead of
+// one per endpoint, and a smaller table for nf_tables to validate on every
+// commit.
 //
 // Endpoints keep their KUBE-SEP chain when they are local (the hairpin rule is
 // needed), when their node is unknown, and in every Service with ClientIP
@@ -36,7 +36,7 @@ import "kproxy.dev/kproxy/internal/state"
 var foldAbove = 20000
 
 // foldWanted reports whether a node with this many endpoints folds, given whether
-// it folds now: it starts above foldAbove and stops only below 7/8 of it, so that
+// it folds now: it starts above foldAbove and stops only at 7/8 of it or fewer, so that
 // a cluster hovering around the threshold does not switch layouts (a full sync
 // each time) back and forth.
 func foldWanted(endpoints int, now bool) bool {
