@@ -44,6 +44,9 @@ type Proxier struct {
 	shared Ruleset
 	fixed  map[string]int // rules outside Service chains, by table
 	render RenderConfig
+	// endpoints is the sum of applied's endpoint counts, which decides
+	// render.FoldRemote.
+	endpoints int
 	// synced is false until a full sync succeeded, and again after a failure.
 	synced bool
 }
@@ -180,6 +183,8 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) (map[str
 	if err != nil {
 		return nil, fmt.Errorf("iptables: nodePortAddresses: %w", err)
 	}
+	endpoints := snapshotEndpoints(req.Snapshot)
+	cfg.FoldRemote = foldWanted(endpoints, p.render.FoldRemote)
 	// Read the kernel while rendering: one is iptables-save's work, the other ours.
 	type saved struct {
 		k   kernelState
@@ -202,7 +207,11 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) (map[str
 	p.applied = desired.Services
 	p.shared = *desired
 	p.shared.Services = nil
+	if cfg.FoldRemote != p.render.FoldRemote {
+		p.log.Info("endpoints on other nodes folded into the Service chains", "folded", cfg.FoldRemote, "endpoints", endpoints)
+	}
 	p.render = cfg
+	p.endpoints = endpoints
 	p.fixed = (&Ruleset{Fixed: desired.Fixed, Tail: desired.Tail}).RuleCounts()
 	p.synced = true
 	return b.Written(), nil
@@ -211,6 +220,21 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) (map[str
 // partialSync rewrites the changed ports' chains; it reports whether it fell back
 // to a full sync.
 func (p *Proxier) partialSync(ctx context.Context, req *dataplane.Request) (bool, map[string]int, error) {
+	endpoints := p.endpoints
+	for n := range req.Changed {
+		if req.Snapshot.Services[n] != nil {
+			endpoints += len(req.Snapshot.Endpoints[n])
+		}
+		if old := p.applied[n]; old != nil {
+			endpoints -= old.endpoints
+		}
+	}
+	if foldWanted(endpoints, p.render.FoldRemote) != p.render.FoldRemote {
+		// Every Service's layout changes: a full sync rewrites the chains
+		// that differ and removes the KUBE-SEP chains no longer wanted.
+		w, err := p.fullSync(ctx, req)
+		return true, w, err
+	}
 	rc := newRenderCtx(p.render)
 	next := make(map[state.ServicePortName]*ServiceRules, len(req.Changed))
 	for n := range req.Changed {
@@ -237,6 +261,7 @@ func (p *Proxier) partialSync(ctx context.Context, req *dataplane.Request) (bool
 			p.applied[n] = r
 		}
 	}
+	p.endpoints = endpoints
 	return false, b.Written(), nil
 }
 

@@ -37,6 +37,11 @@ type RenderConfig struct {
 	// icmp6 rejects, and no localhost NodePorts. Unset renders IPv4 only. Each
 	// family is a separate Proxier writing its own tables, as in kube-proxy.
 	IPv6 bool
+	// FoldRemote folds every Service's endpoints on other nodes into its choice
+	// rules instead of giving each a KUBE-SEP chain (render_fold.go). The
+	// Proxier sets it from the node's endpoint count (foldWanted); Services
+	// above bucketAbove endpoints fold regardless.
+	FoldRemote bool
 }
 
 func (c RenderConfig) markMasq() string {

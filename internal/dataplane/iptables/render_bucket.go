@@ -65,8 +65,15 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 	of := make([]int32, len(eps))
 	first := make([]int, nb+1)
 	texts, seps := make([]string, len(eps)), make([]string, len(eps))
+	// targets[i] is what endpoint i's choice rule ends in: its KUBE-SEP chain,
+	// or its address when it is folded (render_fold.go).
+	targets := make([]string, len(eps))
 	for i, ep := range eps {
 		texts[i], seps[i] = s.sep(ep)
+		targets[i] = seps[i]
+		if s.folded(ep) {
+			targets[i] = texts[i]
+		}
 		b := bucketOf(seps[i], nb)
 		of[i] = int32(b)
 		first[b+1]++
@@ -93,11 +100,17 @@ func (s *svcRender) bucketChoice(chain string, eps []state.Endpoint) {
 		}
 		s.rule(chain, c.jump(name))
 		remaining -= len(m)
-		if s.reuseBucket(name, m, seps) {
+		if s.reuseBucket(name, m, targets) {
 			continue
 		}
 		s.chain(name, len(m))
-		s.flatChoice(name, len(m), func(j int) (string, string) { return texts[m[j]], seps[m[j]] })
+		s.flatChoice(name, len(m), func(j int) (string, string) {
+			i := m[j]
+			if targets[i] != seps[i] {
+				return texts[i], "" // folded
+			}
+			return texts[i], seps[i]
+		})
 	}
 }
 

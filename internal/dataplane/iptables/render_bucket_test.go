@@ -65,7 +65,9 @@ func endpointShares(t *testing.T, chains map[string][]string, chain string) (map
 				}
 				p = f
 			}
-			if strings.HasPrefix(target, prefixSep) {
+			if strings.HasPrefix(target, prefixSep) || strings.Contains(r, " -j DNAT ") {
+				// A KUBE-SEP chain, or a folded endpoint's DNAT
+				// (keyed by its address).
 				out[target] += rest * p
 				most = max(most, walked)
 			} else {

@@ -111,30 +111,34 @@ func BenchmarkSyncLargeService(b *testing.B) {
 // "one-endpoint" moves one endpoint to a new address (one
 // KUBE-SEP chain goes, one comes); "add-remove" alternately removes one endpoint
 // and adds it back. Each runs with kube-proxy's flat KUBE-SVC chain
-// (layout=flat) and with bucket chains (layout=buckets; the threshold is set
-// to half the size), one after the other, so that their ratio comes from one
-// run on a noisy machine.
+// (layout=flat), with bucket chains (layout=buckets; the threshold is set
+// to half the size), and with bucket chains whose endpoints are all on other
+// nodes, folded into them (layout=folded: no KUBE-SEP chains, render_fold.go),
+// one after the other, so that their ratio comes from one run on a noisy
+// machine.
 //
 //	go test ./internal/dataplane/iptables -run '^$' -bench KernelLargeService -benchtime 5x
 func BenchmarkKernelLargeService(b *testing.B) {
 	for _, e := range append([]int{100}, largeServiceSizes...) {
-		s := largeService(e)
-		moved := largeService(e)
-		moved.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
-		removed := largeService(e)
-		removed.eps = append(removed.eps[:e/2:e/2], removed.eps[e/2+1:]...)
-		for _, kind := range []struct {
-			name  string
-			other *svc
-		}{{"one-endpoint", moved}, {"add-remove", removed}} {
-			for _, layout := range []string{"flat", "buckets"} {
-				b.Run(fmt.Sprintf("%s/endpoints=%d/layout=%s", kind.name, e, layout), func(b *testing.B) {
+		for _, kind := range []string{"one-endpoint", "add-remove"} {
+			for _, layout := range []string{"flat", "buckets", "folded"} {
+				gen := largeService
+				if layout == "folded" {
+					gen = remoteLargeService
+				}
+				s, other := gen(e), gen(e)
+				if kind == "one-endpoint" {
+					other.eps[e/2].IP = netip.MustParseAddr("10.245.0.1")
+				} else {
+					other.eps = append(other.eps[:e/2:e/2], other.eps[e/2+1:]...)
+				}
+				b.Run(fmt.Sprintf("%s/endpoints=%d/layout=%s", kind, e, layout), func(b *testing.B) {
 					above := e
-					if layout == "buckets" {
+					if layout != "flat" {
 						above = e / 2
 					}
 					withBucketAbove(b, above)
-					benchKernelChange(b, s, kind.other)
+					benchKernelChange(b, s, other)
 				})
 			}
 		}
@@ -179,7 +183,9 @@ func benchKernelChange(b *testing.B, from, to *svc) {
 //
 // The difference between "declare" and the others is the kernel's work on
 // commit once a rule was added, which grows with the rules in the table, not
-// with what the restore writes: the floor under any one-endpoint change.
+// with what the restore writes: the floor under any one-endpoint change. Each
+// runs next to the Service with its endpoints' KUBE-SEP chains (layout=sep) and
+// with its endpoints on other nodes, folded (layout=folded, render_fold.go).
 //
 //	go test ./internal/dataplane/iptables -run '^$' -bench KernelRestoreFloor -benchtime 10x
 func BenchmarkKernelRestoreFloor(b *testing.B) {
@@ -196,29 +202,35 @@ func BenchmarkKernelRestoreFloor(b *testing.B) {
 	}
 	for _, e := range append([]int{100}, largeServiceSizes...) {
 		for _, kind := range kinds {
-			b.Run(fmt.Sprintf("endpoints=%d/%s", e, kind.name), func(b *testing.B) {
-				env := netns.New(b, "ipt-bucket-floor")
-				r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
-				p := newTestProxier(r)
-				ctx := context.Background()
-				if _, err := p.Sync(ctx, snapshot(largeService(e)), changes()); err != nil {
-					b.Fatal(err)
+			for _, layout := range []string{"sep", "folded"} {
+				gen := largeService
+				if layout == "folded" {
+					gen = remoteLargeService
 				}
-				if kind.setup != "" {
-					if err := r.Restore(ctx, []byte("*nat\n"+kind.setup+"COMMIT\n"), true); err != nil {
+				b.Run(fmt.Sprintf("endpoints=%d/%s/layout=%s", e, kind.name, layout), func(b *testing.B) {
+					env := netns.New(b, "ipt-bucket-floor")
+					r := ExecRunner{Backend: BackendNFT, Wrap: []string{"ip", "netns", "exec", env.Node.Name}}
+					p := newTestProxier(r)
+					ctx := context.Background()
+					if _, err := p.Sync(ctx, snapshot(gen(e)), changes()); err != nil {
 						b.Fatal(err)
 					}
-				}
-				in := []byte("*nat\n" + kind.each + "COMMIT\n")
-				b.ResetTimer()
-				child := benchcpu.Children()
-				for i := 0; i < b.N; i++ {
-					if err := r.Restore(ctx, in, true); err != nil {
-						b.Fatal(err)
+					if kind.setup != "" {
+						if err := r.Restore(ctx, []byte("*nat\n"+kind.setup+"COMMIT\n"), true); err != nil {
+							b.Fatal(err)
+						}
 					}
-				}
-				benchcpu.ReportChildren(b, child)
-			})
+					in := []byte("*nat\n" + kind.each + "COMMIT\n")
+					b.ResetTimer()
+					child := benchcpu.Children()
+					for i := 0; i < b.N; i++ {
+						if err := r.Restore(ctx, in, true); err != nil {
+							b.Fatal(err)
+						}
+					}
+					benchcpu.ReportChildren(b, child)
+				})
+			}
 		}
 	}
 }

@@ -99,9 +99,11 @@ func (s *svcRender) keepChain(ap netip.AddrPort, name string) {
 }
 
 // reuseBucket takes bucket chain name from the previous render when it jumps to
-// the same endpoint chains, in the same order, as the bucket's members m
-// (indices into seps) would have it.
-func (s *svcRender) reuseBucket(name string, m []int32, seps []string) bool {
+// the same endpoint chains (or DNATs to the same folded endpoints), in the same
+// order, as the bucket's members m (indices into targets: a KUBE-SEP name, or
+// the address of a folded endpoint, the last word of its DNAT rule) would have
+// it.
+func (s *svcRender) reuseBucket(name string, m []int32, targets []string) bool {
 	if s.prev == nil || s.chainIndex(name) >= 0 {
 		return false
 	}
@@ -110,7 +112,7 @@ func (s *svcRender) reuseBucket(name string, m []int32, seps []string) bool {
 		return false
 	}
 	for j, r := range c.Rules {
-		if jumpTarget(r) != seps[m[j]] {
+		if jumpTarget(r) != targets[m[j]] {
 			return false
 		}
 	}

@@ -31,6 +31,10 @@ type svcRender struct {
 	// endpoint's names and KUBE-SEP chain across renders (render_reuse.go); seps
 	// and sepAt are then not used.
 	names *sepCache
+	// node is this node's name; fold is whether endpoints on other nodes are
+	// folded into the choice rules (render_fold.go).
+	node string
+	fold bool
 }
 
 // scanLimit is the length up to which chains and endpoint names are found by a
@@ -168,8 +172,8 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 	snap := req.Snapshot
 	sp := snap.Services[n]
 	cfg := rc.cfg
-	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{},
-		clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
+	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{endpoints: len(snap.Endpoints[n])},
+		node: snap.Node.Name, clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
 	if prev != nil && prev.reuse.fits(sp) {
 		s.prev = prev.reuse
 		s.names = prev.reuse.names
@@ -186,6 +190,7 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
 	cat := rc.endpoints(req, n)
 	p := s.policies(cat)
+	s.fold = s.foldsRemote(p, cat)
 	s.dispatchRules(p)
 	if p.usesCluster {
 		s.policyChain(s.ch.svc, p, cat.Cluster)
@@ -200,7 +205,9 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 		s.firewallChain()
 	}
 	for _, ep := range cat.AllReachable {
-		s.endpointChain(ep)
+		if !s.folded(ep) {
+			s.endpointChain(ep)
+		}
 	}
 	s.keepForReuse(len(cat.AllReachable))
 	return s.out
@@ -372,17 +379,26 @@ func (s *svcRender) endpointChoice(chain string, eps []state.Endpoint) {
 		s.bucketChoice(chain, eps)
 		return
 	}
-	s.flatChoice(chain, len(eps), func(i int) (string, string) { return s.sep(eps[i]) })
+	s.flatChoice(chain, len(eps), func(i int) (string, string) { return s.choiceTarget(eps[i]) })
 }
 
 // flatChoice jumps to endpoint i of n (at(i) is its address text and KUBE-SEP
-// chain) with probability 1/(n-i), the last unconditionally: kube-proxy's layout.
+// chain, "" when it is folded) with probability 1/(n-i), the last
+// unconditionally: kube-proxy's layout. A folded endpoint's rule DNATs itself.
 func (s *svcRender) flatChoice(chain string, n int, at func(int) (text, sep string)) {
 	for i := 0; i < n; i++ {
 		text, sep := at(i)
-		c := s.spec().comment(s.name, " -> ", text)
+		prob := ""
 		if i < n-1 {
-			c.add("-m", "statistic", "--mode", "random", "--probability", s.rc.probability(n-i))
+			prob = s.rc.probability(n - i)
+		}
+		if sep == "" {
+			s.rule(chain, s.foldedRule(text, prob))
+			continue
+		}
+		c := s.spec().comment(s.name, " -> ", text)
+		if prob != "" {
+			c.add("-m", "statistic", "--mode", "random", "--probability", prob)
 		}
 		s.rule(chain, c.jump(sep))
 	}

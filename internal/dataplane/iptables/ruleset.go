@@ -39,6 +39,9 @@ type ServiceRules struct {
 	// reuse, for a port with more than bucketAbove endpoints, lets the next
 	// partial sync's render take its unchanged chains from these (render_reuse.go).
 	reuse *renderReuse
+	// endpoints is the port's endpoint count in the snapshot it was rendered
+	// from (both families), which the Proxier sums to decide foldWanted.
+	endpoints int
 }
 
 // ruleCount counts rules by table.
