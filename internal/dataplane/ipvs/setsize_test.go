@@ -112,24 +112,30 @@ func TestRenderGrowsASetInPlaceOfItsAdditions(t *testing.T) {
 	}
 }
 
-// clusterIPs adds ClusterIP Services 10.96.<i/250>.<1+i%250>:80 for i in [from, to)
-// to the fixture's snapshot and returns the change.
+// clusterIPs adds ClusterIP Services to the fixture's snapshot (withClusterIPs)
+// and returns the change.
 func (f *fixture) clusterIPs(from, to int) state.ChangeSet {
+	f.gen++
+	var cs state.ChangeSet
+	f.snap, cs = withClusterIPs(f.snap, f.gen, from, to)
+	return cs
+}
+
+// withClusterIPs is snap plus the ClusterIP Services s<i>, 10.<96+i/62500>.
+// <i/250%250>.<1+i%250>:80 for i in [from, to) (no endpoints), and the change.
+func withClusterIPs(snap *state.Snapshot, gen uint64, from, to int) (*state.Snapshot, state.ChangeSet) {
 	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: f.snap.Node}
-	for k, v := range f.snap.Services {
+	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: snap.Node, Generation: gen}
+	for k, v := range snap.Services {
 		next.Services[k] = v
-		next.Endpoints[k] = f.snap.Endpoints[k]
+		next.Endpoints[k] = snap.Endpoints[k]
 	}
 	for i := from; i < to; i++ {
 		sp := clusterIP(fmt.Sprintf("s%d", i), fmt.Sprintf("10.%d.%d.%d", 96+i/62500, i/250%250, 1+i%250), 80, v1.ProtocolTCP)
 		next.Services[sp.Name] = sp
 		cs.Ports[sp.Name] = struct{}{}
 	}
-	f.gen++
-	next.Generation = f.gen
-	f.snap = next
-	return cs
+	return next, cs
 }
 
 // A set an older proxy created smaller than its entries need (here maxelem 4)

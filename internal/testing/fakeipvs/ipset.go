@@ -86,6 +86,7 @@ func (s *IPSet) apply(f []string) error {
 		}
 		if cmd == "add" || cmd == "-A" {
 			if !set.entries[e] && set.maxElem > 0 && len(set.entries) >= set.maxElem {
+				//lint:ignore ST1005 the kernel's words, which callers match
 				return fmt.Errorf("Hash is full, cannot add more elements")
 			}
 			set.entries[e] = true
