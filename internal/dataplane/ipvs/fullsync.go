@@ -39,30 +39,9 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 		p.logWarnings(&m)
 		desired[name] = &m
 	}
-	// The sets are created sized for their entries, or keep the maxelem they
-	// have (applySets grows them if it is too small).
-	saved, err := p.k.IPSet.Save(ctx)
+	saved, sets, err := p.prepareSets(ctx, snap, desired)
 	if err != nil {
-		return fmt.Errorf("ipset save: %w", err)
-	}
-	sets := setModel{}
-	var ignore setDiff
-	for _, m := range desired {
-		sets.apply(m.Sets, +1, &ignore)
-	}
-	p.counts, p.maxElem = sets.counts(), parseMaxElems(saved)
-	if hasSet(saved, growTempSet) { // left by an interrupted grow
-		if err := p.k.IPSet.Destroy(ctx, []string{growTempSet}); err != nil {
-			return err
-		}
-	}
-	if err := p.ensureFamily(ctx, false); err != nil {
 		return err
-	}
-	if hasIPv6(snap) {
-		if err := p.ensureFamily(ctx, true); err != nil {
-			return err
-		}
 	}
 	kernel, err := p.readKernel()
 	if err != nil {
@@ -113,6 +92,37 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 	errs = append(errs, p.reconcileSets(ctx, saved))
 	p.ports = desired
 	return errors.Join(errs...)
+}
+
+// prepareSets reads the kernel's sets (`ipset save`, returned for
+// reconcileSets), and creates the sets and loads the rules of each family used,
+// every hash set sized for its entries in desired or keeping the maxelem it has
+// (applySets grows it when too small). It returns the desired entries.
+func (p *Proxier) prepareSets(ctx context.Context, snap *state.Snapshot, desired map[state.ServicePortName]*portModel) (string, setModel, error) {
+	saved, err := p.k.IPSet.Save(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("ipset save: %w", err)
+	}
+	sets := setModel{}
+	var ignore setDiff
+	for _, m := range desired {
+		sets.apply(m.Sets, +1, &ignore)
+	}
+	p.counts, p.maxElem = sets.counts(), parseMaxElems(saved)
+	if hasSet(saved, growTempSet) { // left by an interrupted grow
+		if err := p.k.IPSet.Destroy(ctx, []string{growTempSet}); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := p.ensureFamily(ctx, false); err != nil {
+		return "", nil, err
+	}
+	if hasIPv6(snap) {
+		if err := p.ensureFamily(ctx, true); err != nil {
+			return "", nil, err
+		}
+	}
+	return saved, sets, nil
 }
 
 // readKernel lists every virtual server with its real servers.

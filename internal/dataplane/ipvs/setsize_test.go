@@ -228,3 +228,27 @@ func TestASetThatCannotGrowIsLoggedOnceAndRetried(t *testing.T) {
 		t.Errorf("the grow is logged:\n%s", logs.String())
 	}
 }
+
+// A temporary set an interrupted grow left behind (here of another size, which
+// a grow's create -exist would refuse) is destroyed by the next full sync, and
+// by the cleanup.
+func TestLeftoverTemporarySetIsDestroyed(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	leftover := "create " + growTempSet + " hash:ip,port family inet hashsize 1024 maxelem 8 comment\nadd " + growTempSet + " 10.96.0.1,tcp:80\n"
+	if err := f.ipset.Restore(context.Background(), leftover); err != nil {
+		t.Fatal(err)
+	}
+	f.sync(f.clusterIPs(0, 2))
+	if f.ipset.Exists(growTempSet) {
+		t.Fatal("the full sync must destroy the leftover temporary set")
+	}
+	if err := f.ipset.Restore(context.Background(), leftover); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.ipset.Len(); n != 0 {
+		t.Fatalf("%d sets left after the cleanup:\n%s", n, f.node.Dump())
+	}
+}
