@@ -28,6 +28,8 @@ type VMOptions struct {
 	PartialRuns int
 	// EndpointRuns is Spec.EndpointRuns: one-endpoint changes timed per size.
 	EndpointRuns int
+	// NoBaseline is Spec.NoBaseline: no baseline load after the syncs.
+	NoBaseline bool
 	// Progress receives the guest's console (boot messages and progress lines).
 	Progress io.Writer
 	// Timeout bounds the whole boot; 0 means 60 minutes (the guest is emulated).
@@ -100,6 +102,9 @@ func vmScript(o VMOptions) string {
 	}
 	args := fmt.Sprintf("--modes %s --services %s --endpoints %d --connects %d --partial-runs %d --endpoint-runs %d --json",
 		strings.Join(o.Modes, ","), strings.Join(sizes, ","), o.Endpoints, o.Connects, o.PartialRuns, o.EndpointRuns)
+	if o.NoBaseline {
+		args += " --no-baseline"
+	}
 	// stderr (progress, skip reasons) goes to the script's output, which is the
 	// console: live progress on the host, and a skipped mode's reason in Output.
 	return fmt.Sprintf(`/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json

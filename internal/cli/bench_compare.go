@@ -37,6 +37,7 @@ type benchCompareFlags struct {
 	vm           bool
 	vmModes      []string
 	fromJSON     string
+	noBaseline   bool
 }
 
 func newBenchCompareCommand() *cobra.Command {
@@ -68,6 +69,7 @@ may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 	fl.IntVar(&f.connects, "connects", 1000, "new TCP connections timed per target Service")
 	fl.IntVar(&f.partialRuns, "partial-runs", 3, "one-Service changes to time (the median is reported)")
 	fl.IntVar(&f.endpointRuns, "endpoint-runs", 0, "one-endpoint changes to time (the median is reported; 0: none)")
+	fl.BoolVar(&f.noBaseline, "no-baseline", false, "skip the baseline load (the same objects loaded one request each after the syncs; hours at 50,000+ Services in the VM)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON array, one object per mode and number of Services")
 	fl.StringVar(&f.plot, "plot", "", "write an SVG chart to this file")
 	fl.BoolVar(&f.vm, "vm", false, "measure ipvs inside the qemu test VM")
@@ -177,7 +179,7 @@ func measureLocal(ctx context.Context, f *benchCompareFlags, modes []string, pro
 			}
 			fmt.Fprintf(progress, "[%d/%d] %s, %s Services x %d endpoints\n", k, total, m, bench.FormatCount(n), f.endpoints)
 			start := time.Now()
-			spec := bench.Spec{Mode: m, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, Connects: f.connects}
+			spec := bench.Spec{Mode: m, Services: n, Endpoints: f.endpoints, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, Connects: f.connects, NoBaseline: f.noBaseline}
 			res, err := bench.Run(ctx, spec, bench.RunOptions{Progress: progress})
 			if err != nil {
 				reason := err.Error()

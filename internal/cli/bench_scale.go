@@ -158,7 +158,7 @@ func measureScalePoint(ctx context.Context, f *benchScaleFlags, p bench.ScalePoi
 		}
 		results, err := bench.RunInVM(ctx, bench.VMOptions{
 			Modes: []string{p.Mode}, Services: []int{p.Services}, Endpoints: p.Endpoints,
-			Connects: 1, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, Progress: progress,
+			Connects: 1, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, NoBaseline: spec.NoBaseline, Progress: progress,
 		})
 		if err != nil {
 			return nil, err

@@ -82,7 +82,7 @@ func cleanup(ctx context.Context, k Kernel, exclude []netip.Prefix) error {
 		}
 	}
 	if k.IPSet != nil {
-		errs = append(errs, k.IPSet.Destroy(ctx, allSetNames()))
+		errs = append(errs, k.IPSet.Destroy(ctx, append(allSetNames(), growTempSet)))
 	}
 	return errors.Join(errs...)
 }

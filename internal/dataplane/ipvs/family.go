@@ -18,8 +18,13 @@ func (p *Proxier) ensureFamily(ctx context.Context, v6 bool) error {
 	if p.ready[i] {
 		return nil
 	}
-	if err := p.k.IPSet.Restore(ctx, renderCreate(v6)); err != nil {
+	if err := p.k.IPSet.Restore(ctx, renderCreate(v6, p.createSize)); err != nil {
 		return fmt.Errorf("create ipsets (ipv6=%v): %w", v6, err)
+	}
+	for _, d := range setDefs {
+		if name := familySetName(d.Name, v6); d.isHash() {
+			p.maxElem[name] = p.createSize(name).MaxElem
+		}
 	}
 	text := renderRules(rulesOptions{V6: v6, MasqueradeAll: p.o.MasqueradeAll, ClusterCIDRs: p.o.ClusterCIDRs, MasqueradeBit: p.o.MasqueradeBit})
 	write := text

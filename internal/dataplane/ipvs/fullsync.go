@@ -22,14 +22,6 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 	}
 	p.ready = [2]bool{}
 	p.lacking = nil // probe again: a module may have been installed since
-	if err := p.ensureFamily(ctx, false); err != nil {
-		return err
-	}
-	if hasIPv6(snap) {
-		if err := p.ensureFamily(ctx, true); err != nil {
-			return err
-		}
-	}
 	bound, err := p.k.Links.Addrs(DummyLink)
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", DummyLink, err)
@@ -37,16 +29,6 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 	if err := p.refreshNodePortAddrsExcluding(snap, bound); err != nil {
 		return err
 	}
-	kernel, err := p.readKernel()
-	if err != nil {
-		return err
-	}
-	p.reset()
-	p.servers = kernel
-	for _, vs := range kernel {
-		p.objects += 1 + len(vs.Dests)
-	}
-
 	desired := map[state.ServicePortName]*portModel{}
 	for _, name := range snap.SortedNames() {
 		m, err := renderPort(snap.Services[name], req.Endpoints(name), p.renderOptions())
@@ -57,6 +39,22 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 		p.logWarnings(&m)
 		desired[name] = &m
 	}
+	saved, sets, err := p.prepareSets(ctx, snap, desired)
+	if err != nil {
+		return err
+	}
+	kernel, err := p.readKernel()
+	if err != nil {
+		return err
+	}
+	counts, maxElem := p.counts, p.maxElem
+	p.reset()
+	p.sets, p.counts, p.maxElem = sets, counts, maxElem
+	p.servers = kernel
+	for _, vs := range kernel {
+		p.objects += 1 + len(vs.Dests)
+	}
+
 	var errs []error
 	errs = append(errs, p.reconcileAddrs(desired, bound))
 	wanted := map[vsKey]bool{}
@@ -91,9 +89,40 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 			delete(p.servers, key) // excluded: not ours
 		}
 	}
-	errs = append(errs, p.reconcileSets(ctx, desired))
+	errs = append(errs, p.reconcileSets(ctx, saved))
 	p.ports = desired
 	return errors.Join(errs...)
+}
+
+// prepareSets reads the kernel's sets (`ipset save`, returned for
+// reconcileSets), and creates the sets and loads the rules of each family used,
+// every hash set sized for its entries in desired or keeping the maxelem it has
+// (applySets grows it when too small). It returns the desired entries.
+func (p *Proxier) prepareSets(ctx context.Context, snap *state.Snapshot, desired map[state.ServicePortName]*portModel) (string, setModel, error) {
+	saved, err := p.k.IPSet.Save(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("ipset save: %w", err)
+	}
+	sets := setModel{}
+	var ignore setDiff
+	for _, m := range desired {
+		sets.apply(m.Sets, +1, &ignore)
+	}
+	p.counts, p.maxElem = sets.counts(), parseMaxElems(saved)
+	if hasSet(saved, growTempSet) { // left by an interrupted grow
+		if err := p.k.IPSet.Destroy(ctx, []string{growTempSet}); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := p.ensureFamily(ctx, false); err != nil {
+		return "", nil, err
+	}
+	if hasIPv6(snap) {
+		if err := p.ensureFamily(ctx, true); err != nil {
+			return "", nil, err
+		}
+	}
+	return saved, sets, nil
 }
 
 // readKernel lists every virtual server with its real servers.
@@ -155,16 +184,8 @@ func (p *Proxier) reconcileAddrs(desired map[state.ServicePortName]*portModel, b
 	return errors.Join(errs...)
 }
 
-// reconcileSets diffs the desired ipset entries against `ipset save`.
-func (p *Proxier) reconcileSets(ctx context.Context, desired map[state.ServicePortName]*portModel) error {
-	var ignore setDiff
-	for _, m := range desired {
-		p.sets.apply(m.Sets, +1, &ignore)
-	}
-	saved, err := p.k.IPSet.Save(ctx)
-	if err != nil {
-		return fmt.Errorf("ipset save: %w", err)
-	}
+// reconcileSets diffs the desired ipset entries (p.sets) against `ipset save`.
+func (p *Proxier) reconcileSets(ctx context.Context, saved string) error {
 	have := parseSave(saved)
 	var d setDiff
 	for e := range have {
@@ -180,11 +201,7 @@ func (p *Proxier) reconcileSets(ctx context.Context, desired map[state.ServicePo
 	if d.empty() {
 		return nil
 	}
-	p.written += len(d.Add) + len(d.Del)
-	if err := p.k.IPSet.Restore(ctx, d.render()); err != nil {
-		return fmt.Errorf("ipset restore: %w", err)
-	}
-	return nil
+	return p.applySets(ctx, d)
 }
 
 func (p *Proxier) excluded(a netip.Addr) bool {

@@ -155,3 +155,6 @@ func sameWeights(a, b map[string]int) bool {
 }
 
 var hour = time.Hour
+
+// kubeProxySize sizes every set as kube-proxy does (ipset's defaults).
+func kubeProxySize(string) setSize { return sizeFor(0) }

@@ -70,6 +70,14 @@ func setName(base string, a netip.Addr) string {
 	return base
 }
 
+// familySetName is the name of a base set in the family.
+func familySetName(base string, v6 bool) string {
+	if v6 {
+		return setName(base, netip.IPv6Unspecified())
+	}
+	return base
+}
+
 // allSetNames lists every set name of both families.
 func allSetNames() []string {
 	var out []string
@@ -80,20 +88,13 @@ func allSetNames() []string {
 }
 
 // renderCreate is the `ipset restore` text that creates every set of a family,
-// tolerating sets that exist (the restore runs with -exist).
-func renderCreate(v6 bool) string {
+// tolerating sets that exist (the restore runs with -exist, which accepts an
+// existing set only when its maxelem is the one given: size returns it).
+func renderCreate(v6 bool, size func(name string) setSize) string {
 	var b strings.Builder
 	for _, d := range setDefs {
-		name, family := d.Name, "inet"
-		if v6 {
-			name, family = setName(d.Name, netip.IPv6Unspecified()), "inet6"
-		}
-		switch {
-		case strings.HasPrefix(d.Type, "bitmap:port"):
-			fmt.Fprintf(&b, "create %s %s range 0-65535 comment\n", name, d.Type)
-		default:
-			fmt.Fprintf(&b, "create %s %s family %s hashsize 1024 maxelem 65536 comment\n", name, d.Type, family)
-		}
+		name := familySetName(d.Name, v6)
+		b.WriteString(d.createLine(name, v6, size(name)))
 	}
 	return b.String()
 }
@@ -108,8 +109,10 @@ func (d setDiff) empty() bool { return len(d.Add) == 0 && len(d.Del) == 0 }
 // render returns `ipset restore -exist` text. KUBE-IPVS-IPS makes KUBE-IPVS-FILTER
 // reject new connections to Service addresses whose port is in no other set, so
 // its entries are deleted first and added last: no address is ever in it without
-// its ports being allowed.
-func (d setDiff) render() string {
+// its ports being allowed. A set in grown (set name to renderGrow text; only sets
+// with additions grow) is replaced where its additions would go, by a set
+// already holding them.
+func (d setDiff) render(grown map[string]string) string {
 	var b strings.Builder
 	sortEntries(d.Del)
 	sortEntries(d.Add)
@@ -123,7 +126,15 @@ func (d setDiff) render() string {
 	for _, e := range d.Del {
 		fmt.Fprintf(&b, "del %s %s\n", e.Set, e.Entry)
 	}
+	done := map[string]bool{}
 	for _, e := range d.Add {
+		if text, ok := grown[e.Set]; ok {
+			if !done[e.Set] {
+				b.WriteString(text)
+				done[e.Set] = true
+			}
+			continue
+		}
 		fmt.Fprintf(&b, "add %s %s\n", e.Set, e.Entry)
 	}
 	return b.String()
@@ -161,6 +172,36 @@ func (m setModel) apply(entries []setEntry, delta int, d *setDiff) {
 		case before > 0 && after <= 0:
 			d.Del = append(d.Del, e)
 		}
+	}
+}
+
+// counts counts the entries of each set.
+func (m setModel) counts() map[string]int {
+	out := map[string]int{}
+	for e := range m {
+		out[e.Set]++
+	}
+	return out
+}
+
+// entries lists the entries of one set.
+func (m setModel) entries(set string) []string {
+	var out []string
+	for e := range m {
+		if e.Set == set {
+			out = append(out, e.Entry)
+		}
+	}
+	return out
+}
+
+// count applies d to per-set counts of entries.
+func (d setDiff) count(counts map[string]int) {
+	for _, e := range d.Add {
+		counts[e.Set]++
+	}
+	for _, e := range d.Del {
+		counts[e.Set]--
 	}
 }
 

@@ -31,7 +31,7 @@ func TestBatchedJumpsRoundTripRealIptables(t *testing.T) {
 		return out
 	}
 	if err := env.Node.Do(func() error {
-		if err := (execIPSet{}).Restore(ctx, renderCreate(false)); err != nil {
+		if err := (execIPSet{}).Restore(ctx, renderCreate(false, kubeProxySize)); err != nil {
 			return err
 		}
 		return loadRules(ctx, ipt, false, renderRules(rulesOptions{MasqueradeBit: defaultMasqueradeBit}))

@@ -156,7 +156,7 @@ func TestRulesMatchTheSets(t *testing.T) {
 		!strings.Contains(v6, "-A KUBE-EXTERNAL-NO-LOCAL -m addrtype --src-type LOCAL") {
 		t.Errorf("IPv6 KUBE-EXTERNAL-NO-LOCAL:\n%s", v6)
 	}
-	if !strings.Contains(renderCreate(true), "create KUBE6-CLUSTER-IP hash:ip,port family inet6") {
+	if !strings.Contains(renderCreate(true, kubeProxySize), "create KUBE6-CLUSTER-IP hash:ip,port family inet6") {
 		t.Error("IPv6 sets must be inet6")
 	}
 	for _, n := range allSetNames() {

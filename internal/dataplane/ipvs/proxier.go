@@ -46,8 +46,14 @@ type Proxier struct {
 	servers map[vsKey]*virtualServer
 	addrs   map[netip.Addr]int
 	sets    setModel
-	rules   [2]string // the iptables text applied per family (v4, v6)
-	ready   [2]bool   // sets and rules of the family are in place
+	// counts is the number of entries of each set in sets; maxElem the maxelem
+	// of each hash set in the kernel, as last read or written (setsize.go).
+	counts  map[string]int
+	maxElem map[string]int
+	// growLogged is the maxelem each set last failed to grow to, logged once.
+	growLogged map[string]int
+	rules      [2]string // the iptables text applied per family (v4, v6)
+	ready      [2]bool   // sets and rules of the family are in place
 
 	nodePortAddrs []netip.Addr
 	// lacking are IPVS schedulers the kernel refused (lacking.go).
@@ -74,7 +80,7 @@ func newProxier(k Kernel, o proxierOptions) *Proxier {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxier{k: k, o: o, log: o.Log, needFull: true}
+	p := &Proxier{k: k, o: o, log: o.Log, needFull: true, growLogged: map[string]int{}}
 	p.reset()
 	p.graceful = newGraceful(p)
 	return p
@@ -85,6 +91,8 @@ func (p *Proxier) reset() {
 	p.servers = map[vsKey]*virtualServer{}
 	p.addrs = map[netip.Addr]int{}
 	p.sets = setModel{}
+	p.counts = map[string]int{}
+	p.maxElem = map[string]int{}
 	p.rules = [2]string{}
 	p.objects = 0
 }
@@ -137,10 +145,8 @@ func (p *Proxier) incrementalSync(ctx context.Context, req *dataplane.Request) e
 		}
 	}
 	if !d.empty() {
-		if err := p.k.IPSet.Restore(ctx, d.render()); err != nil {
-			errs = append(errs, fmt.Errorf("ipset restore: %w", err))
-		}
-		p.written += len(d.Add) + len(d.Del)
+		d.count(p.counts)
+		errs = append(errs, p.applySets(ctx, d))
 	}
 	return errors.Join(errs...)
 }

@@ -300,7 +300,7 @@ func TestFullSyncReconcilesStaleKernelState(t *testing.T) {
 	_ = f.ipvs.NewService(toService(&virtualServer{Key: key("172.30.0.1:80", protoTCP), Scheduler: "rr"}))
 	_ = f.links.AddAddr(DummyLink, netip.MustParseAddr("10.96.9.9"))
 	_ = f.links.AddAddr(DummyLink, netip.MustParseAddr("10.96.0.1"))
-	_ = f.ipset.Restore(context.Background(), renderCreate(false)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
+	_ = f.ipset.Restore(context.Background(), renderCreate(false, kubeProxySize)+"add KUBE-CLUSTER-IP 10.96.9.9,tcp:80\nadd KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n")
 	f.ipvs.TakeWrites()
 
 	f.sync(state.ChangeSet{})
@@ -427,7 +427,7 @@ func TestUnchangedSetEntriesAreNotRewrittenAndFilterSetOrdered(t *testing.T) {
 		Del: []setEntry{{setLoadBalancer, "10.0.0.2,tcp:80"}, {setIPVSIPs, "10.0.0.2"}},
 	}
 	want := "del KUBE-IPVS-IPS 10.0.0.2\ndel KUBE-LOAD-BALANCER 10.0.0.2,tcp:80\nadd KUBE-LOAD-BALANCER 10.0.0.1,tcp:80\nadd KUBE-IPVS-IPS 10.0.0.1\n"
-	if r := d.render(); r != want {
+	if r := d.render(nil); r != want {
 		t.Fatalf("restore order:\n%s\nwant:\n%s", r, want)
 	}
 }

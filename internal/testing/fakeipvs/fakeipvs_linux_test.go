@@ -4,6 +4,7 @@ package fakeipvs
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -50,6 +51,46 @@ func TestIPSetRestoreAppliesLineByLine(t *testing.T) {
 		if !s.Has("KUBE-CLUSTER-IP", "10.96.0.2,udp:53") || s.Has("KUBE-CLUSTER-IP", "10.96.0.3,udp:53") {
 			t.Errorf("%q: ipset restore applies the lines before the bad one and none after", bad)
 		}
+	}
+}
+
+// A hash set refuses a new entry past its maxelem, as the kernel does ("Hash is
+// full"), re-creating it with another maxelem is refused even with -exist, and
+// swap exchanges two sets under their names (so a rule matching one name now
+// matches the other set, and the old set can be destroyed under the other name).
+func TestIPSetMaxElemAndSwap(t *testing.T) {
+	n := NewNode()
+	s := n.IPSet
+	if err := s.Restore(ctx, "create S hash:ip family inet maxelem 2\nadd S 10.0.0.1\nadd S 10.0.0.2\nadd S 10.0.0.2\n"); err != nil {
+		t.Fatalf("two entries and a duplicate fit maxelem 2: %v", err)
+	}
+	if err := s.Restore(ctx, "add S 10.0.0.3\n"); err == nil || !strings.Contains(err.Error(), "Hash is full") || s.Entries("S") != 2 {
+		t.Fatalf("a third entry: %v, %d entries", err, s.Entries("S"))
+	}
+	if err := s.Restore(ctx, "create S hash:ip family inet maxelem 4\n"); err == nil {
+		t.Fatal("re-creating S with another maxelem must fail")
+	}
+	if err := n.Iptables.Restore(ctx, false, "*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -m set --match-set S dst -j ACCEPT\nCOMMIT\n"); err != nil {
+		t.Fatal(err)
+	}
+	grow := "create T hash:ip family inet maxelem 4\nadd T 10.0.0.1\nadd T 10.0.0.2\nadd T 10.0.0.3\nswap T S\ndestroy T\n"
+	if err := s.Restore(ctx, grow); err != nil {
+		t.Fatal(err)
+	}
+	if s.MaxElem("S") != 4 || s.Entries("S") != 3 || !s.Has("S", "10.0.0.3") || s.Exists("T") {
+		t.Fatalf("after the swap S has maxelem %d and %d entries, T exists %v", s.MaxElem("S"), s.Entries("S"), s.Exists("T"))
+	}
+	if err := s.Restore(ctx, "create U hash:ip,port family inet\nswap U S\n"); err == nil {
+		t.Fatal("swapping sets of different types must fail")
+	}
+	s.Fail = func(f []string) error {
+		if f[0] == "create" && f[1] == "V" {
+			return fmt.Errorf("Kernel error received: Cannot allocate memory")
+		}
+		return nil
+	}
+	if err := s.Restore(ctx, "create W hash:ip\ncreate V hash:ip\n"); err == nil || !strings.Contains(err.Error(), "line 2: Kernel error") || !s.Exists("W") || s.Exists("V") {
+		t.Fatalf("Fail: %v", err)
 	}
 }
 

@@ -17,12 +17,16 @@ type ipset struct {
 	family  string
 	options []string
 	entries map[string]bool
+	// maxElem bounds a hash set's entries (ipset's default 65,536 unless
+	// created with maxelem), as the kernel does.
+	maxElem int
 }
 
 // IPSet applies `ipset restore -exist` text line by line, as the tool does: a bad
 // line stops the restore with an error naming it, and the lines before it stay
 // applied. It checks entries against the set's type and family. The zero value has
-// no sets.
+// no sets. A hash set holds at most its maxelem entries; swap exchanges two sets
+// of the same type and family.
 type IPSet struct {
 	mu       sync.Mutex
 	sets     map[string]*ipset
@@ -30,6 +34,9 @@ type IPSet struct {
 	// InUse, when set, reports whether a kernel component (an iptables rule) uses a
 	// set; Destroy refuses such a set, as the kernel does.
 	InUse func(name string) bool
+	// Fail, when set, is asked about each restore line (its fields) before it
+	// is applied; an error fails the line, as a kernel refusal would.
+	Fail func(fields []string) error
 }
 
 // Restore applies text as `ipset restore -exist` does.
@@ -44,6 +51,11 @@ func (s *IPSet) Restore(_ context.Context, text string) error {
 		f := strings.Fields(line)
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
+		}
+		if s.Fail != nil {
+			if err := s.Fail(f); err != nil {
+				return fmt.Errorf("ipset v7.17: Error in line %d: %s", i+1, err)
+			}
 		}
 		if err := s.apply(f); err != nil {
 			return fmt.Errorf("ipset v7.17: Error in line %d: %s", i+1, err)
@@ -73,6 +85,10 @@ func (s *IPSet) apply(f []string) error {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 		if cmd == "add" || cmd == "-A" {
+			if !set.entries[e] && set.maxElem > 0 && len(set.entries) >= set.maxElem {
+				//lint:ignore ST1005 the kernel's words, which callers match
+				return fmt.Errorf("Hash is full, cannot add more elements")
+			}
 			set.entries[e] = true
 		} else {
 			delete(set.entries, e)
@@ -86,6 +102,8 @@ func (s *IPSet) apply(f []string) error {
 		return fmt.Errorf("the set with the given name does not exist")
 	case "destroy", "-X":
 		return s.destroy(name)
+	case "swap", "-W":
+		return s.swap(name, f[2:])
 	}
 	return fmt.Errorf("unknown command %s", cmd)
 }
@@ -98,16 +116,26 @@ func (s *IPSet) create(name string, args []string) error {
 		return fmt.Errorf("missing set type for %s", name)
 	}
 	set := &ipset{typ: args[0], family: "inet", options: args[1:], entries: map[string]bool{}}
+	if strings.HasPrefix(set.typ, "hash:") {
+		set.maxElem = 65536
+	}
 	for i := 1; i+1 < len(args); i++ {
-		if args[i] == "family" {
+		switch args[i] {
+		case "family":
 			set.family = args[i+1]
+		case "maxelem":
+			n, err := strconv.Atoi(args[i+1])
+			if err != nil || n <= 0 {
+				return fmt.Errorf("bad maxelem %q", args[i+1])
+			}
+			set.maxElem = n
 		}
 	}
 	if dims(set.typ) == nil {
 		return fmt.Errorf("unknown set type %s", set.typ)
 	}
 	if old := s.sets[name]; old != nil {
-		if old.typ != set.typ || old.family != set.family {
+		if old.typ != set.typ || old.family != set.family || old.maxElem != set.maxElem {
 			return fmt.Errorf("set cannot be created: set with the same name already exists")
 		}
 		return nil // -exist
@@ -125,6 +153,43 @@ func (s *IPSet) destroy(name string) error {
 	}
 	delete(s.sets, name)
 	return nil
+}
+
+// swap exchanges the sets behind two names: a rule matching either name now
+// matches the other set.
+func (s *IPSet) swap(name string, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("missing second set name")
+	}
+	a, b := s.sets[name], s.sets[args[0]]
+	if a == nil || b == nil {
+		return fmt.Errorf("the set with the given name does not exist")
+	}
+	if a.typ != b.typ || a.family != b.family {
+		return fmt.Errorf("the sets cannot be swapped: their type does not match")
+	}
+	s.sets[name], s.sets[args[0]] = b, a
+	return nil
+}
+
+// MaxElem is the set's maxelem (0 for bitmap sets or an absent set).
+func (s *IPSet) MaxElem(set string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sets[set] == nil {
+		return 0
+	}
+	return s.sets[set].maxElem
+}
+
+// Entries counts the set's entries.
+func (s *IPSet) Entries(set string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sets[set] == nil {
+		return 0
+	}
+	return len(s.sets[set].entries)
 }
 
 // dims lists what each part of an entry of the type is.
