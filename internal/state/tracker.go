@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -90,11 +89,7 @@ func NewTracker(o Options) *Tracker {
 		dirty:       map[string]struct{}{},
 		portNames:   map[string][]ServicePortName{},
 		reported:    map[string]reportedProblem{},
-		prev: &Snapshot{
-			Services:  map[ServicePortName]*ServicePort{},
-			Endpoints: map[ServicePortName][]Endpoint{},
-			Node:      NodeInfo{Name: o.NodeName},
-		},
+		prev:        &Snapshot{Node: NodeInfo{Name: o.NodeName}, idx: &portIndex{}},
 	}
 }
 
@@ -246,13 +241,14 @@ func (t *Tracker) Snapshot() (*Snapshot, ChangeSet) {
 		EndpointEvents: t.epEvents,
 		TriggerTimes:   t.triggers,
 	}
-	// maps.Clone copies the hash table wholesale instead of rehashing every key.
+	// The new index shares every node with prev; the changed ports below copy
+	// only their paths (index.go), so prev stays as its holders saw it.
+	gen := t.prev.Generation + 1
 	next := &Snapshot{
-		Services:     maps.Clone(t.prev.Services),
-		Endpoints:    maps.Clone(t.prev.Endpoints),
 		Node:         t.prev.Node,
 		ServiceCIDRs: t.prev.ServiceCIDRs,
-		Generation:   t.prev.Generation + 1,
+		Generation:   gen,
+		idx:          t.prev.idx.derive(gen),
 	}
 	cs.CIDRsChanged = t.foldCIDRs(next)
 	if t.nodeDirty {
@@ -290,11 +286,11 @@ func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[Serv
 		n := sp.Name
 		delete(oldNames, n)
 		eps := byPort[n.Port]
-		if old := next.Services[n]; old == nil || !reflect.DeepEqual(old, sp) || !reflect.DeepEqual(next.Endpoints[n], eps) {
+		// An unchanged port keeps its entry (and the index its nodes).
+		if old := next.idx.get(n); old == nil || !reflect.DeepEqual(old.sp, sp) || !reflect.DeepEqual(old.eps, eps) {
 			changed[n] = struct{}{}
+			next.idx.put(&portEntry{name: n, sp: sp, eps: eps})
 		}
-		next.Services[n] = sp
-		next.Endpoints[n] = eps
 		names = append(names, n)
 	}
 	if len(names) > 0 {
@@ -303,8 +299,7 @@ func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[Serv
 		delete(t.portNames, svcKey)
 	}
 	for n := range oldNames {
-		delete(next.Services, n)
-		delete(next.Endpoints, n)
+		next.idx.remove(n)
 		changed[n] = struct{}{}
 	}
 }

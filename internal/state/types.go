@@ -7,6 +7,7 @@ package state
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"sort"
 	"time"
@@ -122,8 +123,13 @@ type NodeInfo struct {
 	Zone string
 }
 
-// Snapshot is an immutable view of every ServicePort and its endpoints.
+// Snapshot is an immutable view of every ServicePort and its endpoints. Read it
+// through its methods (Service, EndpointsOf, Len, All, SortedNames): a Tracker's
+// snapshots keep their ports in a persistent index shared with the snapshots
+// before and after them, and leave Services and Endpoints nil.
 type Snapshot struct {
+	// Services and Endpoints are the ports of a snapshot built by hand (tests,
+	// fakes); the methods read them when the snapshot has no index.
 	Services  map[ServicePortName]*ServicePort
 	Endpoints map[ServicePortName][]Endpoint
 	Node      NodeInfo
@@ -133,12 +139,61 @@ type Snapshot struct {
 	ServiceCIDRs []netip.Prefix
 	// Generation increases with every snapshot the Tracker produces.
 	Generation uint64
+
+	// idx holds the ports of a Tracker's snapshot (index.go); nil when built by hand.
+	idx *portIndex
+}
+
+// Service returns the ServicePort named n, nil when there is none.
+func (s *Snapshot) Service(n ServicePortName) *ServicePort {
+	if s.idx == nil {
+		return s.Services[n]
+	}
+	if e := s.idx.get(n); e != nil {
+		return e.sp
+	}
+	return nil
+}
+
+// EndpointsOf returns the endpoints of the ServicePort named n, deduplicated and
+// sorted by address and port.
+func (s *Snapshot) EndpointsOf(n ServicePortName) []Endpoint {
+	if s.idx == nil {
+		return s.Endpoints[n]
+	}
+	if e := s.idx.get(n); e != nil {
+		return e.eps
+	}
+	return nil
+}
+
+// Len is the number of ServicePorts.
+func (s *Snapshot) Len() int {
+	if s.idx == nil {
+		return len(s.Services)
+	}
+	return s.idx.n
+}
+
+// All yields every ServicePort with its name, in no particular order.
+func (s *Snapshot) All() iter.Seq2[ServicePortName, *ServicePort] {
+	return func(yield func(ServicePortName, *ServicePort) bool) {
+		if s.idx == nil {
+			for n, sp := range s.Services {
+				if !yield(n, sp) {
+					return
+				}
+			}
+			return
+		}
+		s.idx.root.each(func(e *portEntry) bool { return yield(e.name, e.sp) })
+	}
 }
 
 // SortedNames lists the ServicePorts in a stable order, for deterministic rendering.
 func (s *Snapshot) SortedNames() []ServicePortName {
-	out := make([]ServicePortName, 0, len(s.Services))
-	for n := range s.Services {
+	out := make([]ServicePortName, 0, s.Len())
+	for n := range s.All() {
 		out = append(out, n)
 	}
 	SortNames(out)

@@ -96,8 +96,8 @@ func BenchmarkInformerHeap(b *testing.B) {
 					b.Fatal("not synced")
 				}
 				snap, _ := tr.Snapshot()
-				if len(snap.Services) != 10000 {
-					b.Fatalf("%d ServicePorts", len(snap.Services))
+				if snap.Len() != 10000 {
+					b.Fatalf("%d ServicePorts", snap.Len())
 				}
 				after := heapInUse()
 				b.ReportMetric(float64(after-before)/(1<<20), "heap-MiB")
