@@ -95,10 +95,11 @@ type Endpoint struct {
 	Ready       bool
 	Serving     bool
 	Terminating bool
-	NodeName    string
-	Zone        string
-	// IsLocal is true when the endpoint runs on this node.
-	IsLocal bool
+	// IsLocal is true when the endpoint runs on this node. (Next to the other
+	// flags: the struct is 8 bytes smaller than with IsLocal after Zone.)
+	IsLocal  bool
+	NodeName string
+	Zone     string
 	// ZoneHints and NodeHints are the EndpointSlice topology hints.
 	ZoneHints []string
 	NodeHints []string
