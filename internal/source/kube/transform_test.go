@@ -177,3 +177,56 @@ func TestTransformLeavesOtherObjects(t *testing.T) {
 		}
 	}
 }
+
+// TestTransformKeepsTheLabelsKproxyReads: other labels go, the ones that decide
+// whether kproxy handles an object stay, so the handlers still filter on them.
+func TestTransformKeepsTheLabelsKproxyReads(t *testing.T) {
+	svc := fullService()
+	svc.Labels = map[string]string{"app": "web", "team": "a", state.LabelServiceProxyName: "other"}
+	if _, err := transformService(svc); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(svc.Labels, map[string]string{state.LabelServiceProxyName: "other"}) {
+		t.Errorf("Service labels after the transform: %v", svc.Labels)
+	}
+	if serviceHandler(state.NewTracker(state.Options{}), nil).keep(svc) {
+		t.Error("a Service of another proxy passes the handler after the transform")
+	}
+	plain := fullService()
+	if _, err := transformService(plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain.Labels != nil {
+		t.Errorf("Service labels %v, want none", plain.Labels)
+	}
+	es := fullSlice()
+	es.Labels = map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "x", "app": "web", v1.IsHeadlessService: ""}
+	if _, err := transformEndpointSlice(es); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(es.Labels, map[string]string{discovery.LabelServiceName: "web", v1.IsHeadlessService: ""}) {
+		t.Errorf("EndpointSlice labels after the transform: %v", es.Labels)
+	}
+	if sliceHandler(state.NewTracker(state.Options{}), nil).keep(es) {
+		t.Error("a headless Service's slice passes the handler after the transform")
+	}
+}
+
+// TestTransformSharesNodeAndZoneNames: endpoints of different slices on the same
+// node share one NodeName pointer (and Zone), with the same value.
+func TestTransformSharesNodeAndZoneNames(t *testing.T) {
+	a, b := fullSlice(), fullSlice()
+	b.Name = "web-def"
+	for _, es := range []*discovery.EndpointSlice{a, b} {
+		if _, err := transformEndpointSlice(es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ea, eb := a.Endpoints[0], b.Endpoints[0]
+	if ea.NodeName == nil || ea.NodeName != eb.NodeName || *ea.NodeName != *fullSlice().Endpoints[0].NodeName {
+		t.Errorf("node names: %p %p, want one shared pointer", ea.NodeName, eb.NodeName)
+	}
+	if ea.Zone == nil || ea.Zone != eb.Zone || *ea.Zone != *fullSlice().Endpoints[0].Zone {
+		t.Errorf("zones: %p %p, want one shared pointer", ea.Zone, eb.Zone)
+	}
+}
