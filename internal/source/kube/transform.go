@@ -6,6 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -52,6 +53,16 @@ func contains(xs []string, s string) bool {
 	return false
 }
 
+// trimMeta drops the metadata kproxy never reads: managedFields, owner
+// references (every EndpointSlice has one, to its Service), finalizers and the
+// generated-name prefix.
+func trimMeta(m *metav1.ObjectMeta) {
+	m.ManagedFields = nil
+	m.OwnerReferences = nil
+	m.Finalizers = nil
+	m.GenerateName = ""
+}
+
 // keepLabels keeps only the labels named (the ones kproxy reads); nil when none is
 // set. The EndpointSlice controller copies every label of a Service onto its
 // slices, so this drops a map per object in most clusters.
@@ -83,7 +94,7 @@ func transformService(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	svc.ManagedFields = nil
+	trimMeta(&svc.ObjectMeta)
 	svc.Labels = keepLabels(svc.Labels, serviceLabels...)
 	svc.Annotations = keepAnnotations(svc.Annotations)
 	svc.Spec.Selector = nil
@@ -106,7 +117,7 @@ func transformEndpointSlice(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	es.ManagedFields = nil
+	trimMeta(&es.ObjectMeta)
 	es.Labels = keepLabels(es.Labels, sliceLabels...)
 	es.Annotations = keepAnnotations(es.Annotations, state.TriggerTimeAnnotation)
 	for i := range es.Endpoints {
@@ -157,7 +168,7 @@ func transformNode(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	n.ManagedFields = nil
+	trimMeta(&n.ObjectMeta)
 	n.Annotations = keepAnnotations(n.Annotations)
 	n.Status = v1.NodeStatus{Addresses: n.Status.Addresses}
 	return n, nil

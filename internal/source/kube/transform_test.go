@@ -17,7 +17,8 @@ func ptr[T any](v T) *T { return &v }
 func fullService() *v1.Service {
 	return &v1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web",
-			Labels: map[string]string{"app": "web"},
+			Labels:     map[string]string{"app": "web"},
+			Finalizers: []string{"service.kubernetes.io/load-balancer-cleanup"},
 			Annotations: map[string]string{
 				state.AnnotationScheduler:                          "mh",
 				state.AnnotationSchedulerFlags:                     "mh-port,mh-fallback",
@@ -54,7 +55,10 @@ func fullService() *v1.Service {
 func fullSlice() *discovery.EndpointSlice {
 	return &discovery.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-abc",
-			Labels: map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "endpointslice-controller"},
+			Labels:       map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "endpointslice-controller"},
+			GenerateName: "web-",
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "web", UID: "0f2c5a3e-1d2b-4c5d-9e8f-0123456789ab",
+				Controller: ptr(true), BlockOwnerDeletion: ptr(true)}},
 			Annotations: map[string]string{
 				state.TriggerTimeAnnotation: "2026-12-06T19:00:00Z",
 				state.AnnotationWeights:     "10.244.1.1=3,10.244.2.1=1",
@@ -152,6 +156,9 @@ func TestTransformKeepsWhatConvertReads(t *testing.T) {
 	}
 	if ts.ManagedFields != nil || te.ManagedFields != nil || tn.ManagedFields != nil {
 		t.Error("managedFields kept")
+	}
+	if te.OwnerReferences != nil || te.GenerateName != "" || ts.Finalizers != nil {
+		t.Errorf("owner references %v, generateName %q or finalizers %v kept", te.OwnerReferences, te.GenerateName, ts.Finalizers)
 	}
 	if _, ok := ts.Annotations["kubectl.kubernetes.io/last-applied-configuration"]; ok || len(ts.Annotations) != 2 {
 		t.Errorf("Service annotations after the transform: %v, want only kproxy.dev/*", ts.Annotations)
