@@ -20,12 +20,14 @@ type portIndex struct {
 	gen uint64
 }
 
-// portEntry is one ServicePort and its endpoints, immutable once in an index.
+// portEntry is one ServicePort and its endpoints, immutable once in an index. Its
+// name is sp.Name (not copied: 64 bytes per port).
 type portEntry struct {
-	name ServicePortName
-	sp   *ServicePort
-	eps  []Endpoint
+	sp  *ServicePort
+	eps []Endpoint
 }
+
+func (e *portEntry) name() ServicePortName { return e.sp.Name }
 
 type ixNode struct {
 	gen    uint64
@@ -70,7 +72,7 @@ func (ix *portIndex) get(n ServicePortName) *portEntry {
 	for depth := 0; node != nil; depth++ {
 		if depth == maxDepth {
 			for _, e := range node.coll {
-				if e.name == n {
+				if e.name() == n {
 					return e
 				}
 			}
@@ -82,7 +84,7 @@ func (ix *portIndex) get(n ServicePortName) *portEntry {
 		}
 		s := node.slots[bits.OnesCount32(node.bitmap&(bit-1))]
 		if s.child == nil {
-			if s.entry.name == n {
+			if s.entry.name() == n {
 				return s.entry
 			}
 			return nil
@@ -108,10 +110,10 @@ func (ix *portIndex) own(node *ixNode) *ixNode {
 	return c
 }
 
-// put sets the entry of e.name.
+// put sets the entry of e.name().
 func (ix *portIndex) put(e *portEntry) {
 	var added bool
-	ix.root, added = ix.putAt(ix.root, e, hashName(e.name), 0)
+	ix.root, added = ix.putAt(ix.root, e, hashName(e.name()), 0)
 	if added {
 		ix.n++
 	}
@@ -121,7 +123,7 @@ func (ix *portIndex) putAt(node *ixNode, e *portEntry, h uint64, depth int) (*ix
 	node = ix.own(node)
 	if depth == maxDepth {
 		for i, old := range node.coll {
-			if old.name == e.name {
+			if old.name() == e.name() {
 				node.coll[i] = e
 				return node, false
 			}
@@ -144,12 +146,12 @@ func (ix *portIndex) putAt(node *ixNode, e *portEntry, h uint64, depth int) (*ix
 		child, added := ix.putAt(s.child, e, h, depth+1)
 		node.slots[i] = ixSlot{child: child}
 		return node, added
-	case s.entry.name == e.name:
+	case s.entry.name() == e.name():
 		node.slots[i] = ixSlot{entry: e}
 		return node, false
 	default:
 		// Two entries share this slot: push both one level down.
-		child, _ := ix.putAt(nil, s.entry, hashName(s.entry.name), depth+1)
+		child, _ := ix.putAt(nil, s.entry, hashName(s.entry.name()), depth+1)
 		child, _ = ix.putAt(child, e, h, depth+1)
 		node.slots[i] = ixSlot{child: child}
 		return node, true
@@ -170,7 +172,7 @@ func (ix *portIndex) removeAt(node *ixNode, n ServicePortName, h uint64, depth i
 	node = ix.own(node)
 	if depth == maxDepth {
 		for i, e := range node.coll {
-			if e.name == n {
+			if e.name() == n {
 				node.coll = append(node.coll[:i], node.coll[i+1:]...)
 				break
 			}

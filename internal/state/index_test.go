@@ -26,10 +26,10 @@ func contents(t *testing.T, ix *portIndex) map[ServicePortName]*ServicePort {
 	t.Helper()
 	out := map[ServicePortName]*ServicePort{}
 	ix.root.each(func(e *portEntry) bool {
-		if _, dup := out[e.name]; dup {
-			t.Fatalf("%v listed twice", e.name)
+		if _, dup := out[e.name()]; dup {
+			t.Fatalf("%v listed twice", e.name())
 		}
-		out[e.name] = e.sp
+		out[e.name()] = e.sp
 		return true
 	})
 	if len(out) != ix.n {
@@ -67,7 +67,7 @@ func TestIndexKeepsEveryVersion(t *testing.T) {
 							continue
 						}
 						sp := &ServicePort{Name: n, Port: int32(gen)}
-						cur.put(&portEntry{name: n, sp: sp})
+						cur.put(&portEntry{sp: sp})
 						ref[n] = sp
 					}
 					ixs, want = append(ixs, cur), append(want, maps.Clone(ref))
@@ -94,8 +94,8 @@ func TestIndexGetAfterRemove(t *testing.T) {
 	withHash(t, func(n ServicePortName) uint64 { return uint64(len(n.Name)) }, func() {
 		ix := (&portIndex{}).derive(1)
 		a, b := ServicePortName{Name: "aa"}, ServicePortName{Name: "bb"} // same hash
-		ix.put(&portEntry{name: a, sp: &ServicePort{Port: 1}})
-		ix.put(&portEntry{name: b, sp: &ServicePort{Port: 2}})
+		ix.put(&portEntry{sp: &ServicePort{Name: a, Port: 1}})
+		ix.put(&portEntry{sp: &ServicePort{Name: b, Port: 2}})
 		frozen := ix
 		ix = ix.derive(2)
 		ix.remove(a)

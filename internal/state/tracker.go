@@ -292,7 +292,7 @@ func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[Serv
 			sp = old.sp
 		} else {
 			changed[n] = struct{}{}
-			next.idx.put(&portEntry{name: n, sp: sp, eps: eps})
+			next.idx.put(&portEntry{sp: sp, eps: eps})
 		}
 		kept = append(kept, sp)
 	}

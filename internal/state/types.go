@@ -187,7 +187,7 @@ func (s *Snapshot) All() iter.Seq2[ServicePortName, *ServicePort] {
 			}
 			return
 		}
-		s.idx.root.each(func(e *portEntry) bool { return yield(e.name, e.sp) })
+		s.idx.root.each(func(e *portEntry) bool { return yield(e.name(), e.sp) })
 	}
 }
 
