@@ -35,7 +35,7 @@ func benchTracker(b *testing.B, n int) *Tracker {
 // with services x changes, and no longer with services alone (the map copies
 // before issue 16).
 func BenchmarkTrackerSnapshot(b *testing.B) {
-	for _, services := range []int{1000, 10000, 50000} {
+	for _, services := range []int{1000, 10000, 50000, 100000} {
 		for _, changes := range []int{1, 100} {
 			b.Run(fmt.Sprintf("services=%d/changes=%d", services, changes), func(b *testing.B) {
 				tr := benchTracker(b, services)
