@@ -122,6 +122,9 @@ func TestTrackerSnapshotsStayAsHandedOut(t *testing.T) {
 		for n, sp := range s.All() {
 			c.ports[n] = *sp
 			c.eps[n] = append([]Endpoint(nil), s.EndpointsOf(n)...)
+			if psp, peps := s.Port(n); psp != sp || s.Service(n) != sp || !reflect.DeepEqual(peps, s.EndpointsOf(n)) {
+				t.Fatalf("%v: Port, Service and EndpointsOf disagree with All", n)
+			}
 		}
 		if len(c.ports) != s.Len() {
 			t.Fatalf("Len %d, All yields %d", s.Len(), len(c.ports))
@@ -168,5 +171,25 @@ func TestTrackerSnapshotsStayAsHandedOut(t *testing.T) {
 	}
 	if want.Len() == 0 {
 		t.Fatal("the random workload left no Service: the comparison proves nothing")
+	}
+}
+
+// TestSnapshotMethodsReadHandBuiltMaps: a snapshot built by hand (no index) is
+// read through the same methods from its maps.
+func TestSnapshotMethodsReadHandBuiltMaps(t *testing.T) {
+	a, b := portName("ns", "a", "http"), portName("ns", "b", "http")
+	eps := []Endpoint{{IP: netip.MustParseAddr("10.1.0.1"), Port: 80}}
+	s := &Snapshot{
+		Services:  map[ServicePortName]*ServicePort{a: {Name: a}, b: {Name: b}},
+		Endpoints: map[ServicePortName][]Endpoint{a: eps},
+	}
+	if s.Len() != 2 || s.Service(a) == nil || s.Service(portName("ns", "c", "http")) != nil {
+		t.Fatalf("Len %d, Service(a) %v", s.Len(), s.Service(a))
+	}
+	if sp, got := s.Port(a); sp != s.Services[a] || !reflect.DeepEqual(got, eps) || s.EndpointsOf(b) != nil {
+		t.Fatalf("Port(a) = %v, %v; EndpointsOf(b) = %v", sp, got, s.EndpointsOf(b))
+	}
+	if got := s.SortedNames(); !reflect.DeepEqual(got, []ServicePortName{a, b}) {
+		t.Fatalf("SortedNames %v", got)
 	}
 }

@@ -168,6 +168,18 @@ func (s *Snapshot) EndpointsOf(n ServicePortName) []Endpoint {
 	return nil
 }
 
+// Port returns the ServicePort named n and its endpoints in one lookup; nil, nil
+// when there is none.
+func (s *Snapshot) Port(n ServicePortName) (*ServicePort, []Endpoint) {
+	if s.idx == nil {
+		return s.Services[n], s.Endpoints[n]
+	}
+	if e := s.idx.get(n); e != nil {
+		return e.sp, e.eps
+	}
+	return nil, nil
+}
+
 // Len is the number of ServicePorts.
 func (s *Snapshot) Len() int {
 	if s.idx == nil {
