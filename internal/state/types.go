@@ -125,7 +125,7 @@ type NodeInfo struct {
 }
 
 // Snapshot is an immutable view of every ServicePort and its endpoints. Read it
-// through its methods (Service, EndpointsOf, Len, All, SortedNames): a Tracker's
+// through its methods (Service, EndpointsOf, Port, Len, All, SortedNames): a Tracker's
 // snapshots keep their ports in a persistent index shared with the snapshots
 // before and after them, and leave Services and Endpoints nil.
 type Snapshot struct {
