@@ -180,13 +180,13 @@ func TestSnapshotMethodsReadHandBuiltMaps(t *testing.T) {
 	a, b := portName("ns", "a", "http"), portName("ns", "b", "http")
 	eps := []Endpoint{{IP: netip.MustParseAddr("10.1.0.1"), Port: 80}}
 	s := &Snapshot{
-		Services:  map[ServicePortName]*ServicePort{a: {Name: a}, b: {Name: b}},
-		Endpoints: map[ServicePortName][]Endpoint{a: eps},
+		ServiceMap:  map[ServicePortName]*ServicePort{a: {Name: a}, b: {Name: b}},
+		EndpointMap: map[ServicePortName][]Endpoint{a: eps},
 	}
 	if s.Len() != 2 || s.Service(a) == nil || s.Service(portName("ns", "c", "http")) != nil {
 		t.Fatalf("Len %d, Service(a) %v", s.Len(), s.Service(a))
 	}
-	if sp, got := s.Port(a); sp != s.Services[a] || !reflect.DeepEqual(got, eps) || s.EndpointsOf(b) != nil {
+	if sp, got := s.Port(a); sp != s.ServiceMap[a] || !reflect.DeepEqual(got, eps) || s.EndpointsOf(b) != nil {
 		t.Fatalf("Port(a) = %v, %v; EndpointsOf(b) = %v", sp, got, s.EndpointsOf(b))
 	}
 	if got := s.SortedNames(); !reflect.DeepEqual(got, []ServicePortName{a, b}) {

@@ -500,8 +500,8 @@ func TestServingUnsetIsServing(t *testing.T) {
 	}
 	n := ServicePortName{Namespace: "ns", Name: "svc", Protocol: v1.ProtocolTCP}
 	snap := &Snapshot{
-		Services:  map[ServicePortName]*ServicePort{n: {Name: n, Protocol: v1.ProtocolTCP, Port: 80, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.1")}}},
-		Endpoints: map[ServicePortName][]Endpoint{n: eps},
+		ServiceMap:  map[ServicePortName]*ServicePort{n: {Name: n, Protocol: v1.ProtocolTCP, Port: 80, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.1")}}},
+		EndpointMap: map[ServicePortName][]Endpoint{n: eps},
 	}
 	cat := snap.Categorize(n)
 	if len(cat.Cluster) != 1 || cat.Cluster[0].IP != netip.MustParseAddr("10.0.0.1") {

@@ -127,13 +127,14 @@ type NodeInfo struct {
 // Snapshot is an immutable view of every ServicePort and its endpoints. Read it
 // through its methods (Service, EndpointsOf, Port, Len, All, SortedNames): a Tracker's
 // snapshots keep their ports in a persistent index shared with the snapshots
-// before and after them, and leave Services and Endpoints nil.
+// before and after them, and leave ServiceMap and EndpointMap nil.
 type Snapshot struct {
-	// Services and Endpoints are the ports of a snapshot built by hand (tests,
-	// fakes); the methods read them when the snapshot has no index.
-	Services  map[ServicePortName]*ServicePort
-	Endpoints map[ServicePortName][]Endpoint
-	Node      NodeInfo
+	// ServiceMap and EndpointMap hold the ports of a snapshot built by hand
+	// (tests, fakes), which the methods read when the snapshot has no index. A
+	// Tracker's snapshots leave them nil: read snapshots through the methods.
+	ServiceMap  map[ServicePortName]*ServicePort
+	EndpointMap map[ServicePortName][]Endpoint
+	Node        NodeInfo
 	// ServiceCIDRs are the prefixes of every networking.k8s.io/v1 ServiceCIDR
 	// (spec.cidrs), masked, deduplicated and sorted; nil when none exists. Traffic
 	// to an address inside them that is no ClusterIP is dropped (nftables mode).
@@ -148,7 +149,7 @@ type Snapshot struct {
 // Service returns the ServicePort named n, nil when there is none.
 func (s *Snapshot) Service(n ServicePortName) *ServicePort {
 	if s.idx == nil {
-		return s.Services[n]
+		return s.ServiceMap[n]
 	}
 	if e := s.idx.get(n); e != nil {
 		return e.sp
@@ -160,7 +161,7 @@ func (s *Snapshot) Service(n ServicePortName) *ServicePort {
 // sorted by address and port.
 func (s *Snapshot) EndpointsOf(n ServicePortName) []Endpoint {
 	if s.idx == nil {
-		return s.Endpoints[n]
+		return s.EndpointMap[n]
 	}
 	if e := s.idx.get(n); e != nil {
 		return e.eps
@@ -172,7 +173,7 @@ func (s *Snapshot) EndpointsOf(n ServicePortName) []Endpoint {
 // when there is none.
 func (s *Snapshot) Port(n ServicePortName) (*ServicePort, []Endpoint) {
 	if s.idx == nil {
-		return s.Services[n], s.Endpoints[n]
+		return s.ServiceMap[n], s.EndpointMap[n]
 	}
 	if e := s.idx.get(n); e != nil {
 		return e.sp, e.eps
@@ -183,7 +184,7 @@ func (s *Snapshot) Port(n ServicePortName) (*ServicePort, []Endpoint) {
 // Len is the number of ServicePorts.
 func (s *Snapshot) Len() int {
 	if s.idx == nil {
-		return len(s.Services)
+		return len(s.ServiceMap)
 	}
 	return s.idx.n
 }
@@ -192,7 +193,7 @@ func (s *Snapshot) Len() int {
 func (s *Snapshot) All() iter.Seq2[ServicePortName, *ServicePort] {
 	return func(yield func(ServicePortName, *ServicePort) bool) {
 		if s.idx == nil {
-			for n, sp := range s.Services {
+			for n, sp := range s.ServiceMap {
 				if !yield(n, sp) {
 					return
 				}
