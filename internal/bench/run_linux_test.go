@@ -53,21 +53,21 @@ func (p *plainDP) Apply(_ context.Context, req *dataplane.Request) (dataplane.Ap
 	if _, err := netlink.LinkByName(nodeLink); err != nil {
 		return dataplane.Applied{}, fmt.Errorf("not inside the bench namespace: %w", err)
 	}
-	if p.synced == 0 && (!req.Full || len(req.Changed) != len(snap.Services)) {
-		return dataplane.Applied{}, fmt.Errorf("first sync got %d changed of %d (full=%v)", len(req.Changed), len(snap.Services), req.Full)
+	if p.synced == 0 && (!req.Full || len(req.Changed) != snap.Len()) {
+		return dataplane.Applied{}, fmt.Errorf("first sync got %d changed of %d (full=%v)", len(req.Changed), snap.Len(), req.Full)
 	}
 	if p.synced > 0 && len(req.Changed) != 2 {
 		return dataplane.Applied{}, fmt.Errorf("partial sync got %d changed ports, want 2", len(req.Changed))
 	}
 	p.synced++
-	return dataplane.Applied{Rules: map[string]int{"nat": 2 * len(snap.Services), "filter": 1}}, nil
+	return dataplane.Applied{Rules: map[string]int{"nat": 2 * snap.Len(), "filter": 1}}, nil
 }
 
 func (p *plainDP) Cleanup(context.Context) error { p.synced = 0; return nil }
 
 type fakeDP struct{ plainDP }
 
-func (f *fakeDP) Render(snap *state.Snapshot) (int, error) { return len(snap.Services), nil }
+func (f *fakeDP) Render(snap *state.Snapshot) (int, error) { return snap.Len(), nil }
 func (f *fakeDP) BaselineApply(context.Context, *state.Snapshot) (time.Duration, error) {
 	if f.synced != 0 {
 		return 0, errors.New("baseline must start from empty state (Cleanup first)")

@@ -13,18 +13,18 @@ func TestWorkloadInitialSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap, cs := w.Initial()
-	if len(snap.Services) != 300 || len(cs.Ports) != 300 {
-		t.Fatalf("got %d services, %d changed; want 300, 300", len(snap.Services), len(cs.Ports))
+	if snap.Len() != 300 || len(cs.Ports) != 300 {
+		t.Fatalf("got %d services, %d changed; want 300, 300", snap.Len(), len(cs.Ports))
 	}
 	names := snap.SortedNames()
 	if names[0] != PortName(0) || names[299] != PortName(299) {
 		t.Errorf("sort order: first %v last %v; want Service 0 first and 299 last", names[0], names[299])
 	}
-	sp := snap.Services[PortName(256)]
+	sp := snap.Service(PortName(256))
 	if sp == nil || sp.ClusterIPs[0] != netip.MustParseAddr("10.96.1.1") || sp.Port != 80 || sp.Protocol != "TCP" {
 		t.Fatalf("Service 256 = %+v, want 10.96.1.1:80/TCP", sp)
 	}
-	eps := snap.Endpoints[PortName(1)]
+	eps := snap.EndpointsOf(PortName(1))
 	want := []string{"10.128.0.4:8080", "10.128.0.5:8080", "10.128.0.6:8080"}
 	if len(eps) != 3 {
 		t.Fatalf("endpoints of Service 1: %v, want %v", eps, want)
@@ -47,8 +47,8 @@ func TestWorkloadChangeIsOneServiceAddedAndOneEndpointMoved(t *testing.T) {
 	}
 	before, _ := w.Initial()
 	snap, cs := w.Change()
-	if len(snap.Services) != 11 {
-		t.Fatalf("after change: %d Services, want 11", len(snap.Services))
+	if snap.Len() != 11 {
+		t.Fatalf("after change: %d Services, want 11", snap.Len())
 	}
 	want := map[state.ServicePortName]bool{PortName(10): true, PortName(0): true}
 	if len(cs.Ports) != 2 || !cs.Changed(PortName(10)) || !cs.Changed(PortName(0)) {
@@ -56,7 +56,7 @@ func TestWorkloadChangeIsOneServiceAddedAndOneEndpointMoved(t *testing.T) {
 	}
 	ips := func(s *state.Snapshot) map[string]bool {
 		m := map[string]bool{}
-		for _, e := range s.Endpoints[PortName(0)] {
+		for _, e := range s.EndpointsOf(PortName(0)) {
 			m[e.String()] = true
 		}
 		return m
@@ -113,7 +113,7 @@ func TestWorkloadScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap, _ := w.Initial()
-	eps := snap.Endpoints[PortName(1)]
+	eps := snap.EndpointsOf(PortName(1))
 	seen := map[string]bool{}
 	for _, e := range eps {
 		seen[e.String()] = true
@@ -122,7 +122,7 @@ func TestWorkloadScale(t *testing.T) {
 		t.Fatalf("Service 1 has %d endpoints (%d distinct) over its slices, want 250", len(eps), len(seen))
 	}
 	snap, cs := w.Change()
-	if _, ok := cs.Ports[PortName(0)]; !ok || len(snap.Endpoints[PortName(0)]) != 250 {
-		t.Fatalf("moving one endpoint of a 3-slice Service: changed %v, %d endpoints", cs.Ports, len(snap.Endpoints[PortName(0)]))
+	if _, ok := cs.Ports[PortName(0)]; !ok || len(snap.EndpointsOf(PortName(0))) != 250 {
+		t.Fatalf("moving one endpoint of a 3-slice Service: changed %v, %d endpoints", cs.Ports, len(snap.EndpointsOf(PortName(0))))
 	}
 }

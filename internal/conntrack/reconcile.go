@@ -36,12 +36,12 @@ func Reconcile(flows []Flow, snap *state.Snapshot, isNodeAddr func(netip.Addr) b
 	}
 	vips := map[vipKey]servingIPs{}
 	nodePorts := map[uint16]servingIPs{}
-	for n, sp := range snap.Services {
+	for n, sp := range snap.All() {
 		if sp.Protocol != v1.ProtocolUDP {
 			continue
 		}
 		ips := servingIPs{}
-		for _, e := range snap.Endpoints[n] {
+		for _, e := range snap.EndpointsOf(n) {
 			if e.Serving {
 				ips[e.IP.Unmap()] = struct{}{}
 			}

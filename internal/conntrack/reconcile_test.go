@@ -18,12 +18,12 @@ func udpSnapshot() *state.Snapshot {
 	tcpN := state.ServicePortName{Namespace: "ns", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
 	a := netip.MustParseAddr
 	return &state.Snapshot{
-		Services: map[state.ServicePortName]*state.ServicePort{
+		ServiceMap: map[state.ServicePortName]*state.ServicePort{
 			n: {Name: n, Protocol: v1.ProtocolUDP, Port: 53, NodePort: 30053, ClusterIPs: []netip.Addr{a("10.96.0.10")},
 				ExternalIPs: []netip.Addr{a("192.0.2.10")}},
 			tcpN: {Name: tcpN, Protocol: v1.ProtocolTCP, Port: 80, ClusterIPs: []netip.Addr{a("10.96.0.20")}},
 		},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{
 			n: {{IP: a("10.244.1.2"), Port: 5353, Ready: true, Serving: true},
 				{IP: a("10.244.1.3"), Port: 5353, Terminating: true, Serving: false}},
 			tcpN: {{IP: a("10.244.1.9"), Port: 8080, Ready: true, Serving: true}},

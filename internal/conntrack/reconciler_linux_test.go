@@ -47,9 +47,9 @@ func TestKernelReconcilerDeletesFlowToRemovedEndpoint(t *testing.T) {
 
 	n := state.ServicePortName{Namespace: "kube-system", Name: "dns", Protocol: v1.ProtocolUDP}
 	snap := &state.Snapshot{
-		Services: map[state.ServicePortName]*state.ServicePort{n: {Name: n, Protocol: v1.ProtocolUDP, Port: 53,
+		ServiceMap: map[state.ServicePortName]*state.ServicePort{n: {Name: n, Protocol: v1.ProtocolUDP, Port: 53,
 			ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.10")}}},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{n: {{IP: live.IP, Port: 5353, Ready: true, Serving: true}}},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{n: {{IP: live.IP, Port: 5353, Ready: true, Serving: true}}},
 	}
 	r := &Reconciler{Lister: NewLister(), Deleter: NewDeleter(), Snapshot: func() *state.Snapshot { return snap },
 		Families: []Family{IPv4}}

@@ -228,11 +228,11 @@ func TestDaemonSyncsSourceIntoDataplaneAndServes(t *testing.T) {
 		more: make(chan func(state.Handler))}
 	r := startDaemon(t, "core-fake", src, nil)
 	web := state.ServicePortName{Namespace: "default", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
-	waitSync(t, plainDP, func(s *state.Snapshot) bool { return len(s.Endpoints[web]) == 1 })
+	waitSync(t, plainDP, func(s *state.Snapshot) bool { return len(s.EndpointsOf(web)) == 1 })
 
 	src.more <- service("api", "10.0.0.2")
 	api := state.ServicePortName{Namespace: "default", Name: "api", Port: "http", Protocol: v1.ProtocolTCP}
-	waitSync(t, plainDP, func(s *state.Snapshot) bool { return s.Services[api] != nil })
+	waitSync(t, plainDP, func(s *state.Snapshot) bool { return s.Service(api) != nil })
 
 	if code, body := get(t, "http://"+r.addrs["metrics"]+"/proxyMode"); code != 200 || body != "core-fake" {
 		t.Errorf("/proxyMode = %d %q", code, body)
@@ -290,7 +290,7 @@ func TestDaemonRetriesFailedSyncAndListsVirtualServices(t *testing.T) {
 	r := startDaemon(t, "core-fake-list", src, nil)
 	web := state.ServicePortName{Namespace: "default", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
 	// The first sync fails; the retry (after >= 1s backoff) must deliver the Service.
-	waitSync(t, listDP, func(s *state.Snapshot) bool { return s.Services[web] != nil })
+	waitSync(t, listDP, func(s *state.Snapshot) bool { return s.Service(web) != nil })
 	code, body := get(t, "http://"+r.addrs["admin"]+"/list")
 	var vss []dataplane.VirtualService
 	if err := json.Unmarshal([]byte(body), &vss); code != 200 || err != nil || len(vss) != 1 || vss[0].Service != "default/web:http" {
@@ -451,7 +451,7 @@ func TestKubeSourceFeedsTheDataplane(t *testing.T) {
 	go func() { done <- Run(ctx, Options{Config: c, Source: src}) }()
 	defer func() { cancel(); <-done }()
 	web := state.ServicePortName{Namespace: "default", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
-	waitSync(t, kubeDP, func(s *state.Snapshot) bool { return len(s.Endpoints[web]) == 1 })
+	waitSync(t, kubeDP, func(s *state.Snapshot) bool { return len(s.EndpointsOf(web)) == 1 })
 
 	h = &objectCollector{}
 	service("api", "10.0.0.2")(h)
@@ -459,7 +459,7 @@ func TestKubeSourceFeedsTheDataplane(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := state.ServicePortName{Namespace: "default", Name: "api", Port: "http", Protocol: v1.ProtocolTCP}
-	waitSync(t, kubeDP, func(s *state.Snapshot) bool { return s.Services[api] != nil })
+	waitSync(t, kubeDP, func(s *state.Snapshot) bool { return s.Service(api) != nil })
 }
 
 // objectCollector is a state.Handler that keeps the objects, to reuse the

@@ -50,7 +50,7 @@ func (d *daemon) sync(ctx context.Context) error {
 	}
 	// One line per sync at -v=2, as kube-proxy's "SyncProxyRules complete".
 	d.log.Log(ctx, logging.V(2), "SyncProxyRules complete", "elapsed", end.Sub(start), "full", stats.Full,
-		"servicePorts", len(snap.Services), "changed", len(cs.Ports), "generation", snap.Generation)
+		"servicePorts", snap.Len(), "changed", len(cs.Ports), "generation", snap.Generation)
 	return nil
 }
 

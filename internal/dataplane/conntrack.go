@@ -40,11 +40,11 @@ func staleFilters(prev *state.Snapshot, req *Request) []conntrack.Filter {
 		var before []state.Endpoint
 		var prevSP *state.ServicePort
 		if prev != nil {
-			if prevSP = prev.Services[n]; prevSP != nil {
+			if prevSP = prev.Service(n); prevSP != nil {
 				before = prev.Categorize(n).AllReachable
 			}
 		}
-		cur := req.Snapshot.Services[n]
+		cur := req.Snapshot.Service(n)
 		if cur == nil {
 			if prevSP != nil {
 				whole = append(whole, prevSP)

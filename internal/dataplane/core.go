@@ -183,9 +183,9 @@ func splitLarge(snap, prev *state.Snapshot, changed map[state.ServicePortName]st
 	small = make(map[state.ServicePortName]struct{}, len(changed))
 	large = map[state.ServicePortName]struct{}{}
 	for n := range changed {
-		size := len(snap.Endpoints[n])
+		size := len(snap.EndpointsOf(n))
 		if prev != nil {
-			size = max(size, len(prev.Endpoints[n]))
+			size = max(size, len(prev.EndpointsOf(n)))
 		}
 		if size >= LargePortEndpoints {
 			large[n] = struct{}{}
@@ -266,12 +266,12 @@ func (c *Core) damaged(ctx context.Context, now time.Time) bool {
 
 // allPorts names every port of snap and of the previous sync.
 func (c *Core) allPorts(snap *state.Snapshot) map[state.ServicePortName]struct{} {
-	out := make(map[state.ServicePortName]struct{}, len(snap.Services))
-	for n := range snap.Services {
+	out := make(map[state.ServicePortName]struct{}, snap.Len())
+	for n := range snap.All() {
 		out[n] = struct{}{}
 	}
 	if c.prev != nil {
-		for n := range c.prev.Services {
+		for n := range c.prev.All() {
 			out[n] = struct{}{}
 		}
 	}

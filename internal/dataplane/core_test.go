@@ -27,11 +27,11 @@ func (r *recorder) Apply(_ context.Context, req *Request) (Applied, error) {
 	r.reqs = append(r.reqs, req)
 	// Read every port's categorisation as a mode would.
 	for n := range req.Changed {
-		if req.Snapshot.Services[n] != nil {
+		if req.Snapshot.ServiceMap[n] != nil {
 			req.Endpoints(n)
 		}
 	}
-	return Applied{Rules: map[string]int{"t": len(req.Snapshot.Services)}}, r.fail
+	return Applied{Rules: map[string]int{"t": len(req.Snapshot.ServiceMap)}}, r.fail
 }
 
 func (r *recorder) Cleanup(context.Context) error { return nil }
@@ -58,20 +58,20 @@ type snapBuilder struct {
 }
 
 func newSnap(zone string) *snapBuilder {
-	return &snapBuilder{s: &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "n1", Zone: zone}}}
+	return &snapBuilder{s: &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "n1", Zone: zone}}}
 }
 
 func (b *snapBuilder) port(name string, proto v1.Protocol, vip string, eps ...state.Endpoint) *snapBuilder {
 	n := portName(name, proto)
-	b.s.Services[n] = &state.ServicePort{Name: n, Type: v1.ServiceTypeClusterIP, Protocol: proto,
+	b.s.ServiceMap[n] = &state.ServicePort{Name: n, Type: v1.ServiceTypeClusterIP, Protocol: proto,
 		ClusterIPs: []netip.Addr{netip.MustParseAddr(vip)}, Port: 53}
-	b.s.Endpoints[n] = eps
+	b.s.EndpointMap[n] = eps
 	return b
 }
 
 func (b *snapBuilder) with(name string, proto v1.Protocol, f func(*state.ServicePort)) *snapBuilder {
-	f(b.s.Services[portName(name, proto)])
+	f(b.s.ServiceMap[portName(name, proto)])
 	return b
 }
 
@@ -279,7 +279,7 @@ func TestConntrackCleanup(t *testing.T) {
 			c := newTestCore(&recorder{}, newClock(), ct)
 			if tc.before != nil {
 				var all []state.ServicePortName
-				for n := range tc.before.Services {
+				for n := range tc.before.ServiceMap {
 					all = append(all, n)
 				}
 				mustSync(t, c, tc.before, changes(all...))
@@ -315,7 +315,7 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 	}).
 		port("itp-none", v1.ProtocolTCP, "10.96.0.4").with("itp-none", v1.ProtocolTCP, func(sp *state.ServicePort) { sp.InternalPolicyLocal = true })
 	var all []state.ServicePortName
-	for n := range b.s.Services {
+	for n := range b.s.ServiceMap {
 		all = append(all, n)
 	}
 	st := mustSync(t, c, b.s, changes(all...))
@@ -324,11 +324,11 @@ func TestNoLocalEndpointsCounted(t *testing.T) {
 	}
 	// The eTP Service gains a local endpoint: a partial sync updates the count.
 	next := newSnap("")
-	for n, sp := range b.s.Services {
-		next.s.Services[n] = sp
-		next.s.Endpoints[n] = b.s.Endpoints[n]
+	for n, sp := range b.s.ServiceMap {
+		next.s.ServiceMap[n] = sp
+		next.s.EndpointMap[n] = b.s.EndpointMap[n]
 	}
-	next.s.Endpoints[portName("etp", v1.ProtocolTCP)] = []state.Endpoint{local}
+	next.s.EndpointMap[portName("etp", v1.ProtocolTCP)] = []state.Endpoint{local}
 	st = mustSync(t, c, next.s, changes(portName("etp", v1.ProtocolTCP)))
 	if st.Full || st.NoLocalEndpoints["external"] != 0 || st.NoLocalEndpoints["internal"] != 1 {
 		t.Fatalf("after a local endpoint appeared: full=%v counts %v", st.Full, st.NoLocalEndpoints)

@@ -18,7 +18,7 @@ func noLocalOf(sp *state.ServicePort, cat state.Categorized) noLocal {
 func (c *Core) updateNoLocal(req *Request) {
 	if req.Full {
 		c.noLocal = map[state.ServicePortName]noLocal{}
-		for n := range req.Snapshot.Services {
+		for n := range req.Snapshot.All() {
 			c.setNoLocal(req, n)
 		}
 		return
@@ -29,7 +29,7 @@ func (c *Core) updateNoLocal(req *Request) {
 }
 
 func (c *Core) setNoLocal(req *Request, n state.ServicePortName) {
-	sp := req.Snapshot.Services[n]
+	sp := req.Snapshot.Service(n)
 	if sp == nil || !sp.UsesLocalEndpoints() {
 		delete(c.noLocal, n)
 		return

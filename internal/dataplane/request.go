@@ -47,7 +47,7 @@ const cacheFrom = 16
 // reach; safe for concurrent use.
 func (r *Request) Endpoints(n state.ServicePortName) state.Categorized {
 	snap := r.Snapshot
-	sp, eps := snap.Services[n], snap.Endpoints[n]
+	sp, eps := snap.Port(n)
 	if sp == nil {
 		return state.Categorized{}
 	}

@@ -37,8 +37,8 @@ func (r *recordListen) take() []string {
 func hcSnapshot(nodeAddrs ...string) *state.Snapshot {
 	n := state.ServicePortName{Namespace: "ns", Name: "lb", Port: "p"}
 	snap := &state.Snapshot{
-		Services:  map[state.ServicePortName]*state.ServicePort{n: {Name: n, HealthCheckNodePort: 32000, ExternalPolicyLocal: true}},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{},
+		ServiceMap:  map[state.ServicePortName]*state.ServicePort{n: {Name: n, HealthCheckNodePort: 32000, ExternalPolicyLocal: true}},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{},
 	}
 	for _, a := range nodeAddrs {
 		snap.Node.Addresses = append(snap.Node.Addresses, netip.MustParseAddr(a))

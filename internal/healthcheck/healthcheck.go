@@ -115,7 +115,7 @@ func (s *Server) Refresh(prev, cur *state.Snapshot, changed map[state.ServicePor
 func Touched(prev, cur *state.Snapshot, ports map[state.ServicePortName]struct{}) bool {
 	for n := range ports {
 		for _, s := range []*state.Snapshot{prev, cur} {
-			if sp := s.Services[n]; sp != nil && sp.HealthCheckNodePort != 0 {
+			if sp := s.Service(n); sp != nil && sp.HealthCheckNodePort != 0 {
 				return true
 			}
 		}
@@ -128,12 +128,12 @@ func Touched(prev, cur *state.Snapshot, ports map[state.ServicePortName]struct{}
 // ready endpoints (the largest over the Service's ports).
 func Entries(snap *state.Snapshot) map[Service]Entry {
 	out := map[Service]Entry{}
-	for name, sp := range snap.Services {
+	for name, sp := range snap.All() {
 		if sp.HealthCheckNodePort == 0 || !sp.ExternalPolicyLocal {
 			continue
 		}
 		n := 0
-		for _, e := range snap.Endpoints[name] {
+		for _, e := range snap.EndpointsOf(name) {
 			if e.IsLocal && e.Ready {
 				n++
 			}

@@ -74,11 +74,11 @@ func TestEntriesCountLocalReadyOnly(t *testing.T) {
 	n := state.ServicePortName{Namespace: "ns", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
 	other := state.ServicePortName{Namespace: "ns", Name: "plain", Protocol: v1.ProtocolTCP}
 	snap := &state.Snapshot{
-		Services: map[state.ServicePortName]*state.ServicePort{
+		ServiceMap: map[state.ServicePortName]*state.ServicePort{
 			n:     {Name: n, HealthCheckNodePort: 31000, ExternalPolicyLocal: true},
 			other: {Name: other},
 		},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{n: {
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{n: {
 			{IP: netip.MustParseAddr("10.0.0.1"), Ready: true, IsLocal: true},
 			{IP: netip.MustParseAddr("10.0.0.2"), Ready: true},
 			{IP: netip.MustParseAddr("10.0.0.3"), Serving: true, Terminating: true, IsLocal: true},
@@ -118,11 +118,11 @@ func TestRefreshSkipsUntouchedChanges(t *testing.T) {
 	plain := state.ServicePortName{Namespace: "ns", Name: "web", Port: "p"}
 	mk := func(local bool) *state.Snapshot {
 		return &state.Snapshot{
-			Services: map[state.ServicePortName]*state.ServicePort{
+			ServiceMap: map[state.ServicePortName]*state.ServicePort{
 				hc:    {Name: hc, HealthCheckNodePort: port, ExternalPolicyLocal: true},
 				plain: {Name: plain},
 			},
-			Endpoints: map[state.ServicePortName][]state.Endpoint{hc: {{Ready: true, IsLocal: local}}},
+			EndpointMap: map[state.ServicePortName][]state.Endpoint{hc: {{Ready: true, IsLocal: local}}},
 		}
 	}
 	with, without := mk(true), mk(false)

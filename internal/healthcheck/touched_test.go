@@ -9,9 +9,9 @@ import (
 func TestHealthTouchedOnlyByHealthCheckedPorts(t *testing.T) {
 	hc := state.ServicePortName{Namespace: "ns", Name: "lb", Port: "p"}
 	plain := state.ServicePortName{Namespace: "ns", Name: "web", Port: "p"}
-	prev := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{
+	prev := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{
 		hc: {HealthCheckNodePort: 32090}, plain: {}}}
-	gone := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{plain: {}}}
+	gone := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{plain: {}}}
 	for _, c := range []struct {
 		name      string
 		prev, cur *state.Snapshot

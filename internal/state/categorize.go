@@ -20,11 +20,11 @@ type Categorized struct {
 
 // Categorize returns the endpoint sets of one ServicePort in this snapshot.
 func (s *Snapshot) Categorize(name ServicePortName) Categorized {
-	sp := s.Services[name]
+	sp, eps := s.Port(name)
 	if sp == nil {
 		return Categorized{}
 	}
-	return CategorizeEndpoints(sp, s.Endpoints[name], s.Node)
+	return CategorizeEndpoints(sp, eps, s.Node)
 }
 
 // CategorizeEndpoints splits endpoints by traffic policy. It is pure.

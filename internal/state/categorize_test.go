@@ -193,8 +193,8 @@ func TestCategorizeEndpoints(t *testing.T) {
 func TestSnapshotCategorize(t *testing.T) {
 	n := portName("ns", "web", "http")
 	snap := &Snapshot{
-		Services:  map[ServicePortName]*ServicePort{n: {Name: n}},
-		Endpoints: map[ServicePortName][]Endpoint{n: eps(readyEP(1))},
+		ServiceMap:  map[ServicePortName]*ServicePort{n: {Name: n}},
+		EndpointMap: map[ServicePortName][]Endpoint{n: eps(readyEP(1))},
 	}
 	if got := snap.Categorize(n); len(got.Cluster) != 1 || !got.HasAny {
 		t.Fatalf("categorize %+v", got)

@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -63,8 +62,9 @@ type Tracker struct {
 	epEvents    int
 	triggers    []time.Time
 	prev        *Snapshot
-	// portNames indexes prev by Service, so a rebuild need not scan every port.
-	portNames map[string][]ServicePortName
+	// ports indexes prev by Service, so a rebuild need not scan every port: the
+	// ServicePorts prev holds (a pointer each, not a 64-byte name).
+	ports map[string][]*ServicePort
 	// reported remembers the last problem reported per object, so that rebuilding a
 	// Service (for an endpoint or node change) does not report the same version again.
 	reported map[string]reportedProblem
@@ -88,13 +88,9 @@ func NewTracker(o Options) *Tracker {
 		slices:      map[string]*discovery.EndpointSlice{},
 		slicesBySvc: map[string][]string{},
 		dirty:       map[string]struct{}{},
-		portNames:   map[string][]ServicePortName{},
+		ports:       map[string][]*ServicePort{},
 		reported:    map[string]reportedProblem{},
-		prev: &Snapshot{
-			Services:  map[ServicePortName]*ServicePort{},
-			Endpoints: map[ServicePortName][]Endpoint{},
-			Node:      NodeInfo{Name: o.NodeName},
-		},
+		prev:        &Snapshot{Node: NodeInfo{Name: o.NodeName}, idx: &portIndex{}},
 	}
 }
 
@@ -246,13 +242,14 @@ func (t *Tracker) Snapshot() (*Snapshot, ChangeSet) {
 		EndpointEvents: t.epEvents,
 		TriggerTimes:   t.triggers,
 	}
-	// maps.Clone copies the hash table wholesale instead of rehashing every key.
+	// The new index shares every node with prev; the changed ports below copy
+	// only their paths (index.go), so prev stays as its holders saw it.
+	gen := t.prev.Generation + 1
 	next := &Snapshot{
-		Services:     maps.Clone(t.prev.Services),
-		Endpoints:    maps.Clone(t.prev.Endpoints),
 		Node:         t.prev.Node,
 		ServiceCIDRs: t.prev.ServiceCIDRs,
-		Generation:   t.prev.Generation + 1,
+		Generation:   gen,
+		idx:          t.prev.idx.derive(gen),
 	}
 	cs.CIDRsChanged = t.foldCIDRs(next)
 	if t.nodeDirty {
@@ -281,30 +278,31 @@ func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[Serv
 		return // conversion failed: the last good ports keep serving
 	}
 	oldNames := map[ServicePortName]bool{}
-	for _, n := range t.portNames[svcKey] {
-		oldNames[n] = true
+	for _, sp := range t.ports[svcKey] {
+		oldNames[sp.Name] = true
 	}
-	names := make([]ServicePortName, 0, len(ports))
+	kept := make([]*ServicePort, 0, len(ports))
 	byPort := t.endpointsFor(svcKey)
 	for _, sp := range ports {
 		n := sp.Name
 		delete(oldNames, n)
 		eps := byPort[n.Port]
-		if old := next.Services[n]; old == nil || !reflect.DeepEqual(old, sp) || !reflect.DeepEqual(next.Endpoints[n], eps) {
+		// An unchanged port keeps its entry (and the index its nodes).
+		if old := next.idx.get(n); old != nil && reflect.DeepEqual(old.sp, sp) && reflect.DeepEqual(old.eps, eps) {
+			sp = old.sp
+		} else {
 			changed[n] = struct{}{}
+			next.idx.put(&portEntry{sp: sp, eps: eps})
 		}
-		next.Services[n] = sp
-		next.Endpoints[n] = eps
-		names = append(names, n)
+		kept = append(kept, sp)
 	}
-	if len(names) > 0 {
-		t.portNames[svcKey] = names
+	if len(kept) > 0 {
+		t.ports[svcKey] = kept
 	} else {
-		delete(t.portNames, svcKey)
+		delete(t.ports, svcKey)
 	}
 	for n := range oldNames {
-		delete(next.Services, n)
-		delete(next.Endpoints, n)
+		next.idx.remove(n)
 		changed[n] = struct{}{}
 	}
 }

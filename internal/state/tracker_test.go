@@ -31,7 +31,7 @@ func TestTrackerRepeatedUpdatesCollapse(t *testing.T) {
 	if got := changed(cs); !reflect.DeepEqual(got, []string{"ns/web:http"}) {
 		t.Fatalf("changed %v", got)
 	}
-	if eps := endpointStrings(snap.Endpoints[portName("ns", "web", "http")]); !reflect.DeepEqual(eps, []string{"10.1.0.1:8080"}) {
+	if eps := endpointStrings(snap.EndpointsOf(portName("ns", "web", "http"))); !reflect.DeepEqual(eps, []string{"10.1.0.1:8080"}) {
 		t.Fatalf("endpoints %v", eps)
 	}
 
@@ -69,7 +69,7 @@ func TestTrackerChangedEndpointReportsOnlyItsPort(t *testing.T) {
 	if cs.EndpointEvents != 1 || cs.ServiceEvents != 0 {
 		t.Fatalf("events %d/%d", cs.ServiceEvents, cs.EndpointEvents)
 	}
-	if eps := endpointStrings(snap.Endpoints[portName("ns", "web", "https")]); !reflect.DeepEqual(eps, []string{"10.1.0.2:8443"}) {
+	if eps := endpointStrings(snap.EndpointsOf(portName("ns", "web", "https"))); !reflect.DeepEqual(eps, []string{"10.1.0.2:8443"}) {
 		t.Fatalf("endpoints %v", eps)
 	}
 }
@@ -83,11 +83,11 @@ func TestTrackerSnapshotsAreImmutable(t *testing.T) {
 	tr.UpsertService(testService("ns", "other", "10.0.0.3"))
 	second, _ := tr.Snapshot()
 	n := portName("ns", "web", "http")
-	if got := endpointStrings(first.Endpoints[n]); !reflect.DeepEqual(got, []string{"10.1.0.1:8080"}) {
+	if got := endpointStrings(first.EndpointsOf(n)); !reflect.DeepEqual(got, []string{"10.1.0.1:8080"}) {
 		t.Fatalf("first snapshot changed under us: %v", got)
 	}
-	if len(first.Services) != 1 || len(second.Services) != 2 || second.Generation != first.Generation+1 {
-		t.Fatalf("services %d/%d generations %d/%d", len(first.Services), len(second.Services), first.Generation, second.Generation)
+	if first.Len() != 1 || second.Len() != 2 || second.Generation != first.Generation+1 {
+		t.Fatalf("services %d/%d generations %d/%d", first.Len(), second.Len(), first.Generation, second.Generation)
 	}
 	if tr.Last() != second {
 		t.Fatal("Last is not the latest snapshot")
@@ -113,17 +113,17 @@ func TestTrackerDeleteServiceReportsItsPorts(t *testing.T) {
 	if cs.ServiceEvents != 1 {
 		t.Fatalf("service events %d (deleting an unknown Service is no event)", cs.ServiceEvents)
 	}
-	for n := range snap.Services {
+	for n := range snap.All() {
 		if n.Name == "web" {
 			t.Fatalf("%v still in snapshot", n)
 		}
 	}
-	if len(snap.Endpoints) != 1 {
-		t.Fatalf("endpoints of the deleted Service remain: %v", snap.Endpoints)
+	if snap.Len() != 1 || snap.EndpointsOf(portName("ns", "web", "http")) != nil {
+		t.Fatalf("ports of the deleted Service remain: %v", snap.SortedNames())
 	}
 	// The slice alone does not bring the Service back.
 	tr.UpsertEndpointSlice(testSlice("ns", "web-1", "web", map[string]int32{"http": 8081}, ready("10.1.0.1")))
-	if snap, cs = tr.Snapshot(); len(snap.Services) != 1 || len(cs.Ports) != 0 {
+	if snap, cs = tr.Snapshot(); snap.Len() != 1 || len(cs.Ports) != 0 {
 		t.Fatalf("orphan slice: services %v changed %v", snap.SortedNames(), changed(cs))
 	}
 }
@@ -140,7 +140,7 @@ func TestTrackerRemovedPortIsReported(t *testing.T) {
 	if got := changed(cs); !reflect.DeepEqual(got, []string{"ns/web:https"}) {
 		t.Fatalf("changed %v", got)
 	}
-	if _, ok := snap.Services[portName("ns", "web", "https")]; ok {
+	if snap.Service(portName("ns", "web", "https")) != nil {
 		t.Fatal("removed port still in snapshot")
 	}
 }
@@ -161,7 +161,7 @@ func TestTrackerSkipsUnproxyableServices(t *testing.T) {
 			tr.UpsertService(svc)
 			tr.UpsertEndpointSlice(testSlice("ns", "s-1", "s", map[string]int32{"http": 80}, ready("10.1.0.1")))
 			snap, cs := tr.Snapshot()
-			if len(snap.Services) != 0 || len(cs.Ports) != 0 || len(*rejects) != 0 {
+			if snap.Len() != 0 || len(cs.Ports) != 0 || len(*rejects) != 0 {
 				t.Fatalf("services %v changed %v rejects %v", snap.SortedNames(), changed(cs), *rejects)
 			}
 		})
@@ -172,7 +172,7 @@ func TestTrackerSkipsUnproxyableServices(t *testing.T) {
 	tr.Snapshot()
 	tr.UpsertService(testService("ns", "s", "10.0.0.1", withLabel(LabelServiceProxyName, "other")))
 	snap, cs := tr.Snapshot()
-	if len(snap.Services) != 0 || !reflect.DeepEqual(changed(cs), []string{"ns/s:http"}) {
+	if snap.Len() != 0 || !reflect.DeepEqual(changed(cs), []string{"ns/s:http"}) {
 		t.Fatalf("claimed service: services %v changed %v", snap.SortedNames(), changed(cs))
 	}
 }
@@ -183,11 +183,11 @@ func TestTrackerSchedulerAnnotation(t *testing.T) {
 		withAnnotation(AnnotationScheduler, " wrr "), withAnnotation(AnnotationSchedulerFlags, "a, b,,")))
 	tr.UpsertService(testService("ns", "bad", "10.0.0.2", withAnnotation(AnnotationScheduler, "magic")))
 	snap, _ := tr.Snapshot()
-	good := snap.Services[portName("ns", "good", "http")]
+	good := snap.Service(portName("ns", "good", "http"))
 	if good.Scheduler != "wrr" || !reflect.DeepEqual(good.SchedulerFlags, []string{"a", "b"}) {
 		t.Fatalf("good: scheduler %q flags %q", good.Scheduler, good.SchedulerFlags)
 	}
-	bad := snap.Services[portName("ns", "bad", "http")]
+	bad := snap.Service(portName("ns", "bad", "http"))
 	if bad == nil || bad.Scheduler != "" || bad.SchedulerFlags != nil {
 		t.Fatalf("bad: %+v, want served with the default scheduler", bad)
 	}
@@ -206,7 +206,7 @@ func TestTrackerWeightsAnnotation(t *testing.T) {
 	tr.UpsertEndpointSlice(es)
 	snap, _ := tr.Snapshot()
 	got := map[string]int{}
-	for _, e := range snap.Endpoints[portName("ns", "web", "http")] {
+	for _, e := range snap.EndpointsOf(portName("ns", "web", "http")) {
 		got[e.IP.String()] = e.Weight
 	}
 	if want := map[string]int{"10.1.0.1": 5, "10.1.0.2": 0, "10.1.0.3": 1}; !reflect.DeepEqual(got, want) {
@@ -220,7 +220,7 @@ func TestTrackerWeightsAnnotation(t *testing.T) {
 	bad.Annotations[AnnotationWeights] = "10.1.0.1=lots"
 	tr.UpsertEndpointSlice(bad)
 	snap, _ = tr.Snapshot()
-	for _, e := range snap.Endpoints[portName("ns", "web", "http")] {
+	for _, e := range snap.EndpointsOf(portName("ns", "web", "http")) {
 		if e.Weight != 1 {
 			t.Fatalf("bad weights: %v has weight %d, want the default 1", e, e.Weight)
 		}
@@ -274,7 +274,7 @@ func TestTrackerInvalidServiceKeepsLastGood(t *testing.T) {
 	bad := testService("ns", "web", "10.0.0.1", func(s *v1.Service) { s.Spec.ExternalIPs = []string{"1.2.3"} })
 	tr.UpsertService(bad)
 	snap, cs := tr.Snapshot()
-	if sp := snap.Services[portName("ns", "web", "http")]; sp == nil || len(cs.Ports) != 0 {
+	if sp := snap.Service(portName("ns", "web", "http")); sp == nil || len(cs.Ports) != 0 {
 		t.Fatalf("last good port lost: %v changed %v", sp, changed(cs))
 	}
 	if len(*rejects) != 1 || !strings.Contains((*rejects)[0].err, "spec.externalIPs[0]") {
@@ -289,7 +289,7 @@ func TestTrackerNode(t *testing.T) {
 		testEP{ip: "10.1.0.1", node: "node-a"}, testEP{ip: "10.1.0.2", node: "node-b"}, ready("10.1.0.3")))
 	snap, cs := tr.Snapshot()
 	local := map[string]bool{}
-	for _, e := range snap.Endpoints[portName("ns", "web", "http")] {
+	for _, e := range snap.EndpointsOf(portName("ns", "web", "http")) {
 		local[e.IP.String()] = e.IsLocal
 	}
 	if want := map[string]bool{"10.1.0.1": true, "10.1.0.2": false, "10.1.0.3": false}; !reflect.DeepEqual(local, want) {
@@ -339,7 +339,7 @@ func TestTrackerMergesSlices(t *testing.T) {
 	tr.UpsertEndpointSlice(testSlice("ns", "web-b", "web", ports, ready("10.1.0.2"), testEP{ip: "10.1.0.1", notReady: true}))
 	tr.UpsertEndpointSlice(testSlice("ns", "web-a", "web", ports, ready("10.1.0.1")))
 	snap, _ := tr.Snapshot()
-	eps := snap.Endpoints[portName("ns", "web", "http")]
+	eps := snap.EndpointsOf(portName("ns", "web", "http"))
 	if got := endpointStrings(eps); !reflect.DeepEqual(got, []string{"10.1.0.1:80", "10.1.0.2:80"}) {
 		t.Fatalf("merged %v, want deduplicated and sorted", got)
 	}
@@ -353,12 +353,12 @@ func TestTrackerMergesSlices(t *testing.T) {
 	if got := changed(cs); !reflect.DeepEqual(got, []string{"ns/api:http", "ns/web:http"}) {
 		t.Fatalf("changed %v", got)
 	}
-	if got := endpointStrings(snap.Endpoints[portName("ns", "web", "http")]); !reflect.DeepEqual(got, []string{"10.1.0.1:80"}) {
+	if got := endpointStrings(snap.EndpointsOf(portName("ns", "web", "http"))); !reflect.DeepEqual(got, []string{"10.1.0.1:80"}) {
 		t.Fatalf("web %v", got)
 	}
 	tr.DeleteEndpointSlice("ns", "web-a")
 	snap, _ = tr.Snapshot()
-	if got := snap.Endpoints[portName("ns", "web", "http")]; len(got) != 0 {
+	if got := snap.EndpointsOf(portName("ns", "web", "http")); len(got) != 0 {
 		t.Fatalf("web after delete %v", got)
 	}
 }
@@ -500,8 +500,8 @@ func TestServingUnsetIsServing(t *testing.T) {
 	}
 	n := ServicePortName{Namespace: "ns", Name: "svc", Protocol: v1.ProtocolTCP}
 	snap := &Snapshot{
-		Services:  map[ServicePortName]*ServicePort{n: {Name: n, Protocol: v1.ProtocolTCP, Port: 80, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.1")}}},
-		Endpoints: map[ServicePortName][]Endpoint{n: eps},
+		ServiceMap:  map[ServicePortName]*ServicePort{n: {Name: n, Protocol: v1.ProtocolTCP, Port: 80, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.1")}}},
+		EndpointMap: map[ServicePortName][]Endpoint{n: eps},
 	}
 	cat := snap.Categorize(n)
 	if len(cat.Cluster) != 1 || cat.Cluster[0].IP != netip.MustParseAddr("10.0.0.1") {
@@ -523,10 +523,10 @@ func TestExternalIPsGate(t *testing.T) {
 		tr := NewTracker(Options{NodeName: "node-a", DisableExternalIPs: disable})
 		tr.UpsertService(svc)
 		snap, _ := tr.Snapshot()
-		if len(snap.Services) != 1 {
-			t.Fatalf("services %v", snap.Services)
+		if snap.Len() != 1 {
+			t.Fatalf("services %v", snap.SortedNames())
 		}
-		for _, sp := range snap.Services {
+		for _, sp := range snap.All() {
 			if got := len(sp.ExternalIPs); (got == 0) != disable {
 				t.Fatalf("DisableExternalIPs=%v: externalIPs %v", disable, sp.ExternalIPs)
 			}
@@ -545,7 +545,7 @@ func TestTrackerSliceIndexFollowsUpdatesAndDeletes(t *testing.T) {
 	tr.UpsertEndpointSlice(testSlice("ns", "web-b", "web", ports, ready("10.1.0.9")))
 	tr.DeleteEndpointSlice("ns", "web-a")
 	snap, _ := tr.Snapshot()
-	if got := endpointStrings(snap.Endpoints[portName("ns", "web", "http")]); !reflect.DeepEqual(got, []string{"10.1.0.3:80", "10.1.0.9:80"}) {
+	if got := endpointStrings(snap.EndpointsOf(portName("ns", "web", "http"))); !reflect.DeepEqual(got, []string{"10.1.0.3:80", "10.1.0.9:80"}) {
 		t.Fatalf("endpoints %v, want web-b's new one and web-c's", got)
 	}
 	if keys := tr.slicesBySvc["ns/web"]; len(keys) != 2 {

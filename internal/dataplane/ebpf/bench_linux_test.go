@@ -112,7 +112,7 @@ func oneServiceChange(b *testing.B, e *kenv, destroy bool) {
 		if i%2 == 0 {
 			eps = eps[:2]
 		}
-		snap.Endpoints[name] = eps // the benchmark owns snap; Sync keeps no reference
+		snap.EndpointMap[name] = eps // the benchmark owns snap; Sync keeps no reference
 		cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}}
 		if _, err := applyChanged(p, snap, cs); err != nil {
 			b.Fatal(err)
@@ -134,6 +134,6 @@ func (m *cpuMeter) report(b *testing.B) {
 }
 
 func svcIndex(s *state.Snapshot, n state.ServicePortName) int {
-	a := s.Services[n].ClusterIPs[0].As4()
+	a := s.ServiceMap[n].ClusterIPs[0].As4()
 	return int(a[2])<<8 | int(a[3])
 }

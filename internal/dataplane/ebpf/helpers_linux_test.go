@@ -197,8 +197,8 @@ type svcSpec struct {
 }
 
 func snapshotOf(specs ...svcSpec) *state.Snapshot {
-	s := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}}
+	s := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}}
 	for _, sp := range specs {
 		addService(s, sp)
 	}
@@ -211,14 +211,14 @@ func addService(s *state.Snapshot, sp svcSpec) state.ServicePortName {
 	}
 	ns, name, _ := strings.Cut(sp.name, "/")
 	n := state.ServicePortName{Namespace: ns, Name: name, Port: "p", Protocol: sp.proto}
-	s.Services[n] = &state.ServicePort{Name: n, Type: v1.ServiceTypeClusterIP, Protocol: sp.proto,
+	s.ServiceMap[n] = &state.ServicePort{Name: n, Type: v1.ServiceTypeClusterIP, Protocol: sp.proto,
 		ClusterIPs: []netip.Addr{netip.MustParseAddr(sp.vip)}, Port: sp.port,
 		Scheduler: sp.sched, AffinityTimeout: sp.aff}
 	var eps []state.Endpoint
 	for _, ap := range sp.eps {
 		eps = append(eps, state.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Ready: true, Serving: true, Weight: 1})
 	}
-	s.Endpoints[n] = eps
+	s.EndpointMap[n] = eps
 	return n
 }
 

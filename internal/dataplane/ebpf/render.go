@@ -57,8 +57,8 @@ type RenderOptions struct {
 // Render computes the map contents of the whole snapshot. It is pure. Errors name
 // the ServicePorts that could not be rendered; every other port is in Desired.
 func Render(snap *state.Snapshot, o RenderOptions) (Desired, []error) {
-	r := renderer{snap: snap, o: o, d: make(Desired, len(snap.Services))}
-	for n, sp := range snap.Services {
+	r := renderer{snap: snap, o: o, d: make(Desired, snap.Len())}
+	for n, sp := range snap.All() {
 		r.add(n, sp)
 	}
 	return r.d, r.errs
@@ -68,7 +68,7 @@ func Render(snap *state.Snapshot, o RenderOptions) (Desired, []error) {
 func RenderPorts(snap *state.Snapshot, names []state.ServicePortName, o RenderOptions) (Desired, []error) {
 	r := renderer{snap: snap, o: o, d: make(Desired, len(names))}
 	for _, n := range names {
-		r.add(n, snap.Services[n])
+		r.add(n, snap.Service(n))
 	}
 	return r.d, r.errs
 }

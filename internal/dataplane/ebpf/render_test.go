@@ -23,8 +23,8 @@ func ep(s string, w int) state.Endpoint {
 
 func snap1(sp *state.ServicePort, eps ...state.Endpoint) *state.Snapshot {
 	return &state.Snapshot{
-		Services:  map[state.ServicePortName]*state.ServicePort{sp.Name: sp},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{sp.Name: eps},
+		ServiceMap:  map[state.ServicePortName]*state.ServicePort{sp.Name: sp},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{sp.Name: eps},
 	}
 }
 
@@ -160,7 +160,7 @@ func TestAffinitySeconds(t *testing.T) {
 func TestRenderAddressClashLesserPortWins(t *testing.T) {
 	a, b := svc(port("ns", "a"), "10.96.0.1"), svc(port("ns", "b"), "10.96.0.1")
 	s := snap1(a, ep("10.0.0.1:80", 1))
-	s.Services[b.Name], s.Endpoints[b.Name] = b, []state.Endpoint{ep("10.0.0.2:80", 1)}
+	s.ServiceMap[b.Name], s.EndpointMap[b.Name] = b, []state.Endpoint{ep("10.0.0.2:80", 1)}
 	for range 20 { // map order varies
 		d, errs := Render(s, RenderOptions{})
 		f := d[newSvcKey(netip.MustParseAddr("10.96.0.1"), 80, protoTCP)]

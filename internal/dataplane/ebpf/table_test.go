@@ -55,14 +55,14 @@ func (m *kernelModel) check(t *testing.T, d Desired) {
 }
 
 func manyServices(n int, eps func(i int) []state.Endpoint) *state.Snapshot {
-	s := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}}
+	s := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}}
 	for i := range n {
 		name := port("ns", "svc"+itoa(i))
 		ip := netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})
-		s.Services[name] = &state.ServicePort{Name: name, Type: "ClusterIP", Protocol: name.Protocol,
+		s.ServiceMap[name] = &state.ServicePort{Name: name, Type: "ClusterIP", Protocol: name.Protocol,
 			ClusterIPs: []netip.Addr{ip}, Port: 80}
-		s.Endpoints[name] = eps(i)
+		s.EndpointMap[name] = eps(i)
 	}
 	return s
 }
@@ -98,7 +98,7 @@ func TestTablePlanFullThenOneServiceChange(t *testing.T) {
 
 	// One Service loses an endpoint: one service entry and one backend slot.
 	name := port("ns", "svc"+itoa(7))
-	snap.Endpoints[name] = snap.Endpoints[name][:2]
+	snap.EndpointMap[name] = snap.EndpointMap[name][:2]
 	want, _ := RenderPorts(snap, []state.ServicePortName{name}, RenderOptions{})
 	ops, _ = tb.Plan(want, Scope{Ports: map[state.ServicePortName]struct{}{name: {}}})
 	if len(ops.ServiceKeys) != 1 || len(ops.DelBackends) != 1 || len(ops.BackendKeys) != 0 || ops.Len() != 2 {
@@ -113,8 +113,8 @@ func TestTablePlanFullThenOneServiceChange(t *testing.T) {
 	km.check(t, d)
 
 	// A removed Service frees its entries and its id is reused.
-	delete(snap.Services, name)
-	delete(snap.Endpoints, name)
+	delete(snap.ServiceMap, name)
+	delete(snap.EndpointMap, name)
 	want, _ = RenderPorts(snap, []state.ServicePortName{name}, RenderOptions{})
 	ops, _ = tb.Plan(want, Scope{Ports: map[state.ServicePortName]struct{}{name: {}}})
 	km.apply(ops)

@@ -39,11 +39,11 @@ func (s *svc) terminating(addr string, local bool) *svc {
 func (s *svc) with(f func(sp *state.ServicePort)) *svc { f(s.sp); return s }
 
 func snapshot(svcs ...*svc) *state.Snapshot {
-	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "node-a"}}
+	snap := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "node-a"}}
 	for _, s := range svcs {
-		snap.Services[s.sp.Name] = s.sp
-		snap.Endpoints[s.sp.Name] = s.eps
+		snap.ServiceMap[s.sp.Name] = s.sp
+		snap.EndpointMap[s.sp.Name] = s.eps
 	}
 	return snap
 }

@@ -238,7 +238,7 @@ func (p *Proxier) partialSync(ctx context.Context, req *dataplane.Request) (bool
 	rc := newRenderCtx(p.render)
 	next := make(map[state.ServicePortName]*ServiceRules, len(req.Changed))
 	for n := range req.Changed {
-		if req.Snapshot.Services[n] != nil {
+		if req.Snapshot.Service(n) != nil {
 			next[n] = rc.serviceAfter(req, n, p.applied[n])
 		} else {
 			next[n] = nil

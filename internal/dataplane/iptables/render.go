@@ -63,9 +63,9 @@ func Render(snap *state.Snapshot, cfg RenderConfig) *Ruleset {
 func RenderRequest(req *dataplane.Request, cfg RenderConfig) *Ruleset {
 	snap := req.Snapshot
 	r := renderFixed(cfg)
-	r.Services = make(map[state.ServicePortName]*ServiceRules, len(snap.Services))
-	names := make([]state.ServicePortName, 0, len(snap.Services))
-	for n := range snap.Services {
+	r.Services = make(map[state.ServicePortName]*ServiceRules, snap.Len())
+	names := make([]state.ServicePortName, 0, snap.Len())
+	for n := range snap.All() {
 		names = append(names, n)
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(names)/500+1)

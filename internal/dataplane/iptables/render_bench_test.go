@@ -85,7 +85,7 @@ func BenchmarkPartialSyncsRetained(b *testing.B) {
 	const n, syncs = 1000, 500
 	snap := benchSnapshot(n, 3)
 	var names []state.ServicePortName
-	for name := range snap.Services {
+	for name := range snap.ServiceMap {
 		names = append(names, name)
 	}
 	var grown float64

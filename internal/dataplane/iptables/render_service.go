@@ -170,15 +170,15 @@ func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *S
 // taken from prev instead of being rendered again (render_reuse.go).
 func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortName, prev *ServiceRules) *ServiceRules {
 	snap := req.Snapshot
-	sp := snap.Services[n]
+	sp := snap.Service(n)
 	cfg := rc.cfg
 	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{endpoints: len(snap.Endpoints[n])},
 		node: snap.Node.Name, clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
 	if prev != nil && prev.reuse.fits(sp) {
 		s.prev = prev.reuse
 		s.names = prev.reuse.names
-	} else if len(snap.Endpoints[n]) > bucketAbove {
-		s.names = newSepCache(sp, len(snap.Endpoints[n]))
+	} else if len(snap.EndpointsOf(n)) > bucketAbove {
+		s.names = newSepCache(sp, len(snap.EndpointsOf(n)))
 	}
 	if len(s.clusterIPs) == 0 {
 		// As kube-proxy: a family's proxier ignores Services without a ClusterIP
@@ -187,7 +187,7 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 		return s.out
 	}
 	s.ch = chainsIn(rc.a, s.name, s.proto)
-	s.out.Chains = make([]Chain, 0, 2+len(snap.Endpoints[n]))
+	s.out.Chains = make([]Chain, 0, 2+len(snap.EndpointsOf(n)))
 	cat := rc.endpoints(req, n)
 	p := s.policies(cat)
 	s.fold = s.foldsRemote(p, cat)
@@ -219,12 +219,12 @@ func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortNam
 // The core's shared categorisation is used when every endpoint is of the family.
 func (rc *renderCtx) endpoints(req *dataplane.Request, n state.ServicePortName) state.Categorized {
 	snap := req.Snapshot
-	all := snap.Endpoints[n]
+	all := snap.EndpointsOf(n)
 	eps := rc.cfg.endpoints(all)
 	if len(eps) == len(all) {
 		return req.Endpoints(n)
 	}
-	return state.CategorizeEndpoints(snap.Services[n], eps, snap.Node)
+	return state.CategorizeEndpoints(snap.Service(n), eps, snap.Node)
 }
 
 var addrtypeLocal = []string{"-m", "addrtype", "--dst-type", "LOCAL"}

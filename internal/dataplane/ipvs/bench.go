@@ -18,7 +18,7 @@ func (p *Proxier) Render(snap *state.Snapshot) (int, error) {
 	p.mu.Unlock()
 	n := 0
 	req := dataplane.NewRequest(snap)
-	for name, sp := range snap.Services {
+	for name, sp := range snap.All() {
 		m, err := renderPort(sp, req.Endpoints(name), o)
 		if err != nil {
 			return n, err
@@ -42,7 +42,7 @@ func (p *Proxier) BaselineApply(ctx context.Context, snap *state.Snapshot) (time
 	o := p.renderOptions()
 	var servers []*virtualServer
 	req := dataplane.NewRequest(snap)
-	for name, sp := range snap.Services {
+	for name, sp := range snap.All() {
 		m, err := renderPort(sp, req.Endpoints(name), o)
 		if err != nil {
 			return 0, err

@@ -22,8 +22,8 @@ func BenchmarkPartialSync(b *testing.B) {
 			f := newFixture(t, proxierOptions{GracefulTimeout: hour})
 			for i := 0; i < n; i++ {
 				sp := clusterIP(fmt.Sprintf("s%d", i), fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), 80, v1.ProtocolTCP)
-				f.snap.Services[sp.Name] = sp
-				f.snap.Endpoints[sp.Name] = []state.Endpoint{ep(fmt.Sprintf("10.1.%d.%d:8080", i/250, i%250+1), 1)}
+				f.snap.ServiceMap[sp.Name] = sp
+				f.snap.EndpointMap[sp.Name] = []state.Endpoint{ep(fmt.Sprintf("10.1.%d.%d:8080", i/250, i%250+1), 1)}
 			}
 			if _, err := f.core.Sync(context.Background(), f.snap, state.ChangeSet{}); err != nil {
 				b.Fatal(err)
@@ -33,7 +33,7 @@ func BenchmarkPartialSync(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				e := ep(fmt.Sprintf("10.2.%d.%d:8080", (i/250)%250, i%250+1), 1)
-				f.snap.Endpoints[name] = []state.Endpoint{e}
+				f.snap.EndpointMap[name] = []state.Endpoint{e}
 				c := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}}
 				if _, err := f.core.Sync(context.Background(), f.snap, c); err != nil {
 					b.Fatal(err)

@@ -159,7 +159,7 @@ func familyIndex(v6 bool) int {
 }
 
 func hasIPv6(snap *state.Snapshot) bool {
-	for _, sp := range snap.Services {
+	for _, sp := range snap.All() {
 		for _, ip := range sp.ClusterIPs {
 			if ip.Is6() {
 				return true

@@ -31,7 +31,7 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 	}
 	desired := map[state.ServicePortName]*portModel{}
 	for _, name := range snap.SortedNames() {
-		m, err := renderPort(snap.Services[name], req.Endpoints(name), p.renderOptions())
+		m, err := renderPort(snap.Service(name), req.Endpoints(name), p.renderOptions())
 		if err != nil {
 			p.log.Error("ipvs: not syncing service port", "service", name.String(), "err", err)
 			continue

@@ -51,7 +51,7 @@ func newFixture(t *testing.T, o proxierOptions, co ...dataplane.CoreOptions) *fi
 	}
 	opts.Conntrack = f.ct
 	f.core = dataplane.NewCore(f.p, opts)
-	f.snap = &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}
+	f.snap = &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}}
 	return f
 }
 
@@ -80,19 +80,19 @@ func clusterIP(name, ip string, port int32, proto v1.Protocol) *state.ServicePor
 
 // set replaces one ServicePort (nil removes it) in a new snapshot and returns the change.
 func (f *fixture) set(name state.ServicePortName, sp *state.ServicePort, eps ...state.Endpoint) state.ChangeSet {
-	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: f.snap.Node}
-	for k, v := range f.snap.Services {
-		next.Services[k] = v
+	next := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: f.snap.Node}
+	for k, v := range f.snap.ServiceMap {
+		next.ServiceMap[k] = v
 	}
-	for k, v := range f.snap.Endpoints {
-		next.Endpoints[k] = v
+	for k, v := range f.snap.EndpointMap {
+		next.EndpointMap[k] = v
 	}
 	if sp == nil {
-		delete(next.Services, name)
-		delete(next.Endpoints, name)
+		delete(next.ServiceMap, name)
+		delete(next.EndpointMap, name)
 	} else {
-		next.Services[name] = sp
-		next.Endpoints[name] = eps
+		next.ServiceMap[name] = sp
+		next.EndpointMap[name] = eps
 	}
 	f.gen++
 	next.Generation = f.gen

@@ -155,7 +155,7 @@ func (p *Proxier) incrementalSync(ctx context.Context, req *dataplane.Request) e
 func (p *Proxier) syncPort(ctx context.Context, req *dataplane.Request, name state.ServicePortName, d *setDiff) error {
 	old := p.ports[name]
 	var cur *portModel
-	if sp := req.Snapshot.Services[name]; sp != nil {
+	if sp := req.Snapshot.Service(name); sp != nil {
 		m, err := renderPort(sp, req.Endpoints(name), p.renderOptions())
 		if err != nil {
 			// Bad input keeps the last good state serving.

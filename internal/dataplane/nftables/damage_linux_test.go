@@ -128,13 +128,13 @@ func TestKernelForeignCommitIsVerifiedNotRepaired(t *testing.T) {
 	}
 	verify("after a full sync")
 	// Endpoints move in every Service: chains are rewritten, map elements replaced.
-	for n, eps := range snap.Endpoints {
+	for n, eps := range snap.EndpointMap {
 		if len(eps) > 1 {
-			snap.Endpoints[n] = eps[1:]
+			snap.EndpointMap[n] = eps[1:]
 		}
 	}
 	var changed []state.ServicePortName
-	for n := range snap.Services {
+	for n := range snap.ServiceMap {
 		changed = append(changed, n)
 	}
 	if st := tb.sync(t, snap, changed...); st.Full {

@@ -107,7 +107,7 @@ func TestSelfCheckGateAndDigest(t *testing.T) {
 	// Partial syncs keep the gate, and leave what the digest expects.
 	next := digestSnapshot("10.244.1.2", "10.244.1.4", "10.244.1.5")
 	var names []state.ServicePortName
-	for n := range next.Services {
+	for n := range next.ServiceMap {
 		names = append(names, n)
 	}
 	if syncOn(t, p, next, names...) {

@@ -46,11 +46,11 @@ func TestKernelExternalPolicyLocalWithoutLocalEndpointShortCircuits(t *testing.T
 	}
 	n := state.ServicePortName{Namespace: "ns", Name: "etp", Port: "http", Protocol: v1.ProtocolTCP}
 	snap := &state.Snapshot{
-		Services: map[state.ServicePortName]*state.ServicePort{n: {Name: n, Type: v1.ServiceTypeNodePort,
+		ServiceMap: map[state.ServicePortName]*state.ServicePort{n: {Name: n, Type: v1.ServiceTypeNodePort,
 			Protocol: v1.ProtocolTCP, Port: 80, NodePort: 30030, ExternalPolicyLocal: true,
 			ClusterIPs:  []netip.Addr{netip.MustParseAddr("10.96.0.30")},
 			ExternalIPs: []netip.Addr{netip.MustParseAddr("192.0.2.30")}}},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{n: {{IP: remote.IP, Port: 8080, Ready: true, Serving: true, Weight: 1}}},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{n: {{IP: remote.IP, Port: 8080, Ready: true, Serving: true, Weight: 1}}},
 	}
 	if _, err := p.Sync(context.Background(), snap, state.ChangeSet{}); err != nil {
 		t.Fatal(err)

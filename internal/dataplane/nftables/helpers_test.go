@@ -78,12 +78,12 @@ func ep(addr string, port int32, flags ...string) state.Endpoint {
 }
 
 func snapshotOf(specs map[*spec][]state.Endpoint) *state.Snapshot {
-	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "node-a"}}
+	snap := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: state.NodeInfo{Name: "node-a"}}
 	for s, eps := range specs {
 		n := s.portName()
-		snap.Services[n] = s.servicePort()
-		snap.Endpoints[n] = eps
+		snap.ServiceMap[n] = s.servicePort()
+		snap.EndpointMap[n] = eps
 	}
 	return snap
 }

@@ -29,7 +29,7 @@ func (p *Proxier) List(ctx context.Context) ([]dataplane.VirtualService, error) 
 }
 
 func virtualServices(snap *state.Snapshot, n state.ServicePortName) []dataplane.VirtualService {
-	sp := snap.Services[n]
+	sp := snap.Service(n)
 	cat := dataplane.NewRequest(snap).Endpoints(n)
 	sched := newSchedule(renderOptions{defaultScheduler: schedRandom}, sp, &fragment{})
 	entry := func(a netip.Addr, eps []state.Endpoint) dataplane.VirtualService {

@@ -113,7 +113,7 @@ func ipFamily(a netip.Addr) string {
 func (r *LocalhostRelay) relayTargets(req *dataplane.Request) map[netip.AddrPort]relayTarget {
 	snap := req.Snapshot
 	out := map[netip.AddrPort]relayTarget{}
-	for n, sp := range snap.Services {
+	for n, sp := range snap.All() {
 		if sp.Protocol != v1.ProtocolTCP || sp.NodePort == 0 || !sp.ExternallyAccessible() {
 			continue
 		}

@@ -66,7 +66,7 @@ func TestKernelLocalhostRelay(t *testing.T) {
 		return n, &state.ServicePort{Name: n, Type: v1.ServiceTypeNodePort, Protocol: proto, Port: 80,
 			NodePort: nodePort, ExternalPolicyLocal: etpLocal, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.1")}}
 	}
-	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}
+	snap := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}}
 	for _, s := range []struct {
 		name     string
 		proto    v1.Protocol
@@ -74,7 +74,7 @@ func TestKernelLocalhostRelay(t *testing.T) {
 		etpLocal bool
 	}{{"web", v1.ProtocolTCP, 30080, false}, {"local", v1.ProtocolTCP, 30081, true}, {"dns", v1.ProtocolUDP, 30082, false}} {
 		n, sp := svc(s.name, s.proto, s.port, s.etpLocal)
-		snap.Services[n], snap.Endpoints[n] = sp, []state.Endpoint{ep}
+		snap.ServiceMap[n], snap.EndpointMap[n] = sp, []state.Endpoint{ep}
 	}
 	if err := r.Update(dataplane.NewRequest(snap)); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestKernelLocalhostRelay(t *testing.T) {
 		t.Errorf("listeners{IPv4} = %v, want 1", v)
 	}
 	web, _ := svc("web", v1.ProtocolTCP, 30080, false)
-	delete(snap.Services, web)
+	delete(snap.ServiceMap, web)
 	if err := r.Update(dataplane.NewRequest(snap)); err != nil {
 		t.Fatal(err)
 	}

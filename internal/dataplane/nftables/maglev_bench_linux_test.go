@@ -67,13 +67,13 @@ func BenchmarkKernelMaglevLoad(b *testing.B) {
 				b.Fatal(err)
 			}
 			name := snap.SortedNames()[0]
-			all := snap.Endpoints[name]
+			all := snap.EndpointMap[name]
 			i := 0
 			for b.Loop() {
 				if i%2 == 0 {
-					snap.Endpoints[name] = all[1:]
+					snap.EndpointMap[name] = all[1:]
 				} else {
-					snap.Endpoints[name] = all
+					snap.EndpointMap[name] = all
 				}
 				i++
 				st, err := p.Sync(context.Background(), snap, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}})
@@ -82,7 +82,7 @@ func BenchmarkKernelMaglevLoad(b *testing.B) {
 				}
 				b.ReportMetric(float64(st.Written["ip"]), "written/op")
 			}
-			snap.Endpoints[name] = all
+			snap.EndpointMap[name] = all
 		})
 	}
 }

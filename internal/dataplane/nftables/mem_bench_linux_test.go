@@ -52,7 +52,7 @@ func BenchmarkKernelPartialSyncsRetained(b *testing.B) {
 	const syncs = 300
 	snap := bigSnapshot(1000, 3)
 	var names []state.ServicePortName
-	for n := range snap.Services {
+	for n := range snap.ServiceMap {
 		names = append(names, n)
 	}
 	ns := newNetns(b, "memp")
@@ -71,8 +71,8 @@ func BenchmarkKernelPartialSyncsRetained(b *testing.B) {
 		for i := range syncs {
 			// Another version of the snapshot, so the Service really changes.
 			next := *snap
-			next.Endpoints = maps.Clone(snap.Endpoints)
-			next.Endpoints[names[i]] = snap.Endpoints[names[i]][:2]
+			next.EndpointMap = maps.Clone(snap.EndpointMap)
+			next.EndpointMap[names[i]] = snap.EndpointMap[names[i]][:2]
 			st, err := p.Sync(ctx, &next, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{names[i]: {}}})
 			if err != nil || st.Full {
 				b.Fatalf("partial sync: %v (full=%v)", err, st.Full)

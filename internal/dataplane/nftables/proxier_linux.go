@@ -165,7 +165,7 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 		var fr *fragment
 		var delta *elemDelta
 		old := t.applied.services[n]
-		if sp := snap.Services[n]; sp != nil {
+		if sp := snap.Service(n); sp != nil {
 			fr, delta = renderServiceUpdate(o, old, sp, req.Endpoints(n))
 			p.warn([]*fragment{fr})
 		}

@@ -26,9 +26,9 @@ func largeEndpoints(e int) []state.Endpoint {
 
 func largeSnapshot(e int) (*state.Snapshot, state.ServicePortName) {
 	sp := spec{name: "large", clusterIP: "10.96.0.1", port: 80}.servicePort()
-	return &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{sp.Name: sp},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{sp.Name: largeEndpoints(e)},
-		Node:      state.NodeInfo{Name: "node-a"}}, sp.Name
+	return &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{sp.Name: sp},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{sp.Name: largeEndpoints(e)},
+		Node:        state.NodeInfo{Name: "node-a"}}, sp.Name
 }
 
 // BenchmarkRenderLargeService renders one Service with 1,000 to 30,000 endpoints
@@ -56,7 +56,7 @@ func BenchmarkSyncLargeService(b *testing.B) {
 	for _, e := range []int{1000, 10000, 30000} {
 		snap, n := largeSnapshot(e)
 		moved, _ := largeSnapshot(e)
-		moved.Endpoints[n][e/2].IP = netip.MustParseAddr("10.245.0.1")
+		moved.EndpointMap[n][e/2].IP = netip.MustParseAddr("10.245.0.1")
 		b.Run(fmt.Sprintf("cold/endpoints=%d", e), func(b *testing.B) {
 			b.ReportAllocs()
 			cpu := benchcpu.Now()
@@ -104,8 +104,8 @@ func BenchmarkSyncBesideLargeService(b *testing.B) {
 			for i, addr := range []string{"10.245.1.1", "10.245.1.2"} {
 				snap, _ := largeSnapshot(e)
 				sp := small.servicePort()
-				snap.Services[sp.Name] = sp
-				snap.Endpoints[sp.Name] = []state.Endpoint{ep(addr, 8080)}
+				snap.ServiceMap[sp.Name] = sp
+				snap.EndpointMap[sp.Name] = []state.Endpoint{ep(addr, 8080)}
 				snaps[i] = snap
 			}
 			p := benchProxier(b, fakenft.New())
@@ -147,7 +147,7 @@ func BenchmarkKernelLargeService(b *testing.B) {
 	for _, e := range []int{1000, 10000, 30000} {
 		snap, n := largeSnapshot(e)
 		moved, _ := largeSnapshot(e)
-		moved.Endpoints[n][e/2].IP = netip.MustParseAddr("10.245.0.1")
+		moved.EndpointMap[n][e/2].IP = netip.MustParseAddr("10.245.0.1")
 		b.Run(fmt.Sprintf("cold/endpoints=%d", e), func(b *testing.B) {
 			ns := newNetns(b, "bench")
 			cpu := benchcpu.Now()

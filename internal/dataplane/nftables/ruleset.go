@@ -68,8 +68,8 @@ func (rs *ruleset) fragmentsInOrder() []*fragment {
 // renderAll renders every ServicePort of the request's snapshot; it is pure.
 func renderAll(o renderOptions, req *dataplane.Request) *ruleset {
 	snap := req.Snapshot
-	rs := newRuleset(o.fam, renderNode(o), len(snap.Services))
-	for n, sp := range snap.Services {
+	rs := newRuleset(o.fam, renderNode(o), snap.Len())
+	for n, sp := range snap.All() {
 		rs.put(n, renderService(o, sp, req.Endpoints(n)))
 	}
 	return rs

@@ -42,7 +42,7 @@ func benchSelfCheck(b *testing.B, shape string) {
 	}
 	snap := bigSnapshot(n, 3)
 	if shape == "own-chains" {
-		for _, sp := range snap.Services {
+		for _, sp := range snap.ServiceMap {
 			sp.AffinityTimeout = 600 * time.Second
 		}
 	}

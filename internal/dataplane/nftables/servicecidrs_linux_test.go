@@ -82,7 +82,7 @@ func TestKernelServiceCIDRs(t *testing.T) {
 
 	// The Service goes: a partial sync deletes its ClusterIP, now unallocated.
 	empty := withCIDRs
-	empty.Services, empty.Endpoints = map[state.ServicePortName]*state.ServicePort{}, map[state.ServicePortName][]state.Endpoint{}
+	empty.ServiceMap, empty.EndpointMap = map[state.ServicePortName]*state.ServicePort{}, map[state.ServicePortName][]state.Endpoint{}
 	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{web.portName(): {}}}
 	if st := tb.mustSync(t, &empty, cs); st.Full {
 		t.Fatal("Service removal was a full sync")

@@ -210,7 +210,7 @@ func BenchmarkSync(b *testing.B) {
 				one.eps = append([]state.Endpoint(nil), svcs[n/2].eps...)
 				one.eps[0].Weight = 2 + w
 				next[w] = snap(state.NodeInfo{}, svcs...)
-				next[w].Endpoints[one.sp.Name] = one.eps
+				next[w].EndpointMap[one.sp.Name] = one.eps
 				changed = allChanged(snap(state.NodeInfo{}, &one))
 			}
 			cpu0 := benchcpu.Now()

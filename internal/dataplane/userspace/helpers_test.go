@@ -204,11 +204,11 @@ func (s *svc) addr() netip.AddrPort {
 
 // snap builds a snapshot of the given ServicePorts.
 func snap(node state.NodeInfo, svcs ...*svc) *state.Snapshot {
-	s := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: node}
+	s := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: node}
 	for _, x := range svcs {
-		s.Services[x.sp.Name] = x.sp
-		s.Endpoints[x.sp.Name] = x.eps
+		s.ServiceMap[x.sp.Name] = x.sp
+		s.EndpointMap[x.sp.Name] = x.eps
 	}
 	return s
 }
@@ -217,7 +217,7 @@ func snap(node state.NodeInfo, svcs ...*svc) *state.Snapshot {
 func allChanged(snaps ...*state.Snapshot) state.ChangeSet {
 	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
 	for _, s := range snaps {
-		for n := range s.Services {
+		for n := range s.ServiceMap {
 			cs.Ports[n] = struct{}{}
 		}
 	}

@@ -143,7 +143,7 @@ func (p *Proxier) nodePortAddrs(snap *state.Snapshot) ([]netip.Addr, error) {
 func (p *Proxier) namesToSync(snap *state.Snapshot, changed map[state.ServicePortName]struct{}, full bool) []state.ServicePortName {
 	set := map[state.ServicePortName]struct{}{}
 	if full {
-		for n := range snap.Services {
+		for n := range snap.All() {
 			set[n] = struct{}{}
 		}
 		for n := range p.services {
@@ -172,7 +172,7 @@ func (p *Proxier) shrinkService(run *syncRun, n state.ServicePortName) {
 		return
 	}
 	want := map[feKey]bool{}
-	if sp := run.snap.Services[n]; sp != nil && supported(sp) {
+	if sp := run.snap.Service(n); sp != nil && supported(sp) {
 		for _, s := range desiredFrontends(sp, p.nodeAddrs) {
 			want[s.key] = true
 		}
@@ -196,7 +196,7 @@ func supported(sp *state.ServicePort) bool {
 
 // syncService opens and updates the frontends of one ServicePort.
 func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
-	sp := run.snap.Services[n]
+	sp := run.snap.Service(n)
 	svc := p.services[n]
 	if sp == nil {
 		if svc != nil {
@@ -236,7 +236,7 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 // IPv4 ClusterIP never reaches its IPv6 endpoints; with none of its own family
 // it refuses). cat is used as it is when every endpoint is of a's family.
 func familyCategorized(snap *state.Snapshot, sp *state.ServicePort, n state.ServicePortName, cat state.Categorized, a netip.Addr) state.Categorized {
-	all := snap.Endpoints[n]
+	all := snap.EndpointsOf(n)
 	is4 := a.Unmap().Is4()
 	other := func(e state.Endpoint) bool { return e.IP.Unmap().Is4() != is4 }
 	if !slices.ContainsFunc(all, other) {

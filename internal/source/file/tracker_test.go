@@ -21,19 +21,19 @@ func TestKubectlDumpIntoTracker(t *testing.T) {
 		t.Fatalf("rejects:\n%s", lb)
 	}
 	// kubernetes:https, kube-dns x3, web:http; the headless db is skipped.
-	if len(snap.Services) != 5 || len(changes.Ports) != 5 {
+	if snap.Len() != 5 || len(changes.Ports) != 5 {
 		t.Fatalf("services %v", snap.SortedNames())
 	}
 	dns := state.ServicePortName{Namespace: "kube-system", Name: "kube-dns", Port: "dns", Protocol: v1.ProtocolUDP}
-	if eps := snap.Endpoints[dns]; len(eps) != 2 || eps[0].String() != "10.244.0.3:53" {
+	if eps := snap.EndpointsOf(dns); len(eps) != 2 || eps[0].String() != "10.244.0.3:53" {
 		t.Fatalf("kube-dns:dns endpoints %v", eps)
 	}
 	web := state.ServicePortName{Namespace: "shop", Name: "web", Port: "http", Protocol: v1.ProtocolTCP}
-	sp := snap.Services[web]
+	sp := snap.Service(web)
 	if sp == nil || sp.NodePort != 30080 || !sp.ExternalPolicyLocal || sp.AffinityTimeout.Seconds() != 600 {
 		t.Fatalf("web: %+v", sp)
 	}
-	if eps := snap.Endpoints[web]; len(eps) != 1 || !eps[0].IsLocal {
+	if eps := snap.EndpointsOf(web); len(eps) != 1 || !eps[0].IsLocal {
 		t.Fatalf("web endpoints %+v", eps)
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 // heapObjects is n Services with e endpoints each, shaped like what an apiserver
 // serves: managedFields, kubectl's last-applied annotation, a selector, pod
-// references on endpoints, the trigger time.
+// references on endpoints, the trigger time, the slices' owner reference.
 func heapObjects(n, e int) []k8sruntime.Object {
 	objs := make([]k8sruntime.Object, 0, 2*n)
 	applied := `{"apiVersion":"v1","kind":"Service","metadata":{"annotations":{},"labels":{"app":"svc"},"name":"svc","namespace":"bench"},"spec":{"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}],"selector":{"app":"svc"}}}`
@@ -38,7 +38,10 @@ func heapObjects(n, e int) []k8sruntime.Object {
 		})
 		es := &discovery.EndpointSlice{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name + "-abcde",
-				Labels:        map[string]string{discovery.LabelServiceName: name, discovery.LabelManagedBy: "endpointslice-controller.k8s.io"},
+				Labels:       map[string]string{discovery.LabelServiceName: name, discovery.LabelManagedBy: "endpointslice-controller.k8s.io"},
+				GenerateName: name + "-",
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: name,
+					UID: "7d3e1f2a-9b8c-4d5e-a6f7-0123456789ab", Controller: ptr(true), BlockOwnerDeletion: ptr(true)}},
 				Annotations:   map[string]string{state.TriggerTimeAnnotation: "2026-12-06T19:00:00Z"},
 				ManagedFields: []metav1.ManagedFieldsEntry{fields}},
 			AddressType: discovery.AddressTypeIPv4,
@@ -96,8 +99,8 @@ func BenchmarkInformerHeap(b *testing.B) {
 					b.Fatal("not synced")
 				}
 				snap, _ := tr.Snapshot()
-				if len(snap.Services) != 10000 {
-					b.Fatalf("%d ServicePorts", len(snap.Services))
+				if snap.Len() != 10000 {
+					b.Fatalf("%d ServicePorts", snap.Len())
 				}
 				after := heapInUse()
 				b.ReportMetric(float64(after-before)/(1<<20), "heap-MiB")

@@ -2,9 +2,11 @@ package kube
 
 import (
 	"strings"
+	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -51,15 +53,49 @@ func contains(xs []string, s string) bool {
 	return false
 }
 
+// trimMeta drops the metadata kproxy never reads: managedFields, owner
+// references (every EndpointSlice has one, to its Service), finalizers and the
+// generated-name prefix.
+func trimMeta(m *metav1.ObjectMeta) {
+	m.ManagedFields = nil
+	m.OwnerReferences = nil
+	m.Finalizers = nil
+	m.GenerateName = ""
+}
+
+// keepLabels keeps only the labels named (the ones kproxy reads); nil when none is
+// set. The EndpointSlice controller copies every label of a Service onto its
+// slices, so this drops a map per object in most clusters.
+func keepLabels(m map[string]string, names ...string) map[string]string {
+	var out map[string]string
+	for _, k := range names {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = make(map[string]string, 1)
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Labels kproxy reads: a Service's (state.Proxyable, serviceHandler) and an
+// EndpointSlice's (state.SliceServiceName, sliceHandler).
+var (
+	serviceLabels = []string{state.LabelServiceProxyName}
+	sliceLabels   = []string{discovery.LabelServiceName, state.LabelServiceProxyName, v1.IsHeadlessService}
+)
+
 // transformService keeps spec (minus the selector, which only the endpoint
-// controllers use), labels, kproxy's annotations and the load-balancer ingress
-// addresses of status.
+// controllers use), the service-proxy-name label, kproxy's annotations and the
+// load-balancer ingress addresses of status.
 func transformService(obj any) (any, error) {
 	svc, ok := obj.(*v1.Service)
 	if !ok {
 		return obj, nil
 	}
-	svc.ManagedFields = nil
+	trimMeta(&svc.ObjectMeta)
+	svc.Labels = keepLabels(svc.Labels, serviceLabels...)
 	svc.Annotations = keepAnnotations(svc.Annotations)
 	svc.Spec.Selector = nil
 	svc.Status.Conditions = nil
@@ -72,21 +108,58 @@ func transformService(obj any) (any, error) {
 }
 
 // transformEndpointSlice keeps the endpoints' addresses, conditions, node, zone
-// and hints, the ports, the labels, kproxy's annotations and the trigger time.
+// and hints, the ports, the labels kproxy reads, kproxy's annotations and the
+// trigger time. Endpoints on the same node or in the same zone share one
+// NodeName or Zone pointer (interned): the decoder allocates a pointer and a
+// string for each endpoint.
 func transformEndpointSlice(obj any) (any, error) {
 	es, ok := obj.(*discovery.EndpointSlice)
 	if !ok {
 		return obj, nil
 	}
-	es.ManagedFields = nil
+	trimMeta(&es.ObjectMeta)
+	es.Labels = keepLabels(es.Labels, sliceLabels...)
 	es.Annotations = keepAnnotations(es.Annotations, state.TriggerTimeAnnotation)
 	for i := range es.Endpoints {
 		e := &es.Endpoints[i]
 		e.TargetRef = nil
 		e.Hostname = nil
 		e.DeprecatedTopology = nil
+		e.NodeName = places.intern(e.NodeName)
+		e.Zone = places.intern(e.Zone)
 	}
 	return es, nil
+}
+
+// places interns node and zone names. Nothing writes through the pointers of an
+// informer's objects (they are read-only once cached), so sharing them is safe.
+var places = interner{max: 1 << 16}
+
+// interner hands out one pointer per distinct string, up to max strings (node
+// names and zones are few; past max, pointers are left as they are).
+type interner struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]*string
+}
+
+func (in *interner) intern(p *string) *string {
+	if p == nil {
+		return nil
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if q, ok := in.m[*p]; ok {
+		return q
+	}
+	if len(in.m) >= in.max {
+		return p
+	}
+	if in.m == nil {
+		in.m = map[string]*string{}
+	}
+	in.m[*p] = p
+	return p
 }
 
 // transformNode keeps labels, taints, the deletion timestamp and the addresses.
@@ -95,7 +168,7 @@ func transformNode(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	n.ManagedFields = nil
+	trimMeta(&n.ObjectMeta)
 	n.Annotations = keepAnnotations(n.Annotations)
 	n.Status = v1.NodeStatus{Addresses: n.Status.Addresses}
 	return n, nil

@@ -17,7 +17,8 @@ func ptr[T any](v T) *T { return &v }
 func fullService() *v1.Service {
 	return &v1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web",
-			Labels: map[string]string{"app": "web"},
+			Labels:     map[string]string{"app": "web"},
+			Finalizers: []string{"service.kubernetes.io/load-balancer-cleanup"},
 			Annotations: map[string]string{
 				state.AnnotationScheduler:                          "mh",
 				state.AnnotationSchedulerFlags:                     "mh-port,mh-fallback",
@@ -54,7 +55,10 @@ func fullService() *v1.Service {
 func fullSlice() *discovery.EndpointSlice {
 	return &discovery.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-abc",
-			Labels: map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "endpointslice-controller"},
+			Labels:       map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "endpointslice-controller"},
+			GenerateName: "web-",
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "web", UID: "0f2c5a3e-1d2b-4c5d-9e8f-0123456789ab",
+				Controller: ptr(true), BlockOwnerDeletion: ptr(true)}},
 			Annotations: map[string]string{
 				state.TriggerTimeAnnotation: "2026-12-06T19:00:00Z",
 				state.AnnotationWeights:     "10.244.1.1=3,10.244.2.1=1",
@@ -103,14 +107,27 @@ func snapshotOf(svc *v1.Service, es *discovery.EndpointSlice, n *v1.Node) *state
 	return snap
 }
 
+// portsOf copies a snapshot's ServicePorts and their non-empty endpoint lists into maps.
+func portsOf(snap *state.Snapshot) (map[state.ServicePortName]*state.ServicePort, map[state.ServicePortName][]state.Endpoint) {
+	ports, eps := map[state.ServicePortName]*state.ServicePort{}, map[state.ServicePortName][]state.Endpoint{}
+	for n, sp := range snap.All() {
+		ports[n] = sp
+		if e := snap.EndpointsOf(n); e != nil {
+			eps[n] = e
+		}
+	}
+	return ports, eps
+}
+
 // TestTransformKeepsWhatConvertReads converts full objects with and without the
 // informer transforms: the ServicePorts, endpoints and node the proxy sees must be
 // identical, and what the transforms drop must be gone.
 func TestTransformKeepsWhatConvertReads(t *testing.T) {
 	svc, es, n := fullService(), fullSlice(), fullNode()
 	want := snapshotOf(svc, es, n)
-	if len(want.Services) != 2 || len(want.Endpoints) != 2 {
-		t.Fatalf("fixture converts to %d ServicePorts / %d endpoint sets, want 2 / 2", len(want.Services), len(want.Endpoints))
+	wantPorts, wantEps := portsOf(want)
+	if len(wantPorts) != 2 || len(wantEps) != 2 {
+		t.Fatalf("fixture converts to %d ServicePorts / %d endpoint sets, want 2 / 2", len(wantPorts), len(wantEps))
 	}
 	ts, te, tn := svc.DeepCopy(), es.DeepCopy(), n.DeepCopy()
 	for _, c := range []struct {
@@ -124,11 +141,12 @@ func TestTransformKeepsWhatConvertReads(t *testing.T) {
 		}
 	}
 	got := snapshotOf(ts, te, tn)
-	if !reflect.DeepEqual(got.Services, want.Services) {
-		t.Errorf("ServicePorts differ after the transform:\n got %+v\nwant %+v", got.Services, want.Services)
+	gotPorts, gotEps := portsOf(got)
+	if !reflect.DeepEqual(gotPorts, wantPorts) {
+		t.Errorf("ServicePorts differ after the transform:\n got %+v\nwant %+v", gotPorts, wantPorts)
 	}
-	if !reflect.DeepEqual(got.Endpoints, want.Endpoints) {
-		t.Errorf("endpoints differ after the transform:\n got %+v\nwant %+v", got.Endpoints, want.Endpoints)
+	if !reflect.DeepEqual(gotEps, wantEps) {
+		t.Errorf("endpoints differ after the transform:\n got %+v\nwant %+v", gotEps, wantEps)
 	}
 	if !reflect.DeepEqual(got.Node, want.Node) {
 		t.Errorf("node differs after the transform:\n got %+v\nwant %+v", got.Node, want.Node)
@@ -138,6 +156,9 @@ func TestTransformKeepsWhatConvertReads(t *testing.T) {
 	}
 	if ts.ManagedFields != nil || te.ManagedFields != nil || tn.ManagedFields != nil {
 		t.Error("managedFields kept")
+	}
+	if te.OwnerReferences != nil || te.GenerateName != "" || ts.Finalizers != nil {
+		t.Errorf("owner references %v, generateName %q or finalizers %v kept", te.OwnerReferences, te.GenerateName, ts.Finalizers)
 	}
 	if _, ok := ts.Annotations["kubectl.kubernetes.io/last-applied-configuration"]; ok || len(ts.Annotations) != 2 {
 		t.Errorf("Service annotations after the transform: %v, want only kproxy.dev/*", ts.Annotations)
@@ -161,5 +182,58 @@ func TestTransformLeavesOtherObjects(t *testing.T) {
 		if out, err := f(in); err != nil || out != in {
 			t.Fatalf("transform of a foreign object: %v, %v", out, err)
 		}
+	}
+}
+
+// TestTransformKeepsTheLabelsKproxyReads: other labels go, the ones that decide
+// whether kproxy handles an object stay, so the handlers still filter on them.
+func TestTransformKeepsTheLabelsKproxyReads(t *testing.T) {
+	svc := fullService()
+	svc.Labels = map[string]string{"app": "web", "team": "a", state.LabelServiceProxyName: "other"}
+	if _, err := transformService(svc); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(svc.Labels, map[string]string{state.LabelServiceProxyName: "other"}) {
+		t.Errorf("Service labels after the transform: %v", svc.Labels)
+	}
+	if serviceHandler(state.NewTracker(state.Options{}), nil).keep(svc) {
+		t.Error("a Service of another proxy passes the handler after the transform")
+	}
+	plain := fullService()
+	if _, err := transformService(plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain.Labels != nil {
+		t.Errorf("Service labels %v, want none", plain.Labels)
+	}
+	es := fullSlice()
+	es.Labels = map[string]string{discovery.LabelServiceName: "web", discovery.LabelManagedBy: "x", "app": "web", v1.IsHeadlessService: ""}
+	if _, err := transformEndpointSlice(es); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(es.Labels, map[string]string{discovery.LabelServiceName: "web", v1.IsHeadlessService: ""}) {
+		t.Errorf("EndpointSlice labels after the transform: %v", es.Labels)
+	}
+	if sliceHandler(state.NewTracker(state.Options{}), nil).keep(es) {
+		t.Error("a headless Service's slice passes the handler after the transform")
+	}
+}
+
+// TestTransformSharesNodeAndZoneNames: endpoints of different slices on the same
+// node share one NodeName pointer (and Zone), with the same value.
+func TestTransformSharesNodeAndZoneNames(t *testing.T) {
+	a, b := fullSlice(), fullSlice()
+	b.Name = "web-def"
+	for _, es := range []*discovery.EndpointSlice{a, b} {
+		if _, err := transformEndpointSlice(es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ea, eb := a.Endpoints[0], b.Endpoints[0]
+	if ea.NodeName == nil || ea.NodeName != eb.NodeName || *ea.NodeName != *fullSlice().Endpoints[0].NodeName {
+		t.Errorf("node names: %p %p, want one shared pointer", ea.NodeName, eb.NodeName)
+	}
+	if ea.Zone == nil || ea.Zone != eb.Zone || *ea.Zone != *fullSlice().Endpoints[0].Zone {
+		t.Errorf("zones: %p %p, want one shared pointer", ea.Zone, eb.Zone)
 	}
 }

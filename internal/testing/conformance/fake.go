@@ -60,15 +60,15 @@ func SnapshotFor(a Addrs) *state.Snapshot { return SnapshotOf(Scenarios(), a) }
 // SnapshotOf holds the Services of scs (Scenarios, MasqueradeAllScenarios), as the
 // Tracker would build them, with the given addresses.
 func SnapshotOf(scs []Scenario, a Addrs) *state.Snapshot {
-	snap := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{},
-		Node:      state.NodeInfo{Name: NodeName}}
+	snap := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{},
+		Node:        state.NodeInfo{Name: NodeName}}
 	for _, sc := range scs {
 		for _, s := range sc.Services {
 			sp, eps := s.model(a)
-			snap.Services[sp.Name] = sp
+			snap.ServiceMap[sp.Name] = sp
 			if s.Endpoints != nil {
-				snap.Endpoints[sp.Name] = eps
+				snap.EndpointMap[sp.Name] = eps
 			}
 		}
 	}
@@ -184,7 +184,7 @@ func RunFakeMasqueradeAll(t *testing.T, m FakeMode) {
 
 func allChanged(snap *state.Snapshot) state.ChangeSet {
 	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for n := range snap.Services {
+	for n := range snap.ServiceMap {
 		cs.Ports[n] = struct{}{}
 	}
 	return cs
@@ -192,20 +192,20 @@ func allChanged(snap *state.Snapshot) state.ChangeSet {
 
 // with returns a copy of snap with one Service put (eps nil: removed).
 func with(snap *state.Snapshot, s Service, remove bool) (*state.Snapshot, state.ChangeSet) {
-	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{},
-		Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: snap.Node, Generation: snap.Generation + 1}
-	for k, v := range snap.Services {
-		next.Services[k] = v
+	next := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{},
+		EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: snap.Node, Generation: snap.Generation + 1}
+	for k, v := range snap.ServiceMap {
+		next.ServiceMap[k] = v
 	}
-	for k, v := range snap.Endpoints {
-		next.Endpoints[k] = v
+	for k, v := range snap.EndpointMap {
+		next.EndpointMap[k] = v
 	}
 	sp, eps := s.model(Addrs{Backend: BackendIP, External: netip.MustParseAddr(externalIP)})
 	if remove {
-		delete(next.Services, sp.Name)
-		delete(next.Endpoints, sp.Name)
+		delete(next.ServiceMap, sp.Name)
+		delete(next.EndpointMap, sp.Name)
 	} else {
-		next.Services[sp.Name], next.Endpoints[sp.Name] = sp, eps
+		next.ServiceMap[sp.Name], next.EndpointMap[sp.Name] = sp, eps
 	}
 	return next, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{sp.Name: {}}}
 }
@@ -259,9 +259,9 @@ func hairpin(t *testing.T, m FakeMode) {
 func zoneChange(t *testing.T, m FakeMode, snap *state.Snapshot) {
 	s := Service{Name: "zoned", ClusterIP: "10.96.1.23", Port: 80, Endpoints: []int{2, 3}}
 	snap, cs := with(snap, s, false)
-	for i, e := range snap.Endpoints[portName(s)] {
+	for i, e := range snap.EndpointMap[portName(s)] {
 		e.ZoneHints = []string{[]string{"z1", "z2"}[i]}
-		snap.Endpoints[portName(s)][i] = e
+		snap.EndpointMap[portName(s)][i] = e
 	}
 	snap.Node.Zone = "z1"
 	mustSync(t, m, snap, cs)

@@ -82,7 +82,7 @@ func TestGuestConformance(t *testing.T) {
 func syncAll(t *testing.T, dp dataplane.Dataplane, snap *state.Snapshot) {
 	t.Helper()
 	all := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	for n := range snap.Services {
+	for n := range snap.All() {
 		all.Ports[n] = struct{}{}
 	}
 	if _, err := dp.Sync(bg, snap, all); err != nil {

@@ -130,20 +130,20 @@ type snapshot struct {
 }
 
 func newSnapshot() *snapshot {
-	return &snapshot{s: &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}}
+	return &snapshot{s: &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}}}
 }
 
 // put replaces one ServicePort and returns the next snapshot and its change set.
 func (b *snapshot) put(sp *state.ServicePort, eps []state.Endpoint) (*state.Snapshot, state.ChangeSet) {
-	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: b.s.Node}
-	for k, v := range b.s.Services {
-		next.Services[k] = v
+	next := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: b.s.Node}
+	for k, v := range b.s.ServiceMap {
+		next.ServiceMap[k] = v
 	}
-	for k, v := range b.s.Endpoints {
-		next.Endpoints[k] = v
+	for k, v := range b.s.EndpointMap {
+		next.EndpointMap[k] = v
 	}
-	next.Services[sp.Name] = sp
-	next.Endpoints[sp.Name] = eps
+	next.ServiceMap[sp.Name] = sp
+	next.EndpointMap[sp.Name] = eps
 	b.gen++
 	next.Generation = b.gen
 	b.s = next
