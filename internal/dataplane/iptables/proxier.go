@@ -222,8 +222,8 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) (map[str
 func (p *Proxier) partialSync(ctx context.Context, req *dataplane.Request) (bool, map[string]int, error) {
 	endpoints := p.endpoints
 	for n := range req.Changed {
-		if req.Snapshot.Services[n] != nil {
-			endpoints += len(req.Snapshot.Endpoints[n])
+		if sp, eps := req.Snapshot.Port(n); sp != nil {
+			endpoints += len(eps)
 		}
 		if old := p.applied[n]; old != nil {
 			endpoints -= old.endpoints

@@ -50,8 +50,8 @@ func foldWanted(endpoints int, now bool) bool {
 // ServiceRules.endpoints counts them, so that partial syncs can keep the sum).
 func snapshotEndpoints(snap *state.Snapshot) int {
 	n := 0
-	for name := range snap.Services {
-		n += len(snap.Endpoints[name])
+	for name := range snap.All() {
+		n += len(snap.EndpointsOf(name))
 	}
 	return n
 }

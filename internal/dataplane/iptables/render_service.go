@@ -170,9 +170,9 @@ func (rc *renderCtx) service(req *dataplane.Request, n state.ServicePortName) *S
 // taken from prev instead of being rendered again (render_reuse.go).
 func (rc *renderCtx) serviceAfter(req *dataplane.Request, n state.ServicePortName, prev *ServiceRules) *ServiceRules {
 	snap := req.Snapshot
-	sp := snap.Service(n)
+	sp, eps := snap.Port(n)
 	cfg := rc.cfg
-	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{endpoints: len(snap.Endpoints[n])},
+	s := &svcRender{rc: rc, sp: sp, name: portString(n), proto: lowerProto(n), out: &ServiceRules{endpoints: len(eps)},
 		node: snap.Node.Name, clusterIPs: cfg.addrs(sp.ClusterIPs), externalIPs: cfg.addrs(sp.ExternalIPs), lbIPs: cfg.addrs(sp.LoadBalancerIPs)}
 	if prev != nil && prev.reuse.fits(sp) {
 		s.prev = prev.reuse

@@ -78,7 +78,7 @@ func TestSetGrowsPast65536EntriesUnderLiveTraffic(t *testing.T) {
 	// 30,000 Services: sets as kube-proxy's (maxelem 65,536), one of them on
 	// the backend's address.
 	web := clusterIP("web", be.IP.String(), 8080, v1.ProtocolTCP)
-	empty := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{web.Name: web}, Endpoints: map[state.ServicePortName][]state.Endpoint{}}
+	empty := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{web.Name: web}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}}
 	snap, _ := withClusterIPs(empty, 1, 0, 29999)
 	apply(snap, state.ChangeSet{})
 	for _, set := range []string{setClusterIP, setIPVSIPs} {

@@ -125,14 +125,14 @@ func (f *fixture) clusterIPs(from, to int) state.ChangeSet {
 // <i/250%250>.<1+i%250>:80 for i in [from, to) (no endpoints), and the change.
 func withClusterIPs(snap *state.Snapshot, gen uint64, from, to int) (*state.Snapshot, state.ChangeSet) {
 	cs := state.ChangeSet{Ports: map[state.ServicePortName]struct{}{}}
-	next := &state.Snapshot{Services: map[state.ServicePortName]*state.ServicePort{}, Endpoints: map[state.ServicePortName][]state.Endpoint{}, Node: snap.Node, Generation: gen}
-	for k, v := range snap.Services {
-		next.Services[k] = v
-		next.Endpoints[k] = snap.Endpoints[k]
+	next := &state.Snapshot{ServiceMap: map[state.ServicePortName]*state.ServicePort{}, EndpointMap: map[state.ServicePortName][]state.Endpoint{}, Node: snap.Node, Generation: gen}
+	for k, v := range snap.ServiceMap {
+		next.ServiceMap[k] = v
+		next.EndpointMap[k] = snap.EndpointMap[k]
 	}
 	for i := from; i < to; i++ {
 		sp := clusterIP(fmt.Sprintf("s%d", i), fmt.Sprintf("10.%d.%d.%d", 96+i/62500, i/250%250, 1+i%250), 80, v1.ProtocolTCP)
-		next.Services[sp.Name] = sp
+		next.ServiceMap[sp.Name] = sp
 		cs.Ports[sp.Name] = struct{}{}
 	}
 	return next, cs
