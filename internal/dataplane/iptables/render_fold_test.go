@@ -311,20 +311,7 @@ func TestPartialSyncFoldedBucketsMatchesFreshSync(t *testing.T) {
 		func(s *svc) { s.eps = s.eps[:90] }, // below the threshold: kube-proxy's layout
 		func(s *svc) { s.eps = remoteLargeService(n).eps },
 	}
-	for i, edit := range edits {
-		next := &svc{sp: s.sp, eps: slices.Clone(s.eps)}
-		edit(next)
-		s = next
-		if st, err := p.Sync(ctx, snapshot(s), changes(s.sp.Name)); err != nil || st.Full {
-			t.Fatalf("step %d: partial sync: %+v %v", i, st, err)
-		}
-		fresh := fakeipt.New()
-		if _, err := newTestProxier(fresh).Sync(ctx, snapshot(s), changes()); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := f.Dump(), fresh.Dump(); !reflect.DeepEqual(orderFree(got), orderFree(want)) {
-			t.Fatalf("step %d: after the partial sync the tables differ from a fresh full sync", i)
-		}
+	partialSyncsMatchFresh(t, p, f, s, edits, func(i int, s *svc) {
 		seps := 0
 		for _, ch := range f.Chains("nat") {
 			if strings.HasPrefix(ch, prefixSep) {
@@ -334,5 +321,5 @@ func TestPartialSyncFoldedBucketsMatchesFreshSync(t *testing.T) {
 		if wantFolded := len(s.eps) > 100; wantFolded && seps > 2 || !wantFolded && seps != len(s.eps) {
 			t.Fatalf("step %d: %d KUBE-SEP chains for %d endpoints", i, seps, len(s.eps))
 		}
-	}
+	})
 }

@@ -106,6 +106,16 @@ func TestPartialSyncAfterReuseMatchesFreshSync(t *testing.T) {
 		func(s *svc) { s.eps = s.eps[:90] }, // below the threshold: the flat layout
 		func(s *svc) { s.eps = largeService(n).eps },
 	}
+	partialSyncsMatchFresh(t, p, f, s, edits, nil)
+}
+
+// partialSyncsMatchFresh applies each edit to s in turn as a partial sync of p
+// (whose fake kernel is f) and fails unless each leaves exactly the tables a
+// fresh full sync of the same Service writes; check, if not nil, then looks at
+// the tables after step i.
+func partialSyncsMatchFresh(t *testing.T, p coreProxier, f *fakeipt.Runner, s *svc, edits []func(*svc), check func(i int, s *svc)) {
+	t.Helper()
+	ctx := context.Background()
 	for i, edit := range edits {
 		next := &svc{sp: s.sp, eps: slices.Clone(s.eps)}
 		edit(next)
@@ -119,6 +129,9 @@ func TestPartialSyncAfterReuseMatchesFreshSync(t *testing.T) {
 		}
 		if got, want := f.Dump(), fresh.Dump(); !reflect.DeepEqual(orderFree(got), orderFree(want)) {
 			t.Fatalf("step %d: after the partial sync the tables differ from a fresh full sync", i)
+		}
+		if check != nil {
+			check(i, s)
 		}
 	}
 }
