@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
-	v1 "k8s.io/api/core/v1"
 	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
 )
 
 // TestFullSyncTakesOverKubeIPVS0Addresses starts on a kube-ipvs0 as kube-proxy
