@@ -208,9 +208,14 @@ func (m *netlinkAddrs) adopt() ([]netip.Addr, error) {
 	}
 	for _, r := range routes {
 		if m.link == nil {
-			if m.link, err = netlink.LinkByIndex(r.LinkIndex); err != nil {
+			l, err := netlink.LinkByIndex(r.LinkIndex)
+			if err != nil {
 				return out, fmt.Errorf("finding the link of route %s: %w", r.Dst, err)
 			}
+			if n := l.Attrs().Name; n != dummyLink && n != "lo" {
+				continue // another mode's (ipvs: kube-ipvs0)
+			}
+			m.link = l
 		}
 		if r.LinkIndex != m.link.Attrs().Index {
 			continue // on a link kproxy does not use: not its route to remove
