@@ -33,13 +33,13 @@ func (netlinkLinks) EnsureDummy(name string) error {
 		if l, err = netlink.LinkByName(name); err != nil {
 			return err
 		}
-		// No IPv6 link-local address on it: it is for Service addresses only
-		// (best effort: a kernel without IPv6 has no such setting).
-		_ = netlink.LinkSetIP6AddrGenMode(l, addrGenModeNone)
 	}
 	if l.Attrs().Flags&net.FlagUp != 0 {
 		return nil
 	}
+	// No IPv6 link-local address on it when it comes up: it is for Service
+	// addresses only (best effort: a kernel without IPv6 has no such setting).
+	_ = netlink.LinkSetIP6AddrGenMode(l, addrGenModeNone)
 	// The kernel refuses an IPv6 route through a link that is down (IPv4
 	// accepts it); kube-proxy leaves kube-ipvs0 down since its addresses need not
 	// be up.
