@@ -19,7 +19,7 @@ func TraceIPVS(vss []dataplane.VirtualService, iptablesDump string, p Packet, o 
 	if err != nil {
 		return nil, fmt.Errorf("iptables-save text: %w", err)
 	}
-	// Virtual service addresses are local: kube-ipvs0 (or the node) holds them.
+	// Virtual service addresses are local: routed through kube-ipvs0 (or the node's own).
 	for _, vs := range vss {
 		if a, err := netip.ParseAddrPort(vs.Address); err == nil {
 			o.LocalAddrs = append(o.LocalAddrs, a.Addr().Unmap())

@@ -98,7 +98,7 @@ func TestNoLocalEndpointsCountedInIPVSMode(t *testing.T) {
 
 // Damage behind kproxy's back is found by the periodic check and repaired by the
 // next (full) sync: a deleted virtual server, a flushed ipset, a removed
-// kube-ipvs0 address.
+// local route through kube-ipvs0.
 func TestDamageIsRepaired(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -117,7 +117,7 @@ func TestDamageIsRepaired(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"address removed", func(f *fixture) {
+		{"local route removed", func(f *fixture) {
 			if err := f.links.DelAddr(DummyLink, netip.MustParseAddr("10.96.0.50")); err != nil {
 				t.Fatal(err)
 			}

@@ -14,9 +14,9 @@ import (
 var _ dataplane.Checker = (*Proxier)(nil)
 
 // Damaged implements dataplane.Checker: it reads the kernel's virtual and real
-// servers, the ipset entries, kube-ipvs0's addresses and the jumps into kproxy's
+// servers, the ipset entries, the local routes through kube-ipvs0 and the jumps into kproxy's
 // chains, and reports whether any differs from what kproxy applied (someone ran
-// `ipvsadm -C`, `ipset flush`, deleted an address or a jump). It writes nothing;
+// `ipvsadm -C`, `ipset flush`, deleted a route or a jump). It writes nothing;
 // the full sync that follows writes only the differences.
 func (p *Proxier) Damaged(ctx context.Context) (bool, error) {
 	p.mu.Lock()
@@ -94,7 +94,7 @@ func (p *Proxier) setsDiffer(ctx context.Context) (string, error) {
 func (p *Proxier) addrsDiffer(context.Context) (string, error) {
 	bound, err := p.k.Links.Addrs(DummyLink)
 	if err != nil {
-		return "", fmt.Errorf("list addresses of %s: %w", DummyLink, err)
+		return "", fmt.Errorf("list local routes through %s: %w", DummyLink, err)
 	}
 	have := make(map[netip.Addr]bool, len(bound))
 	for _, a := range bound {
@@ -102,11 +102,11 @@ func (p *Proxier) addrsDiffer(context.Context) (string, error) {
 	}
 	for a := range p.addrs {
 		if !have[a] {
-			return "address " + a.String() + " on " + DummyLink, nil
+			return "local route " + a.String() + " through " + DummyLink, nil
 		}
 	}
 	if len(have) != len(p.addrs) {
-		return "addresses on " + DummyLink, nil
+		return "local routes through " + DummyLink, nil
 	}
 	return "", nil
 }

@@ -1,5 +1,6 @@
-// Package ipvs is kproxy's IPVS dataplane (mode "ipvs"). Every Service address is bound
-// to the dummy link kube-ipvs0, every address:port:protocol is an IPVS virtual server
+// Package ipvs is kproxy's IPVS dataplane (mode "ipvs"). Every Service address is made
+// local with a local route through the dummy link kube-ipvs0 (not an interface
+// address on it, as in kube-proxy: see README.md), every address:port:protocol is an IPVS virtual server
 // with the Service's endpoints as masquerading real servers, and a constant set of
 // iptables rules matches ipsets for masquerade, NodePorts and source ranges.
 //

@@ -24,9 +24,13 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 	p.lacking = nil // probe again: a module may have been installed since
 	bound, err := p.k.Links.Addrs(DummyLink)
 	if err != nil {
+		return fmt.Errorf("list local routes through %s: %w", DummyLink, err)
+	}
+	legacy, err := p.k.Links.IfAddrs(DummyLink)
+	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", DummyLink, err)
 	}
-	if err := p.refreshNodePortAddrsExcluding(snap, bound); err != nil {
+	if err := p.refreshNodePortAddrsExcluding(snap, append(legacy, bound...)); err != nil {
 		return err
 	}
 	desired := map[state.ServicePortName]*portModel{}
@@ -57,6 +61,7 @@ func (p *Proxier) fullSync(ctx context.Context, req *dataplane.Request) error {
 
 	var errs []error
 	errs = append(errs, p.reconcileAddrs(desired, bound))
+	errs = append(errs, p.takeOver(legacy))
 	wanted := map[vsKey]bool{}
 	var fresh, again []*virtualServer
 	for _, m := range desired {
@@ -150,7 +155,7 @@ func (p *Proxier) readKernel() (map[vsKey]*virtualServer, error) {
 	return out, nil
 }
 
-// reconcileAddrs binds the desired addresses and unbinds the others, and records
+// reconcileAddrs routes the desired addresses through kube-ipvs0 and unroutes the others, and records
 // how many ServicePorts use each address.
 func (p *Proxier) reconcileAddrs(desired map[state.ServicePortName]*portModel, bound []netip.Addr) error {
 	for _, m := range desired {
@@ -165,7 +170,7 @@ func (p *Proxier) reconcileAddrs(desired map[state.ServicePortName]*portModel, b
 		if p.addrs[a] == 0 {
 			p.written++
 			if err := p.k.Links.DelAddr(DummyLink, a); err != nil {
-				errs = append(errs, fmt.Errorf("unbind %s from %s: %w", a, DummyLink, err))
+				errs = append(errs, fmt.Errorf("remove local route %s through %s: %w", a, DummyLink, err))
 			}
 		}
 	}
@@ -178,9 +183,45 @@ func (p *Proxier) reconcileAddrs(desired map[state.ServicePortName]*portModel, b
 	p.written += len(add)
 	for i, err := range p.k.Links.AddAddrs(DummyLink, add) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("bind %s to %s: %w", add[i], DummyLink, err))
+			errs = append(errs, fmt.Errorf("route %s through %s: %w", add[i], DummyLink, err))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// takeOver removes the interface addresses kube-proxy or an older kproxy bound to
+// kube-ipvs0, once the local routes that replace them exist (reconcileAddrs).
+// Removing the link's last IPv4 address makes the kernel drop every IPv4 route
+// through the link, so the routes are then added again: traffic to the
+// Service addresses stops only for that one batch.
+func (p *Proxier) takeOver(legacy []netip.Addr) error {
+	if len(legacy) == 0 {
+		return nil
+	}
+	var errs []error
+	v4 := false
+	for _, a := range legacy {
+		p.written++
+		v4 = v4 || a.Is4()
+		if err := p.k.Links.DelIfAddr(DummyLink, a); err != nil {
+			errs = append(errs, fmt.Errorf("remove address %s from %s: %w", a, DummyLink, err))
+		}
+	}
+	if v4 {
+		var again []netip.Addr
+		for a := range p.addrs {
+			if a.Is4() {
+				again = append(again, a)
+			}
+		}
+		p.written += len(again)
+		for i, err := range p.k.Links.AddAddrs(DummyLink, again) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("route %s through %s: %w", again[i], DummyLink, err))
+			}
+		}
+	}
+	p.log.Info("ipvs: replaced the addresses on "+DummyLink+" by local routes", "addresses", len(legacy))
 	return errors.Join(errs...)
 }
 
@@ -222,7 +263,8 @@ func (p *Proxier) refreshNodePortAddrs(snap *state.Snapshot) error {
 }
 
 // refreshNodePortAddrsExcluding selects the NodePort addresses, leaving out the
-// Service addresses on kube-ipvs0 (they are local interface addresses too).
+// Service addresses (local routes through kube-ipvs0, and the interface addresses
+// kube-proxy left on it until the takeover removes them).
 func (p *Proxier) refreshNodePortAddrsExcluding(snap *state.Snapshot, bound []netip.Addr) error {
 	var local []netip.Addr
 	if len(snap.Node.Addresses) == 0 && p.k.LocalAddrs != nil {

@@ -24,16 +24,26 @@ type IPVS interface {
 	SetConfig(c *mobyipvs.Config) error
 }
 
-// Links manages the dummy link and the addresses bound to it.
+// Links manages the dummy link and the Service addresses made local through it.
+// A Service address is a local route through the link (localroute: table local,
+// protocol 107), not an interface address: adding n interface addresses to one
+// device costs the kernel O(n²).
 type Links interface {
-	// EnsureDummy creates the link (down) if it does not exist.
+	// EnsureDummy creates the link if it does not exist, and sets it up (the
+	// kernel refuses IPv6 routes through a link that is down).
 	EnsureDummy(name string) error
-	// Addrs lists the addresses on the link; an absent link has none.
+	// Addrs lists the addresses made local through the link (kproxy's local
+	// routes); an absent link has none.
 	Addrs(name string) ([]netip.Addr, error)
 	AddAddr(name string, a netip.Addr) error
-	// AddAddrs binds many addresses at once (a full sync's); one error per address.
+	// AddAddrs makes many addresses local at once (a full sync's); one error per address.
 	AddAddrs(name string, addrs []netip.Addr) []error
 	DelAddr(name string, a netip.Addr) error
+	// IfAddrs lists the interface addresses on the link, IPv6 link-local ones
+	// left out: those kube-proxy or an older kproxy bound, for a takeover.
+	IfAddrs(name string) ([]netip.Addr, error)
+	// DelIfAddr removes an interface address from the link.
+	DelIfAddr(name string, a netip.Addr) error
 	// DeleteLink removes the link; an absent link is not an error.
 	DeleteLink(name string) error
 }

@@ -12,16 +12,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"kproxy.dev/kproxy/internal/localroute"
 	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
-// TestBatchedAddressAddsReachTheKernel binds 300 addresses (two chunks) to the
-// loopback of a private namespace through the batched rtnetlink path, then checks
-// `ip addr` lists every one, that binding them again is no error, and that a
-// refused message in the middle of a chunk fails alone, with the kernel's errno,
-// while its neighbours are done.
-func TestBatchedAddressAddsReachTheKernel(t *testing.T) {
-	env := netns.New(t, "ipvsbatch-addr")
+// TestBatchedLocalRoutesReachTheKernel makes 300 addresses (two chunks) local
+// through a link named kube-ipvs0 (a veth end: the host has no dummy driver) in
+// a private namespace through the batched rtnetlink path, then checks `ip route
+// show table local proto 107` lists every one, Addrs reads them back, adding
+// them again is no error, and a refused message in the middle of a chunk fails
+// alone, with the kernel's errno, while its neighbours are done.
+func TestBatchedLocalRoutesReachTheKernel(t *testing.T) {
+	env := netns.New(t, "ipvsbatch-route")
+	env.Node.MustRun(t, "ip", "link", "add", DummyLink, "type", "veth", "peer", "name", "kipvs-peer")
 	var addrs []netip.Addr
 	for i := range 300 {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{10, 200, byte(i / 250), byte(1 + i%250)}))
@@ -29,20 +32,33 @@ func TestBatchedAddressAddsReachTheKernel(t *testing.T) {
 	addrs = append(addrs, netip.MustParseAddr("fd00:200::7"))
 	var first, again []error
 	var mixed []error
+	var read []netip.Addr
 	mid := []netip.Addr{netip.MustParseAddr("10.201.0.1"), netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("10.201.0.3")}
 	if err := env.Node.Do(func() error {
-		first = netlinkLinks{}.AddAddrs("lo", addrs)
-		again = netlinkLinks{}.AddAddrs("lo", addrs[:10])
+		if err := (netlinkLinks{}).EnsureDummy(DummyLink); err != nil {
+			return err
+		}
+		first = netlinkLinks{}.AddAddrs(DummyLink, addrs)
+		again = netlinkLinks{}.AddAddrs(DummyLink, addrs[:10])
 		s, err := openNetlink(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		lo, _ := newAddrRequest(1, mid[0])
-		bad, _ := newAddrRequest(987654, mid[1]) // no such interface
-		lo2, _ := newAddrRequest(1, mid[2])
-		mixed = s.exec([]nlRequest{lo, bad, lo2})
-		return nil
+		index, err := linkIndex(DummyLink)
+		if err != nil {
+			return err
+		}
+		req := func(index int, a netip.Addr) nlRequest {
+			data, err := localroute.NewRouteMessage(index, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return nlRequest{Type: unix.RTM_NEWROUTE, Flags: localroute.AppendFlags, Data: data}
+		}
+		mixed = s.exec([]nlRequest{req(index, mid[0]), req(987654, mid[1]), req(index, mid[2])}) // 987654: no such interface
+		read, err = netlinkLinks{}.Addrs(DummyLink)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,17 +67,21 @@ func TestBatchedAddressAddsReachTheKernel(t *testing.T) {
 			t.Errorf("address %d: %v", i, err)
 		}
 	}
-	out := env.Node.MustRun(t, "ip", "-o", "addr", "show", "dev", "lo")
+	out := env.Node.MustRun(t, "ip", "-o", "route", "show", "table", "local", "proto", "107", "dev", DummyLink)
+	out += env.Node.MustRun(t, "ip", "-o", "-6", "route", "show", "table", "local", "proto", "107", "dev", DummyLink)
 	listed := map[string]bool{}
-	for _, f := range strings.Fields(out) {
-		if p, err := netip.ParsePrefix(f); err == nil {
-			listed[p.String()] = true
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "local" {
+			listed[f[1]] = true
 		}
 	}
 	for _, a := range append(addrs, mid[0], mid[2]) {
-		if want := netip.PrefixFrom(a, a.BitLen()).String(); !listed[want] {
-			t.Errorf("%s not bound to lo:\n%s", want, out)
+		if !listed[a.String()] {
+			t.Errorf("no local route for %s through %s:\n%s", a, DummyLink, out)
 		}
+	}
+	if len(read) != len(addrs)+2 {
+		t.Errorf("Addrs read %d addresses, want %d", len(read), len(addrs)+2)
 	}
 	if len(mixed) != 3 || mixed[0] != nil || mixed[2] != nil {
 		t.Fatalf("the good messages around a refused one: %v, want nil, error, nil", mixed)
@@ -69,8 +89,8 @@ func TestBatchedAddressAddsReachTheKernel(t *testing.T) {
 	if !errors.Is(mixed[1], syscall.ENODEV) {
 		t.Errorf("message for a missing interface: %v, want ENODEV", mixed[1])
 	}
-	if listed[netip.PrefixFrom(mid[1], 32).String()] {
-		t.Errorf("the refused address %s is bound", mid[1])
+	if listed[mid[1].String()] {
+		t.Errorf("the refused address %s is routed", mid[1])
 	}
 }
 

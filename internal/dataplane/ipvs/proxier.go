@@ -15,7 +15,8 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 )
 
-// DummyLink is the link every Service address is bound to.
+// DummyLink is the link every Service address is made local through (a local
+// route, not an interface address).
 const DummyLink = "kube-ipvs0"
 
 // proxierOptions are the node settings the proxier needs, taken from the config.
@@ -235,8 +236,8 @@ func (p *Proxier) applyPort(old, cur *portModel) error {
 	return errors.Join(errs...)
 }
 
-// refAddr counts the users of a kube-ipvs0 address, binding it on the first and
-// unbinding it after the last.
+// refAddr counts the users of a Service address, routing it through kube-ipvs0
+// (a local route) on the first and removing the route after the last.
 func (p *Proxier) refAddr(a netip.Addr, delta int) error {
 	before := p.addrs[a]
 	after := before + delta
@@ -249,12 +250,12 @@ func (p *Proxier) refAddr(a netip.Addr, delta int) error {
 	case before == 0 && after > 0:
 		p.written++
 		if err := p.k.Links.AddAddr(DummyLink, a); err != nil {
-			return fmt.Errorf("bind %s to %s: %w", a, DummyLink, err)
+			return fmt.Errorf("route %s through %s: %w", a, DummyLink, err)
 		}
 	case before > 0 && after <= 0:
 		p.written++
 		if err := p.k.Links.DelAddr(DummyLink, a); err != nil {
-			return fmt.Errorf("unbind %s from %s: %w", a, DummyLink, err)
+			return fmt.Errorf("remove local route %s through %s: %w", a, DummyLink, err)
 		}
 	}
 	return nil

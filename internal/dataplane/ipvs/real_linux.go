@@ -16,23 +16,84 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"kproxy.dev/kproxy/internal/localroute"
 )
 
 // netlinkLinks implements Links with rtnetlink.
 type netlinkLinks struct{}
 
 func (netlinkLinks) EnsureDummy(name string) error {
-	if _, err := netlink.LinkByName(name); err == nil {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		err = netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}})
+		if err != nil && !errors.Is(err, syscall.EEXIST) {
+			return err
+		}
+		if l, err = netlink.LinkByName(name); err != nil {
+			return err
+		}
+	}
+	if l.Attrs().Flags&net.FlagUp != 0 {
 		return nil
 	}
-	err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}})
-	if err != nil && !errors.Is(err, syscall.EEXIST) {
+	// No IPv6 link-local address on it when it comes up: it is for Service
+	// addresses only (best effort: a kernel without IPv6 has no such setting).
+	_ = netlink.LinkSetIP6AddrGenMode(l, addrGenModeNone)
+	// The kernel refuses an IPv6 route through a link that is down (IPv4
+	// accepts it); kube-proxy leaves kube-ipvs0 down since its addresses need not
+	// be up.
+	return netlink.LinkSetUp(l)
+}
+
+// linkIndex is the index of the named link, 0 if it does not exist.
+func linkIndex(name string) (int, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return l.Attrs().Index, nil
+}
+
+func (netlinkLinks) Addrs(name string) ([]netip.Addr, error) {
+	index, err := linkIndex(name)
+	if err != nil || index == 0 {
+		return nil, err
+	}
+	routes, err := localroute.List(nil, index)
+	if err != nil {
+		return nil, err
+	}
+	return localroute.Addrs(routes), nil
+}
+
+func (netlinkLinks) AddAddr(name string, a netip.Addr) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.RouteAppend(localroute.Route(l.Attrs().Index, a)); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return err
 	}
 	return nil
 }
 
-func (netlinkLinks) Addrs(name string) ([]netip.Addr, error) {
+func (netlinkLinks) DelAddr(name string, a netip.Addr) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.RouteDel(localroute.Route(l.Attrs().Index, a)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+func (netlinkLinks) IfAddrs(name string) ([]netip.Addr, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -47,7 +108,7 @@ func (netlinkLinks) Addrs(name string) ([]netip.Addr, error) {
 	}
 	out := make([]netip.Addr, 0, len(list))
 	for _, a := range list {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLinkLocalUnicast() {
 			out = append(out, ip.Unmap())
 		}
 	}
@@ -58,18 +119,7 @@ func hostAddr(a netip.Addr) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}}
 }
 
-func (netlinkLinks) AddAddr(name string, a netip.Addr) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
-	}
-	if err := netlink.AddrAdd(l, hostAddr(a)); err != nil && !errors.Is(err, syscall.EEXIST) {
-		return err
-	}
-	return nil
-}
-
-func (netlinkLinks) DelAddr(name string, a netip.Addr) error {
+func (netlinkLinks) DelIfAddr(name string, a netip.Addr) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -174,3 +224,6 @@ func (procSysctl) Get(name string) (string, error) {
 func (procSysctl) Set(name, value string) error {
 	return os.WriteFile(filepath.Join("/proc/sys", name), []byte(value+"\n"), 0o644)
 }
+
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE (linux/if_link.h).
+const addrGenModeNone = 1

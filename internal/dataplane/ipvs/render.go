@@ -32,7 +32,7 @@ type setEntry struct {
 // portModel is what one ServicePort contributes to the kernel.
 type portModel struct {
 	Servers []*virtualServer
-	// Addrs are bound to kube-ipvs0.
+	// Addrs are made local through kube-ipvs0 (local routes).
 	Addrs []netip.Addr
 	Sets  []setEntry
 	// Warnings are logged when the port is synced (a scheduler falling back).

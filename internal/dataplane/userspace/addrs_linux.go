@@ -15,11 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kproxy.dev/kproxy/internal/dataplane"
+	"kproxy.dev/kproxy/internal/localroute"
 )
 
 // netlinkAddrs makes Service addresses local on kproxy0, or on lo on kernels
 // without dummy links. An address becomes a /32 or /128 route of type local in
-// the local table (protocol routeProto), not an interface address: the kernel
+// the local table (protocol localroute.Proto, 107), not an interface address: the kernel
 // walks a device's whole address list (and, for IPv4, re-checks every route of
 // the device) on each address added or removed, so 10,000 ClusterIPs as
 // addresses cost O(n²), while a route is one trie insert. The address is then as
@@ -45,11 +46,6 @@ const (
 	asRoute addedAs = iota
 	asIfAddr
 )
-
-// routeProto marks kproxy's local routes (rtm_protocol; not in
-// /etc/iproute2/rt_protos), so that a restart and `kproxy --cleanup` find them:
-// `ip route show table local proto 107`.
-const routeProto = netlink.RouteProtocol(107)
 
 func newAddrManager(root bool) addrManager {
 	return &netlinkAddrs{root: root, added: map[netip.Addr]addedAs{}}
@@ -100,14 +96,7 @@ func hostAddr(a netip.Addr, lo bool) *netlink.Addr {
 
 // localRoute is the route that makes a local on link.
 func localRoute(link netlink.Link, a netip.Addr) *netlink.Route {
-	return &netlink.Route{
-		LinkIndex: link.Attrs().Index,
-		Dst:       &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())},
-		Type:      unix.RTN_LOCAL,
-		Table:     unix.RT_TABLE_LOCAL,
-		Scope:     netlink.SCOPE_HOST,
-		Protocol:  routeProto,
-	}
+	return localroute.Route(link.Attrs().Index, a)
 }
 
 // handle returns the manager's netlink handle, opening it on first use.
@@ -219,9 +208,14 @@ func (m *netlinkAddrs) adopt() ([]netip.Addr, error) {
 	}
 	for _, r := range routes {
 		if m.link == nil {
-			if m.link, err = netlink.LinkByIndex(r.LinkIndex); err != nil {
+			l, err := netlink.LinkByIndex(r.LinkIndex)
+			if err != nil {
 				return out, fmt.Errorf("finding the link of route %s: %w", r.Dst, err)
 			}
+			if n := l.Attrs().Name; n != dummyLink && n != "lo" {
+				continue // another mode's (ipvs: kube-ipvs0)
+			}
+			m.link = l
 		}
 		if r.LinkIndex != m.link.Attrs().Index {
 			continue // on a link kproxy does not use: not its route to remove
@@ -239,15 +233,7 @@ func (m *netlinkAddrs) adopted(out []netip.Addr, a netip.Addr, how addedAs) []ne
 }
 
 // ourRoutes lists the local routes kproxy added (Service addresses).
-func ourRoutes() ([]netlink.Route, error) {
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL,
-		&netlink.Route{Table: unix.RT_TABLE_LOCAL, Protocol: routeProto},
-		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return nil, fmt.Errorf("listing kproxy's local routes: %w", err)
-	}
-	return routes, nil
-}
+func ourRoutes() ([]netlink.Route, error) { return localroute.List(nil, 0) }
 
 func addrOf(a netlink.Addr) netip.Addr {
 	ip, _ := netip.AddrFromSlice(a.IP)
@@ -255,7 +241,7 @@ func addrOf(a netlink.Addr) netip.Addr {
 }
 
 // cleanupLeftovers is `kproxy --cleanup` for this mode: without a daemon's memory,
-// it removes kproxy's local routes (protocol routeProto), kproxy0 and the lo
+// it removes kproxy's local routes (protocol localroute.Proto, 107), kproxy0 and the lo
 // addresses labelled lo:kproxy. IPv6 addresses on lo carry no label and are left
 // alone.
 func cleanupLeftovers(_ context.Context, o dataplane.Options) error {

@@ -195,3 +195,28 @@ func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
 		t.Fatalf("cleanup removed a local route kproxy did not add (err %v): %q", err, out)
 	}
 }
+
+// The ipvs mode's local routes (through kube-ipvs0, same protocol 107) are not
+// the userspace mode's to take over: a node switched between the modes without a
+// cleanup must not have them adopted, and then removed, by the relay.
+func TestAdoptLeavesOtherLinksRoutes(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "" {
+		netns.RequireRoot(t)
+		env := netns.New(t, "userspace-adopt")
+		env.Node.MustRun(t, "ip", "link", "add", "kube-ipvs0", "type", "veth", "peer", "name", "kipvs-peer")
+		env.Node.MustRun(t, "ip", "route", "add", "local", "10.96.6.6/32", "dev", "kube-ipvs0", "table", "local", "proto", "107")
+		cmd := env.Node.Command(os.Args[0], "-test.run=^TestAdoptLeavesOtherLinksRoutes$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("test body in namespace failed: %v\n%s", err, out)
+		}
+		return
+	}
+	got, err := newAddrManager(true).adopt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("adopted %v, the ipvs mode's routes through kube-ipvs0", got)
+	}
+}

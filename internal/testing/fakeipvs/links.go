@@ -8,10 +8,16 @@ import (
 )
 
 // Links holds links (by name) and their addresses. The zero value has no links.
+//
+// The addresses are what kproxy makes local through a link (its local routes).
+// Interface addresses, which kube-proxy or an older kproxy bound, are kept
+// apart (BindIfAddr, IfAddrs); like the kernel, removing a link's last IPv4
+// interface address drops every IPv4 route through the link.
 type Links struct {
-	mu     sync.Mutex
-	links  map[string]map[netip.Addr]bool
-	writes int
+	mu      sync.Mutex
+	links   map[string]map[netip.Addr]bool
+	ifAddrs map[string]map[netip.Addr]bool
+	writes  int
 }
 
 // EnsureDummy creates the link unless it exists.
@@ -80,6 +86,66 @@ func (l *Links) DeleteLink(name string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.links, name)
+	delete(l.ifAddrs, name)
+	return nil
+}
+
+// BindIfAddr puts an interface address on the link, as kube-proxy does; the link
+// must exist.
+func (l *Links) BindIfAddr(name string, a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.links[name] == nil {
+		return fmt.Errorf("link %s not found", name)
+	}
+	if l.ifAddrs == nil {
+		l.ifAddrs = map[string]map[netip.Addr]bool{}
+	}
+	if l.ifAddrs[name] == nil {
+		l.ifAddrs[name] = map[netip.Addr]bool{}
+	}
+	l.ifAddrs[name][a] = true
+	return nil
+}
+
+// IfAddrs lists the link's interface addresses, sorted.
+func (l *Links) IfAddrs(name string) ([]netip.Addr, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []netip.Addr{}
+	for a := range l.ifAddrs[name] {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out, nil
+}
+
+// DelIfAddr removes an interface address; with the link's last IPv4 one go its
+// IPv4 routes, as in the kernel (fib_disable_ip).
+func (l *Links) DelIfAddr(name string, a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.links[name] == nil {
+		return fmt.Errorf("link %s not found", name)
+	}
+	if !l.ifAddrs[name][a] {
+		return nil
+	}
+	delete(l.ifAddrs[name], a)
+	l.writes++
+	if !a.Is4() {
+		return nil
+	}
+	for b := range l.ifAddrs[name] {
+		if b.Is4() {
+			return nil
+		}
+	}
+	for b := range l.links[name] {
+		if b.Is4() {
+			delete(l.links[name], b)
+		}
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ package ipvs
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"sort"
@@ -143,15 +144,90 @@ func TestGuestClusterIPAndNodePortReachEveryEndpoint(t *testing.T) {
 	if len(seen) == 0 {
 		t.Error("no UDP answer")
 	}
-	out := sh(t, "ip", "-o", "addr", "show", "dev", ipvsdp.DummyLink)
-	for _, want := range []string{"10.96.0.10/32", "10.96.0.53/32"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("%s lacks %s:\n%s", ipvsdp.DummyLink, want, out)
+	routes := localRoutes(t)
+	for _, want := range []string{"10.96.0.10", "10.96.0.53"} {
+		if !routes[want] {
+			t.Errorf("no local route for %s through %s: %v", want, ipvsdp.DummyLink, routes)
 		}
 	}
-	if strings.Contains(sh(t, "ip", "-o", "link", "show", ipvsdp.DummyLink), "state UP") {
-		t.Errorf("%s must stay down", ipvsdp.DummyLink)
+	if out := sh(t, "ip", "-o", "addr", "show", "dev", ipvsdp.DummyLink); strings.Contains(out, "inet") {
+		t.Errorf("%s holds addresses; Service addresses are routes through it:\n%s", ipvsdp.DummyLink, out)
 	}
+}
+
+// localRoutes lists the destinations of kproxy's local routes through kube-ipvs0.
+func localRoutes(t *testing.T) map[string]bool {
+	t.Helper()
+	out := sh(t, "ip", "-o", "route", "show", "table", "local", "proto", "107", "dev", ipvsdp.DummyLink)
+	got := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "local" {
+			got[f[1]] = true
+		}
+	}
+	return got
+}
+
+// TestGuestTakesOverKubeIPVS0Addresses starts on a kube-ipvs0 as kube-proxy
+// leaves it (down, a Service address and a stale one bound as interface
+// addresses): the first sync replaces them with local routes and the Service
+// works from a pod and from the node, whose connection has the ClusterIP as
+// source as with an address. A route deleted behind kproxy's back is damage the
+// periodic check finds and the next sync restores.
+func TestGuestTakesOverKubeIPVS0Addresses(t *testing.T) {
+	requireVM(t)
+	tp := &topology{t: t}
+	backends := tp.backends("take-be", 2, false)
+	client := tp.add("take-cl", "192.168")
+	sh(t, "ip", "link", "add", ipvsdp.DummyLink, "type", "dummy")
+	sh(t, "ip", "addr", "add", "10.96.7.7/32", "dev", ipvsdp.DummyLink)
+	sh(t, "ip", "addr", "add", "10.96.7.8/32", "dev", ipvsdp.DummyLink)
+	now := time.Unix(1000, 0)
+	p, err := ipvsdp.New(dataplane.Options{Config: &kpconfig.KubeProxyConfiguration{ClusterCIDR: "10.244.0.0/16"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := dataplane.NewCore(p, dataplane.CoreOptions{CheckInterval: time.Second, Now: func() time.Time { return now }})
+	t.Cleanup(func() { dp.Cleanup(bg) })
+	b := newSnapshot()
+	web := service("web", "10.96.7.7", 80, v1.ProtocolTCP)
+	syncOK(t, dp, b, web, endpoints(8080, backends...))
+
+	if out := sh(t, "ip", "-o", "addr", "show", "dev", ipvsdp.DummyLink); strings.Contains(out, "inet ") {
+		t.Errorf("the addresses kube-proxy bound are still on %s:\n%s", ipvsdp.DummyLink, out)
+	}
+	if r := localRoutes(t); !r["10.96.7.7"] || r["10.96.7.8"] {
+		t.Errorf("local routes %v, want 10.96.7.7 and not the stale 10.96.7.8", r)
+	}
+	reach := func(when string) {
+		t.Helper()
+		if got := hits(t, client, "10.96.7.7:80", 6); len(got) != 2 {
+			t.Errorf("%s: a pod's connections reached %v, want both backends", when, got)
+		}
+		c, err := net.DialTimeout("tcp4", "10.96.7.7:80", timeout)
+		if err != nil {
+			t.Fatalf("%s: from the node: %v", when, err)
+		}
+		defer c.Close()
+		if src := c.LocalAddr().(*net.TCPAddr).IP.String(); src != "10.96.7.7" {
+			t.Errorf("%s: the node's connection has source %s, want the ClusterIP", when, src)
+		}
+		if _, err := netns.ReadLine(c, timeout); err != nil {
+			t.Errorf("%s: no answer from the node's connection: %v", when, err)
+		}
+	}
+	reach("after the takeover")
+
+	sh(t, "ip", "route", "del", "local", "10.96.7.7", "dev", ipvsdp.DummyLink, "table", "local", "proto", "107")
+	now = now.Add(2 * time.Second)
+	st, err := dp.Sync(bg, b.s, state.ChangeSet{})
+	if err != nil || !st.Full {
+		t.Fatalf("after the route was deleted: %+v %v, want a repairing full sync", st, err)
+	}
+	if !localRoutes(t)["10.96.7.7"] {
+		t.Error("the deleted local route was not restored")
+	}
+	reach("after the repair")
 }
 
 func TestGuestSchedulersShapeTheDistribution(t *testing.T) {
