@@ -130,7 +130,8 @@ func (d *diff) diffElems(old, new []elem, newSets map[string]bool) {
 			continue
 		}
 		// Elements of a set going stale go with its flush.
-		if _, ownSet := d.kinds[e.set]; ownSet && !newSets[e.set] && isOwnSet(e.set) {
+		set := e.set()
+		if _, ownSet := d.kinds[set]; ownSet && !newSets[set] && isOwnSet(set) {
 			continue
 		}
 		d.delElems = append(d.delElems, e)

@@ -73,7 +73,7 @@ func TestDiffEndpointMovedRewritesOnlyItsSlot(t *testing.T) {
 		t.Fatalf("an endpoint move on the shared path touched chains: %+v", d)
 	}
 	for _, e := range d.addElems {
-		if e.set == mapServiceEndpoints && e.to.Addr().String() != "10.244.1.3" {
+		if e.set() == mapServiceEndpoints && e.to().Addr().String() != "10.244.1.3" {
 			t.Fatalf("unexpected slot rewrite %s", e.text())
 		}
 	}
@@ -81,20 +81,21 @@ func TestDiffEndpointMovedRewritesOnlyItsSlot(t *testing.T) {
 
 func TestElemRefIsTheKeyWithoutTheValue(t *testing.T) {
 	a := netip.MustParseAddr("10.96.0.1")
-	base := elem{set: mapServiceIPs, addr: a, proto: l4TCP, port: 80, verdict: "goto pick-1"}
+	baseSpec := elemSpec{set: mapServiceIPs, addr: a, proto: l4TCP, port: 80, verdict: "goto pick-1"}
+	base := baseSpec.elem()
 	var buf []byte
-	same := base
-	same.verdict = "goto pick-2"
+	baseSpec.verdict = "goto pick-2"
+	same := baseSpec.elem()
 	if base.ref(&buf) != same.ref(&buf) {
 		t.Errorf("%s and %s: different references for one kernel element", base.text(), same.text())
 	}
 	others := []elem{
-		{set: setMasqServices, addr: a, proto: l4TCP, port: 80},
-		{set: mapServiceIPs, addr: a, proto: l4UDP, port: 80},
-		{set: mapServiceIPs, addr: a, proto: l4TCP, port: 81},
-		{set: mapServiceIPs, addr: netip.MustParseAddr("10.96.0.2"), proto: l4TCP, port: 80},
-		{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 1},
-		{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 2},
+		elemSpec{set: setMasqServices, addr: a, proto: l4TCP, port: 80}.elem(),
+		elemSpec{set: mapServiceIPs, addr: a, proto: l4UDP, port: 80}.elem(),
+		elemSpec{set: mapServiceIPs, addr: a, proto: l4TCP, port: 81}.elem(),
+		elemSpec{set: mapServiceIPs, addr: netip.MustParseAddr("10.96.0.2"), proto: l4TCP, port: 80}.elem(),
+		elemSpec{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 1}.elem(),
+		elemSpec{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 2}.elem(),
 		pairElem(setHairpin, a, a),
 		pairElem(setHairpin, a, netip.MustParseAddr("10.96.0.2")),
 	}

@@ -312,12 +312,12 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 	ambiguous := map[uint64]map[uint64]bool{}
 	for _, fr := range frs {
 		for _, e := range fr.elems {
-			s := want[e.set]
+			s := want[e.set()]
 			ne, err := b.nfElem(e)
 			if err != nil {
 				return "", err
 			}
-			k := fnvAdd(fnvAdd(fnvBasis, []byte(e.set)), ne.Key)
+			k := fnvAdd(fnvAdd(fnvBasis, []byte(e.set())), ne.Key)
 			v := valueHash(ne)
 			if old, seen := values[k]; seen {
 				if old != v && ambiguous[k] == nil {

@@ -15,8 +15,8 @@ import (
 func selectSlots(fr *fragment) map[uint32]string {
 	out := map[uint32]string{}
 	for _, e := range fr.elems {
-		if strings.HasPrefix(e.set, "select-") {
-			out[e.index] = e.verdict
+		if strings.HasPrefix(e.set(), "select-") {
+			out[e.index] = e.verdict()
 		}
 	}
 	return out
@@ -80,7 +80,7 @@ func TestMHRemovalRewritesOnlyMovedSlots(t *testing.T) {
 	d := testDiff(refCounts{}, [2]*fragment{before, after})
 	rewritten := 0
 	for _, e := range d.addElems {
-		if strings.HasPrefix(e.set, "select-") {
+		if strings.HasPrefix(e.set(), "select-") {
 			rewritten++
 		}
 	}
@@ -88,7 +88,7 @@ func TestMHRemovalRewritesOnlyMovedSlots(t *testing.T) {
 		t.Fatalf("removing 1 of 5 endpoints rewrote %d slots; it owned %d", rewritten, owned)
 	}
 	for _, e := range d.delElems {
-		if strings.HasPrefix(e.set, "select-") && e.verdict != gone && selectSlots(after)[e.index] == e.verdict {
+		if strings.HasPrefix(e.set(), "select-") && e.verdict() != gone && selectSlots(after)[e.index] == e.verdict() {
 			t.Fatalf("slot %d deleted though unchanged", e.index)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unique"
 
 	v1 "k8s.io/api/core/v1"
 )
@@ -151,11 +152,45 @@ func (s *set) def(f family) string {
 	return ""
 }
 
-// elem is one element of a named set or map. Exactly the fields the set kind uses
-// are set.
-// Kept small: the model holds every element (~91,000 at 10,000 Services x 3
-// endpoints) until the next full sync.
+// elem is one element of a named set or map, packed: the model holds every
+// element until the next full sync (~91,000 at 10,000 Services x 3 endpoints,
+// ~1.4 million at 100,000 x 5), so its size is most of the model's (issue 16).
+// 64 bytes, 128 as plain fields (elemSpec): the set name and the verdict are
+// interned handles (8 bytes each instead of 16-byte strings), an address is its
+// 16 bytes and a 2-bit kind instead of a 24-byte netip.Addr, and the three second
+// addresses an element can have (a pair set's second address, an interval's end,
+// a slot map's endpoint) share one field: no element has two of them. Build one
+// with elemSpec.elem; read it through the methods below. Elements are compared
+// with == (equal elements are the same element and value).
 type elem struct {
+	setH     unique.Handle[string]
+	verdictH unique.Handle[string] // zero: no verdict (plain sets, data maps)
+	a, b     [16]byte              // addr; addr2 or the endpoint's address (flags say which)
+	index    uint32
+	port     uint16
+	toPort   uint16
+	proto    l4
+	// slot puts index into the key after protocol and port (slot maps).
+	slot  bool
+	flags elemFlags
+}
+
+// elemFlags says which of an elem's addresses are set and what b is.
+type elemFlags uint8
+
+const (
+	// aKind and bKind: 0 none, 1 IPv4 (the last 4 bytes), 2 IPv6.
+	aKindShift, bKindShift = 0, 2
+	kindMask               = 3
+	// flagInterval: b is the last address of an interval that starts at a.
+	flagInterval elemFlags = 1 << 4
+	// flagTo: b and toPort are a slot map's data, the endpoint to DNAT to.
+	flagTo elemFlags = 1 << 5
+)
+
+// elemSpec is an element as plain fields; exactly the fields the set kind uses
+// are set. elem is its packed form.
+type elemSpec struct {
 	set   string
 	addr  netip.Addr
 	port  uint16
@@ -173,42 +208,135 @@ type elem struct {
 	verdict string
 }
 
+// elem packs s. An element with both addr2 and to is a programming error.
+func (s elemSpec) elem() elem {
+	e := elem{setH: unique.Make(s.set), index: s.index, port: s.port, proto: s.proto, slot: s.slot}
+	if s.verdict != "" {
+		e.verdictH = unique.Make(s.verdict)
+	}
+	var k elemFlags
+	e.a, k = packAddr(s.addr)
+	e.flags |= k << aKindShift
+	switch {
+	case s.to.IsValid() && s.addr2.IsValid():
+		panic("nftables: element " + s.set + " with both a second address and an endpoint")
+	case s.to.IsValid():
+		e.b, k = packAddr(s.to.Addr())
+		e.flags |= k<<bKindShift | flagTo
+		e.toPort = s.to.Port()
+	case s.addr2.IsValid():
+		e.b, k = packAddr(s.addr2)
+		e.flags |= k << bKindShift
+	}
+	if s.interval {
+		e.flags |= flagInterval
+	}
+	return e
+}
+
+// spec unpacks e.
+func (e elem) spec() elemSpec {
+	return elemSpec{set: e.set(), addr: e.addr(), port: e.port, proto: e.proto, slot: e.slot,
+		interval: e.interval(), index: e.index, addr2: e.addr2(), to: e.to(), verdict: e.verdict()}
+}
+
+// packAddr is a's 16 bytes and kind. Elements never hold a zone.
+func packAddr(a netip.Addr) ([16]byte, elemFlags) {
+	switch {
+	case !a.IsValid():
+		return [16]byte{}, 0
+	case a.Is4():
+		return a.As16(), 1
+	}
+	return a.As16(), 2
+}
+
+func unpackAddr(b [16]byte, kind elemFlags) netip.Addr {
+	switch kind & kindMask {
+	case 1:
+		return netip.AddrFrom4([4]byte(b[12:]))
+	case 2:
+		return netip.AddrFrom16(b)
+	}
+	return netip.Addr{}
+}
+
+// set is the name of the element's set or map.
+func (e elem) set() string { return e.setH.Value() }
+
+// verdict is "goto CHAIN", "jump CHAIN", "drop"; empty for plain sets and data maps.
+func (e elem) verdict() string {
+	if e.verdictH == (unique.Handle[string]{}) {
+		return ""
+	}
+	return e.verdictH.Value()
+}
+
+// addr is the key's (first) address, or the zero Addr.
+func (e elem) addr() netip.Addr { return unpackAddr(e.a, e.flags>>aKindShift) }
+
+// addr2 is a pair set's second address or an interval's end, or the zero Addr.
+func (e elem) addr2() netip.Addr {
+	if e.flags&flagTo != 0 {
+		return netip.Addr{}
+	}
+	return unpackAddr(e.b, e.flags>>bKindShift)
+}
+
+// to is a slot map element's data, the endpoint to DNAT to, or the zero AddrPort.
+func (e elem) to() netip.AddrPort {
+	if e.flags&flagTo == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(unpackAddr(e.b, e.flags>>bKindShift), e.toPort)
+}
+
+// interval says addr2 is the last address of an interval that starts at addr.
+func (e elem) interval() bool { return e.flags&flagInterval != 0 }
+
+// hasTo says the element has a DNAT target (to).
+func (e elem) hasTo() bool { return e.flags&flagTo != 0 }
+
 // identity is the element without its value (verdict or DNAT target): two elements
 // with the same identity are the same kernel element, as with key.
 func (e elem) identity() elem {
-	e.verdict, e.to = "", netip.AddrPort{}
+	e.verdictH = unique.Handle[string]{}
+	if e.flags&flagTo != 0 {
+		e.b, e.toPort = [16]byte{}, 0
+		e.flags &^= flagTo | kindMask<<bKindShift
+	}
 	return e
 }
 
 // key identifies the element inside its set, for diffing.
 func (e elem) key() string {
-	return e.set + "|" + e.keyText()
+	return e.set() + "|" + e.keyText()
 }
 
 // pairElem is an element of a pair set (addr . second).
 func pairElem(set string, addr, second netip.Addr) elem {
-	return elem{set: set, addr: addr, addr2: second}
+	return elemSpec{set: set, addr: addr, addr2: second}.elem()
 }
 
 // rangeElem is an element of an interval set: start to end, both included.
 func rangeElem(set string, start, end netip.Addr) elem {
-	return elem{set: set, addr: start, addr2: end, interval: true}
+	return elemSpec{set: set, addr: start, addr2: end, interval: true}.elem()
 }
 
 // pair is the second address of a pair-set key, or the zero Addr.
 func (e elem) pair() netip.Addr {
-	if e.interval {
+	if e.interval() {
 		return netip.Addr{}
 	}
-	return e.addr2
+	return e.addr2()
 }
 
 // end is the last address of an interval-set element, or the zero Addr.
 func (e elem) end() netip.Addr {
-	if !e.interval {
+	if !e.interval() {
 		return netip.Addr{}
 	}
-	return e.addr2
+	return e.addr2()
 }
 
 // l4 is an element's transport protocol; l4None for elements without one.
@@ -237,8 +365,8 @@ func (p l4) String() string { return [...]string{"", "tcp", "udp", "sctp"}[p] }
 
 func (e elem) keyText() string {
 	// Built by hand: full syncs compute this for every element.
-	if e.interval {
-		return rangeText(e.addr, e.addr2)
+	if e.interval() {
+		return rangeText(e.addr(), e.addr2())
 	}
 	return string(e.appendKeyText(make([]byte, 0, 64)))
 }
@@ -246,8 +374,8 @@ func (e elem) keyText() string {
 // appendKeyText appends keyText to b, so that a caller with a buffer of its own
 // allocates nothing.
 func (e elem) appendKeyText(b []byte) []byte {
-	if e.interval {
-		return append(b, rangeText(e.addr, e.addr2)...)
+	if e.interval() {
+		return append(b, rangeText(e.addr(), e.addr2())...)
 	}
 	start := len(b)
 	sep := func() {
@@ -255,12 +383,12 @@ func (e elem) appendKeyText(b []byte) []byte {
 			b = append(b, " . "...)
 		}
 	}
-	if e.addr.IsValid() {
-		b = e.addr.AppendTo(b)
+	if a := e.addr(); a.IsValid() {
+		b = a.AppendTo(b)
 	}
-	if e.addr2.IsValid() {
+	if a := e.addr2(); a.IsValid() {
 		sep()
-		b = e.addr2.AppendTo(b)
+		b = a.AppendTo(b)
 	}
 	if e.proto != l4None {
 		sep()
@@ -279,13 +407,13 @@ func (e elem) appendKeyText(b []byte) []byte {
 }
 
 func (e elem) text() string {
-	if e.to.IsValid() {
-		return fmt.Sprintf("%s : %s . %d", e.keyText(), e.to.Addr(), e.to.Port())
+	if to := e.to(); to.IsValid() {
+		return fmt.Sprintf("%s : %s . %d", e.keyText(), to.Addr(), to.Port())
 	}
-	if e.verdict == "" {
+	if e.verdictH == (unique.Handle[string]{}) {
 		return e.keyText()
 	}
-	return e.keyText() + " : " + e.verdict
+	return e.keyText() + " : " + e.verdict()
 }
 
 // fragment is everything rendered for one owner (one ServicePort, or the node-wide

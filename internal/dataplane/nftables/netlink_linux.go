@@ -223,9 +223,10 @@ func (w *elemWriter) put(e elem) {
 		w.b.fail(err)
 		return
 	}
-	list, ok := w.pending[e.set]
+	set := e.set()
+	list, ok := w.pending[set]
 	if !ok {
-		w.order = append(w.order, e.set)
+		w.order = append(w.order, set)
 		list = make([]nftables.SetElement, 0, elemChunk+1)
 	}
 	list = append(list, ne)
@@ -233,10 +234,10 @@ func (w *elemWriter) put(e elem) {
 		list = append(list, end)
 	}
 	if len(list) >= elemChunk {
-		w.send(e.set, list)
+		w.send(set, list)
 		list = list[:0]
 	}
-	w.pending[e.set] = list
+	w.pending[set] = list
 }
 
 // send queues one message; the library marshals list at once, so it can be reused.
@@ -272,10 +273,10 @@ func (b *batch) elems(kinds map[string]setKind, es []elem, add bool) {
 
 func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 	var key []byte
-	switch {
+	switch a := e.addr(); {
 	case e.proto != l4None:
-		if e.addr.IsValid() {
-			key = append(key, e.addr.AsSlice()...)
+		if a.IsValid() {
+			key = append(key, a.AsSlice()...)
 		}
 		key = append(key, protoNumbers[e.proto.String()], 0, 0, 0)
 		key = binary.BigEndian.AppendUint16(key, e.port)
@@ -284,22 +285,22 @@ func (b *batch) nfElem(e elem) (nftables.SetElement, error) {
 			key = append(key, hostU32(e.index)...)
 		}
 	case e.pair().IsValid():
-		key = append(e.addr.AsSlice(), e.pair().AsSlice()...)
-	case e.addr.IsValid():
-		key = e.addr.AsSlice()
+		key = append(a.AsSlice(), e.pair().AsSlice()...)
+	case a.IsValid():
+		key = a.AsSlice()
 	default:
 		key = hostU32(e.index)
 	}
 	ne := nftables.SetElement{Key: key}
-	if e.to.IsValid() {
-		ne.Val = binary.BigEndian.AppendUint16(e.to.Addr().AsSlice(), e.to.Port())
+	if to := e.to(); to.IsValid() {
+		ne.Val = binary.BigEndian.AppendUint16(to.Addr().AsSlice(), to.Port())
 		ne.Val = append(ne.Val, 0, 0)
 	}
-	if e.verdict != "" {
-		kind, chainName, _ := strings.Cut(e.verdict, " ")
+	if vt := e.verdict(); vt != "" {
+		kind, chainName, _ := strings.Cut(vt, " ")
 		v, ok := verdictExpr(verdict{kind: kind, chain: chainName}).(*expr.Verdict)
 		if !ok {
-			return ne, fmt.Errorf("element %s: bad verdict %q", e.key(), e.verdict)
+			return ne, fmt.Errorf("element %s: bad verdict %q", e.key(), vt)
 		}
 		ne.VerdictData = v
 	}

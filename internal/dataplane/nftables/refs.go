@@ -18,7 +18,7 @@ type refCounts map[elemRef]int32
 
 // ref is the element's reference-count key; buf is scratch space it may grow.
 func (e elem) ref(buf *[]byte) elemRef {
-	b := append((*buf)[:0], e.set...)
+	b := append((*buf)[:0], e.set()...)
 	b = append(b, '|')
 	b = e.appendKeyText(b)
 	*buf = b

@@ -52,7 +52,7 @@ func renderNode(o renderOptions) *fragment {
 	}...)
 	for _, a := range o.nodePortIPs {
 		if f.matches(a) {
-			fr.elems = append(fr.elems, elem{set: setNodePortIPs, addr: a})
+			fr.elems = append(fr.elems, elemSpec{set: setNodePortIPs, addr: a}.elem())
 		}
 	}
 	// Every local address but loopback: DNAT to a pod address is not routed from
@@ -226,7 +226,7 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		internal, internalEps = p.names.local(), p.cat.Local
 	}
 	key := func(set string, a netip.Addr, v string) elem {
-		return elem{set: set, addr: a, proto: proto, port: port, verdict: v}
+		return elemSpec{set: set, addr: a, proto: proto, port: port, verdict: v}.elem()
 	}
 	if len(internalEps) > 0 {
 		fr.elems = append(fr.elems, key(mapServiceIPs, p.clusterIP, "goto "+internal),
@@ -258,7 +258,7 @@ func renderService(o renderOptions, sp *state.ServicePort, cat state.Categorized
 		fr.elems = append(fr.elems, key(targetMap, a, target))
 	}
 	if sp.NodePort != 0 {
-		fr.elems = append(fr.elems, elem{set: portMap, proto: proto, port: uint16(sp.NodePort), verdict: target})
+		fr.elems = append(fr.elems, elemSpec{set: portMap, proto: proto, port: uint16(sp.NodePort), verdict: target}.elem())
 	}
 	renderFirewall(o, p, key, fr)
 	return fr

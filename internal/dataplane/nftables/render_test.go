@@ -94,10 +94,10 @@ func TestRenderSharedPathHasNoVerdict(t *testing.T) {
 		var verdicts []string
 		sets := map[string]int{}
 		for _, e := range fr.elems {
-			if e.verdict != "" {
+			if e.verdict() != "" {
 				verdicts = append(verdicts, e.text())
 			}
-			sets[e.set]++
+			sets[e.set()]++
 		}
 		shared := n <= maxSharedPick
 		if shared && (len(verdicts) > 0 || len(fr.chains) > 0) {
@@ -137,10 +137,10 @@ func TestRenderNoEndpointsHasNoVerdict(t *testing.T) {
 		fr := renderOne(o, c.s, c.eps...)
 		got := map[string]int{}
 		for _, e := range fr.elems {
-			if e.verdict != "" {
+			if e.verdict() != "" {
 				t.Errorf("%s: verdict element %s", c.name, e.text())
 			}
-			got[e.set]++
+			got[e.set()]++
 		}
 		wantIPs, wantPorts := 1+len(c.s.external), 0
 		if c.s.nodePort != 0 {

@@ -104,7 +104,7 @@ func (s schedule) indexed(p servicePort, chainName string, slots []state.Endpoin
 	m := &set{name: p.names.selectMap(chainName), kind: kindIndexMap}
 	fr.sets = append(fr.sets, m)
 	for i, e := range slots {
-		fr.elems = append(fr.elems, elem{set: m.name, index: uint32(i), verdict: "goto " + p.names.endpoint(e.AddrPort())})
+		fr.elems = append(fr.elems, elemSpec{set: m.name, index: uint32(i), verdict: "goto " + p.names.endpoint(e.AddrPort())}.elem())
 	}
 	sel := selector{fam: p.fam(), kind: kind, mod: uint32(len(slots)), set: m.name}
 	if kind == "jhash" {

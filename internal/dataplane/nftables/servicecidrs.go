@@ -36,7 +36,7 @@ func serviceCIDRsRendered(o renderOptions, node *fragment) bool {
 	want := mergeRanges(o.serviceCIDRs)
 	i := 0
 	for _, e := range node.elems {
-		if e.set != setServiceCIDRs {
+		if e.set() != setServiceCIDRs {
 			continue
 		}
 		if i == len(want) || e != rangeElem(setServiceCIDRs, want[i].start, want[i].end) {
@@ -48,7 +48,7 @@ func serviceCIDRsRendered(o renderOptions, node *fragment) bool {
 }
 
 // clusterIPElem is the cluster-ips element every ServicePort of a ClusterIP renders.
-func clusterIPElem(a netip.Addr) elem { return elem{set: setClusterIPs, addr: a} }
+func clusterIPElem(a netip.Addr) elem { return elemSpec{set: setClusterIPs, addr: a}.elem() }
 
 // addrRange is an inclusive range of addresses: an interval-set element.
 type addrRange struct{ start, end netip.Addr }

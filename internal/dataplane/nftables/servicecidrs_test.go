@@ -68,7 +68,7 @@ func TestRenderServiceAddsClusterIP(t *testing.T) {
 	fr := renderOne(testOptions(familyIPv4), spec{name: "empty", clusterIP: "10.96.0.11", port: 80}) // no endpoints
 	found := false
 	for _, e := range fr.elems {
-		found = found || (e.set == setClusterIPs && e.addr == netip.MustParseAddr("10.96.0.11"))
+		found = found || (e.set() == setClusterIPs && e.addr() == netip.MustParseAddr("10.96.0.11"))
 	}
 	if !found {
 		t.Fatalf("a Service without endpoints left its ClusterIP out of cluster-ips: %v", fragmentLines(familyIPv4, fr))

@@ -126,32 +126,32 @@ func renderShared(o renderOptions, p servicePort, live []state.Endpoint, fr *fra
 func renderSharedFixed(o renderOptions, p servicePort, n int, fr *fragment) {
 	sp := p.sp
 	proto, port := l4Of(sp.Protocol), uint16(sp.Port)
-	fr.elems = append(fr.elems, elem{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port})
+	fr.elems = append(fr.elems, elemSpec{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port}.elem())
 	if n <= maxSharedPick {
-		key := func(set string, a netip.Addr) elem { return elem{set: set, addr: a, proto: proto, port: port} }
+		key := func(set string, a netip.Addr) elem { return elemSpec{set: set, addr: a, proto: proto, port: port}.elem() }
 		fr.elems = append(fr.elems, key(setPickIPs, p.clusterIP), key(pickSet(n), p.clusterIP))
 		for _, a := range p.external {
 			fr.elems = append(fr.elems, key(setExternalPickIPs, a), key(externalPickSet(n), a))
 		}
 		if sp.NodePort != 0 {
 			np := uint16(sp.NodePort)
-			fr.elems = append(fr.elems, elem{set: setNodePortPickPorts, proto: proto, port: np},
-				elem{set: nodePortPickSet(n), proto: proto, port: np})
+			fr.elems = append(fr.elems, elemSpec{set: setNodePortPickPorts, proto: proto, port: np}.elem(),
+				elemSpec{set: nodePortPickSet(n), proto: proto, port: np}.elem())
 		}
 	} else {
 		pick, externalPick, nodePortPick := ownPickChains(o, p, n, fr)
 		fr.elems = append(fr.elems,
-			elem{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick})
+			elemSpec{set: mapServiceIPs, addr: p.clusterIP, proto: proto, port: port, verdict: "goto " + pick}.elem())
 		for _, a := range p.external {
-			fr.elems = append(fr.elems, elem{set: mapServiceIPs, addr: a, proto: proto, port: port,
-				verdict: "goto " + externalPick})
+			fr.elems = append(fr.elems, elemSpec{set: mapServiceIPs, addr: a, proto: proto, port: port,
+				verdict: "goto " + externalPick}.elem())
 		}
 		if sp.NodePort != 0 {
-			fr.elems = append(fr.elems, elem{set: mapServiceNodePorts, proto: proto, port: uint16(sp.NodePort),
-				verdict: "goto " + nodePortPick})
+			fr.elems = append(fr.elems, elemSpec{set: mapServiceNodePorts, proto: proto, port: uint16(sp.NodePort),
+				verdict: "goto " + nodePortPick}.elem())
 		}
 	}
 	renderFirewall(o, p, func(set string, a netip.Addr, v string) elem {
-		return elem{set: set, addr: a, proto: proto, port: port, verdict: v}
+		return elemSpec{set: set, addr: a, proto: proto, port: port, verdict: v}.elem()
 	}, fr)
 }

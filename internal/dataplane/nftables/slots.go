@@ -51,12 +51,12 @@ func (s slotShape) equal(o slotShape) bool {
 
 // appendSlot appends slot i's group of elements, sending it to the endpoint to.
 func (s slotShape) appendSlot(es []elem, i uint32, to netip.AddrPort) []elem {
-	es = append(es, elem{set: mapServiceEndpoints, addr: s.clusterIP, proto: s.proto, port: s.port, slot: true, index: i, to: to})
+	es = append(es, elemSpec{set: mapServiceEndpoints, addr: s.clusterIP, proto: s.proto, port: s.port, slot: true, index: i, to: to}.elem())
 	for _, a := range s.external {
-		es = append(es, elem{set: mapServiceEndpoints, addr: a, proto: s.proto, port: s.port, slot: true, index: i, to: to})
+		es = append(es, elemSpec{set: mapServiceEndpoints, addr: a, proto: s.proto, port: s.port, slot: true, index: i, to: to}.elem())
 	}
 	if s.nodePort != 0 {
-		es = append(es, elem{set: mapNodePortEndpoints, proto: s.proto, port: s.nodePort, slot: true, index: i, to: to})
+		es = append(es, elemSpec{set: mapNodePortEndpoints, proto: s.proto, port: s.nodePort, slot: true, index: i, to: to}.elem())
 	}
 	return append(es, pairElem(setHairpin, to.Addr(), to.Addr()))
 }
@@ -74,7 +74,7 @@ func (fr *fragment) slotCount() int { return (len(fr.elems) - fr.slots.fixed) / 
 
 // slotTarget is the endpoint of slot i.
 func (fr *fragment) slotTarget(i int) netip.AddrPort {
-	return fr.elems[fr.slots.fixed+i*fr.slots.shape.width()].to
+	return fr.elems[fr.slots.fixed+i*fr.slots.shape.width()].to()
 }
 
 // elemDelta is the element difference an update computed itself, instead of a diff

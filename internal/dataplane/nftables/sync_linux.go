@@ -154,8 +154,9 @@ func sharedMapSizes(frs []*fragment) map[string]int {
 	}
 	for _, fr := range frs {
 		for _, e := range fr.elems {
-			if n, ok := counts[e.set]; ok {
-				counts[e.set] = n + 1
+			set := e.set()
+			if n, ok := counts[set]; ok {
+				counts[set] = n + 1
 			}
 		}
 	}

@@ -54,7 +54,7 @@ func fragmentLines(f family, fr *fragment) []string {
 	es := append([]elem(nil), fr.elems...)
 	sortElems(es)
 	for _, e := range es {
-		out = append(out, fmt.Sprintf("add element %s %s { %s }", f.table(), e.set, e.text()))
+		out = append(out, fmt.Sprintf("add element %s %s { %s }", f.table(), e.set(), e.text()))
 	}
 	return out
 }
