@@ -128,7 +128,9 @@ func renderSharedFixed(o renderOptions, p servicePort, n int, fr *fragment) {
 	proto, port := l4Of(sp.Protocol), uint16(sp.Port)
 	fr.elems = append(fr.elems, elemSpec{set: setMasqServices, addr: p.clusterIP, proto: proto, port: port}.elem())
 	if n <= maxSharedPick {
-		key := func(set string, a netip.Addr) elem { return elemSpec{set: set, addr: a, proto: proto, port: port}.elem() }
+		key := func(set string, a netip.Addr) elem {
+			return elemSpec{set: set, addr: a, proto: proto, port: port}.elem()
+		}
 		fr.elems = append(fr.elems, key(setPickIPs, p.clusterIP), key(pickSet(n), p.clusterIP))
 		for _, a := range p.external {
 			fr.elems = append(fr.elems, key(setExternalPickIPs, a), key(externalPickSet(n), a))
