@@ -89,6 +89,13 @@ func TestElemRefIsTheKeyWithoutTheValue(t *testing.T) {
 	if base.ref(&buf) != same.ref(&buf) {
 		t.Errorf("%s and %s: different references for one kernel element", base.text(), same.text())
 	}
+	slotA := elemSpec{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 1,
+		to: netip.MustParseAddrPort("10.244.0.1:8080")}.elem()
+	slotB := elemSpec{set: mapServiceEndpoints, addr: a, proto: l4TCP, port: 80, slot: true, index: 1,
+		to: netip.MustParseAddrPort("10.244.0.2:8081")}.elem()
+	if slotA.ref(&buf) != slotB.ref(&buf) {
+		t.Errorf("%s and %s: different references for one kernel element", slotA.text(), slotB.text())
+	}
 	others := []elem{
 		elemSpec{set: setMasqServices, addr: a, proto: l4TCP, port: 80}.elem(),
 		elemSpec{set: mapServiceIPs, addr: a, proto: l4UDP, port: 80}.elem(),
