@@ -128,11 +128,13 @@ func TestKernelForeignCommitIsVerifiedNotRepaired(t *testing.T) {
 	}
 	verify("after a full sync")
 	// Endpoints move in every Service: chains are rewritten, map elements replaced.
+	moved := map[state.ServicePortName][]state.Endpoint{}
 	for n, eps := range snap.EndpointMap {
 		if len(eps) > 1 {
-			snap.EndpointMap[n] = eps[1:]
+			moved[n] = eps[1:]
 		}
 	}
+	snap = withEndpoints(snap, moved)
 	var changed []state.ServicePortName
 	for n := range snap.ServiceMap {
 		changed = append(changed, n)

@@ -291,10 +291,10 @@ func (s *elemSum) add(h uint64) { s.n++; s.h += h }
 // different values (two Services claiming one external IP) holds whichever owner
 // added it first: any owner's value is accepted.
 func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error) {
-	frs := t.applied.fragmentsUnordered()
 	want := map[string]*elemSum{}
 	sets := map[string]*set{}
-	for _, fr := range frs {
+	// Derivable fragments (rendered again by eachFragment) have no sets.
+	for _, fr := range t.applied.fragmentsUnordered() {
 		for _, s := range fr.sets {
 			if s.kind != kindAffinity { // the datapath adds these elements itself
 				sets[s.name] = s
@@ -302,20 +302,16 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 			}
 		}
 	}
-	n := 0
-	for _, fr := range frs {
-		n += len(fr.elems)
-	}
 	// Keyed by a hash of set and key: no string per element.
-	values := make(map[uint64]uint64, n) // set|key -> value hash of the first owner
+	values := make(map[uint64]uint64, t.applied.rules) // set|key -> value hash of the first owner
 	// Keys owners render with different values: any owner's value is right.
 	ambiguous := map[uint64]map[uint64]bool{}
-	for _, fr := range frs {
+	err := t.eachFragment(func(fr *fragment) error {
 		for _, e := range fr.elems {
 			s := want[e.set()]
 			ne, err := b.nfElem(e)
 			if err != nil {
-				return "", err
+				return err
 			}
 			k := fnvAdd(fnvAdd(fnvBasis, []byte(e.set())), ne.Key)
 			v := valueHash(ne)
@@ -341,6 +337,10 @@ func (t *tableSync) elementsIntact(b *batch, tbl *nftables.Table) (string, error
 				s.add(elemHash(end, false))
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	for name, s := range sets {
 		ns := b.nfSet(s)

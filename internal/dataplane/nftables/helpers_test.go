@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -86,6 +87,16 @@ func snapshotOf(specs map[*spec][]state.Endpoint) *state.Snapshot {
 		snap.EndpointMap[n] = eps
 	}
 	return snap
+}
+
+// withEndpoints is a copy of snap with the endpoints of the ports in eps replaced:
+// a synced snapshot is never modified (the table syncs render their applied
+// Services again from it, as from a Tracker's).
+func withEndpoints(snap *state.Snapshot, eps map[state.ServicePortName][]state.Endpoint) *state.Snapshot {
+	next := *snap
+	next.EndpointMap = maps.Clone(snap.EndpointMap)
+	maps.Copy(next.EndpointMap, eps)
+	return &next
 }
 
 func testOptions(f family) renderOptions {

@@ -402,7 +402,9 @@ func TestKernelNodeChangeRerendersEveryService(t *testing.T) {
 	}
 	// The endpoint's locality is what the node change altered; no port is listed as
 	// changed, only the node.
-	snap.EndpointMap[s.portName()][0].IsLocal = true
+	local := append([]state.Endpoint(nil), eps...)
+	local[0].IsLocal = true
+	snap = withEndpoints(snap, map[state.ServicePortName][]state.Endpoint{s.portName(): local})
 	st, err := tb.p.Sync(context.Background(), snap, state.ChangeSet{NodeChanged: true})
 	if err != nil || st.Full {
 		t.Fatalf("node change: full=%v err=%v, want a partial sync", st.Full, err)

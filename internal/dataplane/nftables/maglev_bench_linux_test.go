@@ -68,21 +68,21 @@ func BenchmarkKernelMaglevLoad(b *testing.B) {
 			}
 			name := snap.SortedNames()[0]
 			all := snap.EndpointMap[name]
+			cur := snap
 			i := 0
 			for b.Loop() {
 				if i%2 == 0 {
-					snap.EndpointMap[name] = all[1:]
+					cur = withEndpoints(cur, map[state.ServicePortName][]state.Endpoint{name: all[1:]})
 				} else {
-					snap.EndpointMap[name] = all
+					cur = withEndpoints(cur, map[state.ServicePortName][]state.Endpoint{name: all})
 				}
 				i++
-				st, err := p.Sync(context.Background(), snap, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}})
+				st, err := p.Sync(context.Background(), cur, state.ChangeSet{Ports: map[state.ServicePortName]struct{}{name: {}}})
 				if err != nil || st.Full {
 					b.Fatalf("partial sync: %v (full=%v)", err, st.Full)
 				}
 				b.ReportMetric(float64(st.Written["ip"]), "written/op")
 			}
-			snap.EndpointMap[name] = all
 		})
 	}
 }

@@ -159,17 +159,17 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 		return true, written, err
 	}
 	snap := req.Snapshot
-	updated := make(map[state.ServicePortName]*fragment, len(req.Changed))
+	updated := make([]update, 0, len(req.Changed))
 	changes := make([]change, 0, len(req.Changed)+1)
 	for n := range req.Changed {
 		var fr *fragment
 		var delta *elemDelta
-		old := t.applied.services[n]
+		old := t.oldFragment(n)
 		if sp := snap.Service(n); sp != nil {
 			fr, delta = renderServiceUpdate(o, old, sp, req.Endpoints(n))
-			p.warn([]*fragment{fr})
+			p.warn(fr)
 		}
-		updated[n] = fr
+		updated = append(updated, update{name: n, old: old, new: fr})
 		changes = append(changes, change{old: old, new: fr, elems: delta})
 	}
 	// The node fragment (base, dispatch and pick chains, shared sets) depends on
@@ -180,6 +180,9 @@ func (p *Proxier) syncTable(i int, t *tableSync, o renderOptions, req *dataplane
 		changes = append(changes, change{old: t.applied.node, new: node})
 	}
 	written, err := t.partial(foldServices(t.applied, node, updated), changes)
+	if err == nil {
+		t.snap, t.opts = snap, o
+	}
 	if errors.Is(err, unix.ENFILE) {
 		// A shared verdict map is full (see verdictMapSize): a full sync declares it larger.
 		fw, err := p.fullTable(i, t, o, req)
@@ -193,22 +196,19 @@ func (p *Proxier) fullTable(i int, t *tableSync, o renderOptions, req *dataplane
 	// The old model goes before the new one is rendered: a periodic full
 	// sync would otherwise hold both (full forgets it anyway).
 	t.forget()
-	rs := renderAll(o, req)
-	p.warn(rs.fragmentsInOrder())
-	written, err := t.full(rs)
+	written, err := t.full(o, req, p.warn)
 	if err == nil {
 		p.optKeys[i] = o.key()
 	}
 	return written, err
 }
 
-func (p *Proxier) warn(frs []*fragment) {
-	for _, fr := range frs {
-		for _, w := range fr.warnings {
-			if !p.warned[w] {
-				p.warned[w] = true
-				p.log.Warn(w)
-			}
+// warn logs fr's warnings, each once.
+func (p *Proxier) warn(fr *fragment) {
+	for _, w := range fr.warnings {
+		if !p.warned[w] {
+			p.warned[w] = true
+			p.log.Warn(w)
 		}
 	}
 }

@@ -1,18 +1,31 @@
 package nftables
 
 import (
+	"unique"
+
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
-// ruleset is the whole rendered content of one family's table, kept per owner so a
-// sync can re-render and compare only what changed. Totals are kept up to date by
-// put and setNode, so a sync costs nothing per unchanged Service.
+// ruleset is the rendered content of one family's table, kept per owner so a sync
+// can re-render and compare only what changed. Totals are kept up to date by put
+// and setNode, so a sync costs nothing per unchanged Service.
+//
+// The model a table sync keeps (tableSync.applied) holds only the fragments that
+// cannot be rendered again from the snapshot they came from (see derivable):
+// those with chains, sets, verdict elements or a slot layout, a few at most. A
+// Service of the shared path or without endpoints is plain-set and data-map
+// elements only, re-rendered from the applied snapshot when it changes or the
+// self-check reads the table back (tableSync.oldFragment, eachFragment): at
+// 100,000 Services x 5 endpoints that is ~1.4 million elements not kept.
 type ruleset struct {
 	fam      family
 	node     *fragment
 	services map[state.ServicePortName]*fragment
-	// rules counts rules and map elements; objects counts chains and sets.
+	// keepAll keeps every fragment (renderAll: the bench's script, tests).
+	keepAll bool
+	// rules counts rules and map elements; objects counts chains and sets; both
+	// of every fragment put, kept or not.
 	rules, objects int
 }
 
@@ -20,6 +33,25 @@ func newRuleset(f family, node *fragment, size int) *ruleset {
 	rs := &ruleset{fam: f, services: make(map[state.ServicePortName]*fragment, size)}
 	rs.setNode(node)
 	return rs
+}
+
+// derivable says fr is elements of the node's plain sets and data maps only: no
+// chain, no set, no verdict, no slot layout (whose slot order may differ from a
+// fresh render's). Rendering the ServicePort again from the same snapshot and
+// options gives the same fragment, so the model need not keep it.
+func (fr *fragment) derivable() bool {
+	if fr == nil {
+		return true
+	}
+	if len(fr.chains)+len(fr.sets) > 0 || fr.slots != nil {
+		return false
+	}
+	for i := range fr.elems {
+		if fr.elems[i].verdictH != (unique.Handle[string]{}) {
+			return false
+		}
+	}
+	return true
 }
 
 func (fr *fragment) weight() (rules, objects int) {
@@ -41,15 +73,18 @@ func (rs *ruleset) setNode(fr *fragment) {
 	rs.account(fr, 1)
 }
 
-// put replaces one ServicePort's fragment; nil removes it.
-func (rs *ruleset) put(n state.ServicePortName, fr *fragment) {
-	rs.account(rs.services[n], -1)
+// put replaces one ServicePort's fragment old (nil: none; the kept one or, for a
+// derivable one, the same rendered again) with fr (nil removes it).
+func (rs *ruleset) put(n state.ServicePortName, old, fr *fragment) {
+	rs.account(old, -1)
 	delete(rs.services, n)
 	if fr == nil {
 		return
 	}
-	rs.services[n] = fr
 	rs.account(fr, 1)
+	if rs.keepAll || !fr.derivable() {
+		rs.services[n] = fr
+	}
 }
 
 func (rs *ruleset) fragmentsInOrder() []*fragment {
@@ -65,12 +100,15 @@ func (rs *ruleset) fragmentsInOrder() []*fragment {
 	return out
 }
 
-// renderAll renders every ServicePort of the request's snapshot; it is pure.
+// renderAll renders every ServicePort of the request's snapshot and keeps every
+// fragment (the bench's script and tests; a sync renders as it goes, see
+// tableSync.full); it is pure.
 func renderAll(o renderOptions, req *dataplane.Request) *ruleset {
 	snap := req.Snapshot
 	rs := newRuleset(o.fam, renderNode(o), snap.Len())
+	rs.keepAll = true
 	for n, sp := range snap.All() {
-		rs.put(n, renderService(o, sp, req.Endpoints(n)))
+		rs.put(n, nil, renderService(o, sp, req.Endpoints(n)))
 	}
 	return rs
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/state"
 )
 
@@ -17,7 +18,14 @@ type tableSync struct {
 	// nsFD, when not 0, is the network namespace to program (tests).
 	nsFD int
 	// applied is nil when the kernel's content is unknown: the next sync is full.
+	// It keeps only the fragments that are not derivable; the others are rendered
+	// again from snap with opts when needed (oldFragment, eachFragment).
 	applied *ruleset
+	// snap and opts are the snapshot and render options applied was rendered from.
+	// Snapshots are never modified once handed out (state.Tracker), so snap
+	// renders each derivable fragment exactly as it was applied.
+	snap *state.Snapshot
+	opts renderOptions
 	// staleChains and staleSets were flushed by an earlier sync and are deleted by
 	// the next one, once nothing can refer to them any more.
 	staleChains map[string]bool
@@ -73,27 +81,97 @@ func newTableSync(f family) *tableSync {
 }
 
 // forget drops the model of what was applied: the next sync is full.
-func (t *tableSync) forget() { t.applied, t.refs = nil, nil }
+func (t *tableSync) forget() { t.applied, t.refs, t.snap = nil, nil, nil }
 
-// full replaces the table with rs in one transaction.
-func (t *tableSync) full(rs *ruleset) (int, error) {
+// oldFragment is the applied fragment of n: the kept one, or the derivable one
+// rendered again from the applied snapshot; nil if n had none.
+func (t *tableSync) oldFragment(n state.ServicePortName) *fragment {
+	if fr, ok := t.applied.services[n]; ok {
+		return fr
+	}
+	if t.snap == nil {
+		return nil
+	}
+	sp, eps := t.snap.Port(n)
+	if sp == nil {
+		return nil
+	}
+	return renderService(t.opts, sp, state.CategorizeEndpoints(sp, eps, t.snap.Node))
+}
+
+// eachFragment calls each with every applied fragment, the node's first: the kept
+// ones, and the derivable ones rendered again from the applied snapshot (one at a
+// time: they are never all in memory at once).
+func (t *tableSync) eachFragment(each func(*fragment) error) error {
+	for _, fr := range t.applied.fragmentsUnordered() {
+		if err := each(fr); err != nil {
+			return err
+		}
+	}
+	if t.snap == nil {
+		return nil
+	}
+	for n, sp := range t.snap.All() {
+		if _, kept := t.applied.services[n]; kept {
+			continue
+		}
+		fr := renderService(t.opts, sp, state.CategorizeEndpoints(sp, t.snap.EndpointsOf(n), t.snap.Node))
+		if err := each(fr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// full replaces the table with a fresh render of req in one transaction. It
+// renders as it goes: a derivable fragment's elements are queued and the fragment
+// dropped, so the cold sync never holds the whole model (~1.4 million elements at
+// 100,000 Services x 5 endpoints) beside the batch. warn sees every fragment.
+func (t *tableSync) full(o renderOptions, req *dataplane.Request, warn func(*fragment)) (int, error) {
 	t.forget()
 	b, err := t.batch()
 	if err != nil {
 		return 0, err
 	}
 	b.resetTable()
-	frs := rs.fragmentsInOrder()
+	snap := req.Snapshot
+	node := renderNode(o)
+	rs := newRuleset(o.fam, node, 0)
 	t.kinds = map[string]setKind{}
+	// The node's sets and chains first, but the shared verdict maps: their size
+	// counts the elements of the kept fragments, known once all are rendered.
+	// Derivable fragments have no verdict element, so nothing goes to them before.
+	for _, s := range node.sets {
+		t.kinds[s.name] = s.kind
+		if !sizedMap(s) {
+			b.addSet(s)
+		}
+	}
+	for _, c := range node.chains {
+		b.addChain(c)
+	}
+	q := newElemQueue(b, t.kinds)
+	for _, n := range snap.SortedNames() {
+		sp, _ := snap.Port(n)
+		fr := renderService(o, sp, req.Endpoints(n))
+		warn(fr)
+		rs.put(n, nil, fr)
+		if fr.derivable() {
+			q.put(fr.elems)
+		}
+	}
+	frs := rs.fragmentsInOrder() // the node's and the kept ones
 	sizes := sharedMapSizes(frs)
-	for _, fr := range frs {
+	for _, s := range node.sets {
+		if sizedMap(s) {
+			sized := *s
+			sized.size = verdictMapSize(sizes[s.name])
+			b.addSet(&sized)
+		}
+	}
+	for _, fr := range frs[1:] {
 		for _, s := range fr.sets {
 			t.kinds[s.name] = s.kind
-			if n, ok := sizes[s.name]; ok {
-				sized := *s
-				sized.size = verdictMapSize(n)
-				s = &sized
-			}
 			b.addSet(s)
 		}
 		for _, c := range fr.chains {
@@ -105,16 +183,23 @@ func (t *tableSync) full(rs *ruleset) (int, error) {
 			b.addRules(c)
 		}
 	}
-	t.refs = queueElems(b, t.kinds, frs, rs.rules)
+	for _, fr := range frs {
+		q.put(fr.elems)
+	}
+	t.refs = q.close()
 	if err := b.commit(); err != nil {
 		t.closeConn()
 		return b.written, err
 	}
 	t.commits++
-	t.applied = rs
+	t.applied, t.snap, t.opts = rs, snap, o
 	t.staleChains, t.staleSets = map[string]bool{}, map[string]bool{}
 	return b.written, nil
 }
+
+// sizedMap says s is one of the shared verdict maps a full sync declares with a
+// size (verdictMapSize).
+func sizedMap(s *set) bool { return s.kind == kindServiceKey || s.kind == kindPortKey }
 
 // verdictMapSizeMin is the smallest declared size of the shared verdict maps
 // (a variable so tests can make one overflow).
@@ -163,23 +248,32 @@ func sharedMapSizes(frs []*fragment) map[string]int {
 	return counts
 }
 
-// queueElems queues every element once, as it goes: several owners may render the
-// same one (see diff.resolveRefs) and the kernel refuses duplicates. It returns how
-// many owners each key has; size is about the number of elements.
-func queueElems(b *batch, kinds map[string]setKind, frs []*fragment, size int) refCounts {
-	refs := make(refCounts, size)
-	var buf []byte
-	w := b.elemWriter(kinds, true)
-	for _, fr := range frs {
-		for _, e := range fr.elems {
-			k := e.ref(&buf)
-			if refs[k]++; refs[k] == 1 {
-				w.put(e)
-			}
+// elemQueue queues every element once, as it goes: several owners may render the
+// same one (see diff.resolveRefs) and the kernel refuses duplicates. It counts the
+// owners of each.
+type elemQueue struct {
+	w    *elemWriter
+	refs refCounts
+	buf  []byte
+}
+
+func newElemQueue(b *batch, kinds map[string]setKind) *elemQueue {
+	return &elemQueue{w: b.elemWriter(kinds, true), refs: refCounts{}}
+}
+
+func (q *elemQueue) put(es []elem) {
+	for _, e := range es {
+		k := e.ref(&q.buf)
+		if q.refs[k]++; q.refs[k] == 1 {
+			q.w.put(e)
 		}
 	}
-	w.close()
-	return refs
+}
+
+// close queues what is left and returns how many owners each element has.
+func (q *elemQueue) close() refCounts {
+	q.w.close()
+	return q.refs
 }
 
 // change is one owner's old and new fragment. elems, when set, is the element
@@ -242,12 +336,18 @@ func isENOENT(err error) bool {
 	return err != nil && (errors.Is(err, os.ErrNotExist) || fmt.Sprint(err) == "no such file or directory")
 }
 
+// update is one ServicePort's applied fragment and the one replacing it.
+type update struct {
+	name     state.ServicePortName
+	old, new *fragment
+}
+
 // foldServices folds changed owners into the applied ruleset. It modifies applied in
 // place: a failed sync forgets applied altogether, so nothing is lost.
-func foldServices(applied *ruleset, node *fragment, updated map[state.ServicePortName]*fragment) *ruleset {
+func foldServices(applied *ruleset, node *fragment, updated []update) *ruleset {
 	applied.setNode(node)
-	for n, fr := range updated {
-		applied.put(n, fr)
+	for _, u := range updated {
+		applied.put(u.name, u.old, u.new)
 	}
 	return applied
 }

@@ -73,7 +73,7 @@ func TestKernelWatchSkipsOtherTables(t *testing.T) {
 		}
 	}
 	// kproxy's own partial sync, then another table's commit.
-	snap.EndpointMap[web.portName()] = backendEndpoints()[:2]
+	snap = withEndpoints(snap, map[state.ServicePortName][]state.Endpoint{web.portName(): backendEndpoints()[:2]})
 	if st := tb.sync(t, snap, web.portName()); st.Full || st.Skipped {
 		t.Fatalf("endpoint change: %+v, want a partial sync", st)
 	}
