@@ -294,9 +294,6 @@ func (e elem) to() netip.AddrPort {
 // interval says addr2 is the last address of an interval that starts at addr.
 func (e elem) interval() bool { return e.flags&flagInterval != 0 }
 
-// hasTo says the element has a DNAT target (to).
-func (e elem) hasTo() bool { return e.flags&flagTo != 0 }
-
 // identity is the element without its value (verdict or DNAT target): two elements
 // with the same identity are the same kernel element, as with key.
 func (e elem) identity() elem {
