@@ -3,6 +3,7 @@
 package nftables
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -97,5 +98,79 @@ func TestPartialSyncsFromDerivedFragmentsEqualAFreshFullSync(t *testing.T) {
 				t.Fatalf("%s: table %d read back: %q, %v", st.name, i, why, err)
 			}
 		}
+	}
+}
+
+// A rule that looks up a data map makes the kernel walk every element the map
+// already holds in the transaction, once per chain (nf_tables_bind_set). The
+// full sync streams elements while it renders, so every rule binding a shared
+// map (the pick chains, and the own pick chains of Services with more endpoints
+// than the shared chains serve, here in the middle of the name order) must come
+// before the first element of that map.
+func TestFullSyncBindsSharedMapsBeforeTheirElements(t *testing.T) {
+	specs := map[*spec][]state.Endpoint{}
+	// Enough small Services before the large ones for their elements to fill
+	// element messages (elemChunk) before the large ones are rendered.
+	for i := range 3 * elemChunk {
+		s := &spec{name: fmt.Sprintf("s%04d", i), clusterIP: fmt.Sprintf("10.96.%d.%d", 2+i/250, 1+i%250), port: 80,
+			nodePort: int32(30010 + i)}
+		specs[s] = []state.Endpoint{ep(fmt.Sprintf("10.244.%d.%d", 1+i/250, 1+i%250), 8080)}
+	}
+	for i, name := range []string{"s0900-large", "s1100-large"} {
+		var eps []state.Endpoint
+		for j := range maxSharedPick + 5 {
+			eps = append(eps, ep(fmt.Sprintf("10.245.%d.%d", i, j+1), 8080))
+		}
+		specs[&spec{name: name, clusterIP: fmt.Sprintf("10.96.1.%d", i+1), port: 80, nodePort: int32(30100 + i)}] = eps
+	}
+	snap := snapshotOf(specs)
+	k := fakenft.New()
+	syncOn(t, fakeProxier(t, k), snap)
+	binders := map[string]bool{} // chains with a rule that looks up a data map
+	want := 0                    // their rules
+	for _, fr := range renderAll(testOptions(familyIPv4), dataplane.NewRequest(snap)).fragmentsInOrder() {
+		for _, c := range fr.chains {
+			for _, r := range c.rules {
+				for _, st := range r {
+					if _, ok := st.(slotDnat); ok && !binders[c.name] {
+						binders[c.name] = true
+						want += len(c.rules)
+					}
+				}
+			}
+		}
+	}
+	if len(binders) != 3*maxSharedPick+4 { // the pick chains, and two of each large Service
+		t.Fatalf("%d chains bind the shared data maps, want %d", len(binders), 3*maxSharedPick+4)
+	}
+	var full fakenft.Batch
+	for _, b := range k.Batches() {
+		if len(b.Ops) > 0 && strings.Contains(strings.Join(b.Ops, "\n"), "add element ip kproxy "+mapServiceEndpoints) {
+			full = b
+		}
+	}
+	firstElem := map[string]int{}
+	bound := 0
+	for i, op := range full.Ops {
+		f := strings.Fields(op)
+		if len(f) < 5 || f[2] != "ip" {
+			continue
+		}
+		switch {
+		case f[0] == "add" && f[1] == "element":
+			if _, seen := firstElem[f[4]]; !seen {
+				firstElem[f[4]] = i
+			}
+		case f[0] == "add" && f[1] == "rule" && binders[f[4]]:
+			bound++
+			for _, m := range []string{mapServiceEndpoints, mapNodePortEndpoints} {
+				if at, seen := firstElem[m]; seen {
+					t.Fatalf("rule of chain %s (op %d) comes after element op %d of %s", f[4], i, at, m)
+				}
+			}
+		}
+	}
+	if bound != want {
+		t.Fatalf("the full sync added %d rules to the chains that bind the shared data maps, want %d", bound, want)
 	}
 }

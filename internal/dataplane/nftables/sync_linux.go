@@ -127,6 +127,18 @@ func (t *tableSync) eachFragment(each func(*fragment) error) error {
 // renders as it goes: a derivable fragment's elements are queued and the fragment
 // dropped, so the cold sync never holds the whole model (~1.4 million elements at
 // 100,000 Services x 5 endpoints) beside the batch. warn sees every fragment.
+//
+// The order of the transaction matters to the kernel beyond "declared before
+// used": a rule that looks up a map with data (`map @service-endpoints`, `vmap
+// @…`) makes the kernel walk every element the map holds at that point of the
+// transaction (nf_tables_bind_set), once per chain. So every rule that binds a
+// shared map comes before the elements are streamed: the node's pick chains
+// (which bind service-endpoints and nodeport-endpoints), and the own pick chains
+// of the Services with more endpoints than the shared chains serve, rendered
+// first for that. Only the rules that look up the shared verdict maps wait until
+// those are declared, after the render pass (their size counts the kept
+// fragments' elements), when the maps are still empty: derivable fragments have
+// no verdict element, so nothing goes to them before.
 func (t *tableSync) full(o renderOptions, req *dataplane.Request, warn func(*fragment)) (int, error) {
 	t.forget()
 	b, err := t.batch()
@@ -138,38 +150,36 @@ func (t *tableSync) full(o renderOptions, req *dataplane.Request, warn func(*fra
 	node := renderNode(o)
 	rs := newRuleset(o.fam, node, 0)
 	t.kinds = map[string]setKind{}
-	// The node's sets and chains first, but the shared verdict maps: their size
-	// counts the elements of the kept fragments, known once all are rendered.
-	// Derivable fragments have no verdict element, so nothing goes to them before.
+	sized := map[string]bool{}
 	for _, s := range node.sets {
 		t.kinds[s.name] = s.kind
-		if !sizedMap(s) {
-			b.addSet(s)
+		if sizedMap(s) {
+			sized[s.name] = true
+			continue
 		}
+		b.addSet(s)
 	}
 	for _, c := range node.chains {
 		b.addChain(c)
 	}
+	var late []*chain // node chains that look up a shared verdict map
+	for _, c := range node.chains {
+		if looksUpMap(c, sized) {
+			late = append(late, c)
+			continue
+		}
+		b.addRules(c)
+	}
 	q := newElemQueue(b, t.kinds)
-	for _, n := range snap.SortedNames() {
-		sp, _ := snap.Port(n)
+	render := func(n state.ServicePortName, sp *state.ServicePort) {
 		fr := renderService(o, sp, req.Endpoints(n))
 		warn(fr)
 		rs.put(n, nil, fr)
 		if fr.derivable() {
 			q.put(fr.elems)
+			return
 		}
-	}
-	frs := rs.fragmentsInOrder() // the node's and the kept ones
-	sizes := sharedMapSizes(frs)
-	for _, s := range node.sets {
-		if sizedMap(s) {
-			sized := *s
-			sized.size = verdictMapSize(sizes[s.name])
-			b.addSet(&sized)
-		}
-	}
-	for _, fr := range frs[1:] {
+		// Kept: its objects and rules now, its elements at the end.
 		for _, s := range fr.sets {
 			t.kinds[s.name] = s.kind
 			b.addSet(s)
@@ -177,11 +187,37 @@ func (t *tableSync) full(o renderOptions, req *dataplane.Request, warn func(*fra
 		for _, c := range fr.chains {
 			b.addChain(c)
 		}
-	}
-	for _, fr := range frs {
 		for _, c := range fr.chains {
+			if looksUpMap(c, sized) {
+				late = append(late, c)
+				continue
+			}
 			b.addRules(c)
 		}
+	}
+	names := snap.SortedNames()
+	large := func(n state.ServicePortName) bool { return len(snap.EndpointsOf(n)) > maxSharedPick }
+	for _, n := range names {
+		if sp, _ := snap.Port(n); large(n) {
+			render(n, sp)
+		}
+	}
+	for _, n := range names {
+		if sp, _ := snap.Port(n); !large(n) {
+			render(n, sp)
+		}
+	}
+	frs := rs.fragmentsInOrder() // the node's and the kept ones
+	sizes := sharedMapSizes(frs)
+	for _, s := range node.sets {
+		if sized[s.name] {
+			declared := *s
+			declared.size = verdictMapSize(sizes[s.name])
+			b.addSet(&declared)
+		}
+	}
+	for _, c := range late {
+		b.addRules(c)
 	}
 	for _, fr := range frs {
 		q.put(fr.elems)
@@ -200,6 +236,25 @@ func (t *tableSync) full(o renderOptions, req *dataplane.Request, warn func(*fra
 // sizedMap says s is one of the shared verdict maps a full sync declares with a
 // size (verdictMapSize).
 func sizedMap(s *set) bool { return s.kind == kindServiceKey || s.kind == kindPortKey }
+
+// looksUpMap says a rule of c looks up one of the named verdict maps.
+func looksUpMap(c *chain, maps map[string]bool) bool {
+	for _, r := range c.rules {
+		for _, st := range r {
+			switch v := st.(type) {
+			case serviceVmap:
+				if maps[v.set] {
+					return true
+				}
+			case portVmap:
+				if maps[v.set] {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
 
 // verdictMapSizeMin is the smallest declared size of the shared verdict maps
 // (a variable so tests can make one overflow).
