@@ -105,13 +105,25 @@ type backend struct {
 
 // service is one ServicePort and the frontends it owns.
 type service struct {
-	name      state.ServicePortName
-	sp        *state.ServicePort
-	frontends map[feKey]*frontend
+	name state.ServicePortName
+	sp   *state.ServicePort
+	// frontends are few (one per address of the port): a slice takes a tenth
+	// of a map's memory and is searched as fast.
+	frontends []*frontend
 	// metrics holds the per-endpoint metric series of this ServicePort.
 	metrics map[netip.AddrPort]*backendMetric
 	// metricsGen counts the syncs of metrics (metrics.syncService).
 	metricsGen uint64
+}
+
+// frontend returns the service's frontend for k, or nil.
+func (s *service) frontend(k feKey) *frontend {
+	for _, fe := range s.frontends {
+		if fe.key == k {
+			return fe
+		}
+	}
+	return nil
 }
 
 // desiredFrontends lists the listeners a ServicePort needs on this node.

@@ -80,6 +80,48 @@ func TestBackendMetrics(t *testing.T) {
 	}
 }
 
+// TestBackendMetricsAppearWithFirstConnection: an endpoint's series exist only
+// once it had a connection, and a connection that starts after its endpoint
+// left (a relay still holding the old config) does not bring them back.
+func TestBackendMetricsAppearWithFirstConnection(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:80")
+	svc := &service{name: state.ServicePortName{Namespace: "ns", Name: "lazy", Port: "p"}, metrics: map[netip.AddrPort]*backendMetric{}}
+	m.syncService(svc, []netip.AddrPort{a, b})
+	const name = "ns/lazy:p"
+	if _, ok := metricValue(t, reg, "kproxy_backend_connections_total", name, a.String()); ok {
+		t.Fatal("series exported for an endpoint without a connection")
+	}
+	svc.metrics[a].opened()
+	if v, _ := metricValue(t, reg, "kproxy_backend_connections_total", name, a.String()); v != 1 {
+		t.Fatalf("connections_total for a = %v after its first connection, want 1", v)
+	}
+	if v, _ := metricValue(t, reg, "kproxy_backend_active_connections", name, a.String()); v != 1 {
+		t.Fatalf("active_connections for a = %v, want 1", v)
+	}
+	svc.metrics[a].closed()
+	if v, _ := metricValue(t, reg, "kproxy_backend_active_connections", name, a.String()); v != 0 {
+		t.Fatalf("active_connections for a = %v after the close, want 0", v)
+	}
+	heldA, heldB := svc.metrics[a], svc.metrics[b]
+	m.syncService(svc, nil)
+	if _, ok := metricValue(t, reg, "kproxy_backend_connections_total", name, a.String()); ok {
+		t.Fatal("series of the removed endpoint a still exported")
+	}
+	heldA.opened()
+	heldB.opened()
+	for _, ep := range []netip.AddrPort{a, b} {
+		if _, ok := metricValue(t, reg, "kproxy_backend_connections_total", name, ep.String()); ok {
+			t.Fatalf("a connection after %s left brought its series back", ep)
+		}
+	}
+}
+
 func TestListShowsVirtualServicesAndCounters(t *testing.T) {
 	t.Parallel()
 	a, b := startTCPBackend(t, "A"), startTCPBackend(t, "B")

@@ -101,8 +101,8 @@ func (p *Proxier) estimate(now time.Time) {
 			if set == nil {
 				continue
 			}
-			for _, b := range set.backends {
-				b.stats.estimate(now)
+			for _, e := range set.byAddr {
+				e.b.stats.estimate(now)
 			}
 			if set.affinity != nil {
 				set.affinity.prune(now)
