@@ -52,6 +52,9 @@ type frontend struct {
 	// and listening and closed change only under Proxier.mu.
 	tcp *net.TCPListener
 	udp *udpFrontend
+	// watch is tcp's entry in the accept poller (acceptpoll_linux.go), nil
+	// while an accept goroutine of its own serves it.
+	watch *acceptWatch
 	// listening is true while the frontend has its socket (or, in tests that
 	// replace Proxier.listen, would have).
 	listening bool

@@ -45,6 +45,10 @@ func (p *Proxier) syncListening(run *syncRun, svcName fmt.Stringer, fe *frontend
 // closeSocket closes fe's listener, if any; open relays carry on. UDP flows end
 // with it, as the socket carries their replies.
 func (fe *frontend) closeSocket() {
+	if fe.watch != nil {
+		fe.watch.remove()
+		fe.watch = nil
+	}
 	if fe.tcp != nil {
 		fe.tcp.Close()
 		fe.tcp = nil

@@ -114,6 +114,9 @@ type Proxier struct {
 	// lastAccept is when the last TCP connection was accepted (UnixNano): a drain
 	// ends early once no connection is open and none came for drainQuiet.
 	lastAccept atomic.Int64
+	// accepts watches the idle TCP listeners (acceptpoll_linux.go); nil until
+	// the first listener.
+	accepts *acceptPoller
 	// pipes lends the relays their splice pipes (Linux; shared by every Proxier
 	// unless a test gives one its own).
 	pipes *pipePool
@@ -211,6 +214,7 @@ func (p *Proxier) drainLocked(ctx context.Context, keepAccepting bool) error {
 		p.handOver(p.awaitQuiet(ctx, end.Add(-end.Sub(start)/6)))
 	}
 	p.stopped.Store(true)
+	p.closeAccepts()
 	for _, fe := range p.frontends {
 		fe.close()
 	}
