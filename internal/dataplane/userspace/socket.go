@@ -20,12 +20,17 @@ func (p *Proxier) setListening(fe *frontend, want bool) (bool, error) {
 	if !want {
 		fe.closeSocket()
 		fe.listening = false
+		p.listeners--
 		return true, nil
+	}
+	if p.budget > 0 && p.listeners >= p.budget {
+		return false, errNoDescriptors
 	}
 	if err := p.listen(fe); err != nil {
 		return false, err
 	}
 	fe.listening = true
+	p.listeners++
 	return true, nil
 }
 

@@ -79,6 +79,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 			delete(p.failed, n)
 		}
 	}
+	errs = p.budgetError(errs)
 	p.reapDraining()
 	if full {
 		p.removeLeftovers()
@@ -178,6 +179,9 @@ func (p *Proxier) shrinkService(run *syncRun, n state.ServicePortName) {
 	svc.frontends = slices.DeleteFunc(svc.frontends, func(fe *frontend) bool {
 		if slices.ContainsFunc(want, func(s feSpec) bool { return s.key == fe.key }) {
 			return false
+		}
+		if fe.listening {
+			p.listeners--
 		}
 		fe.close()
 		delete(p.frontends, fe.key)
