@@ -107,7 +107,11 @@ func vmScript(o VMOptions) string {
 	}
 	// stderr (progress, skip reasons) goes to the script's output, which is the
 	// console: live progress on the host, and a skipped mode's reason in Output.
-	return fmt.Sprintf(`/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json
+	// The descriptor limit is a node's (systemd's DefaultLimitNOFILE hard limit,
+	// as test/e2e/ipvs uses), not the guest init's 4,096: userspace mode holds
+	// one socket per Service.
+	return fmt.Sprintf(`ulimit -n 524288
+/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json
 rc=$?
 echo %s
 cat /tmp/compare.json
