@@ -177,7 +177,7 @@ func (s *backendSet) has(a netip.AddrPort) bool {
 }
 
 func newBackend(svc *service, a netip.AddrPort, e state.Endpoint) *backend {
-	return &backend{addr: a, metric: svc.metrics[a], local: e.IsLocal || a.Addr().IsLoopback()}
+	return &backend{addr: a, metric: svc.metric(a), local: e.IsLocal || a.Addr().IsLoopback()}
 }
 
 // install finishes installing a set whose config was just stored (see

@@ -19,7 +19,7 @@ import (
 func TestFillMatchesMaps(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
-	svc := &service{metrics: map[netip.AddrPort]*backendMetric{}}
+	svc := &service{}
 	var old *backendSet
 	var eps []state.Endpoint
 	for step := 0; step < 500; step++ {
@@ -76,7 +76,7 @@ func TestFillKeepsFirstOfRepeats(t *testing.T) {
 		{IP: a.Addr(), Port: 80, Weight: 3}, {IP: b.Addr(), Port: 80, Weight: 1}, {IP: a.Addr(), Port: 80, Weight: 7},
 	}
 	set := &backendSet{list: backendList(eps)}
-	set.fill(nil, &service{metrics: map[netip.AddrPort]*backendMetric{}}, eps, false)
+	set.fill(nil, &service{}, eps, false)
 	if len(set.byAddr) != 2 || set.byAddr[0].b.addr != b || set.byAddr[1].b.addr != a {
 		t.Fatalf("entries %+v, want %s then %s", set.byAddr, b, a)
 	}

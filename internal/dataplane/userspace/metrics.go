@@ -3,6 +3,7 @@ package userspace
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,6 @@ type backendMetric struct {
 	m    *metrics
 	svc  *service
 	addr netip.AddrPort
-	// seen is the service's metricsGen of the last sync that found the endpoint.
-	seen uint64
 
 	// mu guards the series against a sync deleting them (gone) while a relay
 	// creates them: a late first connection must not bring a gone endpoint's
@@ -77,43 +76,66 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 }
 
 // syncService makes svc's series match the endpoints it may reach: new endpoints get
-// series, gone ones lose theirs. Entries are stamped with the sync's generation
-// and the unstamped ones swept, so no set of the endpoints is built per sync.
+// series, gone ones lose theirs. svc.metrics is sorted by address; reachable
+// is merged into it (sorted first unless it already is, as the Tracker gives
+// it), and an unchanged list allocates nothing.
 func (m *metrics) syncService(svc *service, reachable []netip.AddrPort) {
-	svc.metricsGen++
-	gen := svc.metricsGen
-	fresh := 0 // distinct endpoints of reachable
-	for _, a := range reachable {
-		if bm := svc.metrics[a]; bm != nil {
-			if bm.seen != gen { // not a duplicate in reachable
-				bm.seen = gen
-				fresh++
-			}
+	want := reachable
+	if !sortedAddrs(want) {
+		want = slices.Compact(slices.SortedFunc(slices.Values(reachable), netip.AddrPort.Compare))
+	}
+	if slices.EqualFunc(svc.metrics, want, func(bm *backendMetric, a netip.AddrPort) bool { return bm.addr == a }) {
+		return // the same endpoints
+	}
+	next := make([]*backendMetric, 0, len(want))
+	old := svc.metrics
+	i := 0
+	for _, a := range want {
+		for ; i < len(old) && old[i].addr.Compare(a) < 0; i++ {
+			m.drop(svc, old[i])
+		}
+		if i < len(old) && old[i].addr == a {
+			next = append(next, old[i])
+			i++
 			continue
 		}
-		svc.metrics[a] = &backendMetric{m: m, svc: svc, addr: a, seen: gen}
-		fresh++
+		next = append(next, &backendMetric{m: m, svc: svc, addr: a})
 	}
-	if fresh == len(svc.metrics) {
-		return // every entry was seen: nothing to sweep
+	for ; i < len(old); i++ {
+		m.drop(svc, old[i])
 	}
-	for a, bm := range svc.metrics {
-		if bm.seen != gen {
-			m.delete(svc, a)
+	svc.metrics = next
+}
+
+// sortedAddrs reports whether as is strictly increasing.
+func sortedAddrs(as []netip.AddrPort) bool {
+	for i := 1; i < len(as); i++ {
+		if as[i-1].Compare(as[i]) >= 0 {
+			return false
 		}
 	}
+	return true
+}
+
+// metric returns svc's series of endpoint a, or nil.
+func (svc *service) metric(a netip.AddrPort) *backendMetric {
+	i, ok := slices.BinarySearchFunc(svc.metrics, a, func(bm *backendMetric, a netip.AddrPort) int { return bm.addr.Compare(a) })
+	if !ok {
+		return nil
+	}
+	return svc.metrics[i]
 }
 
 func (m *metrics) forgetService(svc *service) {
-	for a := range svc.metrics {
-		m.delete(svc, a)
+	for _, bm := range svc.metrics {
+		m.drop(svc, bm)
 	}
+	svc.metrics = nil
 }
 
-func (m *metrics) delete(svc *service, a netip.AddrPort) {
-	bm := svc.metrics[a]
-	delete(svc.metrics, a)
-	if m == nil || bm == nil {
+// drop deletes bm's series (the caller takes it out of svc.metrics).
+func (m *metrics) drop(svc *service, bm *backendMetric) {
+	if m == nil {
 		return
 	}
 	bm.mu.Lock()
@@ -121,8 +143,8 @@ func (m *metrics) delete(svc *service, a netip.AddrPort) {
 	made := bm.total != nil
 	bm.mu.Unlock()
 	if made {
-		m.total.DeleteLabelValues(svc.name.String(), a.String())
-		m.active.DeleteLabelValues(svc.name.String(), a.String())
+		m.total.DeleteLabelValues(svc.name.String(), bm.addr.String())
+		m.active.DeleteLabelValues(svc.name.String(), bm.addr.String())
 	}
 }
 

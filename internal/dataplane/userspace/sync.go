@@ -211,7 +211,7 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 		return fmt.Errorf("service %s: protocol %s is not supported in userspace mode", n, sp.Protocol)
 	}
 	if svc == nil {
-		svc = &service{name: n, metrics: map[netip.AddrPort]*backendMetric{}}
+		svc = &service{name: n}
 		p.services[n] = svc
 	}
 	svc.sp = sp
