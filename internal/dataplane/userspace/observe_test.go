@@ -180,6 +180,12 @@ func TestRatesFromCountersOverTime(t *testing.T) {
 	var c counters
 	t0 := time.Unix(1000, 0)
 	c.estimate(t0)
+	if c.est.Load() != nil {
+		t.Fatal("a backend without traffic got rate state")
+	}
+	if st := c.snapshot(); st.CPS != 0 || st.Conns != 0 {
+		t.Fatalf("no traffic: %+v", st)
+	}
 	c.conns.Add(10)
 	c.inBytes.Add(2000)
 	c.outBytes.Add(8000)
