@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,8 @@ type VMOptions struct {
 	Progress io.Writer
 	// Timeout bounds the whole boot; 0 means 60 minutes (the guest is emulated).
 	Timeout time.Duration
+	// MemoryMB is the guest's memory; 0 means 2048.
+	MemoryMB int
 }
 
 const libm = "/usr/lib/x86_64-linux-gnu/libm.so.6"
@@ -76,7 +79,7 @@ func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {
 		Load:     []string{"ip_vs", "ip_vs_rr", "dummy", "veth", "nf_conntrack"},
 		Script:   vmScript(o),
 		Timeout:  timeout,
-		MemoryMB: 2048,
+		MemoryMB: cmp.Or(o.MemoryMB, 2048),
 		Console:  console,
 	})
 	if err != nil {
