@@ -67,6 +67,13 @@ func memoryNow() string {
 			}
 		}
 	}
+	// What of RssAnon the Go runtime accounts for: the heap's spans in use
+	// (live objects and garbage not yet collected), goroutine stacks, and all
+	// it holds from the OS.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	parts = append(parts, fmt.Sprintf("Go heap in use %.1f MiB, stacks %.1f MiB, runtime total %.1f MiB",
+		float64(ms.HeapInuse)/(1<<20), float64(ms.StackInuse)/(1<<20), float64(ms.Sys-ms.HeapReleased)/(1<<20)))
 	return strings.Join(parts, ", ")
 }
 

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,8 @@ type VMOptions struct {
 	Progress io.Writer
 	// Timeout bounds the whole boot; 0 means 60 minutes (the guest is emulated).
 	Timeout time.Duration
+	// MemoryMB is the guest's memory; 0 means 2048.
+	MemoryMB int
 }
 
 const libm = "/usr/lib/x86_64-linux-gnu/libm.so.6"
@@ -76,7 +79,7 @@ func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {
 		Load:     []string{"ip_vs", "ip_vs_rr", "dummy", "veth", "nf_conntrack"},
 		Script:   vmScript(o),
 		Timeout:  timeout,
-		MemoryMB: 2048,
+		MemoryMB: cmp.Or(o.MemoryMB, 2048),
 		Console:  console,
 	})
 	if err != nil {
@@ -107,7 +110,11 @@ func vmScript(o VMOptions) string {
 	}
 	// stderr (progress, skip reasons) goes to the script's output, which is the
 	// console: live progress on the host, and a skipped mode's reason in Output.
-	return fmt.Sprintf(`/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json
+	// The descriptor limit is a node's (systemd's DefaultLimitNOFILE hard limit,
+	// as test/e2e/ipvs uses), not the guest init's 4,096: userspace mode holds
+	// one socket per Service.
+	return fmt.Sprintf(`ulimit -n 524288
+/usr/local/bin/kproxy bench compare %s 2>&1 >/tmp/compare.json
 rc=$?
 echo %s
 cat /tmp/compare.json

@@ -20,3 +20,12 @@ func TestVMScriptPassesNoBaseline(t *testing.T) {
 		t.Errorf("with NoBaseline:\n%s", s)
 	}
 }
+
+// The guest's bench runs with a node's descriptor limit: userspace mode at
+// 10,000 Services needs 10,000 listeners, and the guest init leaves 4,096.
+func TestVMScriptRaisesDescriptorLimit(t *testing.T) {
+	s := vmScript(VMOptions{Modes: []string{"userspace"}, Services: []int{10000}, Endpoints: 5})
+	if !strings.HasPrefix(s, "ulimit -n 524288\n") {
+		t.Errorf("script does not raise RLIMIT_NOFILE first:\n%s", s)
+	}
+}

@@ -36,6 +36,7 @@ type benchCompareFlags struct {
 	plot         string
 	vm           bool
 	vmModes      []string
+	vmMemoryMB   int
 	fromJSON     string
 	noBaseline   bool
 }
@@ -75,6 +76,7 @@ may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 	fl.BoolVar(&f.vm, "vm", false, "measure ipvs inside the qemu test VM")
 	fl.StringVar(&f.fromJSON, "from-json", "", "measure nothing: print the table (and --plot) of results saved earlier with --json")
 	fl.StringSliceVar(&f.vmModes, "vm-modes", []string{"ipvs"}, "with --vm: the modes measured inside the VM (add iptables,nftables for a same-machine reference)")
+	fl.IntVar(&f.vmMemoryMB, "vm-memory", 2048, "with --vm: the VM's memory in MiB (userspace at 100,000 Services x 5 needs more than 2048)")
 	return cmd
 }
 
@@ -212,6 +214,7 @@ func measureInVM(ctx context.Context, f *benchCompareFlags, c *bench.Comparison,
 	results, err := bench.RunInVM(ctx, bench.VMOptions{
 		Modes: f.vmModes, Services: f.services, Endpoints: f.endpoints,
 		Connects: f.connects, PartialRuns: f.partialRuns, EndpointRuns: f.endpointRuns, Progress: progress,
+		MemoryMB: f.vmMemoryMB,
 	})
 	if err != nil {
 		c.Skipped = append(c.Skipped, bench.Skipped{Mode: strings.Join(f.vmModes, ",") + " (vm)", Reason: err.Error()})

@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -22,22 +21,26 @@ type backendSet struct {
 	wantFlags []string
 	flags     []string
 	// list is the backend set in scheduler order, for comparisons and listing.
-	list     []lb.Backend
-	backends map[netip.AddrPort]*backend
+	list []lb.Backend
+	// byAddr holds the backends of list, in increasing address order, and a few
+	// more (inList false): those the shared scheduler may still return until
+	// updateAfterStore. A sorted slice rather than maps: with 3 endpoints the
+	// two maps it replaces took about 700 bytes per set, this 72.
+	byAddr   []setEntry
 	affinity *affinity
-	// current maps the endpoints of list to their weights. backends may hold a few
-	// more: those the shared scheduler may still return until updateAfterStore.
-	current map[netip.AddrPort]int
-	// extra lists those few more: the keys of backends not in list.
-	extra []netip.AddrPort
-	// sorted is true when list is in strictly increasing address order (as the
-	// Tracker gives endpoints: deduplicated and sorted), so that the next set
-	// can be derived from this one by a merge (buildSetFrom).
-	sorted bool
 	// updateAfterStore is set when sched is shared with the set being replaced:
 	// Sync installs the config first and then updates the scheduler, so that every
 	// backend a concurrent Pick returns is in the set the connection loads.
 	updateAfterStore bool
+}
+
+// setEntry is one backend of a set.
+type setEntry struct {
+	b *backend
+	// weight is the endpoint's weight in list; inList is false for the backends
+	// kept only until the shared scheduler is updated.
+	weight int
+	inList bool
 }
 
 // setWant is what one backend set should become.
@@ -66,7 +69,7 @@ func (p *Proxier) buildSet(svc *service, old *backendSet, w setWant) (*backendSe
 	if w.sameAs(old, list) {
 		return old, nil
 	}
-	next := &backendSet{want: w.sched, wantFlags: w.flags, list: list, sorted: sortedUnique(list)}
+	next := &backendSet{want: w.sched, wantFlags: w.flags, list: list}
 	sameSched := old != nil && old.want == w.sched && slices.Equal(old.wantFlags, w.flags)
 	var err error
 	if sameSched {
@@ -78,11 +81,7 @@ func (p *Proxier) buildSet(svc *service, old *backendSet, w setWant) (*backendSe
 		}
 		next.sched.Update(list)
 	}
-	if old != nil && old.sorted && next.sorted {
-		next.deriveFrom(old, svc, w.eps, sameSched)
-	} else {
-		next.build(old, svc, w.eps, sameSched)
-	}
+	next.fill(old, svc, w.eps, sameSched)
 	if w.affinityT > 0 {
 		if old != nil && old.affinity.timeoutIs(w.affinityT) {
 			next.affinity = old.affinity
@@ -93,100 +92,92 @@ func (p *Proxier) buildSet(svc *service, old *backendSet, w setWant) (*backendSe
 	return next, err
 }
 
-// build fills current and backends from list, taking the backends of old (nil
-// for none) that stay.
-func (next *backendSet) build(old *backendSet, svc *service, eps []state.Endpoint, sameSched bool) {
-	next.backends = make(map[netip.AddrPort]*backend, len(next.list))
-	next.current = make(map[netip.AddrPort]int, len(next.list))
-	for i, b := range next.list {
-		next.current[b.Addr] = b.Weight
-		if old != nil && old.backends[b.Addr] != nil {
-			next.backends[b.Addr] = old.backends[b.Addr]
-			continue
-		}
-		next.backends[b.Addr] = newBackend(svc, b.Addr, eps[i])
+// fill makes byAddr from list, taking the backends of old (nil for none)
+// that stay, by one merge of old.byAddr with list in address order: a change of
+// one endpoint among 10,000 costs a copy of the slice, not 10,000 map inserts.
+// When sameSched, the endpoints of old's list that leave stay as extras; old's
+// extras leave unless they came back. An address repeated in list keeps its
+// first weight, as lb's pool does.
+func (next *backendSet) fill(old *backendSet, svc *service, eps []state.Endpoint, sameSched bool) {
+	order := addrOrder(next.list)
+	var prev []setEntry
+	if old != nil {
+		prev = old.byAddr
 	}
-	if sameSched {
-		for _, b := range old.list {
-			if next.backends[b.Addr] == nil {
-				next.backends[b.Addr] = old.backends[b.Addr]
-				next.extra = append(next.extra, b.Addr)
+	out := make([]setEntry, 0, len(order)+len(prev)/8)
+	i := 0
+	take := func(a netip.AddrPort) *backend { // the old entry for a, consumed
+		for ; i < len(prev) && prev[i].b.addr.Compare(a) < 0; i++ {
+			if sameSched && prev[i].inList {
+				out = append(out, setEntry{b: prev[i].b})
 			}
 		}
+		if i < len(prev) && prev[i].b.addr == a {
+			i++
+			return prev[i-1].b
+		}
+		return nil
 	}
+	for _, k := range order {
+		b := next.list[k]
+		if n := len(out); n > 0 && out[n-1].inList && out[n-1].b.addr == b.Addr {
+			continue // a repeat: the first (stable order) wins
+		}
+		be := take(b.Addr)
+		if be == nil {
+			be = newBackend(svc, b.Addr, eps[k])
+		}
+		out = append(out, setEntry{b: be, weight: b.Weight, inList: true})
+	}
+	for ; i < len(prev); i++ {
+		if sameSched && prev[i].inList {
+			out = append(out, setEntry{b: prev[i].b})
+		}
+	}
+	next.byAddr = out
 }
 
-// deriveFrom is build for two sorted lists: it copies old's maps and applies
-// the difference, found by one merge of the lists, so that a change of one
-// endpoint among 10,000 costs two map copies and a few updates instead of
-// 20,000 map inserts. The result is the same as build's.
-func (next *backendSet) deriveFrom(old *backendSet, svc *service, eps []state.Endpoint, sameSched bool) {
-	next.current = maps.Clone(old.current)
-	next.backends = maps.Clone(old.backends)
-	var added []int
-	var removed []netip.AddrPort
-	i, j := 0, 0
-	for i < len(old.list) || j < len(next.list) {
-		var c int
-		switch {
-		case i == len(old.list):
-			c = 1
-		case j == len(next.list):
-			c = -1
-		default:
-			c = old.list[i].Addr.Compare(next.list[j].Addr)
-		}
-		switch {
-		case c < 0:
-			removed = append(removed, old.list[i].Addr)
-			i++
-		case c > 0:
-			added = append(added, j)
-			j++
-		default:
-			if w := next.list[j].Weight; w != old.list[i].Weight {
-				next.current[next.list[j].Addr] = w
-			}
-			i, j = i+1, j+1
+// addrOrder returns the indexes of list in increasing address order, stable
+// for repeats. It allocates nothing more when list is already sorted, as the
+// Tracker gives endpoints.
+func addrOrder(list []lb.Backend) []int {
+	order := make([]int, len(list))
+	sorted := true
+	for k := range order {
+		order[k] = k
+		if k > 0 && list[k-1].Addr.Compare(list[k].Addr) > 0 {
+			sorted = false
 		}
 	}
-	for _, a := range removed {
-		delete(next.current, a)
+	if !sorted {
+		slices.SortStableFunc(order, func(x, y int) int { return list[x].Addr.Compare(list[y].Addr) })
 	}
-	for _, k := range added {
-		b := next.list[k]
-		next.current[b.Addr] = b.Weight
-		if next.backends[b.Addr] == nil {
-			next.backends[b.Addr] = newBackend(svc, b.Addr, eps[k])
-		}
+	return order
+}
+
+// entry finds the backend for a in the set: one of list, or an extra.
+func (s *backendSet) entry(a netip.AddrPort) (setEntry, bool) {
+	i, ok := slices.BinarySearchFunc(s.byAddr, a, func(e setEntry, a netip.AddrPort) int { return e.b.addr.Compare(a) })
+	if !ok {
+		return setEntry{}, false
 	}
-	// old's extras leave, unless they came back.
-	for _, a := range old.extra {
-		if _, back := next.current[a]; !back {
-			delete(next.backends, a)
-		}
-	}
-	if !sameSched {
-		for _, a := range removed {
-			delete(next.backends, a)
-		}
-		return
-	}
-	next.extra = removed
+	return s.byAddr[i], true
+}
+
+// backend returns the set's backend for a, or nil.
+func (s *backendSet) backend(a netip.AddrPort) *backend {
+	e, _ := s.entry(a)
+	return e.b
+}
+
+// has reports whether a is one of the set's endpoints (not an extra).
+func (s *backendSet) has(a netip.AddrPort) bool {
+	e, ok := s.entry(a)
+	return ok && e.inList
 }
 
 func newBackend(svc *service, a netip.AddrPort, e state.Endpoint) *backend {
-	return &backend{addr: a, metric: svc.metrics[a], local: e.IsLocal || a.Addr().IsLoopback()}
-}
-
-// sortedUnique reports whether list is in strictly increasing address order.
-func sortedUnique(list []lb.Backend) bool {
-	for i := 1; i < len(list); i++ {
-		if list[i-1].Addr.Compare(list[i].Addr) >= 0 {
-			return false
-		}
-	}
-	return true
+	return &backend{addr: a, metric: svc.metric(a), local: e.IsLocal || a.Addr().IsLoopback()}
 }
 
 // install finishes installing a set whose config was just stored (see

@@ -10,47 +10,81 @@ import (
 	"kproxy.dev/kproxy/internal/state"
 )
 
-// TestDeriveFromMatchesBuild applies random changes (endpoints added, removed,
-// reweighted; the scheduler kept or replaced) to a chain of sets and requires
-// the merge (deriveFrom) to give what the full build gives: the same current
-// weights, the same backends (the very objects carried over), the same extras.
-func TestDeriveFromMatchesBuild(t *testing.T) {
+// TestFillMatchesMaps applies random changes (endpoints added, removed,
+// reweighted; the scheduler kept or replaced; lists sorted or shuffled) to a
+// chain of sets and requires the merge (fill) to give what the maps it replaced
+// gave: every endpoint of the list with its weight, the very backend objects of
+// the endpoints that stay (extras included), the old list's leavers as extras
+// only while the scheduler is shared, and the whole in strict address order.
+func TestFillMatchesMaps(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
-	svc := &service{metrics: map[netip.AddrPort]*backendMetric{}}
-	eps := randomEndpoints(rng, nil)
-	old := &backendSet{list: backendList(eps), sorted: true}
-	old.build(nil, svc, eps, false)
-	for step := 0; step < 300; step++ {
+	svc := &service{}
+	var old *backendSet
+	var eps []state.Endpoint
+	for step := 0; step < 500; step++ {
 		eps = randomEndpoints(rng, eps)
-		sameSched := rng.IntN(4) != 0
-		list := backendList(eps)
-		if !sortedUnique(list) {
-			t.Fatalf("step %d: test endpoints not sorted", step)
+		if rng.IntN(3) == 0 {
+			rng.Shuffle(len(eps), func(i, j int) { eps[i], eps[j] = eps[j], eps[i] })
 		}
-		full := &backendSet{list: list, sorted: true}
-		full.build(old, svc, eps, sameSched)
-		merged := &backendSet{list: list, sorted: true}
-		merged.deriveFrom(old, svc, eps, sameSched)
-		if !equalMaps(full.current, merged.current) {
-			t.Fatalf("step %d: current %v, want %v", step, merged.current, full.current)
+		sameSched := old != nil && rng.IntN(4) != 0
+		next := &backendSet{list: backendList(eps)}
+		next.fill(old, svc, eps, sameSched)
+		wantWeight := map[netip.AddrPort]int{}
+		for _, b := range next.list {
+			wantWeight[b.Addr] = b.Weight
 		}
-		if len(full.backends) != len(merged.backends) {
-			t.Fatalf("step %d: %d backends, want %d", step, len(merged.backends), len(full.backends))
-		}
-		for a, b := range full.backends {
-			m := merged.backends[a]
-			if m == nil || (old.backends[a] != nil && m != b) || m.addr != a || m.local != b.local {
-				t.Fatalf("step %d: backend %s = %+v, want %+v", step, a, m, b)
+		wantExtra := map[netip.AddrPort]bool{}
+		if sameSched {
+			for _, b := range old.list {
+				if _, stays := wantWeight[b.Addr]; !stays {
+					wantExtra[b.Addr] = true
+				}
 			}
 		}
-		fe, me := slices.Clone(full.extra), slices.Clone(merged.extra)
-		slices.SortFunc(fe, netip.AddrPort.Compare)
-		slices.SortFunc(me, netip.AddrPort.Compare)
-		if !slices.Equal(fe, me) {
-			t.Fatalf("step %d: extra %v, want %v", step, me, fe)
+		if got := len(next.byAddr); got != len(wantWeight)+len(wantExtra) {
+			t.Fatalf("step %d: %d entries, want %d endpoints and %d extras", step, got, len(wantWeight), len(wantExtra))
 		}
-		old = merged
+		for i, e := range next.byAddr {
+			a := e.b.addr
+			if i > 0 && next.byAddr[i-1].b.addr.Compare(a) >= 0 {
+				t.Fatalf("step %d: entries out of order at %s", step, a)
+			}
+			if w, ok := wantWeight[a]; ok != e.inList || (ok && w != e.weight) || (!ok && !wantExtra[a]) {
+				t.Fatalf("step %d: entry %s = %+v, want weight %d in list %v", step, a, e, w, ok)
+			}
+			if old != nil {
+				if ob := old.backend(a); ob != nil && ob != e.b {
+					t.Fatalf("step %d: backend %s was not carried over", step, a)
+				}
+			}
+			if got, want := next.backend(a), e.b; got != want || next.has(a) != e.inList {
+				t.Fatalf("step %d: lookup of %s gives %p (in list %v), want %p", step, a, got, next.has(a), want)
+			}
+		}
+		old = next
+	}
+}
+
+// TestFillKeepsFirstOfRepeats: an address listed twice is one endpoint with
+// the first weight, as lb's pool keeps it.
+func TestFillKeepsFirstOfRepeats(t *testing.T) {
+	t.Parallel()
+	a := netip.MustParseAddrPort("10.0.0.2:80")
+	b := netip.MustParseAddrPort("10.0.0.1:80")
+	eps := []state.Endpoint{
+		{IP: a.Addr(), Port: 80, Weight: 3}, {IP: b.Addr(), Port: 80, Weight: 1}, {IP: a.Addr(), Port: 80, Weight: 7},
+	}
+	set := &backendSet{list: backendList(eps)}
+	set.fill(nil, &service{}, eps, false)
+	if len(set.byAddr) != 2 || set.byAddr[0].b.addr != b || set.byAddr[1].b.addr != a {
+		t.Fatalf("entries %+v, want %s then %s", set.byAddr, b, a)
+	}
+	if e, _ := set.entry(a); e.weight != 3 {
+		t.Fatalf("weight of %s = %d, want the first, 3", a, e.weight)
+	}
+	if set.backend(netip.MustParseAddrPort("10.0.0.3:80")) != nil {
+		t.Fatal("an address not in the set was found")
 	}
 }
 
@@ -85,16 +119,4 @@ func backendList(eps []state.Endpoint) []lb.Backend {
 		out = append(out, lb.Backend{Addr: e.AddrPort(), Weight: e.Weight})
 	}
 	return out
-}
-
-func equalMaps(a, b map[netip.AddrPort]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

@@ -67,7 +67,7 @@ func (p *Proxier) virtualService(fe *frontend) (dataplane.VirtualService, bool) 
 			rs := &vs.RealServers[i]
 			rs.ActiveConn += c.Active
 			rs.InActConn += c.Inactive
-			if b := set.backends[c.Addr]; b != nil {
+			if b := set.backend(c.Addr); b != nil {
 				st := b.stats.snapshot()
 				if rs.Stats == nil {
 					rs.Stats = &dataplane.Stats{}

@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -80,6 +79,48 @@ func TestBackendMetrics(t *testing.T) {
 	}
 }
 
+// TestBackendMetricsAppearWithFirstConnection: an endpoint's series exist only
+// once it had a connection, and a connection that starts after its endpoint
+// left (a relay still holding the old config) does not bring them back.
+func TestBackendMetricsAppearWithFirstConnection(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:80")
+	svc := &service{name: state.ServicePortName{Namespace: "ns", Name: "lazy", Port: "p"}}
+	m.syncService(svc, []netip.AddrPort{a, b})
+	const name = "ns/lazy:p"
+	if _, ok := metricValue(t, reg, "kproxy_backend_connections_total", name, a.String()); ok {
+		t.Fatal("series exported for an endpoint without a connection")
+	}
+	svc.metric(a).opened()
+	if v, _ := metricValue(t, reg, "kproxy_backend_connections_total", name, a.String()); v != 1 {
+		t.Fatalf("connections_total for a = %v after its first connection, want 1", v)
+	}
+	if v, _ := metricValue(t, reg, "kproxy_backend_active_connections", name, a.String()); v != 1 {
+		t.Fatalf("active_connections for a = %v, want 1", v)
+	}
+	svc.metric(a).closed()
+	if v, _ := metricValue(t, reg, "kproxy_backend_active_connections", name, a.String()); v != 0 {
+		t.Fatalf("active_connections for a = %v after the close, want 0", v)
+	}
+	heldA, heldB := svc.metric(a), svc.metric(b)
+	m.syncService(svc, nil)
+	if _, ok := metricValue(t, reg, "kproxy_backend_connections_total", name, a.String()); ok {
+		t.Fatal("series of the removed endpoint a still exported")
+	}
+	heldA.opened()
+	heldB.opened()
+	for _, ep := range []netip.AddrPort{a, b} {
+		if _, ok := metricValue(t, reg, "kproxy_backend_connections_total", name, ep.String()); ok {
+			t.Fatalf("a connection after %s left brought its series back", ep)
+		}
+	}
+}
+
 func TestListShowsVirtualServicesAndCounters(t *testing.T) {
 	t.Parallel()
 	a, b := startTCPBackend(t, "A"), startTCPBackend(t, "B")
@@ -139,6 +180,12 @@ func TestRatesFromCountersOverTime(t *testing.T) {
 	var c counters
 	t0 := time.Unix(1000, 0)
 	c.estimate(t0)
+	if c.est.Load() != nil {
+		t.Fatal("a backend without traffic got rate state")
+	}
+	if st := c.snapshot(); st.CPS != 0 || st.Conns != 0 {
+		t.Fatalf("no traffic: %+v", st)
+	}
 	c.conns.Add(10)
 	c.inBytes.Add(2000)
 	c.outBytes.Add(8000)
@@ -159,7 +206,7 @@ func TestRatesFromCountersOverTime(t *testing.T) {
 func TestMetricsSyncSweepsGoneEndpoints(t *testing.T) {
 	t.Parallel()
 	a, b, c := netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:80"), netip.MustParseAddrPort("10.0.0.3:80")
-	svc := &service{metrics: map[netip.AddrPort]*backendMetric{}}
+	svc := &service{}
 	var m *metrics
 	for i, step := range []struct{ reach, want []netip.AddrPort }{
 		{[]netip.AddrPort{a, b}, []netip.AddrPort{a, b}},
@@ -168,13 +215,13 @@ func TestMetricsSyncSweepsGoneEndpoints(t *testing.T) {
 		{[]netip.AddrPort{b, b}, []netip.AddrPort{b}},       // duplicates hide two gone
 		{nil, nil},
 	} {
-		held := svc.metrics[a]
+		held := svc.metric(a)
 		m.syncService(svc, step.reach)
-		got := slices.SortedFunc(maps.Keys(svc.metrics), netip.AddrPort.Compare)
+		got := metricAddrs(svc)
 		if !slices.Equal(got, step.want) {
 			t.Fatalf("step %d: series for %v, want %v", i, got, step.want)
 		}
-		if held != nil && slices.Contains(step.want, a) && svc.metrics[a] != held {
+		if held != nil && slices.Contains(step.want, a) && svc.metric(a) != held {
 			t.Fatalf("step %d: the series of a staying endpoint was replaced", i)
 		}
 	}
@@ -190,17 +237,32 @@ func TestMetricsSyncSweepsGoneEndpoints(t *testing.T) {
 		if rng.IntN(5) == 0 && len(reach) > 1 {
 			reach = append(reach, reach[0]) // a repeat, out of order
 		}
-		before := maps.Clone(svc.metrics)
+		before := map[netip.AddrPort]*backendMetric{}
+		for _, bm := range svc.metrics {
+			before[bm.addr] = bm
+		}
 		m.syncService(svc, reach)
 		want := slices.Compact(slices.SortedFunc(slices.Values(reach), netip.AddrPort.Compare))
-		got := slices.SortedFunc(maps.Keys(svc.metrics), netip.AddrPort.Compare)
+		got := metricAddrs(svc)
 		if !slices.Equal(got, want) {
 			t.Fatalf("random step %d: series for %v, want %v", step, got, want)
 		}
 		for a, bm := range before {
-			if svc.metrics[a] != nil && svc.metrics[a] != bm {
+			if svc.metric(a) != nil && svc.metric(a) != bm {
 				t.Fatalf("random step %d: the series of %s, which stayed, was replaced", step, a)
 			}
 		}
 	}
+}
+
+// metricAddrs lists the endpoints svc has series for, checking their order.
+func metricAddrs(svc *service) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, bm := range svc.metrics {
+		out = append(out, bm.addr)
+	}
+	if !slices.IsSortedFunc(out, netip.AddrPort.Compare) {
+		panic("svc.metrics out of order")
+	}
+	return out
 }

@@ -36,8 +36,8 @@ func (fe *frontend) choose(src netip.AddrPort, now time.Time, in *classifier) (*
 	}
 	if set.affinity != nil {
 		if addr, ok := set.affinity.lookup(src.Addr(), now); ok {
-			if b := set.backends[addr]; b != nil && set.current[addr] > 0 {
-				return set.lease(b, now, src, short), true
+			if e, ok := set.entry(addr); ok && e.inList && e.weight > 0 {
+				return set.lease(e.b, now, src, short), true
 			}
 		}
 	}
@@ -45,7 +45,7 @@ func (fe *frontend) choose(src netip.AddrPort, now time.Time, in *classifier) (*
 	if !ok {
 		return nil, false
 	}
-	b := set.backends[picked.Addr]
+	b := set.backend(picked.Addr)
 	if b == nil {
 		// A Sync installed a new config between Load and Pick; it updates the
 		// scheduler only after installing it, so the new config has the backend.
@@ -53,10 +53,12 @@ func (fe *frontend) choose(src netip.AddrPort, now time.Time, in *classifier) (*
 		if set = cfg.set; short {
 			set = cfg.inCluster
 		}
-		if set == nil || set.backends[picked.Addr] == nil {
+		if set == nil {
 			return nil, false
 		}
-		b = set.backends[picked.Addr]
+		if b = set.backend(picked.Addr); b == nil {
+			return nil, false
+		}
 	}
 	return set.lease(b, now, src, short), true
 }

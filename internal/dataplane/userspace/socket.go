@@ -20,12 +20,17 @@ func (p *Proxier) setListening(fe *frontend, want bool) (bool, error) {
 	if !want {
 		fe.closeSocket()
 		fe.listening = false
+		p.listeners--
 		return true, nil
+	}
+	if p.budget > 0 && p.listeners >= p.budget {
+		return false, errNoDescriptors
 	}
 	if err := p.listen(fe); err != nil {
 		return false, err
 	}
 	fe.listening = true
+	p.listeners++
 	return true, nil
 }
 
@@ -45,6 +50,10 @@ func (p *Proxier) syncListening(run *syncRun, svcName fmt.Stringer, fe *frontend
 // closeSocket closes fe's listener, if any; open relays carry on. UDP flows end
 // with it, as the socket carries their replies.
 func (fe *frontend) closeSocket() {
+	if fe.watch != nil {
+		fe.watch.remove()
+		fe.watch = nil
+	}
 	if fe.tcp != nil {
 		fe.tcp.Close()
 		fe.tcp = nil

@@ -16,6 +16,14 @@ type counters struct {
 	inBytes  atomic.Uint64 // client to endpoint
 	outBytes atomic.Uint64 // endpoint to client
 
+	// est is the rate state, made by the estimator once the backend had
+	// traffic: most backends of a large cluster never have any, and the state
+	// was half of each backend's memory.
+	est atomic.Pointer[estimator]
+}
+
+// estimator is a backend's last sample and the rates computed from it.
+type estimator struct {
 	mu   sync.Mutex
 	last sample
 	rate rates
@@ -34,28 +42,38 @@ func (c *counters) read(at time.Time) sample {
 
 // estimate updates the rates from the change since the previous call, the way the
 // kernel's IPVS estimator does every two seconds (without its smoothing: a rate here
-// is the average over the last interval).
+// is the average over the last interval). A backend's first traffic is taken to
+// have come within the last estimatorInterval.
 func (c *counters) estimate(now time.Time) {
 	cur := c.read(now)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.last.at.IsZero() {
-		if dt := now.Sub(c.last.at).Seconds(); dt > 0 {
-			c.rate = rates{
-				cps:    float64(cur.conns-c.last.conns) / dt,
-				inBPS:  float64(cur.inBytes-c.last.inBytes) / dt,
-				outBPS: float64(cur.outBytes-c.last.outBytes) / dt,
-			}
+	e := c.est.Load()
+	if e == nil {
+		if cur.conns == 0 && cur.inBytes == 0 && cur.outBytes == 0 {
+			return // no traffic yet: no state
+		}
+		e = &estimator{last: sample{at: now.Add(-estimatorInterval)}}
+		c.est.Store(e)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if dt := now.Sub(e.last.at).Seconds(); dt > 0 {
+		e.rate = rates{
+			cps:    float64(cur.conns-e.last.conns) / dt,
+			inBPS:  float64(cur.inBytes-e.last.inBytes) / dt,
+			outBPS: float64(cur.outBytes-e.last.outBytes) / dt,
 		}
 	}
-	c.last = cur
+	e.last = cur
 }
 
 // snapshot returns the counters and last rates as dataplane.Stats.
 func (c *counters) snapshot() *dataplane.Stats {
-	c.mu.Lock()
-	r := c.rate
-	c.mu.Unlock()
+	var r rates
+	if e := c.est.Load(); e != nil {
+		e.mu.Lock()
+		r = e.rate
+		e.mu.Unlock()
+	}
 	return &dataplane.Stats{
 		Conns:    c.conns.Load(),
 		InBytes:  c.inBytes.Load(),
@@ -101,8 +119,8 @@ func (p *Proxier) estimate(now time.Time) {
 			if set == nil {
 				continue
 			}
-			for _, b := range set.backends {
-				b.stats.estimate(now)
+			for _, e := range set.byAddr {
+				e.b.stats.estimate(now)
 			}
 			if set.affinity != nil {
 				set.affinity.prune(now)

@@ -79,6 +79,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 			delete(p.failed, n)
 		}
 	}
+	errs = p.budgetError(errs)
 	p.reapDraining()
 	if full {
 		p.removeLeftovers()
@@ -171,22 +172,23 @@ func (p *Proxier) shrinkService(run *syncRun, n state.ServicePortName) {
 	if svc == nil {
 		return
 	}
-	want := map[feKey]bool{}
+	var want []feSpec
 	if sp := run.snap.Service(n); sp != nil && supported(sp) {
-		for _, s := range desiredFrontends(sp, p.nodeAddrs) {
-			want[s.key] = true
-		}
+		want = desiredFrontends(sp, p.nodeAddrs)
 	}
-	for k, fe := range svc.frontends {
-		if want[k] {
-			continue
+	svc.frontends = slices.DeleteFunc(svc.frontends, func(fe *frontend) bool {
+		if slices.ContainsFunc(want, func(s feSpec) bool { return s.key == fe.key }) {
+			return false
+		}
+		if fe.listening {
+			p.listeners--
 		}
 		fe.close()
-		delete(svc.frontends, k)
-		delete(p.frontends, k)
+		delete(p.frontends, fe.key)
 		p.draining = append(p.draining, fe)
 		run.written++
-	}
+		return true
+	})
 }
 
 // supported reports whether the relay can serve the protocol (SCTP it cannot).
@@ -209,7 +211,7 @@ func (p *Proxier) syncService(run *syncRun, n state.ServicePortName) error {
 		return fmt.Errorf("service %s: protocol %s is not supported in userspace mode", n, sp.Protocol)
 	}
 	if svc == nil {
-		svc = &service{name: n, frontends: map[feKey]*frontend{}, metrics: map[netip.AddrPort]*backendMetric{}}
+		svc = &service{name: n}
 		p.services[n] = svc
 	}
 	svc.sp = sp
@@ -248,7 +250,7 @@ func familyCategorized(snap *state.Snapshot, sp *state.ServicePort, n state.Serv
 // syncFrontend makes one frontend exist with the right backends, listening
 // while it has somewhere to send (socket.go).
 func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, want feWant) error {
-	fe := svc.frontends[spec.key]
+	fe := svc.frontend(spec.key)
 	if fe != nil {
 		fe.kind = spec.kind
 		cfg, err := p.buildConfig(fe, svc, want)
@@ -273,7 +275,7 @@ func (p *Proxier) syncFrontend(run *syncRun, svc *service, spec feSpec, want feW
 	if err := p.open(run, fe); err != nil {
 		return errors.Join(cfgErr, fmt.Errorf("service %s: %s %s: %w", svc.name, spec.kind, spec.key, err))
 	}
-	svc.frontends[spec.key] = fe
+	svc.frontends = append(svc.frontends, fe)
 	p.frontends[spec.key] = fe
 	run.written++
 	return cfgErr

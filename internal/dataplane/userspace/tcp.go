@@ -42,21 +42,36 @@ func (p *Proxier) listenTCP(fe *frontend) error {
 	if err != nil {
 		return err
 	}
+	if err := p.serveListener(fe, ln); err != nil {
+		ln.Close()
+		return err
+	}
 	fe.tcp = ln
-	p.relays.Add(1)
-	go p.acceptTCP(fe, ln)
 	return nil
 }
 
-// acceptTCP serves one listener of fe until it is closed. A frontend may get a
-// new listener later (socket.go), served by a new acceptTCP.
-func (p *Proxier) acceptTCP(fe *frontend, ln *net.TCPListener) {
+// acceptLinger is how long an accept goroutine started by the poller waits for
+// the next connection before it ends and the listener goes back to the poller
+// (acceptpoll_linux.go): busy listeners keep theirs, idle ones hold none.
+const acceptLinger = time.Second
+
+// acceptTCP serves one listener of fe until it is closed or, when the poller
+// started it (w not nil), until no connection came for acceptLinger. A frontend
+// may get a new listener later (socket.go), served anew.
+func (p *Proxier) acceptTCP(fe *frontend, ln *net.TCPListener, w *acceptWatch) {
 	defer p.relays.Done()
 	backoff := 5 * time.Millisecond
 	for {
+		if w != nil {
+			_ = ln.SetDeadline(time.Now().Add(acceptLinger))
+		}
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if w != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				_ = w.arm() // fails only once the listener is closed
 				return
 			}
 			// Out of file descriptors or similar: wait rather than spin.

@@ -157,10 +157,8 @@ func (u *udpFrontend) dropFlowsNotIn(cfg *feConfig) {
 		if f.lease.inCluster {
 			set = cfg.inCluster
 		}
-		if set != nil {
-			if _, ok := set.current[f.lease.b.addr]; ok {
-				continue
-			}
+		if set != nil && set.has(f.lease.b.addr) {
+			continue
 		}
 		delete(u.flows, src)
 		f.up.Close()

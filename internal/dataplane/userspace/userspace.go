@@ -75,6 +75,10 @@ type Proxier struct {
 	failed map[state.ServicePortName]struct{}
 	// needFull forces the next Sync to look at every ServicePort.
 	needFull bool
+	// listeners counts the frontends holding a socket; budget bounds it (0: no
+	// bound) below nofile, the descriptor limit (budget.go).
+	listeners, budget int
+	nofile            uint64
 	// draining are frontends that were closed while relays were still open; the
 	// addresses kproxy added for them are released when those relays end.
 	draining []*frontend
@@ -114,6 +118,9 @@ type Proxier struct {
 	// lastAccept is when the last TCP connection was accepted (UnixNano): a drain
 	// ends early once no connection is open and none came for drainQuiet.
 	lastAccept atomic.Int64
+	// accepts watches the idle TCP listeners (acceptpoll_linux.go); nil until
+	// the first listener.
+	accepts *acceptPoller
 	// pipes lends the relays their splice pipes (Linux; shared by every Proxier
 	// unless a test gives one its own).
 	pipes *pipePool
@@ -140,7 +147,8 @@ func New(o dataplane.Options) (*Proxier, error) {
 	if err != nil {
 		return nil, err
 	}
-	lim := resolveLimits(o.Relay, nofileLimit())
+	nofile := nofileLimit()
+	lim := resolveLimits(o.Relay, nofile)
 	adm := newAdmission(lim)
 	rm, err := newRelayMetrics(o.Registerer, func() float64 { return float64(adm.open()) })
 	if err != nil {
@@ -166,6 +174,8 @@ func New(o dataplane.Options) (*Proxier, error) {
 		relayMetrics: rm,
 		causes:       newCauseLog(o.Log().With("mode", ModeName)),
 		pipes:        &pipes,
+		nofile:       nofile,
+		budget:       listenerBudget(nofile),
 	}
 	p.log.Info("userspace relay limits", "maxConns", lim.maxConns, "maxConnsPerClient", lim.perClient,
 		"idleTimeout", lim.idle, "note", "0 means no limit")
@@ -211,6 +221,7 @@ func (p *Proxier) drainLocked(ctx context.Context, keepAccepting bool) error {
 		p.handOver(p.awaitQuiet(ctx, end.Add(-end.Sub(start)/6)))
 	}
 	p.stopped.Store(true)
+	p.closeAccepts()
 	for _, fe := range p.frontends {
 		fe.close()
 	}
