@@ -163,7 +163,7 @@ func TestTrackerSnapshotsStayAsHandedOut(t *testing.T) {
 		fresh.UpsertService(svc)
 	}
 	for _, es := range tr.slices {
-		fresh.UpsertEndpointSlice(es)
+		fresh.UpsertSlice(es)
 	}
 	want, _ := fresh.Snapshot()
 	if got := take(snaps[len(snaps)-1]); !reflect.DeepEqual(got, take(want)) {

@@ -63,6 +63,8 @@ func nameOf(obj any) (namespace, name string, ok bool) {
 		return o.Namespace, o.Name, true
 	case *discovery.EndpointSlice:
 		return o.Namespace, o.Name, true
+	case *state.Slice:
+		return o.Namespace, o.Name, true
 	case *v1.Node:
 		return "", o.Name, true
 	case *networkingv1.ServiceCIDR:
@@ -91,10 +93,21 @@ func sliceHandler(h state.Handler, log *slog.Logger) eventHandler {
 	return eventHandler{
 		log: log,
 		keep: func(obj any) bool {
-			es, ok := obj.(*discovery.EndpointSlice)
-			return ok && !hasLabel(es.Labels, state.LabelServiceProxyName) && !hasLabel(es.Labels, v1.IsHeadlessService)
+			switch es := obj.(type) {
+			case *state.Slice: // converted by transformSliceFor
+				return !es.Foreign
+			case *discovery.EndpointSlice:
+				return !hasLabel(es.Labels, state.LabelServiceProxyName) && !hasLabel(es.Labels, v1.IsHeadlessService)
+			}
+			return false
 		},
-		upsert: func(obj any) { h.UpsertEndpointSlice(obj.(*discovery.EndpointSlice)) },
+		upsert: func(obj any) {
+			if s, ok := obj.(*state.Slice); ok {
+				h.(state.SliceConverter).UpsertSlice(s)
+				return
+			}
+			h.UpsertEndpointSlice(obj.(*discovery.EndpointSlice))
+		},
 		remove: h.DeleteEndpointSlice,
 	}
 }

@@ -118,7 +118,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 	if err := add(newInformer(ResourceServices, &v1.Service{}, proxied), transformService, serviceHandler(h, s.log), "Services"); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	if err := add(newInformer(ResourceEndpointSlices, &discoveryv1.EndpointSlice{}, proxied), transformEndpointSlice, sliceHandler(h, s.log), "EndpointSlices"); err != nil {
+	if err := add(newInformer(ResourceEndpointSlices, &discoveryv1.EndpointSlice{}, proxied), transformSliceFor(h), sliceHandler(h, s.log), "EndpointSlices"); err != nil {
 		return fmt.Errorf("endpointslice informer: %w", err)
 	}
 	if s.opts.NodeName != "" {
