@@ -160,7 +160,7 @@ func TestTrackerSnapshotsStayAsHandedOut(t *testing.T) {
 	}
 	fresh := NewTracker(Options{NodeName: "node-a"})
 	for _, svc := range tr.services {
-		fresh.UpsertService(svc)
+		fresh.UpsertConvertedService(svc)
 	}
 	for _, es := range tr.slices {
 		fresh.UpsertSlice(es)

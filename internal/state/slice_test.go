@@ -124,3 +124,34 @@ func TestTrackerReportsBadWeightsOnce(t *testing.T) {
 		t.Fatalf("endpoints %+v", eps)
 	}
 }
+
+// A converted Service's ServicePorts are the ones its snapshots hold, and it is
+// an informer object like a Slice.
+func TestTrackerSharesConvertedServicePorts(t *testing.T) {
+	tr, _ := newTestTracker(t, "node-a")
+	svc := tr.ConvertService(testService("ns", "web", "10.0.0.1"))
+	tr.UpsertConvertedService(svc)
+	snap, _ := tr.Snapshot()
+	n := portName("ns", "web", "http")
+	if sp := snap.Service(n); sp == nil || len(svc.ports) != 1 || sp != svc.ports[0] {
+		t.Fatalf("snapshot ServicePort %p, converted %v: want the same pointer", sp, svc.ports)
+	}
+	if key, err := cache.MetaNamespaceKeyFunc(svc); err != nil || key != "ns/web" {
+		t.Fatalf("key %q, %v", key, err)
+	}
+	if c := svc.DeepCopyObject().(*Service); c == svc || !reflect.DeepEqual(c, svc) {
+		t.Fatal("DeepCopyObject")
+	}
+	other := testService("ns", "web", "10.0.0.1", withLabel(LabelServiceProxyName, "x"))
+	if !tr.ConvertService(other).Foreign {
+		t.Error("another proxy's Service is not Foreign")
+	}
+	// An invalid version keeps the last good ports serving.
+	bad := testService("ns", "web", "10.0.0.1")
+	bad.Spec.ClusterIPs = []string{"not-an-ip"}
+	tr.UpsertService(bad)
+	snap, _ = tr.Snapshot()
+	if sp := snap.Service(n); sp != svc.ports[0] {
+		t.Fatalf("after an invalid update: %v, want the last good ServicePort", sp)
+	}
+}

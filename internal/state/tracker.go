@@ -1,7 +1,6 @@
 package state
 
 import (
-	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -50,7 +49,7 @@ type Tracker struct {
 	opts Options
 
 	mu       sync.Mutex
-	services map[string]*v1.Service
+	services map[string]*Service
 	slices   map[string]*Slice
 	// slicesBySvc lists each Service's slice keys: a slice rather than a set, as
 	// nearly every Service has one or a few (a map each was 4.5 MiB at 10,000).
@@ -84,7 +83,7 @@ var _ Handler = (*Tracker)(nil)
 func NewTracker(o Options) *Tracker {
 	return &Tracker{
 		opts:        o,
-		services:    map[string]*v1.Service{},
+		services:    map[string]*Service{},
 		slices:      map[string]*Slice{},
 		slicesBySvc: map[string][]string{},
 		dirty:       map[string]struct{}{},
@@ -98,10 +97,21 @@ func key(ns, name string) string { return ns + "/" + name }
 
 // UpsertService records a new or updated Service.
 func (t *Tracker) UpsertService(svc *v1.Service) {
+	t.UpsertConvertedService(t.ConvertService(svc))
+}
+
+// UpsertConvertedService records a new or updated Service converted by
+// ConvertService.
+func (t *Tracker) UpsertConvertedService(svc *Service) {
 	k := key(svc.Namespace, svc.Name)
 	t.update(func() bool {
-		if old := t.services[k]; old != nil && sameService(old, svc) {
+		if old := t.services[k]; old != nil && old.same(svc) {
 			return false
+		}
+		for _, err := range []error{svc.err, svc.schedErr} {
+			if err != nil {
+				t.reject("Service "+k, svc, err)
+			}
 		}
 		t.services[k] = svc
 		t.dirty[k] = struct{}{}
@@ -320,31 +330,14 @@ func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[Serv
 	}
 }
 
-// currentPorts converts the Service now known under svcKey; false means keep the old.
+// currentPorts is the ports of the Service now known under svcKey; false means
+// keep the old (the Service did not convert).
 func (t *Tracker) currentPorts(svcKey string) ([]*ServicePort, bool) {
 	svc := t.services[svcKey]
-	if svc == nil || !Proxyable(svc) {
+	if svc == nil {
 		return nil, true
 	}
-	ports, err := ServicePorts(svc)
-	if err != nil {
-		t.reject("Service "+svcKey, svc, err)
-		return nil, false
-	}
-	name, flags := SchedulerAnnotation(svc)
-	if name != "" && t.opts.ValidateScheduler != nil {
-		if err := t.opts.ValidateScheduler(name, flags); err != nil {
-			t.reject("Service "+svcKey, svc, fmt.Errorf("metadata.annotations[%s]: %v; using the node default", AnnotationScheduler, err))
-			name, flags = "", nil
-		}
-	}
-	for _, sp := range ports {
-		sp.Scheduler, sp.SchedulerFlags = name, flags
-		if t.opts.DisableExternalIPs {
-			sp.ExternalIPs = nil
-		}
-	}
-	return ports, true
+	return svc.ports, svc.err == nil
 }
 
 // endpointsFor merges every slice of a Service into deduplicated, sorted endpoints
@@ -411,11 +404,6 @@ func (t *Tracker) reject(object string, version any, err error) {
 	if t.opts.Reject != nil {
 		t.opts.Reject(object, err)
 	}
-}
-
-func sameService(a, b *v1.Service) bool {
-	return reflect.DeepEqual(a.Spec, b.Spec) && reflect.DeepEqual(a.Status, b.Status) &&
-		reflect.DeepEqual(a.Labels, b.Labels) && reflect.DeepEqual(a.Annotations, b.Annotations)
 }
 
 func nodeInfo(n *v1.Node) NodeInfo {

@@ -115,7 +115,7 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 		regs = append(regs, reg)
 		return err
 	}
-	if err := add(newInformer(ResourceServices, &v1.Service{}, proxied), transformService, serviceHandler(h, s.log), "Services"); err != nil {
+	if err := add(newInformer(ResourceServices, &v1.Service{}, proxied), transformServiceFor(h), serviceHandler(h, s.log), "Services"); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
 	if err := add(newInformer(ResourceEndpointSlices, &discoveryv1.EndpointSlice{}, proxied), transformSliceFor(h), sliceHandler(h, s.log), "EndpointSlices"); err != nil {

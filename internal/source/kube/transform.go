@@ -131,6 +131,24 @@ func transformEndpointSlice(obj any) (any, error) {
 	return es, nil
 }
 
+// transformServiceFor is the Service transform for handler h: when h converts
+// Services itself (the Tracker), the informer caches its state.Service (the
+// ServicePorts its snapshots share) instead of the object. Other handlers get
+// the trimmed Service.
+func transformServiceFor(h state.Handler) cache.TransformFunc {
+	sc, ok := h.(state.ServiceConverter)
+	if !ok {
+		return transformService
+	}
+	return func(obj any) (any, error) {
+		svc, ok := obj.(*v1.Service)
+		if !ok {
+			return obj, nil // already converted, or a tombstone
+		}
+		return sc.ConvertService(svc), nil
+	}
+}
+
 // transformSliceFor is the EndpointSlice transform for handler h: when h converts
 // slices itself (the Tracker), the informer caches its state.Slice, the very
 // object h keeps, instead of the EndpointSlice: one copy of each slice's

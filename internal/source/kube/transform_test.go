@@ -288,3 +288,43 @@ func TestTransformForATrackerCachesItsSlice(t *testing.T) {
 		t.Errorf("without a converting handler the transform gave %T", out)
 	}
 }
+
+// TestTransformForATrackerCachesItsService: with the Tracker as handler, the
+// informer caches the state.Service whose ServicePorts the snapshots share,
+// converted to the same ServicePorts as the whole object.
+func TestTransformForATrackerCachesItsService(t *testing.T) {
+	svc, es, n := fullService(), fullSlice(), fullNode()
+	wantPorts, _ := portsOf(snapshotOf(svc, es, n))
+	tr := state.NewTracker(state.Options{NodeName: "node-a"})
+	transform := transformServiceFor(tr)
+	out, err := transform(svc.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := out.(*state.Service)
+	if !ok {
+		t.Fatalf("transform gave %T, want *state.Service", out)
+	}
+	if again, err := transform(s); err != nil || again != s {
+		t.Fatalf("transform of a converted Service: %v, %v", again, err)
+	}
+	h := serviceHandler(tr, nil)
+	if !h.keep(s) {
+		t.Fatal("the handler drops the converted Service")
+	}
+	tr.UpsertNode(n)
+	h.upsert(s)
+	tr.UpsertEndpointSlice(es)
+	snap, _ := tr.Snapshot()
+	if gotPorts, _ := portsOf(snap); !reflect.DeepEqual(gotPorts, wantPorts) {
+		t.Errorf("ServicePorts through the converting transform:\n got %+v\nwant %+v", gotPorts, wantPorts)
+	}
+	other := fullService()
+	other.Labels[state.LabelServiceProxyName] = "x"
+	if os, _ := transform(other); h.keep(os) {
+		t.Error("another proxy's converted Service passes the handler")
+	}
+	if out, _ := transformServiceFor(nil)(fullService()); reflect.TypeOf(out) != reflect.TypeOf(&v1.Service{}) {
+		t.Errorf("without a converting handler the transform gave %T", out)
+	}
+}
