@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
 )
 
 // The REST client asks for what client-go's generated clients ask for: the
@@ -71,7 +72,7 @@ func TestRESTClientListsEachResourceAtItsPath(t *testing.T) {
 		mu.Lock()
 		got = nil
 		mu.Unlock()
-		obj, err := c.ListerWatcher(tc.resource, tc.tweak).List(metav1.ListOptions{ResourceVersion: "0"})
+		obj, err := cache.ToListerWatcherWithContext(c.ListerWatcher(tc.resource, tc.tweak)).ListWithContext(ctx, metav1.ListOptions{ResourceVersion: "0"})
 		if err != nil {
 			t.Fatalf("%s: list: %v", tc.resource, err)
 		}
