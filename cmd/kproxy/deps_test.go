@@ -35,3 +35,29 @@ func TestBuildsOnOtherSystems(t *testing.T) {
 		}
 	}
 }
+
+// The kube source lists and watches through its own REST clients and scheme
+// (internal/source/kubescheme): client-go's clientset, informers and full scheme
+// link every built-in API group, whose initialisers alone kept ~20 MiB of the
+// binary resident in every kproxy process (docs/performance.md, "The process
+// baseline"). Tests may use them (fake clientsets), the binary must not.
+func TestBinaryLinksNoClientset(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	banned := []string{
+		"k8s.io/client-go/kubernetes",
+		"k8s.io/client-go/informers",
+		"k8s.io/client-go/discovery",
+		"k8s.io/client-go/gentype",
+		"k8s.io/api/apps/",
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, b := range banned {
+			if pkg == b || strings.HasPrefix(pkg, b+"/") || strings.HasSuffix(b, "/") && strings.HasPrefix(pkg, b) {
+				t.Errorf("kproxy links %s", pkg)
+			}
+		}
+	}
+}

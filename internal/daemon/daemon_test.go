@@ -23,6 +23,7 @@ import (
 	"kproxy.dev/kproxy/internal/dataplane"
 	"kproxy.dev/kproxy/internal/source/kube"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakekube"
 )
 
 // fakeDP records syncs; it can fail on demand and list itself.
@@ -438,7 +439,7 @@ func TestKubeSourceFeedsTheDataplane(t *testing.T) {
 	slice("web", "10.1.0.1")(h)
 	svcObj, sliceObj = append(svcObj, h.svcs[0]), append(sliceObj, h.slices[0])
 	client := fake.NewSimpleClientset(append(svcObj, sliceObj...)...)
-	src, err := kube.New(kube.Options{Client: client, NodeName: "node-a"})
+	src, err := kube.New(kube.Options{Client: fakekube.New(client), NodeName: "node-a"})
 	if err != nil {
 		t.Fatal(err)
 	}

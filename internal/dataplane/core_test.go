@@ -197,7 +197,7 @@ func TestNodeChangeMarksEveryPortChanged(t *testing.T) {
 	r, clk := &recorder{}, newClock()
 	c := newTestCore(r, clk, nil)
 	a, b := endpoint("10.1.0.1:80"), endpoint("10.1.0.2:80")
-	a.ZoneHints, b.ZoneHints = []string{"z1"}, []string{"z2"}
+	a.Hints, b.Hints = &state.Hints{Zones: []string{"z1"}}, &state.Hints{Zones: []string{"z2"}}
 	build := func(zone string) *state.Snapshot {
 		return newSnap(zone).port("web", v1.ProtocolTCP, "10.96.0.1", a, b).port("other", v1.ProtocolTCP, "10.96.0.2", a).s
 	}

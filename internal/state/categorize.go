@@ -124,13 +124,13 @@ func mergeEndpoints(a, b []Endpoint) []Endpoint {
 // Hints decide when every ready endpoint carries a hint of one kind and one of them
 // names this node (PreferSameNode, tried first) or this node's zone.
 func topologyFilter(eps []Endpoint, node NodeInfo) func(*Endpoint) bool {
-	nodeHints := func(e Endpoint) []string { return e.NodeHints }
-	zoneHints := func(e Endpoint) []string { return e.ZoneHints }
+	nodeHints := func(e Endpoint) []string { return e.NodeHints() }
+	zoneHints := func(e Endpoint) []string { return e.ZoneHints() }
 	if hintsUsable(eps, nodeHints, node.Name) {
-		return func(e *Endpoint) bool { return contains(e.NodeHints, node.Name) }
+		return func(e *Endpoint) bool { return contains(e.NodeHints(), node.Name) }
 	}
 	if hintsUsable(eps, zoneHints, node.Zone) {
-		return func(e *Endpoint) bool { return contains(e.ZoneHints, node.Zone) }
+		return func(e *Endpoint) bool { return contains(e.ZoneHints(), node.Zone) }
 	}
 	return nil
 }

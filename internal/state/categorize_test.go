@@ -21,7 +21,10 @@ func (s epSpec) endpoint() Endpoint {
 	e := Endpoint{
 		IP: netip.AddrFrom4([4]byte{10, 0, 0, s.last}), Port: 80,
 		Ready: s.ready, Serving: s.serving, Terminating: s.terminating,
-		IsLocal: s.local, ZoneHints: s.zones, NodeHints: s.nodes, Weight: 1,
+		IsLocal: s.local, Weight: 1,
+	}
+	if s.zones != nil || s.nodes != nil {
+		e.Hints = &Hints{Zones: s.zones, Nodes: s.nodes}
 	}
 	if s.local {
 		e.NodeName = "node-a"

@@ -197,12 +197,13 @@ func makeEndpoint(e discovery.Endpoint, ip netip.Addr, port int32, weights map[n
 	if e.Zone != nil {
 		ep.Zone = *e.Zone
 	}
-	if h := e.Hints; h != nil {
+	if h := e.Hints; h != nil && len(h.ForZones)+len(h.ForNodes) > 0 {
+		ep.Hints = &Hints{}
 		for _, z := range h.ForZones {
-			ep.ZoneHints = append(ep.ZoneHints, z.Name)
+			ep.Hints.Zones = append(ep.Hints.Zones, z.Name)
 		}
 		for _, n := range h.ForNodes {
-			ep.NodeHints = append(ep.NodeHints, n.Name)
+			ep.Hints.Nodes = append(ep.Hints.Nodes, n.Name)
 		}
 	}
 	if w, ok := weights[ip]; ok {

@@ -160,10 +160,10 @@ func TestTrackerSnapshotsStayAsHandedOut(t *testing.T) {
 	}
 	fresh := NewTracker(Options{NodeName: "node-a"})
 	for _, svc := range tr.services {
-		fresh.UpsertService(svc)
+		fresh.UpsertConvertedService(svc)
 	}
 	for _, es := range tr.slices {
-		fresh.UpsertEndpointSlice(es)
+		fresh.UpsertSlice(es)
 	}
 	want, _ := fresh.Snapshot()
 	if got := take(snaps[len(snaps)-1]); !reflect.DeepEqual(got, take(want)) {

@@ -26,8 +26,15 @@ func TestTrackerRejectsOncePerObjectVersion(t *testing.T) {
 	if len(*rejects) != 2 {
 		t.Fatalf("rejected again without a new version: %+v", *rejects)
 	}
-	// A new version with the same problem is a new rejection; a fixed one clears it.
+	// A version that changes nothing kproxy reads is no change (the Tracker
+	// compares converted Services), so it is not reported again.
 	tr.UpsertService(testService("ns", "web", "10.0.0.1", withAnnotation(AnnotationScheduler, "magic"), withLabel("v", "2")))
+	tr.Snapshot()
+	if len(*rejects) != 2 {
+		t.Fatalf("a label-only update reported again: %+v", *rejects)
+	}
+	// A new version with the same problem is a new rejection; a fixed one clears it.
+	tr.UpsertService(testService("ns", "web", "10.0.0.3", withAnnotation(AnnotationScheduler, "magic")))
 	tr.Snapshot()
 	if len(*rejects) != 3 {
 		t.Fatalf("new version not reported: %+v", *rejects)

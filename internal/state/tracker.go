@@ -1,7 +1,6 @@
 package state
 
 import (
-	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -50,8 +49,8 @@ type Tracker struct {
 	opts Options
 
 	mu       sync.Mutex
-	services map[string]*v1.Service
-	slices   map[string]*discovery.EndpointSlice
+	services map[string]*Service
+	slices   map[string]*Slice
 	// slicesBySvc lists each Service's slice keys: a slice rather than a set, as
 	// nearly every Service has one or a few (a map each was 4.5 MiB at 10,000).
 	slicesBySvc map[string][]string
@@ -84,8 +83,8 @@ var _ Handler = (*Tracker)(nil)
 func NewTracker(o Options) *Tracker {
 	return &Tracker{
 		opts:        o,
-		services:    map[string]*v1.Service{},
-		slices:      map[string]*discovery.EndpointSlice{},
+		services:    map[string]*Service{},
+		slices:      map[string]*Slice{},
 		slicesBySvc: map[string][]string{},
 		dirty:       map[string]struct{}{},
 		ports:       map[string][]*ServicePort{},
@@ -98,10 +97,21 @@ func key(ns, name string) string { return ns + "/" + name }
 
 // UpsertService records a new or updated Service.
 func (t *Tracker) UpsertService(svc *v1.Service) {
+	t.UpsertConvertedService(t.ConvertService(svc))
+}
+
+// UpsertConvertedService records a new or updated Service converted by
+// ConvertService.
+func (t *Tracker) UpsertConvertedService(svc *Service) {
 	k := key(svc.Namespace, svc.Name)
 	t.update(func() bool {
-		if old := t.services[k]; old != nil && sameService(old, svc) {
+		if old := t.services[k]; old != nil && old.same(svc) {
 			return false
+		}
+		for _, err := range []error{svc.err, svc.schedErr} {
+			if err != nil {
+				t.reject("Service "+k, svc, err)
+			}
 		}
 		t.services[k] = svc
 		t.dirty[k] = struct{}{}
@@ -127,21 +137,34 @@ func (t *Tracker) DeleteService(namespace, name string) {
 
 // UpsertEndpointSlice records a new or updated EndpointSlice.
 func (t *Tracker) UpsertEndpointSlice(es *discovery.EndpointSlice) {
-	k := key(es.Namespace, es.Name)
+	t.UpsertSlice(t.ConvertSlice(es))
+}
+
+// ConvertSlice converts an EndpointSlice as the Tracker keeps it (SliceConverter).
+func (t *Tracker) ConvertSlice(es *discovery.EndpointSlice) *Slice {
+	return ConvertSlice(es, t.opts.NodeName)
+}
+
+// UpsertSlice records a new or updated EndpointSlice converted by ConvertSlice.
+func (t *Tracker) UpsertSlice(s *Slice) {
+	k := key(s.Namespace, s.Name)
 	t.update(func() bool {
 		old := t.slices[k]
-		if old != nil && sameSlice(old, es) {
+		if old != nil && old.same(s) {
 			return false
 		}
 		if old != nil {
 			t.unindexSlice(k, old)
 		}
-		t.slices[k] = es
-		svcKey := key(es.Namespace, SliceServiceName(es))
+		if s.weightsErr != nil {
+			t.reject("EndpointSlice "+k, s, s.weightsErr)
+		}
+		t.slices[k] = s
+		svcKey := key(s.Namespace, s.Service)
 		t.slicesBySvc[svcKey] = append(t.slicesBySvc[svcKey], k)
 		t.dirty[svcKey] = struct{}{}
 		t.epEvents++
-		if ts, err := time.Parse(time.RFC3339Nano, es.Annotations[TriggerTimeAnnotation]); err == nil {
+		if ts, err := time.Parse(time.RFC3339Nano, s.trigger); err == nil {
 			t.triggers = append(t.triggers, ts)
 		}
 		return true
@@ -164,8 +187,8 @@ func (t *Tracker) DeleteEndpointSlice(namespace, name string) {
 	})
 }
 
-func (t *Tracker) unindexSlice(k string, es *discovery.EndpointSlice) {
-	svcKey := key(es.Namespace, SliceServiceName(es))
+func (t *Tracker) unindexSlice(k string, s *Slice) {
+	svcKey := key(s.Namespace, s.Service)
 	keys := t.slicesBySvc[svcKey]
 	if i := slices.Index(keys, k); i >= 0 {
 		keys[i] = keys[len(keys)-1]
@@ -307,49 +330,44 @@ func (t *Tracker) rebuildService(svcKey string, next *Snapshot, changed map[Serv
 	}
 }
 
-// currentPorts converts the Service now known under svcKey; false means keep the old.
+// currentPorts is the ports of the Service now known under svcKey; false means
+// keep the old (the Service did not convert).
 func (t *Tracker) currentPorts(svcKey string) ([]*ServicePort, bool) {
 	svc := t.services[svcKey]
-	if svc == nil || !Proxyable(svc) {
+	if svc == nil {
 		return nil, true
 	}
-	ports, err := ServicePorts(svc)
-	if err != nil {
-		t.reject("Service "+svcKey, svc, err)
-		return nil, false
-	}
-	name, flags := SchedulerAnnotation(svc)
-	if name != "" && t.opts.ValidateScheduler != nil {
-		if err := t.opts.ValidateScheduler(name, flags); err != nil {
-			t.reject("Service "+svcKey, svc, fmt.Errorf("metadata.annotations[%s]: %v; using the node default", AnnotationScheduler, err))
-			name, flags = "", nil
-		}
-	}
-	for _, sp := range ports {
-		sp.Scheduler, sp.SchedulerFlags = name, flags
-		if t.opts.DisableExternalIPs {
-			sp.ExternalIPs = nil
-		}
-	}
-	return ports, true
+	return svc.ports, svc.err == nil
 }
 
 // endpointsFor merges every slice of a Service into deduplicated, sorted endpoints
 // per port name. Of endpoints with the same address and port (one pod in two
 // slices, while the controller moves it), the first ready one wins, else the last.
+// A port that only one slice has gets that slice's list itself (already sorted and
+// deduplicated, and never modified): the snapshot and the slice share it.
 func (t *Tracker) endpointsFor(svcKey string) map[string][]Endpoint {
+	keys := t.slicesBySvc[svcKey]
 	out := map[string][]Endpoint{}
-	for _, sk := range t.slicesBySvc[svcKey] {
-		es := t.slices[sk]
-		weights, err := ParseWeights(es.Annotations[AnnotationWeights])
-		if err != nil {
-			t.reject("EndpointSlice "+sk, es, fmt.Errorf("metadata.annotations[%s]: %v", AnnotationWeights, err))
-			weights = nil
+	var merged map[string]bool // ports whose list out owns (more than one slice)
+	for _, sk := range keys {
+		for _, p := range t.slices[sk].ports {
+			prev, seen := out[p.name]
+			switch {
+			case !seen:
+				out[p.name] = p.eps
+			case merged[p.name]:
+				out[p.name] = append(prev, p.eps...)
+			default:
+				if merged == nil {
+					merged = map[string]bool{}
+				}
+				merged[p.name] = true
+				out[p.name] = append(append(make([]Endpoint, 0, len(prev)+len(p.eps)), prev...), p.eps...)
+			}
 		}
-		appendSliceEndpoints(out, es, weights, t.opts.NodeName)
 	}
-	for port, list := range out {
-		out[port] = dedupEndpoints(list)
+	for port := range merged {
+		out[port] = dedupEndpoints(out[port])
 	}
 	return out
 }
@@ -386,17 +404,6 @@ func (t *Tracker) reject(object string, version any, err error) {
 	if t.opts.Reject != nil {
 		t.opts.Reject(object, err)
 	}
-}
-
-func sameService(a, b *v1.Service) bool {
-	return reflect.DeepEqual(a.Spec, b.Spec) && reflect.DeepEqual(a.Status, b.Status) &&
-		reflect.DeepEqual(a.Labels, b.Labels) && reflect.DeepEqual(a.Annotations, b.Annotations)
-}
-
-func sameSlice(a, b *discovery.EndpointSlice) bool {
-	return reflect.DeepEqual(a.Endpoints, b.Endpoints) && reflect.DeepEqual(a.Ports, b.Ports) &&
-		reflect.DeepEqual(a.Labels, b.Labels) && reflect.DeepEqual(a.Annotations, b.Annotations) &&
-		a.AddressType == b.AddressType
 }
 
 func nodeInfo(n *v1.Node) NodeInfo {

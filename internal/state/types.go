@@ -100,11 +100,33 @@ type Endpoint struct {
 	IsLocal  bool
 	NodeName string
 	Zone     string
-	// ZoneHints and NodeHints are the EndpointSlice topology hints.
-	ZoneHints []string
-	NodeHints []string
+	// Hints are the EndpointSlice topology hints, nil when it has none (behind a
+	// pointer: most endpoints have none, and two nil slices cost 48 bytes in
+	// every endpoint).
+	Hints *Hints
 	// Weight comes from the kproxy.dev/weights annotation; 1 when unset, 0 drains.
 	Weight int
+}
+
+// Hints are an endpoint's topology hints: the zones and nodes it is for.
+type Hints struct {
+	Zones, Nodes []string
+}
+
+// ZoneHints are the zones the endpoint is hinted for.
+func (e *Endpoint) ZoneHints() []string {
+	if e.Hints == nil {
+		return nil
+	}
+	return e.Hints.Zones
+}
+
+// NodeHints are the nodes the endpoint is hinted for.
+func (e *Endpoint) NodeHints() []string {
+	if e.Hints == nil {
+		return nil
+	}
+	return e.Hints.Nodes
 }
 
 // AddrPort is the endpoint's address and port.

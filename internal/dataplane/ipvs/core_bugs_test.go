@@ -24,7 +24,7 @@ func TestNodeZoneChangeMovesTopologyHintedEndpoints(t *testing.T) {
 	f := newFixture(t, proxierOptions{GracefulTimeout: hour})
 	sp := clusterIP("zoned", "10.96.0.30", 80, v1.ProtocolTCP)
 	a, b := ep("10.1.0.1:80", 1), ep("10.1.0.2:80", 1)
-	a.ZoneHints, b.ZoneHints = []string{"z1"}, []string{"z2"}
+	a.Hints, b.Hints = &state.Hints{Zones: []string{"z1"}}, &state.Hints{Zones: []string{"z2"}}
 	f.snap.Node = state.NodeInfo{Name: "n1", Zone: "z1"}
 	f.sync(f.set(sp.Name, sp, a, b))
 	k := key("10.96.0.30:80", protoTCP)

@@ -13,10 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
 	"kproxy.dev/kproxy/internal/source"
+	"kproxy.dev/kproxy/internal/source/kubescheme"
 )
 
 // Kinds this source delivers.
@@ -28,8 +28,10 @@ const (
 )
 
 // Strict decoding turns a misspelt field into an error naming it, as kubectl's
-// default --validate=strict does, instead of silently dropping it.
-var deserializer = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+// default --validate=strict does, instead of silently dropping it. The scheme
+// holds only the groups kproxy reads; other built-in kinds are told from unknown
+// ones by isBuiltinKind.
+var deserializer = serializer.NewCodecFactory(kubescheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 
 // objKey identifies an object across files.
 type objKey struct {
@@ -163,6 +165,10 @@ func (res *parseResult) decodeObject(js []byte, id typeAndName, where string) {
 	d := decoded{key: keyOf(id), where: where}
 	obj, gvk, err := deserializer.Decode(js, nil, nil)
 	if err != nil {
+		if gvk := schema.FromAPIVersionAndKind(id.APIVersion, id.Kind); runtime.IsNotRegisteredError(err) && isBuiltinKind(gvk.GroupVersion().String()+" "+gvk.Kind) {
+			res.unsupported(d, &gvk, where)
+			return
+		}
 		if runtime.IsNotRegisteredError(err) {
 			d.err = fmt.Errorf("kind: unknown kind %q in %s (want Service, EndpointSlice, Node, ServiceCIDR or List)", source.Clip(id.Kind), source.Clip(id.APIVersion))
 			res.add(d)

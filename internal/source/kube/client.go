@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// BuildClient returns a clientset from a kubeconfig file, or from the in-cluster
+// BuildClient returns a client from a kubeconfig file, or from the in-cluster
 // service account when kubeconfig is "" (as kube-proxy does).
-func BuildClient(kubeconfig string) (kubernetes.Interface, error) {
+func BuildClient(kubeconfig string) (Client, error) {
 	return BuildClientWith(ClientOptions{Kubeconfig: kubeconfig})
 }
 
@@ -28,18 +27,18 @@ type ClientOptions struct {
 	AcceptContentTypes string
 }
 
-// BuildClientWith returns a clientset configured as kube-proxy configures its own.
-func BuildClientWith(o ClientOptions) (kubernetes.Interface, error) {
+// BuildClientWith returns a client configured as kube-proxy configures its own.
+func BuildClientWith(o ClientOptions) (Client, error) {
 	cfg, err := restConfigFor(o.Kubeconfig, o.Master)
 	if err != nil {
 		return nil, err
 	}
 	applyClientOptions(cfg, o)
-	cs, err := kubernetes.NewForConfig(cfg)
+	c, err := newRESTClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building a Kubernetes client: %w", err)
 	}
-	return cs, nil
+	return c, nil
 }
 
 func applyClientOptions(cfg *rest.Config, o ClientOptions) {

@@ -61,7 +61,11 @@ func nameOf(obj any) (namespace, name string, ok bool) {
 	switch o := obj.(type) {
 	case *v1.Service:
 		return o.Namespace, o.Name, true
+	case *state.Service:
+		return o.Namespace, o.Name, true
 	case *discovery.EndpointSlice:
+		return o.Namespace, o.Name, true
+	case *state.Slice:
 		return o.Namespace, o.Name, true
 	case *v1.Node:
 		return "", o.Name, true
@@ -79,10 +83,21 @@ func serviceHandler(h state.Handler, log *slog.Logger) eventHandler {
 	return eventHandler{
 		log: log,
 		keep: func(obj any) bool {
-			svc, ok := obj.(*v1.Service)
-			return ok && !hasLabel(svc.Labels, state.LabelServiceProxyName)
+			switch svc := obj.(type) {
+			case *state.Service: // converted by transformServiceFor
+				return !svc.Foreign
+			case *v1.Service:
+				return !hasLabel(svc.Labels, state.LabelServiceProxyName)
+			}
+			return false
 		},
-		upsert: func(obj any) { h.UpsertService(obj.(*v1.Service)) },
+		upsert: func(obj any) {
+			if svc, ok := obj.(*state.Service); ok {
+				h.(state.ServiceConverter).UpsertConvertedService(svc)
+				return
+			}
+			h.UpsertService(obj.(*v1.Service))
+		},
 		remove: h.DeleteService,
 	}
 }
@@ -91,10 +106,21 @@ func sliceHandler(h state.Handler, log *slog.Logger) eventHandler {
 	return eventHandler{
 		log: log,
 		keep: func(obj any) bool {
-			es, ok := obj.(*discovery.EndpointSlice)
-			return ok && !hasLabel(es.Labels, state.LabelServiceProxyName) && !hasLabel(es.Labels, v1.IsHeadlessService)
+			switch es := obj.(type) {
+			case *state.Slice: // converted by transformSliceFor
+				return !es.Foreign
+			case *discovery.EndpointSlice:
+				return !hasLabel(es.Labels, state.LabelServiceProxyName) && !hasLabel(es.Labels, v1.IsHeadlessService)
+			}
+			return false
 		},
-		upsert: func(obj any) { h.UpsertEndpointSlice(obj.(*discovery.EndpointSlice)) },
+		upsert: func(obj any) {
+			if s, ok := obj.(*state.Slice); ok {
+				h.(state.SliceConverter).UpsertSlice(s)
+				return
+			}
+			h.UpsertEndpointSlice(obj.(*discovery.EndpointSlice))
+		},
 		remove: h.DeleteEndpointSlice,
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakekube"
 )
 
 // heapObjects is n Services with e endpoints each, shaped like what an apiserver
@@ -83,7 +84,7 @@ func BenchmarkInformerHeap(b *testing.B) {
 			for range b.N {
 				client := fake.NewClientset(objs...)
 				before := heapInUse()
-				src, err := New(Options{Client: client, Logger: slog.New(slog.DiscardHandler)})
+				src, err := New(Options{Client: fakekube.New(client), Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -9,15 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"kproxy.dev/kproxy/internal/source"
@@ -29,8 +31,9 @@ const DefaultResync = 15 * time.Minute
 
 // Options configure a kube Source.
 type Options struct {
-	// Client is the clientset (BuildClient, or a fake in tests).
-	Client kubernetes.Interface
+	// Client lists and watches (BuildClient, or a fake clientset adapted by
+	// internal/testing/fakekube in tests).
+	Client Client
 	// NodeName is this node; only its Node object is watched. "" watches no Node.
 	NodeName string
 	// Resync is the informers' resync period (configSyncPeriod); 0 means DefaultResync.
@@ -86,8 +89,14 @@ func proxyLabelSelector() string {
 // Run starts the informers, waits until each has delivered its initial list to h,
 // calls synced, and returns when ctx ends.
 func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error {
-	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }))
+	proxied := func(o *metav1.ListOptions) { o.LabelSelector = proxyLabelSelector() }
+	var infs []cache.SharedIndexInformer
+	newInformer := func(resource string, obj runtime.Object, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
+		inf := cache.NewSharedIndexInformerWithOptions(s.opts.Client.ListerWatcher(resource, tweak), obj,
+			cache.SharedIndexInformerOptions{ResyncPeriod: s.opts.Resync})
+		infs = append(infs, inf)
+		return inf
+	}
 	var regs []cache.ResourceEventHandlerRegistration
 	var watches []*watchState
 	add := func(inf cache.SharedIndexInformer, t cache.TransformFunc, e eventHandler, kind string) error {
@@ -106,41 +115,38 @@ func (s *Source) Run(ctx context.Context, h state.Handler, synced func()) error 
 		regs = append(regs, reg)
 		return err
 	}
-	if err := add(svcFactory.Core().V1().Services().Informer(), transformService, serviceHandler(h, s.log), "Services"); err != nil {
+	if err := add(newInformer(ResourceServices, &v1.Service{}, proxied), transformServiceFor(h), serviceHandler(h, s.log), "Services"); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	if err := add(svcFactory.Discovery().V1().EndpointSlices().Informer(), transformEndpointSlice, sliceHandler(h, s.log), "EndpointSlices"); err != nil {
+	if err := add(newInformer(ResourceEndpointSlices, &discoveryv1.EndpointSlice{}, proxied), transformSliceFor(h), sliceHandler(h, s.log), "EndpointSlices"); err != nil {
 		return fmt.Errorf("endpointslice informer: %w", err)
 	}
-	factories := []informers.SharedInformerFactory{svcFactory}
 	if s.opts.NodeName != "" {
-		nodeFactory := informers.NewSharedInformerFactoryWithOptions(s.opts.Client, s.opts.Resync,
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.NodeName).String()
-			}))
-		if err := add(nodeFactory.Core().V1().Nodes().Informer(), transformNode, nodeHandler(h, s.opts.NodeName, s.log), "Node"); err != nil {
+		thisNode := func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.NodeName).String()
+		}
+		if err := add(newInformer(ResourceNodes, &v1.Node{}, thisNode), transformNode, nodeHandler(h, s.opts.NodeName, s.log), "Node"); err != nil {
 			return fmt.Errorf("node informer: %w", err)
 		}
-		factories = append(factories, nodeFactory)
 	}
 	if ch, ok := h.(state.ServiceCIDRHandler); ok {
 		// Like kube-proxy, the first sync does not wait for ServiceCIDRs: they only
 		// add drop rules, and a cluster or role without them must still be served.
 		// For the same reason a failing ServiceCIDR watch is only logged (client-go's
 		// handler), not reported to OnWatchError (health).
-		cidrFactory := informers.NewSharedInformerFactory(s.opts.Client, s.opts.Resync)
-		if _, err := cidrFactory.Networking().V1().ServiceCIDRs().Informer().AddEventHandler(serviceCIDRHandler(ch, s.log).funcs()); err != nil {
+		inf := newInformer(ResourceServiceCIDRs, &networkingv1.ServiceCIDR{}, nil)
+		if _, err := inf.AddEventHandler(serviceCIDRHandler(ch, s.log).funcs()); err != nil {
 			return fmt.Errorf("servicecidr informer: %w", err)
 		}
-		factories = append(factories, cidrFactory)
 	}
-	for _, f := range factories {
-		f.Start(ctx.Done())
+	runCtx, stop := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	for _, inf := range infs {
+		running.Go(func() { inf.RunWithContext(runCtx) })
 	}
 	defer func() {
-		for _, f := range factories {
-			f.Shutdown()
-		}
+		stop()
+		running.Wait()
 	}()
 	// A registration has synced when its handler has seen the whole initial list,
 	// which is later than the informer's own cache.

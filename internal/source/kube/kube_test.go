@@ -17,6 +17,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/source/sourcetest"
 	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/fakekube"
 )
 
 const wait = 5 * time.Second
@@ -72,7 +73,7 @@ func start(t *testing.T, objs ...runtime.Object) *fixture {
 		watches.Add(1)
 		return true, w, err
 	})
-	src, err := New(Options{Client: client, NodeName: "node-a"})
+	src, err := New(Options{Client: fakekube.New(client), NodeName: "node-a"})
 	if err != nil {
 		t.Fatal(err)
 	}

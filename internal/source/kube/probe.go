@@ -46,13 +46,7 @@ func (s *Source) probeAPIServer(ctx context.Context, watches []*watchState) {
 
 // probe GETs /version (allowed to every client by system:public-info-viewer).
 func (s *Source) probe(ctx context.Context) error {
-	d := s.opts.Client.Discovery()
-	rc := d.RESTClient()
-	if rc == nil { // fake clientsets have none
-		_, err := d.ServerVersion()
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return rc.Get().AbsPath("/version").Do(ctx).Error()
+	return s.opts.Client.Version(ctx)
 }

@@ -131,6 +131,47 @@ func transformEndpointSlice(obj any) (any, error) {
 	return es, nil
 }
 
+// transformServiceFor is the Service transform for handler h: when h converts
+// Services itself (the Tracker), the informer caches its state.Service (the
+// ServicePorts its snapshots share) instead of the object. Other handlers get
+// the trimmed Service.
+func transformServiceFor(h state.Handler) cache.TransformFunc {
+	sc, ok := h.(state.ServiceConverter)
+	if !ok {
+		return transformService
+	}
+	return func(obj any) (any, error) {
+		svc, ok := obj.(*v1.Service)
+		if !ok {
+			return obj, nil // already converted, or a tombstone
+		}
+		return sc.ConvertService(svc), nil
+	}
+}
+
+// transformSliceFor is the EndpointSlice transform for handler h: when h converts
+// slices itself (the Tracker), the informer caches its state.Slice, the very
+// object h keeps, instead of the EndpointSlice: one copy of each slice's
+// endpoints in the process instead of the object in the cache and a converted
+// copy in the Tracker. Other handlers get the trimmed EndpointSlice.
+func transformSliceFor(h state.Handler) cache.TransformFunc {
+	sc, ok := h.(state.SliceConverter)
+	if !ok {
+		return transformEndpointSlice
+	}
+	return func(obj any) (any, error) {
+		es, ok := obj.(*discovery.EndpointSlice)
+		if !ok {
+			return obj, nil // already converted, or a tombstone
+		}
+		// Interned first: the converted endpoints keep the shared node and zone names.
+		if _, err := transformEndpointSlice(es); err != nil {
+			return nil, err
+		}
+		return sc.ConvertSlice(es), nil
+	}
+}
+
 // places interns node and zone names. Nothing writes through the pointers of an
 // informer's objects (they are read-only once cached), so sharing them is safe.
 var places = interner{max: 1 << 16}

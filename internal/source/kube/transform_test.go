@@ -3,6 +3,7 @@ package kube
 import (
 	"reflect"
 	"testing"
+	"unsafe"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -235,5 +236,95 @@ func TestTransformSharesNodeAndZoneNames(t *testing.T) {
 	}
 	if ea.Zone == nil || ea.Zone != eb.Zone || *ea.Zone != *fullSlice().Endpoints[0].Zone {
 		t.Errorf("zones: %p %p, want one shared pointer", ea.Zone, eb.Zone)
+	}
+}
+
+// TestTransformForATrackerCachesItsSlice: with the Tracker as handler, the
+// informer caches the state.Slice the Tracker keeps (one copy of the endpoints),
+// converted from the trimmed object to the same endpoints as the whole object,
+// with the interned node name; the handler filters and delivers it.
+func TestTransformForATrackerCachesItsSlice(t *testing.T) {
+	svc, es, n := fullService(), fullSlice(), fullNode()
+	_, wantEps := portsOf(snapshotOf(svc, es, n))
+	tr := state.NewTracker(state.Options{NodeName: "node-a"})
+	transform := transformSliceFor(tr)
+	out, err := transform(es.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := out.(*state.Slice)
+	if !ok {
+		t.Fatalf("transform gave %T, want *state.Slice", out)
+	}
+	if again, err := transform(s); err != nil || again != s {
+		t.Fatalf("transform of a converted slice: %v, %v", again, err)
+	}
+	h := sliceHandler(tr, nil)
+	if !h.keep(s) {
+		t.Fatal("the handler drops the converted slice")
+	}
+	tr.UpsertNode(n)
+	tr.UpsertService(svc)
+	h.upsert(s)
+	snap, _ := tr.Snapshot()
+	if _, gotEps := portsOf(snap); !reflect.DeepEqual(gotEps, wantEps) {
+		t.Errorf("endpoints through the converting transform:\n got %+v\nwant %+v", gotEps, wantEps)
+	}
+	for _, p := range []string{"http", "dns"} {
+		for _, e := range s.Endpoints(p) {
+			if e.NodeName == "" || unsafe.StringData(e.NodeName) != unsafe.StringData(*places.intern(ptr(e.NodeName))) {
+				t.Errorf("port %s endpoint %s: node name not the interned string", p, e)
+			}
+		}
+	}
+	headless := fullSlice()
+	headless.Labels[v1.IsHeadlessService] = ""
+	hs, _ := transform(headless)
+	if h.keep(hs) {
+		t.Error("a headless Service's converted slice passes the handler")
+	}
+	// Another handler (tests' recorders) gets the trimmed EndpointSlice.
+	if out, _ := transformSliceFor(nil)(fullSlice()); reflect.TypeOf(out) != reflect.TypeOf(&discovery.EndpointSlice{}) {
+		t.Errorf("without a converting handler the transform gave %T", out)
+	}
+}
+
+// TestTransformForATrackerCachesItsService: with the Tracker as handler, the
+// informer caches the state.Service whose ServicePorts the snapshots share,
+// converted to the same ServicePorts as the whole object.
+func TestTransformForATrackerCachesItsService(t *testing.T) {
+	svc, es, n := fullService(), fullSlice(), fullNode()
+	wantPorts, _ := portsOf(snapshotOf(svc, es, n))
+	tr := state.NewTracker(state.Options{NodeName: "node-a"})
+	transform := transformServiceFor(tr)
+	out, err := transform(svc.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := out.(*state.Service)
+	if !ok {
+		t.Fatalf("transform gave %T, want *state.Service", out)
+	}
+	if again, err := transform(s); err != nil || again != s {
+		t.Fatalf("transform of a converted Service: %v, %v", again, err)
+	}
+	h := serviceHandler(tr, nil)
+	if !h.keep(s) {
+		t.Fatal("the handler drops the converted Service")
+	}
+	tr.UpsertNode(n)
+	h.upsert(s)
+	tr.UpsertEndpointSlice(es)
+	snap, _ := tr.Snapshot()
+	if gotPorts, _ := portsOf(snap); !reflect.DeepEqual(gotPorts, wantPorts) {
+		t.Errorf("ServicePorts through the converting transform:\n got %+v\nwant %+v", gotPorts, wantPorts)
+	}
+	other := fullService()
+	other.Labels[state.LabelServiceProxyName] = "x"
+	if os, _ := transform(other); h.keep(os) {
+		t.Error("another proxy's converted Service passes the handler")
+	}
+	if out, _ := transformServiceFor(nil)(fullService()); reflect.TypeOf(out) != reflect.TypeOf(&v1.Service{}) {
+		t.Errorf("without a converting handler the transform gave %T", out)
 	}
 }

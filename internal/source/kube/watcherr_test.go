@@ -15,6 +15,7 @@ import (
 
 	"kproxy.dev/kproxy/internal/logging"
 	"kproxy.dev/kproxy/internal/source/sourcetest"
+	"kproxy.dev/kproxy/internal/testing/fakekube"
 	"kproxy.dev/kproxy/internal/testing/syncbuf"
 )
 
@@ -25,7 +26,7 @@ func TestListFailuresReachOnWatchError(t *testing.T) {
 		return true, nil, errors.New("connection refused")
 	})
 	got := make(chan error, 16)
-	src, err := New(Options{Client: client, OnWatchError: func(err error) {
+	src, err := New(Options{Client: fakekube.New(client), OnWatchError: func(err error) {
 		select {
 		case got <- err:
 		default:
@@ -59,7 +60,7 @@ func TestFailingAPIServerIsLoggedOnce(t *testing.T) {
 		return true, nil, errors.New("dial tcp 10.0.0.1:6443: connect: connection refused")
 	})
 	var failures atomic.Int32
-	src, err := New(Options{Client: client, Logger: log, OnWatchError: func(error) { failures.Add(1) }})
+	src, err := New(Options{Client: fakekube.New(client), Logger: log, OnWatchError: func(error) { failures.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestRestoredWatchIsReported(t *testing.T) {
 		return false, nil, nil
 	})
 	restored := make(chan struct{}, 4)
-	src, err := New(Options{Client: client, Logger: log, OnWatchRestored: func() { restored <- struct{}{} }})
+	src, err := New(Options{Client: fakekube.New(client), Logger: log, OnWatchRestored: func() { restored <- struct{}{} }})
 	if err != nil {
 		t.Fatal(err)
 	}

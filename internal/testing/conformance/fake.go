@@ -260,7 +260,7 @@ func zoneChange(t *testing.T, m FakeMode, snap *state.Snapshot) {
 	s := Service{Name: "zoned", ClusterIP: "10.96.1.23", Port: 80, Endpoints: []int{2, 3}}
 	snap, cs := with(snap, s, false)
 	for i, e := range snap.EndpointMap[portName(s)] {
-		e.ZoneHints = []string{[]string{"z1", "z2"}[i]}
+		e.Hints = &state.Hints{Zones: []string{[]string{"z1", "z2"}[i]}}
 		snap.EndpointMap[portName(s)][i] = e
 	}
 	snap.Node.Zone = "z1"
