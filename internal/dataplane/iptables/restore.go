@@ -16,8 +16,7 @@ const zeroCountersAbove = 1000
 // section is what one restore writes to one table, kept in the order the lines
 // must appear: declarations (which create or empty a chain under --noflush), rule
 // deletions, rules replaced in place, whole chains, single inserted rules, and
-// finally chain deletions. A large section writes each chain's declaration with
-// its rules, deletions and replacements after them (restore_order.go).
+// finally chain deletions.
 type section struct {
 	declare []string
 	deletes []string
@@ -171,25 +170,6 @@ func (lw *lineWriter) flush() {
 	lw.buf = lw.buf[:0]
 }
 
-func (lw *lineWriter) declare(chain string) {
-	lw.buf = append(append(append(lw.buf, ':'), chain...), " - [0:0]"...)
-	lw.endLine()
-}
-
-func (lw *lineWriter) rules(c Chain) {
-	for _, r := range c.Rules {
-		lw.buf = append(append(append(append(lw.buf, "-A "...), c.Name...), ' '), r...)
-		lw.endLine()
-	}
-}
-
-func (lw *lineWriter) lines(ls []string) {
-	for _, l := range ls {
-		lw.buf = append(lw.buf, l...)
-		lw.endLine()
-	}
-}
-
 // write renders the input into lw, line by line.
 func (b *restoreBuilder) write(noflush bool, lw *lineWriter) {
 	for _, t := range []string{tableMangle, tableFilter, tableNAT} {
@@ -199,24 +179,32 @@ func (b *restoreBuilder) write(noflush bool, lw *lineWriter) {
 		}
 		lw.buf = append(append(lw.buf, '*'), t...)
 		lw.endLine()
-		large := noflush && s.lines() > zeroCountersAbove
-		if large {
+		if noflush && s.lines() > zeroCountersAbove {
 			lw.buf = append(lw.buf, "-Z"...)
 			lw.endLine()
-			s.writeInterleaved(lw)
-			lw.lines(s.deletes)
-			lw.lines(s.replaces)
-		} else {
-			for _, c := range s.declare {
-				lw.declare(c)
-			}
-			lw.lines(s.deletes)
-			lw.lines(s.replaces)
-			for _, c := range s.rules {
-				lw.rules(c)
+		}
+		for _, c := range s.declare {
+			lw.buf = append(append(append(lw.buf, ':'), c...), " - [0:0]"...)
+			lw.endLine()
+		}
+		for _, l := range s.deletes {
+			lw.buf = append(lw.buf, l...)
+			lw.endLine()
+		}
+		for _, l := range s.replaces {
+			lw.buf = append(lw.buf, l...)
+			lw.endLine()
+		}
+		for _, c := range s.rules {
+			for _, r := range c.Rules {
+				lw.buf = append(append(append(append(lw.buf, "-A "...), c.Name...), ' '), r...)
+				lw.endLine()
 			}
 		}
-		lw.lines(s.inserts)
+		for _, l := range s.inserts {
+			lw.buf = append(lw.buf, l...)
+			lw.endLine()
+		}
 		for _, c := range s.remove {
 			lw.buf = append(append(lw.buf, "-X "...), c...)
 			lw.endLine()
