@@ -84,6 +84,9 @@ func RunInVM(ctx context.Context, o VMOptions) ([]Result, error) {
 		Timeout:  timeout,
 		MemoryMB: vmMemoryMB,
 		Console:  console,
+		// Progress lines carry qemu's host CPU: on a loaded host the guest's own
+		// times stretch with the wait for a core, the CPU between two lines does not.
+		StampHostCPU: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench in VM: %w", err)
