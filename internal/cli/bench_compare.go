@@ -76,7 +76,7 @@ may lack IPVS); the binary must be static (CGO_ENABLED=0).`,
 	fl.BoolVar(&f.vm, "vm", false, "measure ipvs inside the qemu test VM")
 	fl.StringVar(&f.fromJSON, "from-json", "", "measure nothing: print the table (and --plot) of results saved earlier with --json")
 	fl.StringSliceVar(&f.vmModes, "vm-modes", []string{"ipvs"}, "with --vm: the modes measured inside the VM (add iptables,nftables for a same-machine reference)")
-	fl.IntVar(&f.vmMemoryMB, "vm-memory", 2048, "with --vm: the VM's memory in MiB (userspace at 100,000 Services x 5 needs more than 2048)")
+	fl.IntVar(&f.vmMemoryMB, "vm-memory", 0, "with --vm: the VM's memory in MiB (0: 4096, enough for 100,000 Services x 5 in every mode)")
 	return cmd
 }
 

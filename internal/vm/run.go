@@ -67,6 +67,10 @@ type Options struct {
 	MemoryMB int
 	// Console receives the raw console as it arrives (e.g. a t.Log writer); may be nil.
 	Console io.Writer
+	// StampHostCPU prefixes each line sent to Console with the host CPU time qemu
+	// has used so far (cpuStamp), a measure of the guest's work that waiting for
+	// a loaded host's cores does not inflate. Output and Result.Console stay raw.
+	StampHostCPU bool
 }
 
 // Result is what a boot produced.
@@ -141,7 +145,10 @@ func boot(ctx context.Context, k Kernel, o Options) (*Result, error) {
 			mu.Lock()
 			console.WriteString(line + "\n")
 			mu.Unlock()
-			if o.Console != nil {
+			switch {
+			case o.Console != nil && o.StampHostCPU:
+				fmt.Fprintln(o.Console, cpuStamp(cmd.Process.Pid, line))
+			case o.Console != nil:
 				fmt.Fprintln(o.Console, line)
 			}
 		}

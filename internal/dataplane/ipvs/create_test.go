@@ -5,11 +5,13 @@ package ipvs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
 
+	mobyipvs "github.com/moby/ipvs"
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
@@ -21,12 +23,25 @@ type recordingBatch struct {
 	next   IPVSBatch
 	calls  int
 	ops    int
-	refuse map[netip.AddrPort]bool
+	maxOps int
+	// orphans counts real servers whose virtual server was not created earlier
+	// in the same call.
+	orphans int
+	refuse  map[netip.AddrPort]bool
 }
 
 func (b *recordingBatch) Create(ops []CreateOp) []error {
 	b.calls++
 	b.ops += len(ops)
+	b.maxOps = max(b.maxOps, len(ops))
+	created := map[*mobyipvs.Service]bool{}
+	for _, op := range ops {
+		if op.Dest == nil {
+			created[op.Service] = true
+		} else if !created[op.Service] {
+			b.orphans++
+		}
+	}
 	var pass []CreateOp
 	var at []int
 	errs := make([]error, len(ops))
@@ -79,6 +94,45 @@ func TestColdSyncCreatesInOneBatch(t *testing.T) {
 	// endpoint replaced the old, nothing else was rewritten.
 	if w := f.weights(key("10.96.0.3:53", protoUDP)); !sameWeights(w, map[string]int{"10.1.3.2:53": 1}) {
 		t.Fatalf("real servers of c after the change: %v", w)
+	}
+}
+
+// TestColdSyncCreatesInPieces: a cold sync larger than createPieceOps objects
+// goes to the batch in several calls of at most that many objects, each virtual
+// server in the same call as its real servers, and every object is created.
+func TestColdSyncCreatesInPieces(t *testing.T) {
+	f := newFixture(t, proxierOptions{})
+	b := withRecordingBatch(f)
+	const services, endpoints = 3000, 5 // 18,000 objects
+	for i := range services {
+		sp := clusterIP(fmt.Sprintf("s%d", i), fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), 80, v1.ProtocolTCP)
+		var eps []state.Endpoint
+		for j := range endpoints {
+			eps = append(eps, ep(fmt.Sprintf("10.%d.%d.%d:8080", 1+j, i/250, i%250+1), 1))
+		}
+		f.set(sp.Name, sp, eps...)
+	}
+	f.sync(state.ChangeSet{})
+	// 8,192 objects a piece: 1,365 Services of 6 objects, 1,365, then 270.
+	if want := services * (1 + endpoints); b.ops != want || b.calls != 3 || b.maxOps > createPieceOps {
+		t.Fatalf("batch calls %d, ops %d, largest call %d; want %d ops in 3 calls of at most %d",
+			b.calls, b.ops, b.maxOps, want, createPieceOps)
+	}
+	if b.orphans != 0 {
+		t.Fatalf("%d real servers were sent in another call than their virtual server", b.orphans)
+	}
+	if f.ipvs.Len() != services {
+		t.Fatalf("kernel has %d virtual servers, want %d", f.ipvs.Len(), services)
+	}
+	for _, i := range []int{0, 1364, 1365, services - 1} { // around the first piece's end
+		k := key(fmt.Sprintf("10.96.%d.%d:80", i/250, i%250+1), protoTCP)
+		w := map[string]int{}
+		for j := range endpoints {
+			w[fmt.Sprintf("10.%d.%d.%d:8080", 1+j, i/250, i%250+1)] = 1
+		}
+		if got := f.weights(k); !sameWeights(got, w) {
+			t.Fatalf("real servers of Service %d: %v, want %v", i, got, w)
+		}
 	}
 }
 
