@@ -75,6 +75,13 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 		t.Fatalf("without %s the address went to %s, want lo", dummyLink, link)
 	}
 	t.Logf("ClusterIP went to %s", link)
+	// A client on the node connecting to a Service address kproxy made local has
+	// that address as source: it counts as the node's at once, not at the next
+	// read of the host's addresses.
+	if !p.classify.inCluster(clusterIP) || !p.classify.inCluster(six) {
+		t.Fatalf("Service addresses made local are not the node's: %s %v, %s %v",
+			clusterIP, p.classify.inCluster(clusterIP), six, p.classify.inCluster(six))
+	}
 	if l := linkHolding(t, netip.MustParseAddr("10.96.77.99")); l != "" {
 		t.Fatalf("the first Sync left an unused address of an earlier run on %s", l)
 	}
@@ -99,6 +106,10 @@ func TestNonLocalClusterIPAsRoot(t *testing.T) {
 	}
 	if l := linkHolding(t, other); l != "" {
 		t.Fatalf("address of the removed Service (adopted from an earlier run) is still on %s", l)
+	}
+	if p.classify.inCluster(other) || !p.classify.inCluster(clusterIP) {
+		t.Fatalf("after removing %s: it is the node's %v (want false), %s %v (want true)",
+			other, p.classify.inCluster(other), clusterIP, p.classify.inCluster(clusterIP))
 	}
 	// A new Service on the address just removed gets it back at once.
 	s4 := newSvc("again", v1.ProtocolTCP, other, 80, a)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -18,9 +19,14 @@ type classifier struct {
 	// loopback counts every loopback source as the node's (always, but in
 	// tests, whose clients are all on loopback).
 	loopback bool
-	// local is the set of the host's addresses as last read by Sync. It is
-	// replaced, never changed, so that relays read it without a lock.
-	local atomic.Pointer[map[netip.Addr]struct{}]
+	// host is the set of the host's interface addresses as last read by Sync. It
+	// is replaced, never changed, so that relays read it without a lock.
+	host atomic.Pointer[map[netip.Addr]struct{}]
+	// ours holds the Service addresses kproxy made local (IPv4 ones are local
+	// routes, which no interface lists; addrs_linux.go). It changes by one address
+	// at a time, so that a Sync's cost does not grow with the number of Services.
+	oursMu sync.RWMutex
+	ours   map[netip.Addr]struct{}
 }
 
 // inCluster reports whether a client at a is in the cluster. It allocates
@@ -34,25 +40,40 @@ func (c *classifier) inCluster(a netip.Addr) bool {
 			return true
 		}
 	}
-	if m := c.local.Load(); m != nil {
-		_, ok := (*m)[a]
-		return ok
+	if m := c.host.Load(); m != nil {
+		if _, ok := (*m)[a]; ok {
+			return true
+		}
 	}
-	return false
+	c.oursMu.RLock()
+	_, ok := c.ours[a]
+	c.oursMu.RUnlock()
+	return ok
 }
 
-// setLocal publishes the host's addresses: its interface addresses, and ours,
-// the Service addresses kproxy made local (IPv4 ones are local routes, which no
-// interface lists; addrs_linux.go).
-func (c *classifier) setLocal(addrs map[netip.Addr]bool, ours map[netip.Addr]int) {
-	m := make(map[netip.Addr]struct{}, len(addrs)+len(ours))
+// setHost publishes the host's interface addresses.
+func (c *classifier) setHost(addrs map[netip.Addr]bool) {
+	m := make(map[netip.Addr]struct{}, len(addrs))
 	for a := range addrs {
 		m[a] = struct{}{}
 	}
-	for a := range ours {
-		m[a] = struct{}{}
+	c.host.Store(&m)
+}
+
+// addOurs and delOurs record a Service address kproxy made local or released.
+func (c *classifier) addOurs(a netip.Addr) {
+	c.oursMu.Lock()
+	if c.ours == nil {
+		c.ours = make(map[netip.Addr]struct{})
 	}
-	c.local.Store(&m)
+	c.ours[a] = struct{}{}
+	c.oursMu.Unlock()
+}
+
+func (c *classifier) delOurs(a netip.Addr) {
+	c.oursMu.Lock()
+	delete(c.ours, a)
+	c.oursMu.Unlock()
 }
 
 // parseClusterCIDRs reads the config's clusterCIDR (a comma-separated list, as

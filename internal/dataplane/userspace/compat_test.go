@@ -271,10 +271,13 @@ func TestClassifier(t *testing.T) {
 	c := &classifier{clusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10::/64")}, loopback: true}
 	// 10.96.0.10 is a Service address kproxy made local with a route: no
 	// interface lists it, and a client on the node connecting to it has it as source.
-	c.setLocal(map[netip.Addr]bool{netip.MustParseAddr("192.168.1.10"): true}, map[netip.Addr]int{netip.MustParseAddr("10.96.0.10"): 1})
+	c.setHost(map[netip.Addr]bool{netip.MustParseAddr("192.168.1.10"): true})
+	c.addOurs(netip.MustParseAddr("10.96.0.10"))
+	c.addOurs(netip.MustParseAddr("10.96.0.12"))
+	c.delOurs(netip.MustParseAddr("10.96.0.12"))
 	for a, want := range map[string]bool{
 		"10.244.3.4": true, "fd00:10::5": true, "192.168.1.10": true, "127.0.0.1": true, "::1": true, "10.96.0.10": true,
-		"10.96.0.11": false,
+		"10.96.0.11": false, "10.96.0.12": false,
 		"10.245.0.1": false, "192.168.1.11": false, "203.0.113.9": false, "fd00:11::5": false,
 	} {
 		if got := c.inCluster(netip.MustParseAddr(a)); got != want {

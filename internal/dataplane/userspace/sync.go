@@ -51,7 +51,7 @@ func (p *Proxier) Apply(ctx context.Context, req *dataplane.Request) (dataplane.
 		for _, a := range local {
 			p.hostLocal[a.Unmap()] = true
 		}
-		p.classify.setLocal(p.hostLocal, p.ourAddrs)
+		p.classify.setHost(p.hostLocal)
 		nodeAddrs, err := p.nodePortAddrs(snap)
 		if err != nil {
 			nodeErr = err // keep serving on the last good set
@@ -310,6 +310,7 @@ func (p *Proxier) claimAddr(run *syncRun, fe *frontend, a netip.Addr) error {
 	if p.leftovers[a] {
 		delete(p.leftovers, a)
 		p.ourAddrs[a] = 1
+		p.classify.addOurs(a)
 		fe.addedAddr = true
 		return nil
 	}
@@ -329,6 +330,7 @@ func (p *Proxier) claimAddr(run *syncRun, fe *frontend, a netip.Addr) error {
 		return err
 	}
 	p.ourAddrs[a] = 1
+	p.classify.addOurs(a)
 	fe.addedAddr = true
 	return nil
 }
@@ -345,7 +347,11 @@ func (p *Proxier) releaseAddr(fe *frontend) {
 		return
 	}
 	delete(p.ourAddrs, a)
-	delete(p.hostLocal, a) // it is no longer local, even before the next read
+	p.classify.delOurs(a)
+	if p.hostLocal[a] { // an address an earlier run put on an interface
+		delete(p.hostLocal, a) // it is no longer local, even before the next read
+		p.classify.setHost(p.hostLocal)
+	}
 	if err := p.addrs.remove(a); err != nil {
 		p.log.Warn("removing Service address", "address", a.String(), "err", err)
 	}
