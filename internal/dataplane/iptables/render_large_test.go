@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,47 @@ func TestRenderLargeServiceChains(t *testing.T) {
 		if !ok || len(rules) != 2 || !strings.HasSuffix(rules[1], "--to-destination "+addr) {
 			t.Fatalf("chain %s of %s = %q, want masquerade and DNAT to it", sep, addr, rules)
 		}
+	}
+}
+
+// TestRenderKeepsEndpointCommentsOnLargeNodes pins a deliberate difference
+// (docs/compatibility.md): kube-proxy's large-cluster mode drops the per-endpoint
+// comments once the node has more than 1,000 endpoints; kproxy keeps them (kproxy
+// trace and iptables-save readers label rules by them). 300 Services x 4 local
+// endpoints is 1,200 endpoints: every choice rule still names its endpoint and
+// every KUBE-SEP rule its Service.
+func TestRenderKeepsEndpointCommentsOnLargeNodes(t *testing.T) {
+	var svcs []*svc
+	for i := range 300 {
+		ip := netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}).String()
+		s := newSvc("bench", "svc-"+strconv.Itoa(i), "http", tcp, ip, 80)
+		for k := 1; k <= 4; k++ {
+			s.ep(endpointAddr(4*i+k), true, true)
+		}
+		svcs = append(svcs, s)
+	}
+	r := Render(snapshot(svcs...), testRenderConfig())
+	choices, seps := 0, 0
+	for _, s := range svcs {
+		name := portString(s.sp.Name)
+		for _, c := range r.Services[s.sp.Name].Chains {
+			for _, rule := range c.Rules {
+				switch {
+				case strings.HasPrefix(c.Name, prefixSep):
+					seps++
+					if !strings.Contains(rule, `-m comment --comment "`+name+`"`) {
+						t.Fatalf("%s rule %q lacks the comment %q", c.Name, rule, name)
+					}
+				case strings.Contains(rule, "-j "+prefixSep):
+					choices++
+					if !strings.Contains(rule, `-m comment --comment "`+name+` -> `) {
+						t.Fatalf("%s rule %q lacks the comment naming its endpoint", c.Name, rule)
+					}
+				}
+			}
+		}
+	}
+	if choices != 1200 || seps != 2400 {
+		t.Fatalf("%d choice rules and %d KUBE-SEP rules, want 1200 and 2400", choices, seps)
 	}
 }
