@@ -6,7 +6,7 @@ VERSION ?= v0.1.0
 IMAGE   ?= kproxy.dev/kproxy:$(VERSION)
 CONTAINER_TOOL ?= docker
 
-.PHONY: all build test test-deps unit vet fmt clean fuzz fuzz-short image e2e
+.PHONY: all build test test-deps test-iptables-build unit vet fmt clean fuzz fuzz-short image e2e
 
 all: build
 
@@ -23,8 +23,20 @@ test-deps:
 	fi
 
 # test also runs vet, the gofmt check, staticcheck and a short fuzz run, so CI holds the code to them.
-test: test-deps vet fuzz-short
+test: test-deps vet fuzz-short test-iptables-build
 	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+
+# test-iptables-build builds the iptables-nft tools the image ships
+# (scripts/build-iptables.sh, cached in /var/cache/kproxy-iptables) and runs the
+# iptables dataplane's tests, kernel ones included, with them first in PATH.
+test-iptables-build:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		dir=$$(sh scripts/build-iptables.sh) && \
+		test "$$(PATH=$$dir/sbin:$$PATH command -v iptables-nft-restore)" = "$$dir/sbin/iptables-nft-restore" && \
+		PATH=$$dir/sbin:$$PATH $(GO) test -count=1 ./internal/dataplane/iptables/; \
+	else \
+		echo "make test-iptables-build: not root on Debian: skipped"; \
+	fi
 
 # e2e runs test/e2e/apiserver: kproxy against a real kube-apiserver and etcd, which
 # scripts/build-apiserver.sh builds from the Go module proxy and caches by version in
