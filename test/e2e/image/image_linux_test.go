@@ -77,6 +77,45 @@ func TestDockerfileStages(t *testing.T) {
 	}
 }
 
+// The runtime stage replaces Debian's iptables-nft binary with the one
+// scripts/build-iptables.sh builds (chain-name hashes sized for large nodes), at
+// the path every iptables-nft name resolves to.
+func TestDockerfileShipsTheRebuiltIptables(t *testing.T) {
+	d := readDockerfile(t)
+	if !regexp.MustCompile(`(?m)^FROM debian:\$\{DEBIAN_VERSION\} AS iptables$`).MatchString(d.text) {
+		t.Fatal("Dockerfile: want a stage FROM debian:${DEBIAN_VERSION} AS iptables")
+	}
+	if !strings.Contains(d.text, "\nCOPY scripts/build-iptables.sh /src/build-iptables.sh\n") {
+		t.Error("Dockerfile: the iptables stage must copy scripts/build-iptables.sh to /src")
+	}
+	run := regexp.MustCompile(`(?m)^RUN sh /src/build-iptables.sh (\S+)$`).FindStringSubmatch(d.text)
+	cp := regexp.MustCompile(`(?m)^COPY --from=iptables (\S+) (\S+)$`).FindStringSubmatch(d.text)
+	if run == nil || cp == nil {
+		t.Fatalf("Dockerfile: want RUN sh /src/build-iptables.sh DEST and COPY --from=iptables DEST/sbin/xtables-nft-multi ...; got %q, %q", run, cp)
+	}
+	if want := run[1] + "/sbin/xtables-nft-multi"; cp[1] != want {
+		t.Errorf("Dockerfile copies %s from the iptables stage; the script installs %s", cp[1], want)
+	}
+	const target = "/usr/sbin/xtables-nft-multi"
+	if cp[2] != target {
+		t.Errorf("Dockerfile copies the rebuilt iptables to %s, want %s", cp[2], target)
+	}
+	if strings.Index(d.text, "AS iptables") > strings.LastIndex(d.text, "\nFROM ") {
+		t.Error("Dockerfile: the iptables stage must come before the runtime stage")
+	}
+	// On a Debian host (the runtime stage's distribution) every iptables-nft
+	// name the modes run resolves to that one binary.
+	for _, name := range []string{"iptables-nft-restore", "iptables-nft-save", "ip6tables-nft-restore", "ip6tables-nft-save"} {
+		p, err := filepath.EvalSymlinks("/usr/sbin/" + name)
+		if err != nil {
+			continue // not Debian's layout here
+		}
+		if p != target {
+			t.Errorf("/usr/sbin/%s resolves to %s, not %s: the image would run Debian's binary", name, p, target)
+		}
+	}
+}
+
 // buildBinary builds kproxy as the Dockerfile's build stage does (static, the
 // version stamped in).
 func buildBinary(t *testing.T, version string) string {
