@@ -105,7 +105,7 @@ func Measure(ctx context.Context, s Spec, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, stageErr(StageNew, fmt.Errorf("mode %s: %w", s.Mode, err))
 	}
-	m := &measurer{spec: s, dp: dp, w: w, say: say, res: &Result{Mode: s.Mode, Services: s.Services, Endpoints: s.Endpoints}}
+	m := &measurer{spec: s, dp: dp, w: w, say: say, res: &Result{Mode: s.Mode, Services: s.Services, Endpoints: s.Endpoints, Tools: resolveTools(s.Mode)}}
 	defer func() { _ = dp.Cleanup(context.WithoutCancel(ctx)) }()
 	if err := m.run(ctx); err != nil {
 		return nil, err

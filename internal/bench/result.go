@@ -31,6 +31,9 @@ type Result struct {
 	// baseline, which come after.
 	// It is null where it was not read (results from before it existed).
 	PeakRSSBytes *int64 `json:"peak_rss_bytes"`
+	// Tools maps each program the mode runs during its syncs to the path it
+	// resolved to in PATH (iptables-nft-restore: which build was measured).
+	Tools map[string]string `json:"tools,omitempty"`
 
 	// Connect latency, filled by `bench compare` only.
 	ConnectCount    int      `json:"connect_count,omitempty"`
