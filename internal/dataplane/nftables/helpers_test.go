@@ -113,15 +113,16 @@ func checkGolden(t *testing.T, name, got string) {
 	golden.Check(t, name+".golden", []byte(got))
 }
 
-// bigSnapshot has n ClusterIP Services with e endpoints each, as `kproxy bench` builds.
+// bigSnapshot has n ClusterIP Services with e endpoints each, as `kproxy bench`
+// builds, every address distinct (up to a million Services and 700,000 endpoints).
 func bigSnapshot(n, e int) *state.Snapshot {
 	specs := map[*spec][]state.Endpoint{}
 	for i := range n {
-		s := &spec{name: fmt.Sprintf("svc-%d", i), clusterIP: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}).String(), port: 80}
+		s := &spec{name: fmt.Sprintf("svc-%d", i), clusterIP: netip.AddrFrom4([4]byte{10, byte(96 + i>>16), byte(i >> 8), byte(i)}).String(), port: 80}
 		var eps []state.Endpoint
 		for j := range e {
 			k := i*e + j
-			eps = append(eps, ep(netip.AddrFrom4([4]byte{10, 244, byte(k >> 8), byte(k)}).String(), 8080))
+			eps = append(eps, ep(netip.AddrFrom4([4]byte{10, byte(244 + k>>16), byte(k >> 8), byte(k)}).String(), 8080))
 		}
 		specs[s] = eps
 	}

@@ -37,6 +37,10 @@ func BenchmarkKernelFullSyncMemory(b *testing.B) {
 		b.StopTimer()
 		live = benchmem.LiveHeap() - base
 		runtime.KeepAlive(p)
+		// Its watch would otherwise read the next iteration's announcements.
+		if err := p.Cleanup(ctx); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(live)/(1<<20), "live-MiB")
