@@ -11,9 +11,10 @@ import (
 
 // nfConn is what a table sync uses of the kernel: operations that only queue
 // messages, Flush to send them as one transaction, and the reads of the self-check
-// (digest_linux.go). kernelConn (*nftables.Conn plus two reads it lacks) implements
-// it; unit tests use the stateful fake in internal/testing/fakenft, which applies a
-// Flush all or nothing as the kernel does.
+// (digest_linux.go). kernelConn (google/nftables to encode and read, kproxy's own
+// batch sender, two reads google/nftables lacks) implements it; unit tests use the
+// stateful fake in internal/testing/fakenft, which applies a Flush all or nothing
+// as the kernel does.
 // SetAddElements and SetDeleteElements must not keep vals: elemWriter reuses it.
 type nfConn interface {
 	AddTable(t *nftables.Table) *nftables.Table

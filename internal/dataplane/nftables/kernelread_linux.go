@@ -11,23 +11,53 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// kernelConn is the real kernel behind the nfConn seam: google/nftables for the
-// transactions, plus the two reads google/nftables v0.3.0 lacks, sent on a netlink
-// socket of their own: the ruleset generation (NFT_MSG_GETGEN) and one dump of every
-// rule of a table (its GetRules needs a chain name: one request per chain).
+// kernelConn is the real kernel behind the nfConn seam. google/nftables encodes the
+// transactions (the embedded Conn only queues: its Flush hands the messages to tx,
+// which sends them: txsend_linux.go) and reads (reads, a lasting socket); the two
+// reads google/nftables v0.3.0 lacks are sent on a netlink socket of their own: the
+// ruleset generation (NFT_MSG_GETGEN) and one dump of every rule of a table (its
+// GetRules needs a chain name: one request per chain).
 type kernelConn struct {
 	*nftables.Conn
-	nsFD int
-	raw  *netlink.Conn
+	// ops counts operations queued since the last spill; queueErr is a spill's
+	// error, for Flush.
+	ops      int
+	queueErr error
+	reads    *nftables.Conn
+	tx       *txConn
+	nsFD     int
+	raw      *netlink.Conn
 }
 
 // openKernelConn opens the lasting connection of a table sync.
 func openKernelConn(nsFD int) (nfConn, error) {
-	c, err := openConn(nsFD)
+	reads, err := openConn(nsFD)
 	if err != nil {
 		return nil, err
 	}
-	return &kernelConn{Conn: c, nsFD: nsFD}, nil
+	tx := &txConn{nsFD: nsFD}
+	queue, err := nftables.New(nftables.WithTestDial(tx.capture))
+	if err != nil {
+		_ = reads.CloseLasting()
+		return nil, err
+	}
+	return &kernelConn{Conn: queue, reads: reads, tx: tx, nsFD: nsFD}, nil
+}
+
+func (c *kernelConn) ListTableOfFamily(name string, family nftables.TableFamily) (*nftables.Table, error) {
+	return c.reads.ListTableOfFamily(name, family)
+}
+
+func (c *kernelConn) GetRules(t *nftables.Table, ch *nftables.Chain) ([]*nftables.Rule, error) {
+	return c.reads.GetRules(t, ch)
+}
+
+func (c *kernelConn) ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error) {
+	return c.reads.ListChainsOfTableFamily(family)
+}
+
+func (c *kernelConn) GetSetElements(s *nftables.Set) ([]nftables.SetElement, error) {
+	return c.reads.GetSetElements(s)
 }
 
 func (c *kernelConn) rawConn() (*netlink.Conn, error) {
@@ -41,13 +71,11 @@ func (c *kernelConn) rawConn() (*netlink.Conn, error) {
 	return c.raw, nil
 }
 
-// CloseLasting closes both sockets.
+// CloseLasting closes every socket.
 func (c *kernelConn) CloseLasting() error {
-	if c.raw != nil {
-		_ = c.raw.Close()
-		c.raw = nil
-	}
-	return c.Conn.CloseLasting()
+	c.dropRaw()
+	c.tx.close()
+	return c.reads.CloseLasting()
 }
 
 // nfgenmsg is the header of every nf_tables message: family, version, resource id.

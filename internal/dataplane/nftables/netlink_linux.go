@@ -4,6 +4,7 @@ package nftables
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -27,27 +28,28 @@ type batch struct {
 	err     error
 }
 
-// openConn opens a netlink connection with buffers large enough for a full sync in
-// one batch (the kernel takes a batch in one message, and acks every part of it).
+// openConn opens a netlink connection with buffers large enough for a full sync's
+// reads.
 func openConn(nsFD int) (*nftables.Conn, error) {
-	return nftables.New(append(nsOptions(nsFD), nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
-		raw, err := c.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		err = raw.Control(func(fd uintptr) {
-			for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
-				if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 1<<30); e != nil {
-					serr = e
-				}
+	return nftables.New(append(nsOptions(nsFD), nftables.AsLasting(), nftables.WithSockOptions(largeBuffers))...)
+}
+
+// largeBuffers sizes a netlink socket's buffers for a full sync in one batch (the
+// kernel takes a batch in one message) and for the largest dump.
+func largeBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 1<<30); e != nil {
+				serr = e
 			}
-		})
-		if err != nil {
-			return err
 		}
-		return serr
-	}))...)
+	})
+	return errors.Join(err, serr)
 }
 
 func nsOptions(nsFD int) []nftables.ConnOption {
