@@ -23,10 +23,12 @@ type kernelConn struct {
 	// error, for Flush.
 	ops      int
 	queueErr error
-	reads    *nftables.Conn
-	tx       *txConn
-	nsFD     int
-	raw      *netlink.Conn
+	// scratch is where element messages are encoded (elemmsg_linux.go).
+	scratch []byte
+	reads   *nftables.Conn
+	tx      *txConn
+	nsFD    int
+	raw     *netlink.Conn
 }
 
 // openKernelConn opens the lasting connection of a table sync.

@@ -34,11 +34,10 @@ type txConn struct {
 	seq uint32
 	// The open batch: its encoded messages from its begin (sequence number first)
 	// on, where the last message's header is, and the end to close it with.
-	chunks   [][]byte
-	first    uint32
-	msgs     int
-	lastHdr  []byte
-	batchEnd []byte
+	chunks  [][]byte
+	first   uint32
+	msgs    int
+	lastHdr []byte
 }
 
 // txChunk is the size of the batch's chunks (one write takes up to 1,024, the
@@ -46,23 +45,16 @@ type txConn struct {
 var txChunk = 4 << 20
 
 // capture is the queueing connection's dial: google/nftables' Flush hands it the
-// encoded messages (between a batch begin and end), then reads a reply per message,
-// which capture answers with none (io.EOF: nothing to read).
+// encoded messages (between a batch begin and end, which txConn writes itself),
+// then reads a reply per message, which capture answers with none (io.EOF: nothing
+// to read).
 func (t *txConn) capture(req []netlink.Message) ([]netlink.Message, error) {
 	if req == nil {
 		return nil, io.EOF
 	}
 	for _, m := range req {
 		switch m.Header.Type {
-		case unix.NFNL_MSG_BATCH_BEGIN:
-			if t.msgs > 0 {
-				continue // one batch, however often it was spilled
-			}
-			t.first = t.seq + 1
-		case unix.NFNL_MSG_BATCH_END:
-			if t.batchEnd == nil {
-				t.batchEnd = encodeMsg(nil, m, 0)
-			}
+		case unix.NFNL_MSG_BATCH_BEGIN, unix.NFNL_MSG_BATCH_END:
 			continue
 		}
 		t.put(m)
@@ -70,9 +62,27 @@ func (t *txConn) capture(req []netlink.Message) ([]netlink.Message, error) {
 	return nil, nil
 }
 
-// put encodes one message into the batch, numbered, with no echo and no
-// acknowledgement asked (send asks one of the last).
+// batchMsg is a batch's begin or end: nfgenmsg with the subsystem as resource id.
+func batchMsg(typ int) netlink.Message {
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES},
+	}
+}
+
+// put encodes one message into the batch, opened first if need be, numbered,
+// with no echo and no acknowledgement asked (send asks one of the last).
 func (t *txConn) put(m netlink.Message) {
+	if t.msgs == 0 {
+		t.first = t.seq + 1
+		t.write(batchMsg(unix.NFNL_MSG_BATCH_BEGIN))
+	}
+	t.lastHdr = t.write(m)
+}
+
+// write appends one message to the last chunk (a new one if it does not fit) and
+// returns its header.
+func (t *txConn) write(m netlink.Message) []byte {
 	size := nlAlign(unix.NLMSG_HDRLEN + len(m.Data))
 	if len(t.chunks) == 0 || cap(t.chunks[len(t.chunks)-1])-len(t.chunks[len(t.chunks)-1]) < size {
 		t.chunks = append(t.chunks, make([]byte, 0, max(txChunk, size)))
@@ -81,10 +91,8 @@ func (t *txConn) put(m netlink.Message) {
 	t.seq++
 	at := len(*c)
 	*c = encodeMsg(*c, m, t.seq)
-	if m.Header.Type != unix.NFNL_MSG_BATCH_BEGIN {
-		t.lastHdr = (*c)[at : at+unix.NLMSG_HDRLEN]
-	}
 	t.msgs++
+	return (*c)[at : at+unix.NLMSG_HDRLEN]
 }
 
 // encodeMsg appends the message to b with sequence number seq, echo and
@@ -150,9 +158,8 @@ func (t *txConn) send() error {
 	flags := binary.NativeEndian.Uint16(t.lastHdr[6:8])
 	binary.NativeEndian.PutUint16(t.lastHdr[6:8], flags|uint16(netlink.Acknowledge))
 	acked := binary.NativeEndian.Uint32(t.lastHdr[8:12])
-	t.seq++
-	bufs := append(t.chunks, t.batchEnd)
-	binary.NativeEndian.PutUint32(t.batchEnd[8:12], t.seq)
+	t.write(batchMsg(unix.NFNL_MSG_BATCH_END))
+	bufs := t.chunks
 	if len(bufs) > 1024 {
 		return fmt.Errorf("the batch is too large (%d chunks of %d bytes)", len(bufs), txChunk)
 	}
@@ -169,7 +176,7 @@ func (t *txConn) send() error {
 		t.close() // replies of a half-sent batch must not meet the next one
 		return fmt.Errorf("send the batch (%d messages): %w", t.msgs, err)
 	}
-	r := batchReplies{chunks: t.chunks, first: t.first, acked: acked, msgs: t.msgs + 1}
+	r := batchReplies{chunks: t.chunks, first: t.first, acked: acked, msgs: t.msgs}
 	if err := drain(raw, r.add); err != nil {
 		t.close()
 		return fmt.Errorf("read the kernel's replies: %w", err)
@@ -395,7 +402,12 @@ func (c *kernelConn) queued() {
 
 func (c *kernelConn) spill() {
 	c.ops = 0
-	if err := c.Conn.Flush(); err != nil && c.queueErr == nil {
+	c.fail(c.Conn.Flush())
+}
+
+// fail keeps the first error of queueing for Flush.
+func (c *kernelConn) fail(err error) {
+	if err != nil && c.queueErr == nil {
 		c.queueErr = err
 	}
 }
@@ -454,14 +466,4 @@ func (c *kernelConn) DelSet(s *nftables.Set) {
 func (c *kernelConn) FlushSet(s *nftables.Set) {
 	defer c.queued()
 	c.Conn.FlushSet(s)
-}
-
-func (c *kernelConn) SetAddElements(s *nftables.Set, vals []nftables.SetElement) error {
-	defer c.queued()
-	return c.Conn.SetAddElements(s, vals)
-}
-
-func (c *kernelConn) SetDeleteElements(s *nftables.Set, vals []nftables.SetElement) error {
-	defer c.queued()
-	return c.Conn.SetDeleteElements(s, vals)
 }
