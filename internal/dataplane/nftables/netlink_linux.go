@@ -209,13 +209,13 @@ type elemWriter struct {
 	b       *batch
 	kinds   map[string]setKind
 	add     bool
-	pending map[string][]nftables.SetElement
+	pending map[string]*[]nftables.SetElement
 	// order is the sets in first-use order, so messages come out in a stable order.
 	order []string
 }
 
 func (b *batch) elemWriter(kinds map[string]setKind, add bool) *elemWriter {
-	return &elemWriter{b: b, kinds: kinds, add: add, pending: map[string][]nftables.SetElement{}}
+	return &elemWriter{b: b, kinds: kinds, add: add, pending: map[string]*[]nftables.SetElement{}}
 }
 
 // put queues e (and an interval's end element).
@@ -226,20 +226,21 @@ func (w *elemWriter) put(e elem) {
 		return
 	}
 	set := e.set()
-	list, ok := w.pending[set]
-	if !ok {
+	list := w.pending[set]
+	if list == nil {
 		w.order = append(w.order, set)
-		list = make([]nftables.SetElement, 0, elemChunk+1)
+		l := make([]nftables.SetElement, 0, elemChunk+1)
+		list = &l
+		w.pending[set] = list
 	}
-	list = append(list, ne)
+	*list = append(*list, ne)
 	if end, ok := intervalEnd(e); ok {
-		list = append(list, end)
+		*list = append(*list, end)
 	}
-	if len(list) >= elemChunk {
-		w.send(set, list)
-		list = list[:0]
+	if len(*list) >= elemChunk {
+		w.send(set, *list)
+		*list = (*list)[:0]
 	}
-	w.pending[set] = list
 }
 
 // send queues one message; the library marshals list at once, so it can be reused.
@@ -259,8 +260,8 @@ func (w *elemWriter) send(set string, list []nftables.SetElement) {
 // close queues what is left.
 func (w *elemWriter) close() {
 	for _, set := range w.order {
-		w.send(set, w.pending[set])
-		w.pending[set] = nil
+		w.send(set, *w.pending[set])
+		*w.pending[set] = nil
 	}
 }
 

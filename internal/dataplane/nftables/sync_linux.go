@@ -318,8 +318,10 @@ func newElemQueue(b *batch, kinds map[string]setKind) *elemQueue {
 
 func (q *elemQueue) put(es []elem) {
 	for _, e := range es {
-		k := e.ref(&q.buf)
-		if q.refs[k]++; q.refs[k] == 1 {
+		// One map operation per element (1.4 million at 100,000 x 5): the count
+		// of keys says whether the increment made a new one.
+		n := len(q.refs)
+		if q.refs[e.ref(&q.buf)]++; len(q.refs) > n {
 			q.w.put(e)
 		}
 	}
