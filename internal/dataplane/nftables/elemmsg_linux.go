@@ -20,41 +20,33 @@ import (
 
 // SetAddElements queues an NFT_MSG_NEWSETELEM.
 func (c *kernelConn) SetAddElements(s *nftables.Set, vals []nftables.SetElement) error {
-	if !encodable(s, vals) {
-		defer c.queued()
-		return c.Conn.SetAddElements(s, vals)
-	}
-	c.putElems(unix.NFT_MSG_NEWSETELEM, s, vals)
-	return nil
+	return c.elements(unix.NFT_MSG_NEWSETELEM, s, vals)
 }
 
 // SetDeleteElements queues an NFT_MSG_DELSETELEM.
 func (c *kernelConn) SetDeleteElements(s *nftables.Set, vals []nftables.SetElement) error {
-	if !encodable(s, vals) {
-		defer c.queued()
-		return c.Conn.SetDeleteElements(s, vals)
-	}
-	c.putElems(unix.NFT_MSG_DELSETELEM, s, vals)
-	return nil
+	return c.elements(unix.NFT_MSG_DELSETELEM, s, vals)
 }
 
-// putElems writes the message after everything queued before it.
-func (c *kernelConn) putElems(typ int, s *nftables.Set, vals []nftables.SetElement) {
-	c.spill()
-	var ok bool
-	if c.scratch, ok = appendElemMsg(c.scratch[:0], s, vals); !ok {
-		defer c.queued() // too long for one attribute: google/nftables says so
-		if typ == unix.NFT_MSG_NEWSETELEM {
-			c.fail(c.Conn.SetAddElements(s, vals))
-		} else {
-			c.fail(c.Conn.SetDeleteElements(s, vals))
+// elements writes the message after everything queued before it, or leaves it to
+// google/nftables (which also says when a list is too long for one attribute).
+func (c *kernelConn) elements(typ int, s *nftables.Set, vals []nftables.SetElement) error {
+	if encodable(s, vals) {
+		c.spill()
+		var ok bool
+		if c.scratch, ok = appendElemMsg(c.scratch[:0], s, vals); ok {
+			c.tx.put(netlink.Message{
+				Header: netlink.Header{Type: nftMsgType(typ), Flags: netlink.Request | netlink.Create},
+				Data:   c.scratch,
+			})
+			return nil
 		}
-		return
 	}
-	c.tx.put(netlink.Message{
-		Header: netlink.Header{Type: nftMsgType(typ), Flags: netlink.Request | netlink.Create},
-		Data:   c.scratch,
-	})
+	defer c.queued()
+	if typ == unix.NFT_MSG_NEWSETELEM {
+		return c.Conn.SetAddElements(s, vals)
+	}
+	return c.Conn.SetDeleteElements(s, vals)
 }
 
 // encodable says whether appendElemMsg encodes these elements.
