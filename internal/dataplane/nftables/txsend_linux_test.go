@@ -93,3 +93,27 @@ func TestTransactionRefusedNamesTheMessage(t *testing.T) {
 		t.Fatalf("after a refused batch: %v", err)
 	}
 }
+
+// Element messages, written straight into the batch, come after the operations
+// google/nftables still queues: a set created in the same batch takes them.
+func TestTransactionKeepsOrderAcrossEncoders(t *testing.T) {
+	c, ns := txTestConn(t)
+	tbl := txTable()
+	c.AddTable(tbl)
+	set := &nftables.Set{Table: tbl, Name: "addrs", KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(set, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetAddElements(set, []nftables.SetElement{{Key: []byte{10, 0, 0, 1}}, {Key: []byte{10, 0, 0, 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	out := ns.exec(t, "nft", "list", "set", "ip", "txtest", "addrs")
+	for _, want := range []string{"10.0.0.1", "10.0.0.2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("set addrs lacks %s:\n%s", want, out)
+		}
+	}
+}
