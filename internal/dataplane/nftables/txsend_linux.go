@@ -32,8 +32,9 @@ type txConn struct {
 	sock *netlink.Conn
 	// seq is the last sequence number used; replies name messages by it.
 	seq uint32
-	// The open batch: its encoded messages from its begin (sequence number first)
-	// on, where the last message's header is, and the end to close it with.
+	// The open batch: its encoded messages from its begin (sequence number
+	// first) on, how many, and the header of the last one (send asks its
+	// acknowledgement).
 	chunks  [][]byte
 	first   uint32
 	msgs    int
