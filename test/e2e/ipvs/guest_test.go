@@ -38,7 +38,17 @@ func extraBinaries(t *testing.T) map[string]string {
 var (
 	kproxyOnce sync.Once
 	kproxyPath string
+	kproxyDir  string // removed by TestMain
 )
+
+// TestMain removes the kproxy binary's directory when the tests end (41 MB a run).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if kproxyDir != "" {
+		_ = os.RemoveAll(kproxyDir)
+	}
+	os.Exit(code)
+}
 
 // kproxyBin builds the static kproxy binary once per test process.
 func kproxyBin(t *testing.T) string {
@@ -48,7 +58,7 @@ func kproxyBin(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		kproxyPath = filepath.Join(dir, "kproxy")
+		kproxyDir, kproxyPath = dir, filepath.Join(dir, "kproxy")
 		cmd := exec.Command("go", "build", "-o", kproxyPath, "kproxy.dev/kproxy/cmd/kproxy")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
