@@ -4,6 +4,7 @@ package userspace
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -339,10 +340,15 @@ func benchClient() error {
 
 // refRelay is the reference relay: per connection, two threads each splice one
 // direction socket -> pipe -> socket with blocking calls, with kproxy's pipe size
-// and its buffers towards local peers (sizeLocal).
+// and its buffers and congestion control towards local peers (sizeLocal,
+// congestion_linux.go).
 func refRelay(addr, backend string) error {
 	runtime.GOMAXPROCS(64) // two threads per connection hold a P each
-	l, err := net.Listen("tcp", addr)
+	to, err := netip.ParseAddrPort(backend)
+	if err != nil {
+		return err
+	}
+	l, err := sharedListen.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -353,16 +359,16 @@ func refRelay(addr, backend string) error {
 			return err
 		}
 		go func() {
-			u, err := net.Dial("tcp", backend)
+			u, err := dialEndpoint(to, true)
 			if err != nil {
 				c.Close()
 				return
 			}
 			sizeLocal(c.(*net.TCPConn))
-			sizeLocal(u.(*net.TCPConn))
+			sizeLocal(u)
 			// File returns blocking duplicates of the sockets.
 			cf, _ := c.(*net.TCPConn).File()
-			uf, _ := u.(*net.TCPConn).File()
+			uf, _ := u.File()
 			c.Close()
 			u.Close()
 			done := make(chan struct{})

@@ -18,7 +18,14 @@ import (
 // local with a local route (addrs_linux.go) is not an interface address, and
 // without it bind fails. Every listener's address is local by then (loopback,
 // the host's, or routed), so it changes nothing else.
+//
+// TCP listeners choose the congestion control for local peers
+// (congestion_linux.go): their accepted sockets inherit it, and serveTCP gives
+// remote clients the default back.
 var sharedListen = net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+	if err := chooseLocalCongestion(network, c); err != nil {
+		return err
+	}
 	var serr error
 	if err := c.Control(func(fd uintptr) {
 		if serr = setReusePort(fd); serr == nil && (network == "tcp6" || network == "udp6") {

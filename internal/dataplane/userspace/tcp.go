@@ -7,23 +7,26 @@ import (
 	"net/netip"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// localSendBuffer and localReceiveBuffer fix the buffers of a relay socket whose
-// peer is on this node (an endpoint here, a loopback client); peers on other
-// nodes keep the kernel's autotuning, which a fixed buffer would cap at
-// buffer/RTT. Both keep the bytes in flight few, so that pages are reused while
-// still in cache: the send buffer the pages the relay splices towards the
-// receiver (on loopback a third less CPU per relayed byte), the receive buffer
-// what a sender can queue at the relay. The relay is the slowest of three
-// processes on a stream, so with autotuning its receive queue grew to megabytes
-// and the sender, most likely writing into fresh, cold pages, spent a third more
-// CPU per MiB. With 512 KiB the relayed stream rose from about 0.6x to 0.74-0.78x
-// direct in interleaved runs of BenchmarkTCPStreamProcesses/up
+// localReceiveBuffer fixes the receive buffer of a relay socket whose peer is on
+// this node (an endpoint here, a loopback client); peers on other nodes keep the
+// kernel's autotuning, which a fixed buffer would cap at buffer/RTT. It keeps
+// what a sender can queue at the relay, and so the pages it occupies, few: the
+// relay is the slowest of three processes on a stream, so with autotuning its
+// receive queue grew to megabytes and the sender, most likely writing into
+// fresh, cold pages, spent a third more CPU per MiB
 // (docs/performance.md, "Relay CPU per MiB").
+//
+// localSendBuffer, when positive, fixes the send buffer of such a socket too; 0
+// leaves it to the kernel's autotuning, which is best once the relay's sends are
+// not paced (congestion_linux.go): a 128 KiB send buffer, best while BBR paced
+// them, held a receiving client to 0.66x direct, and autotuning reaches 0.8-1x
+// (docs/performance.md, "BBR's pacing on the relay's local legs").
 var (
-	localSendBuffer    = 128 << 10
+	localSendBuffer    = 0
 	localReceiveBuffer = 512 << 10
 )
 
@@ -116,6 +119,9 @@ func (p *Proxier) serveTCP(fe *frontend, client *net.TCPConn) {
 	}
 	if src.Addr().IsLoopback() {
 		sizeLocal(client)
+	} else if err := restoreDefaultCongestion(client); err != nil {
+		p.causes.warn("cannot restore the default congestion control for a remote client", "congestion", err,
+			"service", fe.svc.String())
 	}
 	l.established(true)
 	defer l.done()
@@ -164,7 +170,7 @@ func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (_ *net.TCPConn, _ *
 		if !ok {
 			return nil, nil, attempt == 0
 		}
-		c, err := dialEndpoint(l.b.addr)
+		c, err := dialEndpoint(l.b.addr, l.b.local)
 		if err == nil {
 			return c, l, false
 		}
@@ -182,13 +188,24 @@ func (p *Proxier) dialTCP(fe *frontend, src netip.AddrPort) (_ *net.TCPConn, _ *
 // picks the source port without knowing the destination: ports that only
 // TIME_WAIT connections to other peers hold are refused, so 20,000 quick
 // connections failed with "bind: address already in use". connect() alone picks a
-// port per destination and may reuse those.
-var endpointDialer = net.Dialer{Timeout: dialTimeout}
+// port per destination and may reuse those. localEndpointDialer is the same for
+// endpoints on this node, with their congestion control (congestion_linux.go).
+var (
+	endpointDialer      = net.Dialer{Timeout: dialTimeout}
+	localEndpointDialer = net.Dialer{Timeout: dialTimeout, Control: func(network, _ string, c syscall.RawConn) error {
+		return chooseLocalCongestion(network, c)
+	}}
+)
 
-func dialEndpoint(a netip.AddrPort) (*net.TCPConn, error) {
+// dialEndpoint connects to endpoint a, local when it is on this node.
+func dialEndpoint(a netip.AddrPort, local bool) (*net.TCPConn, error) {
+	d := &endpointDialer
+	if local {
+		d = &localEndpointDialer
+	}
 	// The context is not cancelable on purpose: deriving from one costs a
 	// registration per dial, and a pending dial ends within dialTimeout anyway.
-	c, err := endpointDialer.DialContext(context.Background(), "tcp", a.String())
+	c, err := d.DialContext(context.Background(), "tcp", a.String())
 	if err != nil {
 		return nil, err
 	}

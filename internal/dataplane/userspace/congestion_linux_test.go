@@ -1,0 +1,123 @@
+package userspace
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+
+	"kproxy.dev/kproxy/internal/state"
+	"kproxy.dev/kproxy/internal/testing/netns"
+)
+
+const ccSysctl = "/proc/sys/net/ipv4/tcp_congestion_control"
+
+// TestRelayLocalLegsDoNotPace runs in a network namespace of its own whose
+// default congestion control is BBR, which paces. A loopback client and a client
+// from a non-loopback address go through the relay to an endpoint on this node:
+// the relay's sockets to the loopback client and to the endpoint use a
+// congestion control that does not pace; the one to the other client keeps the
+// namespace's default. Where the default does not pace, the relay changes
+// nothing.
+func TestRelayLocalLegsDoNotPace(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "" {
+		netns.RequireRoot(t)
+		env := netns.New(t, "cc")
+		cmd := env.Node.Command(os.Args[0], "-test.run=^TestRelayLocalLegsDoNotPace$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestRelayLocalLegsDoNotPace") {
+			t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
+		}
+		t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+		return
+	}
+	if err := os.WriteFile(ccSysctl, []byte("bbr"), 0o644); err != nil {
+		t.Fatalf("making BBR the namespace's default: %v", err)
+	}
+	const remote = "10.99.0.1"
+	if out, err := exec.Command("ip", "addr", "add", remote+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v: %s", err, out)
+	}
+	backend := startTCPBackend(t, "A")
+	ip := randLoopback()
+	s := newSvc("cc", v1.ProtocolTCP, ip, freePort(t, "tcp", ip), backend)
+	p, _ := testProxier(t, nil)
+	sn := snap(state.NodeInfo{}, s)
+	mustSync(t, p, sn, allChanged(sn))
+
+	local := askVia(t, s.addr().String(), nil)
+	defer local.Close()
+	far := askVia(t, s.addr().String(), &net.TCPAddr{IP: net.ParseIP(remote)})
+	defer far.Close()
+
+	want := map[string]string{
+		backend.addr.String():      "cubic",
+		local.LocalAddr().String(): "cubic",
+		far.LocalAddr().String():   "bbr",
+	}
+	var got []string
+	p.conns.mu.Lock()
+	for k := range p.conns.m {
+		sock := k.(*net.TCPConn)
+		peer, cc := sock.RemoteAddr().String(), congestionOf(t, sock)
+		got = append(got, peer+" "+cc)
+		if cc != want[peer] {
+			t.Errorf("relay socket to %s: congestion control %q, want %q", peer, cc, want[peer])
+		}
+	}
+	p.conns.mu.Unlock()
+	if len(got) != 4 {
+		t.Errorf("the relay holds %d sockets, want 4: %v", len(got), got)
+	}
+
+	// Where the default does not pace there is nothing to choose. (Outside the
+	// initial namespace only an allowed congestion control may become the
+	// default, and reno always is.)
+	if err := os.WriteFile(ccSysctl, []byte("reno"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cg := probeCongestion(); cg != (congestion{def: "reno"}) {
+		t.Errorf("with reno the default: %+v, want the default alone", cg)
+	}
+}
+
+// askVia connects to addr (from laddr, when not nil) and reads the endpoint's
+// name through the relay.
+func askVia(t *testing.T, addr string, laddr *net.TCPAddr) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if laddr != nil {
+		d.LocalAddr = laddr
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "A\n" {
+		t.Fatalf("endpoint answered %q, %v", line, err)
+	}
+	return c
+}
+
+func congestionOf(t *testing.T, c *net.TCPConn) string {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cc string
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		cc, gerr = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	return cc
+}
