@@ -46,15 +46,25 @@ func probeCongestion() congestion {
 	}
 	defer unix.Close(fd)
 	def, err := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
-	if err != nil || !paces(def) {
-		return congestion{def: def}
+	if err != nil {
+		return congestion{}
+	}
+	return congestion{def: def, local: localCongestion(def, func(cc string) error { return setCongestion(uintptr(fd), cc) })}
+}
+
+// localCongestion is the congestion control for sockets to local peers given
+// the default, "" for the default: the first of cubic and reno that try (which
+// sets it on a probe socket) accepts, when the default paces.
+func localCongestion(def string, try func(string) error) string {
+	if !paces(def) {
+		return ""
 	}
 	for _, cc := range []string{"cubic", "reno"} {
-		if setCongestion(uintptr(fd), cc) == nil {
-			return congestion{def: def, local: cc}
+		if try(cc) == nil {
+			return cc
 		}
 	}
-	return congestion{def: def}
+	return ""
 }
 
 // paces reports whether congestion control cc paces every socket (BBR, in all

@@ -121,3 +121,35 @@ func congestionOf(t *testing.T, c *net.TCPConn) string {
 	}
 	return cc
 }
+
+// TestLocalCongestionChoice: cubic where it may be set, reno where it may not (an
+// unprivileged process, cubic not in net.ipv4.tcp_allowed_congestion_control),
+// nothing where the default does not pace or neither can be set.
+func TestLocalCongestionChoice(t *testing.T) {
+	allow := func(ok ...string) func(string) error {
+		return func(cc string) error {
+			for _, o := range ok {
+				if cc == o {
+					return nil
+				}
+			}
+			return unix.EPERM
+		}
+	}
+	for _, tc := range []struct {
+		def     string
+		allowed []string
+		want    string
+	}{
+		{"bbr", []string{"cubic", "reno"}, "cubic"},
+		{"bbr", []string{"reno"}, "reno"},
+		{"bbr2", []string{"reno"}, "reno"},
+		{"bbr", nil, ""},
+		{"cubic", []string{"cubic", "reno"}, ""},
+		{"reno", []string{"cubic", "reno"}, ""},
+	} {
+		if got := localCongestion(tc.def, allow(tc.allowed...)); got != tc.want {
+			t.Errorf("default %s, allowed %v: %q, want %q", tc.def, tc.allowed, got, tc.want)
+		}
+	}
+}
