@@ -20,21 +20,36 @@ import (
 // netnsChildEnv marks the re-executed test binary that runs inside a namespace.
 const netnsChildEnv = "KPROXY_USERSPACE_IN_NETNS"
 
+// inOwnNetns reports whether the calling test runs its body here: true in the
+// test binary re-executed inside a node namespace of its own (named after
+// prefix), false in the parent, which builds that namespace (setup, when not
+// nil, prepares it), runs the test there and fails unless it passed.
+func inOwnNetns(t *testing.T, prefix string, setup func(*netns.Env)) bool {
+	t.Helper()
+	if os.Getenv(netnsChildEnv) != "" {
+		return true
+	}
+	netns.RequireRoot(t)
+	env := netns.New(t, prefix)
+	if setup != nil {
+		setup(env)
+	}
+	cmd := env.Node.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
+	}
+	t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+	return false
+}
+
 // TestNonLocalClusterIPAsRoot runs its body in a network namespace of its own (the
 // test binary re-executed with `ip netns exec`), because it adds addresses to the
 // host: never to the root namespace. This kernel has no dummy links, so it checks
 // the fallback to lo; where kproxy0 can be made it checks that instead.
 func TestNonLocalClusterIPAsRoot(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		netns.RequireRoot(t)
-		env := netns.New(t, "userspace")
-		cmd := env.Node.Command(os.Args[0], "-test.run=^TestNonLocalClusterIPAsRoot$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestNonLocalClusterIPAsRoot") {
-			t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
-		}
-		t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+	if !inOwnNetns(t, "userspace", nil) {
 		return
 	}
 	a := startTCPBackend(t, "A")
@@ -175,18 +190,12 @@ func linkHolding(t *testing.T, a netip.Addr) string {
 }
 
 func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		netns.RequireRoot(t)
-		env := netns.New(t, "userspace")
+	if !inOwnNetns(t, "userspace", func(env *netns.Env) {
 		env.Node.MustRun(t, "ip", "addr", "add", "10.96.5.5/32", "dev", "lo", "label", loLabel)
 		env.Node.MustRun(t, "ip", "addr", "add", "10.96.5.6/32", "dev", "lo")
 		env.Node.MustRun(t, "ip", "route", "add", "local", "10.96.5.7/32", "dev", "lo", "table", "local", "proto", "107")
 		env.Node.MustRun(t, "ip", "route", "add", "local", "10.96.5.8/32", "dev", "lo", "table", "local")
-		cmd := env.Node.Command(os.Args[0], "-test.run=^TestCleanupLeftoversRemovesLabelledLoAddresses$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS") {
-			t.Fatalf("test body in namespace failed: %v\n%s", err, out)
-		}
+	}) {
 		return
 	}
 	if err := cleanupLeftovers(t.Context(), dataplane.Options{}); err != nil {
@@ -211,16 +220,10 @@ func TestCleanupLeftoversRemovesLabelledLoAddresses(t *testing.T) {
 // the userspace mode's to take over: a node switched between the modes without a
 // cleanup must not have them adopted, and then removed, by the relay.
 func TestAdoptLeavesOtherLinksRoutes(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		netns.RequireRoot(t)
-		env := netns.New(t, "userspace-adopt")
+	if !inOwnNetns(t, "userspace-adopt", func(env *netns.Env) {
 		env.Node.MustRun(t, "ip", "link", "add", "kube-ipvs0", "type", "veth", "peer", "name", "kipvs-peer")
 		env.Node.MustRun(t, "ip", "route", "add", "local", "10.96.6.6/32", "dev", "kube-ipvs0", "table", "local", "proto", "107")
-		cmd := env.Node.Command(os.Args[0], "-test.run=^TestAdoptLeavesOtherLinksRoutes$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS") {
-			t.Fatalf("test body in namespace failed: %v\n%s", err, out)
-		}
+	}) {
 		return
 	}
 	got, err := newAddrManager(true).adopt()

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
-	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
 const ccSysctl = "/proc/sys/net/ipv4/tcp_congestion_control"
@@ -26,16 +24,7 @@ const ccSysctl = "/proc/sys/net/ipv4/tcp_congestion_control"
 // namespace's default. Where the default does not pace, the relay changes
 // nothing.
 func TestRelayLocalLegsDoNotPace(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		netns.RequireRoot(t)
-		env := netns.New(t, "cc")
-		cmd := env.Node.Command(os.Args[0], "-test.run=^TestRelayLocalLegsDoNotPace$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestRelayLocalLegsDoNotPace") {
-			t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
-		}
-		t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+	if !inOwnNetns(t, "cc", nil) {
 		return
 	}
 	if err := os.WriteFile(ccSysctl, []byte("bbr"), 0o644); err != nil {

@@ -6,14 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
-	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
 // TestDialDoesNotBindSourcePort runs, in a namespace of its own, with only 20
@@ -24,16 +22,7 @@ import (
 // port first cannot, and failed from about the 10th connection on (the client's
 // own TIME_WAIT ports count against bind too).
 func TestDialDoesNotBindSourcePort(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		netns.RequireRoot(t)
-		env := netns.New(t, "dial")
-		cmd := env.Node.Command(os.Args[0], "-test.run=^TestDialDoesNotBindSourcePort$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestDialDoesNotBindSourcePort") {
-			t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
-		}
-		t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+	if !inOwnNetns(t, "dial", nil) {
 		return
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("40000 40019"), 0o644); err != nil {

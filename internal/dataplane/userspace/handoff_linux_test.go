@@ -15,7 +15,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"kproxy.dev/kproxy/internal/state"
-	"kproxy.dev/kproxy/internal/testing/netns"
 )
 
 // TestRestartHandoffRefusesNothing is a restart: a second relay binds the same
@@ -23,16 +22,7 @@ import (
 // all along sees no refusal or reset. It runs in a namespace of its own because
 // Drain sets the namespace's net.ipv4.tcp_migrate_req.
 func TestRestartHandoffRefusesNothing(t *testing.T) {
-	if os.Getenv(netnsChildEnv) == "" {
-		netns.RequireRoot(t)
-		env := netns.New(t, "handoff")
-		cmd := env.Node.Command(os.Args[0], "-test.run=^TestRestartHandoffRefusesNothing$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestRestartHandoffRefusesNothing") {
-			t.Fatalf("test body in namespace %s failed: %v\n%s", env.Node.Name, err, out)
-		}
-		t.Logf("in namespace %s:\n%s", env.Node.Name, out)
+	if !inOwnNetns(t, "handoff", nil) {
 		return
 	}
 	if _, err := os.Stat(migrateReqSysctl); err != nil {
