@@ -52,16 +52,18 @@ func TestRelayLocalLegsDoNotPace(t *testing.T) {
 		far.LocalAddr().String():   "bbr",
 	}
 	var got []string
-	p.conns.mu.Lock()
-	for k := range p.conns.m {
-		sock := k.(*net.TCPConn)
-		peer, cc := sock.RemoteAddr().String(), congestionOf(t, sock)
+	for _, sock := range relaySockets(p) {
+		var cc string
+		onFD(t, sock, func(fd int) (err error) {
+			cc, err = unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+			return err
+		})
+		peer := sock.RemoteAddr().String()
 		got = append(got, peer+" "+cc)
 		if cc != want[peer] {
 			t.Errorf("relay socket to %s: congestion control %q, want %q", peer, cc, want[peer])
 		}
 	}
-	p.conns.mu.Unlock()
 	if len(got) != 4 {
 		t.Errorf("the relay holds %d sockets, want 4: %v", len(got), got)
 	}
@@ -93,22 +95,6 @@ func askVia(t *testing.T, addr string, laddr *net.TCPAddr) net.Conn {
 		t.Fatalf("endpoint answered %q, %v", line, err)
 	}
 	return c
-}
-
-func congestionOf(t *testing.T, c *net.TCPConn) string {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cc string
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		cc, gerr = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION)
-	}); err != nil || gerr != nil {
-		t.Fatal(err, gerr)
-	}
-	return cc
 }
 
 // TestLocalCongestionChoice: cubic where it may be set, reno where it may not (an

@@ -57,29 +57,43 @@ func TestRelayFixesBuffersTowardLocalPeers(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "A\n" {
 		t.Fatalf("endpoint answered %q, %v", line, err)
 	}
-	var socks []*net.TCPConn
-	p.conns.mu.Lock()
-	for k := range p.conns.m {
-		socks = append(socks, k.(*net.TCPConn))
-	}
-	p.conns.mu.Unlock()
+	socks := relaySockets(p)
 	if len(socks) != 2 {
 		t.Fatalf("the relay holds %d sockets, want the client's and the endpoint's", len(socks))
 	}
 	for _, sock := range socks {
-		rc, err := sock.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
 		var rcv int
-		var rerr error
-		if err := rc.Control(func(fd uintptr) {
-			rcv, rerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
-		}); err != nil || rerr != nil {
-			t.Fatal(err, rerr)
-		}
+		onFD(t, sock, func(fd int) (err error) {
+			rcv, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+			return err
+		})
 		if rcv != 2*localReceiveBuffer {
 			t.Errorf("relay socket %v -> %v: SO_RCVBUF %d, want %d", sock.LocalAddr(), sock.RemoteAddr(), rcv, 2*localReceiveBuffer)
 		}
+	}
+}
+
+// relaySockets are the sockets the relay holds open: its clients' and its
+// endpoints'.
+func relaySockets(p *Proxier) []*net.TCPConn {
+	var socks []*net.TCPConn
+	p.conns.mu.Lock()
+	defer p.conns.mu.Unlock()
+	for k := range p.conns.m {
+		socks = append(socks, k.(*net.TCPConn))
+	}
+	return socks
+}
+
+// onFD runs f on c's descriptor and fails t on any error.
+func onFD(t *testing.T, c *net.TCPConn, f func(fd int) error) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil || ferr != nil {
+		t.Fatal(err, ferr)
 	}
 }
