@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	kernelns "kproxy.dev/kproxy/internal/testing/netns"
 )
 
 // Minimal network-namespace helpers for this package's kernel tests. Names carry
@@ -53,7 +55,11 @@ func newNetns(t testing.TB, role string) *netns {
 	t.Helper()
 	name := fmt.Sprintf("nftables-%s-%d-%d", role, os.Getpid(), nsCounter.Add(1))
 	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	t.Cleanup(func() {
+		if err := kernelns.Delete(name); err != nil {
+			t.Error(err)
+		}
+	})
 	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatalf("open netns %s: %v", name, err)
