@@ -39,6 +39,13 @@ type congestion struct {
 // nodeCongestion probes once per process: kproxy runs in one network namespace.
 var nodeCongestion = sync.OnceValue(probeCongestion)
 
+// congestionChoice is the namespace's default congestion control and the one the
+// relay uses towards local peers instead ("" for the default), for the log.
+func congestionChoice() (def, local string) {
+	cg := nodeCongestion()
+	return cg.def, cg.local
+}
+
 func probeCongestion() congestion {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -179,6 +179,10 @@ func New(o dataplane.Options) (*Proxier, error) {
 	}
 	p.log.Info("userspace relay limits", "maxConns", lim.maxConns, "maxConnsPerClient", lim.perClient,
 		"idleTimeout", lim.idle, "note", "0 means no limit")
+	if def, local := congestionChoice(); local != "" {
+		p.log.Info("relay sockets to peers on this node use a congestion control that does not pace",
+			"congestionControl", local, "default", def)
+	}
 	p.classify.clusterCIDRs, p.classify.loopback = cidrs, true
 	p.listen = p.listenSocket
 	p.enableMigrate = enableMigrateReq
